@@ -1,0 +1,46 @@
+"""`python -m policyhub [--config FILE]`: serve until SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from policyhub.bootstrap import bootstrap
+from policyhub.config import load_config
+from policyhub.errors import ConfigError, PolicyHubError
+from policyhub.server import PolicyHubServer
+
+log = logging.getLogger("policyhub")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="policyhub", description="policyhub gRPC server")
+    parser.add_argument("--config", help="YAML configuration file (or POLICYHUB_CONFIG)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"policyhub: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.embedded_store:
+        log.warning("no mongodb_uri configured: using the EMBEDDED IN-MEMORY store; data is lost at exit")
+    try:
+        server = PolicyHubServer(bootstrap(config))
+    except (ConfigError, PolicyHubError, OSError) as exc:
+        print(f"policyhub: cannot start: {exc}", file=sys.stderr)
+        return 1
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
+    server.start()
+    stop_requested.wait()
+    # In-flight calls finish within the grace period; new ones are refused.
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

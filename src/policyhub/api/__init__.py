@@ -1,0 +1,1 @@
+"""api layer: gRPC servicers that translate messages to plain Python and back, nothing else."""

@@ -1,0 +1,68 @@
+"""Message <-> plain Python conversions shared by the servicers."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from bson import ObjectId
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+
+
+def iso(value: datetime | None) -> str:
+    """ISO-8601, UTC, milliseconds, `Z` (SpaceONE's form)."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def optional_message(request: Message, field: str) -> dict[str, Any] | None:
+    """A message field as a dict, or None when the request does not set it."""
+    return message_dict(getattr(request, field)) if request.HasField(field) else None
+
+
+def struct_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(struct)
+
+
+def list_values(values: struct_pb2.ListValue) -> list[Any]:
+    return json_format.MessageToDict(values)
+
+
+def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(json_safe(data))
+    return struct
+
+
+def stat_struct(results: list, total_count: int | None) -> struct_pb2.Struct:
+    """stat's response body: {"results": [...], "total_count": N} (total_count only when paged)."""
+    body: dict[str, Any] = {"results": results}
+    if total_count is not None:
+        body["total_count"] = total_count
+    return to_struct(body)
+
+
+def to_list_value(data: list[Any]) -> struct_pb2.ListValue:
+    values = struct_pb2.ListValue()
+    values.extend(json_safe(data))
+    return values
+
+
+def json_safe(value: Any) -> Any:
+    """Stat results and stored values may hold dates and ObjectIds; Struct holds only JSON."""
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, ObjectId):
+        return str(value)
+    return value

@@ -1,0 +1,83 @@
+"""Turns domain errors into gRPC statuses with google.rpc.Status details.
+
+A server interceptor, so no servicer repeats error handling. It also makes an
+undecodable request (e.g. non-UTF-8 bytes in a string) INVALID_ARGUMENT instead
+of the INTERNAL that grpcio answers by default.
+"""
+from __future__ import annotations
+
+import logging
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from policyhub.errors import InvalidArgument, PolicyHubError
+
+log = logging.getLogger(__name__)
+ERROR_DOMAIN = "policyhub"
+
+
+class _Undecodable:
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def to_status(error: PolicyHubError) -> status_pb2.Status:
+    details = []
+    info = error_details_pb2.ErrorInfo(reason=f"ERROR_{error.name}", domain=ERROR_DOMAIN, metadata=error.metadata)
+    details.append(info)
+    if error.violations:
+        details.append(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations]))
+    packed = []
+    for detail in details:
+        holder = any_pb2.Any()
+        holder.Pack(detail)
+        packed.append(holder)
+    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=str(error), details=packed)
+
+
+def _abort(context: grpc.ServicerContext, error: PolicyHubError):
+    context.abort_with_status(rpc_status.to_status(to_status(error)))
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        return handler._replace(
+            request_deserializer=_safe_deserializer(handler.request_deserializer),
+            unary_unary=_guarded(handler.unary_unary, method),
+        )
+
+
+def _safe_deserializer(deserialize):
+    def wrapper(data: bytes):
+        try:
+            return deserialize(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+    return wrapper
+
+
+def _guarded(behavior, method: str):
+    def wrapper(request, context):
+        if isinstance(request, _Undecodable):
+            _abort(context, InvalidArgument("request", f"not a valid message ({request.reason}); "
+                                                       "strings must be valid UTF-8"))
+        try:
+            return behavior(request, context)
+        except PolicyHubError as error:
+            _abort(context, error)
+        except Exception:  # noqa: BLE001 - a real bug: log it, answer INTERNAL without internals
+            if context.code() is not None:
+                raise
+            log.exception("unhandled error in %s", method)
+            context.abort(grpc.StatusCode.INTERNAL, "ERROR_UNKNOWN: internal error; see the server log")
+    return wrapper

@@ -1,0 +1,117 @@
+"""spaceone.api.repository.v1.Policy servicer."""
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import empty_pb2
+
+from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
+from policyhub.api.context import request_context
+from policyhub.api.convert import (iso, list_values, message_dict, optional_message, stat_struct, struct_dict,
+                                   to_list_value, to_struct)
+from policyhub.api.repository_api import repository_info
+from policyhub.service.policy_service import PolicyService
+
+STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery.DISABLED: "DISABLED"}
+
+
+class PolicyAPI(policy_pb2_grpc.PolicyServicer):
+    def __init__(self, service: PolicyService):
+        self.service = service
+
+    def create(self, request, context):
+        params = {
+            "policy_id": request.policy_id,
+            "name": request.name,
+            "description": request.description,
+            "permissions": list(request.permissions),
+            "statements": [_statement(s) for s in request.statements],
+            "labels": list_values(request.labels),
+            "tags": struct_dict(request.tags),
+            "project_id": request.project_id,
+        }
+        return policy_info(self.service.create(request_context(request, context), params))
+
+    def update(self, request, context):
+        params: dict[str, Any] = {
+            "policy_id": request.policy_id,
+            "name": request.name,
+            "description": request.description,
+            "permissions": list(request.permissions),
+            "statements": [_statement(s) for s in request.statements],
+            "labels": list_values(request.labels) if request.HasField("labels") else None,
+            "tags": struct_dict(request.tags) if request.HasField("tags") else None,
+            "etag": request.etag,
+        }
+        if request.HasField("update_mask"):
+            params["update_mask"] = list(request.update_mask.paths)
+        return policy_info(self.service.update(request_context(request, context), params))
+
+    def delete(self, request, context):
+        self.service.delete(request_context(request, context), {"policy_id": request.policy_id,
+                                                                "etag": request.etag})
+        return empty_pb2.Empty()
+
+    def get(self, request, context):
+        record = self.service.get(request_context(request, context),
+                                  {"policy_id": request.policy_id, "repository_id": request.repository_id})
+        return policy_info(record, only=list(request.only))
+
+    def list(self, request, context):
+        params = {
+            "query": optional_message(request, "query"),
+            "policy_id": request.policy_id,
+            "name": request.name,
+            "project_id": request.project_id,
+            "repository_id": request.repository_id,
+            "state": STATE_NAMES.get(request.state),
+            "exclude_managed": request.exclude_managed,
+        }
+        results, total = self.service.list(request_context(request, context), params)
+        return policy_pb2.PoliciesInfo(results=[policy_info(r) for r in results], total_count=total)
+
+    def stat(self, request, context):
+        params = {"query": optional_message(request, "query"), "repository_id": request.repository_id}
+        results, total = self.service.stat(request_context(request, context), params)
+        return stat_struct(results, total)
+
+
+def _statement(statement) -> dict[str, Any]:
+    return {
+        "effect": policy_pb2.Statement.Effect.Name(statement.effect),
+        "actions": list(statement.actions),
+        "resources": list(statement.resources),
+        "conditions": struct_dict(statement.conditions),
+    }
+
+
+def policy_info(record: dict[str, Any], only: list[str] | None = None) -> policy_pb2.PolicyInfo:
+    fields: dict[str, Any] = {
+        "policy_id": record.get("policy_id", ""),
+        "name": record.get("name", ""),
+        "state": record.get("state") or "NONE",
+        "permissions": record.get("permissions", []),
+        "labels": to_list_value(record.get("labels", [])),
+        "tags": to_struct(record.get("tags", {})),
+        "project_id": record.get("project_id", ""),
+        # Managed policies belong to no domain.
+        "domain_id": "" if record.get("is_managed") else record.get("domain_id", ""),
+        "created_at": iso(record.get("created_at")),
+        "updated_at": iso(record.get("updated_at")),
+        "description": record.get("description", ""),
+        "statements": [_statement_message(s) for s in record.get("statements", [])],
+        "version": record.get("version", 0),
+        "etag": record.get("etag", ""),
+        "is_managed": record.get("is_managed", False),
+    }
+    if "repository_info" in record:
+        fields["repository_info"] = repository_info(record["repository_info"])
+    if only:
+        fields = {key: value for key, value in fields.items() if key in only}
+    return policy_pb2.PolicyInfo(**fields)
+
+
+def _statement_message(statement: dict[str, Any]) -> policy_pb2.Statement:
+    return policy_pb2.Statement(effect=statement["effect"], actions=statement.get("actions", []),
+                                resources=statement.get("resources", []),
+                                conditions=to_struct(statement.get("conditions") or {}))

@@ -1,0 +1,54 @@
+"""spaceone.api.repository.v1.Repository servicer."""
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import empty_pb2
+
+from policyhub._gen.spaceone.api.repository.v1 import repository_pb2, repository_pb2_grpc
+from policyhub.api.convert import iso, optional_message, stat_struct
+from policyhub.service.repository_service import RepositoryService
+
+
+class RepositoryAPI(repository_pb2_grpc.RepositoryServicer):
+    """Repositories are installation-wide: request domain_id is accepted and ignored."""
+
+    def __init__(self, service: RepositoryService):
+        self.service = service
+
+    def register(self, request, context):
+        return repository_info(self.service.register({
+            "name": request.name, "repository_type": request.repository_type, "endpoint": request.endpoint}))
+
+    def update(self, request, context):
+        return repository_info(self.service.update({"repository_id": request.repository_id, "name": request.name}))
+
+    def deregister(self, request, context):
+        self.service.deregister({"repository_id": request.repository_id})
+        return empty_pb2.Empty()
+
+    def get(self, request, context):
+        return repository_info(self.service.get(request.repository_id), only=list(request.only))
+
+    def list(self, request, context):
+        results, total = self.service.list({
+            "query": optional_message(request, "query"), "repository_id": request.repository_id,
+            "name": request.name, "repository_type": request.repository_type})
+        return repository_pb2.RepositoriesInfo(results=[repository_info(r) for r in results], total_count=total)
+
+    def stat(self, request, context):
+        results, total = self.service.stat({"query": optional_message(request, "query")})
+        return stat_struct(results, total)
+
+
+def repository_info(record: dict[str, Any], only: list[str] | None = None) -> repository_pb2.RepositoryInfo:
+    fields = {
+        "repository_id": record.get("repository_id", ""),
+        "name": record.get("name", ""),
+        "repository_type": record.get("repository_type", ""),
+        "endpoint": record.get("endpoint", ""),
+        "created_at": iso(record.get("created_at")),
+    }
+    if only:
+        fields = {key: value for key, value in fields.items() if key in only}
+    return repository_pb2.RepositoryInfo(**fields)

@@ -1,0 +1,116 @@
+"""Configuration: defaults, then a YAML file, then POLICYHUB_* environment variables.
+
+Validated once at start-up; unknown keys and bad values are ConfigError with a clear message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import yaml
+
+from policyhub.errors import ConfigError
+
+ENV_PREFIX = "POLICYHUB_"
+# Names the YAML file itself; not a configuration key.
+CONFIG_FILE_ENV = "POLICYHUB_CONFIG"
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    # Empty: the embedded in-memory store (mongomock). Any mongodb:// or mongodb+srv:// URI otherwise.
+    mongodb_uri: str = ""
+    database: str = "policyhub"
+    # Bounds every database call so a dead database answers UNAVAILABLE instead of hanging.
+    db_timeout_ms: int = 5000
+    max_workers: int = 16
+    max_message_bytes: int = 4 * 1024 * 1024
+    # list/stat return at most this many results per page (page.limit above it is capped).
+    page_max_limit: int = 1000
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def embedded_store(self) -> bool:
+        return not self.mongodb_uri
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = path or env.get(CONFIG_FILE_ENV)
+    if path:
+        values.update(_read_yaml(path))
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV:
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown environment variable {name} (known: {_known_env()})")
+        values[key] = raw
+    return _build(values)
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of keys to values")
+    unknown = sorted(set(map(str, data)) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown keys {unknown} (known: {sorted(_FIELDS)})")
+    return data
+
+
+def _build(values: dict[str, Any]) -> Config:
+    converted = {key: _convert(key, value) for key, value in values.items()}
+    config = Config(**converted)
+    _validate(config)
+    return config
+
+
+def _convert(key: str, value: Any) -> Any:
+    kind = _FIELDS[key].type
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if isinstance(value, (dict, list)):
+            raise ValueError
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key}: expected {kind}, got {value!r}") from None
+
+
+def _validate(config: Config) -> None:
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"config key port: {config.port} is not a TCP port")
+    for key in ("db_timeout_ms", "max_workers", "max_message_bytes", "page_max_limit"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"config key {key}: must be at least 1")
+    if config.shutdown_grace_seconds < 0:
+        raise ConfigError("config key shutdown_grace_seconds: must not be negative")
+    if config.log_level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"config key log_level: {config.log_level!r} is not one of {sorted(_LOG_LEVELS)}")
+    if config.mongodb_uri and not config.mongodb_uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError("config key mongodb_uri: must start with mongodb:// or mongodb+srv://")
+
+
+def _known_env() -> str:
+    return ", ".join(ENV_PREFIX + name.upper() for name in _FIELDS)

@@ -1,0 +1,100 @@
+"""Domain errors. Every layer raises these; only the api layer turns them into
+gRPC statuses (see policyhub.api.errors). Messages keep SpaceONE's
+`ERROR_<NAME>: <message>` form so SpaceONE clients can parse them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class PolicyHubError(Exception):
+    """Base class. `code` is the grpc.StatusCode name, `name` the ERROR_<NAME> suffix."""
+
+    code = "INTERNAL"
+    name = "INTERNAL"
+
+    def __init__(self, message: str, *, violations: tuple[FieldViolation, ...] = (), metadata: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.violations = violations
+        self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
+
+    def __str__(self) -> str:
+        return f"ERROR_{self.name}: {self.message}"
+
+
+class InvalidArgument(PolicyHubError):
+    code = "INVALID_ARGUMENT"
+    name = "INVALID_PARAMETER"
+
+    def __init__(self, field_path: str, description: str):
+        super().__init__(f"{field_path}: {description}", violations=(FieldViolation(field_path, description),),
+                         metadata={"field": field_path})
+        self.field = field_path
+        self.description = description
+
+
+class RequiredParameter(InvalidArgument):
+    name = "REQUIRED_PARAMETER"
+
+    def __init__(self, field_path: str):
+        super().__init__(field_path, "is required")
+
+
+class NotFound(PolicyHubError):
+    code = "NOT_FOUND"
+    name = "NOT_FOUND"
+
+    def __init__(self, resource: str, key: str, value: str):
+        super().__init__(f"{resource} not found ({key}={value})", metadata={"resource": resource, key: value})
+
+
+class AlreadyExists(PolicyHubError):
+    code = "ALREADY_EXISTS"
+    name = "ALREADY_EXISTS"
+
+    def __init__(self, resource: str, key: str, value: str):
+        super().__init__(f"{resource} already exists ({key}={value})", metadata={"resource": resource, key: value})
+
+
+class FailedPrecondition(PolicyHubError):
+    code = "FAILED_PRECONDITION"
+    name = "FAILED_PRECONDITION"
+
+
+class ManagedReadOnly(FailedPrecondition):
+    name = "MANAGED_RESOURCE_READ_ONLY"
+
+
+class Aborted(PolicyHubError):
+    code = "ABORTED"
+    name = "ETAG_MISMATCH"
+
+
+class PermissionDenied(PolicyHubError):
+    code = "PERMISSION_DENIED"
+    name = "PERMISSION_DENIED"
+
+
+class Unauthenticated(PolicyHubError):
+    code = "UNAUTHENTICATED"
+    name = "AUTHENTICATE_FAILURE"
+
+
+class Unavailable(PolicyHubError):
+    code = "UNAVAILABLE"
+    name = "UNAVAILABLE"
+
+
+class Unimplemented(PolicyHubError):
+    code = "UNIMPLEMENTED"
+    name = "NOT_IMPLEMENTED"
+
+
+class ConfigError(Exception):
+    """Bad configuration: raised at start-up, before serving."""

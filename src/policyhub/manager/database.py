@@ -1,0 +1,92 @@
+"""The MongoDB connection (mongoengine default alias) and database-error translation."""
+from __future__ import annotations
+
+import functools
+import logging
+
+import mongoengine
+import mongomock
+import pymongo.errors
+from mongoengine.connection import DEFAULT_CONNECTION_NAME
+
+from policyhub.errors import InvalidArgument, Unavailable
+from policyhub.model import ALL_DOCUMENTS
+
+log = logging.getLogger(__name__)
+
+
+class Database:
+    """Owns the connection: opened by bootstrap, closed at shutdown."""
+
+    def __init__(self, uri: str, name: str, timeout_ms: int):
+        self.uri = uri
+        self.name = name
+        self.timeout_ms = timeout_ms
+
+    @property
+    def embedded(self) -> bool:
+        return not self.uri
+
+    def connect(self) -> None:
+        mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
+        if self.embedded:
+            # mongoengine 0.29 wants the client class, not a mongomock:// URI.
+            mongoengine.connect(db=self.name, host="mongodb://localhost", mongo_client_class=mongomock.MongoClient)
+        else:
+            mongoengine.connect(db=self.name, host=self.uri, tz_aware=True, uuidRepresentation="standard",
+                                serverSelectionTimeoutMS=self.timeout_ms, connectTimeoutMS=self.timeout_ms,
+                                socketTimeoutMS=self.timeout_ms)
+        for document in ALL_DOCUMENTS:
+            # Documents cache their collection; a new connection must not reuse the old one.
+            document._collection = None
+        self.ensure_indexes()
+
+    def ensure_indexes(self) -> None:
+        with translate_errors():
+            for document in ALL_DOCUMENTS:
+                document.ensure_indexes()
+
+    def ping(self) -> bool:
+        try:
+            mongoengine.get_db().command("ping")
+            return True
+        except pymongo.errors.PyMongoError:
+            return False
+
+    def close(self) -> None:
+        mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
+
+
+class translate_errors:
+    """Context manager and decorator: database failures become domain errors, never INTERNAL."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            return False
+        if isinstance(exc, (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError,
+                            pymongo.errors.NetworkTimeout, pymongo.errors.ExecutionTimeout)):
+            log.warning("database unavailable: %s", exc)
+            raise Unavailable("database unavailable; retry later") from exc
+        return False
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with translate_errors():
+                return func(*args, **kwargs)
+        return wrapper
+
+
+
+@translate_errors()
+def aggregate(document, pipeline: list[dict]) -> list[dict]:
+    """Runs a compiled user query. The compiler validated its shape; what the server still
+    rejects depends on the data (e.g. $dateToString of a non-date), so it is the query's fault."""
+    try:
+        return list(document._get_collection().aggregate(pipeline))
+    except pymongo.errors.OperationFailure as exc:
+        reason = (exc.details or {}).get("errmsg") or str(exc)
+        raise InvalidArgument("query", f"the database rejected the query: {reason}") from exc

@@ -1,0 +1,137 @@
+"""Persistence and queries of policies (tenant policies and the managed built-ins)."""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from mongoengine import NotUniqueError
+
+from policyhub.errors import Aborted, AlreadyExists, NotFound
+from policyhub.manager.database import aggregate, translate_errors
+from policyhub.manager.records import policy_record, repository_info_lookup
+from policyhub.model import PolicyDocument, StatementDocument
+from policyhub.model.policy import MANAGED_DOMAIN_ID
+from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
+
+POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
+POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
+
+
+def new_etag() -> str:
+    return secrets.token_hex(8)
+
+
+class PolicyManager:
+    def __init__(self, page_max_limit: int):
+        self.schema = QuerySchema(
+            keyword_fields=POLICY_KEYWORD_FIELDS,
+            minimal_fields=POLICY_MINIMAL_FIELDS,
+            datetime_fields=frozenset({"created_at", "updated_at"}),
+            default_sort=(("created_at", True),),
+            max_limit=page_max_limit,
+        )
+
+    @staticmethod
+    def scope(domain_id: str, include_managed: bool) -> dict:
+        if include_managed:
+            return {"domain_id": {"$in": [domain_id, MANAGED_DOMAIN_ID]}}
+        return {"domain_id": domain_id}
+
+    @translate_errors()
+    def create(self, record: dict[str, Any]) -> dict[str, Any]:
+        document = _to_document(record)
+        document.etag = new_etag()
+        document.version = 1
+        try:
+            document.save(force_insert=True)
+        except NotUniqueError:
+            raise AlreadyExists("Policy", "policy_id", record["policy_id"]) from None
+        return self.get(record["domain_id"], record["policy_id"])
+
+    def get(self, domain_id: str, policy_id: str, repository_id: str | None = None) -> dict[str, Any]:
+        match: dict[str, Any] = {**self.scope(domain_id, include_managed=True), "policy_id": policy_id}
+        if repository_id:
+            match["repository_id"] = repository_id
+        docs = aggregate(PolicyDocument, [{"$match": match}, {"$limit": 1}, repository_info_lookup()])
+        if not docs:
+            raise NotFound("Policy", "policy_id", policy_id)
+        return policy_record(docs[0])
+
+    @translate_errors()
+    def update(self, domain_id: str, policy_id: str, changes: dict[str, Any], etag: str | None,
+               now: datetime) -> dict[str, Any]:
+        """Atomic compare-and-set: nothing is written when the etag no longer matches."""
+        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id}
+        if etag:
+            selector["etag"] = etag
+        sets = {f"set__{key}": _to_stored(key, value) for key, value in changes.items()}
+        updated = PolicyDocument.objects(**selector).modify(
+            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now, **sets)
+        if updated is None:
+            self._raise_missing_or_stale(domain_id, policy_id)
+        return self.get(domain_id, policy_id)
+
+    @translate_errors()
+    def delete(self, domain_id: str, policy_id: str, etag: str | None) -> None:
+        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id}
+        if etag:
+            selector["etag"] = etag
+        if PolicyDocument.objects(**selector).delete() == 0:
+            self._raise_missing_or_stale(domain_id, policy_id)
+
+    def _raise_missing_or_stale(self, domain_id: str, policy_id: str) -> None:
+        if PolicyDocument.objects(domain_id=domain_id, policy_id=policy_id).count():
+            raise Aborted("the policy changed since the etag was read; get it again and retry",
+                          metadata={"policy_id": policy_id})
+        raise NotFound("Policy", "policy_id", policy_id)
+
+    def list(self, domain_id: str, query: dict | None, include_managed: bool) -> tuple[list[dict], int]:
+        plan = compile_list(query, self.schema, self.scope(domain_id, include_managed))
+        pipeline = plan.pipeline
+        if not plan.count_only:
+            # Join the repository inside the page branch: still one round trip.
+            pipeline[-1]["$facet"]["results"].append(repository_info_lookup())
+        results, total = unpack_list(plan, aggregate(PolicyDocument, pipeline))
+        return [policy_record(doc) for doc in results], total
+
+    def stat(self, domain_id: str, query: dict | None) -> tuple[list, int | None]:
+        plan = compile_stat(query, self.schema, self.scope(domain_id, include_managed=True))
+        return unpack_stat(plan, aggregate(PolicyDocument, plan.pipeline))
+
+    @translate_errors()
+    def sync_managed(self, policies: list[dict[str, Any]], now: datetime) -> None:
+        """Makes the stored managed policies equal to the shipped ones (idempotent, safe to
+        run from several processes at once)."""
+        for policy in policies:
+            stored = PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id=policy["policy_id"]).first()
+            if stored is not None and _same_content(stored, policy):
+                continue
+            values = {f"set__{key}": _to_stored(key, value) for key, value in policy.items() if key != "policy_id"}
+            PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id=policy["policy_id"]).update_one(
+                upsert=True, set__etag=new_etag(), set__updated_at=now, set_on_insert__created_at=now,
+                inc__version=1, **values)
+        shipped = [policy["policy_id"] for policy in policies]
+        PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id__nin=shipped).delete()
+
+
+def _same_content(stored: PolicyDocument, policy: dict[str, Any]) -> bool:
+    current = stored.to_mongo().to_dict()
+    return all(current.get(key) == _plain(key, value) for key, value in policy.items())
+
+
+def _plain(key: str, value: Any) -> Any:
+    if key == "statements":
+        return [StatementDocument(**statement).to_mongo().to_dict() for statement in value]
+    return value
+
+
+def _to_stored(key: str, value: Any) -> Any:
+    if key == "statements":
+        return [StatementDocument(**statement) for statement in value]
+    return value
+
+
+def _to_document(record: dict[str, Any]) -> PolicyDocument:
+    fields = {key: _to_stored(key, value) for key, value in record.items()}
+    return PolicyDocument(**fields)

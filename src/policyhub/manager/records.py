@@ -1,0 +1,24 @@
+"""Turning stored documents into the plain dicts the service layer works with."""
+from __future__ import annotations
+
+from typing import Any
+
+REPOSITORY_FIELDS = ("repository_id", "name", "repository_type", "endpoint", "created_at")
+
+
+def repository_info_lookup(local_field: str = "repository_id") -> dict:
+    """The $lookup stage that joins a policy to its repository in the same round trip."""
+    return {"$lookup": {"from": "repository", "localField": local_field,
+                        "foreignField": "repository_id", "as": "repository_info"}}
+
+
+def policy_record(raw: dict[str, Any]) -> dict[str, Any]:
+    record = {key: value for key, value in raw.items() if key != "_id"}
+    joined = record.pop("repository_info", None)
+    if joined:
+        record["repository_info"] = repository_record(joined[0])
+    return record
+
+
+def repository_record(raw: dict[str, Any]) -> dict[str, Any]:
+    return {key: raw[key] for key in REPOSITORY_FIELDS if key in raw}

@@ -1,0 +1,47 @@
+"""The policy document. Managed policies are stored once with domain_id MANAGED_DOMAIN_ID."""
+from mongoengine import (BooleanField, DateTimeField, DictField, Document, EmbeddedDocument,
+                         EmbeddedDocumentListField, IntField, ListField, StringField)
+
+# Not a valid tenant domain id (see policyhub.service.validation), so it cannot collide with one.
+MANAGED_DOMAIN_ID = "*"
+
+
+class StatementDocument(EmbeddedDocument):
+    effect = StringField(required=True, choices=("ALLOW", "DENY"))
+    actions = ListField(StringField())
+    resources = ListField(StringField())
+    conditions = DictField()
+
+
+class PolicyDocument(Document):
+    policy_id = StringField(required=True)
+    name = StringField(required=True)
+    description = StringField(default="")
+    state = StringField(required=True, choices=("ENABLED", "DISABLED"), default="ENABLED")
+    permissions = ListField(StringField())
+    statements = EmbeddedDocumentListField(StatementDocument)
+    labels = ListField()
+    tags = DictField()
+    repository_id = StringField(required=True)
+    project_id = StringField(default="")
+    domain_id = StringField(required=True)
+    is_managed = BooleanField(default=False)
+    version = IntField(default=1)
+    etag = StringField(required=True)
+    created_at = DateTimeField(required=True)
+    updated_at = DateTimeField(required=True)
+
+    # Every list filter starts with domain_id, so every index does too.
+    meta = {
+        "collection": "policy",
+        "auto_create_index": False,
+        "indexes": [
+            {"fields": ["domain_id", "policy_id"], "unique": True, "name": "domain_policy_id"},
+            {"fields": ["domain_id", "name"], "name": "domain_name"},
+            {"fields": ["domain_id", "state"], "name": "domain_state"},
+            {"fields": ["domain_id", "repository_id"], "name": "domain_repository"},
+            {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
+            {"fields": ["domain_id", "labels"], "name": "domain_labels"},
+            {"fields": ["domain_id", "project_id"], "name": "domain_project"},
+        ],
+    }

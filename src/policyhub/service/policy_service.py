@@ -1,0 +1,130 @@
+"""Policies: create, update, delete, get, list, stat within the caller's domain."""
+from __future__ import annotations
+
+from typing import Any
+
+from policyhub.errors import InvalidArgument, ManagedReadOnly, RequiredParameter
+from policyhub.managed_policies import MANAGED_ID_PREFIX
+from policyhub.manager.policy_manager import PolicyManager
+from policyhub.model.policy import MANAGED_DOMAIN_ID
+from policyhub.service import validation
+from policyhub.service.context import Clock, RequestContext
+from policyhub.service.repository_service import MANAGED_REPOSITORY_ID, RepositoryService
+
+# Fields an update may write; also the valid update_mask paths.
+UPDATABLE_FIELDS = ("name", "description", "permissions", "statements", "labels", "tags")
+# PolicyQuery's own fields that narrow a list (stored under the same names).
+LIST_SHORTCUTS = ("policy_id", "name", "project_id", "repository_id", "state")
+
+
+class PolicyService:
+    def __init__(self, policies: PolicyManager, repositories: RepositoryService, clock: Clock,
+                 managed_policies: list[dict[str, Any]]):
+        self.policies = policies
+        self.repositories = repositories
+        self.clock = clock
+        self.managed_policies = managed_policies
+
+    def sync_managed(self) -> None:
+        records = [{**policy, "domain_id": MANAGED_DOMAIN_ID, "repository_id": MANAGED_REPOSITORY_ID,
+                    "is_managed": True, "state": "ENABLED", "project_id": ""}
+                   for policy in self.managed_policies]
+        self.policies.sync_managed(records, self.clock())
+
+    def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        policy_id = validation.policy_id(params.get("policy_id", ""))
+        self._refuse_managed_id(policy_id, "created")
+        now = self.clock()
+        record = {
+            "policy_id": policy_id,
+            "name": validation.text(params.get("name", ""), "name", validation.NAME_MAX, required=True),
+            **self._content(params, partial=False),
+            "state": "ENABLED",
+            "project_id": validation.text(params.get("project_id", ""), "project_id", validation.NAME_MAX),
+            "repository_id": self.repositories.local_repository_id(),
+            "domain_id": ctx.domain_id,
+            "is_managed": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        return self.policies.create(record)
+
+    def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        policy_id = validation.policy_id(params.get("policy_id", ""))
+        self._refuse_managed_id(policy_id, "updated")
+        mask = params.get("update_mask")
+        if mask is not None:
+            changes = self._masked_changes(params, mask)
+        else:
+            changes = self._content(params, partial=True)
+            if params.get("name"):
+                changes["name"] = validation.text(params["name"], "name", validation.NAME_MAX)
+        return self.policies.update(ctx.domain_id, policy_id, changes, params.get("etag") or None, self.clock())
+
+    def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
+        policy_id = validation.policy_id(params.get("policy_id", ""))
+        self._refuse_managed_id(policy_id, "deleted")
+        self.policies.delete(ctx.domain_id, policy_id, params.get("etag") or None)
+
+    def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        policy_id = validation.policy_id(params.get("policy_id", ""))
+        repository_id = params.get("repository_id") or None
+        if repository_id:
+            self.repositories.get(repository_id)
+        return self.policies.get(ctx.domain_id, policy_id, repository_id)
+
+    def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        query = _with_shortcuts(params.get("query"), params)
+        return self.policies.list(ctx.domain_id, query, include_managed=not params.get("exclude_managed"))
+
+    def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
+        query = params.get("query")
+        if not query:
+            raise RequiredParameter("query")
+        repository_id = params.get("repository_id")
+        if repository_id:
+            query = _with_shortcuts(query, {"repository_id": repository_id})
+        return self.policies.stat(ctx.domain_id, query)
+
+    def _refuse_managed_id(self, policy_id: str, verb: str) -> None:
+        if policy_id.startswith(MANAGED_ID_PREFIX):
+            raise ManagedReadOnly(f"policy ids starting with {MANAGED_ID_PREFIX!r} belong to managed (built-in) "
+                                  f"policies, which cannot be {verb} by tenants ({policy_id})",
+                                  metadata={"policy_id": policy_id})
+
+    def _content(self, params: dict[str, Any], partial: bool) -> dict[str, Any]:
+        """The optional content fields; with partial, only those the request sets."""
+        content: dict[str, Any] = {}
+        if not partial or params.get("description"):
+            content["description"] = validation.text(params.get("description", ""), "description",
+                                                     validation.DESCRIPTION_MAX)
+        if not partial or params.get("permissions"):
+            content["permissions"] = validation.permissions(params.get("permissions") or [])
+        if not partial or params.get("statements"):
+            content["statements"] = validation.statements(params.get("statements") or [])
+        if not partial or params.get("labels") is not None:
+            content["labels"] = validation.labels(params.get("labels") or [])
+        if not partial or params.get("tags") is not None:
+            content["tags"] = validation.json_object(params.get("tags") or {}, "tags")
+        return content
+
+    def _masked_changes(self, params: dict[str, Any], mask: list[str]) -> dict[str, Any]:
+        if not mask:
+            raise InvalidArgument("update_mask", "must name at least one path")
+        unknown = [path for path in mask if path not in UPDATABLE_FIELDS]
+        if unknown:
+            raise InvalidArgument("update_mask", f"unknown paths {unknown}; allowed: {list(UPDATABLE_FIELDS)}")
+        full = {"name": validation.text(params.get("name", ""), "name", validation.NAME_MAX),
+                **self._content(params, partial=False)}
+        if "name" in mask and not full["name"]:
+            raise InvalidArgument("name", "cannot be cleared")
+        return {path: full[path] for path in mask}
+
+
+def _with_shortcuts(query: dict | None, params: dict[str, Any]) -> dict:
+    """PolicyQuery's plain fields (policy_id, name, ...) are eq filters ANDed with the query."""
+    query = dict(query or {})
+    extra = [{"k": key, "v": params[key], "o": "eq"} for key in LIST_SHORTCUTS if params.get(key)]
+    if extra:
+        query["filter"] = list(query.get("filter") or []) + extra
+    return query

@@ -1,0 +1,83 @@
+"""Repositories: the built-in managed and local ones, and (later) remote mirrors."""
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from policyhub.errors import FailedPrecondition, InvalidArgument, ManagedReadOnly, RequiredParameter, Unimplemented
+from policyhub.manager.repository_manager import RepositoryManager
+from policyhub.service import validation
+from policyhub.service.context import Clock
+
+MANAGED_REPOSITORY_ID = "repo-managed"
+LOCAL_REPOSITORY_ID = "repo-local"
+REPOSITORY_TYPES = ("local", "managed", "remote")
+BUILT_IN = {
+    MANAGED_REPOSITORY_ID: {"name": "Managed Repository", "repository_type": "managed"},
+    LOCAL_REPOSITORY_ID: {"name": "Local Repository", "repository_type": "local"},
+}
+
+
+class RepositoryService:
+    def __init__(self, repositories: RepositoryManager, clock: Clock):
+        self.repositories = repositories
+        self.clock = clock
+
+    def ensure_built_in(self) -> None:
+        """The managed and the local repository exist from first start (SpaceONE answers
+        INTERNAL until someone registers one)."""
+        for repository_id, fields in BUILT_IN.items():
+            self.repositories.ensure({"repository_id": repository_id, "endpoint": "",
+                                      "created_at": self.clock(), **fields})
+
+    def local_repository_id(self) -> str:
+        return LOCAL_REPOSITORY_ID
+
+    def register(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = validation.text(params.get("name", ""), "name", validation.NAME_MAX, required=True)
+        repository_type = params.get("repository_type", "")
+        if not repository_type:
+            raise RequiredParameter("repository_type")
+        if repository_type not in REPOSITORY_TYPES:
+            raise InvalidArgument("repository_type", f"must be one of {list(REPOSITORY_TYPES)}")
+        if repository_type in ("local", "managed"):
+            raise FailedPrecondition(f"the {repository_type} repository is built in and already exists "
+                                     f"({LOCAL_REPOSITORY_ID if repository_type == 'local' else MANAGED_REPOSITORY_ID})")
+        raise Unimplemented(f"remote repositories are not supported yet (name={name})")
+
+    def update(self, params: dict[str, Any]) -> dict[str, Any]:
+        repository_id = validation.require(params.get("repository_id", ""), "repository_id")
+        name = validation.text(params.get("name", ""), "name", validation.NAME_MAX, required=True)
+        if repository_id == MANAGED_REPOSITORY_ID:
+            self.repositories.get(repository_id)
+            raise ManagedReadOnly("the managed repository cannot be changed")
+        return self.repositories.rename(repository_id, name)
+
+    def deregister(self, params: dict[str, Any]) -> None:
+        repository_id = validation.require(params.get("repository_id", ""), "repository_id")
+        repository = self.repositories.get(repository_id)
+        if repository_id in BUILT_IN:
+            raise FailedPrecondition(f"the {repository['repository_type']} repository is built in and cannot be "
+                                     f"deregistered ({repository_id})")
+        self.repositories.delete(repository_id)
+
+    def get(self, repository_id: str) -> dict[str, Any]:
+        return self.repositories.get(validation.require(repository_id, "repository_id"))
+
+    def list(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        query = dict(params.get("query") or {})
+        extra = [{"k": key, "v": params[key], "o": "eq"}
+                 for key in ("repository_id", "name", "repository_type") if params.get(key)]
+        if extra:
+            query["filter"] = list(query.get("filter") or []) + extra
+        return self.repositories.list(query)
+
+    def stat(self, params: dict[str, Any]) -> tuple[list, int | None]:
+        query = params.get("query")
+        if not query:
+            raise RequiredParameter("query")
+        return self.repositories.stat(query)
+
+
+def new_repository_id() -> str:
+    return f"repo-{secrets.token_hex(6)}"

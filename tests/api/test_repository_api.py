@@ -1,0 +1,80 @@
+"""Repository API: the built-in repositories and the rules around them."""
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from helpers import as_dict, expect_error, field_violations, parse
+from policyhub._gen.spaceone.api.core.v1 import query_pb2
+from policyhub._gen.spaceone.api.repository.v1 import repository_pb2 as pb
+
+
+def test_managed_and_local_repositories_exist_from_first_start(client):
+    listed = client.repository.list(pb.RepositoryQuery(), timeout=10)
+    by_id = {r.repository_id: r for r in listed.results}
+    assert by_id["repo-managed"].repository_type == "managed"
+    assert by_id["repo-local"].repository_type == "local"
+    assert listed.total_count == len(listed.results) >= 2
+
+
+def test_get_and_only(client):
+    got = client.repository.get(pb.GetRepositoryRequest(repository_id="repo-managed", only=["name"]), timeout=10)
+    assert as_dict(got) == {"name": "Managed Repository"}
+    expect_error(grpc.StatusCode.NOT_FOUND, client.repository.get, pb.GetRepositoryRequest(repository_id="repo-x"))
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.repository.get, pb.GetRepositoryRequest())
+    assert field_violations(error) == ["repository_id"]
+
+
+def test_list_filters_by_type(client):
+    listed = client.repository.list(pb.RepositoryQuery(repository_type="managed"), timeout=10)
+    assert [r.repository_id for r in listed.results] == ["repo-managed"]
+
+
+@pytest.mark.parametrize("request_fields, code, field", [
+    ({"repository_type": "local"}, grpc.StatusCode.INVALID_ARGUMENT, "name"),
+    ({"name": "r"}, grpc.StatusCode.INVALID_ARGUMENT, "repository_type"),
+    ({"name": "r", "repository_type": "git"}, grpc.StatusCode.INVALID_ARGUMENT, "repository_type"),
+    ({"name": "r", "repository_type": "local"}, grpc.StatusCode.FAILED_PRECONDITION, None),
+    ({"name": "r", "repository_type": "managed"}, grpc.StatusCode.FAILED_PRECONDITION, None),
+    ({"name": "r", "repository_type": "remote", "endpoint": "grpc://127.0.0.1:1"}, grpc.StatusCode.UNIMPLEMENTED,
+     None),
+])
+def test_register_rules(client, request_fields, code, field):
+    error = expect_error(code, client.repository.register, pb.CreateRepositoryRequest(**request_fields))
+    if field:
+        assert field_violations(error) == [field]
+
+
+def test_built_in_repositories_cannot_be_deregistered_or_managed_renamed(client):
+    for repository_id in ("repo-managed", "repo-local"):
+        expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.repository.deregister,
+                     pb.RepositoryRequest(repository_id=repository_id))
+    expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.repository.update,
+                 pb.UpdateRepositoryRequest(repository_id="repo-managed", name="x"))
+    expect_error(grpc.StatusCode.NOT_FOUND, client.repository.deregister, pb.RepositoryRequest(repository_id="nope"))
+
+
+def test_local_repository_can_be_renamed(client):
+    original = client.repository.get(pb.GetRepositoryRequest(repository_id="repo-local")).name
+    try:
+        renamed = client.repository.update(pb.UpdateRepositoryRequest(repository_id="repo-local", name="Ours"))
+        assert renamed.name == "Ours"
+        error = expect_error(grpc.StatusCode.ALREADY_EXISTS, client.repository.update,
+                             pb.UpdateRepositoryRequest(repository_id="repo-local", name="Managed Repository"))
+        assert error.details().startswith("ERROR_ALREADY_EXISTS")
+    finally:
+        client.repository.update(pb.UpdateRepositoryRequest(repository_id="repo-local", name=original))
+
+
+def test_stat_counts_by_type(client):
+    query = parse(query_pb2.StatisticsQuery, {"aggregate": [
+        {"group": {"keys": [{"key": "repository_type", "name": "type"}],
+                   "fields": [{"operator": "count", "name": "n"}]}},
+        {"sort": {"key": "type"}}]})
+    result = as_dict(client.repository.stat(pb.RepositoryStatQuery(query=query), timeout=10))
+    assert result["results"] == [{"type": "local", "n": 1}, {"type": "managed", "n": 1}]
+
+
+def test_stat_requires_a_query(client):
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.repository.stat, pb.RepositoryStatQuery())
+    assert field_violations(error) == ["query"]

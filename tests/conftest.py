@@ -1,0 +1,102 @@
+"""Shared fixtures: a real policyhub gRPC server on a free loopback port, once on the
+embedded mongomock store and once over the real MongoDB wire protocol (a secantusdb
+server started and stopped by the test session)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pymongo
+import pytest
+from grpc_health.v1 import health_pb2_grpc
+
+from policyhub._gen.spaceone.api.core.v1 import server_info_pb2_grpc
+from policyhub._gen.spaceone.api.repository.v1 import policy_pb2_grpc, repository_pb2_grpc
+from policyhub.bootstrap import bootstrap
+from policyhub.config import Config
+from policyhub.server import PolicyHubServer
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def wire_mongodb_uri():
+    """A MongoDB wire-protocol server (secantusdb, in memory) for the whole session."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"mongodb://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            pymongo.MongoClient(uri, serverSelectionTimeoutMS=500).admin.command("ping")
+            break
+        except pymongo.errors.PyMongoError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("secantusdb server did not start")
+            time.sleep(0.2)
+    yield uri
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@dataclass
+class Client:
+    channel: grpc.Channel
+    policy: policy_pb2_grpc.PolicyStub
+    repository: repository_pb2_grpc.RepositoryStub
+    server_info: server_info_pb2_grpc.ServerInfoStub
+    health: health_pb2_grpc.HealthStub
+    address: str
+    backend: str
+
+
+def start_server(config: Config) -> PolicyHubServer:
+    server = PolicyHubServer(bootstrap(config))
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session", params=["mongomock", "wire"])
+def client(request):
+    """One server per backend; tests keep apart by using their own domain ids."""
+    uri = request.getfixturevalue("wire_mongodb_uri") if request.param == "wire" else ""
+    config = Config(host="127.0.0.1", port=free_port(), mongodb_uri=uri,
+                    database=f"policyhub_test_{uuid.uuid4().hex[:8]}", shutdown_grace_seconds=1)
+    server = start_server(config)
+    address = f"127.0.0.1:{server.port}"
+    channel = grpc.insecure_channel(address)
+    yield Client(channel, policy_pb2_grpc.PolicyStub(channel), repository_pb2_grpc.RepositoryStub(channel),
+                 server_info_pb2_grpc.ServerInfoStub(channel), health_pb2_grpc.HealthStub(channel),
+                 address, request.param)
+    channel.close()
+    server.stop(grace=1)
+
+
+@pytest.fixture
+def domain() -> str:
+    """A fresh tenant per test."""
+    return f"domain-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def other_domain() -> str:
+    return f"domain-{uuid.uuid4().hex[:12]}"

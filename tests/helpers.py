@@ -1,0 +1,47 @@
+"""Small helpers for API tests."""
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+
+def expect_error(code: grpc.StatusCode, call, request, **kwargs) -> grpc.RpcError:
+    """Calls and asserts the exact status code; returns the error for further checks."""
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, timeout=10, **kwargs)
+    error = info.value
+    assert error.code() == code, f"expected {code}, got {error.code()}: {error.details()}"
+    return error
+
+
+def field_violations(error: grpc.RpcError) -> list[str]:
+    status = rpc_status.from_call(error)
+    fields = []
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields.extend(v.field for v in bad.field_violations)
+    return fields
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
+
+
+def parse(message_type, data: dict):
+    """Builds a request from the JSON form (as grpcurl users write it)."""
+    return json_format.ParseDict(data, message_type())
+
+
+def as_dict(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
