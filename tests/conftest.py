@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2_grpc
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2_grpc, repository_pb2_grpc
-from policyhub.bootstrap import bootstrap
+from policyhub.bootstrap import Application, bootstrap
 from policyhub.config import Config
 from policyhub.server import PolicyHubServer
 
@@ -67,12 +67,7 @@ class Client:
     health: health_pb2_grpc.HealthStub
     address: str
     backend: str
-
-
-def start_server(config: Config) -> PolicyHubServer:
-    server = PolicyHubServer(bootstrap(config))
-    server.start()
-    return server
+    app: Application
 
 
 @pytest.fixture(scope="session", params=["mongomock", "wire"])
@@ -81,14 +76,17 @@ def client(request):
     uri = request.getfixturevalue("wire_mongodb_uri") if request.param == "wire" else ""
     config = Config(host="127.0.0.1", port=free_port(), mongodb_uri=uri,
                     database=f"policyhub_test_{uuid.uuid4().hex[:8]}", shutdown_grace_seconds=1)
-    server = start_server(config)
+    app = bootstrap(config)
+    server = PolicyHubServer(app)
+    server.start()
     address = f"127.0.0.1:{server.port}"
     channel = grpc.insecure_channel(address)
     yield Client(channel, policy_pb2_grpc.PolicyStub(channel), repository_pb2_grpc.RepositoryStub(channel),
                  server_info_pb2_grpc.ServerInfoStub(channel), health_pb2_grpc.HealthStub(channel),
-                 address, request.param)
+                 address, request.param, app)
     channel.close()
     server.stop(grace=1)
+    app.database.close()
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.embedded_store:
         log.warning("no mongodb_uri configured: using the EMBEDDED IN-MEMORY store; data is lost at exit")
     try:
-        server = PolicyHubServer(bootstrap(config))
+        app = bootstrap(config)
+        server = PolicyHubServer(app)
     except (ConfigError, PolicyHubError, OSError) as exc:
         print(f"policyhub: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     stop_requested.wait()
     # In-flight calls finish within the grace period; new ones are refused.
     server.stop()
+    app.database.close()
+    log.info("policyhub stopped")
     return 0
 
 

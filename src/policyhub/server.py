@@ -62,5 +62,3 @@ class PolicyHubServer:
         self.health.enter_graceful_shutdown()
         grace = self.app.config.shutdown_grace_seconds if grace is None else grace
         self.grpc_server.stop(grace).wait()
-        self.app.database.close()
-        log.info("policyhub stopped")

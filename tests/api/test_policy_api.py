@@ -143,7 +143,7 @@ def test_update_with_present_empty_tags_clears_them(client, domain):
     assert as_dict(updated).get("tags", {}) == {}
 
 
-@pytest.mark.parametrize("mask, field", [("policy_id", "update_mask"), ("name", "name")])
+@pytest.mark.parametrize("mask, field", [("policyId", "update_mask"), ("etag", "update_mask"), ("name", "name")])
 def test_update_mask_errors(client, domain, mask, field):
     create(client, domain, "mask-bad")
     request = parse(pb.UpdatePolicyRequest, {"policy_id": "mask-bad", "domain_id": domain, "update_mask": mask})

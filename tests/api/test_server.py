@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+from dataclasses import replace
 import time
 
 import grpc
@@ -16,6 +18,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 import policyhub
 from conftest import free_port
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
+from policyhub.api.policy_api import PolicyAPI
+from policyhub.server import PolicyHubServer
+from policyhub.service.policy_service import PolicyService
 
 
 def test_health_serving(client):
@@ -60,26 +65,57 @@ def test_unknown_env_var_stops_start_with_a_clear_error():
     assert process.returncode == 2 and "POLICYHUB_PROT" in err
 
 
-def test_sigterm_lets_in_flight_calls_finish():
+def test_sigterm_stops_the_server_cleanly():
     port = free_port()
-    process = _spawn({"POLICYHUB_PORT": str(port), "POLICYHUB_SHUTDOWN_GRACE_SECONDS": "20"})
+    process = _spawn({"POLICYHUB_PORT": str(port)})
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
-        stub = policy_pb2_grpc.PolicyStub(channel)
-        # A list with a large page of a big domain keeps the server busy while SIGTERM arrives.
-        for index in range(200):
-            stub.create(policy_pb2.CreatePolicyRequest(policy_id=f"p{index}", name="n", domain_id="d",
-                                                       permissions=[f"a.{i}" for i in range(200)]), timeout=10)
-        futures = [stub.list.future(policy_pb2.PolicyQuery(domain_id="d"), timeout=30) for _ in range(8)]
-        time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
-        results = [future.result() for future in futures]
-        assert all(result.total_count == 204 for result in results)
         assert process.wait(timeout=30) == 0
         _, err = process.communicate()
-        assert "EMBEDDED IN-MEMORY" in err and "stopped" in err
+        assert "EMBEDDED IN-MEMORY" in err and "policyhub stopped" in err
     finally:
         channel.close()
         if process.poll() is None:
             process.kill()
+
+
+class SlowPolicyService(PolicyService):
+    """Holds every list call until released, so the test knows the calls are in flight."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def list(self, ctx, params):
+        self.entered.release()
+        self.release.wait(timeout=30)
+        return super().list(ctx, params)
+
+
+def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(client):
+    """A second server on the same database, whose list calls wait until the test lets them go."""
+    policy_service = client.app.policy_api.service
+    slow = SlowPolicyService(policy_service.policies, policy_service.repositories, policy_service.clock,
+                             policy_service.managed_policies)
+    app = replace(client.app, config=replace(client.app.config, port=free_port(), shutdown_grace_seconds=10),
+                  policy_api=PolicyAPI(slow))
+    server = PolicyHubServer(app)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = policy_pb2_grpc.PolicyStub(channel)
+    futures = [stub.list.future(policy_pb2.PolicyQuery(domain_id="d-graceful"), timeout=30) for _ in range(4)]
+    for _ in futures:
+        assert slow.entered.acquire(timeout=10)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    time.sleep(0.2)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.list(policy_pb2.PolicyQuery(domain_id="d-graceful"), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    slow.release.set()
+    assert [future.result().total_count for future in futures] == [4, 4, 4, 4]
+    stopper.join(timeout=30)
+    channel.close()

@@ -31,7 +31,8 @@ class Database:
         mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
         if self.embedded:
             # mongoengine 0.29 wants the client class, not a mongomock:// URI.
-            mongoengine.connect(db=self.name, host="mongodb://localhost", mongo_client_class=mongomock.MongoClient)
+            mongoengine.connect(db=self.name, host="mongodb://localhost", mongo_client_class=mongomock.MongoClient,
+                                uuidRepresentation="standard")
         else:
             mongoengine.connect(db=self.name, host=self.uri, tz_aware=True, uuidRepresentation="standard",
                                 serverSelectionTimeoutMS=self.timeout_ms, connectTimeoutMS=self.timeout_ms,
