@@ -1,0 +1,53 @@
+"""Configuration loading and validation (no server)."""
+from __future__ import annotations
+
+import pytest
+
+from policyhub.config import Config, load_config
+from policyhub.errors import ConfigError
+
+
+def test_defaults_serve_loopback_on_50051_with_embedded_store():
+    config = load_config(env={})
+    assert (config.host, config.port, config.embedded_store) == ("127.0.0.1", 50051, True)
+
+
+def test_yaml_then_env_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("port: 6000\nlog_level: DEBUG\nmongodb_uri: mongodb://db:27017\n")
+    config = load_config(str(path), env={"POLICYHUB_PORT": "7000"})
+    assert config == Config(port=7000, log_level="DEBUG", mongodb_uri="mongodb://db:27017")
+    assert not config.embedded_store
+
+
+def test_config_file_from_env(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("page_max_limit: 50\n")
+    assert load_config(env={"POLICYHUB_CONFIG": str(path)}).page_max_limit == 50
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("prot: 1\n", "unknown keys ['prot']"),
+    ("port: abc\n", "config key port: expected int"),
+    ("port: true\n", "config key port: expected int"),
+    ("port: 70000\n", "not a TCP port"),
+    ("page_max_limit: 0\n", "page_max_limit: must be at least 1"),
+    ("log_level: LOUD\n", "log_level"),
+    ("mongodb_uri: postgres://x\n", "mongodb_uri: must start with mongodb://"),
+    ("host: [a]\n", "config key host: expected str"),
+    ("- a\n", "must be a mapping"),
+    ("port: [\n", "not valid YAML"),
+])
+def test_bad_files_are_config_errors(tmp_path, yaml_text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=None) as info:
+        load_config(str(path), env={})
+    assert message in str(info.value)
+
+
+def test_missing_file_and_unknown_env_var(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(str(tmp_path / "missing.yaml"), env={})
+    with pytest.raises(ConfigError, match="POLICYHUB_PROT"):
+        load_config(env={"POLICYHUB_PROT": "1"})
