@@ -1,0 +1,24 @@
+"""The query language: SpaceONE Query/StatisticsQuery dicts compiled to MongoDB pipelines."""
+from policyhub.query.compiler import (
+    ListPlan,
+    QuerySchema,
+    StatPlan,
+    compile_list,
+    compile_stat,
+    unpack_list,
+    unpack_stat,
+)
+from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
+
+__all__ = [
+    "ListPlan",
+    "QuerySchema",
+    "StatPlan",
+    "TimeExprError",
+    "compile_list",
+    "compile_stat",
+    "parse_iso_datetime",
+    "parse_timediff",
+    "unpack_list",
+    "unpack_stat",
+]

@@ -1,0 +1,853 @@
+"""Compile SpaceONE `Query` / `StatisticsQuery` dicts into MongoDB aggregation pipelines.
+
+Pure: no I/O, no database driver. The input is untrusted (a MessageToDict of the
+request, or a hand-written dict); every malformed part raises InvalidArgument whose
+field path names it (`query.filter[1].operator`), and no other exception escapes.
+User input only ever becomes data: keys are validated field paths, values are
+checked for `$` keys, regexes are escaped or validated, and values inside
+aggregation expressions are wrapped in `$literal`.
+
+The caller's `scope` filter is trusted and is the first condition of the first
+`$match`, so every document any pipeline touches is inside the caller's scope.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from policyhub.errors import InvalidArgument, RequiredParameter
+from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
+
+# Caps on the size of a query; exceeding one is InvalidArgument.
+MAX_FILTERS = 100            # items per `filter`, `filter_or` and group-field `conditions` list
+MAX_FIELDS = 100             # entries of `only`, group keys/fields/sub-fields, project fields, `match` objects
+MAX_SORT_KEYS = 31           # MongoDB's $sort takes 32 keys; one is the `_id` tie-breaker
+MAX_AGGREGATE_STAGES = 50    # stages of `aggregate`
+MAX_VALUES = 1000            # elements of a list inside a filter value
+MAX_VALUE_DEPTH = 32         # nesting of lists/objects inside a filter value
+MAX_KEY_LENGTH = 256         # characters of a key, a name or a date_format
+MAX_REGEX_LENGTH = 1024      # characters of a `regex` pattern, a `contain` value or the keyword
+MAX_KEYWORD_TOKENS = 32      # whitespace-separated words of `keyword`
+
+_INT64_MAX = 2**63 - 1
+_COUNT = "n"  # name of the $count output inside the pipelines this module builds
+_ROOT = "query"
+
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_DATE_FORMAT = re.compile(r"(?:%[YmdHMSLjwuUVGZz%]|[^%$\x00])*")
+_LIST_FIELDS = frozenset({"filter", "filter_or", "keyword", "sort", "page", "only", "minimal", "count_only"})
+_STAT_FIELDS = frozenset({"filter", "filter_or", "keyword", "aggregate", "distinct", "page"})
+
+
+@dataclass(frozen=True)
+class QuerySchema:
+    keyword_fields: tuple[str, ...]
+    minimal_fields: tuple[str, ...]
+    datetime_fields: frozenset[str] = frozenset()
+    default_sort: tuple[tuple[str, bool], ...] = ()
+    max_limit: int = 1000
+
+
+@dataclass(frozen=True)
+class ListPlan:
+    pipeline: list[dict]
+    count_only: bool
+
+
+@dataclass(frozen=True)
+class StatPlan:
+    pipeline: list[dict]
+    paged: bool
+    distinct: bool = False  # results are documents {"_id": value}; unpack_stat returns the values
+
+
+@dataclass(frozen=True)
+class _Context:
+    schema: QuerySchema
+    now: datetime
+
+
+# ---------------------------------------------------------------- public API
+
+def compile_list(query: dict | None, schema: QuerySchema, scope: dict, *, now: datetime | None = None) -> ListPlan:
+    query = _root(query, _LIST_FIELDS)
+    ctx = _Context(schema, now or datetime.now(timezone.utc))
+    match = {"$match": _match(query, scope, ctx)}
+    sort = {"$sort": _list_sort(query.get("sort"), schema)}
+    results = [*_page_stages(query.get("page"), schema), *_projection(query, schema)]
+    if _flag(query, "count_only", _ROOT):
+        return ListPlan([match, {"$count": _COUNT}], count_only=True)
+    return ListPlan([match, sort, _facet(results)], count_only=False)
+
+
+def compile_stat(query: dict | None, schema: QuerySchema, scope: dict, *, now: datetime | None = None) -> StatPlan:
+    query = _root(query, _STAT_FIELDS)
+    ctx = _Context(schema, now or datetime.now(timezone.utc))
+    match = {"$match": _match(query, scope, ctx)}
+    distinct = query.get("distinct") is not None
+    body = _stat_body(query, distinct, ctx)
+    if query.get("page") is None:
+        return StatPlan([match, *body, {"$limit": schema.max_limit}], paged=False, distinct=distinct)
+    page = _page_stages(query["page"], schema)
+    return StatPlan([match, *body, _facet(page)], paged=True, distinct=distinct)
+
+
+def unpack_list(plan: ListPlan, docs: list[dict]) -> tuple[list[dict], int]:
+    if plan.count_only:
+        return [], _count_of(docs)
+    if not docs:
+        return [], 0
+    return docs[0]["results"], _count_of(docs[0]["total_count"])
+
+
+def unpack_stat(plan: StatPlan, docs: list[dict]) -> tuple[list[dict] | list, int | None]:
+    total = None
+    if plan.paged:
+        facet = docs[0] if docs else {"results": [], "total_count": []}
+        docs, total = facet["results"], _count_of(facet["total_count"])
+    if plan.distinct:
+        return [doc["_id"] for doc in docs], total
+    return docs, total
+
+
+def _count_of(docs: list[dict]) -> int:
+    # $count emits no document at all when nothing matched.
+    return docs[0][_COUNT] if docs else 0
+
+
+def _facet(results: list[dict]) -> dict:
+    return {"$facet": {"results": results, "total_count": [{"$count": _COUNT}]}}
+
+
+# ---------------------------------------------------------------- structure helpers
+
+def _root(query: Any, allowed: frozenset[str]) -> dict:
+    if query is None:
+        return {}
+    query = _object(query, _ROOT)
+    _known_fields(query, allowed, _ROOT)
+    return query
+
+
+def _object(value: Any, path: str) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidArgument(path, "must be an object")
+    return value
+
+
+def _array(value: Any, path: str, cap: int) -> list:
+    """A list field; None (unset) is the empty list."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidArgument(path, "must be a list")
+    if len(value) > cap:
+        raise InvalidArgument(path, f"must have at most {cap} items")
+    return value
+
+
+def _known_fields(obj: dict, allowed: frozenset[str], path: str) -> None:
+    for name in obj:
+        if name not in allowed:
+            raise InvalidArgument(f"{path}.{name}", "unknown field")
+
+
+def _alias(obj: dict, long: str, short: str, path: str) -> tuple[Any, str]:
+    """Read a field that SpaceONE accepts under two names (`key`/`k`); None means unset."""
+    if obj.get(long) is not None and obj.get(short) is not None:
+        raise InvalidArgument(f"{path}.{short}", f"'{long}' and '{short}' are the same field; set only one")
+    if obj.get(short) is not None:
+        return obj[short], f"{path}.{short}"
+    return obj.get(long), f"{path}.{long}"
+
+
+def _required(obj: dict, long: str, short: str, path: str) -> tuple[Any, str]:
+    value, value_path = _alias(obj, long, short, path)
+    if value is None:
+        raise RequiredParameter(value_path)
+    return value, value_path
+
+
+def _flag(obj: dict, name: str, path: str) -> bool:
+    value = obj.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{path}.{name}", "must be a boolean")
+    return value
+
+
+def _integer(value: Any, path: str, minimum: int) -> int:
+    """A count such as page.limit; protobuf Struct numbers arrive as floats, so 3.0 is 3."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= _INT64_MAX:
+        raise InvalidArgument(path, f"must be an integer of at least {minimum}")
+    return value
+
+
+def _show(value: Any) -> str:
+    """User text echoed in an error message, bounded."""
+    text = repr(value)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+# ---------------------------------------------------------------- keys and names
+
+def _key(value: Any, path: str) -> str:
+    """A document field path: `name` or `name.sub.sub`; never `_id`, `_x` or `$x`."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(path, "must be a non-empty string")
+    if len(value) > MAX_KEY_LENGTH:
+        raise InvalidArgument(path, f"must be at most {MAX_KEY_LENGTH} characters")
+    first, *rest = value.split(".")
+    if not _IDENTIFIER.fullmatch(first):
+        raise InvalidArgument(path, "must start with a letter followed by letters, digits or '_'")
+    if any(not part or "$" in part or "\x00" in part for part in rest):
+        raise InvalidArgument(path, "path segments must be non-empty and contain no '$'")
+    return value
+
+
+def _name(value: Any, path: str) -> str:
+    """An output field name: letters, digits and '_', starting with a letter."""
+    if not isinstance(value, str) or len(value) > MAX_KEY_LENGTH or not _IDENTIFIER.fullmatch(value):
+        raise InvalidArgument(path, "must be a name of letters, digits or '_' starting with a letter")
+    return value
+
+
+def _unique_names(named: list[tuple[str, str]]) -> None:
+    """named: (name, path) pairs; a repeated output name or sort key would silently overwrite."""
+    seen = set()
+    for name, path in named:
+        if name in seen:
+            raise InvalidArgument(path, f"{_show(name)} appears more than once")
+        seen.add(name)
+
+
+# ---------------------------------------------------------------- values
+
+def _value(value: Any, path: str, depth: int = 0) -> Any:
+    """Validate a filter value as plain data and normalize integral floats to int."""
+    if depth > MAX_VALUE_DEPTH:
+        raise InvalidArgument(path, f"must be nested at most {MAX_VALUE_DEPTH} levels deep")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return _int64(value, path)
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) <= _INT64_MAX else value
+    if isinstance(value, list):
+        items = _array(value, path, MAX_VALUES)
+        return [_value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(items)]
+    if isinstance(value, dict):
+        return {_value_key(k, path): _value(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
+    raise InvalidArgument(path, f"unsupported value type {type(value).__name__}")
+
+
+def _int64(value: int, path: str) -> int:
+    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise InvalidArgument(path, "integer is out of the 64-bit range")
+    return value
+
+
+def _value_key(key: Any, path: str) -> str:
+    if not isinstance(key, str):
+        raise InvalidArgument(path, "object keys must be strings")
+    if key.startswith("$") or "\x00" in key:
+        raise InvalidArgument(path, "operators are not allowed in values")
+    return key
+
+
+def _scalar(value: Any, path: str) -> Any:
+    if value is None or isinstance(value, (list, dict)):
+        raise InvalidArgument(path, "must be a string, number or boolean")
+    return value
+
+
+def _string(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(path, "must be a string")
+    return value
+
+
+def _string_list(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise InvalidArgument(path, "must be a non-empty list of strings")
+    return [_string(item, f"{path}[{i}]") for i, item in enumerate(value)]
+
+
+def _field_value(key: str, value: Any, path: str, ctx: _Context) -> Any:
+    """On a datetime field an ISO-8601 string means a datetime (stored values are BSON dates)."""
+    if key not in ctx.schema.datetime_fields:
+        return value
+    if isinstance(value, list):
+        return [_field_value(key, item, f"{path}[{i}]", ctx) for i, item in enumerate(value)]
+    return _iso_datetime(value, path) if isinstance(value, str) else value
+
+
+def _iso_datetime(value: Any, path: str) -> datetime:
+    try:
+        return _bson_datetime(parse_iso_datetime(value))
+    except TimeExprError as error:
+        raise InvalidArgument(path, str(error)) from None
+
+
+def _time_expression(value: Any, path: str, ctx: _Context) -> datetime:
+    try:
+        return _bson_datetime(parse_timediff(value, ctx.now))
+    except TimeExprError as error:
+        raise InvalidArgument(path, str(error)) from None
+
+
+def _bson_datetime(moment: datetime) -> datetime:
+    # Naive UTC, like the datetimes pymongo reads back: BSON dates carry no zone, and
+    # mongomock cannot compare aware with naive datetimes inside expressions.
+    return moment.replace(tzinfo=None)
+
+
+# ---------------------------------------------------------------- regexes
+
+def _literal_text(value: Any, path: str) -> str:
+    """A string searched for literally (contain, keyword)."""
+    text = _string(value, path)
+    if len(text) > MAX_REGEX_LENGTH or "\x00" in text:
+        raise InvalidArgument(path, f"must be at most {MAX_REGEX_LENGTH} characters without NUL")
+    return text
+
+
+def _substring(text: str) -> dict:
+    # A {$regex} document rather than a compiled pattern: the wire test server
+    # mishandles BSON regex literals. re.escape output is valid PCRE.
+    return {"$regex": re.escape(text), "$options": "i"}
+
+
+def _pattern(value: Any, path: str) -> str:
+    """A user regex: bounded, no NUL (MongoDB refuses it), and compilable."""
+    text = _literal_text(value, path)
+    try:
+        re.compile(text)
+    except (re.error, OverflowError, RecursionError):
+        raise InvalidArgument(path, "is not a valid regular expression") from None
+    return text
+
+
+# ---------------------------------------------------------------- filter operators
+# Each takes (key, normalized value, value path, context) and returns a MongoDB query condition.
+
+def _equality(mongo_op: str) -> Callable:
+    # $eq/$ne even for object values, so a value can never act as an operator.
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+        return {key: {mongo_op: _field_value(key, value, path, ctx)}}
+    return compile_
+
+
+def _comparison(mongo_op: str) -> Callable:
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+        return {key: {mongo_op: _field_value(key, _scalar(value, path), path, ctx)}}
+    return compile_
+
+
+def _membership(mongo_op: str) -> Callable:
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+        if not isinstance(value, list):
+            raise InvalidArgument(path, "must be a list")
+        return {key: {mongo_op: _field_value(key, value, path, ctx)}}
+    return compile_
+
+
+def _datetime_comparison(mongo_op: str) -> Callable:
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+        return {key: {mongo_op: _iso_datetime(value, path)}}
+    return compile_
+
+
+def _timediff_comparison(mongo_op: str) -> Callable:
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+        return {key: {mongo_op: _time_expression(value, path, ctx)}}
+    return compile_
+
+
+def _exists(key: str, value: Any, path: str, ctx: _Context) -> dict:
+    if not isinstance(value, bool):
+        raise InvalidArgument(path, "must be a boolean for operator 'exists'")
+    return {key: {"$exists": value}}
+
+
+def _contain(key: str, value: Any, path: str, ctx: _Context) -> dict:
+    return {key: _substring(_literal_text(value, path))}
+
+
+def _not_contain(key: str, value: Any, path: str, ctx: _Context) -> dict:
+    # $nor rather than {"$not": {"$regex"...}}: the embedded store (mongomock) lacks the latter.
+    return {"$nor": [{key: _substring(_literal_text(value, path))}]}
+
+
+def _contain_in(key: str, value: Any, path: str, ctx: _Context) -> dict:
+    texts = _string_list(value, path)
+    return _any_of([{key: _substring(_literal_text(t, f"{path}[{i}]"))} for i, t in enumerate(texts)])
+
+
+def _not_contain_in(key: str, value: Any, path: str, ctx: _Context) -> dict:
+    texts = _string_list(value, path)
+    # Excludes a document containing ANY of the texts (SpaceONE excluded only those containing all).
+    return {"$nor": [{key: _substring(_literal_text(t, f"{path}[{i}]"))} for i, t in enumerate(texts)]}
+
+
+def _regex(key: str, value: Any, path: str, ctx: _Context) -> dict:
+    return {key: {"$regex": _pattern(value, path)}}
+
+
+def _regex_in(key: str, value: Any, path: str, ctx: _Context) -> dict:
+    patterns = _string_list(value, path)
+    return _any_of([{key: {"$regex": _pattern(p, f"{path}[{i}]")}} for i, p in enumerate(patterns)])
+
+
+def _elem_match(key: str, value: Any, path: str, ctx: _Context) -> dict:
+    """`match`: some element of an array of objects has all the given sub-key values."""
+    if not isinstance(value, dict) or not value or len(value) > MAX_FIELDS:
+        raise InvalidArgument(path, f"must be an object of 1 to {MAX_FIELDS} sub-key: value pairs")
+    conditions = {_key(sub, f"{path}.{sub}"): {"$eq": _scalar(v, f"{path}.{sub}")} for sub, v in value.items()}
+    return {key: {"$elemMatch": conditions}}
+
+
+_ORDERINGS = ("lt", "lte", "gt", "gte")
+_FILTER_OPERATORS: dict[str, Callable] = {
+    "eq": _equality("$eq"),
+    "not": _equality("$ne"),
+    "exists": _exists,
+    "contain": _contain,
+    "not_contain": _not_contain,
+    "in": _membership("$in"),
+    "not_in": _membership("$nin"),
+    "contain_in": _contain_in,
+    "not_contain_in": _not_contain_in,
+    "match": _elem_match,
+    "regex": _regex,
+    "regex_in": _regex_in,
+    **{op: _comparison(f"${op}") for op in _ORDERINGS},
+    **{f"datetime_{op}": _datetime_comparison(f"${op}") for op in _ORDERINGS},
+    **{f"timediff_{op}": _timediff_comparison(f"${op}") for op in _ORDERINGS},
+}
+
+
+# ---------------------------------------------------------------- filters and $match
+
+_FILTER_ITEM_FIELDS = frozenset({"key", "k", "value", "v", "operator", "o"})
+
+
+def _operator(obj: dict, path: str, known: dict) -> str:
+    """The operator of a filter-like item; unset means `eq`, as in SpaceONE."""
+    name, name_path = _alias(obj, "operator", "o", path)
+    if name is None:
+        return "eq"
+    if not isinstance(name, str) or name not in known:
+        raise InvalidArgument(name_path, f"unknown operator {_show(name)}")
+    return name
+
+
+def _filter_parts(item: Any, path: str, known: dict) -> tuple[str, Any, str, str]:
+    """(key, normalized value, value path, operator) of a `{key, value, operator}` item in either dialect."""
+    item = _object(item, path)
+    _known_fields(item, _FILTER_ITEM_FIELDS, path)
+    key, key_path = _required(item, "key", "k", path)
+    key = _key(key, key_path)
+    operator = _operator(item, path, known)
+    value, value_path = _alias(item, "value", "v", path)
+    return key, _value(value, value_path), value_path, operator
+
+
+def _filter_item(item: Any, path: str, ctx: _Context) -> dict:
+    key, value, value_path, operator = _filter_parts(item, path, _FILTER_OPERATORS)
+    return _FILTER_OPERATORS[operator](key, value, value_path, ctx)
+
+
+def _filter_group(items: Any, path: str, ctx: _Context) -> list[dict]:
+    items = _array(items, path, MAX_FILTERS)
+    return [_filter_item(item, f"{path}[{i}]", ctx) for i, item in enumerate(items)]
+
+
+def _keyword(value: Any, ctx: _Context) -> list[dict]:
+    """Conditions (zero or one) for `keyword`: any token in any keyword field, case-insensitively."""
+    path = f"{_ROOT}.keyword"
+    tokens = list(dict.fromkeys(_literal_text(value, path).split())) if value is not None else []
+    if not tokens:
+        return []
+    if len(tokens) > MAX_KEYWORD_TOKENS:
+        raise InvalidArgument(path, f"must have at most {MAX_KEYWORD_TOKENS} words")
+    if not ctx.schema.keyword_fields:
+        raise InvalidArgument(path, "keyword search is not supported for this resource")
+    return [_any_of([{field: _substring(token)} for token in tokens for field in ctx.schema.keyword_fields])]
+
+
+def _match(query: dict, scope: dict, ctx: _Context) -> dict:
+    """scope AND filter items AND (any filter_or item) AND keyword; scope comes first."""
+    conditions = _filter_group(query.get("filter"), f"{_ROOT}.filter", ctx)
+    alternatives = _filter_group(query.get("filter_or"), f"{_ROOT}.filter_or", ctx)
+    if alternatives:
+        conditions.append(_any_of(alternatives))
+    conditions += _keyword(query.get("keyword"), ctx)
+    return _all_of([scope, *conditions])
+
+
+def _all_of(conditions: list[dict]) -> dict:
+    """AND as flat as possible: conditions on disjoint top-level keys merge into one
+    document (keeping order, so scope stays first); any overlap needs an explicit $and,
+    because merging would let one condition overwrite another."""
+    merged: dict = {}
+    for condition in conditions:
+        if merged.keys() & condition.keys():
+            return {"$and": conditions}
+        merged.update(condition)
+    return merged
+
+
+def _any_of(conditions: list[dict]) -> dict:
+    return conditions[0] if len(conditions) == 1 else {"$or": conditions}
+
+
+# ---------------------------------------------------------------- sort, page, projection
+
+_SORT_FIELDS = frozenset({"key", "desc", "keys"})
+_SORT_KEY_FIELDS = frozenset({"key", "desc"})
+
+
+def _sort_keys(sort: Any, path: str) -> list[tuple[str, bool]]:
+    """(key, desc) pairs from `{key, desc}`, `{keys: [...]}` or a list of `{key, desc}`."""
+    if sort is None:
+        return []
+    if isinstance(sort, list):
+        pairs = _sort_key_list(sort, path)
+    else:
+        pairs = _sort_object(_object(sort, path), path)
+    _unique_names([(key, path) for key, _ in pairs])
+    return pairs
+
+
+def _sort_object(sort: dict, path: str) -> list[tuple[str, bool]]:
+    _known_fields(sort, _SORT_FIELDS, path)
+    if sort.get("keys") is not None:
+        if sort.get("key") is not None or sort.get("desc") is not None:
+            raise InvalidArgument(path, "set either key/desc or keys, not both")
+        return _sort_key_list(sort["keys"], f"{path}.keys")
+    if sort.get("key") is None:
+        if sort.get("desc") is not None:
+            raise RequiredParameter(f"{path}.key")
+        return []
+    return [_sort_key(sort, path)]
+
+
+def _sort_key_list(items: Any, path: str) -> list[tuple[str, bool]]:
+    items = _array(items, path, MAX_SORT_KEYS)
+    return [_sort_key_item(item, f"{path}[{i}]") for i, item in enumerate(items)]
+
+
+def _sort_key_item(item: Any, path: str) -> tuple[str, bool]:
+    item = _object(item, path)
+    _known_fields(item, _SORT_KEY_FIELDS, path)
+    return _sort_key(item, path)
+
+
+def _sort_key(item: dict, path: str) -> tuple[str, bool]:
+    if item.get("key") is None:
+        raise RequiredParameter(f"{path}.key")
+    return _key(item["key"], f"{path}.key"), _flag(item, "desc", path)
+
+
+def _sort_document(pairs: list[tuple[str, bool]] | tuple[tuple[str, bool], ...]) -> dict:
+    return {key: -1 if desc else 1 for key, desc in pairs}
+
+
+def _list_sort(sort: Any, schema: QuerySchema) -> dict:
+    document = _sort_document(_sort_keys(sort, f"{_ROOT}.sort") or schema.default_sort)
+    document.setdefault("_id", 1)  # unique tie-breaker: pages over equal sort values stay stable
+    return document
+
+
+_PAGE_FIELDS = frozenset({"start", "limit"})
+
+
+def _page_stages(page: Any, schema: QuerySchema) -> list[dict]:
+    """$skip/$limit for a 1-based `start` and a `limit` capped at schema.max_limit."""
+    path = f"{_ROOT}.page"
+    page = _object(page, path) if page is not None else {}
+    _known_fields(page, _PAGE_FIELDS, path)
+    start = _integer(page.get("start", 0), f"{path}.start", 0)
+    limit = _integer(page.get("limit", 0), f"{path}.limit", 0)
+    return [{"$skip": max(start, 1) - 1}, {"$limit": min(limit or schema.max_limit, schema.max_limit)}]
+
+
+def _projection(query: dict, schema: QuerySchema) -> list[dict]:
+    """`only` wins over `minimal`; no projection returns whole documents."""
+    path = f"{_ROOT}.only"
+    only = [_key(key, f"{path}[{i}]") for i, key in enumerate(_array(query.get("only"), path, MAX_FIELDS))]
+    _no_path_collision(only, path)
+    minimal = _flag(query, "minimal", _ROOT)
+    fields = only or (schema.minimal_fields if minimal else ())
+    return [{"$project": {key: 1 for key in fields}}] if fields else []
+
+
+def _no_path_collision(keys: list[str], path: str) -> None:
+    # MongoDB refuses to project both `a` and `a.b`.
+    for key in keys:
+        if any(other.startswith(key + ".") for other in keys):
+            raise InvalidArgument(path, f"{_show(key)} overlaps a longer key in the same list")
+
+
+# ---------------------------------------------------------------- stat
+
+def _stat_body(query: dict, distinct: bool, ctx: _Context) -> list[dict]:
+    path = f"{_ROOT}.aggregate"
+    stages = _array(query.get("aggregate"), path, MAX_AGGREGATE_STAGES)
+    if stages and distinct:
+        raise InvalidArgument(path, "set either aggregate or distinct, not both")
+    if distinct:
+        return _distinct(query["distinct"])
+    if not stages:
+        raise InvalidArgument(path, "aggregate or distinct is required")
+    return [compiled for i, stage in enumerate(stages) for compiled in _stage(stage, f"{path}[{i}]", ctx)]
+
+
+def _distinct(key: Any) -> list[dict]:
+    """Distinct values, array elements counted one by one; missing and null values are dropped."""
+    field = "$" + _key(key, f"{_ROOT}.distinct")
+    return [{"$unwind": field}, {"$group": {"_id": field}}, {"$sort": {"_id": 1}}]
+
+
+def _stage(stage: Any, path: str, ctx: _Context) -> list[dict]:
+    stage = _object(stage, path)
+    kinds = [kind for kind, spec in stage.items() if spec is not None]
+    if len(kinds) != 1 or kinds[0] not in _STAGES:
+        raise InvalidArgument(path, f"must set exactly one of {', '.join(_STAGES)}")
+    kind = kinds[0]
+    return _STAGES[kind](stage[kind], f"{path}.{kind}", ctx)
+
+
+def _unwind_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+    spec = _object(spec, path)
+    _known_fields(spec, frozenset({"path"}), path)
+    if spec.get("path") is None:
+        raise RequiredParameter(f"{path}.path")
+    return [{"$unwind": "$" + _key(spec["path"], f"{path}.path")}]
+
+
+def _count_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+    spec = _object(spec, path)
+    _known_fields(spec, frozenset({"name"}), path)
+    if spec.get("name") is None:
+        raise RequiredParameter(f"{path}.name")
+    return [{"$count": _name(spec["name"], f"{path}.name")}]
+
+
+def _sort_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+    pairs = _sort_keys(_object(spec, path), path)
+    if not pairs:
+        raise InvalidArgument(path, "key or keys is required")
+    return [{"$sort": _sort_document(pairs)}]
+
+
+def _limit_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+    return [{"$limit": _integer(spec, path, 1)}]
+
+
+def _skip_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+    return [{"$skip": _integer(spec, path, 0)}]
+
+
+# ---- project
+
+_PROJECT_FIELD_FIELDS = frozenset({"key", "k", "name", "n", "operator", "o"})
+_PROJECT_OPERATORS: dict[str, Callable[[str], Any]] = {
+    # $size fails the whole query on a missing or non-array value: count those as 0 instead.
+    "size": lambda field: {"$cond": [{"$isArray": field}, {"$size": field}, 0]},
+    "sum": lambda field: {"$sum": field},
+    "average": lambda field: {"$avg": field},
+    "max": lambda field: {"$max": field},
+    "min": lambda field: {"$min": field},
+}
+
+
+def _project_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+    spec = _object(spec, path)
+    _known_fields(spec, frozenset({"fields", "exclude_keys"}), path)
+    items = _array(spec.get("fields"), f"{path}.fields", MAX_FIELDS)
+    if not items:
+        raise RequiredParameter(f"{path}.fields")
+    fields = [_project_field(item, f"{path}.fields[{i}]") for i, item in enumerate(items)]
+    _unique_names([(name, field_path) for name, _, field_path in fields])
+    projection = {"_id": 0} if _flag(spec, "exclude_keys", path) else {}
+    return [{"$project": {**projection, **{name: expression for name, expression, _ in fields}}}]
+
+
+def _project_field(item: Any, path: str) -> tuple[str, Any, str]:
+    item = _object(item, path)
+    _known_fields(item, _PROJECT_FIELD_FIELDS, path)
+    key, key_path = _required(item, "key", "k", path)
+    name, name_path = _required(item, "name", "n", path)
+    field = "$" + _key(key, key_path)
+    operator, operator_path = _alias(item, "operator", "o", path)
+    if operator is None:
+        return _name(name, name_path), field, name_path
+    if not isinstance(operator, str) or operator not in _PROJECT_OPERATORS:
+        raise InvalidArgument(operator_path, f"unknown operator {_show(operator)}")
+    return _name(name, name_path), _PROJECT_OPERATORS[operator](field), name_path
+
+
+# ---- group
+
+_GROUP_KEY_FIELDS = frozenset({"key", "k", "name", "n", "date_format"})
+_GROUP_FIELD_FIELDS = frozenset({"key", "k", "name", "n", "operator", "o", "fields", "conditions"})
+_SUB_FIELD_FIELDS = frozenset({"key", "k", "name", "n"})
+_ACCUMULATORS = {
+    "count": "$sum", "sum": "$sum", "average": "$avg", "max": "$max", "min": "$min", "first": "$first",
+    "last": "$last", "push": "$push", "add_to_set": "$addToSet", "merge_objects": "$mergeObjects",
+}
+_OBJECT_ACCUMULATORS = frozenset({"push", "add_to_set"})  # the ones that may collect `fields` objects
+
+
+def _group_stages(spec: Any, path: str, ctx: _Context) -> list[dict]:
+    """$group, then a $project that lifts the key names out of `_id` so outputs are flat."""
+    spec = _object(spec, path)
+    _known_fields(spec, frozenset({"keys", "fields"}), path)
+    key_items = _array(spec.get("keys"), f"{path}.keys", MAX_FIELDS)
+    field_items = _array(spec.get("fields"), f"{path}.fields", MAX_FIELDS)
+    if not key_items and not field_items:
+        raise InvalidArgument(path, "keys or fields is required")
+    keys = [_group_key(item, f"{path}.keys[{i}]") for i, item in enumerate(key_items)]
+    fields = [_group_field(item, f"{path}.fields[{i}]", ctx) for i, item in enumerate(field_items)]
+    _unique_names([(name, name_path) for name, _, name_path in keys + fields])
+    group = {"_id": {name: expression for name, expression, _ in keys} or None}
+    group.update({name: accumulator for name, accumulator, _ in fields})
+    project = {"_id": 0, **{name: f"$_id.{name}" for name, _, _ in keys}, **{name: 1 for name, _, _ in fields}}
+    return [{"$group": group}, {"$project": project}]
+
+
+def _group_key(item: Any, path: str) -> tuple[str, Any, str]:
+    """(output name, grouping expression, name path)."""
+    item = _object(item, path)
+    _known_fields(item, _GROUP_KEY_FIELDS, path)
+    key, key_path = _required(item, "key", "k", path)
+    name, name_path = _required(item, "name", "n", path)
+    field = "$" + _key(key, key_path)
+    date_format = item.get("date_format")
+    if date_format not in (None, ""):  # "" is proto3's unset
+        field = {"$dateToString": {"format": _date_format(date_format, f"{path}.date_format"), "date": field}}
+    return _name(name, name_path), field, name_path
+
+
+def _date_format(value: Any, path: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_KEY_LENGTH or not _DATE_FORMAT.fullmatch(value):
+        raise InvalidArgument(path, "must use only %Y %m %d %H %M %S %L %j %w %u %U %V %G %Z %z %% and plain characters")
+    return value
+
+
+def _group_field(item: Any, path: str, ctx: _Context) -> tuple[str, dict, str]:
+    """(output name, accumulator, name path)."""
+    item = _object(item, path)
+    _known_fields(item, _GROUP_FIELD_FIELDS, path)
+    name, name_path = _required(item, "name", "n", path)
+    operator, operator_path = _required(item, "operator", "o", path)
+    if not isinstance(operator, str) or operator not in _ACCUMULATORS:
+        raise InvalidArgument(operator_path, f"unknown operator {_show(operator)}")
+    operand = _accumulator_operand(item, operator, path)
+    condition = _conditions(item.get("conditions"), f"{path}.conditions", ctx)
+    if condition is not None:
+        operand = {"$cond": [condition, operand, 0 if operator == "count" else None]}
+    return _name(name, name_path), {_ACCUMULATORS[operator]: operand}, name_path
+
+
+def _accumulator_operand(item: dict, operator: str, path: str) -> Any:
+    """What the accumulator collects: 1 for count, an object for push/add_to_set with
+    `fields`, else the key's value."""
+    key, key_path = _alias(item, "key", "k", path)
+    sub_items = _array(item.get("fields"), f"{path}.fields", MAX_FIELDS)
+    if sub_items and operator not in _OBJECT_ACCUMULATORS:
+        raise InvalidArgument(f"{path}.fields", "is only allowed with operators push and add_to_set")
+    field = "$" + _key(key, key_path) if key is not None else None
+    if operator == "count":
+        return 1
+    if sub_items:
+        return _sub_fields(sub_items, f"{path}.fields")
+    if field is None:
+        raise RequiredParameter(key_path)
+    return field
+
+
+def _sub_fields(items: list, path: str) -> dict:
+    entries = []
+    for i, item in enumerate(items):
+        item_path = f"{path}[{i}]"
+        item = _object(item, item_path)
+        _known_fields(item, _SUB_FIELD_FIELDS, item_path)
+        key, key_path = _required(item, "key", "k", item_path)
+        name, name_path = _required(item, "name", "n", item_path)
+        entries.append((_name(name, name_path), "$" + _key(key, key_path), name_path))
+    _unique_names([(name, name_path) for name, _, name_path in entries])
+    return {name: field for name, field, _ in entries}
+
+
+# ---- group conditions (aggregation expressions, every user value in $literal)
+
+def _expression_comparison(mongo_op: str) -> Callable:
+    def compile_(field: str, value: Any, path: str) -> dict:
+        return {mongo_op: [field, {"$literal": _scalar(value, path)}]}
+    return compile_
+
+
+def _expression_equality(mongo_op: str) -> Callable:
+    def compile_(field: str, value: Any, path: str) -> dict:
+        return {mongo_op: [field, {"$literal": value}]}
+    return compile_
+
+
+def _expression_in(field: str, value: Any, path: str) -> dict:
+    if not isinstance(value, list):
+        raise InvalidArgument(path, "must be a list")
+    return {"$in": [field, {"$literal": value}]}
+
+
+def _expression_not_in(field: str, value: Any, path: str) -> dict:
+    return {"$not": [_expression_in(field, value, path)]}
+
+
+def _expression_exists(field: str, value: Any, path: str) -> dict:
+    if not isinstance(value, bool):
+        raise InvalidArgument(path, "must be a boolean for operator 'exists'")
+    return {"$ne" if value else "$eq": [{"$type": field}, "missing"]}
+
+
+_CONDITION_OPERATORS: dict[str, Callable] = {
+    "eq": _expression_equality("$eq"),
+    "not": _expression_equality("$ne"),
+    **{op: _expression_comparison(f"${op}") for op in _ORDERINGS},
+    "in": _expression_in,
+    "not_in": _expression_not_in,
+    "exists": _expression_exists,
+}
+
+
+def _conditions(items: Any, path: str, ctx: _Context) -> dict | None:
+    """All conditions as one aggregation expression, or None when there are none."""
+    items = _array(items, path, MAX_FILTERS)
+    expressions = [_condition(item, f"{path}[{i}]", ctx) for i, item in enumerate(items)]
+    if not expressions:
+        return None
+    return expressions[0] if len(expressions) == 1 else {"$and": expressions}
+
+
+def _condition(item: Any, path: str, ctx: _Context) -> dict:
+    key, value, value_path, operator = _filter_parts(item, path, _CONDITION_OPERATORS)
+    value = _field_value(key, value, value_path, ctx)
+    return _CONDITION_OPERATORS[operator]("$" + key, value, value_path)
+
+
+_STAGES: dict[str, Callable[[Any, str, _Context], list[dict]]] = {
+    "unwind": _unwind_stage,
+    "group": _group_stages,
+    "count": _count_stage,
+    "sort": _sort_stage,
+    "project": _project_stage,
+    "limit": _limit_stage,
+    "skip": _skip_stage,
+}
