@@ -3,14 +3,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from policyhub.api.assignment_api import AssignmentAPI
 from policyhub.api.policy_api import PolicyAPI
 from policyhub.api.repository_api import RepositoryAPI
 from policyhub.api.server_info_api import ServerInfoAPI
 from policyhub.config import Config
 from policyhub.managed_policies import load_managed_policies
+from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.database import Database
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.repository_manager import RepositoryManager
+from policyhub.manager.revision_manager import RevisionManager
+from policyhub.service.assignment_service import AssignmentService
+from policyhub.service.authorization_service import AuthorizationService
 from policyhub.service.context import utc_now
 from policyhub.service.policy_service import PolicyService
 from policyhub.service.repository_service import RepositoryService
@@ -22,15 +27,20 @@ class Application:
     database: Database
     policy_api: PolicyAPI
     repository_api: RepositoryAPI
+    assignment_api: AssignmentAPI
     server_info_api: ServerInfoAPI
 
 
 def bootstrap(config: Config) -> Application:
     database = Database(config.mongodb_uri, config.database, config.db_timeout_ms)
     database.connect()
+    revisions = RevisionManager()
+    policies = PolicyManager(config.page_max_limit)
+    assignments = AssignmentManager(config.page_max_limit)
     repository_service = RepositoryService(RepositoryManager(config.page_max_limit), utc_now)
-    policy_service = PolicyService(PolicyManager(config.page_max_limit), repository_service, utc_now,
-                                   load_managed_policies())
+    policy_service = PolicyService(policies, repository_service, revisions, utc_now, load_managed_policies())
+    assignment_service = AssignmentService(assignments, policies, revisions, utc_now)
+    authorization_service = AuthorizationService(policies, assignments, revisions, utc_now, config.page_max_limit)
     repository_service.ensure_built_in()
     policy_service.sync_managed()
     return Application(
@@ -38,5 +48,6 @@ def bootstrap(config: Config) -> Application:
         database=database,
         policy_api=PolicyAPI(policy_service),
         repository_api=RepositoryAPI(repository_service),
+        assignment_api=AssignmentAPI(assignment_service, authorization_service),
         server_info_api=ServerInfoAPI(),
     )

@@ -98,7 +98,8 @@ class SlowPolicyService(PolicyService):
 def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(client):
     """A second server on the same database, whose list calls wait until the test lets them go."""
     policy_service = client.app.policy_api.service
-    slow = SlowPolicyService(policy_service.policies, policy_service.repositories, policy_service.clock,
+    slow = SlowPolicyService(policy_service.policies, policy_service.repositories, policy_service.revisions,
+                             policy_service.clock,
                              policy_service.managed_policies)
     app = replace(client.app, config=replace(client.app.config, port=free_port(), shutdown_grace_seconds=10),
                   policy_api=PolicyAPI(slow))

@@ -18,6 +18,15 @@ def iso(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def enum_name(enum_type, number: int) -> str:
+    """The value's name; an unknown number (proto3 enums are open) becomes its digits, which
+    validation then refuses as INVALID_ARGUMENT instead of failing here."""
+    try:
+        return enum_type.Name(number)
+    except ValueError:
+        return str(number)
+
+
 def message_dict(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 

@@ -100,19 +100,37 @@ class PolicyManager:
         return unpack_stat(plan, aggregate(PolicyDocument, plan.pipeline))
 
     @translate_errors()
-    def sync_managed(self, policies: list[dict[str, Any]], now: datetime) -> None:
+    def existing_ids(self, domain_id: str, policy_ids: list[str]) -> set[str]:
+        """Which of these ids exist in the domain or among the managed policies."""
+        found = PolicyDocument._get_collection().find(
+            {**self.scope(domain_id, include_managed=True), "policy_id": {"$in": policy_ids}},
+            {"_id": 0, "policy_id": 1})
+        return {doc["policy_id"] for doc in found}
+
+    @translate_errors()
+    def rules(self, domain_id: str) -> list[dict[str, Any]]:
+        """What the evaluation engine needs of every policy visible in the domain."""
+        return list(PolicyDocument._get_collection().find(
+            self.scope(domain_id, include_managed=True),
+            {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1}))
+
+    @translate_errors()
+    def sync_managed(self, policies: list[dict[str, Any]], now: datetime) -> bool:
         """Makes the stored managed policies equal to the shipped ones (idempotent, safe to
-        run from several processes at once)."""
+        run from several processes at once). True when anything changed."""
+        changed = False
         for policy in policies:
             stored = PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id=policy["policy_id"]).first()
             if stored is not None and _same_content(stored, policy):
                 continue
+            changed = True
             values = {f"set__{key}": _to_stored(key, value) for key, value in policy.items() if key != "policy_id"}
             PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id=policy["policy_id"]).update_one(
                 upsert=True, set__etag=new_etag(), set__updated_at=now, set_on_insert__created_at=now,
                 inc__version=1, **values)
         shipped = [policy["policy_id"] for policy in policies]
-        PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id__nin=shipped).delete()
+        removed = PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id__nin=shipped).delete()
+        return changed or removed > 0
 
 
 def _same_content(stored: PolicyDocument, policy: dict[str, Any]) -> bool:

@@ -6,6 +6,7 @@ from typing import Any
 from policyhub.errors import InvalidArgument, ManagedReadOnly, RequiredParameter
 from policyhub.managed_policies import MANAGED_ID_PREFIX
 from policyhub.manager.policy_manager import PolicyManager
+from policyhub.manager.revision_manager import RevisionManager
 from policyhub.model.policy import MANAGED_DOMAIN_ID
 from policyhub.service import validation
 from policyhub.service.context import Clock, RequestContext
@@ -18,10 +19,11 @@ LIST_SHORTCUTS = ("policy_id", "name", "project_id", "repository_id", "state")
 
 
 class PolicyService:
-    def __init__(self, policies: PolicyManager, repositories: RepositoryService, clock: Clock,
-                 managed_policies: list[dict[str, Any]]):
+    def __init__(self, policies: PolicyManager, repositories: RepositoryService, revisions: RevisionManager,
+                 clock: Clock, managed_policies: list[dict[str, Any]]):
         self.policies = policies
         self.repositories = repositories
+        self.revisions = revisions
         self.clock = clock
         self.managed_policies = managed_policies
 
@@ -29,7 +31,8 @@ class PolicyService:
         records = [{**policy, "domain_id": MANAGED_DOMAIN_ID, "repository_id": MANAGED_REPOSITORY_ID,
                     "is_managed": True, "state": "ENABLED", "project_id": ""}
                    for policy in self.managed_policies]
-        self.policies.sync_managed(records, self.clock())
+        if self.policies.sync_managed(records, self.clock()):
+            self.revisions.bump(MANAGED_DOMAIN_ID)
 
     def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
@@ -47,7 +50,9 @@ class PolicyService:
             "created_at": now,
             "updated_at": now,
         }
-        return self.policies.create(record)
+        created = self.policies.create(record)
+        self.revisions.bump(ctx.domain_id)
+        return created
 
     def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
@@ -59,12 +64,15 @@ class PolicyService:
             changes = self._content(params, partial=True)
             if params.get("name"):
                 changes["name"] = validation.text(params["name"], "name", validation.NAME_MAX)
-        return self.policies.update(ctx.domain_id, policy_id, changes, params.get("etag") or None, self.clock())
+        updated = self.policies.update(ctx.domain_id, policy_id, changes, params.get("etag") or None, self.clock())
+        self.revisions.bump(ctx.domain_id)
+        return updated
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         self._refuse_managed_id(policy_id, "deleted")
         self.policies.delete(ctx.domain_id, policy_id, params.get("etag") or None)
+        self.revisions.bump(ctx.domain_id)
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))

@@ -130,3 +130,42 @@ def _integral(value: Any) -> Any:
     if isinstance(value, list):
         return [_integral(item) for item in value]
     return value
+
+
+SUBJECT_TYPES = ("USER", "GROUP", "ROLE", "SERVICE_ACCOUNT")
+GRANT_TYPES = ("POLICY", "ROLE", "GROUP")
+IDENTIFIER_MAX = 128
+
+
+def identifier(value: str, field: str) -> str:
+    """Subject, role and group ids: non-empty, bounded, no control characters."""
+    require(value, field)
+    if len(value) > IDENTIFIER_MAX:
+        raise InvalidArgument(field, f"must have at most {IDENTIFIER_MAX} characters")
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise InvalidArgument(field, "must not contain control characters")
+    return value
+
+
+def choice(value: str, field: str, allowed: tuple[str, ...]) -> str:
+    if not value or value.endswith("NONE"):
+        raise RequiredParameter(field)
+    if value not in allowed:
+        raise InvalidArgument(field, f"must be one of {list(allowed)}")
+    return value
+
+
+def subject(value: dict[str, str] | None, field: str = "subject") -> dict[str, str]:
+    if not value:
+        raise RequiredParameter(field)
+    return {"type": choice(value.get("type", ""), f"{field}.type", SUBJECT_TYPES),
+            "id": identifier(value.get("id", ""), f"{field}.id")}
+
+
+def grant(value: dict[str, str] | None, field: str = "grant") -> dict[str, str]:
+    if not value:
+        raise RequiredParameter(field)
+    grant_type = choice(value.get("type", ""), f"{field}.type", GRANT_TYPES)
+    if grant_type == "POLICY":
+        return {"type": grant_type, "id": policy_id(value.get("id", ""), f"{field}.id")}
+    return {"type": grant_type, "id": identifier(value.get("id", ""), f"{field}.id")}

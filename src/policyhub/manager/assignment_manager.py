@@ -1,0 +1,105 @@
+"""Persistence and queries of assignments."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pymongo.errors
+from mongoengine import NotUniqueError
+
+from policyhub.errors import AlreadyExists, NotFound
+from policyhub.manager.database import aggregate, translate_errors
+from policyhub.model import AssignmentDocument
+from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
+
+# (subject_type, subject_id, grant_type, grant_id): what makes an assignment unique in a domain.
+Key = tuple[str, str, str, str]
+KEY_FIELDS = ("subject_type", "subject_id", "grant_type", "grant_id")
+EDGE_FIELDS = {"_id": 0, **{field: 1 for field in KEY_FIELDS}, "expires_at": 1}
+
+
+def key_of(record: dict[str, Any]) -> Key:
+    return tuple(record[field] for field in KEY_FIELDS)  # type: ignore[return-value]
+
+
+def _record(raw: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in raw.items() if key != "_id"}
+
+
+class AssignmentManager:
+    def __init__(self, page_max_limit: int):
+        self.schema = QuerySchema(
+            keyword_fields=("assignment_id", "subject_id", "grant_id"),
+            minimal_fields=("assignment_id", *KEY_FIELDS, "domain_id"),
+            datetime_fields=frozenset({"created_at", "expires_at"}),
+            default_sort=(("created_at", True),),
+            max_limit=page_max_limit,
+        )
+
+    @translate_errors()
+    def create(self, record: dict[str, Any]) -> dict[str, Any]:
+        try:
+            AssignmentDocument(**record).save(force_insert=True)
+        except NotUniqueError:
+            raise AlreadyExists("Assignment", "subject/grant", "/".join(key_of(record))) from None
+        return self.get(record["domain_id"], record["assignment_id"])
+
+    @translate_errors()
+    def find_by_keys(self, domain_id: str, keys: Iterable[Key]) -> dict[Key, dict[str, Any]]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        clauses = [dict(zip(KEY_FIELDS, key)) for key in keys]
+        found: dict[Key, dict[str, Any]] = {}
+        collection = AssignmentDocument._get_collection()
+        # Chunked $or keeps each query small for batches of thousands.
+        for start in range(0, len(clauses), 500):
+            for raw in collection.find({"domain_id": domain_id, "$or": clauses[start:start + 500]}):
+                found[key_of(raw)] = _record(raw)
+        return found
+
+    @translate_errors()
+    def insert_many(self, records: list[dict[str, Any]]) -> None:
+        """All or nothing: on failure, what this call inserted is removed again."""
+        if not records:
+            return
+        collection = AssignmentDocument._get_collection()
+        documents = [AssignmentDocument(**record).to_mongo().to_dict() for record in records]
+        try:
+            collection.insert_many(documents, ordered=True)
+        except pymongo.errors.PyMongoError as exc:
+            ids = [record["assignment_id"] for record in records]
+            collection.delete_many({"domain_id": records[0]["domain_id"], "assignment_id": {"$in": ids}})
+            if isinstance(exc, pymongo.errors.BulkWriteError):
+                raise AlreadyExists("Assignment", "subject/grant", "a concurrent write; retry") from exc
+            raise
+
+    @translate_errors()
+    def delete_ids(self, domain_id: str, assignment_ids: list[str]) -> int:
+        return AssignmentDocument._get_collection().delete_many(
+            {"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}}).deleted_count
+
+    @translate_errors()
+    def delete(self, domain_id: str, assignment_id: str) -> None:
+        if AssignmentDocument.objects(domain_id=domain_id, assignment_id=assignment_id).delete() == 0:
+            raise NotFound("Assignment", "assignment_id", assignment_id)
+
+    @translate_errors()
+    def get(self, domain_id: str, assignment_id: str) -> dict[str, Any]:
+        raw = AssignmentDocument._get_collection().find_one({"domain_id": domain_id, "assignment_id": assignment_id})
+        if raw is None:
+            raise NotFound("Assignment", "assignment_id", assignment_id)
+        return _record(raw)
+
+    @translate_errors()
+    def edges(self, domain_id: str) -> list[dict[str, Any]]:
+        """Every assignment of the domain, reduced to what the evaluation engine needs."""
+        return list(AssignmentDocument._get_collection().find({"domain_id": domain_id}, EDGE_FIELDS))
+
+    def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
+        plan = compile_list(query, self.schema, {"domain_id": domain_id})
+        results, total = unpack_list(plan, aggregate(AssignmentDocument, plan.pipeline))
+        return [_record(doc) for doc in results], total
+
+    def stat(self, domain_id: str, query: dict | None) -> tuple[list, int | None]:
+        plan = compile_stat(query, self.schema, {"domain_id": domain_id})
+        return unpack_stat(plan, aggregate(AssignmentDocument, plan.pipeline))

@@ -1,0 +1,31 @@
+"""The assignment document: subject -> grant (a policy, or membership of a role or group)."""
+from mongoengine import DateTimeField, DictField, Document, ListField, StringField
+
+SUBJECT_TYPES = ("USER", "GROUP", "ROLE", "SERVICE_ACCOUNT")
+GRANT_TYPES = ("POLICY", "ROLE", "GROUP")
+
+
+class AssignmentDocument(Document):
+    assignment_id = StringField(required=True)
+    subject_type = StringField(required=True, choices=SUBJECT_TYPES)
+    subject_id = StringField(required=True)
+    grant_type = StringField(required=True, choices=GRANT_TYPES)
+    grant_id = StringField(required=True)
+    expires_at = DateTimeField(null=True)
+    labels = ListField()
+    tags = DictField()
+    domain_id = StringField(required=True)
+    created_at = DateTimeField(required=True)
+
+    meta = {
+        "collection": "assignment",
+        "auto_create_index": False,
+        "indexes": [
+            {"fields": ["domain_id", "assignment_id"], "unique": True, "name": "domain_assignment_id"},
+            # One assignment per (subject, grant): batch add is idempotent on it.
+            {"fields": ["domain_id", "subject_type", "subject_id", "grant_type", "grant_id"], "unique": True,
+             "name": "domain_subject_grant"},
+            {"fields": ["domain_id", "grant_type", "grant_id"], "name": "domain_grant"},
+            {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
+        ],
+    }

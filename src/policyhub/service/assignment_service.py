@@ -1,0 +1,168 @@
+"""Assignments: bind subjects to policies and to role/group membership, within the caller's domain."""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from itertools import product
+from typing import Any
+
+from policyhub.errors import InvalidArgument, NotFound, RequiredParameter
+from policyhub.manager.assignment_manager import AssignmentManager, key_of
+from policyhub.manager.policy_manager import PolicyManager
+from policyhub.manager.revision_manager import RevisionManager
+from policyhub.service import validation
+from policyhub.service.context import Clock, RequestContext
+
+MAX_BATCH = 10_000
+
+
+def new_assignment_id() -> str:
+    return f"asg-{secrets.token_hex(8)}"
+
+
+class AssignmentService:
+    def __init__(self, assignments: AssignmentManager, policies: PolicyManager, revisions: RevisionManager,
+                 clock: Clock):
+        self.assignments = assignments
+        self.policies = policies
+        self.revisions = revisions
+        self.clock = clock
+
+    def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        subject = validation.subject(params.get("subject"))
+        grant = validation.grant(params.get("grant"))
+        extras = self._extras(params)
+        self._require_policies(ctx, [grant])
+        record = self._record(ctx, subject, grant, extras)
+        created = self.assignments.create(record)
+        self.revisions.bump(ctx.domain_id)
+        return created
+
+    def add(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        pairs = self._pairs(params)
+        extras = self._extras(params)
+        self._require_policies(ctx, [grant for _, grant in pairs])
+        existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
+        results, new_records = [], []
+        for subject, grant in pairs:
+            found = existing.get(_key(subject, grant))
+            if found:
+                results.append(_change(subject, grant, "ALREADY_EXISTS", found["assignment_id"]))
+            else:
+                record = self._record(ctx, subject, grant, extras)
+                new_records.append(record)
+                results.append(_change(subject, grant, "CREATED", record["assignment_id"]))
+        self.assignments.insert_many(new_records)
+        if new_records:
+            self.revisions.bump(ctx.domain_id)
+        return {"results": results, "changed_count": len(new_records)}
+
+    def remove(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        pairs = self._pairs(params)
+        existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
+        results = []
+        for subject, grant in pairs:
+            found = existing.get(_key(subject, grant))
+            outcome = "REMOVED" if found else "NOT_FOUND"
+            results.append(_change(subject, grant, outcome, found["assignment_id"] if found else ""))
+        removed = self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
+        if removed:
+            self.revisions.bump(ctx.domain_id)
+        return {"results": results, "changed_count": removed}
+
+    def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
+        assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
+        self.assignments.delete(ctx.domain_id, assignment_id)
+        self.revisions.bump(ctx.domain_id)
+
+    def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
+        return self.assignments.get(ctx.domain_id, assignment_id)
+
+    def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        query = dict(params.get("query") or {})
+        extra = []
+        if params.get("assignment_id"):
+            extra.append({"k": "assignment_id", "v": params["assignment_id"], "o": "eq"})
+        for prefix in ("subject", "grant"):
+            part = params.get(prefix) or {}
+            if part.get("type") and not part["type"].endswith("NONE"):
+                extra.append({"k": f"{prefix}_type", "v": part["type"], "o": "eq"})
+            if part.get("id"):
+                extra.append({"k": f"{prefix}_id", "v": part["id"], "o": "eq"})
+        if extra:
+            query["filter"] = list(query.get("filter") or []) + extra
+        return self.assignments.list(ctx.domain_id, query)
+
+    def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
+        query = params.get("query")
+        if not query:
+            raise RequiredParameter("query")
+        return self.assignments.stat(ctx.domain_id, query)
+
+    def _pairs(self, params: dict[str, Any]) -> list[tuple[dict, dict]]:
+        """grants x subject_ids, validated, de-duplicated, in request order; nothing is written on error."""
+        grants = params.get("grants") or []
+        subject_ids = params.get("subject_ids") or []
+        if not grants:
+            raise RequiredParameter("grants")
+        if not subject_ids:
+            raise RequiredParameter("subject_ids")
+        if len(grants) * len(subject_ids) > MAX_BATCH:
+            raise InvalidArgument("subject_ids", f"grants x subject_ids is {len(grants) * len(subject_ids)} "
+                                                 f"assignments; at most {MAX_BATCH} per call")
+        subject_type = params.get("subject_type", "")
+        valid_grants = [validation.grant(g, f"grants[{i}]") for i, g in enumerate(grants)]
+        subjects = [validation.subject({"type": subject_type, "id": sid}, f"subject_ids[{i}]")
+                    for i, sid in enumerate(subject_ids)]
+        seen: set = set()
+        pairs = []
+        for grant, subject in product(valid_grants, subjects):
+            key = _key(subject, grant)
+            if key not in seen:
+                seen.add(key)
+                pairs.append((subject, grant))
+        return pairs
+
+    def _require_policies(self, ctx: RequestContext, grants: list[dict[str, str]]) -> None:
+        wanted = sorted({grant["id"] for grant in grants if grant["type"] == "POLICY"})
+        if not wanted:
+            return
+        existing = self.policies.existing_ids(ctx.domain_id, wanted)
+        missing = [policy_id for policy_id in wanted if policy_id not in existing]
+        if missing:
+            raise NotFound("Policy", "policy_id", ",".join(missing))
+
+    def _extras(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "expires_at": self._expiry(params.get("expires_at") or ""),
+            "labels": validation.labels(params.get("labels") or []),
+            "tags": validation.json_object(params.get("tags") or {}, "tags"),
+        }
+
+    def _expiry(self, value: str) -> datetime | None:
+        if not value:
+            return None
+        try:
+            expires_at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidArgument("expires_at", "must be an ISO-8601 date-time, e.g. 2030-01-31T00:00:00Z") from None
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=timezone.utc)
+        if expires_at <= self.clock():
+            raise InvalidArgument("expires_at", "must be in the future")
+        return expires_at.astimezone(timezone.utc)
+
+    def _record(self, ctx: RequestContext, subject: dict, grant: dict, extras: dict[str, Any]) -> dict[str, Any]:
+        return {"assignment_id": new_assignment_id(), "subject_type": subject["type"], "subject_id": subject["id"],
+                "grant_type": grant["type"], "grant_id": grant["id"], "domain_id": ctx.domain_id,
+                "created_at": self.clock(), **extras}
+
+
+def _key(subject: dict[str, str], grant: dict[str, str]) -> tuple[str, str, str, str]:
+    return key_of({"subject_type": subject["type"], "subject_id": subject["id"],
+                   "grant_type": grant["type"], "grant_id": grant["id"]})
+
+
+def _change(subject: dict, grant: dict, outcome: str, assignment_id: str) -> dict[str, Any]:
+    return {"subject": subject, "grant": grant, "outcome": outcome, "assignment_id": assignment_id}
