@@ -303,8 +303,7 @@ class DomainIndex:
             i += 1
             path = reach[node]
             for pid in grants.get(node, ()):
-                if pid not in held:
-                    held[pid] = path
+                held[pid] = path
             for nxt in member_of.get(node, ()):
                 if nxt not in reach:
                     reach[nxt] = path + (nxt,)
