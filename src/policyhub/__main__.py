@@ -5,7 +5,6 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 
 from policyhub.bootstrap import bootstrap
 from policyhub.config import load_config
@@ -13,6 +12,7 @@ from policyhub.errors import ConfigError, PolicyHubError
 from policyhub.server import PolicyHubServer
 
 log = logging.getLogger("policyhub")
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,17 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.embedded_store:
         log.warning("no mongodb_uri configured: using the EMBEDDED IN-MEMORY store; data is lost at exit")
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         app = bootstrap(config)
         server = PolicyHubServer(app)
     except (ConfigError, PolicyHubError, OSError) as exc:
         print(f"policyhub: cannot start: {exc}", file=sys.stderr)
         return 1
-    stop_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
-    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
     server.start()
-    stop_requested.wait()
+    # Signals were blocked before any thread started (all threads inherit the mask), so
+    # they wait here for the main thread; a second signal during shutdown cannot re-enter.
+    signal.sigwait(STOP_SIGNALS)
     # In-flight calls finish within the grace period; new ones are refused.
     server.stop()
     app.database.close()

@@ -303,7 +303,8 @@ class DomainIndex:
             i += 1
             path = reach[node]
             for pid in grants.get(node, ()):
-                held[pid] = path
+                if pid not in held:
+                    held[pid] = path
             for nxt in member_of.get(node, ()):
                 if nxt not in reach:
                     reach[nxt] = path + (nxt,)
@@ -363,7 +364,6 @@ class DomainIndex:
 
     def check(self, subject: Subject, action: str, resource: str) -> Decision:
         view = self._views.get(subject) or self._view(subject)
-        action = action.lower()
         dot = action.find(".")
         segment = action if dot < 0 else action[:dot]
         if view.deny is not None:
