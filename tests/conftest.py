@@ -3,7 +3,6 @@ embedded mongomock store and once over the real MongoDB wire protocol (a secantu
 server started and stopped by the test session)."""
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys

@@ -76,14 +76,6 @@ class Aborted(PolicyHubError):
     name = "ETAG_MISMATCH"
 
 
-class PermissionDenied(PolicyHubError):
-    code = "PERMISSION_DENIED"
-    name = "PERMISSION_DENIED"
-
-
-class Unauthenticated(PolicyHubError):
-    code = "UNAUTHENTICATED"
-    name = "AUTHENTICATE_FAILURE"
 
 
 class Unavailable(PolicyHubError):

@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 from google.protobuf import empty_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import policyhub

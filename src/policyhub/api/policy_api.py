@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
 from policyhub.api.context import request_context
-from policyhub.api.convert import (enum_name, iso, list_values, message_dict, optional_message, stat_struct, struct_dict,
+from policyhub.api.convert import (enum_name, iso, list_values, optional_message, stat_struct, struct_dict,
                                    to_list_value, to_struct)
 from policyhub.api.repository_api import repository_info
 from policyhub.service.policy_service import PolicyService

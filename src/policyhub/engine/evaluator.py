@@ -255,7 +255,7 @@ class DomainIndex:
         self._next_expiry = next_expiry
         self._known: tuple[Subject, ...] = tuple(sorted(known))
         self._grants: dict[Subject, tuple[str, ...]] = {s: tuple(sorted(p)) for s, p in grants.items()}
-        self._member_of: dict[Subject, tuple[Subject, ...]] = {s: tuple(sorted(t)) for s, t in member_of.items()}
+        self._member_of: dict[Subject, tuple[Subject, ...]] = {s: tuple(sorted(t, reverse=True)) for s, t in member_of.items()}
         members: dict[Subject, set[Subject]] = {}
         for s, targets in member_of.items():
             for t in targets:
@@ -364,6 +364,7 @@ class DomainIndex:
 
     def check(self, subject: Subject, action: str, resource: str) -> Decision:
         view = self._views.get(subject) or self._view(subject)
+        action = action.lower()
         dot = action.find(".")
         segment = action if dot < 0 else action[:dot]
         if view.deny is not None:

@@ -47,13 +47,6 @@ class Database:
             for document in ALL_DOCUMENTS:
                 document.ensure_indexes()
 
-    def ping(self) -> bool:
-        try:
-            mongoengine.get_db().command("ping")
-            return True
-        except pymongo.errors.PyMongoError:
-            return False
-
     def close(self) -> None:
         mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
 

@@ -32,18 +32,6 @@ class RepositoryManager:
         RepositoryDocument.objects(repository_id=record["repository_id"]).update_one(upsert=True, **fields)
 
     @translate_errors()
-    def find_by_type(self, repository_type: str) -> list[dict[str, Any]]:
-        return [repository_record(doc.to_mongo()) for doc in RepositoryDocument.objects(repository_type=repository_type)]
-
-    @translate_errors()
-    def create(self, record: dict[str, Any]) -> dict[str, Any]:
-        try:
-            RepositoryDocument(**record).save(force_insert=True)
-        except NotUniqueError:
-            raise AlreadyExists("Repository", "name", record["name"]) from None
-        return self.get(record["repository_id"])
-
-    @translate_errors()
     def get(self, repository_id: str) -> dict[str, Any]:
         document = RepositoryDocument.objects(repository_id=repository_id).first()
         if document is None:

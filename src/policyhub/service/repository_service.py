@@ -1,7 +1,6 @@
 """Repositories: the built-in managed and local ones, and (later) remote mirrors."""
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from policyhub.errors import FailedPrecondition, InvalidArgument, ManagedReadOnly, RequiredParameter, Unimplemented
@@ -78,6 +77,3 @@ class RepositoryService:
             raise RequiredParameter("query")
         return self.repositories.stat(query)
 
-
-def new_repository_id() -> str:
-    return f"repo-{secrets.token_hex(6)}"
