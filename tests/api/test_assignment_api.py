@@ -226,3 +226,44 @@ def test_stat_on_assignments(client, domain):
                                       "fields": [{"operator": "count", "name": "n"}]}}, {"sort": {"key": "type"}}]}
     result = as_dict(client.assignment.stat(parse(pb.AssignmentStatQuery, {"domain_id": domain, "query": query})))
     assert result["results"] == [{"type": "GROUP", "n": 1}, {"type": "USER", "n": 2}]
+
+
+@pytest.mark.parametrize("action, resource, field", [
+    ("", "r", "action"),
+    ("a" * 513, "r", "action"),
+    ("a.b", "", "resource"),
+    ("a.b", "r" * 513, "resource"),
+    (" a.b", "r", "action"),
+])
+def test_check_refuses_empty_or_absurd_patterns(client, domain, action, resource, field):
+    request = parse(pb.CheckRequest, {"subject": {"type": "USER", "id": "u"}, "action": action,
+                                      "resource": resource, "domain_id": domain})
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.assignment.check, request)
+    assert field_violations(error) == [field]
+
+
+def test_check_requires_a_subject(client, domain):
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.assignment.check,
+                         pb.CheckRequest(action="a", resource="r", domain_id=domain))
+    assert field_violations(error) == ["subject"]
+
+
+def test_unknown_grant_type_in_a_batch_is_invalid_argument_and_writes_nothing(client, domain):
+    request = pb.AssignmentsRequest(domain_id=domain, subject_type=pb.Subject.USER, subject_ids=["u"],
+                                    grants=[pb.Grant(type=pb.Grant.GROUP, id="g"), pb.Grant(type=9, id="x")])
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.assignment.add, request)
+    assert field_violations(error) == ["grants[1].type"]
+    assert client.assignment.list(pb.AssignmentQuery(domain_id=domain), timeout=10).total_count == 0
+
+
+def test_list_authorized_resources_is_paginated(client, domain):
+    policy(client, domain, "many", statements=[{"effect": "ALLOW", "actions": ["a.read"],
+                                                "resources": [f"res/{i:02d}" for i in range(25)]}])
+    assign(client, domain, "USER", "u", "POLICY", "many")
+    pages = []
+    for start in (1, 11, 21):
+        page = client.assignment.list_authorized_resources(parse(pb.ListAuthorizedResourcesRequest, {
+            "domain_id": domain, "subject": {"type": "USER", "id": "u"}, "page": {"start": start, "limit": 10}}))
+        assert page.total_count == 25
+        pages.extend(r.resource for r in page.results)
+    assert pages == [f"res/{i:02d}" for i in range(25)]
