@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from policyhub.api.assignment_api import AssignmentAPI
 from policyhub.api.policy_api import PolicyAPI
@@ -38,7 +39,8 @@ def bootstrap(config: Config) -> Application:
     policies = PolicyManager(config.page_max_limit)
     assignments = AssignmentManager(config.page_max_limit)
     repository_service = RepositoryService(RepositoryManager(config.page_max_limit), utc_now)
-    policy_service = PolicyService(policies, repository_service, revisions, utc_now, load_managed_policies())
+    policy_service = PolicyService(policies, assignments, repository_service, revisions, utc_now,
+                                   load_managed_policies(), timedelta(seconds=config.soft_delete_retention_seconds))
     assignment_service = AssignmentService(assignments, policies, revisions, utc_now)
     authorization_service = AuthorizationService(policies, assignments, revisions, utc_now, config.page_max_limit)
     repository_service.ensure_built_in()

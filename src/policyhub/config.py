@@ -32,6 +32,10 @@ class Config:
     # list/stat return at most this many results per page (page.limit above it is capped).
     page_max_limit: int = 1000
     shutdown_grace_seconds: float = 10.0
+    # Soft-deleted policies stay restorable this long (30 days), then they are purged.
+    soft_delete_retention_seconds: int = 30 * 24 * 3600
+    # How often the purge sweep runs (MongoDB's TTL index purges too; the embedded store has none).
+    purge_interval_seconds: float = 60.0
     log_level: str = "INFO"
 
     @property
@@ -104,6 +108,10 @@ def _validate(config: Config) -> None:
     for key in ("db_timeout_ms", "max_workers", "max_message_bytes", "page_max_limit"):
         if getattr(config, key) < 1:
             raise ConfigError(f"config key {key}: must be at least 1")
+    if config.soft_delete_retention_seconds < 1:
+        raise ConfigError("config key soft_delete_retention_seconds: must be at least 1")
+    if config.purge_interval_seconds <= 0:
+        raise ConfigError("config key purge_interval_seconds: must be positive")
     if config.shutdown_grace_seconds < 0:
         raise ConfigError("config key shutdown_grace_seconds: must not be negative")
     if config.log_level.upper() not in _LOG_LEVELS:

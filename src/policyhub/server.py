@@ -14,6 +14,7 @@ from policyhub._gen.spaceone.api.repository.v1 import (assignment_pb2, assignmen
                                                       policy_pb2_grpc, repository_pb2, repository_pb2_grpc)
 from policyhub.api.errors import ErrorInterceptor
 from policyhub.bootstrap import Application
+from policyhub.errors import PolicyHubError
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,21 @@ class PolicyHubServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {config.host}:{config.port}")
         self._stopped = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep, name="purge-sweep", daemon=True)
+
+    def _sweep(self) -> None:
+        """Purges soft-deleted policies past their retention, until the server stops."""
+        while not self._stopped.wait(self.app.config.purge_interval_seconds):
+            try:
+                purged = self.app.policy_api.service.purge_expired()
+                if purged:
+                    log.info("purged %d soft-deleted policies", purged)
+            except PolicyHubError as exc:
+                log.warning("purge sweep failed: %s", exc)
 
     def start(self) -> None:
         self.grpc_server.start()
+        self._sweeper.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("policyhub serving on %s:%d", self.app.config.host, self.port)

@@ -81,26 +81,27 @@ def test_sigterm_stops_the_server_cleanly():
             process.kill()
 
 
-class SlowPolicyService(PolicyService):
-    """Holds every list call until released, so the test knows the calls are in flight."""
+class SlowPolicyService:
+    """Wraps the real service; holds every list call until released, so the test knows the
+    calls are in flight."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, inner: PolicyService):
+        self.inner = inner
         self.entered = threading.Semaphore(0)
         self.release = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
 
     def list(self, ctx, params):
         self.entered.release()
         self.release.wait(timeout=30)
-        return super().list(ctx, params)
+        return self.inner.list(ctx, params)
 
 
 def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(client):
     """A second server on the same database, whose list calls wait until the test lets them go."""
-    policy_service = client.app.policy_api.service
-    slow = SlowPolicyService(policy_service.policies, policy_service.repositories, policy_service.revisions,
-                             policy_service.clock,
-                             policy_service.managed_policies)
+    slow = SlowPolicyService(client.app.policy_api.service)
     app = replace(client.app, config=replace(client.app.config, port=free_port(), shutdown_grace_seconds=10),
                   policy_api=PolicyAPI(slow))
     server = PolicyHubServer(app)

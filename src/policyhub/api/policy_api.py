@@ -12,7 +12,8 @@ from policyhub.api.convert import (enum_name, iso, list_values, optional_message
 from policyhub.api.repository_api import repository_info
 from policyhub.service.policy_service import PolicyService
 
-STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery.DISABLED: "DISABLED"}
+STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery.DISABLED: "DISABLED",
+               policy_pb2.PolicyQuery.DELETED: "DELETED"}
 
 
 class PolicyAPI(policy_pb2_grpc.PolicyServicer):
@@ -42,19 +43,38 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "labels": list_values(request.labels) if request.HasField("labels") else None,
             "tags": struct_dict(request.tags) if request.HasField("tags") else None,
             "etag": request.etag,
+            "new_policy_id": request.new_policy_id,
         }
         if request.HasField("update_mask"):
             params["update_mask"] = list(request.update_mask.paths)
         return policy_info(self.service.update(request_context(request, context), params))
 
     def delete(self, request, context):
-        self.service.delete(request_context(request, context), {"policy_id": request.policy_id,
-                                                                "etag": request.etag})
+        self.service.delete(request_context(request, context), _policy_request(request))
         return empty_pb2.Empty()
+
+    def restore(self, request, context):
+        return policy_info(self.service.restore(request_context(request, context), _policy_request(request)))
+
+    def enable(self, request, context):
+        return policy_info(self.service.set_state(request_context(request, context), _policy_request(request),
+                                                  "ENABLED"))
+
+    def disable(self, request, context):
+        return policy_info(self.service.set_state(request_context(request, context), _policy_request(request),
+                                                  "DISABLED"))
+
+    def delete_many(self, request, context):
+        outcome = self.service.delete_many(request_context(request, context), {
+            "policy_ids": list(request.policy_ids), "cascade": request.cascade})
+        return policy_pb2.DeletePoliciesInfo(
+            results=[policy_pb2.PolicyOutcome(**result) for result in outcome["results"]],
+            deleted_count=outcome["deleted_count"])
 
     def get(self, request, context):
         record = self.service.get(request_context(request, context),
-                                  {"policy_id": request.policy_id, "repository_id": request.repository_id})
+                                  {"policy_id": request.policy_id, "repository_id": request.repository_id,
+                                   "include_deleted": request.include_deleted})
         return policy_info(record, only=list(request.only))
 
     def list(self, request, context):
@@ -66,6 +86,7 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "repository_id": request.repository_id,
             "state": STATE_NAMES.get(request.state),
             "exclude_managed": request.exclude_managed,
+            "include_deleted": request.include_deleted,
         }
         results, total = self.service.list(request_context(request, context), params)
         return policy_pb2.PoliciesInfo(results=[policy_info(r) for r in results], total_count=total)
@@ -74,6 +95,10 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
         params = {"query": optional_message(request, "query"), "repository_id": request.repository_id}
         results, total = self.service.stat(request_context(request, context), params)
         return stat_struct(results, total)
+
+
+def _policy_request(request) -> dict[str, Any]:
+    return {"policy_id": request.policy_id, "etag": request.etag, "cascade": request.cascade}
 
 
 def _statement(statement) -> dict[str, Any]:
@@ -103,6 +128,8 @@ def policy_info(record: dict[str, Any], only: list[str] | None = None) -> policy
         "version": record.get("version", 0),
         "etag": record.get("etag", ""),
         "is_managed": record.get("is_managed", False),
+        "deleted_at": iso(record.get("deleted_at")),
+        "purge_at": iso(record.get("purge_at")),
     }
     if "repository_info" in record:
         fields["repository_info"] = repository_info(record["repository_info"])

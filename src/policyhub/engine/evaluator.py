@@ -33,11 +33,12 @@ Semantics
   (``*`` and ``*/x`` can; ``b/*`` cannot for prefix ``a/``), and every action pattern A
   of the same statement (when an ``action`` filter is given: only the A whose pattern
   matches it), the pair is reported when ``check(subject, A, R)`` — with A and R taken
-  as literal strings — is ALLOW. So explicit denies remove pairs, and every reported
-  pair is consistent with ``check`` by construction. Deny patterns without ``?`` that
-  literally match a pattern A (or R) match every string A (or R) matches, so with such
-  denies the listing is also complete: every concretely allowed (action, resource)
-  under the prefix is covered by a reported (R, A). A deny that only partly covers an
+  as literal strings — is ALLOW (and, with an ``action`` filter, ``check(subject,
+  action, R)`` too). So explicit denies remove pairs, and every reported
+  pair is consistent with ``check`` by construction. A deny pattern without ``?`` that
+  matches the pattern A (or R) as a literal string matches every string A (or R)
+  matches, so with such denies the listing is also complete: every concretely allowed
+  (action, resource) under the prefix is covered by a reported (R, A). A deny that only partly covers an
   allowed pattern (e.g. deny ``a?`` against allow ``a*``) can hide that pattern.
   Conversely a reported pattern may still contain narrower denied instances (allow
   ``a.*`` with deny ``a.x`` reports ``a.*``): ``check`` remains the authority.
@@ -47,22 +48,33 @@ Semantics
 
 Performance
 -----------
-Per subject, lazily and memoized: the reachable set (BFS over membership edges in
-sorted order) and a *view* of the statements it holds, split by effect and bucketed by
-action pattern: literal patterns by the whole lower-cased action, patterns with a
-``.`` before their first wildcard by their first segment, and the rest in a catch-all
-list. Each bucket is sorted by (via length, policy id, statement index) and each entry
-carries its prebuilt :class:`Decision`, so a warm ``check`` looks at three short lists
-per effect and stops at the first match. Compiled patterns are cached per distinct
-pattern, compiled statements per policy.
+Everything is built lazily and memoized:
+
+- per *holder* (a subject with POLICY edges): its directly held, applying statements,
+  compiled and split by effect, then bucketed by action pattern — literal patterns by
+  the whole lower-cased action, patterns with a ``.`` before their first wildcard by
+  their first segment, the rest in a catch-all list; each bucket sorted by (policy id,
+  statement index). Shared by every subject that reaches the holder, so memory stays
+  proportional to the statements, not to subjects x statements.
+- per asked subject: the reachable set (BFS over membership edges in sorted order) and
+  a *view*: the layers (holder view, via path) of the holders it reaches, in BFS order,
+  and a cache of the Decisions it has returned.
+
+A warm ``check`` therefore looks, per effect and per reached holder, at three short
+lists (exact action, first segment, catch-all) and stops at the first match; deeper
+layers are skipped once a shallower one matched. Compiled patterns are cached per
+distinct pattern, compiled statements per distinct statement.
 
 The index is immutable after construction except for its memo dictionaries, which
-only ever receive whole, never-mutated values: it is safe to share between threads.
+only gain entries (single-key inserts, atomic under the GIL) whose values are never
+mutated afterwards: it is safe to share between threads. Two threads may compute the
+same memo value concurrently; both results are equal and either may be kept.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from functools import lru_cache
+from typing import Iterable
 
 from policyhub.engine.model import (
     ALLOWED,
@@ -74,6 +86,7 @@ from policyhub.engine.model import (
     Edge,
     EffectiveStatement,
     PolicyRules,
+    Statement,
     Subject,
     SubjectDecision,
     SubjectGrant,
@@ -92,8 +105,10 @@ __all__ = ["DomainIndex"]
 
 NO_ALLOW_DECISION = Decision(False, NO_MATCHING_ALLOW)
 
-# entry of a view bucket: (sort key, action matcher or None = any, resource matcher or None = any, decision)
-_Entry = tuple[tuple[int, str, int], "Matcher | None", "Matcher | None", Decision]
+# An entry of a bucket: ((policy id, statement index), action matcher or None = any,
+# resource matcher or None = any). Buckets are sorted by that key.
+_Key = tuple[str, int]
+_Entry = tuple[_Key, "Matcher | None", "Matcher | None"]
 
 
 def _utc(value: datetime) -> datetime:
@@ -116,32 +131,34 @@ def _any_of(matchers: list[Matcher]) -> Matcher:
 
 
 class _CompiledStatement:
-    """One statement, compiled for indexing (shared by every subject holding the policy)."""
+    """One statement, compiled for indexing (immutable, shared through a cache)."""
     __slots__ = ("effect", "exact", "segments", "catch", "has_catch", "resource")
 
-    def __init__(self, effect: str, exact: tuple[str, ...], segments: tuple[tuple[str, Matcher | None], ...],
+    def __init__(self, effect: str, exact: tuple[str, ...], segments: tuple[tuple[str, Matcher], ...],
                  catch: Matcher | None, has_catch: bool, resource: Matcher | None):
         self.effect = effect
         self.exact = exact          # lower-cased literal action patterns
         self.segments = segments    # (first segment, combined matcher of the patterns in it)
-        self.catch = catch          # combined matcher of catch-all patterns, None = matches anything
+        self.catch = catch          # combined matcher of the catch-all patterns, None = matches anything
         self.has_catch = has_catch
         self.resource = resource    # combined resource matcher, None = matches anything
 
 
-def _compile_statement(effect: str, actions: tuple[str, ...], resources: tuple[str, ...]) -> _CompiledStatement | None:
-    resource_patterns = [r for r in resources if r]
-    action_patterns = [a.lower() for a in actions if a]
+@lru_cache(maxsize=262_144)
+def _compile_statement(statement: Statement) -> _CompiledStatement | None:
+    """None for a statement that can never apply (no non-empty action or resource pattern)."""
+    resource_patterns = [r for r in dict.fromkeys(statement.resources) if r]
+    action_patterns = [a for a in dict.fromkeys(a.lower() for a in statement.actions) if a]
     if not resource_patterns or not action_patterns:
-        return None   # can never apply
+        return None
     if any(is_match_all(r) for r in resource_patterns):
         resource = None
     else:
-        resource = _any_of([compile_pattern(r) for r in dict.fromkeys(resource_patterns)])
+        resource = _any_of([compile_pattern(r) for r in resource_patterns])
     exact: list[str] = []
     segments: dict[str, list[str]] = {}
     catch: list[str] = []
-    for a in dict.fromkeys(action_patterns):
+    for a in action_patterns:
         bucket = action_bucket(a)
         if bucket is None:
             catch.append(a)
@@ -149,18 +166,18 @@ def _compile_statement(effect: str, actions: tuple[str, ...], resources: tuple[s
             exact.append(a)
         else:
             segments.setdefault(bucket[1], []).append(a)
-    if any(is_match_all(a) for a in catch):
+    if not catch or any(is_match_all(a) for a in catch):
         catch_matcher = None
     else:
-        catch_matcher = _any_of([compile_pattern(a) for a in catch]) if catch else None
+        catch_matcher = _any_of([compile_pattern(a) for a in catch])
     return _CompiledStatement(
-        effect, tuple(exact),
+        statement.effect, tuple(exact),
         tuple((seg, _any_of([compile_pattern(a) for a in pats])) for seg, pats in segments.items()),
         catch_matcher, bool(catch), resource)
 
 
 class _EffectView:
-    """Statements of one effect held by one subject, bucketed by action pattern."""
+    """Statements of one effect, bucketed by action pattern, each bucket sorted by key."""
     __slots__ = ("exact", "segments", "catch")
 
     def __init__(self, exact: dict[str, tuple[_Entry, ...]], segments: dict[str, tuple[_Entry, ...]],
@@ -169,46 +186,108 @@ class _EffectView:
         self.segments = segments
         self.catch = catch
 
-    def first(self, action: str, segment: str, resource: str) -> Decision | None:
-        """Decision of the best (smallest key) applicable entry, or None."""
-        best_key = None
+    @classmethod
+    def build(cls, entries: Iterable[tuple[_Key, _CompiledStatement]]) -> "_EffectView | None":
+        """From (key, statement) pairs given in ascending key order."""
+        exact: dict[str, list[_Entry]] = {}
+        segments: dict[str, list[_Entry]] = {}
+        catch: list[_Entry] = []
+        for key, cs in entries:
+            rm = cs.resource
+            for action in cs.exact:
+                exact.setdefault(action, []).append((key, None, rm))
+            for segment, matcher in cs.segments:
+                segments.setdefault(segment, []).append((key, matcher, rm))
+            if cs.has_catch:
+                catch.append((key, cs.catch, rm))
+        if not (exact or segments or catch):
+            return None
+        return cls({k: tuple(v) for k, v in exact.items()}, {k: tuple(v) for k, v in segments.items()}, tuple(catch))
+
+    def first(self, action: str, segment: str, resource: str) -> _Key | None:
+        """Key of the best (smallest key) applicable entry, or None. ``action`` is lower-cased."""
         best = None
         entries = self.exact.get(action)
         if entries:
-            for key, _am, rm, decision in entries:
+            for key, _am, rm in entries:
                 if rm is None or rm(resource):
-                    best_key, best = key, decision
+                    best = key
                     break
         entries = self.segments.get(segment)
         if entries:
-            for key, am, rm, decision in entries:
-                if best_key is not None and key >= best_key:
+            for key, am, rm in entries:
+                if best is not None and key >= best:
                     break
                 if am(action) and (rm is None or rm(resource)):
-                    best_key, best = key, decision
+                    best = key
                     break
         entries = self.catch
         if entries:
-            for key, am, rm, decision in entries:
-                if best_key is not None and key >= best_key:
+            for key, am, rm in entries:
+                if best is not None and key >= best:
                     break
                 if (am is None or am(action)) and (rm is None or rm(resource)):
-                    best = decision
+                    best = key
                     break
         return best
 
+    def all_keys(self, action: str, segment: str, resource: str) -> Iterable[_Key]:
+        """Keys of every applicable entry (with repeats). ``action`` is lower-cased."""
+        for entries in (self.exact.get(action, ()), self.segments.get(segment, ()), self.catch):
+            for key, am, rm in entries:
+                if (am is None or am(action)) and (rm is None or rm(resource)):
+                    yield key
 
-class _View:
-    __slots__ = ("deny", "allow", "held")
 
-    def __init__(self, deny: _EffectView | None, allow: _EffectView | None,
-                 held: tuple[tuple[str, tuple[Subject, ...]], ...]):
+class _HolderView:
+    """The statements of the policies a subject holds DIRECTLY, by effect (shared by every
+    subject that reaches this holder)."""
+    __slots__ = ("deny", "allow")
+
+    def __init__(self, deny: _EffectView | None, allow: _EffectView | None):
         self.deny = deny
         self.allow = allow
+
+
+class _View:
+    """What one subject holds: one layer per reached holder with applying statements,
+    in BFS order (path length, then lexicographic path), plus a Decision cache."""
+    __slots__ = ("deny_layers", "allow_layers", "held", "decisions")
+
+    def __init__(self, layers: list[tuple[int, _HolderView, tuple[Subject, ...]]],
+                 held: tuple[tuple[str, tuple[Subject, ...]], ...]):
+        self.deny_layers = tuple((depth, hv.deny, via) for depth, hv, via in layers if hv.deny is not None)
+        self.allow_layers = tuple((depth, hv.allow, via) for depth, hv, via in layers if hv.allow is not None)
         self.held = held     # (policy_id, via) of applying policies, sorted by (len(via), policy_id)
+        self.decisions: dict[tuple[bool, _Key, tuple[Subject, ...]], Decision] = {}
+
+    def decision(self, allowed: bool, key: _Key, via: tuple[Subject, ...]) -> Decision:
+        cache_key = (allowed, key, via)
+        decision = self.decisions.get(cache_key)
+        if decision is None:
+            decision = Decision(allowed, ALLOWED if allowed else EXPLICIT_DENY, key[0], key[1], via)
+            self.decisions[cache_key] = decision
+        return decision
 
 
-_EMPTY_VIEW = _View(None, None, ())
+_EMPTY_VIEW = _View([], ())
+
+
+def _search(layers, action: str, segment: str, resource: str):
+    """Best (key, via) over layers sorted by (depth, via): the shallowest depth with a
+    match, then the smallest key, then the first layer (smallest via)."""
+    if len(layers) == 1:
+        return layers[0][1].first(action, segment, resource), layers[0][2]
+    best = None
+    best_depth = 0
+    best_via = None
+    for depth, effect_view, via in layers:
+        if best is not None and depth > best_depth:
+            break
+        key = effect_view.first(action, segment, resource)
+        if key is not None and (best is None or key < best):
+            best, best_depth, best_via = key, depth, via
+    return best, best_via
 
 
 class _Closure:
@@ -255,7 +334,7 @@ class DomainIndex:
         self._next_expiry = next_expiry
         self._known: tuple[Subject, ...] = tuple(sorted(known))
         self._grants: dict[Subject, tuple[str, ...]] = {s: tuple(sorted(p)) for s, p in grants.items()}
-        self._member_of: dict[Subject, tuple[Subject, ...]] = {s: tuple(sorted(t, reverse=True)) for s, t in member_of.items()}
+        self._member_of: dict[Subject, tuple[Subject, ...]] = {s: tuple(sorted(t)) for s, t in member_of.items()}
         members: dict[Subject, set[Subject]] = {}
         for s, targets in member_of.items():
             for t in targets:
@@ -269,9 +348,10 @@ class DomainIndex:
 
         # memo caches (whole values only; see module doc)
         self._closures: dict[Subject, _Closure] = {}
+        self._holder_views: dict[Subject, _HolderView | None] = {}
         self._views: dict[Subject, _View] = {}
-        self._compiled: dict[str, tuple[_CompiledStatement | None, ...]] = {}
         self._allow_index: _EffectView | None = None
+        self._allow_index_built = False
 
     # ------------------------------------------------------------------ properties
 
@@ -313,12 +393,28 @@ class DomainIndex:
         self._closures[subject] = closure
         return closure
 
-    def _compiled_policy(self, policy: PolicyRules) -> tuple[_CompiledStatement | None, ...]:
-        compiled = self._compiled.get(policy.policy_id)
-        if compiled is None:
-            compiled = tuple(_compile_statement(s.effect, s.actions, s.resources) for s in policy.statements)
-            self._compiled[policy.policy_id] = compiled
-        return compiled
+    def _applying(self, policy_id: str) -> PolicyRules | None:
+        policy = self._policies.get(policy_id)
+        return policy if policy is not None and policy.enabled else None
+
+    def _holder_view(self, holder: Subject) -> _HolderView | None:
+        if holder in self._holder_views:
+            return self._holder_views[holder]
+        deny: list[tuple[_Key, _CompiledStatement]] = []
+        allow: list[tuple[_Key, _CompiledStatement]] = []
+        for pid in self._grants.get(holder, ()):    # sorted, so keys ascend
+            policy = self._applying(pid)
+            if policy is None:
+                continue
+            for idx, statement in enumerate(policy.statements):
+                cs = _compile_statement(statement)
+                if cs is not None:
+                    (deny if cs.effect == "DENY" else allow).append(((pid, idx), cs))
+        view = None
+        if deny or allow:
+            view = _HolderView(_EffectView.build(deny), _EffectView.build(allow))
+        self._holder_views[holder] = view
+        return view
 
     def _view(self, subject: Subject) -> _View:
         view = self._views.get(subject)
@@ -327,36 +423,15 @@ class DomainIndex:
         closure = self._closure(subject)
         if not closure.held:
             return _EMPTY_VIEW
-        held = sorted(((pid, via) for pid, via in closure.held.items()
-                       if (p := self._policies.get(pid)) is not None and p.enabled),
-                      key=lambda item: (len(item[1]), item[0]))
-        buckets: dict[str, tuple[dict, dict, list]] = {"ALLOW": ({}, {}, []), "DENY": ({}, {}, [])}
-        for pid, via in held:
-            depth = len(via)
-            for idx, cs in enumerate(self._compiled_policy(self._policies[pid])):
-                if cs is None:
-                    continue
-                key = (depth, pid, idx)
-                if cs.effect == "DENY":
-                    decision = Decision(False, EXPLICIT_DENY, pid, idx, via)
-                else:
-                    decision = Decision(True, ALLOWED, pid, idx, via)
-                exact, segments, catch = buckets[cs.effect]
-                for action in cs.exact:
-                    exact.setdefault(action, []).append((key, None, cs.resource, decision))
-                for segment, matcher in cs.segments:
-                    segments.setdefault(segment, []).append((key, matcher, cs.resource, decision))
-                if cs.has_catch:
-                    catch.append((key, cs.catch, cs.resource, decision))
-        # `held` is in key order and indices ascend, so every list is already sorted.
-        effect_views = {}
-        for effect, (exact, segments, catch) in buckets.items():
-            if exact or segments or catch:
-                effect_views[effect] = _EffectView({k: tuple(v) for k, v in exact.items()},
-                                                   {k: tuple(v) for k, v in segments.items()}, tuple(catch))
-            else:
-                effect_views[effect] = None
-        view = _View(effect_views["DENY"], effect_views["ALLOW"], tuple(held))
+        layers = []
+        for node, path in closure.reach.items():     # BFS order: (len(path), path)
+            if node in self._grants:
+                hv = self._holder_view(node)
+                if hv is not None:
+                    layers.append((len(path), hv, path))
+        held = tuple(sorted(((pid, via) for pid, via in closure.held.items() if self._applying(pid) is not None),
+                            key=lambda item: (len(item[1]), item[0])))
+        view = _View(layers, held)
         self._views[subject] = view
         return view
 
@@ -367,14 +442,14 @@ class DomainIndex:
         action = action.lower()
         dot = action.find(".")
         segment = action if dot < 0 else action[:dot]
-        if view.deny is not None:
-            decision = view.deny.first(action, segment, resource)
-            if decision is not None:
-                return decision
-        if view.allow is not None:
-            decision = view.allow.first(action, segment, resource)
-            if decision is not None:
-                return decision
+        if view.deny_layers:
+            key, via = _search(view.deny_layers, action, segment, resource)
+            if key is not None:
+                return view.decision(False, key, via)
+        if view.allow_layers:
+            key, via = _search(view.allow_layers, action, segment, resource)
+            if key is not None:
+                return view.decision(True, key, via)
         return NO_ALLOW_DECISION
 
     def batch_check(self, items: Iterable[tuple[Subject, str, str]]) -> list[Decision]:
@@ -426,6 +501,8 @@ class DomainIndex:
                         candidates.setdefault(r, set()).update(actions)
         out: list[AuthorizedResource] = []
         for r in sorted(candidates):
+            if action and not self.check(subject, action, r).allowed:
+                continue
             allowed = tuple(a for a in sorted(candidates[r]) if self.check(subject, a, r).allowed)
             if allowed:
                 out.append(AuthorizedResource(r, allowed))
@@ -452,42 +529,30 @@ class DomainIndex:
             return []
         return [SubjectGrant(s, self._closure(s).held[policy_id]) for s in sorted(self._reverse_reach(holders))]
 
-    def _allow_policy_index(self) -> _EffectView:
-        index = self._allow_index
-        if index is not None:
-            return index
-        exact: dict[str, list] = {}
-        segments: dict[str, list] = {}
-        catch: list = []
-        for pid in sorted(self._policies):
-            policy = self._policies[pid]
-            if not policy.enabled or pid not in self._holders:
+    def _allow_policy_index(self) -> _EffectView | None:
+        if self._allow_index_built:
+            return self._allow_index
+        entries = []
+        for pid in sorted(self._holders):
+            policy = self._applying(pid)
+            if policy is None:
                 continue
-            for idx, cs in enumerate(self._compiled_policy(policy)):
-                if cs is None or cs.effect != "ALLOW":
-                    continue
-                for a in cs.exact:
-                    exact.setdefault(a, []).append((pid, None, cs.resource))
-                for segment, matcher in cs.segments:
-                    segments.setdefault(segment, []).append((pid, matcher, cs.resource))
-                if cs.has_catch:
-                    catch.append((pid, cs.catch, cs.resource))
-        index = _EffectView({k: tuple(v) for k, v in exact.items()},
-                            {k: tuple(v) for k, v in segments.items()}, tuple(catch))
-        self._allow_index = index
-        return index
+            for idx, statement in enumerate(policy.statements):
+                cs = _compile_statement(statement)
+                if cs is not None and cs.effect == "ALLOW":
+                    entries.append(((pid, idx), cs))
+        self._allow_index = _EffectView.build(entries)
+        self._allow_index_built = True
+        return self._allow_index
 
     def who_can(self, action: str, resource: str) -> list[SubjectDecision]:
         """Every known subject whose check of (action, resource) is ALLOW, with its decision,
         sorted by (type, id)."""
         index = self._allow_policy_index()
+        if index is None:
+            return []
         folded = action.lower()
-        segment = action_segment(folded)
-        policies: set[str] = set()
-        for entries in (index.exact.get(folded, ()), index.segments.get(segment, ()), index.catch):
-            for pid, am, rm in entries:
-                if pid not in policies and (am is None or am(folded)) and (rm is None or rm(resource)):
-                    policies.add(pid)
+        policies = {key[0] for key in index.all_keys(folded, action_segment(folded), resource)}
         if not policies:
             return []
         starts = [h for pid in policies for h in self._holders[pid]]

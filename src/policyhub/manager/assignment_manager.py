@@ -91,6 +91,37 @@ class AssignmentManager:
         return _record(raw)
 
     @translate_errors()
+    def count_for_policy(self, domain_id: str, policy_ids: list[str]) -> dict[str, int]:
+        found = AssignmentDocument._get_collection().aggregate([
+            {"$match": {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": {"$in": policy_ids}}},
+            {"$group": {"_id": "$grant_id", "n": {"$sum": 1}}}])
+        return {doc["_id"]: doc["n"] for doc in found}
+
+    @translate_errors()
+    def for_policy(self, domain_id: str, policy_id: str) -> list[dict[str, Any]]:
+        """The raw assignments granting a policy (what a cascade delete parks on the policy)."""
+        return list(AssignmentDocument._get_collection().find(
+            {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id}, {"_id": 0}))
+
+    @translate_errors()
+    def put_back(self, documents: list[dict[str, Any]]) -> None:
+        """Re-inserts parked assignments; ones that exist again meanwhile are kept as they are."""
+        if not documents:
+            return
+        try:
+            AssignmentDocument._get_collection().insert_many([dict(d) for d in documents], ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
+                raise
+
+    @translate_errors()
+    def regrant(self, domain_id: str, policy_id: str, new_policy_id: str) -> int:
+        """Points a renamed policy's assignments at its new id."""
+        return AssignmentDocument._get_collection().update_many(
+            {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id},
+            {"$set": {"grant_id": new_policy_id}}).modified_count
+
+    @translate_errors()
     def edges(self, domain_id: str) -> list[dict[str, Any]]:
         """Every assignment of the domain, reduced to what the evaluation engine needs."""
         return list(AssignmentDocument._get_collection().find({"domain_id": domain_id}, EDGE_FIELDS))

@@ -7,13 +7,14 @@ from typing import Any
 
 from mongoengine import NotUniqueError
 
-from policyhub.errors import Aborted, AlreadyExists, NotFound
+from policyhub.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
 from policyhub.manager.database import aggregate, translate_errors
 from policyhub.manager.records import find_repository_info, policy_record, repository_info_lookup
 from policyhub.model import PolicyDocument, StatementDocument
 from policyhub.model.policy import MANAGED_DOMAIN_ID
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
 
+DELETED = "DELETED"
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
 POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
 
@@ -27,16 +28,18 @@ class PolicyManager:
         self.schema = QuerySchema(
             keyword_fields=POLICY_KEYWORD_FIELDS,
             minimal_fields=POLICY_MINIMAL_FIELDS,
-            datetime_fields=frozenset({"created_at", "updated_at"}),
+            datetime_fields=frozenset({"created_at", "updated_at", "deleted_at", "purge_at"}),
             default_sort=(("created_at", True),),
             max_limit=page_max_limit,
         )
 
     @staticmethod
-    def scope(domain_id: str, include_managed: bool) -> dict:
-        if include_managed:
-            return {"domain_id": {"$in": [domain_id, MANAGED_DOMAIN_ID]}}
-        return {"domain_id": domain_id}
+    def scope(domain_id: str, include_managed: bool, include_deleted: bool = False) -> dict:
+        scope: dict[str, Any] = {"domain_id": {"$in": [domain_id, MANAGED_DOMAIN_ID]} if include_managed
+                                 else domain_id}
+        if not include_deleted:
+            scope["state"] = {"$ne": DELETED}
+        return scope
 
     @translate_errors()
     def create(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -50,9 +53,10 @@ class PolicyManager:
         return _with_repository(policy_record(document.to_mongo().to_dict()))
 
     @translate_errors()
-    def get(self, domain_id: str, policy_id: str, repository_id: str | None = None) -> dict[str, Any]:
+    def get(self, domain_id: str, policy_id: str, repository_id: str | None = None,
+            include_deleted: bool = False) -> dict[str, Any]:
         # Two indexed point reads beat one aggregate with $lookup here (no pipeline set-up).
-        match: dict[str, Any] = {**self.scope(domain_id, include_managed=True), "policy_id": policy_id}
+        match: dict[str, Any] = {**self.scope(domain_id, True, include_deleted), "policy_id": policy_id}
         if repository_id:
             match["repository_id"] = repository_id
         raw = PolicyDocument._get_collection().find_one(match)
@@ -63,33 +67,79 @@ class PolicyManager:
     @translate_errors()
     def update(self, domain_id: str, policy_id: str, changes: dict[str, Any], etag: str | None,
                now: datetime) -> dict[str, Any]:
-        """Atomic compare-and-set: nothing is written when the etag no longer matches."""
-        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id}
+        """Atomic compare-and-set on a live policy: nothing is written when the etag no longer
+        matches. A `policy_id` change renames it (refused when the new id is taken)."""
+        sets = {key: _to_stored(key, value) for key, value in changes.items()}
+        try:
+            return self._change(domain_id, policy_id, etag, now, sets)
+        except NotUniqueError:
+            raise AlreadyExists("Policy", "policy_id", changes["policy_id"]) from None
+
+    def _change(self, domain_id: str, policy_id: str, etag: str | None, now: datetime,
+                sets: dict[str, Any]) -> dict[str, Any]:
+        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id, "state__ne": DELETED}
         if etag:
             selector["etag"] = etag
-        sets = {f"set__{key}": _to_stored(key, value) for key, value in changes.items()}
+        fields = {f"set__{key}": value for key, value in sets.items()}
         updated = PolicyDocument.objects(**selector).modify(
-            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now, **sets)
+            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now, **fields)
         if updated is None:
-            self._raise_missing_or_stale(domain_id, policy_id)
+            self._explain_no_match(domain_id, policy_id)
         return _with_repository(policy_record(updated.to_mongo().to_dict()))
 
     @translate_errors()
-    def delete(self, domain_id: str, policy_id: str, etag: str | None) -> None:
-        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id}
-        if etag:
-            selector["etag"] = etag
-        if PolicyDocument.objects(**selector).delete() == 0:
-            self._raise_missing_or_stale(domain_id, policy_id)
+    def soft_delete(self, domain_id: str, policy_id: str, etag: str | None, now: datetime, purge_at: datetime,
+                    parked: list[dict[str, Any]]) -> None:
+        """Marks the policy DELETED until purge_at, keeping its state and the given assignments
+        for restore. Compare-and-set on the etag read here (or the caller's)."""
+        current = PolicyDocument._get_collection().find_one(
+            {"domain_id": domain_id, "policy_id": policy_id, "state": {"$ne": DELETED}})
+        if current is None or (etag and current["etag"] != etag):
+            self._explain_no_match(domain_id, policy_id)
+        updated = PolicyDocument.objects(domain_id=domain_id, policy_id=policy_id, etag=current["etag"]).modify(
+            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now, set__state=DELETED,
+            set__state_before_delete=current["state"], set__deleted_at=now, set__purge_at=purge_at,
+            set__parked_assignments=parked)
+        if updated is None:
+            raise Aborted("the policy changed while it was being deleted; retry", metadata={"policy_id": policy_id})
 
-    def _raise_missing_or_stale(self, domain_id: str, policy_id: str) -> None:
-        if PolicyDocument.objects(domain_id=domain_id, policy_id=policy_id).count():
-            raise Aborted("the policy changed since the etag was read; get it again and retry",
-                          metadata={"policy_id": policy_id})
-        raise NotFound("Policy", "policy_id", policy_id)
+    @translate_errors()
+    def restore(self, domain_id: str, policy_id: str, now: datetime) -> tuple[dict[str, Any], list[dict]]:
+        """Undoes a soft delete within the retention period; returns the policy and the parked assignments."""
+        current = PolicyDocument._get_collection().find_one({"domain_id": domain_id, "policy_id": policy_id})
+        if current is None or (current["state"] == DELETED and _naive(current["purge_at"]) <= _naive(now)):
+            raise NotFound("Policy", "policy_id", policy_id)
+        if current["state"] != DELETED:
+            raise FailedPrecondition(f"policy {policy_id} is not deleted; nothing to restore",
+                                     metadata={"policy_id": policy_id})
+        updated = PolicyDocument.objects(domain_id=domain_id, policy_id=policy_id, etag=current["etag"]).modify(
+            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now,
+            set__state=current.get("state_before_delete") or "ENABLED", unset__state_before_delete=True,
+            unset__deleted_at=True, unset__purge_at=True, set__parked_assignments=[])
+        if updated is None:
+            raise Aborted("the policy changed while it was being restored; retry", metadata={"policy_id": policy_id})
+        return _with_repository(policy_record(updated.to_mongo().to_dict())), current.get("parked_assignments", [])
 
-    def list(self, domain_id: str, query: dict | None, include_managed: bool) -> tuple[list[dict], int]:
-        plan = compile_list(query, self.schema, self.scope(domain_id, include_managed))
+    @translate_errors()
+    def purge_expired(self, now: datetime) -> int:
+        """The sweep that backs the TTL index (which the embedded store does not run)."""
+        return PolicyDocument._get_collection().delete_many(
+            {"state": DELETED, "purge_at": {"$lte": _naive(now)}}).deleted_count
+
+    def _explain_no_match(self, domain_id: str, policy_id: str) -> None:
+        current = PolicyDocument._get_collection().find_one({"domain_id": domain_id, "policy_id": policy_id},
+                                                            {"state": 1})
+        if current is None:
+            raise NotFound("Policy", "policy_id", policy_id)
+        if current["state"] == DELETED:
+            raise FailedPrecondition(f"policy {policy_id} is deleted; restore it first",
+                                     metadata={"policy_id": policy_id})
+        raise Aborted("the policy changed since the etag was read; get it again and retry",
+                      metadata={"policy_id": policy_id})
+
+    def list(self, domain_id: str, query: dict | None, include_managed: bool,
+             include_deleted: bool = False) -> tuple[list[dict], int]:
+        plan = compile_list(query, self.schema, self.scope(domain_id, include_managed, include_deleted))
         pipeline = plan.pipeline
         if not plan.count_only:
             # Join the repository inside the page branch: still one round trip.
@@ -103,7 +153,7 @@ class PolicyManager:
 
     @translate_errors()
     def existing_ids(self, domain_id: str, policy_ids: list[str]) -> set[str]:
-        """Which of these ids exist in the domain or among the managed policies."""
+        """Which of these ids exist (live) in the domain or among the managed policies."""
         found = PolicyDocument._get_collection().find(
             {**self.scope(domain_id, include_managed=True), "policy_id": {"$in": policy_ids}},
             {"_id": 0, "policy_id": 1})
@@ -113,7 +163,7 @@ class PolicyManager:
     def rules(self, domain_id: str) -> list[dict[str, Any]]:
         """What the evaluation engine needs of every policy visible in the domain."""
         return list(PolicyDocument._get_collection().find(
-            self.scope(domain_id, include_managed=True),
+            self.scope(domain_id, include_managed=True),  # deleted ones never apply
             {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1}))
 
     @translate_errors()
@@ -133,6 +183,11 @@ class PolicyManager:
         shipped = [policy["policy_id"] for policy in policies]
         removed = PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id__nin=shipped).delete()
         return changed or removed > 0
+
+
+def _naive(value: datetime) -> datetime:
+    """The embedded store returns naive UTC datetimes, MongoDB aware ones; compare them alike."""
+    return value.replace(tzinfo=None) if value.tzinfo else value
 
 
 def _with_repository(record: dict[str, Any]) -> dict[str, Any]:

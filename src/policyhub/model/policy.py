@@ -17,7 +17,7 @@ class PolicyDocument(Document):
     policy_id = StringField(required=True)
     name = StringField(required=True)
     description = StringField(default="")
-    state = StringField(required=True, choices=("ENABLED", "DISABLED"), default="ENABLED")
+    state = StringField(required=True, choices=("ENABLED", "DISABLED", "DELETED"), default="ENABLED")
     permissions = ListField(StringField())
     statements = EmbeddedDocumentListField(StatementDocument)
     labels = ListField()
@@ -30,6 +30,12 @@ class PolicyDocument(Document):
     etag = StringField(required=True)
     created_at = DateTimeField(required=True)
     updated_at = DateTimeField(required=True)
+    # Soft delete: restorable until purge_at; restore puts back the state and the assignments
+    # a cascade delete took with it.
+    deleted_at = DateTimeField(null=True)
+    purge_at = DateTimeField(null=True)
+    state_before_delete = StringField(null=True)
+    parked_assignments = ListField(DictField())
 
     # Every list filter starts with domain_id, so every index does too.
     meta = {
@@ -43,5 +49,7 @@ class PolicyDocument(Document):
             {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
             {"fields": ["domain_id", "labels"], "name": "domain_labels"},
             {"fields": ["domain_id", "project_id"], "name": "domain_project"},
+            # MongoDB removes soft-deleted policies once purge_at passes (the sweep does it too).
+            {"fields": ["purge_at"], "expireAfterSeconds": 0, "name": "purge_ttl"},
         ],
     }

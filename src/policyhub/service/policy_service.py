@@ -1,10 +1,13 @@
-"""Policies: create, update, delete, get, list, stat within the caller's domain."""
+"""Policies: create, update (and rename), soft delete and restore, enable/disable, get, list, stat,
+within the caller's domain."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from policyhub.errors import InvalidArgument, ManagedReadOnly, RequiredParameter
+from policyhub.errors import FailedPrecondition, InvalidArgument, ManagedReadOnly, NotFound, RequiredParameter
 from policyhub.managed_policies import MANAGED_ID_PREFIX
+from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.model.policy import MANAGED_DOMAIN_ID
@@ -19,13 +22,16 @@ LIST_SHORTCUTS = ("policy_id", "name", "project_id", "repository_id", "state")
 
 
 class PolicyService:
-    def __init__(self, policies: PolicyManager, repositories: RepositoryService, revisions: RevisionManager,
-                 clock: Clock, managed_policies: list[dict[str, Any]]):
+    def __init__(self, policies: PolicyManager, assignments: AssignmentManager, repositories: RepositoryService,
+                 revisions: RevisionManager, clock: Clock, managed_policies: list[dict[str, Any]],
+                 retention: timedelta):
         self.policies = policies
+        self.assignments = assignments
         self.repositories = repositories
         self.revisions = revisions
         self.clock = clock
         self.managed_policies = managed_policies
+        self.retention = retention
 
     def sync_managed(self) -> None:
         records = [{**policy, "domain_id": MANAGED_DOMAIN_ID, "repository_id": MANAGED_REPOSITORY_ID,
@@ -64,26 +70,110 @@ class PolicyService:
             changes = self._content(params, partial=True)
             if params.get("name"):
                 changes["name"] = validation.text(params["name"], "name", validation.NAME_MAX)
+        new_policy_id = params.get("new_policy_id") or ""
+        if new_policy_id and new_policy_id != policy_id:
+            changes["policy_id"] = validation.policy_id(new_policy_id, "new_policy_id")
+            self._refuse_managed_id(new_policy_id, "created")
         updated = self.policies.update(ctx.domain_id, policy_id, changes, params.get("etag") or None, self.clock())
+        if "policy_id" in changes:
+            # The assignments follow the policy to its new id (Authing newCode).
+            self.assignments.regrant(ctx.domain_id, policy_id, changes["policy_id"])
         self.revisions.bump(ctx.domain_id)
         return updated
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         self._refuse_managed_id(policy_id, "deleted")
-        self.policies.delete(ctx.domain_id, policy_id, params.get("etag") or None)
+        cascade = bool(params.get("cascade"))
+        self._refuse_if_assigned(ctx, [policy_id], cascade)
+        self._soft_delete(ctx, policy_id, params.get("etag") or None, cascade)
         self.revisions.bump(ctx.domain_id)
+
+    def delete_many(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        """All or nothing: every id is checked before anything is deleted, and a failure
+        half-way restores what this call already deleted."""
+        raw_ids = params.get("policy_ids") or []
+        if not raw_ids:
+            raise RequiredParameter("policy_ids")
+        if len(raw_ids) > validation.MAX_BATCH_IDS:
+            raise InvalidArgument("policy_ids", f"at most {validation.MAX_BATCH_IDS} ids per call")
+        policy_ids = list(dict.fromkeys(validation.policy_id(value, f"policy_ids[{index}]")
+                                        for index, value in enumerate(raw_ids)))
+        for policy_id in policy_ids:
+            self._refuse_managed_id(policy_id, "deleted")
+        live = self.policies.existing_ids(ctx.domain_id, policy_ids)
+        missing = [policy_id for policy_id in policy_ids if policy_id not in live]
+        if missing:
+            raise NotFound("Policy", "policy_id", ",".join(missing))
+        cascade = bool(params.get("cascade"))
+        self._refuse_if_assigned(ctx, policy_ids, cascade)
+        done: list[str] = []
+        try:
+            for policy_id in policy_ids:
+                self._soft_delete(ctx, policy_id, None, cascade)
+                done.append(policy_id)
+        except Exception:
+            for policy_id in done:
+                self._restore(ctx, policy_id)
+            raise
+        finally:
+            if done:
+                self.revisions.bump(ctx.domain_id)
+        return {"results": [{"policy_id": policy_id, "outcome": "DELETED"} for policy_id in policy_ids],
+                "deleted_count": len(done)}
+
+    def restore(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        policy_id = validation.policy_id(params.get("policy_id", ""))
+        self._refuse_managed_id(policy_id, "restored")
+        restored = self._restore(ctx, policy_id)
+        self.revisions.bump(ctx.domain_id)
+        return restored
+
+    def set_state(self, ctx: RequestContext, params: dict[str, Any], state: str) -> dict[str, Any]:
+        policy_id = validation.policy_id(params.get("policy_id", ""))
+        self._refuse_managed_id(policy_id, "enabled or disabled")
+        updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, params.get("etag") or None,
+                                       self.clock())
+        self.revisions.bump(ctx.domain_id)
+        return updated
+
+    def purge_expired(self) -> int:
+        return self.policies.purge_expired(self.clock())
+
+    def _soft_delete(self, ctx: RequestContext, policy_id: str, etag: str | None, cascade: bool) -> None:
+        parked = self.assignments.for_policy(ctx.domain_id, policy_id) if cascade else []
+        now = self.clock()
+        self.policies.soft_delete(ctx.domain_id, policy_id, etag, now, now + self.retention, parked)
+        if parked:
+            # Parked on the policy first, so a failure here loses nothing: restore re-inserts them.
+            self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in parked])
+
+    def _restore(self, ctx: RequestContext, policy_id: str) -> dict[str, Any]:
+        restored, parked = self.policies.restore(ctx.domain_id, policy_id, self.clock())
+        self.assignments.put_back(parked)
+        return restored
+
+    def _refuse_if_assigned(self, ctx: RequestContext, policy_ids: list[str], cascade: bool) -> None:
+        if cascade:
+            return
+        counts = self.assignments.count_for_policy(ctx.domain_id, policy_ids)
+        if counts:
+            listed = ", ".join(f"{policy_id} ({count})" for policy_id, count in sorted(counts.items()))
+            raise FailedPrecondition(f"policies still have assignments: {listed}; remove them or pass cascade",
+                                     metadata={"assignments": sum(counts.values())})
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         repository_id = params.get("repository_id") or None
         if repository_id:
             self.repositories.get(repository_id)
-        return self.policies.get(ctx.domain_id, policy_id, repository_id)
+        return self.policies.get(ctx.domain_id, policy_id, repository_id, bool(params.get("include_deleted")))
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         query = _with_shortcuts(params.get("query"), params)
-        return self.policies.list(ctx.domain_id, query, include_managed=not params.get("exclude_managed"))
+        include_deleted = bool(params.get("include_deleted")) or params.get("state") == "DELETED"
+        return self.policies.list(ctx.domain_id, query, include_managed=not params.get("exclude_managed"),
+                                  include_deleted=include_deleted)
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
         query = params.get("query")
