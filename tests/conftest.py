@@ -17,7 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2_grpc
 
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2_grpc
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, policy_pb2_grpc, repository_pb2_grpc
+from policyhub._gen.spaceone.api.repository.v1 import (assignment_pb2_grpc, audit_pb2_grpc, policy_pb2_grpc,
+                                                      repository_pb2_grpc)
 from policyhub.bootstrap import Application, bootstrap
 from policyhub.config import Config
 from policyhub.server import PolicyHubServer
@@ -63,6 +64,7 @@ class Client:
     policy: policy_pb2_grpc.PolicyStub
     repository: repository_pb2_grpc.RepositoryStub
     assignment: assignment_pb2_grpc.AssignmentStub
+    audit: audit_pb2_grpc.AuditStub
     server_info: server_info_pb2_grpc.ServerInfoStub
     health: health_pb2_grpc.HealthStub
     address: str
@@ -82,7 +84,7 @@ def client(request):
     address = f"127.0.0.1:{server.port}"
     channel = grpc.insecure_channel(address)
     yield Client(channel, policy_pb2_grpc.PolicyStub(channel), repository_pb2_grpc.RepositoryStub(channel),
-                 assignment_pb2_grpc.AssignmentStub(channel),
+                 assignment_pb2_grpc.AssignmentStub(channel), audit_pb2_grpc.AuditStub(channel),
                  server_info_pb2_grpc.ServerInfoStub(channel), health_pb2_grpc.HealthStub(channel),
                  address, request.param, app)
     channel.close()

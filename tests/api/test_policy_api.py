@@ -226,3 +226,10 @@ def test_large_description_within_message_limit_is_invalid_argument(client, doma
     request = pb.CreatePolicyRequest(policy_id="big", name="n", domain_id=domain, description="x" * 100_000)
     error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.create, request)
     assert field_violations(error) == ["description"]
+
+
+def test_statement_conditions_are_refused_not_ignored(client, domain):
+    body = {"policy_id": "cond", "name": "n", "domain_id": domain, "statements": [
+        {"effect": "ALLOW", "actions": ["a"], "resources": ["*"], "conditions": {"ip": "10.0.0.0/8"}}]}
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.create, parse(pb.CreatePolicyRequest, body))
+    assert field_violations(error) == ["statements[0].conditions"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import re
 from collections import deque
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings
@@ -80,6 +81,7 @@ def graphs(draw, deny_without_qmark: bool = False):
 
 # ---------------------------------------------------------------------------- reference evaluator
 
+@lru_cache(maxsize=None)
 def ref_regex(pattern: str, ignore_case: bool) -> re.Pattern | None:
     if pattern == "":
         return None
@@ -270,6 +272,8 @@ def _check_listing(index: DomainIndex, subject, prefix, action, complete: bool):
     for entry in listing:
         assert entry.actions and list(entry.actions) == sorted(set(entry.actions))
         # sound: every reported pair checks ALLOW, literally
+        if action:
+            assert index.check(subject, action, entry.resource).allowed, (entry, action)
         for a in entry.actions:
             assert index.check(subject, a, entry.resource).allowed, (entry, a)
             if action:

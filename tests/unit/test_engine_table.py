@@ -568,6 +568,17 @@ def test_list_authorized_resources_deny_removal():
     assert index.check(S("U:u"), "a.c", "s/1").allowed
 
 
+def test_list_authorized_resources_action_filter_respects_denies_of_that_action():
+    # allow a.* everywhere, deny a.b on s/*: asking for a.b must not list s/* (nor *)
+    index = build({"p": P(A("a.*", ["s/*", "u/*"])), "d": P(D("a.b", "s/*"))},
+                  [("U:u", "POLICY", "p"), ("U:u", "POLICY", "d")])
+    assert index.list_authorized_resources(S("U:u"), "", "a.b") == [AuthorizedResource("u/*", ("a.*",))]
+    assert index.list_authorized_resources(S("U:u"), "", "a.c") == [
+        AuthorizedResource("s/*", ("a.*",)), AuthorizedResource("u/*", ("a.*",))]
+    assert index.list_authorized_resources(S("U:u")) == [
+        AuthorizedResource("s/*", ("a.*",)), AuthorizedResource("u/*", ("a.*",))]
+
+
 def test_list_authorized_resources_every_pair_checks_allow():
     index = build(*LAR)
     for entry in index.list_authorized_resources(S("U:u")):

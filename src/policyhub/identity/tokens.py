@@ -106,7 +106,7 @@ class TokenVerifier:
         except PyJWTError:
             raise _fail("malformed token") from None
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise _fail(unsupported_algorithm_reason(alg))
         kid = header.get("kid")
         if kid is not None and (not isinstance(kid, str) or not kid):

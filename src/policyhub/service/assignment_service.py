@@ -11,6 +11,7 @@ from policyhub.manager.assignment_manager import AssignmentManager, key_of
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service import validation
+from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
 
 MAX_BATCH = 10_000
@@ -22,10 +23,11 @@ def new_assignment_id() -> str:
 
 class AssignmentService:
     def __init__(self, assignments: AssignmentManager, policies: PolicyManager, revisions: RevisionManager,
-                 clock: Clock):
+                 audit: AuditService, clock: Clock):
         self.assignments = assignments
         self.policies = policies
         self.revisions = revisions
+        self.audit = audit
         self.clock = clock
 
     def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -36,6 +38,7 @@ class AssignmentService:
         record = self._record(ctx, subject, grant, extras)
         created = self.assignments.create(record)
         self.revisions.bump(ctx.domain_id)
+        self.audit.record(ctx, "repository.Assignment.create", "Assignment", created["assignment_id"], None, created)
         return created
 
     def add(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +58,8 @@ class AssignmentService:
         self.assignments.insert_many(new_records)
         if new_records:
             self.revisions.bump(ctx.domain_id)
+            self.audit.record_many(ctx, "repository.Assignment.add", "Assignment",
+                                   [(record["assignment_id"], None, record) for record in new_records])
         return {"results": results, "changed_count": len(new_records)}
 
     def remove(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -68,12 +73,16 @@ class AssignmentService:
         removed = self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
         if removed:
             self.revisions.bump(ctx.domain_id)
+            self.audit.record_many(ctx, "repository.Assignment.remove", "Assignment",
+                                   [(a["assignment_id"], a, None) for a in existing.values()])
         return {"results": results, "changed_count": removed}
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
+        before = self.assignments.get(ctx.domain_id, assignment_id)
         self.assignments.delete(ctx.domain_id, assignment_id)
         self.revisions.bump(ctx.domain_id)
+        self.audit.record(ctx, "repository.Assignment.delete", "Assignment", assignment_id, before, None)
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")

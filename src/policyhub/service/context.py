@@ -1,7 +1,8 @@
 """Who is calling and for which domain. Built by the api layer, trusted by the services."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -11,6 +12,11 @@ Clock = Callable[[], datetime]
 @dataclass(frozen=True)
 class RequestContext:
     domain_id: str
+    caller_type: str = "USER"          # USER | SERVICE_ACCOUNT
+    caller_id: str = "anonymous"
+    role_type: str = "SYSTEM"          # SYSTEM | DOMAIN_ADMIN | USER
+    # Ties the audit entries and log lines of one call (and of a caller's trace) together.
+    transaction_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def utc_now() -> datetime:

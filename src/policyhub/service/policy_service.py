@@ -12,6 +12,7 @@ from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.model.policy import MANAGED_DOMAIN_ID
 from policyhub.service import validation
+from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.repository_service import MANAGED_REPOSITORY_ID, RepositoryService
 
@@ -23,12 +24,13 @@ LIST_SHORTCUTS = ("policy_id", "name", "project_id", "repository_id", "state")
 
 class PolicyService:
     def __init__(self, policies: PolicyManager, assignments: AssignmentManager, repositories: RepositoryService,
-                 revisions: RevisionManager, clock: Clock, managed_policies: list[dict[str, Any]],
-                 retention: timedelta):
+                 revisions: RevisionManager, audit: AuditService, clock: Clock,
+                 managed_policies: list[dict[str, Any]], retention: timedelta):
         self.policies = policies
         self.assignments = assignments
         self.repositories = repositories
         self.revisions = revisions
+        self.audit = audit
         self.clock = clock
         self.managed_policies = managed_policies
         self.retention = retention
@@ -58,6 +60,7 @@ class PolicyService:
         }
         created = self.policies.create(record)
         self.revisions.bump(ctx.domain_id)
+        self.audit.record(ctx, "repository.Policy.create", "Policy", policy_id, None, created)
         return created
 
     def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -74,11 +77,13 @@ class PolicyService:
         if new_policy_id and new_policy_id != policy_id:
             changes["policy_id"] = validation.policy_id(new_policy_id, "new_policy_id")
             self._refuse_managed_id(new_policy_id, "created")
+        before = self._own(ctx, policy_id)
         updated = self.policies.update(ctx.domain_id, policy_id, changes, params.get("etag") or None, self.clock())
         if "policy_id" in changes:
             # The assignments follow the policy to its new id (Authing newCode).
             self.assignments.regrant(ctx.domain_id, policy_id, changes["policy_id"])
         self.revisions.bump(ctx.domain_id)
+        self.audit.record(ctx, "repository.Policy.update", "Policy", policy_id, before, updated)
         return updated
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
@@ -86,8 +91,10 @@ class PolicyService:
         self._refuse_managed_id(policy_id, "deleted")
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, [policy_id], cascade)
+        before = self._own(ctx, policy_id)
         self._soft_delete(ctx, policy_id, params.get("etag") or None, cascade)
         self.revisions.bump(ctx.domain_id)
+        self.audit.record(ctx, "repository.Policy.delete", "Policy", policy_id, before, None)
 
     def delete_many(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """All or nothing: every id is checked before anything is deleted, and a failure
@@ -119,6 +126,8 @@ class PolicyService:
         finally:
             if done:
                 self.revisions.bump(ctx.domain_id)
+        self.audit.record_many(ctx, "repository.Policy.delete_many", "Policy",
+                               [(policy_id, None, None) for policy_id in policy_ids])
         return {"results": [{"policy_id": policy_id, "outcome": "DELETED"} for policy_id in policy_ids],
                 "deleted_count": len(done)}
 
@@ -127,15 +136,26 @@ class PolicyService:
         self._refuse_managed_id(policy_id, "restored")
         restored = self._restore(ctx, policy_id)
         self.revisions.bump(ctx.domain_id)
+        self.audit.record(ctx, "repository.Policy.restore", "Policy", policy_id, None, restored)
         return restored
 
     def set_state(self, ctx: RequestContext, params: dict[str, Any], state: str) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         self._refuse_managed_id(policy_id, "enabled or disabled")
+        before = self._own(ctx, policy_id)
         updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, params.get("etag") or None,
                                        self.clock())
         self.revisions.bump(ctx.domain_id)
+        method = "repository.Policy.enable" if state == "ENABLED" else "repository.Policy.disable"
+        self.audit.record(ctx, method, "Policy", policy_id, before, updated)
         return updated
+
+    def _own(self, ctx: RequestContext, policy_id: str) -> dict[str, Any] | None:
+        """The policy as it is before a change, for the audit trail (None when not live)."""
+        try:
+            return self.policies.get(ctx.domain_id, policy_id)
+        except NotFound:
+            return None
 
     def purge_expired(self) -> int:
         return self.policies.purge_expired(self.clock())

@@ -86,7 +86,10 @@ def statement(value: dict[str, Any], field: str) -> dict[str, Any]:
         if len(patterns) > MAX_PATTERNS_PER_STATEMENT:
             raise InvalidArgument(f"{field}.{key}", f"must have at most {MAX_PATTERNS_PER_STATEMENT} patterns")
         result[key] = [pattern(item, f"{field}.{key}[{index}]") for index, item in enumerate(patterns)]
-    result["conditions"] = json_object(value.get("conditions") or {}, f"{field}.conditions", MAX_TAGS)
+    if value.get("conditions"):
+        # Refused rather than ignored: an unevaluated condition on an ALLOW would over-grant.
+        raise InvalidArgument(f"{field}.conditions", "conditions are not evaluated by this version; leave it empty")
+    result["conditions"] = {}
     return result
 
 

@@ -1,0 +1,38 @@
+"""Persistence and queries of the audit trail."""
+from __future__ import annotations
+
+from typing import Any
+
+from policyhub.manager.database import aggregate, translate_errors
+from policyhub.model import AuditDocument
+from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
+
+
+def _record(raw: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in raw.items() if key != "_id"}
+
+
+class AuditManager:
+    def __init__(self, page_max_limit: int):
+        self.schema = QuerySchema(
+            keyword_fields=("resource_id", "caller_id", "method", "transaction_id"),
+            minimal_fields=("audit_id", "transaction_id", "caller_id", "method", "resource_type", "resource_id",
+                            "created_at"),
+            datetime_fields=frozenset({"created_at"}),
+            default_sort=(("created_at", True),),
+            max_limit=page_max_limit,
+        )
+
+    @translate_errors()
+    def add_many(self, entries: list[dict[str, Any]]) -> None:
+        AuditDocument._get_collection().insert_many([AuditDocument(**entry).to_mongo().to_dict()
+                                                     for entry in entries])
+
+    def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
+        plan = compile_list(query, self.schema, {"domain_id": domain_id})
+        results, total = unpack_list(plan, aggregate(AuditDocument, plan.pipeline))
+        return [_record(doc) for doc in results], total
+
+    def stat(self, domain_id: str, query: dict | None) -> tuple[list, int | None]:
+        plan = compile_stat(query, self.schema, {"domain_id": domain_id})
+        return unpack_stat(plan, aggregate(AuditDocument, plan.pipeline))
