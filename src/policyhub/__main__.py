@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.embedded_store:
         log.warning("no mongodb_uri configured: using the EMBEDDED IN-MEMORY store; data is lost at exit")
+    if config.development_mode:
+        log.warning("!!! DEVELOPMENT MODE: no jwks_file configured, so NOBODY IS AUTHENTICATED: every caller "
+                    "acts as SYSTEM for the domain in its request. Never run this way in production. !!!")
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         app = bootstrap(config)

@@ -4,23 +4,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from policyhub.api.api_key_api import ApiKeyAPI
 from policyhub.api.assignment_api import AssignmentAPI
 from policyhub.api.audit_api import AuditAPI
+from policyhub.api.context import CallerResolver
 from policyhub.api.policy_api import PolicyAPI
 from policyhub.api.repository_api import RepositoryAPI
 from policyhub.api.server_info_api import ServerInfoAPI
 from policyhub.config import Config
+from policyhub.errors import ConfigError
+from policyhub.identity.keys import KeyConfigError, load_verification_keys
+from policyhub.identity.tokens import TokenVerifier
 from policyhub.managed_policies import load_managed_policies
+from policyhub.manager.api_key_manager import ApiKeyManager
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.audit_manager import AuditManager
 from policyhub.manager.database import Database
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.repository_manager import RepositoryManager
 from policyhub.manager.revision_manager import RevisionManager
+from policyhub.service.api_key_service import ApiKeyService
 from policyhub.service.assignment_service import AssignmentService
 from policyhub.service.audit_service import AuditService
+from policyhub.service.authentication_service import Authenticator
 from policyhub.service.authorization_service import AuthorizationService
 from policyhub.service.context import utc_now
+from policyhub.service.guard import Guard
+from policyhub.service.index_cache import IndexCache, index_builder
 from policyhub.service.policy_service import PolicyService
 from policyhub.service.repository_service import RepositoryService
 
@@ -33,29 +43,52 @@ class Application:
     repository_api: RepositoryAPI
     assignment_api: AssignmentAPI
     audit_api: AuditAPI
+    api_key_api: ApiKeyAPI
     server_info_api: ServerInfoAPI
+    indexes: IndexCache
 
 
 def bootstrap(config: Config) -> Application:
+    """Connects to the database, then wires everything on it."""
     database = Database(config.mongodb_uri, config.database, config.db_timeout_ms)
     database.connect()
+    return build_application(config, database)
+
+
+def build_application(config: Config, database: Database) -> Application:
+    limit = config.page_max_limit
     revisions = RevisionManager()
-    policies = PolicyManager(config.page_max_limit)
-    assignments = AssignmentManager(config.page_max_limit)
-    audit_service = AuditService(AuditManager(config.page_max_limit), utc_now)
-    repository_service = RepositoryService(RepositoryManager(config.page_max_limit), utc_now)
-    policy_service = PolicyService(policies, assignments, repository_service, revisions, audit_service, utc_now,
-                                   load_managed_policies(), timedelta(seconds=config.soft_delete_retention_seconds))
-    assignment_service = AssignmentService(assignments, policies, revisions, audit_service, utc_now)
-    authorization_service = AuthorizationService(policies, assignments, revisions, utc_now, config.page_max_limit)
+    policies = PolicyManager(limit)
+    assignments = AssignmentManager(limit)
+    api_keys = ApiKeyManager(limit)
+    indexes = IndexCache(index_builder(policies, assignments), revisions, utc_now)
+    guard = Guard(indexes)
+    audit_service = AuditService(AuditManager(limit), guard, utc_now)
+    repository_service = RepositoryService(RepositoryManager(limit), guard, audit_service, utc_now)
+    policy_service = PolicyService(policies, assignments, repository_service, revisions, audit_service, guard,
+                                   utc_now, load_managed_policies(),
+                                   timedelta(seconds=config.soft_delete_retention_seconds))
+    assignment_service = AssignmentService(assignments, policies, revisions, audit_service, guard, utc_now)
+    authorization_service = AuthorizationService(indexes, guard, limit)
+    caller = CallerResolver(None if config.development_mode else Authenticator(_token_verifier(config), api_keys))
     repository_service.ensure_built_in()
     policy_service.sync_managed()
     return Application(
         config=config,
         database=database,
-        policy_api=PolicyAPI(policy_service),
-        repository_api=RepositoryAPI(repository_service),
-        assignment_api=AssignmentAPI(assignment_service, authorization_service),
-        audit_api=AuditAPI(audit_service),
+        policy_api=PolicyAPI(policy_service, caller),
+        repository_api=RepositoryAPI(repository_service, caller),
+        assignment_api=AssignmentAPI(assignment_service, authorization_service, caller),
+        audit_api=AuditAPI(audit_service, caller),
+        api_key_api=ApiKeyAPI(ApiKeyService(api_keys, guard, audit_service, utc_now), caller),
         server_info_api=ServerInfoAPI(),
+        indexes=indexes,
     )
+
+
+def _token_verifier(config: Config) -> TokenVerifier:
+    try:
+        keys = load_verification_keys(config.jwks_file)
+    except KeyConfigError as exc:
+        raise ConfigError(f"config key jwks_file: {exc}") from exc
+    return TokenVerifier(keys, issuer=config.jwt_issuer, audience=config.jwt_audience)

@@ -37,10 +37,19 @@ class Config:
     # How often the purge sweep runs (MongoDB's TTL index purges too; the embedded store has none).
     purge_interval_seconds: float = 60.0
     log_level: str = "INFO"
+    # Caller identity. Empty jwks_file: DEVELOPMENT MODE (no authentication, the domain comes from
+    # the request, announced loudly at start). Otherwise a JWKS JSON or PEM file of public keys.
+    jwks_file: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
 
     @property
     def embedded_store(self) -> bool:
         return not self.mongodb_uri
+
+    @property
+    def development_mode(self) -> bool:
+        return not self.jwks_file
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -116,6 +125,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("config key shutdown_grace_seconds: must not be negative")
     if config.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"config key log_level: {config.log_level!r} is not one of {sorted(_LOG_LEVELS)}")
+    if config.jwks_file and not (config.jwt_issuer and config.jwt_audience):
+        raise ConfigError("config keys jwt_issuer and jwt_audience are required when jwks_file is set")
     if config.mongodb_uri and not config.mongodb_uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("config key mongodb_uri: must start with mongodb:// or mongodb+srv://")
 

@@ -78,6 +78,16 @@ class Aborted(PolicyHubError):
 
 
 
+class PermissionDenied(PolicyHubError):
+    code = "PERMISSION_DENIED"
+    name = "PERMISSION_DENIED"
+
+
+class Unauthenticated(PolicyHubError):
+    code = "UNAUTHENTICATED"
+    name = "AUTHENTICATE_FAILURE"
+
+
 class Unavailable(PolicyHubError):
     code = "UNAVAILABLE"
     name = "UNAVAILABLE"

@@ -10,9 +10,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2, server_info_pb2_grpc
-from policyhub._gen.spaceone.api.repository.v1 import (assignment_pb2, assignment_pb2_grpc, audit_pb2,
-                                                      audit_pb2_grpc, policy_pb2, policy_pb2_grpc, repository_pb2,
-                                                      repository_pb2_grpc)
+from policyhub._gen.spaceone.api.repository.v1 import (api_key_pb2, api_key_pb2_grpc, assignment_pb2,
+                                                      assignment_pb2_grpc, audit_pb2, audit_pb2_grpc, policy_pb2,
+                                                      policy_pb2_grpc, repository_pb2, repository_pb2_grpc)
 from policyhub.api.errors import ErrorInterceptor
 from policyhub.bootstrap import Application
 from policyhub.errors import PolicyHubError
@@ -24,6 +24,7 @@ SERVICE_NAMES = (
     repository_pb2.DESCRIPTOR.services_by_name["Repository"].full_name,
     assignment_pb2.DESCRIPTOR.services_by_name["Assignment"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
+    api_key_pb2.DESCRIPTOR.services_by_name["ApiKey"].full_name,
     server_info_pb2.DESCRIPTOR.services_by_name["ServerInfo"].full_name,
 )
 
@@ -44,6 +45,7 @@ class PolicyHubServer:
         repository_pb2_grpc.add_RepositoryServicer_to_server(app.repository_api, self.grpc_server)
         assignment_pb2_grpc.add_AssignmentServicer_to_server(app.assignment_api, self.grpc_server)
         audit_pb2_grpc.add_AuditServicer_to_server(app.audit_api, self.grpc_server)
+        api_key_pb2_grpc.add_ApiKeyServicer_to_server(app.api_key_api, self.grpc_server)
         server_info_pb2_grpc.add_ServerInfoServicer_to_server(app.server_info_api, self.grpc_server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
         reflection.enable_server_reflection(

@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, policy_pb2
-from policyhub.api.context import request_context
+from policyhub.api.context import CallerResolver
 from policyhub.api.convert import (enum_name, iso, list_values, optional_message, stat_struct, struct_dict,
                                    to_list_value, to_struct)
 from policyhub.engine import SubjectDecision
@@ -16,69 +16,70 @@ from policyhub.service.authorization_service import AuthorizationService
 
 
 class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
-    def __init__(self, assignments: AssignmentService, authorization: AuthorizationService):
+    def __init__(self, assignments: AssignmentService, authorization: AuthorizationService, caller: CallerResolver):
         self.assignments = assignments
         self.authorization = authorization
+        self.caller = caller
 
     def create(self, request, context):
         params = {"subject": _subject_dict(request, "subject"), "grant": _grant_dict(request, "grant"),
                   "expires_at": request.expires_at, "labels": list_values(request.labels),
                   "tags": struct_dict(request.tags)}
-        return assignment_info(self.assignments.create(request_context(request, context), params))
+        return assignment_info(self.assignments.create(self.caller(request, context), params))
 
     def add(self, request, context):
-        return _changes(self.assignments.add(request_context(request, context), _batch_params(request)))
+        return _changes(self.assignments.add(self.caller(request, context), _batch_params(request)))
 
     def remove(self, request, context):
-        return _changes(self.assignments.remove(request_context(request, context), _batch_params(request)))
+        return _changes(self.assignments.remove(self.caller(request, context), _batch_params(request)))
 
     def delete(self, request, context):
-        self.assignments.delete(request_context(request, context), {"assignment_id": request.assignment_id})
+        self.assignments.delete(self.caller(request, context), {"assignment_id": request.assignment_id})
         return empty_pb2.Empty()
 
     def get(self, request, context):
-        record = self.assignments.get(request_context(request, context), {"assignment_id": request.assignment_id})
+        record = self.assignments.get(self.caller(request, context), {"assignment_id": request.assignment_id})
         return assignment_info(record, only=list(request.only))
 
     def list(self, request, context):
         params = {"query": optional_message(request, "query"), "assignment_id": request.assignment_id,
                   "subject": _subject_dict(request, "subject"), "grant": _grant_dict(request, "grant")}
-        results, total = self.assignments.list(request_context(request, context), params)
+        results, total = self.assignments.list(self.caller(request, context), params)
         return pb.AssignmentsInfo(results=[assignment_info(r) for r in results], total_count=total)
 
     def stat(self, request, context):
-        results, total = self.assignments.stat(request_context(request, context),
+        results, total = self.assignments.stat(self.caller(request, context),
                                                {"query": optional_message(request, "query")})
         return stat_struct(results, total)
 
     def check(self, request, context):
         params = {"subject": _subject_dict(request, "subject"), "action": request.action,
                   "resource": request.resource}
-        return check_result(self.authorization.check(request_context(request, context), params))
+        return check_result(self.authorization.check(self.caller(request, context), params))
 
     def batch_check(self, request, context):
         items = [{"subject": _subject_dict(item, "subject"), "action": item.action, "resource": item.resource}
                  for item in request.items]
-        decisions = self.authorization.batch_check(request_context(request, context), {"items": items})
+        decisions = self.authorization.batch_check(self.caller(request, context), {"items": items})
         return pb.BatchCheckResult(results=[check_result(d) for d in decisions])
 
     def list_authorized_resources(self, request, context):
         params = {"subject": _subject_dict(request, "subject"), "resource_prefix": request.resource_prefix,
                   "action": request.action, "page": optional_message(request, "page")}
-        found, total = self.authorization.list_authorized_resources(request_context(request, context), params)
+        found, total = self.authorization.list_authorized_resources(self.caller(request, context), params)
         return pb.AuthorizedResourcesInfo(
             results=[pb.AuthorizedResource(resource=r.resource, actions=r.actions) for r in found], total_count=total)
 
     def list_subjects(self, request, context):
         params = {"policy_id": request.policy_id, "action": request.action, "resource": request.resource,
                   "page": optional_message(request, "page")}
-        found, total = self.authorization.list_subjects(request_context(request, context), params)
+        found, total = self.authorization.list_subjects(self.caller(request, context), params)
         return pb.SubjectsInfo(results=[_subject_entry(entry, request.policy_id) for entry in found],
                                total_count=total)
 
     def effective_permissions(self, request, context):
         params = {"subject": _subject_dict(request, "subject")}
-        found = self.authorization.effective_permissions(request_context(request, context), params)
+        found = self.authorization.effective_permissions(self.caller(request, context), params)
         return pb.EffectivePermissionsInfo(results=[_effective(s) for s in found], total_count=len(found))
 
 

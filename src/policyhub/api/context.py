@@ -1,7 +1,11 @@
-"""The one place that decides who is calling and for which domain.
+"""The one place that decides who is calling and for which domain (PRODUCT.md §7).
 
-Until caller identity lands, the domain comes from the request's `domain_id`;
-token-based identity replaces this function's body and nothing else.
+- Authenticated mode: the `token` metadata (a JWT or an API key) is required and verified;
+  the caller's own domain replaces any `domain_id` in the request body (SpaceONE's mutation
+  handler), so a body can never widen what a caller sees. Only SYSTEM callers may act for
+  another domain, named in the `x_domain_id` metadata (or the request's `domain_id`).
+- Development mode (no keys configured): nobody is authenticated, the domain comes from the
+  request (or `x_domain_id`), and the caller is treated as SYSTEM. Announced loudly at start.
 """
 from __future__ import annotations
 
@@ -10,17 +14,43 @@ import uuid
 
 import grpc
 
+from policyhub.errors import PermissionDenied, Unauthenticated
 from policyhub.service import validation
+from policyhub.service.authentication_service import Authenticator
 from policyhub.service.context import RequestContext
 
 # W3C trace context: version-traceid-parentid-flags
 TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+DEVELOPER = "developer"
 
 
-def request_context(request, context: grpc.ServicerContext) -> RequestContext:
-    metadata = dict(context.invocation_metadata() or ())
-    return RequestContext(domain_id=validation.domain_id(getattr(request, "domain_id", "")),
-                          transaction_id=transaction_id(metadata.get("traceparent", "")))
+class CallerResolver:
+    def __init__(self, authenticator: Authenticator | None):
+        self.authenticator = authenticator
+
+    def __call__(self, request, context: grpc.ServicerContext, *, domain_required: bool = True) -> RequestContext:
+        metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+        transaction = transaction_id(metadata.get("traceparent", ""))
+        requested = metadata.get("x_domain_id") or getattr(request, "domain_id", "")
+        if self.authenticator is None:
+            return RequestContext(domain_id=_domain(requested, domain_required), caller_type="USER",
+                                  caller_id=DEVELOPER, role_type="SYSTEM", transaction_id=transaction)
+        token = metadata.get("token", "")
+        if not token:
+            raise Unauthenticated("missing token metadata")
+        caller = self.authenticator.authenticate(token)
+        if caller.is_system:
+            domain = requested or caller.domain_id
+        elif metadata.get("x_domain_id"):
+            raise PermissionDenied("only system callers may set x_domain_id")
+        else:
+            domain = caller.domain_id
+        return RequestContext(domain_id=_domain(domain, domain_required), caller_type=caller.caller_type,
+                              caller_id=caller.caller_id, role_type=caller.role_type, transaction_id=transaction)
+
+
+def _domain(value: str, required: bool) -> str:
+    return validation.domain_id(value) if required or value else ""
 
 
 def transaction_id(traceparent: str) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
-from policyhub.api.context import request_context
+from policyhub.api.context import CallerResolver
 from policyhub.api.convert import (enum_name, iso, list_values, optional_message, stat_struct, struct_dict,
                                    to_list_value, to_struct)
 from policyhub.api.repository_api import repository_info
@@ -17,8 +17,9 @@ STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery
 
 
 class PolicyAPI(policy_pb2_grpc.PolicyServicer):
-    def __init__(self, service: PolicyService):
+    def __init__(self, service: PolicyService, caller: CallerResolver):
         self.service = service
+        self.caller = caller
 
     def create(self, request, context):
         params = {
@@ -31,7 +32,7 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "tags": struct_dict(request.tags),
             "project_id": request.project_id,
         }
-        return policy_info(self.service.create(request_context(request, context), params))
+        return policy_info(self.service.create(self.caller(request, context), params))
 
     def update(self, request, context):
         params: dict[str, Any] = {
@@ -47,32 +48,32 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
         }
         if request.HasField("update_mask"):
             params["update_mask"] = list(request.update_mask.paths)
-        return policy_info(self.service.update(request_context(request, context), params))
+        return policy_info(self.service.update(self.caller(request, context), params))
 
     def delete(self, request, context):
-        self.service.delete(request_context(request, context), _policy_request(request))
+        self.service.delete(self.caller(request, context), _policy_request(request))
         return empty_pb2.Empty()
 
     def restore(self, request, context):
-        return policy_info(self.service.restore(request_context(request, context), _policy_request(request)))
+        return policy_info(self.service.restore(self.caller(request, context), _policy_request(request)))
 
     def enable(self, request, context):
-        return policy_info(self.service.set_state(request_context(request, context), _policy_request(request),
+        return policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
                                                   "ENABLED"))
 
     def disable(self, request, context):
-        return policy_info(self.service.set_state(request_context(request, context), _policy_request(request),
+        return policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
                                                   "DISABLED"))
 
     def delete_many(self, request, context):
-        outcome = self.service.delete_many(request_context(request, context), {
+        outcome = self.service.delete_many(self.caller(request, context), {
             "policy_ids": list(request.policy_ids), "cascade": request.cascade})
         return policy_pb2.DeletePoliciesInfo(
             results=[policy_pb2.PolicyOutcome(**result) for result in outcome["results"]],
             deleted_count=outcome["deleted_count"])
 
     def get(self, request, context):
-        record = self.service.get(request_context(request, context),
+        record = self.service.get(self.caller(request, context),
                                   {"policy_id": request.policy_id, "repository_id": request.repository_id,
                                    "include_deleted": request.include_deleted})
         return policy_info(record, only=list(request.only))
@@ -88,12 +89,12 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "exclude_managed": request.exclude_managed,
             "include_deleted": request.include_deleted,
         }
-        results, total = self.service.list(request_context(request, context), params)
+        results, total = self.service.list(self.caller(request, context), params)
         return policy_pb2.PoliciesInfo(results=[policy_info(r) for r in results], total_count=total)
 
     def stat(self, request, context):
         params = {"query": optional_message(request, "query"), "repository_id": request.repository_id}
-        results, total = self.service.stat(request_context(request, context), params)
+        results, total = self.service.stat(self.caller(request, context), params)
         return stat_struct(results, total)
 
 

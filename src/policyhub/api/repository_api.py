@@ -6,6 +6,7 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import repository_pb2, repository_pb2_grpc
+from policyhub.api.context import CallerResolver
 from policyhub.api.convert import iso, optional_message, stat_struct
 from policyhub.service.repository_service import RepositoryService
 
@@ -13,31 +14,38 @@ from policyhub.service.repository_service import RepositoryService
 class RepositoryAPI(repository_pb2_grpc.RepositoryServicer):
     """Repositories are installation-wide: request domain_id is accepted and ignored."""
 
-    def __init__(self, service: RepositoryService):
+    def __init__(self, service: RepositoryService, caller: CallerResolver):
         self.service = service
+        self.caller = caller
+
+    def _context(self, request, context):
+        # Repositories are installation-wide: a domain is optional here.
+        return self.caller(request, context, domain_required=False)
 
     def register(self, request, context):
-        return repository_info(self.service.register({
+        return repository_info(self.service.register(self._context(request, context), {
             "name": request.name, "repository_type": request.repository_type, "endpoint": request.endpoint}))
 
     def update(self, request, context):
-        return repository_info(self.service.update({"repository_id": request.repository_id, "name": request.name}))
+        return repository_info(self.service.update(self._context(request, context), {"repository_id": request.repository_id, "name": request.name}))
 
     def deregister(self, request, context):
-        self.service.deregister({"repository_id": request.repository_id})
+        self.service.deregister(self._context(request, context), {"repository_id": request.repository_id})
         return empty_pb2.Empty()
 
     def get(self, request, context):
-        return repository_info(self.service.get(request.repository_id), only=list(request.only))
+        return repository_info(self.service.get(self._context(request, context), request.repository_id),
+                               only=list(request.only))
 
     def list(self, request, context):
-        results, total = self.service.list({
+        results, total = self.service.list(self._context(request, context), {
             "query": optional_message(request, "query"), "repository_id": request.repository_id,
             "name": request.name, "repository_type": request.repository_type})
         return repository_pb2.RepositoriesInfo(results=[repository_info(r) for r in results], total_count=total)
 
     def stat(self, request, context):
-        results, total = self.service.stat({"query": optional_message(request, "query")})
+        results, total = self.service.stat(self._context(request, context),
+                                           {"query": optional_message(request, "query")})
         return stat_struct(results, total)
 
 

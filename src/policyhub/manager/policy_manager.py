@@ -11,7 +11,7 @@ from policyhub.errors import Aborted, AlreadyExists, FailedPrecondition, NotFoun
 from policyhub.manager.database import aggregate, translate_errors
 from policyhub.manager.records import find_repository_info, policy_record, repository_info_lookup
 from policyhub.model import PolicyDocument, StatementDocument
-from policyhub.model.policy import MANAGED_DOMAIN_ID
+from policyhub.model.policy import MANAGED_DOMAIN_ID  # noqa: F401 - re-exported for the services
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
 
 DELETED = "DELETED"

@@ -1,11 +1,13 @@
 """mongoengine documents and their indexes. Only the manager layer imports these."""
+from policyhub.model.api_key import ApiKeyDocument
 from policyhub.model.assignment import AssignmentDocument
 from policyhub.model.audit import AuditDocument
 from policyhub.model.policy import PolicyDocument, StatementDocument
 from policyhub.model.repository import RepositoryDocument
 from policyhub.model.revision import RevisionDocument
 
-ALL_DOCUMENTS = (PolicyDocument, RepositoryDocument, AssignmentDocument, RevisionDocument, AuditDocument)
+ALL_DOCUMENTS = (PolicyDocument, RepositoryDocument, AssignmentDocument, RevisionDocument, AuditDocument,
+                 ApiKeyDocument)
 
-__all__ = ["ALL_DOCUMENTS", "AssignmentDocument", "AuditDocument", "PolicyDocument", "RepositoryDocument", "RevisionDocument",
+__all__ = ["ALL_DOCUMENTS", "ApiKeyDocument", "AssignmentDocument", "AuditDocument", "PolicyDocument", "RepositoryDocument", "RevisionDocument",
            "StatementDocument"]

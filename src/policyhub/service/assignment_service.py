@@ -13,6 +13,7 @@ from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
+from policyhub.service.guard import Guard
 
 MAX_BATCH = 10_000
 
@@ -23,14 +24,16 @@ def new_assignment_id() -> str:
 
 class AssignmentService:
     def __init__(self, assignments: AssignmentManager, policies: PolicyManager, revisions: RevisionManager,
-                 audit: AuditService, clock: Clock):
+                 audit: AuditService, guard: Guard, clock: Clock):
         self.assignments = assignments
         self.policies = policies
         self.revisions = revisions
         self.audit = audit
+        self.guard = guard
         self.clock = clock
 
     def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self.guard.require(ctx, "repository.Assignment.create", "assignment")
         subject = validation.subject(params.get("subject"))
         grant = validation.grant(params.get("grant"))
         extras = self._extras(params)
@@ -42,6 +45,7 @@ class AssignmentService:
         return created
 
     def add(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self.guard.require(ctx, "repository.Assignment.add", "assignment")
         pairs = self._pairs(params)
         extras = self._extras(params)
         self._require_policies(ctx, [grant for _, grant in pairs])
@@ -63,6 +67,7 @@ class AssignmentService:
         return {"results": results, "changed_count": len(new_records)}
 
     def remove(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self.guard.require(ctx, "repository.Assignment.remove", "assignment")
         pairs = self._pairs(params)
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
         results = []
@@ -78,6 +83,7 @@ class AssignmentService:
         return {"results": results, "changed_count": removed}
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
+        self.guard.require(ctx, "repository.Assignment.delete", "assignment")
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
         before = self.assignments.get(ctx.domain_id, assignment_id)
         self.assignments.delete(ctx.domain_id, assignment_id)
@@ -85,10 +91,12 @@ class AssignmentService:
         self.audit.record(ctx, "repository.Assignment.delete", "Assignment", assignment_id, before, None)
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self.guard.require(ctx, "repository.Assignment.get", "assignment")
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
         return self.assignments.get(ctx.domain_id, assignment_id)
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        self.guard.require(ctx, "repository.Assignment.list", "assignment")
         query = dict(params.get("query") or {})
         extra = []
         if params.get("assignment_id"):
@@ -104,6 +112,7 @@ class AssignmentService:
         return self.assignments.list(ctx.domain_id, query)
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
+        self.guard.require(ctx, "repository.Assignment.stat", "assignment")
         query = params.get("query")
         if not query:
             raise RequiredParameter("query")

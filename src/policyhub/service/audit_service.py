@@ -9,6 +9,7 @@ from typing import Any
 from policyhub.errors import RequiredParameter
 from policyhub.manager.audit_manager import AuditManager
 from policyhub.service.context import Clock, RequestContext
+from policyhub.service.guard import Guard
 
 log = logging.getLogger("policyhub.audit")
 # Bookkeeping that says nothing about the change itself.
@@ -16,8 +17,9 @@ _OMITTED = ("parked_assignments", "repository_info")
 
 
 class AuditService:
-    def __init__(self, audits: AuditManager, clock: Clock):
+    def __init__(self, audits: AuditManager, guard: Guard, clock: Clock):
         self.audits = audits
+        self.guard = guard
         self.clock = clock
 
     def record(self, ctx: RequestContext, method: str, resource_type: str, resource_id: str,
@@ -50,6 +52,7 @@ class AuditService:
             "resources": [entry["resource_id"] for entry in entries[:100]]}})
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        self.guard.require(ctx, "repository.Audit.list", "audit")
         query = dict(params.get("query") or {})
         extra = [{"k": key, "v": params[key], "o": "eq"}
                  for key in ("resource_type", "resource_id", "transaction_id") if params.get(key)]
@@ -58,6 +61,7 @@ class AuditService:
         return self.audits.list(ctx.domain_id, query)
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
+        self.guard.require(ctx, "repository.Audit.stat", "audit")
         query = params.get("query")
         if not query:
             raise RequiredParameter("query")

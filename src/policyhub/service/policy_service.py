@@ -8,12 +8,12 @@ from typing import Any
 from policyhub.errors import FailedPrecondition, InvalidArgument, ManagedReadOnly, NotFound, RequiredParameter
 from policyhub.managed_policies import MANAGED_ID_PREFIX
 from policyhub.manager.assignment_manager import AssignmentManager
-from policyhub.manager.policy_manager import PolicyManager
+from policyhub.manager.policy_manager import MANAGED_DOMAIN_ID, PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
-from policyhub.model.policy import MANAGED_DOMAIN_ID
 from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
+from policyhub.service.guard import Guard
 from policyhub.service.repository_service import MANAGED_REPOSITORY_ID, RepositoryService
 
 # Fields an update may write; also the valid update_mask paths.
@@ -24,13 +24,14 @@ LIST_SHORTCUTS = ("policy_id", "name", "project_id", "repository_id", "state")
 
 class PolicyService:
     def __init__(self, policies: PolicyManager, assignments: AssignmentManager, repositories: RepositoryService,
-                 revisions: RevisionManager, audit: AuditService, clock: Clock,
+                 revisions: RevisionManager, audit: AuditService, guard: Guard, clock: Clock,
                  managed_policies: list[dict[str, Any]], retention: timedelta):
         self.policies = policies
         self.assignments = assignments
         self.repositories = repositories
         self.revisions = revisions
         self.audit = audit
+        self.guard = guard
         self.clock = clock
         self.managed_policies = managed_policies
         self.retention = retention
@@ -44,6 +45,7 @@ class PolicyService:
 
     def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        self.guard.require(ctx, "repository.Policy.create", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "created")
         now = self.clock()
         record = {
@@ -65,6 +67,7 @@ class PolicyService:
 
     def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        self.guard.require(ctx, "repository.Policy.update", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "updated")
         mask = params.get("update_mask")
         if mask is not None:
@@ -88,6 +91,7 @@ class PolicyService:
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        self.guard.require(ctx, "repository.Policy.delete", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "deleted")
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, [policy_id], cascade)
@@ -107,6 +111,7 @@ class PolicyService:
         policy_ids = list(dict.fromkeys(validation.policy_id(value, f"policy_ids[{index}]")
                                         for index, value in enumerate(raw_ids)))
         for policy_id in policy_ids:
+            self.guard.require(ctx, "repository.Policy.delete", f"policy/{policy_id}")
             self._refuse_managed_id(policy_id, "deleted")
         live = self.policies.existing_ids(ctx.domain_id, policy_ids)
         missing = [policy_id for policy_id in policy_ids if policy_id not in live]
@@ -133,6 +138,7 @@ class PolicyService:
 
     def restore(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        self.guard.require(ctx, "repository.Policy.restore", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "restored")
         restored = self._restore(ctx, policy_id)
         self.revisions.bump(ctx.domain_id)
@@ -141,6 +147,7 @@ class PolicyService:
 
     def set_state(self, ctx: RequestContext, params: dict[str, Any], state: str) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        self.guard.require(ctx, f"repository.Policy.{'enable' if state == 'ENABLED' else 'disable'}", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "enabled or disabled")
         before = self._own(ctx, policy_id)
         updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, params.get("etag") or None,
@@ -184,18 +191,21 @@ class PolicyService:
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        self.guard.require(ctx, "repository.Policy.get", f"policy/{policy_id}")
         repository_id = params.get("repository_id") or None
         if repository_id:
-            self.repositories.get(repository_id)
+            self.repositories.require_exists(repository_id)
         return self.policies.get(ctx.domain_id, policy_id, repository_id, bool(params.get("include_deleted")))
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        self.guard.require(ctx, "repository.Policy.list", "policy")
         query = _with_shortcuts(params.get("query"), params)
         include_deleted = bool(params.get("include_deleted")) or params.get("state") == "DELETED"
         return self.policies.list(ctx.domain_id, query, include_managed=not params.get("exclude_managed"),
                                   include_deleted=include_deleted)
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
+        self.guard.require(ctx, "repository.Policy.stat", "policy")
         query = params.get("query")
         if not query:
             raise RequiredParameter("query")

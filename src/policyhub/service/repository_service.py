@@ -6,7 +6,9 @@ from typing import Any
 from policyhub.errors import FailedPrecondition, InvalidArgument, ManagedReadOnly, RequiredParameter, Unimplemented
 from policyhub.manager.repository_manager import RepositoryManager
 from policyhub.service import validation
-from policyhub.service.context import Clock
+from policyhub.service.audit_service import AuditService
+from policyhub.service.context import Clock, RequestContext
+from policyhub.service.guard import Guard
 
 MANAGED_REPOSITORY_ID = "repo-managed"
 LOCAL_REPOSITORY_ID = "repo-local"
@@ -18,8 +20,10 @@ BUILT_IN = {
 
 
 class RepositoryService:
-    def __init__(self, repositories: RepositoryManager, clock: Clock):
+    def __init__(self, repositories: RepositoryManager, guard: Guard, audit: AuditService, clock: Clock):
         self.repositories = repositories
+        self.guard = guard
+        self.audit = audit
         self.clock = clock
 
     def ensure_built_in(self) -> None:
@@ -32,7 +36,12 @@ class RepositoryService:
     def local_repository_id(self) -> str:
         return LOCAL_REPOSITORY_ID
 
-    def register(self, params: dict[str, Any]) -> dict[str, Any]:
+    def require_exists(self, repository_id: str) -> None:
+        """For other services (already authorized for their own call): NOT_FOUND when missing."""
+        self.repositories.get(repository_id)
+
+    def register(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self.guard.require(ctx, "repository.Repository.register", "repository")
         name = validation.text(params.get("name", ""), "name", validation.NAME_MAX, required=True)
         repository_type = params.get("repository_type", "")
         if not repository_type:
@@ -44,26 +53,33 @@ class RepositoryService:
                                      f"({LOCAL_REPOSITORY_ID if repository_type == 'local' else MANAGED_REPOSITORY_ID})")
         raise Unimplemented(f"remote repositories are not supported yet (name={name})")
 
-    def update(self, params: dict[str, Any]) -> dict[str, Any]:
+    def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self.guard.require(ctx, "repository.Repository.update", "repository")
         repository_id = validation.require(params.get("repository_id", ""), "repository_id")
         name = validation.text(params.get("name", ""), "name", validation.NAME_MAX, required=True)
+        before = self.repositories.get(repository_id)
         if repository_id == MANAGED_REPOSITORY_ID:
-            self.repositories.get(repository_id)
             raise ManagedReadOnly("the managed repository cannot be changed")
-        return self.repositories.rename(repository_id, name)
+        renamed = self.repositories.rename(repository_id, name)
+        self.audit.record(ctx, "repository.Repository.update", "Repository", repository_id, before, renamed)
+        return renamed
 
-    def deregister(self, params: dict[str, Any]) -> None:
+    def deregister(self, ctx: RequestContext, params: dict[str, Any]) -> None:
+        self.guard.require(ctx, "repository.Repository.deregister", "repository")
         repository_id = validation.require(params.get("repository_id", ""), "repository_id")
         repository = self.repositories.get(repository_id)
         if repository_id in BUILT_IN:
             raise FailedPrecondition(f"the {repository['repository_type']} repository is built in and cannot be "
                                      f"deregistered ({repository_id})")
         self.repositories.delete(repository_id)
+        self.audit.record(ctx, "repository.Repository.deregister", "Repository", repository_id, repository, None)
 
-    def get(self, repository_id: str) -> dict[str, Any]:
+    def get(self, ctx: RequestContext, repository_id: str) -> dict[str, Any]:
+        self.guard.require(ctx, "repository.Repository.get", "repository")
         return self.repositories.get(validation.require(repository_id, "repository_id"))
 
-    def list(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        self.guard.require(ctx, "repository.Repository.list", "repository")
         query = dict(params.get("query") or {})
         extra = [{"k": key, "v": params[key], "o": "eq"}
                  for key in ("repository_id", "name", "repository_type") if params.get(key)]
@@ -71,7 +87,8 @@ class RepositoryService:
             query["filter"] = list(query.get("filter") or []) + extra
         return self.repositories.list(query)
 
-    def stat(self, params: dict[str, Any]) -> tuple[list, int | None]:
+    def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
+        self.guard.require(ctx, "repository.Repository.stat", "repository")
         query = params.get("query")
         if not query:
             raise RequiredParameter("query")

@@ -1,0 +1,49 @@
+"""Persistence of API keys (hashes only)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from policyhub.errors import NotFound
+from policyhub.manager.database import aggregate, translate_errors
+from policyhub.model import ApiKeyDocument
+from policyhub.query import QuerySchema, compile_list, unpack_list
+
+# Never leaves the manager: not in answers, audit entries or logs.
+_SECRET_FIELDS = {"_id": 0, "key_hash": 0}
+
+
+class ApiKeyManager:
+    def __init__(self, page_max_limit: int):
+        self.schema = QuerySchema(
+            keyword_fields=("api_key_id", "name", "service_account_id"),
+            minimal_fields=("api_key_id", "name", "service_account_id", "state"),
+            datetime_fields=frozenset({"created_at", "revoked_at"}),
+            default_sort=(("created_at", True),),
+            max_limit=page_max_limit,
+        )
+
+    @translate_errors()
+    def create(self, record: dict[str, Any]) -> dict[str, Any]:
+        ApiKeyDocument(**record).save(force_insert=True)
+        return {key: value for key, value in record.items() if key != "key_hash"}
+
+    @translate_errors()
+    def find_for_authentication(self, api_key_id: str) -> dict[str, Any] | None:
+        """The one read that sees the hash: used to authenticate a presented key."""
+        return ApiKeyDocument._get_collection().find_one({"api_key_id": api_key_id}, {"_id": 0})
+
+    @translate_errors()
+    def revoke(self, domain_id: str, api_key_id: str, now: datetime) -> dict[str, Any]:
+        selector = {"api_key_id": api_key_id, "domain_id": domain_id}
+        ApiKeyDocument._get_collection().update_one({**selector, "state": "ACTIVE"},
+                                                    {"$set": {"state": "REVOKED", "revoked_at": now}})
+        found = ApiKeyDocument._get_collection().find_one(selector, _SECRET_FIELDS)
+        if found is None:
+            raise NotFound("ApiKey", "api_key_id", api_key_id)
+        return found
+
+    def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
+        plan = compile_list(query, self.schema, {"domain_id": domain_id})
+        results, total = unpack_list(plan, aggregate(ApiKeyDocument, plan.pipeline))
+        return [{k: v for k, v in doc.items() if k not in _SECRET_FIELDS} for doc in results], total

@@ -1,0 +1,24 @@
+"""An API key: only its SHA-256 hash is stored; the plaintext is shown once, at creation."""
+from mongoengine import DateTimeField, Document, StringField
+
+
+class ApiKeyDocument(Document):
+    api_key_id = StringField(required=True)
+    key_hash = StringField(required=True)
+    name = StringField(default="")
+    # The key acts as this service account of the domain.
+    service_account_id = StringField(required=True)
+    domain_id = StringField(required=True)
+    state = StringField(required=True, choices=("ACTIVE", "REVOKED"), default="ACTIVE")
+    created_at = DateTimeField(required=True)
+    revoked_at = DateTimeField(null=True)
+
+    meta = {
+        "collection": "api_key",
+        "auto_create_index": False,
+        "indexes": [
+            # Looked up by id on every call that presents a key.
+            {"fields": ["api_key_id"], "unique": True, "name": "api_key_id"},
+            {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
+        ],
+    }

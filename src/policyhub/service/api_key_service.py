@@ -1,0 +1,41 @@
+"""API keys: created and revoked by system callers, scoped to a domain."""
+from __future__ import annotations
+
+from typing import Any
+
+from policyhub.identity import new_api_key
+from policyhub.manager.api_key_manager import ApiKeyManager
+from policyhub.service import validation
+from policyhub.service.audit_service import AuditService
+from policyhub.service.context import Clock, RequestContext
+from policyhub.service.guard import Guard
+
+
+class ApiKeyService:
+    def __init__(self, api_keys: ApiKeyManager, guard: Guard, audit: AuditService, clock: Clock):
+        self.api_keys = api_keys
+        self.guard = guard
+        self.audit = audit
+        self.clock = clock
+
+    def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self.guard.require(ctx, "repository.ApiKey.create", "api_key")
+        service_account_id = validation.identifier(params.get("service_account_id", ""), "service_account_id")
+        name = validation.text(params.get("name", ""), "name", validation.NAME_MAX)
+        key_id, plaintext, key_hash = new_api_key()
+        created = self.api_keys.create({
+            "api_key_id": key_id, "key_hash": key_hash, "name": name, "service_account_id": service_account_id,
+            "domain_id": ctx.domain_id, "state": "ACTIVE", "created_at": self.clock()})
+        self.audit.record(ctx, "repository.ApiKey.create", "ApiKey", key_id, None, created)
+        return {**created, "api_key": plaintext}
+
+    def revoke(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self.guard.require(ctx, "repository.ApiKey.revoke", "api_key")
+        key_id = validation.identifier(params.get("api_key_id", ""), "api_key_id")
+        revoked = self.api_keys.revoke(ctx.domain_id, key_id, self.clock())
+        self.audit.record(ctx, "repository.ApiKey.revoke", "ApiKey", key_id, None, revoked)
+        return revoked
+
+    def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        self.guard.require(ctx, "repository.ApiKey.list", "api_key")
+        return self.api_keys.list(ctx.domain_id, params.get("query"))
