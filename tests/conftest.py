@@ -3,23 +3,26 @@ embedded mongomock store and once over the real MongoDB wire protocol (a secantu
 server started and stopped by the test session)."""
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
+import jwt
 import pymongo
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2_grpc
 
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2_grpc
-from policyhub._gen.spaceone.api.repository.v1 import (assignment_pb2_grpc, audit_pb2_grpc, policy_pb2_grpc,
+from policyhub._gen.spaceone.api.repository.v1 import (api_key_pb2_grpc, assignment_pb2_grpc, audit_pb2_grpc, policy_pb2_grpc,
                                                       repository_pb2_grpc)
-from policyhub.bootstrap import Application, bootstrap
+from policyhub.bootstrap import Application, bootstrap, build_application
 from policyhub.config import Config
 from policyhub.server import PolicyHubServer
 
@@ -101,3 +104,51 @@ def domain() -> str:
 @pytest.fixture
 def other_domain() -> str:
     return f"domain-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class SecureClient:
+    """A server with authentication on (same database as `client`) and a token factory."""
+    channel: grpc.Channel
+    policy: policy_pb2_grpc.PolicyStub
+    repository: repository_pb2_grpc.RepositoryStub
+    assignment: assignment_pb2_grpc.AssignmentStub
+    audit: audit_pb2_grpc.AuditStub
+    api_key: api_key_pb2_grpc.ApiKeyStub
+    signing_key: object
+    app: Application
+
+    def token(self, sub: str = "alice", did: str = "", rol: str = "USER", typ: str = "USER", *,
+              key=None, algorithm: str = "RS256", **claims) -> str:
+        now = int(time.time())
+        payload = {"sub": sub, "did": did, "rol": rol, "typ": typ, "iss": SECURE_ISSUER, "aud": SECURE_AUDIENCE,
+                   "iat": now, "exp": now + 600, **claims}
+        return jwt.encode({k: v for k, v in payload.items() if v is not None}, key or self.signing_key,
+                          algorithm=algorithm, headers={"kid": "test-key"})
+
+    def metadata(self, *args, **kwargs) -> tuple:
+        return (("token", self.token(*args, **kwargs)),)
+
+
+SECURE_ISSUER = "policyhub-tests"
+SECURE_AUDIENCE = "policyhub"
+
+
+@pytest.fixture(scope="session")
+def secure(client, tmp_path_factory):
+    """Shares `client`'s database connection (mongoengine's is process-wide), so it follows its backend."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key()))
+    jwks_file = tmp_path_factory.mktemp("keys") / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [{**public_jwk, "kid": "test-key", "use": "sig", "alg": "RS256"}]}))
+    config = replace(client.app.config, port=free_port(), jwks_file=str(jwks_file), jwt_issuer=SECURE_ISSUER,
+                     jwt_audience=SECURE_AUDIENCE)
+    app = build_application(config, client.app.database)
+    server = PolicyHubServer(app)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    yield SecureClient(channel, policy_pb2_grpc.PolicyStub(channel), repository_pb2_grpc.RepositoryStub(channel),
+                       assignment_pb2_grpc.AssignmentStub(channel), audit_pb2_grpc.AuditStub(channel),
+                       api_key_pb2_grpc.ApiKeyStub(channel), private_key, app)
+    channel.close()
+    server.stop(grace=1)
