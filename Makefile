@@ -29,6 +29,7 @@ test: $(GENERATED) lint
 
 bench: $(GENERATED)
 	$(BIN)/python tests/bench/bench_api.py
+	$(BIN)/python tests/bench/bench_check.py
 
 clean:
 	rm -rf $(VENV) src/policyhub/_gen .pytest_cache

@@ -33,7 +33,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 
 import grpc
 
@@ -308,13 +310,8 @@ def build_index(workload: Workload) -> tuple[DomainIndex, float]:
     began = time.perf_counter()
     rules = [PolicyRules.from_policy(pid, statements, None) for pid, statements in workload.policies.items()]
     edges = [Edge(Subject(st, sid), gt, gid) for st, sid, gt, gid in workload.edges]
-    index = DomainIndex(rules, edges, now=_now())
+    index = DomainIndex(rules, edges, now=datetime.now(timezone.utc))
     return index, time.perf_counter() - began
-
-
-def _now():
-    from datetime import datetime, timezone
-    return datetime.now(timezone.utc)
 
 
 def time_ours(index: DomainIndex, questions: list[Question]) -> list[int]:
@@ -734,11 +731,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     interrupt_on_sigterm()
-    import casbin  # noqa: F401 - fail early with a clear message when the dev extra is missing
-    from importlib.metadata import version
+    try:
+        casbin_version = version("casbin")
+    except PackageNotFoundError:
+        print("bench_check: pycasbin is missing; install the dev extra: pip install -e '.[dev]'", file=sys.stderr)
+        return 1
     print(f"policyhub check benchmark: nproc={len(os.sched_getaffinity(0))} backend={args.backend} "
           f"sizes={','.join(map(str, args.sizes))} seed={args.seed} python={platform.python_version()} "
-          f"grpcio={grpc.__version__} casbin={version('casbin')}", flush=True)
+          f"grpcio={grpc.__version__} casbin={casbin_version}", flush=True)
     print(f"casbin: RBAC with domains, effect allow-and-no-deny, {CASBIN_FUNCTIONS}", flush=True)
     workloads, local, remote = [], [], []
     processes: list[subprocess.Popen] = []  # the running servers, stopped in reverse
