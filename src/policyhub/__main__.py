@@ -9,6 +9,7 @@ import sys
 from policyhub.bootstrap import bootstrap
 from policyhub.config import load_config
 from policyhub.errors import ConfigError, PolicyHubError
+from policyhub.observability import logs
 from policyhub.server import PolicyHubServer
 
 log = logging.getLogger("policyhub")
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"policyhub: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(config.log_level, config.log_format)
     if config.embedded_store:
         log.warning("no mongodb_uri configured: using the EMBEDDED IN-MEMORY store; data is lost at exit")
     if config.development_mode:

@@ -32,16 +32,37 @@ class Config:
     # list/stat return at most this many results per page (page.limit above it is capped).
     page_max_limit: int = 1000
     shutdown_grace_seconds: float = 10.0
+    # How often health re-checks the database (NOT_SERVING while it is unreachable).
+    health_interval_seconds: float = 2.0
     # Soft-deleted policies stay restorable this long (30 days), then they are purged.
     soft_delete_retention_seconds: int = 30 * 24 * 3600
     # How often the purge sweep runs (MongoDB's TTL index purges too; the embedded store has none).
     purge_interval_seconds: float = 60.0
     log_level: str = "INFO"
+    # json: one JSON object per line (trace id, domain, caller, method; secrets masked). text: for people.
+    log_format: str = "json"
+    # Prometheus metrics over HTTP on this port (0: off).
+    metrics_port: int = 0
+    # OpenTelemetry tracing: spans per RPC, `traceparent` propagated; exported to the console when
+    # "console", else not exported (the trace id still ties logs and audit entries together).
+    tracing_exporter: str = "none"
     # Caller identity. Empty jwks_file: DEVELOPMENT MODE (no authentication, the domain comes from
     # the request, announced loudly at start). Otherwise a JWKS JSON or PEM file of public keys.
     jwks_file: str = ""
     jwt_issuer: str = ""
     jwt_audience: str = ""
+    # Remote repositories (another installation's Policy API). One remote operation, retries
+    # included, takes at most remote_timeout_seconds; then the call answers UNAVAILABLE.
+    remote_timeout_seconds: float = 3.0
+    # Retries of a remote call that answered UNAVAILABLE (exponential backoff, within the deadline).
+    remote_retries: int = 2
+    # Remote answers are cached this long: a change on a remote is visible here at most this many
+    # seconds later (0: no cache).
+    remote_cache_seconds: float = 10.0
+    # Sent as `token` metadata to every remote (a service token of the remote installation); empty: none.
+    remote_token: str = ""
+    # PEM bundle of CA certificates trusted for grpc+ssl:// remotes; empty: the system's roots.
+    remote_ca_file: str = ""
 
     @property
     def embedded_store(self) -> bool:
@@ -119,16 +140,30 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"config key {key}: must be at least 1")
     if config.soft_delete_retention_seconds < 1:
         raise ConfigError("config key soft_delete_retention_seconds: must be at least 1")
+    if config.health_interval_seconds <= 0:
+        raise ConfigError("config key health_interval_seconds: must be positive")
     if config.purge_interval_seconds <= 0:
         raise ConfigError("config key purge_interval_seconds: must be positive")
     if config.shutdown_grace_seconds < 0:
         raise ConfigError("config key shutdown_grace_seconds: must not be negative")
+    if config.log_format not in ("json", "text"):
+        raise ConfigError(f"config key log_format: {config.log_format!r} is not one of ['json', 'text']")
+    if not 0 <= config.metrics_port <= 65535:
+        raise ConfigError(f"config key metrics_port: {config.metrics_port} is not a TCP port")
+    if config.tracing_exporter not in ("none", "console"):
+        raise ConfigError(f"config key tracing_exporter: {config.tracing_exporter!r} is not one of ['none', 'console']")
     if config.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"config key log_level: {config.log_level!r} is not one of {sorted(_LOG_LEVELS)}")
     if config.jwks_file and not (config.jwt_issuer and config.jwt_audience):
         raise ConfigError("config keys jwt_issuer and jwt_audience are required when jwks_file is set")
     if config.mongodb_uri and not config.mongodb_uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("config key mongodb_uri: must start with mongodb:// or mongodb+srv://")
+    if not 0 < config.remote_timeout_seconds <= 300:
+        raise ConfigError("config key remote_timeout_seconds: must be positive and at most 300")
+    if not 0 <= config.remote_retries <= 10:
+        raise ConfigError("config key remote_retries: must be between 0 and 10")
+    if not 0 <= config.remote_cache_seconds <= 3600:
+        raise ConfigError("config key remote_cache_seconds: must be between 0 and 3600")
 
 
 def _known_env() -> str:

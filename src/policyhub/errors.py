@@ -93,10 +93,5 @@ class Unavailable(PolicyHubError):
     name = "UNAVAILABLE"
 
 
-class Unimplemented(PolicyHubError):
-    code = "UNIMPLEMENTED"
-    name = "NOT_IMPLEMENTED"
-
-
 class ConfigError(Exception):
     """Bad configuration: raised at start-up, before serving."""

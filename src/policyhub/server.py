@@ -14,6 +14,7 @@ from policyhub._gen.spaceone.api.repository.v1 import (api_key_pb2, api_key_pb2_
                                                       assignment_pb2_grpc, audit_pb2, audit_pb2_grpc, policy_pb2,
                                                       policy_pb2_grpc, repository_pb2, repository_pb2_grpc)
 from policyhub.api.errors import ErrorInterceptor
+from policyhub.observability.interceptor import ObservabilityInterceptor
 from policyhub.bootstrap import Application
 from policyhub.errors import PolicyHubError
 
@@ -36,7 +37,8 @@ class PolicyHubServer:
         self.health = health.HealthServicer()
         self.grpc_server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
-            interceptors=[ErrorInterceptor()],
+            # Outermost first: the observability interceptor sees the status the error interceptor sets.
+            interceptors=[ObservabilityInterceptor(app.metrics, app.tracer), ErrorInterceptor()],
             options=[("grpc.max_receive_message_length", config.max_message_bytes),
                      ("grpc.max_send_message_length", config.max_message_bytes),
                      ("grpc.so_reuseport", 0)],
@@ -56,6 +58,24 @@ class PolicyHubServer:
             raise OSError(f"cannot listen on {config.host}:{config.port}")
         self._stopped = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="purge-sweep", daemon=True)
+        self._health_monitor = threading.Thread(target=self._watch_database, name="db-health", daemon=True)
+        self.serving: bool | None = None
+
+    def _watch_database(self) -> None:
+        """Health follows the database: NOT_SERVING while it is unreachable, SERVING again when
+        it answers (pymongo reconnects by itself; no restart needed)."""
+        while not self._stopped.wait(self.app.config.health_interval_seconds):
+            self._set_serving(self.app.database.ping())
+
+    def _set_serving(self, serving: bool) -> None:
+        if serving == self.serving:
+            return
+        self.serving = serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+        log.log(logging.INFO if serving else logging.ERROR, "database %s: health %s",
+                "reachable" if serving else "UNREACHABLE", "SERVING" if serving else "NOT_SERVING")
 
     def _sweep(self) -> None:
         """Purges soft-deleted policies past their retention, until the server stops."""
@@ -69,9 +89,12 @@ class PolicyHubServer:
 
     def start(self) -> None:
         self.grpc_server.start()
+        self._set_serving(True)
         self._sweeper.start()
-        for name in ("", *SERVICE_NAMES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._health_monitor.start()
+        if self.app.config.metrics_port:
+            self.app.metrics.serve(self.app.config.host, self.app.config.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", self.app.config.host, self.app.config.metrics_port)
         log.info("policyhub serving on %s:%d", self.app.config.host, self.port)
 
     def stop(self, grace: float | None = None) -> None:
@@ -82,3 +105,4 @@ class PolicyHubServer:
         self.health.enter_graceful_shutdown()
         grace = self.app.config.shutdown_grace_seconds if grace is None else grace
         self.grpc_server.stop(grace).wait()
+        self.app.metrics.close()

@@ -49,18 +49,22 @@ def test_no_operation_reaches_another_domain(secure, operations):
     run = uuid.uuid4().hex[:8]
     domains = [f"tenant{i}-{run}" for i in range(TENANTS)]
     meta = [secure.metadata(f"admin{i}", did=d, rol="DOMAIN_ADMIN") for i, d in enumerate(domains)]
-    model: list[set[str]] = [set() for _ in domains]   # live tenant policies per domain
+    model: list[set[str]] = [set() for _ in domains]      # live policies per domain
+    deleted: list[set[str]] = [set() for _ in domains]    # soft-deleted (restorable) policies
+    assigned: list[set[tuple[str, str]]] = [set() for _ in domains]  # (user, policy) per domain
 
     for kind, tenant, policy_id, other in operations:
         own, md = domains[tenant], meta[tenant]
         body_domain = domains[other] if isinstance(other, int) else own  # the body names any domain
+        live, gone = model[tenant], deleted[tenant]
+        expected = expected_code(kind, policy_id, other, live, gone, assigned[tenant])
         try:
             if kind == "create":
                 info = secure.policy.create(pb.CreatePolicyRequest(
-                    policy_id=policy_id, name=f"{own}:{policy_id}", domain_id=body_domain, labels=None,
+                    policy_id=policy_id, name=f"{own}:{policy_id}", domain_id=body_domain,
                     permissions=["a.read"]), metadata=md, timeout=10)
                 assert info.domain_id == own
-                model[tenant].add(policy_id)
+                live.add(policy_id)
             elif kind == "update":
                 info = secure.policy.update(pb.UpdatePolicyRequest(policy_id=policy_id, name=f"{own}:{policy_id}:u",
                                                                    domain_id=body_domain), metadata=md, timeout=10)
@@ -68,26 +72,41 @@ def test_no_operation_reaches_another_domain(secure, operations):
             elif kind == "delete":
                 secure.policy.delete(pb.PolicyRequest(policy_id=policy_id, domain_id=body_domain, cascade=True),
                                      metadata=md, timeout=10)
-                model[tenant].discard(policy_id)
+                live.discard(policy_id)
+                gone.add(policy_id)
+                assigned[tenant] = {pair for pair in assigned[tenant] if pair[1] != policy_id}
             elif kind == "assign":
+                # The body names the next tenant's domain: the assignment still lands in the caller's.
                 secure.assignment.create(parse(apb.CreateAssignmentRequest, {
                     "subject": {"type": "USER", "id": other}, "grant": {"type": "POLICY", "id": policy_id},
                     "domain_id": domains[(tenant + 1) % TENANTS]}), metadata=md, timeout=10)
-                assert policy_id in model[tenant]
+                assigned[tenant].add((other, policy_id))
             else:
                 got = secure.policy.get(pb.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=body_domain),
                                         metadata=md, timeout=10)
                 assert got.domain_id == own and got.name.startswith(f"{own}:")
+            assert expected == grpc.StatusCode.OK, f"{kind} {policy_id} succeeded, expected {expected}"
         except grpc.RpcError as error:
-            assert error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS), error.details()
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                assert policy_id not in model[tenant] or kind == "assign"
-            else:
-                assert policy_id in model[tenant] or kind in ("create",)
-        assert_confined(secure, domains, meta, model)
+            assert error.code() == expected, f"{kind} {policy_id}: {error.code()} {error.details()}"
+        assert_confined(secure, domains, meta, model, assigned)
 
 
-def assert_confined(secure, domains, meta, model) -> None:
+def expected_code(kind, policy_id, user, live, gone, assigned) -> grpc.StatusCode:
+    """What the caller's own domain alone justifies; anything else would mean another domain leaked in."""
+    if kind == "create":
+        return grpc.StatusCode.ALREADY_EXISTS if policy_id in live | gone else grpc.StatusCode.OK
+    if kind in ("update", "delete"):
+        if policy_id in live:
+            return grpc.StatusCode.OK
+        return grpc.StatusCode.FAILED_PRECONDITION if policy_id in gone else grpc.StatusCode.NOT_FOUND
+    if kind == "assign":
+        if policy_id not in live:
+            return grpc.StatusCode.NOT_FOUND
+        return grpc.StatusCode.ALREADY_EXISTS if (user, policy_id) in assigned else grpc.StatusCode.OK
+    return grpc.StatusCode.OK if policy_id in live else grpc.StatusCode.NOT_FOUND
+
+
+def assert_confined(secure, domains, meta, model, assigned) -> None:
     for tenant, own in enumerate(domains):
         md = meta[tenant]
         foreign = domains[(tenant + 1) % len(domains)]
@@ -111,8 +130,9 @@ def assert_confined(secure, domains, meta, model) -> None:
         found = secure.assignment.list_authorized_resources(parse(apb.ListAuthorizedResourcesRequest, {
             "subject": {"type": "USER", "id": "u0"}, "domain_id": foreign}), metadata=md, timeout=10)
         # u0 only holds what this tenant assigned it, in this tenant.
-        own_grants = {a.grant.id for a in assignments.results if a.subject.id == "u0"}
-        assert (decision.decision == apb.CheckResult.ALLOW) == bool(own_grants & model[tenant])
-        assert (found.total_count > 0) == bool(own_grants & model[tenant])
+        assert {(a.subject.id, a.grant.id) for a in assignments.results} == assigned[tenant]
+        holds = {policy for user, policy in assigned[tenant] if user == "u0"} & model[tenant]
+        assert (decision.decision == apb.CheckResult.ALLOW) == bool(holds)
+        assert (found.total_count > 0) == bool(holds)
         audits = secure.audit.list(audit_pb2.AuditQuery(domain_id=foreign), metadata=md, timeout=10)
         assert all(a.domain_id == own for a in audits.results)

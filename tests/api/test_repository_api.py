@@ -36,8 +36,10 @@ def test_list_filters_by_type(client):
     ({"name": "r", "repository_type": "git"}, grpc.StatusCode.INVALID_ARGUMENT, "repository_type"),
     ({"name": "r", "repository_type": "local"}, grpc.StatusCode.FAILED_PRECONDITION, None),
     ({"name": "r", "repository_type": "managed"}, grpc.StatusCode.FAILED_PRECONDITION, None),
-    ({"name": "r", "repository_type": "remote", "endpoint": "grpc://127.0.0.1:1"}, grpc.StatusCode.UNIMPLEMENTED,
-     None),
+    ({"name": "r", "repository_type": "remote"}, grpc.StatusCode.INVALID_ARGUMENT, "endpoint"),
+    ({"name": "r", "repository_type": "remote", "endpoint": "http://127.0.0.1:1"}, grpc.StatusCode.INVALID_ARGUMENT,
+     "endpoint"),
+    ({"name": "r", "repository_type": "remote", "endpoint": "grpc://127.0.0.1:1"}, grpc.StatusCode.UNAVAILABLE, None),
 ])
 def test_register_rules(client, request_fields, code, field):
     error = expect_error(code, client.repository.register, pb.CreateRepositoryRequest(**request_fields))

@@ -13,8 +13,10 @@ import re
 import uuid
 
 import grpc
+from opentelemetry import trace
 
 from policyhub.errors import PermissionDenied, Unauthenticated
+from policyhub.observability import logs
 from policyhub.service import validation
 from policyhub.service.authentication_service import Authenticator
 from policyhub.service.context import RequestContext
@@ -33,8 +35,8 @@ class CallerResolver:
         transaction = transaction_id(metadata.get("traceparent", ""))
         requested = metadata.get("x_domain_id") or getattr(request, "domain_id", "")
         if self.authenticator is None:
-            return RequestContext(domain_id=_domain(requested, domain_required), caller_type="USER",
-                                  caller_id=DEVELOPER, role_type="SYSTEM", transaction_id=transaction)
+            return _bound(RequestContext(domain_id=_domain(requested, domain_required), caller_type="USER",
+                                         caller_id=DEVELOPER, role_type="SYSTEM", transaction_id=transaction))
         token = metadata.get("token", "")
         if not token:
             raise Unauthenticated("missing token metadata")
@@ -45,8 +47,15 @@ class CallerResolver:
             raise PermissionDenied("only system callers may set x_domain_id")
         else:
             domain = caller.domain_id
-        return RequestContext(domain_id=_domain(domain, domain_required), caller_type=caller.caller_type,
-                              caller_id=caller.caller_id, role_type=caller.role_type, transaction_id=transaction)
+        return _bound(RequestContext(domain_id=_domain(domain, domain_required), caller_type=caller.caller_type,
+                                     caller_id=caller.caller_id, role_type=caller.role_type,
+                                     transaction_id=transaction))
+
+
+def _bound(ctx: RequestContext) -> RequestContext:
+    """The call's log lines carry who and for which domain from here on."""
+    logs.bind(domain_id=ctx.domain_id, caller=f"{ctx.caller_type}:{ctx.caller_id}")
+    return ctx
 
 
 def _domain(value: str, required: bool) -> str:
@@ -54,7 +63,11 @@ def _domain(value: str, required: bool) -> str:
 
 
 def transaction_id(traceparent: str) -> str:
-    """The caller's trace id when it sent a valid `traceparent`, so our audit entries join its trace."""
+    """The trace id of the call's span (which continues the caller's `traceparent`), so audit
+    entries, logs and traces join up; parsed from the metadata when no span is active."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        return format(span_context.trace_id, "032x")
     match = TRACEPARENT_RE.match(traceparent.strip().lower())
     if match and match.group(1) != "0" * 32:
         return match.group(1)

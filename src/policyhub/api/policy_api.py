@@ -10,6 +10,7 @@ from policyhub.api.context import CallerResolver
 from policyhub.api.convert import (enum_name, iso, list_values, optional_message, stat_struct, struct_dict,
                                    to_list_value, to_struct)
 from policyhub.api.repository_api import repository_info
+from policyhub.remote.client import HOP_METADATA
 from policyhub.service.policy_service import PolicyService
 
 STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery.DISABLED: "DISABLED",
@@ -75,7 +76,8 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
     def get(self, request, context):
         record = self.service.get(self.caller(request, context),
                                   {"policy_id": request.policy_id, "repository_id": request.repository_id,
-                                   "include_deleted": request.include_deleted})
+                                   "include_deleted": request.include_deleted,
+                                   "local_only": _from_remote_installation(context)})
         return policy_info(record, only=list(request.only))
 
     def list(self, request, context):
@@ -96,6 +98,11 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
         params = {"query": optional_message(request, "query"), "repository_id": request.repository_id}
         results, total = self.service.stat(self.caller(request, context), params)
         return stat_struct(results, total)
+
+
+def _from_remote_installation(context) -> bool:
+    """Another policyhub asking on behalf of its remote repository (see policyhub.remote.client)."""
+    return any(key == HOP_METADATA for key, _ in (context.invocation_metadata() or ()))
 
 
 def _policy_request(request) -> dict[str, Any]:

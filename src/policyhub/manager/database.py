@@ -18,10 +18,12 @@ log = logging.getLogger(__name__)
 class Database:
     """Owns the connection: opened by bootstrap, closed at shutdown."""
 
-    def __init__(self, uri: str, name: str, timeout_ms: int):
+    def __init__(self, uri: str, name: str, timeout_ms: int, listeners: tuple = ()):
         self.uri = uri
         self.name = name
         self.timeout_ms = timeout_ms
+        # pymongo command listeners (e.g. the metrics' command timer)
+        self.listeners = listeners
 
     @property
     def embedded(self) -> bool:
@@ -36,7 +38,7 @@ class Database:
         else:
             mongoengine.connect(db=self.name, host=self.uri, tz_aware=True, uuidRepresentation="standard",
                                 serverSelectionTimeoutMS=self.timeout_ms, connectTimeoutMS=self.timeout_ms,
-                                socketTimeoutMS=self.timeout_ms)
+                                socketTimeoutMS=self.timeout_ms, event_listeners=list(self.listeners))
         for document in ALL_DOCUMENTS:
             # Documents cache their collection; a new connection must not reuse the old one.
             document._collection = None
@@ -46,6 +48,14 @@ class Database:
         with translate_errors():
             for document in ALL_DOCUMENTS:
                 document.ensure_indexes()
+
+    def ping(self) -> bool:
+        """Whether the database answers now (bounded by the connection's timeouts)."""
+        try:
+            mongoengine.get_db().command("ping")
+            return True
+        except pymongo.errors.PyMongoError:
+            return False
 
     def close(self) -> None:
         mongoengine.disconnect(DEFAULT_CONNECTION_NAME)

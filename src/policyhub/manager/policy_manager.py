@@ -151,6 +151,19 @@ class PolicyManager:
         plan = compile_stat(query, self.schema, self.scope(domain_id, include_managed=True))
         return unpack_stat(plan, aggregate(PolicyDocument, plan.pipeline))
 
+    def remote_query(self, query: dict | None, stat: bool = False) -> dict:
+        """A query another installation will run: validated here without running it
+        (INVALID_ARGUMENT naming the bad part, exactly as for a local list/stat), and a list's
+        page capped at page_max_limit like a local one (SpaceONE returns everything without one)."""
+        query = dict(query or {})
+        (compile_stat if stat else compile_list)(query, self.schema, self.scope(MANAGED_DOMAIN_ID, True))
+        if not stat and not query.get("count_only"):
+            page = dict(query.get("page") or {})
+            if not page.get("limit") or page["limit"] > self.schema.max_limit:
+                page["limit"] = self.schema.max_limit
+            query["page"] = page
+        return query
+
     @translate_errors()
     def existing_ids(self, domain_id: str, policy_ids: list[str]) -> set[str]:
         """Which of these ids exist (live) in the domain or among the managed policies."""

@@ -32,6 +32,32 @@ class RepositoryManager:
         RepositoryDocument.objects(repository_id=record["repository_id"]).update_one(upsert=True, **fields)
 
     @translate_errors()
+    def create(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Stores a registered (remote) repository; a taken name is ALREADY_EXISTS."""
+        document = RepositoryDocument(**record)
+        try:
+            document.save(force_insert=True)
+        except NotUniqueError:
+            raise AlreadyExists("Repository", "name", record["name"]) from None
+        return repository_record(document.to_mongo())
+
+    @translate_errors()
+    def conflict(self, name: str, endpoint: str) -> tuple[str, str] | None:
+        """(field, value) of an existing repository with this name or endpoint, else None."""
+        clash = RepositoryDocument._get_collection().find_one(
+            {"$or": [{"name": name}, {"endpoint": endpoint}]}, {"_id": 0, "name": 1, "endpoint": 1})
+        if clash is None:
+            return None
+        return ("name", name) if clash.get("name") == name else ("endpoint", endpoint)
+
+    @translate_errors()
+    def of_type(self, repository_type: str) -> list[dict[str, Any]]:
+        """Every repository of a type, oldest first (indexed on repository_type)."""
+        found = RepositoryDocument._get_collection().find({"repository_type": repository_type}, {"_id": 0})
+        return sorted((repository_record(raw) for raw in found),
+                      key=lambda record: (record["created_at"], record["repository_id"]))
+
+    @translate_errors()
     def get(self, repository_id: str) -> dict[str, Any]:
         document = RepositoryDocument.objects(repository_id=repository_id).first()
         if document is None:

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from policyhub.errors import FailedPrecondition, InvalidArgument, ManagedReadOnly, NotFound, RequiredParameter
+from policyhub.errors import (FailedPrecondition, InvalidArgument, ManagedReadOnly, NotFound, PolicyHubError,
+                             RequiredParameter)
 from policyhub.managed_policies import MANAGED_ID_PREFIX
 from policyhub.manager.assignment_manager import AssignmentManager
-from policyhub.manager.policy_manager import MANAGED_DOMAIN_ID, PolicyManager
+from policyhub.manager.policy_manager import DELETED, MANAGED_DOMAIN_ID, PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
+from policyhub.remote.client import RemotePolicyClient
 from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
-from policyhub.service.repository_service import MANAGED_REPOSITORY_ID, RepositoryService
+from policyhub.service.repository_service import BUILT_IN, MANAGED_REPOSITORY_ID, RepositoryService
 
 # Fields an update may write; also the valid update_mask paths.
 UPDATABLE_FIELDS = ("name", "description", "permissions", "statements", "labels", "tags")
@@ -25,7 +27,7 @@ LIST_SHORTCUTS = ("policy_id", "name", "project_id", "repository_id", "state")
 class PolicyService:
     def __init__(self, policies: PolicyManager, assignments: AssignmentManager, repositories: RepositoryService,
                  revisions: RevisionManager, audit: AuditService, guard: Guard, clock: Clock,
-                 managed_policies: list[dict[str, Any]], retention: timedelta):
+                 managed_policies: list[dict[str, Any]], retention: timedelta, remote: RemotePolicyClient):
         self.policies = policies
         self.assignments = assignments
         self.repositories = repositories
@@ -35,6 +37,7 @@ class PolicyService:
         self.clock = clock
         self.managed_policies = managed_policies
         self.retention = retention
+        self.remote = remote
 
     def sync_managed(self) -> None:
         records = [{**policy, "domain_id": MANAGED_DOMAIN_ID, "repository_id": MANAGED_REPOSITORY_ID,
@@ -190,15 +193,74 @@ class PolicyService:
                                      metadata={"assignments": sum(counts.values())})
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        """With repository_id: only there (a remote repository asks its endpoint). Without:
+        managed and local first (one read; they cannot collide, `managed-` ids are reserved);
+        an id held there, even by a soft-deleted policy, is never looked up remotely, so a remote
+        policy cannot shadow it. Otherwise every remote repository is asked (in parallel): the
+        answer is the one that has it; several -> FAILED_PRECONDITION (ambiguous: pass
+        repository_id); a remote that cannot answer -> UNAVAILABLE naming it (the answer would
+        depend on which remotes happen to be up)."""
         policy_id = validation.policy_id(params.get("policy_id", ""))
         self.guard.require(ctx, "repository.Policy.get", f"policy/{policy_id}")
+        include_deleted = bool(params.get("include_deleted"))
         repository_id = params.get("repository_id") or None
         if repository_id:
-            self.repositories.require_exists(repository_id)
-        return self.policies.get(ctx.domain_id, policy_id, repository_id, bool(params.get("include_deleted")))
+            repository = self.repositories.require_exists(repository_id)
+            if repository["repository_type"] == "remote":
+                found = self.remote.get(repository["endpoint"], ctx.domain_id, policy_id, include_deleted)
+                if found is None:
+                    raise NotFound("Policy", "policy_id", policy_id)
+                return _from_remote(found, repository)
+            return self.policies.get(ctx.domain_id, policy_id, repository_id, include_deleted)
+        try:
+            found = self.policies.get(ctx.domain_id, policy_id, None, include_deleted=True)
+        except NotFound:
+            # A call from another installation (remote hop) is answered from here only: no loops.
+            if params.get("local_only") or policy_id.startswith(MANAGED_ID_PREFIX):
+                raise
+            return self._get_from_remotes(ctx, policy_id, include_deleted)
+        if found.get("state") == DELETED and not include_deleted:
+            raise NotFound("Policy", "policy_id", policy_id)
+        return found
+
+    def _get_from_remotes(self, ctx: RequestContext, policy_id: str, include_deleted: bool) -> dict[str, Any]:
+        remotes = self.repositories.remote_repositories()
+        if not remotes:
+            raise NotFound("Policy", "policy_id", policy_id)
+        outcomes = self.remote.get_each([r["endpoint"] for r in remotes], ctx.domain_id, policy_id, include_deleted)
+        found = [(repository, outcome) for repository, outcome in zip(remotes, outcomes) if isinstance(outcome, dict)]
+        if len(found) > 1:
+            holders = ", ".join(repository["repository_id"] for repository, _ in found)
+            raise FailedPrecondition(f"policy {policy_id} exists in several remote repositories ({holders}); "
+                                     f"pass repository_id to choose one",
+                                     metadata={"policy_id": policy_id, "repository_ids": holders})
+        failures = [outcome for outcome in outcomes if isinstance(outcome, PolicyHubError)]
+        if failures:
+            raise failures[0]
+        if found:
+            return _from_remote(found[0][1], found[0][0])
+        raise NotFound("Policy", "policy_id", policy_id)
+
+    def _remote_repository(self, repository_id: str | None) -> dict[str, Any] | None:
+        """The repository when repository_id names a remote one, else None (an unknown id keeps
+        filtering local policies, matching nothing)."""
+        if not repository_id or repository_id in BUILT_IN:
+            return None
+        try:
+            repository = self.repositories.require_exists(repository_id)
+        except NotFound:
+            return None
+        return repository if repository["repository_type"] == "remote" else None
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """Without repository_id: local and managed policies (one round trip); remote policies
+        are listed per repository, by the remote (the query passes through, validated here)."""
         self.guard.require(ctx, "repository.Policy.list", "policy")
+        repository = self._remote_repository(params.get("repository_id"))
+        if repository:
+            query = self.policies.remote_query(params.get("query"))
+            records, total = self.remote.list(repository["endpoint"], ctx.domain_id, {**params, "query": query})
+            return [_from_remote(record, repository) for record in records], total
         query = _with_shortcuts(params.get("query"), params)
         include_deleted = bool(params.get("include_deleted")) or params.get("state") == "DELETED"
         return self.policies.list(ctx.domain_id, query, include_managed=not params.get("exclude_managed"),
@@ -210,6 +272,9 @@ class PolicyService:
         if not query:
             raise RequiredParameter("query")
         repository_id = params.get("repository_id")
+        repository = self._remote_repository(repository_id)
+        if repository:
+            return self.remote.stat(repository["endpoint"], ctx.domain_id, self.policies.remote_query(query, stat=True))
         if repository_id:
             query = _with_shortcuts(query, {"repository_id": repository_id})
         return self.policies.stat(ctx.domain_id, query)
@@ -247,6 +312,11 @@ class PolicyService:
         if "name" in mask and not full["name"]:
             raise InvalidArgument("name", "cannot be cleared")
         return {path: full[path] for path in mask}
+
+
+def _from_remote(record: dict[str, Any], repository: dict[str, Any]) -> dict[str, Any]:
+    """A remote policy as we serve it: read-only, in the remote repository."""
+    return {**record, "repository_id": repository["repository_id"], "repository_info": repository}
 
 
 def _with_shortcuts(query: dict | None, params: dict[str, Any]) -> dict:

@@ -1,10 +1,13 @@
-"""Repositories: the built-in managed and local ones, and (later) remote mirrors."""
+"""Repositories: the built-in managed and local ones, and remote ones (another installation's
+Policy API, read-only, served through policyhub.remote)."""
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from policyhub.errors import FailedPrecondition, InvalidArgument, ManagedReadOnly, RequiredParameter, Unimplemented
+from policyhub.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ManagedReadOnly, RequiredParameter
 from policyhub.manager.repository_manager import RepositoryManager
+from policyhub.remote.client import RemotePolicyClient, parse_endpoint
 from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
@@ -20,11 +23,13 @@ BUILT_IN = {
 
 
 class RepositoryService:
-    def __init__(self, repositories: RepositoryManager, guard: Guard, audit: AuditService, clock: Clock):
+    def __init__(self, repositories: RepositoryManager, guard: Guard, audit: AuditService, clock: Clock,
+                 remote: RemotePolicyClient):
         self.repositories = repositories
         self.guard = guard
         self.audit = audit
         self.clock = clock
+        self.remote = remote
 
     def ensure_built_in(self) -> None:
         """The managed and the local repository exist from first start (SpaceONE answers
@@ -36,9 +41,14 @@ class RepositoryService:
     def local_repository_id(self) -> str:
         return LOCAL_REPOSITORY_ID
 
-    def require_exists(self, repository_id: str) -> None:
-        """For other services (already authorized for their own call): NOT_FOUND when missing."""
-        self.repositories.get(repository_id)
+    def require_exists(self, repository_id: str) -> dict[str, Any]:
+        """For other services (already authorized for their own call): the repository, NOT_FOUND
+        when missing."""
+        return self.repositories.get(repository_id)
+
+    def remote_repositories(self) -> list[dict[str, Any]]:
+        """For other services: every remote repository, oldest first."""
+        return self.repositories.of_type("remote")
 
     def register(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         self.guard.require(ctx, "repository.Repository.register", "repository")
@@ -51,7 +61,19 @@ class RepositoryService:
         if repository_type in ("local", "managed"):
             raise FailedPrecondition(f"the {repository_type} repository is built in and already exists "
                                      f"({LOCAL_REPOSITORY_ID if repository_type == 'local' else MANAGED_REPOSITORY_ID})")
-        raise Unimplemented(f"remote repositories are not supported yet (name={name})")
+        endpoint = parse_endpoint(params.get("endpoint", "")).url
+        clash = self.repositories.conflict(name, endpoint)
+        if clash:
+            raise AlreadyExists("Repository", *clash)
+        # Reachable and speaking the Policy API, within the deadline; UNAVAILABLE (naming the
+        # endpoint) otherwise, and nothing is stored.
+        self.remote.probe(endpoint, ctx.domain_id)
+        created = self.repositories.create({"repository_id": f"repo-{secrets.token_hex(6)}", "name": name,
+                                            "repository_type": "remote", "endpoint": endpoint,
+                                            "created_at": self.clock()})
+        self.audit.record(ctx, "repository.Repository.register", "Repository", created["repository_id"], None,
+                          created)
+        return created
 
     def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         self.guard.require(ctx, "repository.Repository.update", "repository")
@@ -72,6 +94,8 @@ class RepositoryService:
             raise FailedPrecondition(f"the {repository['repository_type']} repository is built in and cannot be "
                                      f"deregistered ({repository_id})")
         self.repositories.delete(repository_id)
+        if repository.get("endpoint"):
+            self.remote.forget(repository["endpoint"])
         self.audit.record(ctx, "repository.Repository.deregister", "Repository", repository_id, repository, None)
 
     def get(self, ctx: RequestContext, repository_id: str) -> dict[str, Any]:

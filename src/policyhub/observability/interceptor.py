@@ -1,0 +1,43 @@
+"""One interceptor for what every RPC gets: a span (continuing the caller's `traceparent`),
+per-method metrics by status code, and the log fields of the call."""
+from __future__ import annotations
+
+import time
+
+import grpc
+from opentelemetry import propagate, trace
+
+from policyhub.observability import logs
+from policyhub.observability.metrics import Metrics
+
+
+class ObservabilityInterceptor(grpc.ServerInterceptor):
+    def __init__(self, metrics: Metrics, tracer: trace.Tracer):
+        self.metrics = metrics
+        self.tracer = tracer
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return handler._replace(unary_unary=self._observed(handler.unary_unary, handler_call_details.method))
+
+    def _observed(self, behavior, method: str):
+        def wrapper(request, context):
+            carrier = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+            started = time.perf_counter()
+            with self.tracer.start_as_current_span(method, context=propagate.extract(carrier),
+                                                   kind=trace.SpanKind.SERVER) as span:
+                trace_id = format(span.get_span_context().trace_id, "032x")
+                logs.call_fields.set({"method": method, "trace_id": trace_id})
+                code = grpc.StatusCode.OK
+                try:
+                    return behavior(request, context)
+                except Exception:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                finally:
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    self.metrics.rpc_total.labels(method, code.name).inc()
+                    self.metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
+        return wrapper

@@ -1,0 +1,61 @@
+"""Structured logs: one JSON object per line carrying trace id, domain, caller and method,
+with secrets (tokens, API keys, JWTs) masked wherever they appear."""
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+# Per-call fields, set by the RPC interceptor and the caller resolver for the call's thread.
+call_fields: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("call_fields", default={})
+
+_SECRET_KEYS = re.compile(r"token|api_key|password|secret|authorization|key_hash", re.I)
+_SECRET_VALUES = re.compile(r"phk_[0-9a-f]{12}_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+MASK = "***"
+
+
+def bind(**fields: str) -> None:
+    """Adds fields to every log line of the current call."""
+    call_fields.set({**call_fields.get(), **{k: v for k, v in fields.items() if v}})
+
+
+def mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: MASK if _SECRET_KEYS.search(str(key)) else mask(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask(item) for item in value]
+    if isinstance(value, str):
+        return _SECRET_VALUES.sub(MASK, value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": mask(record.getMessage()),
+            **call_fields.get(),
+        }
+        if hasattr(record, "audit"):
+            entry["audit"] = mask(record.audit)
+        if record.exc_info:
+            entry["exception"] = mask(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def configure(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,331 @@
+"""A small client of a remote installation's Policy API (another policyhub, or SpaceONE's
+repository service: the same wire API), used for `remote` repositories.
+
+- Endpoints are `grpc://host:port` (plaintext) or `grpc+ssl://host:port` (TLS: system roots,
+  or the PEM bundle of config `remote_ca_file`), validated strictly (`parse_endpoint`).
+- One channel per endpoint, cached (the registration probe uses a throw-away one).
+- Deadline: one remote operation, retries included, takes at most `timeout_seconds`
+  (config `remote_timeout_seconds`). UNAVAILABLE is retried up to `retries` times (config
+  `remote_retries`) with exponential backoff (50 ms, 100 ms, 200 ms, ... at most 1 s, jittered
+  to 50-100 %), never past that deadline. Nothing else is retried.
+- Calls carry the caller's domain in the request body (SpaceONE semantics) and, when
+  configured, the service token of config `remote_token` as `token` metadata. They also carry
+  `policyhub-remote-hop: 1`: a policyhub answering such a call searches only its own managed
+  and local policies, so two installations that are each other's remote never loop.
+- Errors of the remote never surface as INTERNAL: NOT_FOUND becomes NotFound; everything
+  else (UNAVAILABLE, DEADLINE_EXCEEDED, a refused token, ...) becomes Unavailable naming the
+  endpoint and the remote's status code.
+- Answers are cached for `remote_cache_seconds` (see policyhub.remote.cache for the bound).
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import grpc
+from google.protobuf import json_format
+
+from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
+from policyhub.errors import InvalidArgument, NotFound, PolicyHubError, RequiredParameter, Unavailable
+from policyhub.remote.cache import TTLCache
+
+log = logging.getLogger(__name__)
+
+HOP_METADATA = "policyhub-remote-hop"
+ENDPOINT_MAX = 255
+ENDPOINT_FORM = "must be grpc://host:port or grpc+ssl://host:port"
+_ENDPOINT_RE = re.compile(
+    r"(?P<scheme>grpc|grpc\+ssl)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})")
+_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# The domain the registration probe lists in when the caller names none (repositories are
+# installation-wide); any valid domain id does, the probe reads at most one policy.
+PROBE_DOMAIN = "policyhub-probe"
+INITIAL_BACKOFF = 0.05
+MAX_BACKOFF = 1.0
+DETAILS_MAX = 300
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str        # as registered: grpc://host:port or grpc+ssl://host:port
+    secure: bool
+    host: str       # IPv6 literals keep their brackets
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_endpoint(value: str, field: str = "endpoint") -> Endpoint:
+    """Strict: scheme grpc or grpc+ssl, a host name or IP literal, a port 1-65535, nothing else."""
+    if not value:
+        raise RequiredParameter(field)
+    if len(value) > ENDPOINT_MAX:
+        raise InvalidArgument(field, f"{ENDPOINT_FORM} (at most {ENDPOINT_MAX} characters)")
+    match = _ENDPOINT_RE.fullmatch(value)
+    if match is None:
+        raise InvalidArgument(field, ENDPOINT_FORM)
+    host = match.group("host")
+    if not _valid_host(host):
+        raise InvalidArgument(field, f"{ENDPOINT_FORM}: {host!r} is not a host name or IP address")
+    port = int(match.group("port"))
+    if not 1 <= port <= 65535:
+        raise InvalidArgument(field, f"{ENDPOINT_FORM}: port {port} is not between 1 and 65535")
+    return Endpoint(url=value, secure=match.group("scheme") == "grpc+ssl", host=host, port=port)
+
+
+def _valid_host(host: str) -> bool:
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+            return True
+        except ValueError:
+            return False
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+            return True
+        except ValueError:
+            return False
+    return len(host) <= 253 and all(_LABEL_RE.fullmatch(label) for label in host.split("."))
+
+
+class RemotePolicyClient:
+    def __init__(self, timeout_seconds: float, retries: int, token: str = "", cache: TTLCache | None = None,
+                 root_certificates: bytes | None = None, max_message_bytes: int = 4 * 1024 * 1024, *,
+                 max_parallel: int = 16, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.timeout_seconds = timeout_seconds
+        self.retries = retries
+        self.cache = cache if cache is not None else TTLCache(0)
+        self.root_certificates = root_certificates
+        self.max_message_bytes = max_message_bytes
+        self.clock = clock
+        self.sleep = sleep
+        self._metadata = ((("token", token),) if token else ()) + ((HOP_METADATA, "1"),)
+        self._stubs: dict[str, tuple[grpc.Channel, policy_pb2_grpc.PolicyStub]] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="remote")
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def probe(self, endpoint: str, domain_id: str = "") -> None:
+        """Checks that the endpoint answers a Policy `list` (page limit 1) within the deadline,
+        on a throw-away channel (nothing is cached for an endpoint that is not registered)."""
+        parsed = parse_endpoint(endpoint)
+        channel = self._new_channel(parsed)
+        try:
+            request = policy_pb2.PolicyQuery(domain_id=domain_id or PROBE_DOMAIN)
+            request.query.page.limit = 1
+            self._call(parsed, policy_pb2_grpc.PolicyStub(channel), "list", request, self._deadline())
+        finally:
+            channel.close()
+
+    def get(self, endpoint: str, domain_id: str, policy_id: str, include_deleted: bool = False,
+            deadline: float | None = None) -> dict[str, Any] | None:
+        """The remote's policy, or None when it has none with this id."""
+        request = policy_pb2.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=domain_id,
+                                                        include_deleted=include_deleted)
+        response = self._cached(endpoint, "get", request, deadline, not_found_is_answer=True)
+        return None if response is None else policy_record(response)
+
+    def get_each(self, endpoints: list[str], domain_id: str, policy_id: str,
+                 include_deleted: bool = False) -> list[dict[str, Any] | None | PolicyHubError]:
+        """`get` on every endpoint in parallel, all within one deadline; per endpoint the
+        policy, None (not there) or the error."""
+        deadline = self._deadline()
+        futures = [self._pool.submit(self.get, endpoint, domain_id, policy_id, include_deleted, deadline)
+                   for endpoint in endpoints]
+        outcomes: list[dict[str, Any] | None | PolicyHubError] = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except PolicyHubError as error:
+                outcomes.append(error)
+        return outcomes
+
+    def list(self, endpoint: str, domain_id: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """The remote's list; params: query (dict of spaceone.api.core.v1.Query), policy_id, name,
+        project_id, state (name), exclude_managed, include_deleted."""
+        request = policy_pb2.PolicyQuery(
+            domain_id=domain_id, policy_id=params.get("policy_id") or "", name=params.get("name") or "",
+            project_id=params.get("project_id") or "", state=params.get("state") or "NONE",
+            exclude_managed=bool(params.get("exclude_managed")), include_deleted=bool(params.get("include_deleted")))
+        if params.get("query") is not None:
+            json_format.ParseDict(params["query"], request.query)
+        response = self._cached(endpoint, "list", request)
+        return [policy_record(info) for info in response.results], response.total_count
+
+    def stat(self, endpoint: str, domain_id: str, query: dict[str, Any]) -> tuple[list, int | None]:
+        request = policy_pb2.PolicyStatQuery(domain_id=domain_id)
+        json_format.ParseDict(query, request.query)
+        response = self._cached(endpoint, "stat", request)
+        body = _integral(json_format.MessageToDict(response))
+        total = body.get("total_count")
+        return list(body.get("results") or []), None if total is None else int(total)
+
+    def forget(self, endpoint: str) -> None:
+        """At deregistration: closes the endpoint's channel and drops its cached answers."""
+        with self._lock:
+            entry = self._stubs.pop(endpoint, None)
+        if entry is not None:
+            entry[0].close()
+        self.cache.invalidate(lambda key: key[0] == endpoint)
+
+    def close(self) -> None:
+        with self._lock:
+            entries, self._stubs = list(self._stubs.values()), {}
+        for channel, _ in entries:
+            channel.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _deadline(self) -> float:
+        return self.clock() + self.timeout_seconds
+
+    def _cached(self, endpoint: str, method: str, request, deadline: float | None = None, *,
+                not_found_is_answer: bool = False):
+        parsed = parse_endpoint(endpoint)
+        key = (parsed.url, method, request.SerializeToString(deterministic=True))
+        hit, value = self.cache.get(key)
+        if hit:
+            return value
+        started = self.cache.now()
+        try:
+            value = self._call(parsed, self._stub(parsed), method, request, deadline or self._deadline())
+        except NotFound:
+            if not not_found_is_answer:
+                raise
+            value = None
+        self.cache.put(key, value, started)
+        return value
+
+    def _stub(self, endpoint: Endpoint) -> policy_pb2_grpc.PolicyStub:
+        with self._lock:
+            entry = self._stubs.get(endpoint.url)
+            if entry is None:
+                channel = self._new_channel(endpoint)
+                entry = self._stubs[endpoint.url] = (channel, policy_pb2_grpc.PolicyStub(channel))
+        return entry[1]
+
+    def _new_channel(self, endpoint: Endpoint) -> grpc.Channel:
+        options = [
+            # Reconnect soon after a remote comes back (gRPC's default backoff grows to 2 minutes).
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+        ]
+        if endpoint.secure:
+            credentials = grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+            return grpc.secure_channel(endpoint.target, credentials, options=options)
+        return grpc.insecure_channel(endpoint.target, options=options)
+
+    def _call(self, endpoint: Endpoint, stub: policy_pb2_grpc.PolicyStub, method: str, request, deadline: float):
+        attempt = 0
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise _unavailable(endpoint, "DEADLINE_EXCEEDED",
+                                   f"no answer within remote_timeout_seconds={self.timeout_seconds:g}")
+            try:
+                return getattr(stub, method)(request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as error:
+                code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
+                details = (error.details() if callable(getattr(error, "details", None)) else "") or ""
+                if code == grpc.StatusCode.NOT_FOUND:
+                    if method == "get":
+                        raise NotFound("Policy", "policy_id", request.policy_id) from None
+                    raise NotFound("Policy", "endpoint", endpoint.url) from None
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                    backoff = min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** attempt) * random.uniform(0.5, 1.0)
+                    if self.clock() + backoff < deadline:
+                        attempt += 1
+                        self.sleep(backoff)
+                        continue
+                raise _unavailable(endpoint, code.name, details) from None
+            except ValueError as error:  # the channel was closed by a concurrent deregistration
+                raise _unavailable(endpoint, "CANCELLED", str(error)) from None
+
+
+def _unavailable(endpoint: Endpoint, code: str, details: str) -> Unavailable:
+    details = details if len(details) <= DETAILS_MAX else details[:DETAILS_MAX] + "..."
+    log.warning("remote repository %s: %s %s", endpoint.url, code, details)
+    if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"):
+        message = f"remote repository {endpoint.url} is unavailable ({code}: {details}); retry later"
+    else:
+        message = f"remote repository {endpoint.url} answered {code}: {details}"
+    return Unavailable(message, metadata={"endpoint": endpoint.url, "remote_code": code})
+
+
+# -- remote messages -> the plain records the services work with ------------------------------
+
+def policy_record(info: policy_pb2.PolicyInfo) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "policy_id": info.policy_id,
+        "name": info.name,
+        "state": _enum_name(policy_pb2.PolicyInfo.State, info.state),
+        "permissions": list(info.permissions),
+        "labels": json_format.MessageToDict(info.labels) if info.HasField("labels") else [],
+        "tags": json_format.MessageToDict(info.tags) if info.HasField("tags") else {},
+        "project_id": info.project_id,
+        "domain_id": info.domain_id,
+        "created_at": _parse_time(info.created_at),
+        "updated_at": _parse_time(info.updated_at),
+        "description": info.description,
+        "statements": [{
+            "effect": _enum_name(policy_pb2.Statement.Effect, statement.effect),
+            "actions": list(statement.actions),
+            "resources": list(statement.resources),
+            "conditions": json_format.MessageToDict(statement.conditions) if statement.HasField("conditions") else {},
+        } for statement in info.statements],
+        "version": info.version,
+        "etag": info.etag,
+        "is_managed": info.is_managed,
+    }
+    for key in ("deleted_at", "purge_at"):
+        value = _parse_time(getattr(info, key))
+        if value is not None:
+            record[key] = value
+    return record
+
+
+def _enum_name(enum_type, number: int) -> str:
+    try:
+        return enum_type.Name(number)
+    except ValueError:
+        return enum_type.Name(0)
+
+
+def _parse_time(text: str) -> datetime | None:
+    """SpaceONE's ISO-8601 strings; anything unreadable is left out rather than failing the call."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _integral(value: Any) -> Any:
+    """Struct numbers are doubles; counts read better as integers."""
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

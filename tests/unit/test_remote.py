@@ -1,0 +1,248 @@
+"""The remote-repository client's pure parts: endpoint parsing, retries/backoff within the
+deadline, error mapping, and the TTL cache's staleness bound (fake clocks, fake stubs)."""
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
+from policyhub.errors import InvalidArgument, NotFound, RequiredParameter, Unavailable
+from policyhub.remote.cache import TTLCache
+from policyhub.remote.client import Endpoint, RemotePolicyClient, parse_endpoint, policy_record
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("grpc://127.0.0.1:50051", Endpoint("grpc://127.0.0.1:50051", False, "127.0.0.1", 50051)),
+    ("grpc+ssl://policy.example.com:443",
+     Endpoint("grpc+ssl://policy.example.com:443", True, "policy.example.com", 443)),
+    ("grpc://localhost:1", Endpoint("grpc://localhost:1", False, "localhost", 1)),
+    ("grpc://[::1]:65535", Endpoint("grpc://[::1]:65535", False, "[::1]", 65535)),
+    ("grpc://repo-1.svc.cluster.local:50051", Endpoint("grpc://repo-1.svc.cluster.local:50051", False,
+                                                       "repo-1.svc.cluster.local", 50051)),
+])
+def test_parse_endpoint(value, expected):
+    assert parse_endpoint(value) == expected
+    assert expected.target == value.split("://", 1)[1]
+
+
+@pytest.mark.parametrize("value", [
+    "http://x", "grpc://", "grpc://host", "grpc://host:", "grpc://host:99999", "grpc://host:0", "grpc://host:123456",
+    "grpc://:1", "grpc://host:1/", "grpc://host:1?x=1", "grpc://u@host:1", "grpc://ho st:1", "grpc://-a:1",
+    "grpc://a-:1", "grpc://a..b:1", "grpc://256.1.1.1:1", "grpc://[::g]:1", "grpc://[::1:1", "GRPC://host:1",
+    "grpc+tls://host:1", "dns:///host:1", "host:1", " grpc://host:1", "grpc://host:1 ", "grpc://host:-1",
+    "grpc://" + "a" * 64 + ":1", "grpc://" + "a." * 127 + "a:1", "grpc://host:1\n",
+])
+def test_parse_endpoint_refuses(value):
+    with pytest.raises(InvalidArgument) as info:
+        parse_endpoint(value)
+    assert info.value.field == "endpoint"
+
+
+def test_parse_endpoint_requires_a_value():
+    with pytest.raises(RequiredParameter):
+        parse_endpoint("")
+
+
+# -- retries, backoff, deadline, error mapping -------------------------------------------------
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class FakeError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str = "boom"):
+        self._code, self._details = code, details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+
+class FakeStub:
+    """Answers each call from a script: an exception is raised, anything else returned."""
+
+    def __init__(self, clock: FakeClock, script: list, cost: float = 0.0):
+        self.clock, self.script, self.cost = clock, list(script), cost
+        self.calls: list[dict] = []
+
+    def get(self, request, timeout, metadata):
+        self.calls.append({"timeout": timeout, "metadata": dict(metadata)})
+        self.clock.now += min(self.cost, timeout)  # gRPC ends an attempt at its timeout
+        outcome = self.script.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def client_with(clock: FakeClock, retries: int = 2, timeout: float = 3.0, token: str = "") -> RemotePolicyClient:
+    return RemotePolicyClient(timeout, retries, token, clock=clock, sleep=clock.sleep)
+
+
+def call(client: RemotePolicyClient, stub: FakeStub):
+    endpoint = parse_endpoint("grpc://remote:50051")
+    request = policy_pb2.GetRepositoryPolicyRequest(policy_id="p", domain_id="d")
+    return client._call(endpoint, stub, "get", request, client._deadline())
+
+
+def test_unavailable_is_retried_with_exponential_backoff_then_succeeds():
+    clock = FakeClock()
+    answer = policy_pb2.PolicyInfo(policy_id="p")
+    stub = FakeStub(clock, [FakeError(grpc.StatusCode.UNAVAILABLE)] * 2 + [answer])
+    assert call(client_with(clock), stub) is answer
+    assert len(stub.calls) == 3
+    first, second = clock.sleeps
+    assert 0.025 <= first <= 0.05 and 0.05 <= second <= 0.1
+    # each attempt gets what is left of the one deadline
+    assert stub.calls[0]["timeout"] == 3.0 and stub.calls[2]["timeout"] == pytest.approx(3.0 - first - second)
+
+
+def test_retries_are_bounded_and_the_answer_names_the_endpoint():
+    clock = FakeClock()
+    stub = FakeStub(clock, [FakeError(grpc.StatusCode.UNAVAILABLE, "connection refused")] * 3)
+    with pytest.raises(Unavailable) as info:
+        call(client_with(clock, retries=2), stub)
+    assert len(stub.calls) == 3
+    assert "grpc://remote:50051" in info.value.message and "connection refused" in info.value.message
+    assert info.value.metadata == {"endpoint": "grpc://remote:50051", "remote_code": "UNAVAILABLE"}
+
+
+def test_no_retry_past_the_deadline():
+    clock = FakeClock()
+    # every attempt burns 1.4 s of a 3 s budget: the third gets what is left, there is no fourth
+    stub = FakeStub(clock, [FakeError(grpc.StatusCode.UNAVAILABLE)] * 5, cost=1.4)
+    with pytest.raises(Unavailable):
+        call(client_with(clock, retries=5, timeout=3.0), stub)
+    assert len(stub.calls) == 3 and stub.calls[2]["timeout"] < 0.2
+    assert clock.now - 100.0 == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.PERMISSION_DENIED,
+                                  grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL,
+                                  grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INVALID_ARGUMENT])
+def test_other_codes_are_not_retried_and_become_unavailable_naming_the_code(code):
+    clock = FakeClock()
+    stub = FakeStub(clock, [FakeError(code)])
+    with pytest.raises(Unavailable) as info:
+        call(client_with(clock), stub)
+    assert len(stub.calls) == 1
+    assert info.value.code == "UNAVAILABLE" and info.value.metadata["remote_code"] == code.name
+    assert code.name in info.value.message
+
+
+def test_not_found_is_not_found():
+    clock = FakeClock()
+    with pytest.raises(NotFound):
+        call(client_with(clock), FakeStub(clock, [FakeError(grpc.StatusCode.NOT_FOUND)]))
+
+
+def test_token_and_hop_metadata():
+    clock = FakeClock()
+    stub = FakeStub(clock, [policy_pb2.PolicyInfo()])
+    call(client_with(clock, token="secret"), stub)
+    assert stub.calls[0]["metadata"] == {"token": "secret", "policyhub-remote-hop": "1"}
+    stub = FakeStub(clock, [policy_pb2.PolicyInfo()])
+    call(client_with(clock), stub)
+    assert stub.calls[0]["metadata"] == {"policyhub-remote-hop": "1"}
+
+
+def test_policy_record_from_a_remote_message():
+    info = policy_pb2.PolicyInfo(policy_id="p", name="n", state=policy_pb2.PolicyInfo.DISABLED,
+                                 permissions=["a.*"], created_at="2024-05-01T10:20:30.456Z", updated_at="garbage",
+                                 statements=[policy_pb2.Statement(effect=policy_pb2.Statement.DENY, actions=["x"],
+                                                                  resources=["r/*"])], version=3, etag="e")
+    info.labels.extend(["l"])
+    info.tags.update({"k": "v"})
+    record = policy_record(info)
+    assert record["state"] == "DISABLED" and record["labels"] == ["l"] and record["tags"] == {"k": "v"}
+    assert record["created_at"].isoformat() == "2024-05-01T10:20:30.456000+00:00"
+    assert record["updated_at"] is None and "deleted_at" not in record
+    assert record["statements"] == [{"effect": "DENY", "actions": ["x"], "resources": ["r/*"], "conditions": {}}]
+
+
+# -- cache -------------------------------------------------------------------------------------
+
+def test_cache_serves_within_the_bound_counted_from_the_call_start():
+    clock = FakeClock()
+    cache = TTLCache(10, clock=clock)
+    started = cache.now()
+    clock.now += 4  # a slow remote answer
+    cache.put("k", "v", started)
+    assert cache.get("k") == (True, "v")
+    clock.now = started + 9.99
+    assert cache.get("k") == (True, "v")
+    clock.now = started + 10
+    assert cache.get("k") == (False, None)
+    assert len(cache) == 0
+
+
+def test_cache_keeps_no_answer_already_older_than_the_bound():
+    clock = FakeClock()
+    cache = TTLCache(1, clock=clock)
+    started = cache.now()
+    clock.now += 2
+    cache.put("k", "v", started)
+    assert cache.get("k") == (False, None)
+
+
+def test_cache_off_evicts_oldest_and_invalidates():
+    clock = FakeClock()
+    off = TTLCache(0, clock=clock)
+    off.put("k", "v", off.now())
+    assert off.get("k") == (False, None) and not off.enabled
+    cache = TTLCache(10, max_entries=2, clock=clock)
+    for key in ("a", "b", "c"):
+        cache.put(("e1", key), key, cache.now())
+    assert cache.get(("e1", "a")) == (False, None) and cache.get(("e1", "c")) == (True, "c")
+    cache.put(("e2", "x"), None, cache.now())  # a cached "not found"
+    assert cache.get(("e2", "x")) == (True, None)
+    assert cache.invalidate(lambda key: key[0] == "e1") == 1
+    assert len(cache) == 1
+
+
+def test_client_keeps_an_empty_cache():
+    cache = TTLCache(5)
+    assert RemotePolicyClient(1, 0, cache=cache).cache is cache
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+def test_remote_config_defaults_and_environment():
+    from policyhub.config import load_config
+    config = load_config(env={})
+    assert (config.remote_timeout_seconds, config.remote_retries, config.remote_cache_seconds,
+            config.remote_token, config.remote_ca_file) == (3.0, 2, 10.0, "", "")
+    config = load_config(env={"POLICYHUB_REMOTE_TIMEOUT_SECONDS": "0.5", "POLICYHUB_REMOTE_RETRIES": "0",
+                              "POLICYHUB_REMOTE_CACHE_SECONDS": "0", "POLICYHUB_REMOTE_TOKEN": "t"})
+    assert (config.remote_timeout_seconds, config.remote_retries, config.remote_cache_seconds,
+            config.remote_token) == (0.5, 0, 0.0, "t")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("REMOTE_TIMEOUT_SECONDS", "0"), ("REMOTE_TIMEOUT_SECONDS", "-1"), ("REMOTE_TIMEOUT_SECONDS", "301"),
+    ("REMOTE_RETRIES", "-1"), ("REMOTE_RETRIES", "11"), ("REMOTE_RETRIES", "1.5"),
+    ("REMOTE_CACHE_SECONDS", "-1"), ("REMOTE_CACHE_SECONDS", "3601"),
+])
+def test_remote_config_is_validated(key, value):
+    from policyhub.config import load_config
+    from policyhub.errors import ConfigError
+    with pytest.raises(ConfigError, match=key.lower()):
+        load_config(env={f"POLICYHUB_{key}": value})
+
+
+def test_unreadable_remote_ca_file_stops_the_start(tmp_path):
+    from policyhub.bootstrap import _remote_client
+    from policyhub.config import Config
+    from policyhub.errors import ConfigError
+    with pytest.raises(ConfigError, match="remote_ca_file"):
+        _remote_client(Config(remote_ca_file=str(tmp_path / "missing.pem")))
