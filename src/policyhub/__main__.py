@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.sigwait(STOP_SIGNALS)
     # In-flight calls finish within the grace period; new ones are refused.
     server.stop()
+    app.remote.close()
     app.database.close()
     log.info("policyhub stopped")
     return 0

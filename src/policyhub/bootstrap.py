@@ -54,6 +54,7 @@ class Application:
     indexes: IndexCache
     metrics: Metrics
     tracer: Tracer
+    remote: RemotePolicyClient
 
 
 def bootstrap(config: Config) -> Application:
@@ -98,6 +99,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         indexes=indexes,
         metrics=metrics,
         tracer=make_tracer(config.tracing_exporter),
+        remote=remote,
     )
 
 
