@@ -6,7 +6,6 @@ import json
 import time
 
 import grpc
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 

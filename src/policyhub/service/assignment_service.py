@@ -14,6 +14,7 @@ from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
+from policyhub.service.shortcuts import narrowed
 
 MAX_BATCH = 10_000
 
@@ -97,19 +98,13 @@ class AssignmentService:
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         self.guard.require(ctx, "repository.Assignment.list", "assignment")
-        query = dict(params.get("query") or {})
-        extra = []
-        if params.get("assignment_id"):
-            extra.append({"k": "assignment_id", "v": params["assignment_id"], "o": "eq"})
+        fields = {"assignment_id": params.get("assignment_id")}
         for prefix in ("subject", "grant"):
             part = params.get(prefix) or {}
-            if part.get("type") and not part["type"].endswith("NONE"):
-                extra.append({"k": f"{prefix}_type", "v": part["type"], "o": "eq"})
-            if part.get("id"):
-                extra.append({"k": f"{prefix}_id", "v": part["id"], "o": "eq"})
-        if extra:
-            query["filter"] = list(query.get("filter") or []) + extra
-        return self.assignments.list(ctx.domain_id, query)
+            if not part.get("type", "").endswith("NONE"):
+                fields[f"{prefix}_type"] = part.get("type")
+            fields[f"{prefix}_id"] = part.get("id")
+        return self.assignments.list(ctx.domain_id, narrowed(params.get("query"), fields))
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
         self.guard.require(ctx, "repository.Assignment.stat", "assignment")

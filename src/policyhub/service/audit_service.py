@@ -10,6 +10,7 @@ from policyhub.errors import RequiredParameter
 from policyhub.manager.audit_manager import AuditManager
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
+from policyhub.service.shortcuts import narrowed
 
 log = logging.getLogger("policyhub.audit")
 # Bookkeeping that says nothing about the change itself.
@@ -53,12 +54,8 @@ class AuditService:
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         self.guard.require(ctx, "repository.Audit.list", "audit")
-        query = dict(params.get("query") or {})
-        extra = [{"k": key, "v": params[key], "o": "eq"}
-                 for key in ("resource_type", "resource_id", "transaction_id") if params.get(key)]
-        if extra:
-            query["filter"] = list(query.get("filter") or []) + extra
-        return self.audits.list(ctx.domain_id, query)
+        fields = {key: params.get(key) for key in ("resource_type", "resource_id", "transaction_id")}
+        return self.audits.list(ctx.domain_id, narrowed(params.get("query"), fields))
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
         self.guard.require(ctx, "repository.Audit.stat", "audit")

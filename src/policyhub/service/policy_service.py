@@ -16,6 +16,7 @@ from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
+from policyhub.service.shortcuts import narrowed
 from policyhub.service.repository_service import BUILT_IN, MANAGED_REPOSITORY_ID, RepositoryService
 
 # Fields an update may write; also the valid update_mask paths.
@@ -261,7 +262,7 @@ class PolicyService:
             query = self.policies.remote_query(params.get("query"))
             records, total = self.remote.list(repository["endpoint"], ctx.domain_id, {**params, "query": query})
             return [_from_remote(record, repository) for record in records], total
-        query = _with_shortcuts(params.get("query"), params)
+        query = narrowed(params.get("query"), {key: params.get(key) for key in LIST_SHORTCUTS})
         include_deleted = bool(params.get("include_deleted")) or params.get("state") == "DELETED"
         return self.policies.list(ctx.domain_id, query, include_managed=not params.get("exclude_managed"),
                                   include_deleted=include_deleted)
@@ -276,7 +277,7 @@ class PolicyService:
         if repository:
             return self.remote.stat(repository["endpoint"], ctx.domain_id, self.policies.remote_query(query, stat=True))
         if repository_id:
-            query = _with_shortcuts(query, {"repository_id": repository_id})
+            query = narrowed(query, {"repository_id": repository_id})
         return self.policies.stat(ctx.domain_id, query)
 
     def _refuse_managed_id(self, policy_id: str, verb: str) -> None:
@@ -317,12 +318,3 @@ class PolicyService:
 def _from_remote(record: dict[str, Any], repository: dict[str, Any]) -> dict[str, Any]:
     """A remote policy as we serve it: read-only, in the remote repository."""
     return {**record, "repository_id": repository["repository_id"], "repository_info": repository}
-
-
-def _with_shortcuts(query: dict | None, params: dict[str, Any]) -> dict:
-    """PolicyQuery's plain fields (policy_id, name, ...) are eq filters ANDed with the query."""
-    query = dict(query or {})
-    extra = [{"k": key, "v": params[key], "o": "eq"} for key in LIST_SHORTCUTS if params.get(key)]
-    if extra:
-        query["filter"] = list(query.get("filter") or []) + extra
-    return query

@@ -12,6 +12,7 @@ from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
+from policyhub.service.shortcuts import narrowed
 
 MANAGED_REPOSITORY_ID = "repo-managed"
 LOCAL_REPOSITORY_ID = "repo-local"
@@ -104,12 +105,8 @@ class RepositoryService:
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         self.guard.require(ctx, "repository.Repository.list", "repository")
-        query = dict(params.get("query") or {})
-        extra = [{"k": key, "v": params[key], "o": "eq"}
-                 for key in ("repository_id", "name", "repository_type") if params.get(key)]
-        if extra:
-            query["filter"] = list(query.get("filter") or []) + extra
-        return self.repositories.list(query)
+        fields = {key: params.get(key) for key in ("repository_id", "name", "repository_type")}
+        return self.repositories.list(narrowed(params.get("query"), fields))
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
         self.guard.require(ctx, "repository.Repository.stat", "repository")
