@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from policyhub.errors import ConfigError
-from policyhub.managed_policies import MANAGED_ID_PREFIX, load_managed_policies
+from policyhub.managed_policies import load_managed_policies
+from policyhub.model.policy import MANAGED_ID_PREFIX
 
 
 def test_shipped_policies_load():

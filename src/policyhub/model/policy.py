@@ -4,6 +4,8 @@ from mongoengine import (BooleanField, DateTimeField, DictField, Document, Embed
 
 # Not a valid tenant domain id (see policyhub.service.validation), so it cannot collide with one.
 MANAGED_DOMAIN_ID = "*"
+# Reserved for managed policy ids, so they can never collide with a tenant's.
+MANAGED_ID_PREFIX = "managed-"
 
 
 class StatementDocument(EmbeddedDocument):

@@ -7,9 +7,8 @@ from typing import Any
 
 from policyhub.errors import (FailedPrecondition, InvalidArgument, ManagedReadOnly, NotFound, PolicyHubError,
                              RequiredParameter)
-from policyhub.managed_policies import MANAGED_ID_PREFIX
 from policyhub.manager.assignment_manager import AssignmentManager
-from policyhub.manager.policy_manager import DELETED, MANAGED_DOMAIN_ID, PolicyManager
+from policyhub.manager.policy_manager import DELETED, MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX, PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.remote.client import RemotePolicyClient
 from policyhub.service import validation
