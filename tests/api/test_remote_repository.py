@@ -586,3 +586,75 @@ def test_tls_remote_with_service_token(client, fast, tls_files, domain, remote, 
         if repository is not None:
             deregister(fast, repository.repository_id)
         server.stop(0)
+
+
+# -- a remote whose answers do not convert -------------------------------------------------------
+
+class _NonFiniteRemote(policy_pb2_grpc.PolicyServicer):
+    """Answers get/list with a policy tagged {"x": NaN} and stat with Infinity, until `fixed`."""
+
+    def __init__(self, policy_id: str):
+        self.policy_id = policy_id
+        self.fixed = False
+        self.calls = 0
+
+    def _info(self) -> pb.PolicyInfo:
+        self.calls += 1
+        info = pb.PolicyInfo(policy_id=self.policy_id, name="remote", state=pb.PolicyInfo.ENABLED)
+        info.tags.update({"x": "fine" if self.fixed else float("nan")})
+        return info
+
+    def get(self, request, context):
+        if request.policy_id != self.policy_id:
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such policy")
+        return self._info()
+
+    def list(self, request, context):
+        return pb.PoliciesInfo(results=[self._info()], total_count=1)
+
+    def stat(self, request, context):
+        from google.protobuf import struct_pb2
+        self.calls += 1
+        answer = struct_pb2.Struct()
+        answer.update({"results": [{"v": 1 if self.fixed else float("inf")}], "total_count": 1})
+        return answer
+
+
+def test_unconvertible_remote_answers_are_unavailable_never_internal(fast, domain, mongomock_only):
+    """NaN / Infinity in a remote's Struct fields cannot become our records: UNAVAILABLE naming
+    the endpoint (remote_code INVALID_RESPONSE), not cached, for every read that asks the remote."""
+    policy_id = unique("nan-tag")
+    servicer = _NonFiniteRemote(policy_id)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    policy_pb2_grpc.add_PolicyServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    repository = None
+    try:
+        endpoint = f"grpc://127.0.0.1:{port}"
+        repository = register(fast, unique("nan"), endpoint)  # the probe only asks for an answer
+        servicer.calls = 0
+        bound = FAST_TIMEOUT + SLACK
+        by_repository = pb.GetRepositoryPolicyRequest(policy_id=policy_id, repository_id=repository.repository_id,
+                                                      domain_id=domain)
+        searching = pb.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=domain)
+        listing = pb.PolicyQuery(domain_id=domain, repository_id=repository.repository_id)
+        stat = parse(pb.PolicyStatQuery, {"domain_id": domain, "repository_id": repository.repository_id,
+                                          "query": {"distinct": "name"}})
+        for _ in range(2):  # a bad answer is not cached: asked again, UNAVAILABLE again
+            for call, request, method in ((fast.policy.get, by_repository, "get"), (fast.policy.get, searching, "get"),
+                                          (fast.policy.list, listing, "list"), (fast.policy.stat, stat, "stat")):
+                error = expect_unavailable(endpoint, call, request, bound)
+                assert error_metadata(error)["remote_code"] == "INVALID_RESPONSE"
+                assert f"unusable {method} answer" in error.details()
+        assert servicer.calls == 8
+
+        servicer.fixed = True  # the remote's next answers convert, and are served at once
+        assert get(fast.policy, domain, policy_id, repository.repository_id).tags["x"] == "fine"
+        assert get(fast.policy, domain, policy_id).repository_info.repository_id == repository.repository_id
+        assert fast.policy.list(listing, timeout=15).total_count == 1
+        assert as_dict(fast.policy.stat(stat, timeout=15))["results"] == [{"v": 1}]
+    finally:
+        if repository is not None:
+            deregister(fast, repository.repository_id)
+        server.stop(0)

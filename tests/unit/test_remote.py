@@ -246,3 +246,161 @@ def test_unreadable_remote_ca_file_stops_the_start(tmp_path):
     from policyhub.errors import ConfigError
     with pytest.raises(ConfigError, match="remote_ca_file"):
         _remote_client(Config(remote_ca_file=str(tmp_path / "missing.pem")))
+
+
+# -- answers that do not convert, unexpected failures: UNAVAILABLE naming the endpoint ------------
+
+ENDPOINT = "grpc://remote:50051"
+
+
+def nan_info(policy_id: str = "p") -> policy_pb2.PolicyInfo:
+    info = policy_pb2.PolicyInfo(policy_id=policy_id, name="remote")
+    info.tags.update({"x": float("nan")})
+    return info
+
+
+class ScriptedStub:
+    """get/list/stat each answer from their own script: an exception is raised, anything else returned."""
+
+    def __init__(self, **scripts):
+        self.scripts = {method: list(outcomes) for method, outcomes in scripts.items()}
+        self.calls: list[str] = []
+
+    def _answer(self, method: str):
+        self.calls.append(method)
+        outcome = self.scripts[method].pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def get(self, request, timeout, metadata):
+        return self._answer("get")
+
+    def list(self, request, timeout, metadata):
+        return self._answer("list")
+
+    def stat(self, request, timeout, metadata):
+        return self._answer("stat")
+
+
+def client_on(stubs: dict, cache_seconds: float = 10) -> tuple[RemotePolicyClient, FakeClock]:
+    clock = FakeClock()
+    client = RemotePolicyClient(3.0, 0, cache=TTLCache(cache_seconds, clock=clock), clock=clock, sleep=clock.sleep)
+    client._stub = lambda endpoint: stubs[endpoint.url]
+    return client, clock
+
+
+def stat_answer(body: dict):
+    from google.protobuf import struct_pb2
+    answer = struct_pb2.Struct()
+    answer.update(body)
+    return answer
+
+
+def assert_invalid_response(info, method: str, endpoint: str = ENDPOINT):
+    error = info.value
+    assert isinstance(error, Unavailable) and error.code == "UNAVAILABLE"
+    assert error.metadata == {"endpoint": endpoint, "remote_code": "INVALID_RESPONSE"}
+    assert endpoint in error.message and f"unusable {method} answer" in error.message
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_struct_values_are_unavailable_and_never_cached(bad):
+    info = policy_pb2.PolicyInfo(policy_id="p", name="remote")
+    info.tags.update({"x": bad})
+    with_statement = policy_pb2.PolicyInfo(policy_id="q", statements=[policy_pb2.Statement()])
+    with_statement.statements[0].conditions.update({"c": [bad]})
+    good = policy_pb2.PolicyInfo(policy_id="p", name="remote")
+    stub = ScriptedStub(get=[info, with_statement, good],
+                        list=[policy_pb2.PoliciesInfo(results=[good, info], total_count=2),
+                              policy_pb2.PoliciesInfo(results=[good], total_count=1)],
+                        stat=[stat_answer({"results": [{"v": bad}], "total_count": 1}),
+                              stat_answer({"results": [{"v": 2}], "total_count": 1})])
+    client, _ = client_on({ENDPOINT: stub})
+
+    with pytest.raises(Unavailable) as failure:
+        client.get(ENDPOINT, "d", "p")
+    assert_invalid_response(failure, "get")
+    with pytest.raises(Unavailable) as failure:  # a Struct nested in a statement
+        client.get(ENDPOINT, "d", "p")
+    assert_invalid_response(failure, "get")
+    with pytest.raises(Unavailable) as failure:
+        client.list(ENDPOINT, "d", {})
+    assert_invalid_response(failure, "list")
+    with pytest.raises(Unavailable) as failure:
+        client.stat(ENDPOINT, "d", {"distinct": "name"})
+    assert_invalid_response(failure, "stat")
+    assert len(client.cache) == 0  # failures are never cached ...
+
+    # ... so the next call asks the remote again, and its good answer is cached
+    assert client.get(ENDPOINT, "d", "p")["name"] == "remote"
+    records, total = client.list(ENDPOINT, "d", {})
+    assert [r["policy_id"] for r in records] == ["p"] and total == 1
+    assert client.stat(ENDPOINT, "d", {"distinct": "name"}) == ([{"v": 2}], 1)
+    assert stub.calls == ["get", "get", "list", "stat", "get", "list", "stat"]
+    assert len(client.cache) == 3
+    first = client.get(ENDPOINT, "d", "p")
+    first["tags"]["mutated"] = True  # every hit converts anew: callers get records of their own
+    assert "mutated" not in client.get(ENDPOINT, "d", "p")["tags"]
+    assert len(stub.calls) == 7
+
+
+@pytest.mark.parametrize("body", [
+    {"results": "not a list", "total_count": 1},
+    {"results": [], "total_count": "many"},
+    {"results": [], "total_count": True},
+    {"results": {"a": 1}},
+])
+def test_stat_answers_of_the_wrong_shape_are_unavailable(body):
+    client, _ = client_on({ENDPOINT: ScriptedStub(stat=[stat_answer(body)])})
+    with pytest.raises(Unavailable) as failure:
+        client.stat(ENDPOINT, "d", {"distinct": "name"})
+    assert_invalid_response(failure, "stat")
+    assert len(client.cache) == 0
+
+
+@pytest.mark.parametrize("error", [RuntimeError("surprise"), TypeError("bad argument"), KeyError("k"),
+                                   OverflowError("too big")])
+def test_an_unexpected_failure_of_the_call_is_unavailable(error):
+    stub = ScriptedStub(get=[error], list=[error], stat=[error])
+    client, _ = client_on({ENDPOINT: stub})
+    for operation in (lambda: client.get(ENDPOINT, "d", "p"), lambda: client.list(ENDPOINT, "d", {}),
+                      lambda: client.stat(ENDPOINT, "d", {"distinct": "name"})):
+        with pytest.raises(Unavailable) as failure:
+            operation()
+        assert failure.value.metadata == {"endpoint": ENDPOINT, "remote_code": "CLIENT_ERROR"}
+        assert ENDPOINT in failure.value.message and type(error).__name__ in failure.value.message
+    assert len(client.cache) == 0
+
+
+def test_get_each_reports_an_unconvertible_answer_per_endpoint():
+    other = "grpc://other:50051"
+    gone = "grpc://gone:50051"
+    stubs = {ENDPOINT: ScriptedStub(get=[nan_info()]),
+             other: ScriptedStub(get=[policy_pb2.PolicyInfo(policy_id="p", name="fine")]),
+             gone: ScriptedStub(get=[FakeError(grpc.StatusCode.NOT_FOUND)])}
+    client, _ = client_on(stubs)
+    try:
+        bad, fine, missing = client.get_each([ENDPOINT, other, gone], "d", "p")
+    finally:
+        client.close()
+    assert isinstance(bad, Unavailable) and bad.metadata == {"endpoint": ENDPOINT, "remote_code": "INVALID_RESPONSE"}
+    assert fine["name"] == "fine" and missing is None
+
+
+def test_get_each_never_lets_an_unexpected_exception_through(monkeypatch):
+    client, _ = client_on({})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(client, "get", broken)
+    try:
+        [outcome] = client.get_each([ENDPOINT], "d", "p")
+    finally:
+        client.close()
+    assert isinstance(outcome, Unavailable)
+    assert outcome.metadata == {"endpoint": ENDPOINT, "remote_code": "CLIENT_ERROR"} and ENDPOINT in outcome.message
+    # after close, the pool refuses work: still an answer per endpoint, not an exception
+    [outcome] = client.get_each([ENDPOINT], "d", "p")
+    assert isinstance(outcome, Unavailable) and outcome.metadata["remote_code"] == "CLIENT_ERROR"

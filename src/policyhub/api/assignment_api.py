@@ -23,8 +23,8 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
 
     def create(self, request, context):
         params = {"subject": _subject_dict(request, "subject"), "grant": _grant_dict(request, "grant"),
-                  "expires_at": request.expires_at, "labels": list_values(request.labels),
-                  "tags": struct_dict(request.tags)}
+                  "expires_at": request.expires_at, "labels": list_values(request.labels, "labels"),
+                  "tags": struct_dict(request.tags, "tags")}
         return assignment_info(self.assignments.create(self.caller(request, context), params))
 
     def add(self, request, context):
@@ -100,8 +100,8 @@ def _grant_dict(request, field: str) -> dict[str, str] | None:
 def _batch_params(request) -> dict[str, Any]:
     return {"grants": [{"type": enum_name(pb.Grant.Type, g.type), "id": g.id} for g in request.grants],
             "subject_type": enum_name(pb.Subject.Type, request.subject_type), "subject_ids": list(request.subject_ids),
-            "expires_at": request.expires_at, "labels": list_values(request.labels),
-            "tags": struct_dict(request.tags)}
+            "expires_at": request.expires_at, "labels": list_values(request.labels, "labels"),
+            "tags": struct_dict(request.tags, "tags")}
 
 
 def _subject_message(subject) -> pb.Subject:
@@ -118,9 +118,9 @@ def _changes(outcome: dict[str, Any]) -> pb.AssignmentChangesInfo:
 def assignment_info(record: dict[str, Any], only: list[str] | None = None) -> pb.AssignmentInfo:
     fields: dict[str, Any] = {
         "assignment_id": record.get("assignment_id", ""),
-        "subject": pb.Subject(type=record["subject_type"], id=record["subject_id"]) if "subject_type" in record
-        else None,
-        "grant": pb.Grant(type=record["grant_type"], id=record["grant_id"]) if "grant_type" in record else None,
+        # `only` may have projected one half of a pair away: build what is there.
+        "subject": _pair(pb.Subject, record, "subject"),
+        "grant": _pair(pb.Grant, record, "grant"),
         "expires_at": iso(record.get("expires_at")),
         "labels": to_list_value(record.get("labels", [])),
         "tags": to_struct(record.get("tags", {})),
@@ -129,6 +129,12 @@ def assignment_info(record: dict[str, Any], only: list[str] | None = None) -> pb
     }
     fields = {key: value for key, value in fields.items() if value is not None and (not only or key in only)}
     return pb.AssignmentInfo(**fields)
+
+
+def _pair(message_type, record: dict[str, Any], prefix: str):
+    if f"{prefix}_type" not in record and f"{prefix}_id" not in record:
+        return None
+    return message_type(type=record.get(f"{prefix}_type") or "TYPE_NONE", id=record.get(f"{prefix}_id", ""))
 
 
 def check_result(decision) -> pb.CheckResult:

@@ -8,6 +8,8 @@ from bson import ObjectId
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
+from policyhub.errors import InvalidArgument
+
 
 def iso(value: datetime | None) -> str:
     """ISO-8601, UTC, milliseconds, `Z` (SpaceONE's form)."""
@@ -27,21 +29,25 @@ def enum_name(enum_type, number: int) -> str:
         return str(number)
 
 
-def message_dict(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+def message_dict(message: Message, field: str) -> Any:
+    """A message as plain Python. NaN and Infinity fit in a protobuf Value but not in JSON."""
+    try:
+        return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    except (ValueError, json_format.Error):
+        raise InvalidArgument(field, "numbers must be finite (NaN and Infinity are not allowed)") from None
 
 
 def optional_message(request: Message, field: str) -> dict[str, Any] | None:
     """A message field as a dict, or None when the request does not set it."""
-    return message_dict(getattr(request, field)) if request.HasField(field) else None
+    return message_dict(getattr(request, field), field) if request.HasField(field) else None
 
 
-def struct_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(struct)
+def struct_dict(struct: struct_pb2.Struct, field: str) -> dict[str, Any]:
+    return message_dict(struct, field)
 
 
-def list_values(values: struct_pb2.ListValue) -> list[Any]:
-    return json_format.MessageToDict(values)
+def list_values(values: struct_pb2.ListValue, field: str) -> list[Any]:
+    return message_dict(values, field)
 
 
 def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:

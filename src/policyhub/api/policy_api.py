@@ -28,9 +28,9 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "name": request.name,
             "description": request.description,
             "permissions": list(request.permissions),
-            "statements": [_statement(s) for s in request.statements],
-            "labels": list_values(request.labels),
-            "tags": struct_dict(request.tags),
+            "statements": [_statement(s, i) for i, s in enumerate(request.statements)],
+            "labels": list_values(request.labels, "labels"),
+            "tags": struct_dict(request.tags, "tags"),
             "project_id": request.project_id,
         }
         return policy_info(self.service.create(self.caller(request, context), params))
@@ -41,9 +41,9 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "name": request.name,
             "description": request.description,
             "permissions": list(request.permissions),
-            "statements": [_statement(s) for s in request.statements],
-            "labels": list_values(request.labels) if request.HasField("labels") else None,
-            "tags": struct_dict(request.tags) if request.HasField("tags") else None,
+            "statements": [_statement(s, i) for i, s in enumerate(request.statements)],
+            "labels": list_values(request.labels, "labels") if request.HasField("labels") else None,
+            "tags": struct_dict(request.tags, "tags") if request.HasField("tags") else None,
             "etag": request.etag,
             "new_policy_id": request.new_policy_id,
         }
@@ -109,12 +109,12 @@ def _policy_request(request) -> dict[str, Any]:
     return {"policy_id": request.policy_id, "etag": request.etag, "cascade": request.cascade}
 
 
-def _statement(statement) -> dict[str, Any]:
+def _statement(statement, index: int) -> dict[str, Any]:
     return {
         "effect": enum_name(policy_pb2.Statement.Effect, statement.effect),
         "actions": list(statement.actions),
         "resources": list(statement.resources),
-        "conditions": struct_dict(statement.conditions),
+        "conditions": struct_dict(statement.conditions, f"statements[{index}].conditions"),
     }
 
 
@@ -147,6 +147,6 @@ def policy_info(record: dict[str, Any], only: list[str] | None = None) -> policy
 
 
 def _statement_message(statement: dict[str, Any]) -> policy_pb2.Statement:
-    return policy_pb2.Statement(effect=statement["effect"], actions=statement.get("actions", []),
+    return policy_pb2.Statement(effect=statement.get("effect") or "EFFECT_NONE", actions=statement.get("actions", []),
                                 resources=statement.get("resources", []),
                                 conditions=to_struct(statement.get("conditions") or {}))

@@ -38,7 +38,10 @@ class Database:
         else:
             mongoengine.connect(db=self.name, host=self.uri, tz_aware=True, uuidRepresentation="standard",
                                 serverSelectionTimeoutMS=self.timeout_ms, connectTimeoutMS=self.timeout_ms,
-                                socketTimeoutMS=self.timeout_ms, event_listeners=list(self.listeners))
+                                socketTimeoutMS=self.timeout_ms, event_listeners=list(self.listeners),
+                                # Also a server-side limit (maxTimeMS) on every operation: a heavy user
+                                # query cannot keep running on the database after we gave up on it.
+                                timeoutMS=self.timeout_ms)
         for document in ALL_DOCUMENTS:
             # Documents cache their collection; a new connection must not reuse the old one.
             document._collection = None
@@ -85,12 +88,22 @@ class translate_errors:
 
 
 
+EMBEDDED_QUERY_ERRORS = (TypeError, AttributeError, ValueError, KeyError, NotImplementedError)
+
+
 @translate_errors()
 def aggregate(document, pipeline: list[dict]) -> list[dict]:
     """Runs a compiled user query. The compiler validated its shape; what the server still
     rejects depends on the data (e.g. $dateToString of a non-date), so it is the query's fault."""
+    collection = document._get_collection()
     try:
-        return list(document._get_collection().aggregate(pipeline))
+        return list(collection.aggregate(pipeline))
     except pymongo.errors.OperationFailure as exc:
         reason = (exc.details or {}).get("errmsg") or str(exc)
         raise InvalidArgument("query", f"the database rejected the query: {reason}") from exc
+    except EMBEDDED_QUERY_ERRORS as exc:
+        # The embedded store evaluates pipelines in Python and fails with plain exceptions where
+        # MongoDB answers OperationFailure (e.g. $dateToString of a string); those are the query's.
+        if not isinstance(collection.database.client, mongomock.MongoClient):
+            raise
+        raise InvalidArgument("query", f"the embedded store cannot evaluate this query: {type(exc).__name__}") from exc

@@ -121,10 +121,22 @@ class PolicyManager:
         return _with_repository(policy_record(updated.to_mongo().to_dict())), current.get("parked_assignments", [])
 
     @translate_errors()
-    def purge_expired(self, now: datetime) -> int:
-        """The sweep that backs the TTL index (which the embedded store does not run)."""
-        return PolicyDocument._get_collection().delete_many(
-            {"state": DELETED, "purge_at": {"$lte": _naive(now)}}).deleted_count
+    def purge_expired(self, now: datetime) -> list[tuple[str, str]]:
+        """The sweep that backs the TTL index (which the embedded store does not run).
+        Returns the (domain_id, policy_id) purged."""
+        collection = PolicyDocument._get_collection()
+        expired = list(collection.find({"state": DELETED, "purge_at": {"$lte": _naive(now)}},
+                                       {"_id": 1, "domain_id": 1, "policy_id": 1}))
+        if expired:
+            collection.delete_many({"_id": {"$in": [doc["_id"] for doc in expired]}})
+        return [(doc["domain_id"], doc["policy_id"]) for doc in expired]
+
+    @translate_errors()
+    def park(self, domain_id: str, policy_id: str, assignments: list[dict[str, Any]]) -> None:
+        """Adds assignments to those a soft-deleted policy gives back on restore."""
+        PolicyDocument._get_collection().update_one(
+            {"domain_id": domain_id, "policy_id": policy_id, "state": DELETED},
+            {"$push": {"parked_assignments": {"$each": assignments}}})
 
     def _explain_no_match(self, domain_id: str, policy_id: str) -> None:
         current = PolicyDocument._get_collection().find_one({"domain_id": domain_id, "policy_id": policy_id},

@@ -14,8 +14,11 @@ repository service: the same wire API), used for `remote` repositories.
   and local policies, so two installations that are each other's remote never loop.
 - Errors of the remote never surface as INTERNAL: NOT_FOUND becomes NotFound; everything
   else (UNAVAILABLE, DEADLINE_EXCEEDED, a refused token, ...) becomes Unavailable naming the
-  endpoint and the remote's status code.
-- Answers are cached for `remote_cache_seconds` (see policyhub.remote.cache for the bound).
+  endpoint and the remote's status code. So does an answer that cannot be turned into our
+  records (e.g. NaN or Infinity inside a Struct such as `tags`): INVALID_RESPONSE; and any
+  unexpected failure of the call itself: CLIENT_ERROR.
+- Answers are cached for `remote_cache_seconds` (see policyhub.remote.cache for the bound);
+  an answer is converted before it is cached, so an unconvertible one is never cached.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import random
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -135,22 +138,29 @@ class RemotePolicyClient:
         """The remote's policy, or None when it has none with this id."""
         request = policy_pb2.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=domain_id,
                                                         include_deleted=include_deleted)
-        response = self._cached(endpoint, "get", request, deadline, not_found_is_answer=True)
-        return None if response is None else policy_record(response)
+        return self._cached(endpoint, "get", request, policy_record, deadline, not_found_is_answer=True)
 
     def get_each(self, endpoints: list[str], domain_id: str, policy_id: str,
                  include_deleted: bool = False) -> list[dict[str, Any] | None | PolicyHubError]:
         """`get` on every endpoint in parallel, all within one deadline; per endpoint the
         policy, None (not there) or the error."""
         deadline = self._deadline()
-        futures = [self._pool.submit(self.get, endpoint, domain_id, policy_id, include_deleted, deadline)
-                   for endpoint in endpoints]
-        outcomes: list[dict[str, Any] | None | PolicyHubError] = []
-        for future in futures:
+        futures: list[Future | Exception] = []
+        for endpoint in endpoints:
             try:
+                futures.append(self._pool.submit(self.get, endpoint, domain_id, policy_id, include_deleted, deadline))
+            except RuntimeError as error:  # the client is closing
+                futures.append(error)
+        outcomes: list[dict[str, Any] | None | PolicyHubError] = []
+        for endpoint, future in zip(endpoints, futures):
+            try:
+                if isinstance(future, Exception):
+                    raise future
                 outcomes.append(future.result())
             except PolicyHubError as error:
                 outcomes.append(error)
+            except Exception as error:  # never INTERNAL: whatever went wrong, this remote did not answer
+                outcomes.append(_unexpected(endpoint, error))
         return outcomes
 
     def list(self, endpoint: str, domain_id: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
@@ -162,16 +172,12 @@ class RemotePolicyClient:
             exclude_managed=bool(params.get("exclude_managed")), include_deleted=bool(params.get("include_deleted")))
         if params.get("query") is not None:
             json_format.ParseDict(params["query"], request.query)
-        response = self._cached(endpoint, "list", request)
-        return [policy_record(info) for info in response.results], response.total_count
+        return self._cached(endpoint, "list", request, _list_result)
 
     def stat(self, endpoint: str, domain_id: str, query: dict[str, Any]) -> tuple[list, int | None]:
         request = policy_pb2.PolicyStatQuery(domain_id=domain_id)
         json_format.ParseDict(query, request.query)
-        response = self._cached(endpoint, "stat", request)
-        body = _integral(json_format.MessageToDict(response))
-        total = body.get("total_count")
-        return list(body.get("results") or []), None if total is None else int(total)
+        return self._cached(endpoint, "stat", request, _stat_result)
 
     def forget(self, endpoint: str) -> None:
         """At deregistration: closes the endpoint's channel and drops its cached answers."""
@@ -193,21 +199,26 @@ class RemotePolicyClient:
     def _deadline(self) -> float:
         return self.clock() + self.timeout_seconds
 
-    def _cached(self, endpoint: str, method: str, request, deadline: float | None = None, *,
-                not_found_is_answer: bool = False):
+    def _cached(self, endpoint: str, method: str, request, convert: Callable[[Any], Any],
+                deadline: float | None = None, *, not_found_is_answer: bool = False):
+        """The remote's answer converted by `convert` (None for "not found" when that is an
+        answer). The remote's message is cached only once it converted, so a bad answer (like a
+        failure) is asked again next time; a cached one is converted anew on every hit (callers
+        get records of their own)."""
         parsed = parse_endpoint(endpoint)
         key = (parsed.url, method, request.SerializeToString(deterministic=True))
-        hit, value = self.cache.get(key)
+        hit, response = self.cache.get(key)
         if hit:
-            return value
+            return None if response is None else _convert(parsed, method, convert, response)
         started = self.cache.now()
         try:
-            value = self._call(parsed, self._stub(parsed), method, request, deadline or self._deadline())
+            response = self._call(parsed, self._stub(parsed), method, request, deadline or self._deadline())
         except NotFound:
             if not not_found_is_answer:
                 raise
-            value = None
-        self.cache.put(key, value, started)
+            response = None
+        value = None if response is None else _convert(parsed, method, convert, response)
+        self.cache.put(key, response, started)
         return value
 
     def _stub(self, endpoint: Endpoint) -> policy_pb2_grpc.PolicyStub:
@@ -256,16 +267,38 @@ class RemotePolicyClient:
                 raise _unavailable(endpoint, code.name, details) from None
             except ValueError as error:  # the channel was closed by a concurrent deregistration
                 raise _unavailable(endpoint, "CANCELLED", str(error)) from None
+            except Exception as error:  # never INTERNAL: whatever went wrong, the remote did not answer
+                raise _unexpected(endpoint, error) from None
 
 
-def _unavailable(endpoint: Endpoint, code: str, details: str) -> Unavailable:
+def _convert(endpoint: Endpoint, method: str, convert: Callable[[Any], Any], response):
+    """`convert(response)`; an answer that does not convert (NaN or Infinity in a Struct, a
+    stat body of the wrong shape, ...) is the remote's fault: Unavailable, INVALID_RESPONSE."""
+    try:
+        return convert(response)
+    except PolicyHubError:
+        raise
+    except Exception as error:  # ValueError, TypeError, OverflowError, json_format.Error, ...
+        log.debug("remote repository %s: unconvertible %s answer", endpoint.url, method, exc_info=True)
+        raise _unavailable(endpoint, "INVALID_RESPONSE",
+                           f"unusable {method} answer ({type(error).__name__}: {error})") from None
+
+
+def _unexpected(endpoint: Endpoint | str, error: BaseException) -> Unavailable:
+    url = endpoint.url if isinstance(endpoint, Endpoint) else endpoint
+    log.warning("remote repository %s: unexpected failure of the call", url, exc_info=error)
+    return _unavailable(endpoint, "CLIENT_ERROR", f"{type(error).__name__}: {error}")
+
+
+def _unavailable(endpoint: Endpoint | str, code: str, details: str) -> Unavailable:
+    url = endpoint.url if isinstance(endpoint, Endpoint) else endpoint
     details = details if len(details) <= DETAILS_MAX else details[:DETAILS_MAX] + "..."
-    log.warning("remote repository %s: %s %s", endpoint.url, code, details)
-    if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"):
-        message = f"remote repository {endpoint.url} is unavailable ({code}: {details}); retry later"
+    log.warning("remote repository %s: %s %s", url, code, details)
+    if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "CLIENT_ERROR"):
+        message = f"remote repository {url} is unavailable ({code}: {details}); retry later"
     else:
-        message = f"remote repository {endpoint.url} answered {code}: {details}"
-    return Unavailable(message, metadata={"endpoint": endpoint.url, "remote_code": code})
+        message = f"remote repository {url} answered {code}: {details}"
+    return Unavailable(message, metadata={"endpoint": url, "remote_code": code})
 
 
 # -- remote messages -> the plain records the services work with ------------------------------
@@ -298,6 +331,21 @@ def policy_record(info: policy_pb2.PolicyInfo) -> dict[str, Any]:
         if value is not None:
             record[key] = value
     return record
+
+
+def _list_result(response: policy_pb2.PoliciesInfo) -> tuple[list[dict[str, Any]], int]:
+    return [policy_record(info) for info in response.results], response.total_count
+
+
+def _stat_result(response) -> tuple[list, int | None]:
+    body = _integral(json_format.MessageToDict(response))
+    results = body.get("results")
+    if results is not None and not isinstance(results, list):
+        raise TypeError(f"results is a {type(results).__name__}, not a list")
+    total = body.get("total_count")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, (int, float))):
+        raise TypeError(f"total_count is a {type(total).__name__}, not a number")
+    return list(results or []), None if total is None else int(total)
 
 
 def _enum_name(enum_type, number: int) -> str:

@@ -14,6 +14,7 @@ from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
+from policyhub.service.invalidation import invalidating
 from policyhub.service.shortcuts import narrowed
 
 MAX_BATCH = 10_000
@@ -34,20 +35,21 @@ class AssignmentService:
         self.clock = clock
 
     def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self.guard.require(ctx, "repository.Assignment.create", "assignment")
         subject = validation.subject(params.get("subject"))
         grant = validation.grant(params.get("grant"))
+        self._authorize(ctx, "repository.Assignment.create", [grant])
         extras = self._extras(params)
         self._require_policies(ctx, [grant])
         record = self._record(ctx, subject, grant, extras)
-        created = self.assignments.create(record)
-        self.revisions.bump(ctx.domain_id)
+        with invalidating(self.revisions, ctx.domain_id):
+            created = self.assignments.create(record)
+            self._recheck_policies(ctx, [record])
         self.audit.record(ctx, "repository.Assignment.create", "Assignment", created["assignment_id"], None, created)
         return created
 
     def add(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self.guard.require(ctx, "repository.Assignment.add", "assignment")
         pairs = self._pairs(params)
+        self._authorize(ctx, "repository.Assignment.add", [grant for _, grant in pairs])
         extras = self._extras(params)
         self._require_policies(ctx, [grant for _, grant in pairs])
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
@@ -60,35 +62,38 @@ class AssignmentService:
                 record = self._record(ctx, subject, grant, extras)
                 new_records.append(record)
                 results.append(_change(subject, grant, "CREATED", record["assignment_id"]))
-        self.assignments.insert_many(new_records)
         if new_records:
-            self.revisions.bump(ctx.domain_id)
+            with invalidating(self.revisions, ctx.domain_id):
+                self.assignments.insert_many(new_records)
+                self._recheck_policies(ctx, new_records)
             self.audit.record_many(ctx, "repository.Assignment.add", "Assignment",
                                    [(record["assignment_id"], None, record) for record in new_records])
         return {"results": results, "changed_count": len(new_records)}
 
     def remove(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self.guard.require(ctx, "repository.Assignment.remove", "assignment")
         pairs = self._pairs(params)
+        self._authorize(ctx, "repository.Assignment.remove", [grant for _, grant in pairs])
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
         results = []
         for subject, grant in pairs:
             found = existing.get(_key(subject, grant))
             outcome = "REMOVED" if found else "NOT_FOUND"
             results.append(_change(subject, grant, outcome, found["assignment_id"] if found else ""))
-        removed = self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
-        if removed:
-            self.revisions.bump(ctx.domain_id)
+        removed = 0
+        if existing:
+            with invalidating(self.revisions, ctx.domain_id):
+                removed = self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
             self.audit.record_many(ctx, "repository.Assignment.remove", "Assignment",
                                    [(a["assignment_id"], a, None) for a in existing.values()])
         return {"results": results, "changed_count": removed}
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
-        self.guard.require(ctx, "repository.Assignment.delete", "assignment")
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
+        self.guard.require(ctx, "repository.Assignment.delete", "assignment")
         before = self.assignments.get(ctx.domain_id, assignment_id)
-        self.assignments.delete(ctx.domain_id, assignment_id)
-        self.revisions.bump(ctx.domain_id)
+        self._authorize(ctx, "repository.Assignment.delete", [{"type": before["grant_type"], "id": before["grant_id"]}])
+        with invalidating(self.revisions, ctx.domain_id):
+            self.assignments.delete(ctx.domain_id, assignment_id)
         self.audit.record(ctx, "repository.Assignment.delete", "Assignment", assignment_id, before, None)
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +142,25 @@ class AssignmentService:
                 pairs.append((subject, grant))
         return pairs
 
+    def _authorize(self, ctx: RequestContext, permission: str, grants: list[dict[str, str]]) -> None:
+        """Granting is authorized per grant (like IAM's PassRole): holding Assignment.add on
+        `policy/x` does not let a caller hand out `policy/managed-full-access`."""
+        for resource in sorted({f"{grant['type'].lower()}/{grant['id']}" for grant in grants}):
+            self.guard.require(ctx, permission, resource)
+
+    def _recheck_policies(self, ctx: RequestContext, records: list[dict[str, Any]]) -> None:
+        """Closes the race with a concurrent delete or rename of a granted policy: after our
+        insert, each granted policy must still be live, else our insert is undone (a concurrent
+        delete re-counts assignments after its own write, so one of the two always backs off)."""
+        granted = sorted({r["grant_id"] for r in records if r["grant_type"] == "POLICY"})
+        if not granted:
+            return
+        live = self.policies.existing_ids(ctx.domain_id, granted)
+        missing = [policy_id for policy_id in granted if policy_id not in live]
+        if missing:
+            self.assignments.delete_ids(ctx.domain_id, [r["assignment_id"] for r in records])
+            raise NotFound("Policy", "policy_id", ",".join(missing))
+
     def _require_policies(self, ctx: RequestContext, grants: list[dict[str, str]]) -> None:
         wanted = sorted({grant["id"] for grant in grants if grant["type"] == "POLICY"})
         if not wanted:
@@ -162,9 +186,13 @@ class AssignmentService:
             raise InvalidArgument("expires_at", "must be an ISO-8601 date-time, e.g. 2030-01-31T00:00:00Z") from None
         if expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=timezone.utc)
+        try:
+            expires_at = expires_at.astimezone(timezone.utc)
+        except OverflowError:
+            raise InvalidArgument("expires_at", "is out of range") from None
         if expires_at <= self.clock():
             raise InvalidArgument("expires_at", "must be in the future")
-        return expires_at.astimezone(timezone.utc)
+        return expires_at
 
     def _record(self, ctx: RequestContext, subject: dict, grant: dict, extras: dict[str, Any]) -> dict[str, Any]:
         return {"assignment_id": new_assignment_id(), "subject_type": subject["type"], "subject_id": subject["id"],

@@ -15,6 +15,7 @@ from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
+from policyhub.service.invalidation import invalidating
 from policyhub.service.shortcuts import narrowed
 from policyhub.service.repository_service import BUILT_IN, MANAGED_REPOSITORY_ID, RepositoryService
 
@@ -63,8 +64,8 @@ class PolicyService:
             "created_at": now,
             "updated_at": now,
         }
-        created = self.policies.create(record)
-        self.revisions.bump(ctx.domain_id)
+        with invalidating(self.revisions, ctx.domain_id):
+            created = self.policies.create(record)
         self.audit.record(ctx, "repository.Policy.create", "Policy", policy_id, None, created)
         return created
 
@@ -82,13 +83,17 @@ class PolicyService:
         new_policy_id = params.get("new_policy_id") or ""
         if new_policy_id and new_policy_id != policy_id:
             changes["policy_id"] = validation.policy_id(new_policy_id, "new_policy_id")
+            # A rename creates the new id: scoped permissions must not be escaped by renaming.
+            self.guard.require(ctx, "repository.Policy.create", f"policy/{new_policy_id}")
             self._refuse_managed_id(new_policy_id, "created")
         before = self._own(ctx, policy_id)
-        updated = self.policies.update(ctx.domain_id, policy_id, changes, params.get("etag") or None, self.clock())
-        if "policy_id" in changes:
-            # The assignments follow the policy to its new id (Authing newCode).
-            self.assignments.regrant(ctx.domain_id, policy_id, changes["policy_id"])
-        self.revisions.bump(ctx.domain_id)
+        with invalidating(self.revisions, ctx.domain_id):
+            updated = self.policies.update(ctx.domain_id, policy_id, changes, params.get("etag") or None,
+                                           self.clock())
+            if "policy_id" in changes:
+                # The assignments follow the policy to its new id (Authing newCode). One added
+                # concurrently to the old id is undone by its own re-check (the old id is gone).
+                self.assignments.regrant(ctx.domain_id, policy_id, changes["policy_id"])
         self.audit.record(ctx, "repository.Policy.update", "Policy", policy_id, before, updated)
         return updated
 
@@ -99,8 +104,8 @@ class PolicyService:
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, [policy_id], cascade)
         before = self._own(ctx, policy_id)
-        self._soft_delete(ctx, policy_id, params.get("etag") or None, cascade)
-        self.revisions.bump(ctx.domain_id)
+        with invalidating(self.revisions, ctx.domain_id):
+            self._soft_delete(ctx, policy_id, params.get("etag") or None, cascade)
         self.audit.record(ctx, "repository.Policy.delete", "Policy", policy_id, before, None)
 
     def delete_many(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -123,17 +128,15 @@ class PolicyService:
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, policy_ids, cascade)
         done: list[str] = []
-        try:
-            for policy_id in policy_ids:
-                self._soft_delete(ctx, policy_id, None, cascade)
-                done.append(policy_id)
-        except Exception:
-            for policy_id in done:
-                self._restore(ctx, policy_id)
-            raise
-        finally:
-            if done:
-                self.revisions.bump(ctx.domain_id)
+        with invalidating(self.revisions, ctx.domain_id):
+            try:
+                for policy_id in policy_ids:
+                    self._soft_delete(ctx, policy_id, None, cascade)
+                    done.append(policy_id)
+            except Exception:
+                for policy_id in done:
+                    self._restore(ctx, policy_id)
+                raise
         self.audit.record_many(ctx, "repository.Policy.delete_many", "Policy",
                                [(policy_id, None, None) for policy_id in policy_ids])
         return {"results": [{"policy_id": policy_id, "outcome": "DELETED"} for policy_id in policy_ids],
@@ -143,8 +146,8 @@ class PolicyService:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         self.guard.require(ctx, "repository.Policy.restore", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "restored")
-        restored = self._restore(ctx, policy_id)
-        self.revisions.bump(ctx.domain_id)
+        with invalidating(self.revisions, ctx.domain_id):
+            restored = self._restore(ctx, policy_id)
         self.audit.record(ctx, "repository.Policy.restore", "Policy", policy_id, None, restored)
         return restored
 
@@ -153,9 +156,9 @@ class PolicyService:
         self.guard.require(ctx, f"repository.Policy.{'enable' if state == 'ENABLED' else 'disable'}", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "enabled or disabled")
         before = self._own(ctx, policy_id)
-        updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, params.get("etag") or None,
-                                       self.clock())
-        self.revisions.bump(ctx.domain_id)
+        with invalidating(self.revisions, ctx.domain_id):
+            updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, params.get("etag") or None,
+                                           self.clock())
         method = "repository.Policy.enable" if state == "ENABLED" else "repository.Policy.disable"
         self.audit.record(ctx, method, "Policy", policy_id, before, updated)
         return updated
@@ -168,7 +171,13 @@ class PolicyService:
             return None
 
     def purge_expired(self) -> int:
-        return self.policies.purge_expired(self.clock())
+        purged = self.policies.purge_expired(self.clock())
+        for domain_id, policy_id in purged:
+            # Nothing may grant an id that is free again: a new policy must not inherit grants.
+            with invalidating(self.revisions, domain_id):
+                self.assignments.delete_ids(domain_id, [a["assignment_id"]
+                                                        for a in self.assignments.for_policy(domain_id, policy_id)])
+        return len(purged)
 
     def _soft_delete(self, ctx: RequestContext, policy_id: str, etag: str | None, cascade: bool) -> None:
         parked = self.assignments.for_policy(ctx.domain_id, policy_id) if cascade else []
@@ -177,6 +186,16 @@ class PolicyService:
         if parked:
             # Parked on the policy first, so a failure here loses nothing: restore re-inserts them.
             self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in parked])
+        # Assignments added while we deleted (their re-check may have run before our write):
+        # a cascade parks them too; otherwise the delete backs off, as if it had seen them.
+        late = self.assignments.for_policy(ctx.domain_id, policy_id)
+        if late and cascade:
+            self.policies.park(ctx.domain_id, policy_id, late)
+            self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in late])
+        elif late:
+            self._restore(ctx, policy_id)
+            raise FailedPrecondition(f"policies still have assignments: {policy_id} ({len(late)}); "
+                                     "remove them or pass cascade", metadata={"assignments": len(late)})
 
     def _restore(self, ctx: RequestContext, policy_id: str) -> dict[str, Any]:
         restored, parked = self.policies.restore(ctx.domain_id, policy_id, self.clock())

@@ -126,7 +126,8 @@ def json_value(value: Any, field: str, depth: int = 0) -> None:
 
 def _integral(value: Any) -> Any:
     """protobuf Struct carries every number as a double; keep whole numbers whole."""
-    if isinstance(value, float) and value.is_integer():
+    # Only within BSON's 8-byte integers; larger whole numbers stay doubles.
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2 ** 63 - 1:
         return int(value)
     if isinstance(value, dict):
         return {key: _integral(item) for key, item in value.items()}
