@@ -1,8 +1,9 @@
 """The service authorizes its own API with its own evaluation engine.
 
 Every RPC names a permission (`repository.Policy.create`, ...) and a resource
-(`policy/<policy_id>` for one policy, otherwise the resource kind: `policy`, `assignment`,
-`audit`, `repository`, `api_key`). SYSTEM callers may do everything, DOMAIN_ADMIN callers
+(`policy/<policy_id>` for one policy; `policy/<id>`, `role/<id>` or `group/<id>` for each grant
+of an assignment write; otherwise the resource kind: `policy`, `assignment`, `audit`,
+`repository`, `api_key`). SYSTEM callers may do everything, DOMAIN_ADMIN callers
 everything within their own domain, and other callers what their assignments allow
 (e.g. the managed policy `managed-policy-admin`). Some permissions are for SYSTEM callers only.
 """
