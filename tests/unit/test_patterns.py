@@ -1,14 +1,18 @@
 """Action and resource patterns: `*` any run (crossing `.`, `:` and `/`), `?` one character,
 everything else literal; actions case-insensitive, resources case-sensitive."""
 import re
+from functools import lru_cache
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policyhub.engine import patterns
 from policyhub.engine.patterns import (
     action_bucket,
     action_segment,
     compile_pattern,
+    glob_match,
     literal_prefix,
     match_action,
     match_resource,
@@ -108,6 +112,23 @@ from policyhub.engine.patterns import (
     ("a?", "a?", True),
     ("a?", "a*", True),
     ("ab", "a*", False),
+    # general matcher: segments between stars are placed left to right without overlapping,
+    # each within the room left before the tail
+    ("a*a", "a", False),
+    ("*ab*b*", "ab", False),
+    ("*ab*ba*", "aba", False),
+    ("*ab*ba*", "abba", True),
+    ("*a*?*", "ba", False),
+    ("*a*?*", "bab", True),
+    ("*a?*", "ba", False),
+    ("*a?*", "bab", True),
+    ("*?a*b", "ab", False),
+    ("*?a*b", "xab", True),
+    ("a?*?b", "axb", False),
+    ("a?*?b", "axyb", True),
+    ("*a?c*a?c*", "abcabc", True),
+    ("*a?c*a?c*", "abcbc", False),
+    ("*a?c*a?c*", "abac", False),
     # the empty pattern matches nothing
     ("", "", False),
     ("", "a", False),
@@ -225,3 +246,115 @@ def test_may_match_with_prefix_agrees_with_brute_force():
 def test_module_has_no_io_dependencies():
     source = open(patterns.__file__).read()
     assert "grpc" not in source and "mongo" not in source
+
+
+def test_module_builds_no_regex():
+    """Patterns are user input: no regex engine may be fed with them (ReDoS)."""
+    source = open(patterns.__file__).read()
+    assert "import re" not in source and "re.compile" not in source and not hasattr(patterns, "re")
+
+
+# ---------------------------------------------------------------------------- agreement with a reference
+
+def dp_match(pattern: str, value: str) -> bool:
+    """Reference matcher, independent of the module: the textbook dynamic programme over
+    (pattern position, value position). ``*`` any run, ``?`` one character, rest literal;
+    the empty pattern matches nothing."""
+    if not pattern:
+        return False
+    n = len(value)
+    row = [True] + [False] * n          # row[j]: pattern[:i] matches value[:j]
+    for p in pattern:
+        nxt = [False] * (n + 1)
+        if p == "*":
+            nxt[0] = row[0]
+            for j in range(1, n + 1):
+                nxt[j] = row[j] or nxt[j - 1]
+        else:
+            for j in range(1, n + 1):
+                nxt[j] = row[j - 1] and (p == "?" or p == value[j - 1])
+        row = nxt
+    return row[n]
+
+
+@lru_cache(maxsize=None)
+def _fnmatch_regex(pattern: str) -> re.Pattern:
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.DOTALL)
+
+
+# Separators, wildcards (which are ordinary characters of a value), regex metacharacters
+# and a case pair, over a small alphabet so that matches are frequent.
+PATTERN_ALPHABET = "aaabbA**?./:[]()+\\$^|{}"
+VALUE_ALPHABET = "aaabbA*?./:[]+\\$\n"
+SETTINGS = settings(max_examples=3000, deadline=None)
+
+
+@SETTINGS
+@given(pattern=st.text(PATTERN_ALPHABET, max_size=10), value=st.text(VALUE_ALPHABET, max_size=12))
+def test_matchers_agree_with_reference(pattern, value):
+    expected = dp_match(pattern, value)
+    if pattern:   # the short inputs keep the regex cross-check of the reference cheap
+        assert (_fnmatch_regex(pattern).fullmatch(value) is not None) is expected
+    assert bool(compile_pattern(pattern)(value)) is expected, (pattern, value)       # with the fast paths
+    assert glob_match(pattern, value) is expected, (pattern, value)                 # the general matcher alone
+    assert match_resource(pattern, value) is expected
+    assert match_action(pattern, value) is dp_match(pattern.lower(), value.lower())
+    assert match_action(pattern.upper(), value) is dp_match(pattern.lower(), value.lower())
+
+
+@SETTINGS
+@given(pattern=st.text("ab*?", max_size=8), value=st.text("ab", max_size=10))
+def test_general_matcher_agrees_with_reference_on_a_dense_alphabet(pattern, value):
+    # Two letters make matches, overlaps and near-misses frequent.
+    expected = dp_match(pattern, value)
+    assert glob_match(pattern, value) is expected, (pattern, value)
+    assert bool(compile_pattern(pattern)(value)) is expected, (pattern, value)
+
+
+@SETTINGS
+@given(pattern=st.text("ab*?/", max_size=8), prefix=st.text("ab/", max_size=6))
+def test_may_match_with_prefix_agrees_with_reference(pattern, prefix):
+    # If some string prefix+t matches, the prefix is consumed up to a pattern position i and
+    # pattern[i:] with `*` empty and `?` as one character is such a t: trying every i decides it.
+    completions = {pattern[i:].replace("*", "").replace("?", "a") for i in range(len(pattern) + 1)}
+    expected = any(dp_match(pattern, prefix + t) for t in completions)
+    assert may_match_with_prefix(pattern, prefix) is expected, (pattern, prefix)
+
+
+# ---------------------------------------------------------------------------- pathological patterns (ReDoS)
+
+def _general(pattern: str, value: str) -> tuple[bool, int]:
+    """(result, segment placements tried) of the general matcher."""
+    steps = [0]
+    result = patterns._glob_match(patterns._glob_parts(patterns._collapse_stars(pattern)), value, steps)
+    return result, steps[0]
+
+
+@pytest.mark.parametrize("pattern, value, expected", [
+    ("*a*a*a*a*a*a*a*a?b", "a" * 2000, False),           # exponential for a backtracking regex
+    ("*a*a*a*a*a*a*a*a?b", "a" * 2000 + "xb", True),
+    ("*a*a*a*a*a*a*a*a?b*", "a" * 2000, False),           # the `?` segment is searched for across the text
+    ("*a*a*a*a*a*a*a*a?b*", "a" * 2000 + "b", True),
+    ("*a" * 200 + "?b", "a" * 2000, False),
+    ("*a" * 200 + "?b", "a" * 2000 + "ab", True),
+    ("*a?a*a?a*a?a*a?c*", "a" * 2000, False),
+    ("*a?a*a?a*a?a*a?c*", "a" * 2000 + "abc", True),
+    ("*?*?*?*?*?*?*?*?*x", "?" * 2000, False),
+    ("*ab*ab*ab*ab*ab*abc", "ab" * 1000 + "c", True),
+    ("*ab*ab*ab*ab*ab*abc*", "ab" * 1000, False),
+])
+def test_pathological_patterns_take_linear_work(pattern, value, expected):
+    result, steps = _general(pattern, value)
+    assert result is expected
+    # No segment is ever retried after a later one was placed: the placements tried
+    # for successive segments cover disjoint ranges of the value.
+    assert steps <= len(value) + pattern.count("*") + 1, steps
+    assert bool(compile_pattern(pattern)(value)) is expected
+    assert match_resource(pattern, value) is expected
+    assert match_action(pattern.upper(), value) is expected
+
+
+def test_step_counter_counts_placements():
+    # "a?b" is tried at every position of the value before the search gives up.
+    assert _general("*a?b*", "a" * 100) == (False, 99)
+    assert _general("*a?b*", "aaaxb") == (True, 3)
