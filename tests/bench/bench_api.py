@@ -437,6 +437,31 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def start_servers(backend: str, processes: list[subprocess.Popen]) -> str:
+    """Optional secantusdb, then policyhub; appended to `processes` as started so the caller's
+    finally stops whatever did start."""
+    uri = ""
+    if backend == "wire":
+        db_port = free_port()
+        process, log = start_process([str(BIN / "secantusd-py"), "--host", HOST, "--port", str(db_port),
+                                      "--storage-path", ":memory:"])
+        processes.append(process)
+        uri = f"mongodb://{HOST}:{db_port}"
+        wait_for_wire_db(process, log, uri)
+    port = free_port()
+    process, log = start_process([sys.executable, "-m", "policyhub"], env=policyhub_env(port, uri))
+    processes.append(process)
+    address = f"{HOST}:{port}"
+    wait_for_policyhub(process, log, address)
+    return address
+
+
+def stop_servers(processes: list[subprocess.Popen]) -> None:
+    """policyhub before its database; empties the list."""
+    while processes:
+        stop_process(processes.pop())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     interrupt_on_sigterm()
@@ -445,20 +470,7 @@ def main(argv: list[str] | None = None) -> int:
           f"grpcio={grpc.__version__}", flush=True)
     processes: list[subprocess.Popen] = []  # stopped in reverse: policyhub before its database
     try:
-        uri = ""
-        if args.backend == "wire":
-            db_port = free_port()
-            process, log = start_process([str(BIN / "secantusd-py"), "--host", HOST, "--port", str(db_port),
-                                          "--storage-path", ":memory:"])
-            processes.append(process)
-            uri = f"mongodb://{HOST}:{db_port}"
-            wait_for_wire_db(process, log, uri)
-        port = free_port()
-        process, log = start_process([sys.executable, "-m", "policyhub"], env=policyhub_env(port, uri))
-        processes.append(process)
-        address = f"{HOST}:{port}"
-        wait_for_policyhub(process, log, address)
-        cells = benchmark(address, args)
+        cells = benchmark(start_servers(args.backend, processes), args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -466,8 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_api: {describe_error(exc) if isinstance(exc, grpc.RpcError) else exc}", file=sys.stderr)
         return 1
     finally:
-        for process in reversed(processes):
-            stop_process(process)
+        stop_servers(processes)
     print_table(cells)
     return 1 if print_errors(cells) else 0
 

@@ -42,8 +42,8 @@ import grpc
 # The server start/stop, channel and cell-measuring helpers of the API benchmark (same directory, which
 # is sys.path[0] when this file runs as a script).
 from bench_api import (
-    BIN, CALL_TIMEOUT, HOST, Cell, describe_error, free_port, health_call, interrupt_on_sigterm, make_channel,
-    policyhub_env, run_cell, start_process, stop_process, wait_for_policyhub, wait_for_wire_db,
+    CALL_TIMEOUT, Cell, describe_error, health_call, interrupt_on_sigterm, make_channel, run_cell, start_servers,
+    stop_servers,
 )
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
@@ -584,31 +584,6 @@ def over_grpc(address: str, workload: Workload, index: DomainIndex, seconds: flo
         cells.append(run_cell(address, "health.Check", health_call, concurrency, seconds))
         cells.append(run_cell(address, "Assignment.check", check_call_factory(workload), concurrency, seconds))
     return OverGrpc(workload.size, creates, adds, seed_seconds, first, cells)
-
-
-def start_servers(backend: str, processes: list[subprocess.Popen]) -> str:
-    """As bench_api does: optional secantusdb, then policyhub; appended to `processes` as started so the
-    caller's finally stops whatever did start."""
-    uri = ""
-    if backend == "wire":
-        db_port = free_port()
-        process, log = start_process([str(BIN / "secantusd-py"), "--host", HOST, "--port", str(db_port),
-                                      "--storage-path", ":memory:"])
-        processes.append(process)
-        uri = f"mongodb://{HOST}:{db_port}"
-        wait_for_wire_db(process, log, uri)
-    port = free_port()
-    process, log = start_process([sys.executable, "-m", "policyhub"], env=policyhub_env(port, uri))
-    processes.append(process)
-    address = f"{HOST}:{port}"
-    wait_for_policyhub(process, log, address)
-    return address
-
-
-def stop_servers(processes: list[subprocess.Popen]) -> None:
-    """policyhub before its database; empties the list."""
-    while processes:
-        stop_process(processes.pop())
 
 
 # ---------------------------------------------------------------------------------------------- report
