@@ -51,7 +51,6 @@ class Application:
     audit_api: AuditAPI
     api_key_api: ApiKeyAPI
     server_info_api: ServerInfoAPI
-    indexes: IndexCache
     metrics: Metrics
     tracer: Tracer
     remote: RemotePolicyClient
@@ -96,7 +95,6 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         audit_api=AuditAPI(audit_service, caller),
         api_key_api=ApiKeyAPI(ApiKeyService(api_keys, guard, audit_service, utc_now), caller),
         server_info_api=ServerInfoAPI(),
-        indexes=indexes,
         metrics=metrics,
         tracer=make_tracer(config.tracing_exporter),
         remote=remote,

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import re
 import uuid
 
 import grpc
@@ -21,8 +20,6 @@ from policyhub.service import validation
 from policyhub.service.authentication_service import Authenticator
 from policyhub.service.context import RequestContext
 
-# W3C trace context: version-traceid-parentid-flags
-TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 DEVELOPER = "developer"
 
 
@@ -32,7 +29,7 @@ class CallerResolver:
 
     def __call__(self, request, context: grpc.ServicerContext, *, domain_required: bool = True) -> RequestContext:
         metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
-        transaction = transaction_id(metadata.get("traceparent", ""))
+        transaction = transaction_id()
         requested = metadata.get("x_domain_id") or getattr(request, "domain_id", "")
         if self.authenticator is None:
             return _bound(RequestContext(domain_id=_domain(requested, domain_required), caller_type="USER",
@@ -62,13 +59,10 @@ def _domain(value: str, required: bool) -> str:
     return validation.domain_id(value) if required or value else ""
 
 
-def transaction_id(traceparent: str) -> str:
-    """The trace id of the call's span (which continues the caller's `traceparent`), so audit
-    entries, logs and traces join up; parsed from the metadata when no span is active."""
+def transaction_id() -> str:
+    """The trace id of the call's span (the observability interceptor continues the caller's
+    `traceparent` in it), so audit entries, logs and traces join up; a fresh id outside a span."""
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
         return format(span_context.trace_id, "032x")
-    match = TRACEPARENT_RE.match(traceparent.strip().lower())
-    if match and match.group(1) != "0" * 32:
-        return match.group(1)
     return uuid.uuid4().hex

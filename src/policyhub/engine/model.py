@@ -75,12 +75,6 @@ class Edge:
 
 
 @dataclass(frozen=True, slots=True)
-class ChainLink:
-    """A path element. Kept for API symmetry; Decision.via holds Subjects directly."""
-    subject: Subject
-
-
-@dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     reason: str                        # ALLOWED | EXPLICIT_DENY | NO_MATCHING_ALLOW

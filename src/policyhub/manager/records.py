@@ -8,9 +8,9 @@ from policyhub.model import RepositoryDocument
 REPOSITORY_FIELDS = ("repository_id", "name", "repository_type", "endpoint", "created_at")
 
 
-def repository_info_lookup(local_field: str = "repository_id") -> dict:
+def repository_info_lookup() -> dict:
     """The $lookup stage that joins a policy to its repository in the same round trip."""
-    return {"$lookup": {"from": "repository", "localField": local_field,
+    return {"$lookup": {"from": "repository", "localField": "repository_id",
                         "foreignField": "repository_id", "as": "repository_info"}}
 
 

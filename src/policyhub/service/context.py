@@ -1,8 +1,7 @@
 """Who is calling and for which domain. Built by the api layer, trusted by the services."""
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -11,12 +10,13 @@ Clock = Callable[[], datetime]
 
 @dataclass(frozen=True)
 class RequestContext:
+    """Every field is explicit: a forgotten caller must never default to a privileged one."""
     domain_id: str
-    caller_type: str = "USER"          # USER | SERVICE_ACCOUNT
-    caller_id: str = "anonymous"
-    role_type: str = "SYSTEM"          # SYSTEM | DOMAIN_ADMIN | USER
+    caller_type: str                   # USER | SERVICE_ACCOUNT
+    caller_id: str
+    role_type: str                     # SYSTEM | DOMAIN_ADMIN | USER
     # Ties the audit entries and log lines of one call (and of a caller's trace) together.
-    transaction_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    transaction_id: str
 
 
 def utc_now() -> datetime:
