@@ -326,7 +326,7 @@ def test_may_match_with_prefix_agrees_with_reference(pattern, prefix):
 def _general(pattern: str, value: str) -> tuple[bool, int]:
     """(result, segment placements tried) of the general matcher."""
     steps = [0]
-    result = patterns._glob_match(patterns._glob_parts(patterns._collapse_stars(pattern)), value, steps)
+    result = patterns._glob_match(patterns._glob_parts(patterns.collapse_stars(pattern)), value, steps)
     return result, steps[0]
 
 

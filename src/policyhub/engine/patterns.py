@@ -68,7 +68,7 @@ def literal_prefix(pattern: str) -> str:
     return pattern
 
 
-def _collapse_stars(pattern: str) -> str:
+def collapse_stars(pattern: str) -> str:
     """``pattern`` with every run of ``*`` reduced to one ``*`` (same language)."""
     if "**" not in pattern:
         return pattern
@@ -175,7 +175,7 @@ def glob_match(pattern: str, value: str) -> bool:
     (``compile_pattern`` is the cached, fast-pathed entry point)."""
     if not pattern:
         return False
-    return _glob_match(_glob_parts(_collapse_stars(pattern)), value)
+    return _glob_match(_glob_parts(collapse_stars(pattern)), value)
 
 
 @lru_cache(maxsize=262_144)
@@ -183,7 +183,7 @@ def compile_pattern(pattern: str) -> Matcher:
     """A case-sensitive matcher for ``pattern`` (cached per distinct pattern)."""
     if not pattern:
         return _never
-    pattern = _collapse_stars(pattern)
+    pattern = collapse_stars(pattern)
     if pattern == "*":
         return _always
     if "?" not in pattern:

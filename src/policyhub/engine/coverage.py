@@ -1,0 +1,180 @@
+"""Pattern algebra: containment and overlap of patterns, and coverage of statements.
+
+Pure. Used by the escalation rule (a caller may only give what it already holds) and by
+``list_authorized_resources`` (which denies carve exceptions out of an allowed pattern).
+
+- ``contains(outer, inner)``: every string ``inner`` matches, ``outer`` matches too.
+  Decided by running ``outer`` over the *tokens* of ``inner`` (a literal character, ``?``
+  or ``*``): an ``outer`` ``*`` absorbs any token, an ``outer`` ``?`` takes a literal or a
+  ``?``, an ``outer`` literal takes the same literal. Every step is valid for every string
+  of ``inner``, so a ``True`` is always right. It can answer ``False`` for a few containments
+  that need a different alignment (``?*`` contains ``*?``): the escalation rule is then
+  conservative, never permissive.
+- ``overlaps(a, b)``: some string matches both. Exact: a search over pairs of positions
+  (the product of the two patterns' automata), accepting when both reach their end.
+
+Both are O(len(a) * len(b)) steps at worst, counted against a :class:`Budget` so that a
+caller-supplied set of patterns cannot make one call do unbounded work.
+Patterns are compared case-sensitively; actions are folded with ``str.lower()`` by the
+callers (the statement coverage below folds them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from policyhub.engine.model import Statement
+from policyhub.engine.patterns import collapse_stars, compile_pattern, has_wildcard, is_match_all
+
+__all__ = ["Budget", "BudgetExceeded", "Uncovered", "contains", "overlaps", "first_uncovered"]
+
+DEFAULT_STEPS = 2_000_000
+
+
+class BudgetExceeded(Exception):
+    """The work allowed for one question is spent; the answer is unknown (treat it as 'no')."""
+
+
+class Budget:
+    __slots__ = ("left",)
+
+    def __init__(self, steps: int = DEFAULT_STEPS):
+        self.left = steps
+
+    def spend(self, steps: int) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise BudgetExceeded
+
+
+def _star_closure(pattern: str, positions: set[int]) -> set[int]:
+    """Positions reachable by letting each ``*`` match the empty run."""
+    out = set(positions)
+    for i in sorted(positions):
+        while i < len(pattern) and pattern[i] == "*":
+            i += 1
+            out.add(i)
+    return out
+
+
+def contains(outer: str, inner: str, budget: Budget | None = None) -> bool:
+    """True only when every string matched by ``inner`` is matched by ``outer`` (see module doc)."""
+    if not outer or not inner:
+        return False
+    if is_match_all(outer):
+        return True
+    if not has_wildcard(inner):
+        return compile_pattern(outer)(inner)
+    if not has_wildcard(outer):
+        return False
+    outer, inner = collapse_stars(outer), collapse_stars(inner)
+    budget = budget or Budget()
+    n = len(outer)
+    states = _star_closure(outer, {0})
+    for token in inner:
+        budget.spend(len(states))
+        following: set[int] = set()
+        for i in states:
+            if i == n:
+                continue
+            o = outer[i]
+            if o == "*":
+                following.add(i)
+            elif token != "*" and (o == "?" or o == token):
+                following.add(i + 1)
+        if not following:
+            return False
+        states = _star_closure(outer, following)
+    return n in states
+
+
+def overlaps(a: str, b: str, budget: Budget | None = None) -> bool:
+    """True when some string matches both patterns (exact)."""
+    if not a or not b:
+        return False
+    if not has_wildcard(a):
+        return compile_pattern(b)(a)
+    if not has_wildcard(b):
+        return compile_pattern(a)(b)
+    if is_match_all(a) or is_match_all(b):
+        return True
+    a, b = collapse_stars(a), collapse_stars(b)
+    budget = budget or Budget()
+    n, m = len(a), len(b)
+    seen = {(0, 0)}
+    stack = [(0, 0)]
+    while stack:
+        budget.spend(1)
+        i, j = stack.pop()
+        if i == n and j == m:
+            return True
+        moves = []
+        if i < n and a[i] == "*":
+            moves.append((i + 1, j))
+        if j < m and b[j] == "*":
+            moves.append((i, j + 1))
+        if i < n and j < m:
+            x, y = a[i], b[j]
+            if x in "*?" or y in "*?" or x == y:
+                moves.append((i if x == "*" else i + 1, j if y == "*" else j + 1))
+        for state in moves:
+            if state not in seen:
+                seen.add(state)
+                stack.append(state)
+    return False
+
+
+@dataclass(frozen=True)
+class Uncovered:
+    """The first (action, resource) pair of ``wanted[statement_index]`` that is not covered."""
+    statement_index: int
+    action: str
+    resource: str
+
+
+def first_uncovered(held: Sequence[Statement], wanted: Sequence[Statement],
+                    budget: Budget | None = None) -> Uncovered | None:
+    """Does ``held`` (someone's effective statements) already allow everything ``wanted`` names?
+
+    Each (action pattern, resource pattern) pair of each wanted statement, whatever its
+    effect, must be covered by ONE held ALLOW statement (an action pattern containing it and
+    a resource pattern containing it), and no held DENY statement may overlap it (an action
+    pattern overlapping it and a resource pattern overlapping it): then every concrete
+    (action, resource) the pair names is allowed to the holder. Returns the first pair that
+    fails, or None. Raises BudgetExceeded when the question is too large to answer.
+    """
+    budget = budget or Budget()
+    allows = [s for s in held if s.effect == "ALLOW"]
+    denies = [s for s in held if s.effect == "DENY"]
+    allow_actions = [[a.lower() for a in s.actions] for s in allows]
+    deny_actions = [[a.lower() for a in s.actions] for s in denies]
+    masks: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def mask(kind: str, pattern: str) -> tuple[int, int]:
+        key = (kind, pattern)
+        found = masks.get(key)
+        if found is None:
+            allow_sets = allow_actions if kind == "action" else [s.resources for s in allows]
+            deny_sets = deny_actions if kind == "action" else [s.resources for s in denies]
+            covered = 0
+            for bit, patterns in enumerate(allow_sets):
+                budget.spend(1)
+                if any(contains(p, pattern, budget) for p in patterns):
+                    covered |= 1 << bit
+            touched = 0
+            for bit, patterns in enumerate(deny_sets):
+                budget.spend(1)
+                if any(overlaps(p, pattern, budget) for p in patterns):
+                    touched |= 1 << bit
+            found = masks[key] = (covered, touched)
+        return found
+
+    for index, statement in enumerate(wanted):
+        resource_masks = [(r, mask("resource", r)) for r in statement.resources]
+        for action in statement.actions:
+            action_allow, action_deny = mask("action", action.lower())
+            for resource, (resource_allow, resource_deny) in resource_masks:
+                budget.spend(1)
+                if not action_allow & resource_allow or action_deny & resource_deny:
+                    return Uncovered(index, action, resource)
+    return None
