@@ -469,6 +469,26 @@ class DomainIndex:
                 out.append(EffectiveStatement(pid, idx, s.effect, s.actions, s.resources, via))
         return out
 
+    def policy_statements(self, policy_id: str) -> tuple[Statement, ...] | None:
+        """The effective statements of a known policy, enabled or not (None if unknown)."""
+        policy = self._policies.get(policy_id)
+        return None if policy is None else policy.statements
+
+    def held_statements(self, subject: Subject) -> list[Statement]:
+        """The statements that apply to the subject (those of :meth:`effective_statements`)."""
+        return [Statement(s.effect, s.actions, s.resources) for s in self.effective_statements(subject)]
+
+    def grants_explicitly(self, subject: Subject, action: str, resource: str) -> bool:
+        """Allowed by a statement naming ``action`` without wildcards (case-insensitively), and
+        not denied. Permissions that hand out more than the holder has (escalate, bind) are
+        given this way only: ``*`` or ``repository.Policy.*`` do not include them."""
+        if not self.check(subject, action, resource).allowed:
+            return False
+        folded = action.lower()
+        return any(s.effect == "ALLOW" and any(a.lower() == folded for a in s.actions)
+                   and any(compile_pattern(r)(resource) for r in s.resources)
+                   for s in self.effective_statements(subject))
+
     def list_authorized_resources(self, subject: Subject, resource_prefix: str = "",
                                   action: str | None = None) -> list[AuthorizedResource]:
         """Resource patterns with their allowed action patterns (see module doc)."""

@@ -40,6 +40,7 @@ class AssignmentService:
         self._authorize(ctx, "repository.Assignment.create", [grant])
         extras = self._extras(params)
         self._require_policies(ctx, [grant])
+        self.guard.require_bindable(ctx, [grant], removing=False)
         record = self._record(ctx, subject, grant, extras)
         with invalidating(self.revisions, ctx.domain_id):
             created = self.assignments.create(record)
@@ -52,6 +53,7 @@ class AssignmentService:
         self._authorize(ctx, "repository.Assignment.add", [grant for _, grant in pairs])
         extras = self._extras(params)
         self._require_policies(ctx, [grant for _, grant in pairs])
+        self.guard.require_bindable(ctx, [grant for _, grant in pairs], removing=False)
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
         results, new_records = [], []
         for subject, grant in pairs:
@@ -74,6 +76,8 @@ class AssignmentService:
         pairs = self._pairs(params)
         self._authorize(ctx, "repository.Assignment.remove", [grant for _, grant in pairs])
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
+        self.guard.require_bindable(ctx, [{"type": a["grant_type"], "id": a["grant_id"]} for a in existing.values()],
+                                    removing=True)
         results = []
         for subject, grant in pairs:
             found = existing.get(_key(subject, grant))
@@ -91,7 +95,9 @@ class AssignmentService:
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
         self.guard.require(ctx, "repository.Assignment.delete", "assignment")
         before = self.assignments.get(ctx.domain_id, assignment_id)
-        self._authorize(ctx, "repository.Assignment.delete", [{"type": before["grant_type"], "id": before["grant_id"]}])
+        grant = {"type": before["grant_type"], "id": before["grant_id"]}
+        self._authorize(ctx, "repository.Assignment.delete", [grant])
+        self.guard.require_bindable(ctx, [grant], removing=True)
         with invalidating(self.revisions, ctx.domain_id):
             self.assignments.delete(ctx.domain_id, assignment_id)
         self.audit.record(ctx, "repository.Assignment.delete", "Assignment", assignment_id, before, None)

@@ -6,18 +6,36 @@ of an assignment write; otherwise the resource kind: `policy`, `assignment`, `au
 `repository`, `api_key`). SYSTEM callers may do everything, DOMAIN_ADMIN callers
 everything within their own domain, and other callers what their assignments allow
 (e.g. the managed policy `managed-policy-admin`). Some permissions are for SYSTEM callers only.
+
+The escalation rule (Kubernetes RBAC's escalate/bind, adapted to allow and deny statements):
+a caller other than SYSTEM or DOMAIN_ADMIN may only give what it already holds. Whatever a
+write would newly allow to anyone (the ALLOW statements of a policy it creates, changes,
+renames, restores or enables; the statements a grant brings) and whatever it would stop
+denying (DENY statements removed from a policy, a disabled or deleted policy's denies, a
+removed grant's denies) must be covered by the caller's own applying statements: one of its
+ALLOW statements contains the pair (action pattern, resource pattern) and none of its DENY
+statements overlaps it (see policyhub.engine.coverage). `repository.Policy.escalate` on the
+policy, or `repository.Assignment.bind` on the grant, lifts the rule; both must be granted by
+name (a wildcard such as `*` or `repository.Policy.*` does not include them).
 """
 from __future__ import annotations
 
-from policyhub.engine import Subject
+from typing import Sequence
+
+from policyhub.engine import Statement, Subject
+from policyhub.engine.coverage import BudgetExceeded, first_uncovered
 from policyhub.errors import PermissionDenied
-from policyhub.service.index_cache import IndexCache
 from policyhub.service.context import RequestContext
+from policyhub.service.index_cache import IndexCache
 
 SYSTEM_ONLY = frozenset({
     "repository.Repository.register", "repository.Repository.update", "repository.Repository.deregister",
     "repository.ApiKey.create", "repository.ApiKey.revoke", "repository.ApiKey.list",
 })
+ESCALATE = "repository.Policy.escalate"
+BIND = "repository.Assignment.bind"
+# Each (label, statement): the label names the statement in a refusal (e.g. `statements[2]`).
+Labelled = Sequence[tuple[str, Statement]]
 
 
 class Guard:
@@ -31,7 +49,60 @@ class Guard:
             raise PermissionDenied(f"{permission} is for system callers only")
         if ctx.role_type == "DOMAIN_ADMIN":
             return
-        decision = self.indexes.get(ctx.domain_id).check(Subject(ctx.caller_type, ctx.caller_id), permission, resource)
+        decision = self.indexes.get(ctx.domain_id).check(_caller(ctx), permission, resource)
         if not decision.allowed:
             raise PermissionDenied(f"{ctx.caller_type} {ctx.caller_id} may not {permission} on {resource}",
                                    metadata={"permission": permission, "resource": resource})
+
+    def require_held(self, ctx: RequestContext, gives: Labelled, lifts: Labelled, bypass: str, resource: str) -> bool:
+        """The escalation rule (module doc): `gives` are ALLOW statements the write would apply,
+        `lifts` DENY statements it would stop applying; `bypass` on `resource` lifts the rule.
+        True when the statements were checked (the write must then apply to the version checked)."""
+        if ctx.role_type in ("SYSTEM", "DOMAIN_ADMIN") or not (gives or lifts):
+            return False
+        index = self.indexes.get(ctx.domain_id)
+        caller = _caller(ctx)
+        if index.grants_explicitly(caller, bypass, resource):
+            return False
+        labelled = [(f"{label} (allow)", s) for label, s in gives] + [(f"{label} (deny removed)", s)
+                                                                    for label, s in lifts]
+        try:
+            missing = first_uncovered(index.held_statements(caller), [s for _, s in labelled])
+        except BudgetExceeded:
+            raise PermissionDenied(f"{resource}: cannot show within bounds that {ctx.caller_type} {ctx.caller_id} "
+                                   f"already holds what this change gives; {bypass} is needed",
+                                   metadata={"permission": bypass, "resource": resource}) from None
+        if missing is not None:
+            label = labelled[missing.statement_index][0]
+            raise PermissionDenied(
+                f"{resource}: {label} gives {missing.action} on {missing.resource}, which "
+                f"{ctx.caller_type} {ctx.caller_id} does not hold itself; only what the caller holds can be "
+                f"given (or {bypass})",
+                metadata={"permission": bypass, "resource": resource, "statement": label,
+                          "action": missing.action, "statement_resource": missing.resource})
+        return True
+
+
+    def require_bindable(self, ctx: RequestContext, grants: Sequence[dict[str, str]], removing: bool) -> None:
+        """The escalation rule for assignment writes, grant by grant: adding a grant gives its ALLOW
+        statements (a policy's; those a role or group carries, transitively), removing one lifts
+        its DENY statements."""
+        if ctx.role_type in ("SYSTEM", "DOMAIN_ADMIN"):
+            return
+        index = self.indexes.get(ctx.domain_id)
+        for grant_type, grant_id in sorted({(g["type"], g["id"]) for g in grants}):
+            if grant_type == "POLICY":
+                labelled = [(f"policy {grant_id} statement {i}", s)
+                            for i, s in enumerate(index.policy_statements(grant_id) or ())]
+            else:
+                labelled = [(f"policy {s.policy_id} statement {s.statement_index} (via {grant_type.lower()}/{grant_id})",
+                             Statement(s.effect, s.actions, s.resources))
+                            for s in index.effective_statements(Subject(grant_type, grant_id))]
+            effect = "DENY" if removing else "ALLOW"
+            chosen = [(label, s) for label, s in labelled if s.effect == effect]
+            self.require_held(ctx, () if removing else chosen, chosen if removing else (), BIND,
+                              f"{grant_type.lower()}/{grant_id}")
+
+
+def _caller(ctx: RequestContext) -> Subject:
+    return Subject(ctx.caller_type, ctx.caller_id)

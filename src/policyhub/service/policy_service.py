@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from policyhub.engine import Statement
 from policyhub.errors import (FailedPrecondition, InvalidArgument, ManagedReadOnly, NotFound, PolicyHubError,
                              RequiredParameter)
 from policyhub.manager.assignment_manager import AssignmentManager
@@ -14,7 +15,7 @@ from policyhub.remote.client import RemotePolicyClient
 from policyhub.service import validation
 from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
-from policyhub.service.guard import Guard
+from policyhub.service.guard import ESCALATE, Guard, Labelled
 from policyhub.service.invalidation import invalidating
 from policyhub.service.shortcuts import narrowed
 from policyhub.service.repository_service import BUILT_IN, MANAGED_REPOSITORY_ID, RepositoryService
@@ -64,6 +65,7 @@ class PolicyService:
             "created_at": now,
             "updated_at": now,
         }
+        self._require_held(ctx, policy_id, gives=_allows(record))
         with invalidating(self.revisions, ctx.domain_id):
             created = self.policies.create(record)
         self.audit.record(ctx, "repository.Policy.create", "Policy", policy_id, None, created)
@@ -87,9 +89,14 @@ class PolicyService:
             self.guard.require(ctx, "repository.Policy.create", f"policy/{new_policy_id}")
             self._refuse_managed_id(new_policy_id, "created")
         before = self._own(ctx, policy_id)
+        etag = params.get("etag") or None
+        if before is not None and {"policy_id", "permissions", "statements"} & changes.keys():
+            after = {**before, **changes}
+            if self._require_held(ctx, policy_id, gives=_allows(after), lifts=_removed_denies(before, after)):
+                # The rule was applied to this version: a concurrent change makes the write ABORTED.
+                etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id):
-            updated = self.policies.update(ctx.domain_id, policy_id, changes, params.get("etag") or None,
-                                           self.clock())
+            updated = self.policies.update(ctx.domain_id, policy_id, changes, etag, self.clock())
             if "policy_id" in changes:
                 # The assignments follow the policy to its new id (Authing newCode). One added
                 # concurrently to the old id is undone by its own re-check (the old id is gone).
@@ -104,8 +111,11 @@ class PolicyService:
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, [policy_id], cascade)
         before = self._own(ctx, policy_id)
+        etag = params.get("etag") or None
+        if before is not None and self._require_held(ctx, policy_id, lifts=_denies(before)):
+            etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id):
-            self._soft_delete(ctx, policy_id, params.get("etag") or None, cascade)
+            self._soft_delete(ctx, policy_id, etag, cascade)
         self.audit.record(ctx, "repository.Policy.delete", "Policy", policy_id, before, None)
 
     def delete_many(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -127,11 +137,15 @@ class PolicyService:
             raise NotFound("Policy", "policy_id", ",".join(missing))
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, policy_ids, cascade)
+        etags: dict[str, str | None] = {}
+        for policy_id in policy_ids:
+            before = self.policies.get(ctx.domain_id, policy_id)
+            etags[policy_id] = before["etag"] if self._require_held(ctx, policy_id, lifts=_denies(before)) else None
         done: list[str] = []
         with invalidating(self.revisions, ctx.domain_id):
             try:
                 for policy_id in policy_ids:
-                    self._soft_delete(ctx, policy_id, None, cascade)
+                    self._soft_delete(ctx, policy_id, etags[policy_id], cascade)
                     done.append(policy_id)
             except Exception:
                 for policy_id in done:
@@ -146,6 +160,8 @@ class PolicyService:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         self.guard.require(ctx, "repository.Policy.restore", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "restored")
+        deleted = self.policies.get(ctx.domain_id, policy_id, include_deleted=True)
+        self._require_held(ctx, policy_id, gives=_allows(deleted))
         with invalidating(self.revisions, ctx.domain_id):
             restored = self._restore(ctx, policy_id)
         self.audit.record(ctx, "repository.Policy.restore", "Policy", policy_id, None, restored)
@@ -156,12 +172,19 @@ class PolicyService:
         self.guard.require(ctx, f"repository.Policy.{'enable' if state == 'ENABLED' else 'disable'}", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "enabled or disabled")
         before = self._own(ctx, policy_id)
+        etag = params.get("etag") or None
+        if before is not None:
+            gives, lifts = (_allows(before), ()) if state == "ENABLED" else ((), _denies(before))
+            if self._require_held(ctx, policy_id, gives=gives, lifts=lifts):
+                etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id):
-            updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, params.get("etag") or None,
-                                           self.clock())
+            updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, etag, self.clock())
         method = "repository.Policy.enable" if state == "ENABLED" else "repository.Policy.disable"
         self.audit.record(ctx, method, "Policy", policy_id, before, updated)
         return updated
+
+    def _require_held(self, ctx: RequestContext, policy_id: str, gives: Labelled = (), lifts: Labelled = ()) -> bool:
+        return self.guard.require_held(ctx, gives, lifts, ESCALATE, f"policy/{policy_id}")
 
     def _own(self, ctx: RequestContext, policy_id: str) -> dict[str, Any] | None:
         """The policy as it is before a change, for the audit trail (None when not live)."""
@@ -331,6 +354,28 @@ class PolicyService:
         if "name" in mask and not full["name"]:
             raise InvalidArgument("name", "cannot be cleared")
         return {path: full[path] for path in mask}
+
+
+def _labelled(record: dict[str, Any]) -> list[tuple[str, Statement]]:
+    """A policy's effective statements (statements, then one allow on `*` per permission), named."""
+    labelled = [(f"statements[{index}]", Statement(s["effect"], tuple(s["actions"]), tuple(s["resources"])))
+                for index, s in enumerate(record.get("statements") or [])]
+    labelled += [(f"permissions[{index}]", Statement("ALLOW", (permission,), ("*",)))
+                 for index, permission in enumerate(record.get("permissions") or [])]
+    return labelled
+
+
+def _allows(record: dict[str, Any]) -> Labelled:
+    return [(label, s) for label, s in _labelled(record) if s.effect == "ALLOW"]
+
+
+def _denies(record: dict[str, Any]) -> Labelled:
+    return [(label, s) for label, s in _labelled(record) if s.effect == "DENY"]
+
+
+def _removed_denies(before: dict[str, Any], after: dict[str, Any]) -> Labelled:
+    kept = {s for _, s in _denies(after)}
+    return [(label, s) for label, s in _denies(before) if s not in kept]
 
 
 def _from_remote(record: dict[str, Any], repository: dict[str, Any]) -> dict[str, Any]:
