@@ -23,7 +23,7 @@ REFUSED = [
 
 # The worst patterns the subset accepts, with the texts that make them work hardest.
 WORST_ACCEPTED = [r"^.*x", r"^\w+\s", r"(?i).*admin.*", r"^[\w.-]+@[\w-]+\.com$", r"prod.*", r"web-\d+-\d+$"]
-ADVERSARIAL_TEXTS = ["a" * LONG, "admi" * (LONG // 4), "pro" * (LONG // 3), "web-1" * (LONG // 5), "ab" * (LONG // 2)]
+ADVERSARIAL_TEXTS = ["a" * (LONG - 1) + "!", "admi" * (LONG // 4), "pro" * (LONG // 3), "web-1" * (LONG // 5), "ab" * (LONG // 2)]
 
 
 def list_request(domain, query):
