@@ -13,6 +13,7 @@ from policyhub._gen.spaceone.api.core.v1 import server_info_pb2, server_info_pb2
 from policyhub._gen.spaceone.api.repository.v1 import (api_key_pb2, api_key_pb2_grpc, assignment_pb2,
                                                       assignment_pb2_grpc, audit_pb2, audit_pb2_grpc, policy_pb2,
                                                       policy_pb2_grpc, repository_pb2, repository_pb2_grpc)
+from policyhub.api.deadline import DeadlineInterceptor
 from policyhub.api.errors import ErrorInterceptor
 from policyhub.observability.interceptor import ObservabilityInterceptor
 from policyhub.bootstrap import Application
@@ -37,8 +38,10 @@ class PolicyHubServer:
         self.health = health.HealthServicer()
         self.grpc_server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
-            # Outermost first: the observability interceptor sees the status the error interceptor sets.
-            interceptors=[ObservabilityInterceptor(app.metrics, app.tracer), ErrorInterceptor()],
+            # Outermost first: the observability interceptor sees the status the error interceptor sets,
+            # and that one translates what fails under the deadline.
+            interceptors=[ObservabilityInterceptor(app.metrics, app.tracer), ErrorInterceptor(),
+                          DeadlineInterceptor(app.database)],
             options=[("grpc.max_receive_message_length", config.max_message_bytes),
                      ("grpc.max_send_message_length", config.max_message_bytes),
                      ("grpc.so_reuseport", 0)],

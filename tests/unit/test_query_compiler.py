@@ -376,7 +376,7 @@ def test_timediff_is_relative_to_the_injected_now():
     ({"k": "p", "v": {"a..b": 1}, "o": "match"}, "query.filter[0].v.a..b"),
     ({"k": "p", "v": {"$where": "1"}, "o": "match"}, "query.filter[0].v"),
     ({"k": "name", "v": "(", "o": "regex"}, "query.filter[0].v"),
-    ({"k": "name", "v": "a" * 1025, "o": "regex"}, "query.filter[0].v"),
+    ({"k": "name", "v": "a" * 257, "o": "regex"}, "query.filter[0].v"),
     ({"k": "name", "v": "a\x00", "o": "regex"}, "query.filter[0].v"),
     ({"k": "name", "v": 1, "o": "regex"}, "query.filter[0].v"),
     ({"k": "name", "v": "(" * 600 + ")" * 600, "o": "regex"}, "query.filter[0].v"),
@@ -1387,3 +1387,48 @@ def test_fuzz_aggregate_stages(query):
 def test_fuzz_arbitrary_json(query):
     _compiles_or_is_invalid(compile_list, query)
     _compiles_or_is_invalid(compile_stat, query)
+
+
+# -- user regexes: the safe subset and the per-query budget -------------------------------------
+
+@pytest.mark.parametrize("item, path", [
+    ({"k": "name", "v": "^(a+)+$", "o": "regex"}, "query.filter[0].v"),
+    ({"k": "name", "v": "(a|aa)*", "o": "regex"}, "query.filter[0].v"),
+    ({"k": "name", "v": r"(a)\1", "o": "regex"}, "query.filter[0].v"),
+    ({"k": "name", "v": "^.*a.*b", "o": "regex"}, "query.filter[0].v"),
+    ({"k": "name", "v": "a{1000}", "o": "regex"}, "query.filter[0].v"),
+    ({"k": "name", "v": "x" * 257, "o": "regex"}, "query.filter[0].v"),
+    ({"k": "name", "v": ["^a", r"(\w+\s?)+$"], "o": "regex_in"}, "query.filter[0].v[1]"),
+])
+def test_unsafe_regexes_name_their_field(item, path):
+    with pytest.raises(InvalidArgument) as info:
+        first_match({"filter": [item]})
+    assert info.value.field == path
+
+
+def test_filter_or_regex_paths_are_exact():
+    with pytest.raises(InvalidArgument) as info:
+        first_match({"filter_or": [{"k": "name", "v": "^a"}, {"k": "name", "v": "(a*)*b", "o": "regex"}]})
+    assert info.value.field == "query.filter_or[1].v"
+
+
+def test_a_leading_dot_star_is_not_sent():
+    assert first_match({"filter": [{"k": "name", "v": ".*prod.*", "o": "regex"}]}) == {
+        **SCOPE, "name": {"$regex": "prod.*"}}
+
+
+def test_a_query_cannot_send_thousands_of_searches():
+    """Each search is cheap; together they are bounded: the first one over the budget is named."""
+    many = [f"team-{i:04d}-[a-z]+-prod" for i in range(compiler.MAX_VALUES)]
+    with pytest.raises(InvalidArgument) as info:
+        first_match({"filter": [{"k": "name", "v": many, "o": "regex_in"}]})
+    assert info.value.field.startswith("query.filter[0].v[")
+    texts = ["a" * 1024] * 20
+    with pytest.raises(InvalidArgument) as info:
+        first_match({"filter": [{"k": "name", "v": texts, "o": "contain_in"}]})
+    assert info.value.field == "query.filter[0].v[8]"
+
+
+def test_the_budget_allows_a_full_keyword_and_several_regexes():
+    words = " ".join(f"w{i:03d}" + "x" * 27 for i in range(32))[:1024]
+    first_match({"keyword": words, "filter": [{"k": "name", "v": ["^a", "b$", "prod", r"web-\d+$"], "o": "regex_in"}]})

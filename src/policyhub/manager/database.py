@@ -4,9 +4,14 @@ from __future__ import annotations
 import functools
 import logging
 
+import re
+
 import mongoengine
 import mongomock
+import mongomock.filtering
+import pymongo
 import pymongo.errors
+import re2
 from mongoengine.connection import DEFAULT_CONNECTION_NAME
 
 from policyhub.errors import InvalidArgument, Unavailable
@@ -32,6 +37,7 @@ class Database:
     def connect(self) -> None:
         mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
         if self.embedded:
+            use_re2_in_embedded_store()
             # mongoengine 0.29 wants the client class, not a mongomock:// URI.
             mongoengine.connect(db=self.name, host="mongodb://localhost", mongo_client_class=mongomock.MongoClient,
                                 uuidRepresentation="standard")
@@ -46,6 +52,15 @@ class Database:
             # Documents cache their collection; a new connection must not reuse the old one.
             document._collection = None
         self.ensure_indexes()
+
+    def bounded(self, seconds_left: float | None):
+        """A block whose operations end by the caller's deadline or the connection's own limit,
+        whichever is sooner: the server-side limit (maxTimeMS) of each operation is what
+        remains, so the database stops working for a caller that has given up."""
+        limit = self.timeout_ms / 1000
+        if seconds_left is not None:
+            limit = max(min(limit, seconds_left), 0.001)  # 0 would mean "no limit" to pymongo
+        return pymongo.timeout(limit)
 
     def ensure_indexes(self) -> None:
         with translate_errors():
@@ -62,6 +77,27 @@ class Database:
 
     def close(self) -> None:
         mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
+
+
+class _Re2AsRe:
+    """The part of the `re` module mongomock's query matching uses (`compile` and the
+    flags its `$options` map to), answered by RE2."""
+
+    I, M, S = re.I, re.M, re.S
+    _LETTERS = ((re.I, "i"), (re.M, "m"), (re.S, "s"))
+
+    @classmethod
+    def compile(cls, pattern: str, flags: int = 0):
+        letters = "".join(letter for flag, letter in cls._LETTERS if flags & flag)
+        return re2.compile(f"(?{letters}){pattern}" if letters else pattern)
+
+
+def use_re2_in_embedded_store() -> None:
+    """The embedded store matches `$regex` in this process, with the GIL held: with Python's
+    backtracking `re`, one pathological pattern would stall every RPC. RE2 runs in time
+    linear in the text whatever the pattern. Idempotent; affects only mongomock."""
+    mongomock.filtering.re = _Re2AsRe
+    mongomock.filtering.RE_TYPE = re2._Regexp  # what `_Re2AsRe.compile` returns, so it is used as is
 
 
 class translate_errors:

@@ -4,7 +4,8 @@ Pure: no I/O, no database driver. The input is untrusted (a MessageToDict of the
 request, or a hand-written dict); every malformed part raises InvalidArgument whose
 field path names it (`query.filter[1].operator`), and no other exception escapes.
 User input only ever becomes data: keys are validated field paths, values are
-checked for `$` keys, regexes are escaped or validated, and values inside
+checked for `$` keys, regexes are escaped or kept to a subset that cannot backtrack
+catastrophically (regex_safety), and values inside
 aggregation expressions are wrapped in `$literal`.
 
 The caller's `scope` filter is trusted and is the first condition of the first
@@ -13,11 +14,12 @@ The caller's `scope` filter is trusted and is the first condition of the first
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from policyhub.errors import InvalidArgument, RequiredParameter
+from policyhub.query import regex_safety
 from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
 
 # Caps on the size of a query; exceeding one is InvalidArgument.
@@ -28,7 +30,11 @@ MAX_AGGREGATE_STAGES = 50    # stages of `aggregate`
 MAX_VALUES = 1000            # elements of a list inside a filter value
 MAX_VALUE_DEPTH = 32         # nesting of lists/objects inside a filter value
 MAX_KEY_LENGTH = 256         # characters of a key, a name or a date_format
-MAX_REGEX_LENGTH = 1024      # characters of a `regex` pattern, a `contain` value or the keyword
+MAX_REGEX_LENGTH = 1024      # characters of a `contain` value or the keyword (regex patterns: regex_safety)
+# Total estimated work of one query's regexes and text searches per document string, in
+# regex_safety's cost units: as much as searching 8192 pattern characters (the keyword,
+# 1024 characters in 4 fields, is half of it).
+MAX_REGEX_COST = regex_safety.subject_cost(8192)
 MAX_KEYWORD_TOKENS = 32      # whitespace-separated words of `keyword`
 
 _INT64_MAX = 2**63 - 1
@@ -63,10 +69,25 @@ class StatPlan:
     distinct: bool = False  # results are documents {"_id": value}; unpack_stat returns the values
 
 
+class _RegexBudget:
+    """The regex work a query has spent so far: each pattern is cheap on its own, but a
+    query could send thousands of them against every document."""
+
+    def __init__(self):
+        self.spent = 0
+
+    def spend(self, cost: int, path: str) -> None:
+        self.spent += cost
+        if self.spent > MAX_REGEX_COST:
+            raise InvalidArgument(path, "makes the query's regexes and text searches too expensive together; "
+                                        "use fewer or shorter ones, or anchor regexes with ^")
+
+
 @dataclass(frozen=True)
 class _Context:
     schema: QuerySchema
     now: datetime
+    regex_budget: _RegexBudget = field(default_factory=_RegexBudget)
 
 
 # ---------------------------------------------------------------- public API
@@ -317,20 +338,25 @@ def _literal_text(value: Any, path: str) -> str:
     return text
 
 
-def _substring(text: str) -> dict:
+def _substring(text: str, path: str, ctx: _Context) -> dict:
+    ctx.regex_budget.spend(regex_safety.subject_cost(len(text)), path)
     # A {$regex} document rather than a compiled pattern: the wire test server
     # mishandles BSON regex literals. re.escape output is valid PCRE.
     return {"$regex": re.escape(text), "$options": "i"}
 
 
-def _pattern(value: Any, path: str) -> str:
-    """A user regex: bounded, no NUL (MongoDB refuses it), and compilable."""
-    text = _literal_text(value, path)
+def _pattern(value: Any, path: str, ctx: _Context) -> str:
+    """A user regex: no NUL (MongoDB refuses it) and inside the subset that cannot backtrack
+    catastrophically (see regex_safety), within the query's budget."""
+    text = _string(value, path)
+    if "\x00" in text:
+        raise InvalidArgument(path, "must not contain NUL")
     try:
-        re.compile(text)
-    except (re.error, OverflowError, RecursionError):
-        raise InvalidArgument(path, "is not a valid regular expression") from None
-    return text
+        pattern, cost = regex_safety.check(text)
+    except regex_safety.UnsafeRegex as error:
+        raise InvalidArgument(path, str(error)) from None
+    ctx.regex_budget.spend(cost, path)
+    return pattern
 
 
 # ---------------------------------------------------------------- filter operators
@@ -376,32 +402,35 @@ def _exists(key: str, value: Any, path: str, ctx: _Context) -> dict:
 
 
 def _contain(key: str, value: Any, path: str, ctx: _Context) -> dict:
-    return {key: _substring(_literal_text(value, path))}
+    return {key: _substring(_literal_text(value, path), path, ctx)}
 
 
 def _not_contain(key: str, value: Any, path: str, ctx: _Context) -> dict:
     # $nor rather than {"$not": {"$regex"...}}: the embedded store (mongomock) lacks the latter.
-    return {"$nor": [{key: _substring(_literal_text(value, path))}]}
+    return {"$nor": [{key: _substring(_literal_text(value, path), path, ctx)}]}
+
+
+def _substrings(value: Any, path: str, ctx: _Context) -> list[dict]:
+    texts = _string_list(value, path)
+    return [_substring(_literal_text(t, f"{path}[{i}]"), f"{path}[{i}]", ctx) for i, t in enumerate(texts)]
 
 
 def _contain_in(key: str, value: Any, path: str, ctx: _Context) -> dict:
-    texts = _string_list(value, path)
-    return _any_of([{key: _substring(_literal_text(t, f"{path}[{i}]"))} for i, t in enumerate(texts)])
+    return _any_of([{key: condition} for condition in _substrings(value, path, ctx)])
 
 
 def _not_contain_in(key: str, value: Any, path: str, ctx: _Context) -> dict:
-    texts = _string_list(value, path)
     # Excludes a document containing ANY of the texts (SpaceONE excluded only those containing all).
-    return {"$nor": [{key: _substring(_literal_text(t, f"{path}[{i}]"))} for i, t in enumerate(texts)]}
+    return {"$nor": [{key: condition} for condition in _substrings(value, path, ctx)]}
 
 
 def _regex(key: str, value: Any, path: str, ctx: _Context) -> dict:
-    return {key: {"$regex": _pattern(value, path)}}
+    return {key: {"$regex": _pattern(value, path, ctx)}}
 
 
 def _regex_in(key: str, value: Any, path: str, ctx: _Context) -> dict:
     patterns = _string_list(value, path)
-    return _any_of([{key: {"$regex": _pattern(p, f"{path}[{i}]")}} for i, p in enumerate(patterns)])
+    return _any_of([{key: {"$regex": _pattern(p, f"{path}[{i}]", ctx)}} for i, p in enumerate(patterns)])
 
 
 def _elem_match(key: str, value: Any, path: str, ctx: _Context) -> dict:
@@ -478,7 +507,7 @@ def _keyword(value: Any, ctx: _Context) -> list[dict]:
         raise InvalidArgument(path, f"must have at most {MAX_KEYWORD_TOKENS} words")
     if not ctx.schema.keyword_fields:
         raise InvalidArgument(path, "keyword search is not supported for this resource")
-    return [_any_of([{field: _substring(token)} for token in tokens for field in ctx.schema.keyword_fields])]
+    return [_any_of([{field: _substring(token, path, ctx)} for token in tokens for field in ctx.schema.keyword_fields])]
 
 
 def _match(query: dict, scope: dict, ctx: _Context) -> dict:
