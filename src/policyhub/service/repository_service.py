@@ -59,7 +59,7 @@ class RepositoryService:
             raise RequiredParameter("repository_type")
         if repository_type not in REPOSITORY_TYPES:
             raise InvalidArgument("repository_type", f"must be one of {list(REPOSITORY_TYPES)}")
-        endpoint = parse_endpoint(params.get("endpoint", "")).url
+        endpoint = parse_endpoint(params.get("endpoint", "")).url if repository_type == "remote" else ""
         self.guard.require(ctx, "repository.Repository.register", "repository")
         if repository_type in ("local", "managed"):
             raise FailedPrecondition(f"the {repository_type} repository is built in and already exists "
