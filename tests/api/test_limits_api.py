@@ -274,6 +274,12 @@ def test_several_credentials_are_ambiguous(secure, domain):
     assert secure.policy.list(pb.PolicyQuery(domain_id=domain), metadata=(("token", token),), timeout=10)
 
 
+def test_an_oversized_token_is_refused_unverified(secure, domain):
+    error = expect_error(grpc.StatusCode.UNAUTHENTICATED, secure.policy.list, pb.PolicyQuery(domain_id=domain),
+                         metadata=(("token", "e" * 5000),))
+    assert error.details() == "ERROR_AUTHENTICATE_FAILURE: token too long"
+
+
 def test_api_key_and_service_account_ids_are_bounded(secure):
     error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, secure.api_key.revoke,
                          kpb.ApiKeyRequest(api_key_id=HUGE, domain_id="d"), metadata=system(secure))

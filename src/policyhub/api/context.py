@@ -28,7 +28,7 @@ from policyhub.service.rate_limit import RateLimiter
 
 DEVELOPER = "developer"
 # Longer than any JWT or API key we issue or accept; refused before any verification work.
-TOKEN_MAX = 8192
+TOKEN_MAX = 4096
 
 
 class CallerResolver:
