@@ -38,6 +38,7 @@ from policyhub.service.context import utc_now
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache, index_builder
 from policyhub.service.policy_service import PolicyService
+from policyhub.service.rate_limit import RateLimiter
 from policyhub.service.repository_service import RepositoryService
 
 
@@ -83,17 +84,22 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
                                    timedelta(seconds=config.soft_delete_retention_seconds), remote)
     assignment_service = AssignmentService(assignments, policies, revisions, audit_service, guard, utc_now)
     authorization_service = AuthorizationService(indexes, guard, limit)
-    caller = CallerResolver(None if config.development_mode else Authenticator(_token_verifier(config), api_keys))
+    limits = RateLimiter(config.rate_limit_domain_per_second, config.rate_limit_domain_burst,
+                         config.auth_failure_per_minute,
+                         on_limited=lambda kind: metrics.rate_limited.labels(kind).inc())
+    authenticator = None if config.development_mode else Authenticator(_token_verifier(config), api_keys)
+    caller = CallerResolver(authenticator, limits)
+    page_bytes = config.max_message_bytes
     repository_service.ensure_built_in()
     policy_service.sync_managed()
     return Application(
         config=config,
         database=database,
-        policy_api=PolicyAPI(policy_service, caller),
-        repository_api=RepositoryAPI(repository_service, caller),
-        assignment_api=AssignmentAPI(assignment_service, authorization_service, caller),
-        audit_api=AuditAPI(audit_service, caller),
-        api_key_api=ApiKeyAPI(ApiKeyService(api_keys, guard, audit_service, utc_now), caller),
+        policy_api=PolicyAPI(policy_service, caller, page_bytes),
+        repository_api=RepositoryAPI(repository_service, caller, page_bytes),
+        assignment_api=AssignmentAPI(assignment_service, authorization_service, caller, page_bytes),
+        audit_api=AuditAPI(audit_service, caller, page_bytes),
+        api_key_api=ApiKeyAPI(ApiKeyService(api_keys, guard, audit_service, utc_now), caller, page_bytes),
         server_info_api=ServerInfoAPI(),
         metrics=metrics,
         tracer=make_tracer(config.tracing_exporter),

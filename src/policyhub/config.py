@@ -63,6 +63,13 @@ class Config:
     remote_token: str = ""
     # PEM bundle of CA certificates trusted for grpc+ssl:// remotes; empty: the system's roots.
     remote_ca_file: str = ""
+    # Each domain's calls: a token bucket refilled at this rate, holding at most burst calls
+    # (0: no limit). Far above what one tenant needs, far below what would starve the others.
+    rate_limit_domain_per_second: float = 1000.0
+    rate_limit_domain_burst: int = 2000
+    # Failed authentications allowed per minute per peer address and per API-key id (0: no limit);
+    # once used up, further attempts are refused without being verified.
+    auth_failure_per_minute: int = 60
 
     @property
     def embedded_store(self) -> bool:
@@ -164,6 +171,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("config key remote_retries: must be between 0 and 10")
     if not 0 <= config.remote_cache_seconds <= 3600:
         raise ConfigError("config key remote_cache_seconds: must be between 0 and 3600")
+    if config.rate_limit_domain_per_second < 0 or config.auth_failure_per_minute < 0:
+        raise ConfigError("config keys rate_limit_domain_per_second and auth_failure_per_minute: "
+                          "must not be negative (0 turns the limit off)")
+    if config.rate_limit_domain_per_second > 0 and config.rate_limit_domain_burst < 1:
+        raise ConfigError("config key rate_limit_domain_burst: must be at least 1")
 
 
 def _known_env() -> str:

@@ -5,6 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The most of a caller's value an error repeats: a hostile 10 kB id must not come back (gRPC
+# caps trailing metadata, where the status details travel, at 16 KiB).
+SHOWN_MAX = 64
+
+
+def clip(value: object, limit: int = SHOWN_MAX) -> str:
+    """`value` as text, cut to its first `limit` characters followed by "..." when longer."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
 
 @dataclass(frozen=True)
 class FieldViolation:
@@ -51,6 +61,7 @@ class NotFound(PolicyHubError):
     name = "NOT_FOUND"
 
     def __init__(self, resource: str, key: str, value: str):
+        value = clip(value)
         super().__init__(f"{resource} not found ({key}={value})", metadata={"resource": resource, key: value})
 
 
@@ -59,6 +70,7 @@ class AlreadyExists(PolicyHubError):
     name = "ALREADY_EXISTS"
 
     def __init__(self, resource: str, key: str, value: str):
+        value = clip(value)
         super().__init__(f"{resource} already exists ({key}={value})", metadata={"resource": resource, key: value})
 
 
@@ -76,8 +88,6 @@ class Aborted(PolicyHubError):
     name = "ETAG_MISMATCH"
 
 
-
-
 class PermissionDenied(PolicyHubError):
     code = "PERMISSION_DENIED"
     name = "PERMISSION_DENIED"
@@ -86,6 +96,25 @@ class PermissionDenied(PolicyHubError):
 class Unauthenticated(PolicyHubError):
     code = "UNAUTHENTICATED"
     name = "AUTHENTICATE_FAILURE"
+
+
+class RateLimited(PolicyHubError):
+    """Over a rate limit; `retry_after` (seconds) is when the next call can pass."""
+
+    code = "RESOURCE_EXHAUSTED"
+    name = "RATE_LIMITED"
+
+    def __init__(self, kind: str, retry_after: float):
+        super().__init__(f"rate limit exceeded ({kind}); retry in {retry_after:.1f} s", metadata={"limit": kind})
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class ResultTooLarge(PolicyHubError):
+    """One result alone does not fit a reply of max_message_bytes."""
+
+    code = "RESOURCE_EXHAUSTED"
+    name = "RESULT_TOO_LARGE"
 
 
 class Unavailable(PolicyHubError):

@@ -1,4 +1,4 @@
-"""Caller identity and tenancy through a server with authentication on (PRODUCT.md §7)."""
+"""Caller identity and tenancy through a server with authentication on."""
 from __future__ import annotations
 
 import base64

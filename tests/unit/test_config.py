@@ -35,6 +35,9 @@ def test_config_file_from_env(tmp_path):
     ("log_level: LOUD\n", "log_level"),
     ("mongodb_uri: postgres://x\n", "mongodb_uri: must start with mongodb://"),
     ("host: [a]\n", "config key host: expected str"),
+    ("rate_limit_domain_per_second: -1\n", "must not be negative"),
+    ("auth_failure_per_minute: -5\n", "must not be negative"),
+    ("rate_limit_domain_burst: 0\n", "rate_limit_domain_burst: must be at least 1"),
     ("- a\n", "must be a mapping"),
     ("port: [\n", "not valid YAML"),
 ])
@@ -51,3 +54,12 @@ def test_missing_file_and_unknown_env_var(tmp_path):
         load_config(str(tmp_path / "missing.yaml"), env={})
     with pytest.raises(ConfigError, match="POLICYHUB_PROT"):
         load_config(env={"POLICYHUB_PROT": "1"})
+
+
+def test_rate_limits_from_env_and_zero_turns_them_off():
+    config = load_config(env={"POLICYHUB_RATE_LIMIT_DOMAIN_PER_SECOND": "2.5", "POLICYHUB_AUTH_FAILURE_PER_MINUTE": "0",
+                              "POLICYHUB_RATE_LIMIT_DOMAIN_BURST": "5"})
+    assert (config.rate_limit_domain_per_second, config.rate_limit_domain_burst,
+            config.auth_failure_per_minute) == (2.5, 5, 0)
+    assert load_config(env={"POLICYHUB_RATE_LIMIT_DOMAIN_PER_SECOND": "0",
+                            "POLICYHUB_RATE_LIMIT_DOMAIN_BURST": "0"}).rate_limit_domain_per_second == 0

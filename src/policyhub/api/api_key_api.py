@@ -6,14 +6,15 @@ from typing import Any
 from policyhub._gen.spaceone.api.repository.v1 import api_key_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import api_key_pb2_grpc
 from policyhub.api.context import CallerResolver
-from policyhub.api.convert import iso, optional_message
+from policyhub.api.convert import fitted, iso, optional_message
 from policyhub.service.api_key_service import ApiKeyService
 
 
 class ApiKeyAPI(api_key_pb2_grpc.ApiKeyServicer):
-    def __init__(self, service: ApiKeyService, caller: CallerResolver):
+    def __init__(self, service: ApiKeyService, caller: CallerResolver, max_message_bytes: int):
         self.service = service
         self.caller = caller
+        self.max_message_bytes = max_message_bytes
 
     def create(self, request, context):
         return api_key_info(self.service.create(self.caller(request, context), {
@@ -24,7 +25,8 @@ class ApiKeyAPI(api_key_pb2_grpc.ApiKeyServicer):
 
     def list(self, request, context):
         results, total = self.service.list(self.caller(request, context), {"query": optional_message(request, "query")})
-        return pb.ApiKeysInfo(results=[api_key_info(r) for r in results], total_count=total)
+        return pb.ApiKeysInfo(results=fitted([api_key_info(r) for r in results], self.max_message_bytes),
+                              total_count=total)
 
 
 def api_key_info(record: dict[str, Any]) -> pb.ApiKeyInfo:

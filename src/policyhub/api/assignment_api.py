@@ -8,18 +8,20 @@ from google.protobuf import empty_pb2
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, policy_pb2
 from policyhub.api.context import CallerResolver
-from policyhub.api.convert import (enum_name, iso, list_values, optional_message, stat_struct, struct_dict,
-                                   to_list_value, to_struct)
+from policyhub.api.convert import (enum_name, fitted, iso, list_values, optional_message, stat_struct,
+                                   struct_dict, to_list_value, to_struct)
 from policyhub.engine import SubjectDecision
 from policyhub.service.assignment_service import AssignmentService
 from policyhub.service.authorization_service import AuthorizationService
 
 
 class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
-    def __init__(self, assignments: AssignmentService, authorization: AuthorizationService, caller: CallerResolver):
+    def __init__(self, assignments: AssignmentService, authorization: AuthorizationService, caller: CallerResolver,
+                 max_message_bytes: int):
         self.assignments = assignments
         self.authorization = authorization
         self.caller = caller
+        self.max_message_bytes = max_message_bytes
 
     def create(self, request, context):
         params = {"subject": _subject_dict(request, "subject"), "grant": _grant_dict(request, "grant"),
@@ -45,7 +47,8 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
         params = {"query": optional_message(request, "query"), "assignment_id": request.assignment_id,
                   "subject": _subject_dict(request, "subject"), "grant": _grant_dict(request, "grant")}
         results, total = self.assignments.list(self.caller(request, context), params)
-        return pb.AssignmentsInfo(results=[assignment_info(r) for r in results], total_count=total)
+        return pb.AssignmentsInfo(results=fitted([assignment_info(r) for r in results], self.max_message_bytes),
+                                  total_count=total)
 
     def stat(self, request, context):
         results, total = self.assignments.stat(self.caller(request, context),
@@ -68,14 +71,15 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
                   "action": request.action, "page": optional_message(request, "page")}
         found, total = self.authorization.list_authorized_resources(self.caller(request, context), params)
         return pb.AuthorizedResourcesInfo(
-            results=[pb.AuthorizedResource(resource=r.resource, actions=r.actions) for r in found], total_count=total)
+            results=fitted([pb.AuthorizedResource(resource=r.resource, actions=r.actions) for r in found],
+                           self.max_message_bytes), total_count=total)
 
     def list_subjects(self, request, context):
         params = {"policy_id": request.policy_id, "action": request.action, "resource": request.resource,
                   "page": optional_message(request, "page")}
         found, total = self.authorization.list_subjects(self.caller(request, context), params)
-        return pb.SubjectsInfo(results=[_subject_entry(entry, request.policy_id) for entry in found],
-                               total_count=total)
+        return pb.SubjectsInfo(results=fitted([_subject_entry(entry, request.policy_id) for entry in found],
+                                              self.max_message_bytes), total_count=total)
 
     def effective_permissions(self, request, context):
         params = {"subject": _subject_dict(request, "subject")}

@@ -6,20 +6,22 @@ from typing import Any
 from policyhub._gen.spaceone.api.repository.v1 import audit_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import audit_pb2_grpc
 from policyhub.api.context import CallerResolver
-from policyhub.api.convert import iso, optional_message, stat_struct, to_struct
+from policyhub.api.convert import fitted, iso, optional_message, stat_struct, to_struct
 from policyhub.service.audit_service import AuditService
 
 
 class AuditAPI(audit_pb2_grpc.AuditServicer):
-    def __init__(self, service: AuditService, caller: CallerResolver):
+    def __init__(self, service: AuditService, caller: CallerResolver, max_message_bytes: int):
         self.service = service
         self.caller = caller
+        self.max_message_bytes = max_message_bytes
 
     def list(self, request, context):
         params = {"query": optional_message(request, "query"), "resource_type": request.resource_type,
                   "resource_id": request.resource_id, "transaction_id": request.transaction_id}
         results, total = self.service.list(self.caller(request, context), params)
-        return pb.AuditsInfo(results=[audit_info(r) for r in results], total_count=total)
+        return pb.AuditsInfo(results=fitted([audit_info(r) for r in results], self.max_message_bytes),
+                             total_count=total)
 
     def stat(self, request, context):
         results, total = self.service.stat(self.caller(request, context),

@@ -1,11 +1,15 @@
-"""The one place that decides who is calling and for which domain (PRODUCT.md §7).
+"""The one place that decides who is calling and for which domain.
 
-- Authenticated mode: the `token` metadata (a JWT or an API key) is required and verified;
-  the caller's own domain replaces any `domain_id` in the request body (SpaceONE's mutation
-  handler), so a body can never widen what a caller sees. Only SYSTEM callers may act for
-  another domain, named in the `x_domain_id` metadata (or the request's `domain_id`).
+- Authenticated mode: exactly one `token` metadata value (a JWT or an API key) is required and
+  verified; several `token` values, several `authorization` values, or `token` together with
+  `authorization` are ambiguous and UNAUTHENTICATED (never "last one wins"). The caller's own
+  domain replaces any `domain_id` in the request body (SpaceONE's mutation handler), so a body
+  can never widen what a caller sees. Only SYSTEM callers may act for another domain, named in
+  the `x_domain_id` metadata (or the request's `domain_id`).
 - Development mode (no keys configured): nobody is authenticated, the domain comes from the
   request (or `x_domain_id`), and the caller is treated as SYSTEM. Announced loudly at start.
+- Rate limits (policyhub.service.rate_limit): failed authentications per peer address and per
+  API-key id (once used up, attempts are refused without verifying), and each domain's calls.
 """
 from __future__ import annotations
 
@@ -14,39 +18,95 @@ import uuid
 import grpc
 from opentelemetry import trace
 
-from policyhub.errors import PermissionDenied, Unauthenticated
+from policyhub.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from policyhub.identity import AuthenticationError, looks_like_api_key, parse_api_key
 from policyhub.observability import logs
 from policyhub.service import validation
 from policyhub.service.authentication_service import Authenticator
 from policyhub.service.context import RequestContext
+from policyhub.service.rate_limit import RateLimiter
 
 DEVELOPER = "developer"
+# Longer than any JWT or API key we issue or accept; refused before any verification work.
+TOKEN_MAX = 4096
 
 
 class CallerResolver:
-    def __init__(self, authenticator: Authenticator | None):
+    def __init__(self, authenticator: Authenticator | None, limits: RateLimiter):
         self.authenticator = authenticator
+        self.limits = limits
 
     def __call__(self, request, context: grpc.ServicerContext, *, domain_required: bool = True) -> RequestContext:
-        metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
-        transaction = transaction_id()
-        requested = metadata.get("x_domain_id") or getattr(request, "domain_id", "")
+        metadata = [(key, value) for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)]
+        forced = _single(metadata, "x_domain_id")
+        if forced:
+            validation.domain_id(forced, "x_domain_id")
+        body_domain = getattr(request, "domain_id", "")
+        if body_domain:
+            validation.domain_id(body_domain)
+        requested = forced or body_domain
         if self.authenticator is None:
-            return _bound(RequestContext(domain_id=_domain(requested, domain_required), caller_type="USER",
-                                         caller_id=DEVELOPER, role_type="SYSTEM", transaction_id=transaction))
-        token = metadata.get("token", "")
-        if not token:
-            raise Unauthenticated("missing token metadata")
-        caller = self.authenticator.authenticate(token)
-        if caller.is_system:
-            domain = requested or caller.domain_id
-        elif metadata.get("x_domain_id"):
-            raise PermissionDenied("only system callers may set x_domain_id")
+            ctx = RequestContext(domain_id=_domain(requested, domain_required), caller_type="USER",
+                                 caller_id=DEVELOPER, role_type="SYSTEM", transaction_id=transaction_id())
         else:
-            domain = caller.domain_id
-        return _bound(RequestContext(domain_id=_domain(domain, domain_required), caller_type=caller.caller_type,
-                                     caller_id=caller.caller_id, role_type=caller.role_type,
-                                     transaction_id=transaction))
+            caller = self._authenticate(metadata, context.peer() or "")
+            if caller.is_system:
+                domain = requested or caller.domain_id
+            elif forced:
+                raise PermissionDenied("only system callers may set x_domain_id")
+            else:
+                domain = caller.domain_id
+            ctx = RequestContext(domain_id=_domain(domain, domain_required), caller_type=caller.caller_type,
+                                 caller_id=caller.caller_id, role_type=caller.role_type,
+                                 transaction_id=transaction_id())
+        _bound(ctx)
+        self.limits.call(ctx.domain_id)
+        return ctx
+
+    def _authenticate(self, metadata: list[tuple[str, str]], peer: str):
+        tokens = [value for key, value in metadata if key == "token"]
+        authorizations = [value for key, value in metadata if key == "authorization"]
+        if len(tokens) > 1 or len(authorizations) > 1 or (tokens and authorizations):
+            raise Unauthenticated("ambiguous credentials: send exactly one token metadata value "
+                                  "and no authorization")
+        if not tokens or not tokens[0]:
+            raise Unauthenticated("missing token metadata")
+        token = tokens[0]
+        address = peer_address(peer)
+        key_id = _api_key_id(token)
+        self.limits.before_authentication(address, key_id)
+        try:
+            if len(token) > TOKEN_MAX:
+                raise Unauthenticated("token too long")
+            return self.authenticator.authenticate(token)
+        except Unauthenticated:
+            self.limits.authentication_failed(address, key_id)
+            raise
+
+
+def peer_address(peer: str) -> str:
+    """The caller's address without its port (`ipv4:10.0.0.1:53211` -> `ipv4:10.0.0.1`): each new
+    connection has a new port, the address is what a limit must follow."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rsplit(":", 1)[0]
+    return peer
+
+
+def _single(metadata: list[tuple[str, str]], key: str) -> str:
+    values = [value for name, value in metadata if name == key]
+    if len(values) > 1:
+        raise InvalidArgument(key, "must be sent at most once")
+    return values[0] if values else ""
+
+
+def _api_key_id(token: str) -> str | None:
+    """The key id of a well-formed API key (its failures are limited per key id too), else None."""
+    if not looks_like_api_key(token):
+        return None
+    try:
+        return parse_api_key(token)
+    except AuthenticationError:
+        return None
 
 
 def _bound(ctx: RequestContext) -> RequestContext:

@@ -8,7 +8,11 @@ from bson import ObjectId
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
-from policyhub.errors import InvalidArgument
+from policyhub.errors import InvalidArgument, ResultTooLarge
+
+# Room for a reply's other fields (total_count) and for each result's field tag and length prefix.
+_REPLY_OVERHEAD = 64
+_RESULT_OVERHEAD = 6
 
 
 def iso(value: datetime | None) -> str:
@@ -48,6 +52,21 @@ def struct_dict(struct: struct_pb2.Struct, field: str) -> dict[str, Any]:
 
 def list_values(values: struct_pb2.ListValue, field: str) -> list[Any]:
     return message_dict(values, field)
+
+
+def fitted(results: list[Message], max_bytes: int) -> list[Message]:
+    """The longest prefix of a page that fits one reply of max_bytes. A page too large for gRPC
+    comes back shorter instead of failing; total_count stays exact, so the client pages on
+    from `start + len(results)`."""
+    budget = max_bytes - _REPLY_OVERHEAD
+    for count, result in enumerate(results):
+        budget -= result.ByteSize() + _RESULT_OVERHEAD
+        if budget < 0:
+            if count == 0:
+                raise ResultTooLarge(f"the first result of the page ({result.ByteSize()} bytes) does not fit a "
+                                     f"reply of {max_bytes} bytes; select fewer fields with query.only")
+            return results[:count]
+    return results
 
 
 def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:

@@ -7,17 +7,22 @@ of the INTERNAL that grpcio answers by default.
 from __future__ import annotations
 
 import logging
+import math
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from policyhub.errors import InvalidArgument, PolicyHubError
+from policyhub.errors import SHOWN_MAX, InvalidArgument, PolicyHubError, RateLimited, clip
 
 log = logging.getLogger(__name__)
 ERROR_DOMAIN = "policyhub"
+# A backstop for values the raising code did not clip (e.g. a hostile key inside a field path):
+# the whole status must stay far below gRPC's 16 KiB limit on trailing metadata.
+MESSAGE_MAX = 1024
+FIELD_MAX = 256
 
 
 class _Undecodable:
@@ -27,18 +32,25 @@ class _Undecodable:
 
 def to_status(error: PolicyHubError) -> status_pb2.Status:
     details = []
-    info = error_details_pb2.ErrorInfo(reason=f"ERROR_{error.name}", domain=ERROR_DOMAIN, metadata=error.metadata)
+    metadata = {clip(key, SHOWN_MAX): clip(value, FIELD_MAX) for key, value in error.metadata.items()}
+    info = error_details_pb2.ErrorInfo(reason=f"ERROR_{error.name}", domain=ERROR_DOMAIN, metadata=metadata)
     details.append(info)
     if error.violations:
         details.append(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            error_details_pb2.BadRequest.FieldViolation(field=clip(v.field, FIELD_MAX),
+                                                        description=clip(v.description, MESSAGE_MAX))
             for v in error.violations]))
+    if isinstance(error, RateLimited):
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(max(1, math.ceil(error.retry_after * 1000)))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     packed = []
     for detail in details:
         holder = any_pb2.Any()
         holder.Pack(detail)
         packed.append(holder)
-    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=str(error), details=packed)
+    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=clip(error, MESSAGE_MAX),
+                             details=packed)
 
 
 def _abort(context: grpc.ServicerContext, error: PolicyHubError):

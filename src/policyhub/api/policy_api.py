@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
 from policyhub.api.context import CallerResolver
-from policyhub.api.convert import (enum_name, iso, list_values, optional_message, stat_struct, struct_dict,
+from policyhub.api.convert import (enum_name, fitted, iso, list_values, optional_message, stat_struct, struct_dict,
                                    to_list_value, to_struct)
 from policyhub.api.repository_api import repository_info
 from policyhub.remote.client import HOP_METADATA
@@ -18,9 +18,10 @@ STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery
 
 
 class PolicyAPI(policy_pb2_grpc.PolicyServicer):
-    def __init__(self, service: PolicyService, caller: CallerResolver):
+    def __init__(self, service: PolicyService, caller: CallerResolver, max_message_bytes: int):
         self.service = service
         self.caller = caller
+        self.max_message_bytes = max_message_bytes
 
     def create(self, request, context):
         params = {
@@ -92,7 +93,8 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "include_deleted": request.include_deleted,
         }
         results, total = self.service.list(self.caller(request, context), params)
-        return policy_pb2.PoliciesInfo(results=[policy_info(r) for r in results], total_count=total)
+        return policy_pb2.PoliciesInfo(results=fitted([policy_info(r) for r in results], self.max_message_bytes),
+                                       total_count=total)
 
     def stat(self, request, context):
         params = {"query": optional_message(request, "query"), "repository_id": request.repository_id}

@@ -7,16 +7,17 @@ from google.protobuf import empty_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import repository_pb2, repository_pb2_grpc
 from policyhub.api.context import CallerResolver
-from policyhub.api.convert import iso, optional_message, stat_struct
+from policyhub.api.convert import fitted, iso, optional_message, stat_struct
 from policyhub.service.repository_service import RepositoryService
 
 
 class RepositoryAPI(repository_pb2_grpc.RepositoryServicer):
     """Repositories are installation-wide: request domain_id is accepted and ignored."""
 
-    def __init__(self, service: RepositoryService, caller: CallerResolver):
+    def __init__(self, service: RepositoryService, caller: CallerResolver, max_message_bytes: int):
         self.service = service
         self.caller = caller
+        self.max_message_bytes = max_message_bytes
 
     def _context(self, request, context):
         # Repositories are installation-wide: a domain is optional here.
@@ -41,7 +42,8 @@ class RepositoryAPI(repository_pb2_grpc.RepositoryServicer):
         results, total = self.service.list(self._context(request, context), {
             "query": optional_message(request, "query"), "repository_id": request.repository_id,
             "name": request.name, "repository_type": request.repository_type})
-        return repository_pb2.RepositoriesInfo(results=[repository_info(r) for r in results], total_count=total)
+        return repository_pb2.RepositoriesInfo(
+            results=fitted([repository_info(r) for r in results], self.max_message_bytes), total_count=total)
 
     def stat(self, request, context):
         results, total = self.service.stat(self._context(request, context),

@@ -1,4 +1,4 @@
-"""Verifying who is calling (PRODUCT.md §7). Pure: no gRPC, no database.
+"""Verifying who is calling. Pure: no gRPC, no database.
 
 - `keys`      loads the configured verification keys (JWKS JSON or PEM public keys).
 - `tokens`    verifies a JWT from the `token` metadata and yields a `Caller`.

@@ -15,6 +15,8 @@ class Metrics:
                                  ["method", "code"], registry=self.registry)
         self.rpc_seconds = Histogram("policyhub_rpc_seconds", "RPC latency", ["method"], buckets=LATENCY_BUCKETS,
                                      registry=self.registry)
+        self.rate_limited = Counter("policyhub_rate_limited_total", "Calls refused by a rate limit, by limit",
+                                    ["kind"], registry=self.registry)
         self.db_seconds = Histogram("policyhub_db_command_seconds", "MongoDB command latency (wire protocol only)",
                                     ["command", "outcome"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self._http = None

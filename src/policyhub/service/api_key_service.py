@@ -19,9 +19,9 @@ class ApiKeyService:
         self.clock = clock
 
     def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self.guard.require(ctx, "repository.ApiKey.create", "api_key")
         service_account_id = validation.identifier(params.get("service_account_id", ""), "service_account_id")
-        name = validation.text(params.get("name", ""), "name", validation.NAME_MAX)
+        name = validation.name(params.get("name", ""))
+        self.guard.require(ctx, "repository.ApiKey.create", "api_key")
         key_id, plaintext, key_hash = new_api_key()
         created = self.api_keys.create({
             "api_key_id": key_id, "key_hash": key_hash, "name": name, "service_account_id": service_account_id,
@@ -30,8 +30,8 @@ class ApiKeyService:
         return {**created, "api_key": plaintext}
 
     def revoke(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self.guard.require(ctx, "repository.ApiKey.revoke", "api_key")
         key_id = validation.identifier(params.get("api_key_id", ""), "api_key_id")
+        self.guard.require(ctx, "repository.ApiKey.revoke", "api_key")
         revoked = self.api_keys.revoke(ctx.domain_id, key_id, self.clock())
         self.audit.record(ctx, "repository.ApiKey.revoke", "ApiKey", key_id, None, revoked)
         return revoked

@@ -103,18 +103,18 @@ class AssignmentService:
         self.audit.record(ctx, "repository.Assignment.delete", "Assignment", assignment_id, before, None)
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self.guard.require(ctx, "repository.Assignment.get", "assignment")
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
+        self.guard.require(ctx, "repository.Assignment.get", "assignment")
         return self.assignments.get(ctx.domain_id, assignment_id)
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
-        self.guard.require(ctx, "repository.Assignment.list", "assignment")
-        fields = {"assignment_id": params.get("assignment_id")}
+        fields = {"assignment_id": validation.optional_identifier(params.get("assignment_id"), "assignment_id")}
         for prefix in ("subject", "grant"):
             part = params.get(prefix) or {}
             if not part.get("type", "").endswith("NONE"):
                 fields[f"{prefix}_type"] = part.get("type")
-            fields[f"{prefix}_id"] = part.get("id")
+            fields[f"{prefix}_id"] = validation.optional_identifier(part.get("id"), f"{prefix}.id")
+        self.guard.require(ctx, "repository.Assignment.list", "assignment")
         return self.assignments.list(ctx.domain_id, narrowed(params.get("query"), fields))
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
@@ -179,8 +179,10 @@ class AssignmentService:
     def _extras(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
             "expires_at": self._expiry(params.get("expires_at") or ""),
-            "labels": validation.labels(params.get("labels") or []),
-            "tags": validation.json_object(params.get("tags") or {}, "tags"),
+            "labels": validation.labels(params.get("labels") or [],
+                                        max_bytes=validation.ASSIGNMENT_LABELS_MAX_BYTES),
+            "tags": validation.json_object(params.get("tags") or {}, "tags",
+                                           max_bytes=validation.ASSIGNMENT_TAGS_MAX_BYTES),
         }
 
     def _expiry(self, value: str) -> datetime | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from policyhub.errors import RequiredParameter
 from policyhub.manager.audit_manager import AuditManager
+from policyhub.service import validation
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.shortcuts import narrowed
@@ -15,6 +16,8 @@ from policyhub.service.shortcuts import narrowed
 log = logging.getLogger("policyhub.audit")
 # Bookkeeping that says nothing about the change itself.
 _OMITTED = ("parked_assignments", "repository_info")
+SNAPSHOT_MAX_BYTES = 16 * 1024
+FIELD_MAX_BYTES = 1024
 
 
 class AuditService:
@@ -53,8 +56,9 @@ class AuditService:
             "resources": [entry["resource_id"] for entry in entries[:100]]}})
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        fields = {key: validation.optional_identifier(params.get(key), key)
+                  for key in ("resource_type", "resource_id", "transaction_id")}
         self.guard.require(ctx, "repository.Audit.list", "audit")
-        fields = {key: params.get(key) for key in ("resource_type", "resource_id", "transaction_id")}
         return self.audits.list(ctx.domain_id, narrowed(params.get("query"), fields))
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
@@ -66,6 +70,19 @@ class AuditService:
 
 
 def _snapshot(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record as the entry keeps it. Entries stay small whatever they record, so a page of
+    them always fits a reply: above SNAPSHOT_MAX_BYTES, every field above FIELD_MAX_BYTES is
+    replaced by {"truncated_bytes": <its size>}."""
     if record is None:
         return None
-    return {key: value for key, value in record.items() if key not in _OMITTED}
+    kept = {key: value for key, value in record.items() if key not in _OMITTED}
+    size = validation.encoded_size(kept)
+    if size <= SNAPSHOT_MAX_BYTES:
+        return kept
+    summary = {}
+    for key, value in kept.items():
+        field_size = validation.encoded_size(value)
+        summary[key] = value if field_size <= FIELD_MAX_BYTES else {"truncated_bytes": field_size}
+    if validation.encoded_size(summary) > SNAPSHOT_MAX_BYTES:
+        return {"truncated_bytes": size}
+    return summary

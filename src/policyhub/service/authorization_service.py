@@ -22,50 +22,50 @@ class AuthorizationService:
         self.page_max_limit = page_max_limit
 
     def check(self, ctx: RequestContext, params: dict[str, Any]):
-        self.guard.require(ctx, "repository.Assignment.check", "assignment")
         subject, action, resource = _question(params, "")
+        self.guard.require(ctx, "repository.Assignment.check", "assignment")
         return self.cache.get(ctx.domain_id).check(subject, action, resource)
 
     def batch_check(self, ctx: RequestContext, params: dict[str, Any]) -> list:
-        self.guard.require(ctx, "repository.Assignment.batch_check", "assignment")
         items = params.get("items") or []
         if not items:
             raise RequiredParameter("items")
         if len(items) > MAX_BATCH_CHECK:
             raise InvalidArgument("items", f"at most {MAX_BATCH_CHECK} items per call, got {len(items)}")
         questions = [_question(item, f"items[{index}].") for index, item in enumerate(items)]
+        self.guard.require(ctx, "repository.Assignment.batch_check", "assignment")
         return self.cache.get(ctx.domain_id).batch_check(questions)
 
     def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int]:
-        self.guard.require(ctx, "repository.Assignment.list_authorized_resources", "assignment")
         subject = _subject(params.get("subject"), "subject")
-        prefix = params.get("resource_prefix") or ""
-        if len(prefix) > ACTION_MAX:
-            raise InvalidArgument("resource_prefix", f"must have at most {ACTION_MAX} characters")
+        prefix = validation.text(params.get("resource_prefix") or "", "resource_prefix", ACTION_MAX)
         action = params.get("action") or None
         if action is not None:
             validation.pattern(action, "action")
+        self.guard.require(ctx, "repository.Assignment.list_authorized_resources", "assignment")
         found = self.cache.get(ctx.domain_id).list_authorized_resources(subject, prefix, action)
         return self._page(found, params.get("page")), len(found)
 
     def list_subjects(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int]:
-        self.guard.require(ctx, "repository.Assignment.list_subjects", "assignment")
         policy_id = params.get("policy_id") or ""
         action, resource = params.get("action") or "", params.get("resource") or ""
-        index = self.cache.get(ctx.domain_id)
         if policy_id:
             if action or resource:
                 raise InvalidArgument("policy_id", "give either policy_id, or action and resource, not both")
-            found = index.subjects_holding(validation.policy_id(policy_id))
+            validation.policy_id(policy_id)
         elif action or resource:
-            found = index.who_can(validation.pattern(action, "action"), validation.pattern(resource, "resource"))
+            validation.pattern(action, "action")
+            validation.pattern(resource, "resource")
         else:
             raise RequiredParameter("policy_id")
+        self.guard.require(ctx, "repository.Assignment.list_subjects", "assignment")
+        index = self.cache.get(ctx.domain_id)
+        found = index.subjects_holding(policy_id) if policy_id else index.who_can(action, resource)
         return self._page(found, params.get("page")), len(found)
 
     def effective_permissions(self, ctx: RequestContext, params: dict[str, Any]) -> list:
-        self.guard.require(ctx, "repository.Assignment.effective_permissions", "assignment")
         subject = _subject(params.get("subject"), "subject")
+        self.guard.require(ctx, "repository.Assignment.effective_permissions", "assignment")
         return self.cache.get(ctx.domain_id).effective_statements(subject)
 
     def _page(self, items: list, page: dict | None) -> list:

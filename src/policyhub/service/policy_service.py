@@ -24,6 +24,10 @@ from policyhub.service.repository_service import BUILT_IN, MANAGED_REPOSITORY_ID
 UPDATABLE_FIELDS = ("name", "description", "permissions", "statements", "labels", "tags")
 # PolicyQuery's own fields that narrow a list (stored under the same names).
 LIST_SHORTCUTS = ("policy_id", "name", "project_id", "repository_id", "state")
+# What a caller writes into a policy: the field named when the stored record would be too large.
+WRITTEN_FIELDS = ("name", "description", "permissions", "statements", "labels", "tags", "project_id")
+# Not part of the stored record (joined at read time).
+_NOT_STORED = ("repository_info",)
 
 
 class PolicyService:
@@ -50,21 +54,25 @@ class PolicyService:
 
     def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        name = validation.name(params.get("name", ""), required=True)
+        content = self._content(params, partial=False)
+        project_id = validation.text(params.get("project_id", ""), "project_id", validation.NAME_MAX)
         self.guard.require(ctx, "repository.Policy.create", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "created")
         now = self.clock()
         record = {
             "policy_id": policy_id,
-            "name": validation.text(params.get("name", ""), "name", validation.NAME_MAX, required=True),
-            **self._content(params, partial=False),
+            "name": name,
+            **content,
             "state": "ENABLED",
-            "project_id": validation.text(params.get("project_id", ""), "project_id", validation.NAME_MAX),
+            "project_id": project_id,
             "repository_id": self.repositories.local_repository_id(),
             "domain_id": ctx.domain_id,
             "is_managed": False,
             "created_at": now,
             "updated_at": now,
         }
+        _within_size(record)
         self._require_held(ctx, policy_id, gives=_allows(record))
         with invalidating(self.revisions, ctx.domain_id):
             created = self.policies.create(record)
@@ -73,26 +81,31 @@ class PolicyService:
 
     def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
-        self.guard.require(ctx, "repository.Policy.update", f"policy/{policy_id}")
-        self._refuse_managed_id(policy_id, "updated")
+        etag = _etag(params)
         mask = params.get("update_mask")
         if mask is not None:
             changes = self._masked_changes(params, mask)
         else:
             changes = self._content(params, partial=True)
             if params.get("name"):
-                changes["name"] = validation.text(params["name"], "name", validation.NAME_MAX)
+                changes["name"] = validation.name(params["name"])
         new_policy_id = params.get("new_policy_id") or ""
         if new_policy_id and new_policy_id != policy_id:
             changes["policy_id"] = validation.policy_id(new_policy_id, "new_policy_id")
+        # The changes alone may already be too large: refused before any lookup.
+        _within_size(changes)
+        self.guard.require(ctx, "repository.Policy.update", f"policy/{policy_id}")
+        self._refuse_managed_id(policy_id, "updated")
+        if "policy_id" in changes:
             # A rename creates the new id: scoped permissions must not be escaped by renaming.
             self.guard.require(ctx, "repository.Policy.create", f"policy/{new_policy_id}")
             self._refuse_managed_id(new_policy_id, "created")
         before = self._own(ctx, policy_id)
-        etag = params.get("etag") or None
-        if before is not None and {"policy_id", "permissions", "statements"} & changes.keys():
+        if before is not None:
             after = {**before, **changes}
-            if self._require_held(ctx, policy_id, gives=_allows(after), lifts=_removed_denies(before, after)):
+            _within_size(after)
+            if {"policy_id", "permissions", "statements"} & changes.keys() and self._require_held(
+                    ctx, policy_id, gives=_allows(after), lifts=_removed_denies(before, after)):
                 # The rule was applied to this version: a concurrent change makes the write ABORTED.
                 etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id):
@@ -106,12 +119,12 @@ class PolicyService:
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        etag = _etag(params)
         self.guard.require(ctx, "repository.Policy.delete", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "deleted")
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, [policy_id], cascade)
         before = self._own(ctx, policy_id)
-        etag = params.get("etag") or None
         if before is not None and self._require_held(ctx, policy_id, lifts=_denies(before)):
             etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id):
@@ -169,10 +182,10 @@ class PolicyService:
 
     def set_state(self, ctx: RequestContext, params: dict[str, Any], state: str) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        etag = _etag(params)
         self.guard.require(ctx, f"repository.Policy.{'enable' if state == 'ENABLED' else 'disable'}", f"policy/{policy_id}")
         self._refuse_managed_id(policy_id, "enabled or disabled")
         before = self._own(ctx, policy_id)
-        etag = params.get("etag") or None
         if before is not None:
             gives, lifts = (_allows(before), ()) if state == "ENABLED" else ((), _denies(before))
             if self._require_held(ctx, policy_id, gives=gives, lifts=lifts):
@@ -243,9 +256,9 @@ class PolicyService:
         repository_id); a remote that cannot answer -> UNAVAILABLE naming it (the answer would
         depend on which remotes happen to be up)."""
         policy_id = validation.policy_id(params.get("policy_id", ""))
+        repository_id = validation.optional_identifier(params.get("repository_id"), "repository_id") or None
         self.guard.require(ctx, "repository.Policy.get", f"policy/{policy_id}")
         include_deleted = bool(params.get("include_deleted"))
-        repository_id = params.get("repository_id") or None
         if repository_id:
             repository = self.repositories.require_exists(repository_id)
             if repository["repository_type"] == "remote":
@@ -297,6 +310,9 @@ class PolicyService:
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """Without repository_id: local and managed policies (one round trip); remote policies
         are listed per repository, by the remote (the query passes through, validated here)."""
+        for key in ("policy_id", "project_id", "repository_id"):
+            validation.optional_identifier(params.get(key), key)
+        validation.name(params.get("name") or "")
         self.guard.require(ctx, "repository.Policy.list", "policy")
         repository = self._remote_repository(params.get("repository_id"))
         if repository:
@@ -309,11 +325,11 @@ class PolicyService:
                                   include_deleted=include_deleted)
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
+        repository_id = validation.optional_identifier(params.get("repository_id"), "repository_id")
         self.guard.require(ctx, "repository.Policy.stat", "policy")
         query = params.get("query")
         if not query:
             raise RequiredParameter("query")
-        repository_id = params.get("repository_id")
         repository = self._remote_repository(repository_id)
         if repository:
             return self.remote.stat(repository["endpoint"], ctx.domain_id, self.policies.remote_query(query, stat=True))
@@ -331,8 +347,7 @@ class PolicyService:
         """The optional content fields; with partial, only those the request sets."""
         content: dict[str, Any] = {}
         if not partial or params.get("description"):
-            content["description"] = validation.text(params.get("description", ""), "description",
-                                                     validation.DESCRIPTION_MAX)
+            content["description"] = validation.description(params.get("description", ""))
         if not partial or params.get("permissions"):
             content["permissions"] = validation.permissions(params.get("permissions") or [])
         if not partial or params.get("statements"):
@@ -349,7 +364,7 @@ class PolicyService:
         unknown = [path for path in mask if path not in UPDATABLE_FIELDS]
         if unknown:
             raise InvalidArgument("update_mask", f"unknown paths {unknown}; allowed: {list(UPDATABLE_FIELDS)}")
-        full = {"name": validation.text(params.get("name", ""), "name", validation.NAME_MAX),
+        full = {"name": validation.name(params.get("name", "")),
                 **self._content(params, partial=False)}
         if "name" in mask and not full["name"]:
             raise InvalidArgument("name", "cannot be cleared")
@@ -376,6 +391,15 @@ def _denies(record: dict[str, Any]) -> Labelled:
 def _removed_denies(before: dict[str, Any], after: dict[str, Any]) -> Labelled:
     kept = {s for _, s in _denies(after)}
     return [(label, s) for label, s in _denies(before) if s not in kept]
+
+
+def _etag(params: dict[str, Any]) -> str | None:
+    return validation.optional_identifier(params.get("etag"), "etag") or None
+
+
+def _within_size(record: dict[str, Any]) -> None:
+    stored = {key: value for key, value in record.items() if key not in _NOT_STORED}
+    validation.record_size(stored, validation.POLICY_MAX_BYTES, WRITTEN_FIELDS, "policy")
 
 
 def _from_remote(record: dict[str, Any], repository: dict[str, Any]) -> dict[str, Any]:

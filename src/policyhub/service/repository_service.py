@@ -52,17 +52,18 @@ class RepositoryService:
         return self.repositories.of_type("remote")
 
     def register(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self.guard.require(ctx, "repository.Repository.register", "repository")
-        name = validation.text(params.get("name", ""), "name", validation.NAME_MAX, required=True)
+        # Every field is checked before anything else happens (the endpoint is dialled last).
+        name = validation.name(params.get("name", ""), required=True)
         repository_type = params.get("repository_type", "")
         if not repository_type:
             raise RequiredParameter("repository_type")
         if repository_type not in REPOSITORY_TYPES:
             raise InvalidArgument("repository_type", f"must be one of {list(REPOSITORY_TYPES)}")
+        endpoint = parse_endpoint(params.get("endpoint", "")).url if repository_type == "remote" else ""
+        self.guard.require(ctx, "repository.Repository.register", "repository")
         if repository_type in ("local", "managed"):
             raise FailedPrecondition(f"the {repository_type} repository is built in and already exists "
                                      f"({LOCAL_REPOSITORY_ID if repository_type == 'local' else MANAGED_REPOSITORY_ID})")
-        endpoint = parse_endpoint(params.get("endpoint", "")).url
         clash = self.repositories.conflict(name, endpoint)
         if clash:
             raise AlreadyExists("Repository", *clash)
@@ -77,9 +78,9 @@ class RepositoryService:
         return created
 
     def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        repository_id = validation.identifier(params.get("repository_id", ""), "repository_id")
+        name = validation.name(params.get("name", ""), required=True)
         self.guard.require(ctx, "repository.Repository.update", "repository")
-        repository_id = validation.require(params.get("repository_id", ""), "repository_id")
-        name = validation.text(params.get("name", ""), "name", validation.NAME_MAX, required=True)
         before = self.repositories.get(repository_id)
         if repository_id == MANAGED_REPOSITORY_ID:
             raise ManagedReadOnly("the managed repository cannot be changed")
@@ -88,8 +89,8 @@ class RepositoryService:
         return renamed
 
     def deregister(self, ctx: RequestContext, params: dict[str, Any]) -> None:
+        repository_id = validation.identifier(params.get("repository_id", ""), "repository_id")
         self.guard.require(ctx, "repository.Repository.deregister", "repository")
-        repository_id = validation.require(params.get("repository_id", ""), "repository_id")
         repository = self.repositories.get(repository_id)
         if repository_id in BUILT_IN:
             raise FailedPrecondition(f"the {repository['repository_type']} repository is built in and cannot be "
@@ -100,10 +101,14 @@ class RepositoryService:
         self.audit.record(ctx, "repository.Repository.deregister", "Repository", repository_id, repository, None)
 
     def get(self, ctx: RequestContext, repository_id: str) -> dict[str, Any]:
+        repository_id = validation.identifier(repository_id, "repository_id")
         self.guard.require(ctx, "repository.Repository.get", "repository")
-        return self.repositories.get(validation.require(repository_id, "repository_id"))
+        return self.repositories.get(repository_id)
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        validation.optional_identifier(params.get("repository_id"), "repository_id")
+        validation.optional_identifier(params.get("repository_type"), "repository_type")
+        validation.name(params.get("name") or "")
         self.guard.require(ctx, "repository.Repository.list", "repository")
         fields = {key: params.get(key) for key in ("repository_id", "name", "repository_type")}
         return self.repositories.list(narrowed(params.get("query"), fields))

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Any
 
-from policyhub.errors import InvalidArgument, RequiredParameter
+import bson
+
+from policyhub.errors import InvalidArgument, RequiredParameter, clip
 
 POLICY_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 POLICY_ID_MAX = 48
@@ -21,6 +24,21 @@ MAX_LABELS = 100
 MAX_TAGS = 100
 MAX_BATCH_IDS = 1000
 EFFECTS = ("ALLOW", "DENY")
+IDENTIFIER_MAX = 128
+# Tags and labels: every string in them (keys and values, at any depth) is bounded, so anything
+# that scans them (e.g. a regex filter) has a bounded cost per value.
+TAG_KEY_MAX = 255
+STRING_VALUE_MAX = 4096
+# Stored sizes, measured as BSON (what MongoDB stores).
+POLICY_MAX_BYTES = 64 * 1024
+ASSIGNMENT_TAGS_MAX_BYTES = 16 * 1024
+ASSIGNMENT_LABELS_MAX_BYTES = 16 * 1024
+# Descriptions are prose: line breaks and tabs are fine there, nowhere else.
+DESCRIPTION_CHARACTERS = "\n\t"
+# Control (Cc), format (Cf: zero-width characters, bidirectional overrides such as U+202E),
+# surrogate (Cs), private-use (Co), line and paragraph separator (Zl, Zp) characters make two
+# different values look alike, or reorder what a reader sees.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 
 def require(value: Any, field: str) -> Any:
@@ -44,12 +62,33 @@ def domain_id(value: str, field: str = "domain_id") -> str:
     return value
 
 
-def text(value: str, field: str, max_length: int, required: bool = False) -> str:
+def clean(value: str, field: str, allowed: str = "") -> str:
+    """Refuses the characters of UNSAFE_CATEGORIES (except those in `allowed`)."""
+    # isprintable() is False for all of them (and for a few harmless ones): a fast path.
+    if value.isprintable():
+        return value
+    for position, char in enumerate(value):
+        if char not in allowed and unicodedata.category(char) in UNSAFE_CATEGORIES:
+            raise InvalidArgument(field, f"must not contain control, format or bidirectional characters "
+                                         f"(U+{ord(char):04X} at position {position})")
+    return value
+
+
+def text(value: str, field: str, max_length: int, required: bool = False, allowed: str = "") -> str:
+    """Names and other free text: bounded, clean (but for the `allowed` characters)."""
     if required:
         require(value, field)
     if len(value) > max_length:
         raise InvalidArgument(field, f"must have at most {max_length} characters")
-    return value
+    return clean(value, field, allowed)
+
+
+def name(value: str, field: str = "name", required: bool = False) -> str:
+    return text(value, field, NAME_MAX, required)
+
+
+def description(value: str, field: str = "description") -> str:
+    return text(value, field, DESCRIPTION_MAX, allowed=DESCRIPTION_CHARACTERS)
 
 
 def pattern(value: Any, field: str) -> str:
@@ -59,7 +98,7 @@ def pattern(value: Any, field: str) -> str:
         raise InvalidArgument(field, f"must have at most {PATTERN_MAX} characters")
     if value != value.strip():
         raise InvalidArgument(field, "must not start or end with whitespace")
-    return value
+    return clean(value, field)
 
 
 def permissions(values: list[str], field: str = "permissions") -> list[str]:
@@ -93,35 +132,72 @@ def statement(value: dict[str, Any], field: str) -> dict[str, Any]:
     return result
 
 
-def labels(values: list[Any], field: str = "labels") -> list[Any]:
+def labels(values: list[Any], field: str = "labels", max_bytes: int | None = None) -> list[Any]:
     if len(values) > MAX_LABELS:
         raise InvalidArgument(field, f"must have at most {MAX_LABELS} entries")
     for index, value in enumerate(values):
         json_value(value, f"{field}[{index}]")
-    return [_integral(value) for value in values]
+    result = [_integral(value) for value in values]
+    if max_bytes is not None:
+        bounded_size(result, field, max_bytes)
+    return result
 
 
-def json_object(value: dict[str, Any], field: str, max_keys: int = MAX_TAGS) -> dict[str, Any]:
+def json_object(value: dict[str, Any], field: str, max_keys: int = MAX_TAGS,
+                max_bytes: int | None = None) -> dict[str, Any]:
     if len(value) > max_keys:
         raise InvalidArgument(field, f"must have at most {max_keys} keys")
     json_value(value, field)
-    return {key: _integral(item) for key, item in value.items()}
+    result = {key: _integral(item) for key, item in value.items()}
+    if max_bytes is not None:
+        bounded_size(result, field, max_bytes)
+    return result
 
 
 def json_value(value: Any, field: str, depth: int = 0) -> None:
-    """Values stored verbatim must be safe MongoDB documents: no `$` or `.` in keys, bounded depth."""
+    """Values stored verbatim must be safe MongoDB documents: no `$` or `.` in keys, bounded depth,
+    bounded strings, clean keys."""
     if depth > 10:
         raise InvalidArgument(field, "is nested too deeply (at most 10 levels)")
     if isinstance(value, dict):
         for key, item in value.items():
-            if not key or key.startswith("$") or "." in key or "\0" in key:
-                raise InvalidArgument(f"{field}.{key}", "keys must be non-empty and contain no '$' prefix, '.' or NUL")
-            json_value(item, f"{field}.{key}", depth + 1)
+            path = f"{field}.{clip(key)}"
+            if len(key) > TAG_KEY_MAX:
+                raise InvalidArgument(path, f"keys must have at most {TAG_KEY_MAX} characters")
+            if not key or key.startswith("$") or "." in key:
+                raise InvalidArgument(path, "keys must be non-empty and contain no '$' prefix or '.'")
+            clean(key, path)
+            json_value(item, path, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             json_value(item, f"{field}[{index}]", depth + 1)
+    elif isinstance(value, str) and len(value) > STRING_VALUE_MAX:
+        raise InvalidArgument(field, f"strings must have at most {STRING_VALUE_MAX} characters")
     elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidArgument(field, "must be a finite number")
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes the value takes as a BSON field (what MongoDB stores)."""
+    return len(bson.encode({"": value}))
+
+
+def bounded_size(value: Any, field: str, max_bytes: int) -> None:
+    size = encoded_size(value)
+    if size > max_bytes:
+        raise InvalidArgument(field, f"is {size} bytes stored; at most {max_bytes} bytes are allowed")
+
+
+def record_size(record: dict[str, Any], max_bytes: int, fields: tuple[str, ...], what: str) -> None:
+    """The whole stored record within max_bytes; too large names its largest field of `fields`
+    (the ones a caller writes)."""
+    size = len(bson.encode(record))
+    if size <= max_bytes:
+        return
+    sizes = {key: encoded_size(record[key]) for key in fields if key in record}
+    largest = max(sizes, key=sizes.__getitem__, default=what)
+    raise InvalidArgument(largest, f"makes the stored {what} {size} bytes; at most {max_bytes} bytes are "
+                                   f"allowed ({largest} takes {sizes.get(largest, size)})")
 
 
 def _integral(value: Any) -> Any:
@@ -138,17 +214,21 @@ def _integral(value: Any) -> Any:
 
 SUBJECT_TYPES = ("USER", "GROUP", "ROLE", "SERVICE_ACCOUNT")
 GRANT_TYPES = ("POLICY", "ROLE", "GROUP")
-IDENTIFIER_MAX = 128
 
 
 def identifier(value: str, field: str) -> str:
-    """Subject, role and group ids: non-empty, bounded, no control characters."""
+    """Ids (subject, role, group, assignment, repository, API key, ...): non-empty, bounded, clean.
+    Checked before anything looks them up."""
     require(value, field)
+    return optional_identifier(value, field)
+
+
+def optional_identifier(value: str | None, field: str) -> str:
+    """An id that may be left empty (e.g. one that narrows a list)."""
+    value = value or ""
     if len(value) > IDENTIFIER_MAX:
         raise InvalidArgument(field, f"must have at most {IDENTIFIER_MAX} characters")
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise InvalidArgument(field, "must not contain control characters")
-    return value
+    return clean(value, field)
 
 
 def choice(value: str, field: str, allowed: tuple[str, ...]) -> str:
