@@ -191,6 +191,7 @@ def test_list_authorized_resources_and_subjects(client, domain):
     assign(client, domain, "USER", "carol", "GROUP", "ops")
     found = as_dict(client.assignment.list_authorized_resources(parse(pb.ListAuthorizedResourcesRequest, {
         "domain_id": domain, "subject": {"type": "USER", "id": "carol"}, "resource_prefix": "srv/"}), timeout=10))
+    # write is wholly denied on srv/db/*, so it is left out rather than carried as an exception
     assert found["results"] == [
         {"resource": "srv/db/*", "actions": ["inventory.Server.read"]},
         {"resource": "srv/web/*", "actions": ["inventory.Server.read", "inventory.Server.write"]}]
@@ -210,6 +211,22 @@ def test_list_authorized_resources_and_subjects(client, domain):
     error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.assignment.list_subjects,
                          pb.ListSubjectsRequest(domain_id=domain))
     assert field_violations(error) == ["policy_id"]
+
+
+def test_list_authorized_resources_carries_the_denies_that_apply(client, domain):
+    """A sibling filtering with the answer must not over-grant: the deny comes with the entry."""
+    policy(client, domain, "inv", permissions=["inventory.*"], statements=[
+        {"effect": "DENY", "actions": ["inventory.Server.delete"], "resources": ["prod/*"]}])
+    assign(client, domain, "USER", "alice", "POLICY", "inv")
+    found = as_dict(client.assignment.list_authorized_resources(parse(pb.ListAuthorizedResourcesRequest, {
+        "domain_id": domain, "subject": {"type": "USER", "id": "alice"}, "action": "inventory.Server.delete"}),
+        timeout=10))
+    assert found["results"] == [{"resource": "*", "actions": ["inventory.*"], "exceptions": [
+        {"resource": "prod/*", "actions": ["inventory.Server.delete"]}]}]
+    decision = client.assignment.check(parse(pb.CheckRequest, {
+        "domain_id": domain, "subject": {"type": "USER", "id": "alice"}, "action": "inventory.Server.delete",
+        "resource": "prod/web1"}), timeout=10)
+    assert decision.decision == pb.CheckResult.DENY
 
 
 def test_expired_assignment_does_not_apply_and_future_one_does(client, domain):

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from policyhub.engine import (
+    AuthorizedException,
     AuthorizedResource,
     Decision,
     DomainIndex,
@@ -513,23 +514,27 @@ LAR = ({"p-inv": P(A(["inventory.server.read", "inventory.server.list"], ["srv/*
         ("U:v", "POLICY", "p-other")])
 
 
+SECRET = (AuthorizedException("srv/secret/*", ("*",)),)   # p-deny, through group g
+
+
 def test_list_authorized_resources_everything():
     index = build(*LAR)
     assert index.list_authorized_resources(S("U:u")) == [
-        AuthorizedResource("*", ("identity.user.get",)),
-        AuthorizedResource("db/main", ("inventory.server.read",)),   # list is explicitly denied there
-        AuthorizedResource("srv/*", ("inventory.server.list", "inventory.server.read")),
-        AuthorizedResource("srv/prod/*", ("inventory.*",)),
+        AuthorizedResource("*", ("identity.user.get",), SECRET),
+        AuthorizedResource("db/main", ("inventory.server.read",)),   # list is wholly denied there
+        AuthorizedResource("srv/*", ("inventory.server.list", "inventory.server.read"), SECRET),
+        AuthorizedResource("srv/prod/*", ("inventory.*",)),           # srv/secret/* does not meet it
     ]
 
 
 def test_list_authorized_resources_prefix():
     index = build(*LAR)
     assert index.list_authorized_resources(S("U:u"), "srv/") == [
-        AuthorizedResource("*", ("identity.user.get",)),   # `*` can match resources under srv/
-        AuthorizedResource("srv/*", ("inventory.server.list", "inventory.server.read")),
+        AuthorizedResource("*", ("identity.user.get",), SECRET),   # `*` can match resources under srv/
+        AuthorizedResource("srv/*", ("inventory.server.list", "inventory.server.read"), SECRET),
         AuthorizedResource("srv/prod/*", ("inventory.*",)),
     ]
+    # Exceptions that cannot reach under the prefix are left out.
     assert index.list_authorized_resources(S("U:u"), "srv/prod/") == [
         AuthorizedResource("*", ("identity.user.get",)),
         AuthorizedResource("srv/*", ("inventory.server.list", "inventory.server.read")),
@@ -546,26 +551,40 @@ def test_list_authorized_resources_prefix():
 def test_list_authorized_resources_action_filter():
     index = build(*LAR)
     assert index.list_authorized_resources(S("U:u"), "", "inventory.server.list") == [
-        AuthorizedResource("srv/*", ("inventory.server.list",)),
+        AuthorizedResource("srv/*", ("inventory.server.list",), SECRET),
         AuthorizedResource("srv/prod/*", ("inventory.*",)),
     ]
     assert index.list_authorized_resources(S("U:u"), "srv/", "INVENTORY.SERVER.READ") == [
-        AuthorizedResource("srv/*", ("inventory.server.read",)),
+        AuthorizedResource("srv/*", ("inventory.server.read",), SECRET),
         AuthorizedResource("srv/prod/*", ("inventory.*",)),
     ]
     assert index.list_authorized_resources(S("U:u"), "", "identity.user.get") == [
-        AuthorizedResource("*", ("identity.user.get",))]
+        AuthorizedResource("*", ("identity.user.get",), SECRET)]
     assert index.list_authorized_resources(S("U:u"), "", "billing.pay") == []
 
 
 def test_list_authorized_resources_deny_removal():
-    # a deny covering the whole pattern removes it; a deny on part of it does not
+    # a deny covering the whole pattern removes it; a deny on part of it is an exception
     index = build({"p": P(A("a.*", ["r/*", "s/*", "t/x"])), "d": P(D("a.*", "r/*"), D("*", "t/?"), D("a.b", "s/*"))},
                   [("U:u", "POLICY", "p"), ("U:u", "POLICY", "d")])
-    assert index.list_authorized_resources(S("U:u")) == [AuthorizedResource("s/*", ("a.*",))]
+    assert index.list_authorized_resources(S("U:u")) == [
+        AuthorizedResource("s/*", ("a.*",), (AuthorizedException("s/*", ("a.b",)),))]
     for action, resource in [("a.b", "s/1"), ("a.c", "r/1"), ("a.c", "t/x")]:
         assert not index.check(S("U:u"), action, resource).allowed
     assert index.check(S("U:u"), "a.c", "s/1").allowed
+
+
+def test_list_authorized_resources_carries_the_denies_as_exceptions():
+    # permissions inventory.* plus DENY inventory.Server.delete on prod/*
+    index = build({"p": P(D("inventory.Server.delete", "prod/*"), perms=["inventory.*"])}, [("U:alice", "POLICY", "p")])
+    expected = [AuthorizedResource("*", ("inventory.*",),
+                                   (AuthorizedException("prod/*", ("inventory.Server.delete",)),))]
+    assert index.list_authorized_resources(S("U:alice"), "", "inventory.Server.delete") == expected
+    assert index.list_authorized_resources(S("U:alice")) == expected
+    assert index.list_authorized_resources(S("U:alice"), "", "inventory.Server.read") == [
+        AuthorizedResource("*", ("inventory.*",))]
+    assert not index.check(S("U:alice"), "inventory.Server.delete", "prod/web1").allowed
+    assert index.check(S("U:alice"), "inventory.Server.delete", "dev/web1").allowed
 
 
 def test_list_authorized_resources_action_filter_respects_denies_of_that_action():
@@ -576,14 +595,8 @@ def test_list_authorized_resources_action_filter_respects_denies_of_that_action(
     assert index.list_authorized_resources(S("U:u"), "", "a.c") == [
         AuthorizedResource("s/*", ("a.*",)), AuthorizedResource("u/*", ("a.*",))]
     assert index.list_authorized_resources(S("U:u")) == [
-        AuthorizedResource("s/*", ("a.*",)), AuthorizedResource("u/*", ("a.*",))]
-
-
-def test_list_authorized_resources_every_pair_checks_allow():
-    index = build(*LAR)
-    for entry in index.list_authorized_resources(S("U:u")):
-        for action in entry.actions:
-            assert index.check(S("U:u"), action, entry.resource).allowed
+        AuthorizedResource("s/*", ("a.*",), (AuthorizedException("s/*", ("a.b",)),)),
+        AuthorizedResource("u/*", ("a.*",))]
 
 
 def test_list_authorized_resources_through_groups_and_nothing():

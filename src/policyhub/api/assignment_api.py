@@ -71,8 +71,7 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
                   "action": request.action, "page": optional_message(request, "page")}
         found, total = self.authorization.list_authorized_resources(self.caller(request, context), params)
         return pb.AuthorizedResourcesInfo(
-            results=fitted([pb.AuthorizedResource(resource=r.resource, actions=r.actions) for r in found],
-                           self.max_message_bytes), total_count=total)
+            results=fitted([authorized_resource(r) for r in found], self.max_message_bytes), total_count=total)
 
     def list_subjects(self, request, context):
         params = {"policy_id": request.policy_id, "action": request.action, "resource": request.resource,
@@ -163,3 +162,8 @@ def _effective(statement) -> pb.EffectiveStatement:
         statement=policy_pb2.Statement(effect=statement.effect, actions=statement.actions,
                                        resources=statement.resources),
         via=[_subject_message(s) for s in statement.via])
+
+
+def authorized_resource(entry) -> pb.AuthorizedResource:
+    return pb.AuthorizedResource(resource=entry.resource, actions=entry.actions, exceptions=[
+        pb.AuthorizedException(resource=e.resource, actions=e.actions) for e in entry.exceptions])

@@ -7,6 +7,7 @@ from policyhub.engine.model import (
     GRANT_TYPES,
     NO_MATCHING_ALLOW,
     SUBJECT_TYPES,
+    AuthorizedException,
     AuthorizedResource,
     Decision,
     Edge,
@@ -28,7 +29,7 @@ from policyhub.engine.patterns import (
 
 __all__ = [
     "ALLOWED", "EFFECTS", "EXPLICIT_DENY", "GRANT_TYPES", "NO_ALLOW_DECISION", "NO_MATCHING_ALLOW", "SUBJECT_TYPES",
-    "AuthorizedResource", "Decision", "DomainIndex", "Edge", "EffectiveStatement", "PolicyRules",
+    "AuthorizedException", "AuthorizedResource", "Decision", "DomainIndex", "Edge", "EffectiveStatement", "PolicyRules",
     "Statement", "Subject", "SubjectDecision", "SubjectGrant",
     "compile_action_pattern", "compile_pattern", "compile_resource_pattern", "match_action", "match_resource",
     "may_match_with_prefix",

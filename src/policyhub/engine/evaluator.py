@@ -1,8 +1,8 @@
 """The policy evaluation engine: policies + assignment graph in, decisions out.
 
 Pure: no I/O, no database, no gRPC. A :class:`DomainIndex` is built from one domain's
-policies and assignment edges at a given ``now`` and answers every authorization
-question of PRODUCT.md §4 from memory.
+policies and assignment edges at a given ``now`` and answers every
+authorization question (check, list, who-can, effective permissions) from memory.
 
 Semantics
 ---------
@@ -28,20 +28,19 @@ Semantics
 - **Time.** Edges already expired at construction are dropped. The index does not
   watch the clock: the caller must rebuild it once ``now`` reaches
   :attr:`DomainIndex.next_expiry` (the earliest future expiry, ``None`` if none).
-- **list_authorized_resources.** For every resource pattern R of the subject's
+- **list_authorized_resources.** Entries are the resource patterns R of the subject's
   applicable ALLOW statements that can match some resource starting with the prefix
-  (``*`` and ``*/x`` can; ``b/*`` cannot for prefix ``a/``), and every action pattern A
-  of the same statement (when an ``action`` filter is given: only the A whose pattern
-  matches it), the pair is reported when ``check(subject, A, R)`` — with A and R taken
-  as literal strings — is ALLOW (and, with an ``action`` filter, ``check(subject,
-  action, R)`` too). So explicit denies remove pairs, and every reported
-  pair is consistent with ``check`` by construction. A deny pattern without ``?`` that
-  matches the pattern A (or R) as a literal string matches every string A (or R)
-  matches, so with such denies the listing is also complete: every concretely allowed
-  (action, resource) under the prefix is covered by a reported (R, A). A deny that only partly covers an
-  allowed pattern (e.g. deny ``a?`` against allow ``a*``) can hide that pattern.
-  Conversely a reported pattern may still contain narrower denied instances (allow
-  ``a.*`` with deny ``a.x`` reports ``a.*``): ``check`` remains the authority.
+  (``*`` and ``*/x`` can; ``b/*`` cannot for prefix ``a/``), each with the action patterns A
+  of those statements (with an ``action`` filter: only the A that match it), and with
+  *exceptions*: the resource patterns of the subject's applicable DENY statements that may
+  overlap R, each with that deny's action patterns that may overlap one of the entry's A (with
+  an ``action`` filter: that match it). An A that one deny statement takes entirely on R (its
+  action pattern contains A, or the filtered action, and its resource pattern contains R) is
+  left out, and an entry left with no A is not reported. The answer is exact: a concrete
+  (action, resource) under the prefix is allowed by ``check`` if and only if some entry's R
+  matches the resource and one of its A the action, and none of that entry's exceptions
+  matches both (an exception only ever names what a deny statement really denies, so it can
+  remove nothing ``check`` allows; and every deny that could remove a pair is listed).
 - **subjects_holding(policy_id)** reports assignments, whether or not the policy is
   enabled or known; **who_can** and **effective_statements** only count policies that
   apply (enabled and present).
@@ -79,6 +78,7 @@ from typing import Iterable
 from policyhub.engine.model import (
     ALLOWED,
     EXPLICIT_DENY,
+    AuthorizedException,
     GRANT_TYPES,
     NO_MATCHING_ALLOW,
     AuthorizedResource,
@@ -91,6 +91,7 @@ from policyhub.engine.model import (
     SubjectDecision,
     SubjectGrant,
 )
+from policyhub.engine.coverage import Budget, BudgetExceeded, contains, overlaps
 from policyhub.engine.patterns import (
     Matcher,
     action_bucket,
@@ -104,6 +105,8 @@ from policyhub.engine.patterns import (
 __all__ = ["DomainIndex"]
 
 NO_ALLOW_DECISION = Decision(False, NO_MATCHING_ALLOW)
+# Pattern-algebra steps one list_authorized_resources may spend (then it answers conservatively).
+LISTING_STEPS = 1_000_000
 
 # An entry of a bucket: ((policy id, statement index), action matcher or None = any,
 # resource matcher or None = any). Buckets are sorted by that key.
@@ -296,6 +299,40 @@ class _Closure:
     def __init__(self, reach: dict[Subject, tuple[Subject, ...]], held: dict[str, tuple[Subject, ...]]):
         self.reach = reach   # reached subject -> shortest (lexicographically smallest) path, BFS order
         self.held = held     # policy id -> best via, for every POLICY edge reached (policy known or not)
+
+
+class _Algebra:
+    """Memoized pattern containment/overlap for one listing, under one work budget. Once the
+    budget is spent the answers turn conservative in the direction that keeps a listing
+    exact: "may overlap" (an exception that overlaps nothing removes nothing) and "not
+    contained" (the entry stays, with the deny as an exception)."""
+    __slots__ = ("budget", "memo")
+
+    def __init__(self, budget: Budget):
+        self.budget = budget
+        self.memo: dict[tuple[bool, str, str], bool] = {}
+
+    def overlaps(self, a: str, b: str) -> bool:
+        key = (True, a, b)
+        found = self.memo.get(key)
+        if found is None:
+            try:
+                found = overlaps(a, b, self.budget)
+            except BudgetExceeded:
+                found = True
+            self.memo[key] = found
+        return found
+
+    def contains(self, outer: str, inner: str) -> bool:
+        key = (False, outer, inner)
+        found = self.memo.get(key)
+        if found is None:
+            try:
+                found = contains(outer, inner, self.budget)
+            except BudgetExceeded:
+                found = False
+            self.memo[key] = found
+        return found
 
 
 class DomainIndex:
@@ -491,24 +528,25 @@ class DomainIndex:
 
     def list_authorized_resources(self, subject: Subject, resource_prefix: str = "",
                                   action: str | None = None) -> list[AuthorizedResource]:
-        """Resource patterns with their allowed action patterns (see module doc)."""
+        """Resource patterns with their allowed action patterns and the denies carved out of
+        them (see module doc): exact with respect to ``check``."""
         candidates: dict[str, set[str]] = {}
+        denies: list[Statement] = []
         prefix_ok: dict[str, bool] = {}
         action_ok: dict[str, bool] = {}
+
+        def wanted(a: str) -> bool:
+            ok = action_ok.get(a)
+            if ok is None:
+                ok = action_ok[a] = match_action(a, action)
+            return ok
+
         for pid, _via in self._view(subject).held:
             for s in self._policies[pid].statements:
-                if s.effect != "ALLOW":
+                if s.effect == "DENY":
+                    denies.append(s)
                     continue
-                actions = [a for a in s.actions if a]
-                if action:
-                    kept = []
-                    for a in actions:
-                        ok = action_ok.get(a)
-                        if ok is None:
-                            ok = action_ok[a] = match_action(a, action)
-                        if ok:
-                            kept.append(a)
-                    actions = kept
+                actions = [a for a in s.actions if a and (not action or wanted(a))]
                 if not actions:
                     continue
                 for r in s.resources:
@@ -519,13 +557,31 @@ class DomainIndex:
                         ok = prefix_ok[r] = may_match_with_prefix(r, resource_prefix)
                     if ok:
                         candidates.setdefault(r, set()).update(actions)
+        # With an action filter only that action is asked about; otherwise each listed pattern.
+        deny_actions = [[a for a in d.actions if a and (not action or wanted(a))] for d in denies]
+        algebra = _Algebra(Budget(LISTING_STEPS))
         out: list[AuthorizedResource] = []
         for r in sorted(candidates):
-            if action and not self.check(subject, action, r).allowed:
+            relevant = [(rd, acts) for d, acts in zip(denies, deny_actions) if acts
+                        for rd in dict.fromkeys(d.resources)
+                        if rd and may_match_with_prefix(rd, resource_prefix) and algebra.overlaps(rd, r)]
+            kept = []
+            for a in sorted(candidates[r]):
+                probe = (action or a).lower()
+                # Dropped only when one deny takes all of it; a partial deny becomes an exception.
+                if not any(algebra.contains(rd, r) and any(algebra.contains(ad.lower(), probe) for ad in acts)
+                           for rd, acts in relevant):
+                    kept.append(a)
+            if not kept:
                 continue
-            allowed = tuple(a for a in sorted(candidates[r]) if self.check(subject, a, r).allowed)
-            if allowed:
-                out.append(AuthorizedResource(r, allowed))
+            probes = [action.lower()] if action else [a.lower() for a in kept]
+            exceptions: dict[str, set[str]] = {}
+            for rd, acts in relevant:
+                hit = [ad for ad in acts if any(algebra.overlaps(ad.lower(), p) for p in probes)]
+                if hit:
+                    exceptions.setdefault(rd, set()).update(hit)
+            out.append(AuthorizedResource(r, tuple(kept), tuple(
+                AuthorizedException(rd, tuple(sorted(acts))) for rd, acts in sorted(exceptions.items()))))
         return out
 
     def _reverse_reach(self, starts: Iterable[Subject]) -> set[Subject]:

@@ -94,9 +94,18 @@ class EffectiveStatement:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthorizedException:
+    resource: str                 # a resource pattern of an applicable DENY statement
+    actions: tuple[str, ...]      # its action patterns denied there, sorted, de-duplicated
+
+
+@dataclass(frozen=True, slots=True)
 class AuthorizedResource:
     resource: str                 # a resource pattern of an applicable ALLOW statement
     actions: tuple[str, ...]      # allowed action patterns on it, sorted, de-duplicated
+    # Denies carved out of it: (action, resource) is allowed when it is covered here and
+    # matched by no exception. Sorted by resource.
+    exceptions: tuple[AuthorizedException, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Action and resource patterns.
 
-Rules (PRODUCT.md §4):
+Rules:
 
 - ``*`` matches any run of characters, including the empty run; it crosses ``.``,
   ``:`` and ``/`` (and every other character, newlines included).
