@@ -30,6 +30,7 @@ test: $(GENERATED) lint
 bench: $(GENERATED)
 	$(BIN)/python tests/bench/bench_api.py
 	$(BIN)/python tests/bench/bench_check.py
+	$(BIN)/python tests/bench/bench_trust.py
 
 clean:
 	rm -rf $(VENV) src/policyhub/_gen .pytest_cache
