@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policyhub.engine import Statement
-from policyhub.engine.coverage import Budget, BudgetExceeded, contains, first_uncovered, overlaps
+from policyhub.engine.coverage import Budget, BudgetExceeded, PatternIndex, contains, first_uncovered, overlaps
 from policyhub.engine.patterns import glob_match
 
 ALPHABET = "ab."
@@ -41,6 +41,25 @@ def test_overlaps_is_exact(a, b):
         assert overlaps(a, b)
     elif len(a) + len(b) <= 6:
         assert not overlaps(a, b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(patterns, min_size=1, max_size=12), patterns)
+def test_pattern_index_never_misses_a_candidate(held, probe):
+    index = PatternIndex((p, i) for i, p in enumerate(held))
+    may_contain = {i for _, i in index.may_contain(probe)}
+    may_overlap = {i for _, i in index.may_overlap(probe)}
+    for i, p in enumerate(held):
+        if contains(p, probe):
+            assert i in may_contain, (p, probe)
+        if overlaps(p, probe):
+            assert i in may_overlap, (p, probe)
+
+
+def test_pattern_index_narrows_by_literal_prefix():
+    index = PatternIndex((p, p) for p in ["inventory.*", "identity.*", "*", "inv*", "billing.x"])
+    assert {p for p, _ in index.may_contain("inventory.Server.read")} == {"inventory.*", "*", "inv*"}
+    assert {p for p, _ in index.may_overlap("i*")} == {"inventory.*", "identity.*", "*", "inv*"}
 
 
 @pytest.mark.parametrize("outer,inner,expected", [

@@ -20,13 +20,16 @@ callers (the statement coverage below folds them).
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Generic, Iterable, Iterator, Sequence, TypeVar
 
 from policyhub.engine.model import Statement
-from policyhub.engine.patterns import collapse_stars, compile_pattern, has_wildcard, is_match_all
+from policyhub.engine.patterns import collapse_stars, compile_pattern, has_wildcard, is_match_all, literal_prefix
 
-__all__ = ["Budget", "BudgetExceeded", "Uncovered", "contains", "overlaps", "first_uncovered"]
+__all__ = ["Budget", "BudgetExceeded", "PatternIndex", "Uncovered", "contains", "overlaps", "first_uncovered"]
+
+T = TypeVar("T")
 
 DEFAULT_STEPS = 2_000_000
 
@@ -124,6 +127,36 @@ def overlaps(a: str, b: str, budget: Budget | None = None) -> bool:
     return False
 
 
+class PatternIndex(Generic[T]):
+    """Patterns (with a value each) by their literal prefix, to find the few that may contain or
+    overlap a given pattern without trying them all. A pattern whose literal prefix is P only
+    matches strings starting with P, so: it can contain a pattern with literal prefix Q only if
+    Q starts with P; it can overlap it only if one of P, Q starts with the other."""
+
+    def __init__(self, items: Iterable[tuple[str, T]]):
+        self._by_prefix: dict[str, list[tuple[str, T]]] = {}
+        for pattern, value in items:
+            self._by_prefix.setdefault(literal_prefix(pattern), []).append((pattern, value))
+        self._prefixes = sorted(self._by_prefix)
+
+    def may_contain(self, inner: str) -> Iterator[tuple[str, T]]:
+        """Entries that may contain ``inner`` (a superset of those that do)."""
+        q = literal_prefix(inner)
+        for k in range(len(q) + 1):
+            yield from self._by_prefix.get(q[:k], ())
+
+    def may_overlap(self, other: str) -> Iterator[tuple[str, T]]:
+        """Entries that may overlap ``other`` (a superset of those that do)."""
+        q = literal_prefix(other)
+        for k in range(len(q)):
+            yield from self._by_prefix.get(q[:k], ())
+        prefixes = self._prefixes
+        i = bisect_left(prefixes, q)
+        while i < len(prefixes) and prefixes[i].startswith(q):
+            yield from self._by_prefix[prefixes[i]]
+            i += 1
+
+
 @dataclass(frozen=True)
 class Uncovered:
     """The first (action, resource) pair of ``wanted[statement_index]`` that is not covered."""
@@ -146,25 +179,29 @@ def first_uncovered(held: Sequence[Statement], wanted: Sequence[Statement],
     budget = budget or Budget()
     allows = [s for s in held if s.effect == "ALLOW"]
     denies = [s for s in held if s.effect == "DENY"]
-    allow_actions = [[a.lower() for a in s.actions] for s in allows]
-    deny_actions = [[a.lower() for a in s.actions] for s in denies]
+    indexes = {
+        "action": (PatternIndex((a.lower(), bit) for bit, s in enumerate(allows) for a in s.actions if a),
+                   PatternIndex((a.lower(), bit) for bit, s in enumerate(denies) for a in s.actions if a)),
+        "resource": (PatternIndex((r, bit) for bit, s in enumerate(allows) for r in s.resources if r),
+                     PatternIndex((r, bit) for bit, s in enumerate(denies) for r in s.resources if r)),
+    }
     masks: dict[tuple[str, str], tuple[int, int]] = {}
 
     def mask(kind: str, pattern: str) -> tuple[int, int]:
+        """(held ALLOW statements one of whose `kind` patterns contains `pattern`, held DENY
+        statements one of whose `kind` patterns overlaps it), as bit sets."""
         key = (kind, pattern)
         found = masks.get(key)
         if found is None:
-            allow_sets = allow_actions if kind == "action" else [s.resources for s in allows]
-            deny_sets = deny_actions if kind == "action" else [s.resources for s in denies]
-            covered = 0
-            for bit, patterns in enumerate(allow_sets):
+            allow_index, deny_index = indexes[kind]
+            covered = touched = 0
+            for outer, bit in allow_index.may_contain(pattern):
                 budget.spend(1)
-                if any(contains(p, pattern, budget) for p in patterns):
+                if not covered >> bit & 1 and contains(outer, pattern, budget):
                     covered |= 1 << bit
-            touched = 0
-            for bit, patterns in enumerate(deny_sets):
+            for other, bit in deny_index.may_overlap(pattern):
                 budget.spend(1)
-                if any(overlaps(p, pattern, budget) for p in patterns):
+                if not touched >> bit & 1 and overlaps(other, pattern, budget):
                     touched |= 1 << bit
             found = masks[key] = (covered, touched)
         return found

@@ -91,12 +91,13 @@ from policyhub.engine.model import (
     SubjectDecision,
     SubjectGrant,
 )
-from policyhub.engine.coverage import Budget, BudgetExceeded, contains, overlaps
+from policyhub.engine.coverage import Budget, BudgetExceeded, PatternIndex, contains, overlaps
 from policyhub.engine.patterns import (
     Matcher,
     action_bucket,
     action_segment,
     compile_pattern,
+    has_wildcard,
     is_match_all,
     match_action,
     may_match_with_prefix,
@@ -389,6 +390,8 @@ class DomainIndex:
         self._views: dict[Subject, _View] = {}
         self._allow_index: _EffectView | None = None
         self._allow_index_built = False
+        self._held: dict[Subject, tuple[Statement, ...]] = {}
+        self._explicit: dict[Subject, dict[str, tuple[str, ...]]] = {}
 
     # ------------------------------------------------------------------ properties
 
@@ -511,20 +514,30 @@ class DomainIndex:
         policy = self._policies.get(policy_id)
         return None if policy is None else policy.statements
 
-    def held_statements(self, subject: Subject) -> list[Statement]:
+    def held_statements(self, subject: Subject) -> tuple[Statement, ...]:
         """The statements that apply to the subject (those of :meth:`effective_statements`)."""
-        return [Statement(s.effect, s.actions, s.resources) for s in self.effective_statements(subject)]
+        held = self._held.get(subject)
+        if held is None:
+            held = self._held[subject] = tuple(s for pid, _via in self._view(subject).held
+                                               for s in self._policies[pid].statements)
+        return held
 
     def grants_explicitly(self, subject: Subject, action: str, resource: str) -> bool:
         """Allowed by a statement naming ``action`` without wildcards (case-insensitively), and
         not denied. Permissions that hand out more than the holder has (escalate, bind) are
         given this way only: ``*`` or ``repository.Policy.*`` do not include them."""
-        if not self.check(subject, action, resource).allowed:
-            return False
-        folded = action.lower()
-        return any(s.effect == "ALLOW" and any(a.lower() == folded for a in s.actions)
-                   and any(compile_pattern(r)(resource) for r in s.resources)
-                   for s in self.effective_statements(subject))
+        explicit = self._explicit.get(subject)
+        if explicit is None:
+            named: dict[str, list[str]] = {}
+            for s in self.held_statements(subject):
+                if s.effect == "ALLOW":
+                    for a in s.actions:
+                        if a and not has_wildcard(a):
+                            named.setdefault(a.lower(), []).extend(s.resources)
+            explicit = self._explicit[subject] = {a: tuple(rs) for a, rs in named.items()}
+        resources = explicit.get(action.lower())
+        return bool(resources) and any(compile_pattern(r)(resource) for r in resources) \
+            and self.check(subject, action, resource).allowed
 
     def list_authorized_resources(self, subject: Subject, resource_prefix: str = "",
                                   action: str | None = None) -> list[AuthorizedResource]:
@@ -559,12 +572,13 @@ class DomainIndex:
                         candidates.setdefault(r, set()).update(actions)
         # With an action filter only that action is asked about; otherwise each listed pattern.
         deny_actions = [[a for a in d.actions if a and (not action or wanted(a))] for d in denies]
+        deny_resources = PatternIndex((rd, k) for k, d in enumerate(denies) if deny_actions[k]
+                                      for rd in dict.fromkeys(d.resources)
+                                      if rd and may_match_with_prefix(rd, resource_prefix))
         algebra = _Algebra(Budget(LISTING_STEPS))
         out: list[AuthorizedResource] = []
         for r in sorted(candidates):
-            relevant = [(rd, acts) for d, acts in zip(denies, deny_actions) if acts
-                        for rd in dict.fromkeys(d.resources)
-                        if rd and may_match_with_prefix(rd, resource_prefix) and algebra.overlaps(rd, r)]
+            relevant = [(rd, deny_actions[k]) for rd, k in deny_resources.may_overlap(r) if algebra.overlaps(rd, r)]
             kept = []
             for a in sorted(candidates[r]):
                 probe = (action or a).lower()
