@@ -48,13 +48,13 @@ def test_assignment_rights_are_scoped_to_the_granted_policy(secure, domain):
 def test_assignment_added_during_a_delete_is_undone(client, domain, monkeypatch):
     client.policy.create(pb.CreatePolicyRequest(policy_id="racy", name="n", domain_id=domain), timeout=10)
     manager = client.app.assignment_api.assignments.assignments
-    original = manager.insert_many
+    original = manager.insert_new
 
     def delete_first(records):
         # The policy is deleted after the add's existence check, before its insert.
         client.policy.delete(pb.PolicyRequest(policy_id="racy", domain_id=domain), timeout=10)
-        original(records)
-    monkeypatch.setattr(manager, "insert_many", delete_first)
+        return original(records)
+    monkeypatch.setattr(manager, "insert_new", delete_first)
     expect_error(grpc.StatusCode.NOT_FOUND, client.assignment.add, parse(apb.AssignmentsRequest, {
         "domain_id": domain, "grants": [{"type": "POLICY", "id": "racy"}], "subject_type": "USER",
         "subject_ids": ["u"]}))

@@ -1,12 +1,15 @@
 """Persistence and queries of assignments."""
 from __future__ import annotations
 
+import contextlib
+import secrets
+import time
 from typing import Any, Iterable
 
 import pymongo.errors
 from mongoengine import NotUniqueError
 
-from policyhub.errors import AlreadyExists, NotFound
+from policyhub.errors import Aborted, AlreadyExists, NotFound
 from policyhub.manager.database import aggregate, translate_errors
 from policyhub.model import AssignmentDocument
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
@@ -15,6 +18,14 @@ from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list
 Key = tuple[str, str, str, str]
 KEY_FIELDS = ("subject_type", "subject_id", "grant_type", "grant_id")
 EDGE_FIELDS = {"_id": 0, **{field: 1 for field in KEY_FIELDS}, "expires_at": 1}
+DUPLICATE_KEY = 11000
+# Rounds of inserting: a pair taken when we inserted but free again when we read its holder
+# is tried again; one that keeps flipping (a concurrent remover each time) ends in ABORTED.
+INSERT_ROUNDS = 3
+# How long a remover's claim on an assignment stands: far longer than the two database calls
+# (each bounded by the connection timeout) between claim and delete, and short enough that the
+# claim of a remover that died in between does not keep the assignment from being removed.
+CLAIM_SECONDS = 60.0
 
 
 def key_of(record: dict[str, Any]) -> Key:
@@ -22,7 +33,24 @@ def key_of(record: dict[str, Any]) -> Key:
 
 
 def _record(raw: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in raw.items() if key != "_id"}
+    return {key: value for key, value in raw.items() if key not in ("_id", "removal")}
+
+
+def _unclaimed(now: float) -> dict[str, Any]:
+    """Matches assignments no remover holds a standing claim on."""
+    return {"removal.until": {"$not": {"$gt": now}}}
+
+
+def _insert_unordered(collection, documents: list[dict[str, Any]]) -> list[int]:
+    """Inserts what it can; returns the positions of the documents whose pair was taken."""
+    try:
+        collection.insert_many(documents, ordered=False)
+    except pymongo.errors.BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if not errors or any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        return sorted(error["index"] for error in errors)
+    return []
 
 
 class AssignmentManager:
@@ -61,19 +89,31 @@ class AssignmentManager:
         return found
 
     @translate_errors()
-    def insert_many(self, records: list[dict[str, Any]]) -> None:
-        """All or nothing: on failure, what this call inserted is removed again."""
-        if not records:
-            return
+    def insert_new(self, records: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+        """Inserts each record whose (subject, grant) pair is free. Returns, by pair, the
+        assignment that holds each of the other pairs (created meanwhile by someone else); every
+        record whose pair is not in the result was inserted by this call. On any failure, what
+        this call inserted is removed again."""
         collection = AssignmentDocument._get_collection()
-        documents = [AssignmentDocument(**record).to_mongo().to_dict() for record in records]
+        domain_id = records[0]["domain_id"]
+        pending = [(record, AssignmentDocument(**record).to_mongo().to_dict()) for record in records]
+        taken: dict[Key, dict[str, Any]] = {}
         try:
-            collection.insert_many(documents, ordered=True)
-        except pymongo.errors.PyMongoError as exc:
-            ids = [record["assignment_id"] for record in records]
-            collection.delete_many({"domain_id": records[0]["domain_id"], "assignment_id": {"$in": ids}})
-            if isinstance(exc, pymongo.errors.BulkWriteError):
-                raise AlreadyExists("Assignment", "subject/grant", "a concurrent write; retry") from exc
+            for _ in range(INSERT_ROUNDS):
+                lost = [pending[i] for i in _insert_unordered(collection, [document for _, document in pending])]
+                if not lost:
+                    return taken
+                holders = self.find_by_keys(domain_id, [key_of(record) for record, _ in lost])
+                taken.update(holders)
+                # A pair that is free again (its holder was removed since) is tried once more.
+                pending = [(record, document) for record, document in lost if key_of(record) not in holders]
+                if not pending:
+                    return taken
+            raise Aborted("the assignments are being added and removed concurrently; retry")
+        except Exception:
+            # Our ids are new: deleting them touches only what this call inserted.
+            collection.delete_many({"domain_id": domain_id,
+                                    "assignment_id": {"$in": [record["assignment_id"] for record in records]}})
             raise
 
     @translate_errors()
@@ -82,8 +122,39 @@ class AssignmentManager:
             {"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}}).deleted_count
 
     @translate_errors()
+    def remove_ids(self, domain_id: str, assignment_ids: list[str]) -> set[str]:
+        """Deletes the assignments (distinct ids) and returns the ids this call removed. Two
+        removers of one assignment would both see a delete succeed, so each first claims what it
+        will delete (a per-document atomic update): the claim decides who removed it."""
+        if not assignment_ids:
+            return set()
+        collection = AssignmentDocument._get_collection()
+        now = time.time()
+        token = secrets.token_hex(8)
+        wanted = {"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}}
+        claimed = collection.update_many({**wanted, **_unclaimed(now)},
+                                         {"$set": {"removal": {"by": token, "until": now + CLAIM_SECONDS}}})
+        if claimed.modified_count == 0:
+            return set()
+        ours = {**wanted, "removal.by": token}
+        try:
+            if claimed.modified_count == len(assignment_ids):
+                removed = set(assignment_ids)
+            else:
+                removed = {raw["assignment_id"] for raw in collection.find(ours, {"_id": 0, "assignment_id": 1})}
+            collection.delete_many(ours)
+        except Exception:
+            # Let others remove them now rather than when the claim runs out.
+            with contextlib.suppress(pymongo.errors.PyMongoError):
+                collection.update_many(ours, {"$unset": {"removal": ""}})
+            raise
+        return removed
+
+    @translate_errors()
     def delete(self, domain_id: str, assignment_id: str) -> None:
-        if AssignmentDocument.objects(domain_id=domain_id, assignment_id=assignment_id).delete() == 0:
+        found = AssignmentDocument._get_collection().delete_one(
+            {"domain_id": domain_id, "assignment_id": assignment_id, **_unclaimed(time.time())})
+        if found.deleted_count == 0:
             raise NotFound("Assignment", "assignment_id", assignment_id)
 
     @translate_errors()
@@ -104,7 +175,7 @@ class AssignmentManager:
     def for_policy(self, domain_id: str, policy_id: str) -> list[dict[str, Any]]:
         """The raw assignments granting a policy (what a cascade delete parks on the policy)."""
         return list(AssignmentDocument._get_collection().find(
-            {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id}, {"_id": 0}))
+            {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id}, {"_id": 0, "removal": 0}))
 
     @translate_errors()
     def put_back(self, documents: list[dict[str, Any]]) -> None:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import functools
 import logging
-
 import re
+import threading
+from collections.abc import Mapping
 
 import mongoengine
 import mongomock
+import mongomock.collection
 import mongomock.filtering
+import mongomock.helpers
 import pymongo
 import pymongo.errors
 import re2
@@ -38,6 +41,7 @@ class Database:
         mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
         if self.embedded:
             use_re2_in_embedded_store()
+            serialize_embedded_writes()
             # mongoengine 0.29 wants the client class, not a mongomock:// URI.
             mongoengine.connect(db=self.name, host="mongodb://localhost", mongo_client_class=mongomock.MongoClient,
                                 uuidRepresentation="standard")
@@ -98,6 +102,53 @@ def use_re2_in_embedded_store() -> None:
     linear in the text whatever the pattern. Idempotent; affects only mongomock."""
     mongomock.filtering.re = _Re2AsRe
     mongomock.filtering.RE_TYPE = re2._Regexp  # what `_Re2AsRe.compile` returns, so it is used as is
+
+
+# Held by every write to the embedded store (re-entrant: an insert of many inserts each one).
+_EMBEDDED_WRITES = threading.RLock()
+
+
+def serialize_embedded_writes() -> None:
+    """The embedded store's writes are not atomic across threads: an insert is stored before
+    its unique indexes are checked and rolled back after, so a concurrent read can see a
+    duplicate that never existed and two racing inserts of one key can both be rolled back;
+    two conditional updates can both match a document. Here each write runs alone, and an
+    insert checks its unique keys before it is stored. Idempotent; affects only mongomock."""
+    collection = mongomock.collection.Collection
+    if getattr(collection, "_policyhub_serialized", False):
+        return
+    insert, update, delete = collection._insert, collection._update, collection._delete
+
+    def _insert(self, data, *args, **kwargs):
+        with _EMBEDDED_WRITES:
+            if isinstance(data, Mapping):
+                _refuse_duplicate(self, data)
+            return insert(self, data, *args, **kwargs)
+
+    def _update(self, *args, **kwargs):
+        with _EMBEDDED_WRITES:
+            return update(self, *args, **kwargs)
+
+    def _delete(self, *args, **kwargs):
+        with _EMBEDDED_WRITES:
+            return delete(self, *args, **kwargs)
+
+    collection._insert, collection._update, collection._delete = _insert, _update, _delete
+    collection._policyhub_serialized = True
+
+
+def _refuse_duplicate(collection, document: Mapping) -> None:
+    for index in collection._store.indexes.values():
+        if not index.get("unique") or index.get("sparse") or "partialFilterExpression" in index:
+            continue  # mongomock's own check after storing still covers these
+        spec = {}
+        for key, _ in index["key"]:
+            try:
+                spec[key] = mongomock.helpers.get_value_by_dot(document, key)
+            except KeyError:
+                spec[key] = None
+        if next(iter(collection._iter_documents(spec)), None) is not None:
+            raise pymongo.errors.DuplicateKeyError("E11000 Duplicate Key Error", 11000)
 
 
 class translate_errors:

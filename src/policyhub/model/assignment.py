@@ -16,6 +16,8 @@ class AssignmentDocument(Document):
     tags = DictField()
     domain_id = StringField(required=True)
     created_at = DateTimeField(required=True)
+    # Not declared: `removal`, a remover's claim, lives only between its claim and its delete
+    # and is written and read by the assignment manager alone.
 
     meta = {
         "collection": "assignment",

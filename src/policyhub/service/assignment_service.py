@@ -55,22 +55,25 @@ class AssignmentService:
         self._require_policies(ctx, [grant for _, grant in pairs])
         self.guard.require_bindable(ctx, [grant for _, grant in pairs], removing=False)
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
-        results, new_records = [], []
+        new_records = {_key(subject, grant): self._record(ctx, subject, grant, extras)
+                       for subject, grant in pairs if _key(subject, grant) not in existing}
+        created: list[dict[str, Any]] = []
+        if new_records:
+            with invalidating(self.revisions, ctx.domain_id):
+                # Pairs created meanwhile by someone else are theirs: reported, not created.
+                existing.update(self.assignments.insert_new(list(new_records.values())))
+                created = [record for key, record in new_records.items() if key not in existing]
+                self._recheck_policies(ctx, created)
+            self.audit.record_many(ctx, "repository.Assignment.add", "Assignment",
+                                   [(record["assignment_id"], None, record) for record in created])
+        results = []
         for subject, grant in pairs:
             found = existing.get(_key(subject, grant))
             if found:
                 results.append(_change(subject, grant, "ALREADY_EXISTS", found["assignment_id"]))
             else:
-                record = self._record(ctx, subject, grant, extras)
-                new_records.append(record)
-                results.append(_change(subject, grant, "CREATED", record["assignment_id"]))
-        if new_records:
-            with invalidating(self.revisions, ctx.domain_id):
-                self.assignments.insert_many(new_records)
-                self._recheck_policies(ctx, new_records)
-            self.audit.record_many(ctx, "repository.Assignment.add", "Assignment",
-                                   [(record["assignment_id"], None, record) for record in new_records])
-        return {"results": results, "changed_count": len(new_records)}
+                results.append(_change(subject, grant, "CREATED", new_records[_key(subject, grant)]["assignment_id"]))
+        return {"results": results, "changed_count": len(created)}
 
     def remove(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         pairs = self._pairs(params)
@@ -78,18 +81,22 @@ class AssignmentService:
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
         self.guard.require_bindable(ctx, [{"type": a["grant_type"], "id": a["grant_id"]} for a in existing.values()],
                                     removing=True)
+        removed: set[str] = set()
+        if existing:
+            with invalidating(self.revisions, ctx.domain_id):
+                # Pairs removed meanwhile by someone else are not counted as ours.
+                removed = self.assignments.remove_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
+            self.audit.record_many(ctx, "repository.Assignment.remove", "Assignment",
+                                   [(a["assignment_id"], a, None) for a in existing.values()
+                                    if a["assignment_id"] in removed])
         results = []
         for subject, grant in pairs:
             found = existing.get(_key(subject, grant))
-            outcome = "REMOVED" if found else "NOT_FOUND"
-            results.append(_change(subject, grant, outcome, found["assignment_id"] if found else ""))
-        removed = 0
-        if existing:
-            with invalidating(self.revisions, ctx.domain_id):
-                removed = self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
-            self.audit.record_many(ctx, "repository.Assignment.remove", "Assignment",
-                                   [(a["assignment_id"], a, None) for a in existing.values()])
-        return {"results": results, "changed_count": removed}
+            if found and found["assignment_id"] in removed:
+                results.append(_change(subject, grant, "REMOVED", found["assignment_id"]))
+            else:
+                results.append(_change(subject, grant, "NOT_FOUND", ""))
+        return {"results": results, "changed_count": len(removed)}
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
