@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+# A MongoDB document (filter, stage, projection) as the compiler builds it.
+Doc = dict[str, Any]
+
 from policyhub.errors import InvalidArgument, RequiredParameter
 from policyhub.query import regex_safety
 from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
@@ -58,13 +61,13 @@ class QuerySchema:
 
 @dataclass(frozen=True)
 class ListPlan:
-    pipeline: list[dict]
+    pipeline: list[Doc]
     count_only: bool
 
 
 @dataclass(frozen=True)
 class StatPlan:
-    pipeline: list[dict]
+    pipeline: list[Doc]
     paged: bool
     distinct: bool = False  # results are documents {"_id": value}; unpack_stat returns the values
 
@@ -73,7 +76,7 @@ class _RegexBudget:
     """The regex work a query has spent so far: each pattern is cheap on its own, but a
     query could send thousands of them against every document."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.spent = 0
 
     def spend(self, cost: int, path: str) -> None:
@@ -92,7 +95,7 @@ class _Context:
 
 # ---------------------------------------------------------------- public API
 
-def compile_list(query: dict | None, schema: QuerySchema, scope: dict, *, now: datetime | None = None) -> ListPlan:
+def compile_list(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: datetime | None = None) -> ListPlan:
     query = _root(query, _LIST_FIELDS)
     ctx = _Context(schema, now or datetime.now(timezone.utc))
     match = {"$match": _match(query, scope, ctx)}
@@ -103,7 +106,7 @@ def compile_list(query: dict | None, schema: QuerySchema, scope: dict, *, now: d
     return ListPlan([match, sort, _facet(results)], count_only=False)
 
 
-def compile_stat(query: dict | None, schema: QuerySchema, scope: dict, *, now: datetime | None = None) -> StatPlan:
+def compile_stat(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: datetime | None = None) -> StatPlan:
     query = _root(query, _STAT_FIELDS)
     ctx = _Context(schema, now or datetime.now(timezone.utc))
     match = {"$match": _match(query, scope, ctx)}
@@ -115,7 +118,7 @@ def compile_stat(query: dict | None, schema: QuerySchema, scope: dict, *, now: d
     return StatPlan([match, *body, _facet(page)], paged=True, distinct=distinct)
 
 
-def unpack_list(plan: ListPlan, docs: list[dict]) -> tuple[list[dict], int]:
+def unpack_list(plan: ListPlan, docs: list[Doc]) -> tuple[list[Doc], int]:
     if plan.count_only:
         return [], _count_of(docs)
     if not docs:
@@ -123,7 +126,7 @@ def unpack_list(plan: ListPlan, docs: list[dict]) -> tuple[list[dict], int]:
     return docs[0]["results"], _count_of(docs[0]["total_count"])
 
 
-def unpack_stat(plan: StatPlan, docs: list[dict]) -> tuple[list[dict] | list, int | None]:
+def unpack_stat(plan: StatPlan, docs: list[Doc]) -> tuple[list[Doc] | list[Any], int | None]:
     total = None
     if plan.paged:
         facet = docs[0] if docs else {"results": [], "total_count": []}
@@ -133,32 +136,32 @@ def unpack_stat(plan: StatPlan, docs: list[dict]) -> tuple[list[dict] | list, in
     return docs, total
 
 
-def _count_of(docs: list[dict]) -> int:
+def _count_of(docs: list[Doc]) -> int:
     # $count emits no document at all when nothing matched.
     return docs[0][_COUNT] if docs else 0
 
 
-def _facet(results: list[dict]) -> dict:
+def _facet(results: list[Doc]) -> Doc:
     return {"$facet": {"results": results, "total_count": [{"$count": _COUNT}]}}
 
 
 # ---------------------------------------------------------------- structure helpers
 
-def _root(query: Any, allowed: frozenset[str]) -> dict:
+def _root(query: Any, allowed: frozenset[str]) -> Doc:
     if query is None:
         return {}
-    query = _object(query, _ROOT)
-    _known_fields(query, allowed, _ROOT)
-    return query
+    checked = _object(query, _ROOT)
+    _known_fields(checked, allowed, _ROOT)
+    return checked
 
 
-def _object(value: Any, path: str) -> dict:
+def _object(value: Any, path: str) -> Doc:
     if not isinstance(value, dict):
         raise InvalidArgument(path, "must be an object")
     return value
 
 
-def _array(value: Any, path: str, cap: int) -> list:
+def _array(value: Any, path: str, cap: int) -> list[Any]:
     """A list field; None (unset) is the empty list."""
     if value is None:
         return []
@@ -169,13 +172,13 @@ def _array(value: Any, path: str, cap: int) -> list:
     return value
 
 
-def _known_fields(obj: dict, allowed: frozenset[str], path: str) -> None:
+def _known_fields(obj: Doc, allowed: frozenset[str], path: str) -> None:
     for name in obj:
         if name not in allowed:
             raise InvalidArgument(f"{path}.{name}", "unknown field")
 
 
-def _alias(obj: dict, long: str, short: str, path: str) -> tuple[Any, str]:
+def _alias(obj: Doc, long: str, short: str, path: str) -> tuple[Any, str]:
     """Read a field that SpaceONE accepts under two names (`key`/`k`); None means unset."""
     if obj.get(long) is not None and obj.get(short) is not None:
         raise InvalidArgument(f"{path}.{short}", f"'{long}' and '{short}' are the same field; set only one")
@@ -184,14 +187,14 @@ def _alias(obj: dict, long: str, short: str, path: str) -> tuple[Any, str]:
     return obj.get(long), f"{path}.{long}"
 
 
-def _required(obj: dict, long: str, short: str, path: str) -> tuple[Any, str]:
+def _required(obj: Doc, long: str, short: str, path: str) -> tuple[Any, str]:
     value, value_path = _alias(obj, long, short, path)
     if value is None:
         raise RequiredParameter(value_path)
     return value, value_path
 
 
-def _flag(obj: dict, name: str, path: str) -> bool:
+def _flag(obj: Doc, name: str, path: str) -> bool:
     value = obj.get(name)
     if value is None:
         return False
@@ -338,7 +341,7 @@ def _literal_text(value: Any, path: str) -> str:
     return text
 
 
-def _substring(text: str, path: str, ctx: _Context) -> dict:
+def _substring(text: str, path: str, ctx: _Context) -> Doc:
     ctx.regex_budget.spend(regex_safety.subject_cost(len(text)), path)
     # A {$regex} document rather than a compiled pattern: the wire test server
     # mishandles BSON regex literals. re.escape output is valid PCRE.
@@ -362,78 +365,78 @@ def _pattern(value: Any, path: str, ctx: _Context) -> str:
 # ---------------------------------------------------------------- filter operators
 # Each takes (key, normalized value, value path, context) and returns a MongoDB query condition.
 
-def _equality(mongo_op: str) -> Callable:
+def _equality(mongo_op: str) -> Callable[..., Any]:
     # $eq/$ne even for object values, so a value can never act as an operator.
-    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         return {key: {mongo_op: _field_value(key, value, path, ctx)}}
     return compile_
 
 
-def _comparison(mongo_op: str) -> Callable:
-    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _comparison(mongo_op: str) -> Callable[..., Any]:
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         return {key: {mongo_op: _field_value(key, _scalar(value, path), path, ctx)}}
     return compile_
 
 
-def _membership(mongo_op: str) -> Callable:
-    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _membership(mongo_op: str) -> Callable[..., Any]:
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         if not isinstance(value, list):
             raise InvalidArgument(path, "must be a list")
         return {key: {mongo_op: _field_value(key, value, path, ctx)}}
     return compile_
 
 
-def _datetime_comparison(mongo_op: str) -> Callable:
-    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _datetime_comparison(mongo_op: str) -> Callable[..., Any]:
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         return {key: {mongo_op: _iso_datetime(value, path)}}
     return compile_
 
 
-def _timediff_comparison(mongo_op: str) -> Callable:
-    def compile_(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _timediff_comparison(mongo_op: str) -> Callable[..., Any]:
+    def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         return {key: {mongo_op: _time_expression(value, path, ctx)}}
     return compile_
 
 
-def _exists(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _exists(key: str, value: Any, path: str, ctx: _Context) -> Doc:
     if not isinstance(value, bool):
         raise InvalidArgument(path, "must be a boolean for operator 'exists'")
     return {key: {"$exists": value}}
 
 
-def _contain(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _contain(key: str, value: Any, path: str, ctx: _Context) -> Doc:
     return {key: _substring(_literal_text(value, path), path, ctx)}
 
 
-def _not_contain(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _not_contain(key: str, value: Any, path: str, ctx: _Context) -> Doc:
     # $nor rather than {"$not": {"$regex"...}}: the embedded store (mongomock) lacks the latter.
     return {"$nor": [{key: _substring(_literal_text(value, path), path, ctx)}]}
 
 
-def _substrings(value: Any, path: str, ctx: _Context) -> list[dict]:
+def _substrings(value: Any, path: str, ctx: _Context) -> list[Doc]:
     texts = _string_list(value, path)
     return [_substring(_literal_text(t, f"{path}[{i}]"), f"{path}[{i}]", ctx) for i, t in enumerate(texts)]
 
 
-def _contain_in(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _contain_in(key: str, value: Any, path: str, ctx: _Context) -> Doc:
     return _any_of([{key: condition} for condition in _substrings(value, path, ctx)])
 
 
-def _not_contain_in(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _not_contain_in(key: str, value: Any, path: str, ctx: _Context) -> Doc:
     # Excludes a document containing ANY of the texts (SpaceONE excluded only those containing all).
     return {"$nor": [{key: condition} for condition in _substrings(value, path, ctx)]}
 
 
-def _regex(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _regex(key: str, value: Any, path: str, ctx: _Context) -> Doc:
     return {key: {"$regex": _pattern(value, path, ctx)}}
 
 
-def _regex_in(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _regex_in(key: str, value: Any, path: str, ctx: _Context) -> Doc:
     patterns = _string_list(value, path)
     return _any_of([{key: {"$regex": _pattern(p, f"{path}[{i}]", ctx)}} for i, p in enumerate(patterns)])
 
 
-def _elem_match(key: str, value: Any, path: str, ctx: _Context) -> dict:
+def _elem_match(key: str, value: Any, path: str, ctx: _Context) -> Doc:
     """`match`: some element of an array of objects has all the given sub-key values."""
     if not isinstance(value, dict) or not value or len(value) > MAX_FIELDS:
         raise InvalidArgument(path, f"must be an object of 1 to {MAX_FIELDS} sub-key: value pairs")
@@ -442,7 +445,7 @@ def _elem_match(key: str, value: Any, path: str, ctx: _Context) -> dict:
 
 
 _ORDERINGS = ("lt", "lte", "gt", "gte")
-_FILTER_OPERATORS: dict[str, Callable] = {
+_FILTER_OPERATORS: dict[str, Callable[..., Doc]] = {
     "eq": _equality("$eq"),
     "not": _equality("$ne"),
     "exists": _exists,
@@ -466,7 +469,7 @@ _FILTER_OPERATORS: dict[str, Callable] = {
 _FILTER_ITEM_FIELDS = frozenset({"key", "k", "value", "v", "operator", "o"})
 
 
-def _operator(obj: dict, path: str, known: dict) -> str:
+def _operator(obj: Doc, path: str, known: Doc) -> str:
     """The operator of a filter-like item; unset means `eq`, as in SpaceONE."""
     name, name_path = _alias(obj, "operator", "o", path)
     if name is None:
@@ -476,7 +479,7 @@ def _operator(obj: dict, path: str, known: dict) -> str:
     return name
 
 
-def _filter_parts(item: Any, path: str, known: dict) -> tuple[str, Any, str, str]:
+def _filter_parts(item: Any, path: str, known: Doc) -> tuple[str, Any, str, str]:
     """(key, normalized value, value path, operator) of a `{key, value, operator}` item in either dialect."""
     item = _object(item, path)
     _known_fields(item, _FILTER_ITEM_FIELDS, path)
@@ -487,17 +490,17 @@ def _filter_parts(item: Any, path: str, known: dict) -> tuple[str, Any, str, str
     return key, _value(value, value_path), value_path, operator
 
 
-def _filter_item(item: Any, path: str, ctx: _Context) -> dict:
+def _filter_item(item: Any, path: str, ctx: _Context) -> Doc:
     key, value, value_path, operator = _filter_parts(item, path, _FILTER_OPERATORS)
     return _FILTER_OPERATORS[operator](key, value, value_path, ctx)
 
 
-def _filter_group(items: Any, path: str, ctx: _Context) -> list[dict]:
+def _filter_group(items: Any, path: str, ctx: _Context) -> list[Doc]:
     items = _array(items, path, MAX_FILTERS)
     return [_filter_item(item, f"{path}[{i}]", ctx) for i, item in enumerate(items)]
 
 
-def _keyword(value: Any, ctx: _Context) -> list[dict]:
+def _keyword(value: Any, ctx: _Context) -> list[Doc]:
     """Conditions (zero or one) for `keyword`: any token in any keyword field, case-insensitively."""
     path = f"{_ROOT}.keyword"
     tokens = list(dict.fromkeys(_literal_text(value, path).split())) if value is not None else []
@@ -510,7 +513,7 @@ def _keyword(value: Any, ctx: _Context) -> list[dict]:
     return [_any_of([{field: _substring(token, path, ctx)} for token in tokens for field in ctx.schema.keyword_fields])]
 
 
-def _match(query: dict, scope: dict, ctx: _Context) -> dict:
+def _match(query: Doc, scope: Doc, ctx: _Context) -> Doc:
     """scope AND filter items AND (any filter_or item) AND keyword; scope comes first."""
     conditions = _filter_group(query.get("filter"), f"{_ROOT}.filter", ctx)
     alternatives = _filter_group(query.get("filter_or"), f"{_ROOT}.filter_or", ctx)
@@ -520,11 +523,11 @@ def _match(query: dict, scope: dict, ctx: _Context) -> dict:
     return _all_of([scope, *conditions])
 
 
-def _all_of(conditions: list[dict]) -> dict:
+def _all_of(conditions: list[Doc]) -> Doc:
     """AND as flat as possible: conditions on disjoint top-level keys merge into one
     document (keeping order, so scope stays first); any overlap needs an explicit $and,
     because merging would let one condition overwrite another."""
-    merged: dict = {}
+    merged: Doc = {}
     for condition in conditions:
         if merged.keys() & condition.keys():
             return {"$and": conditions}
@@ -532,7 +535,7 @@ def _all_of(conditions: list[dict]) -> dict:
     return merged
 
 
-def _any_of(conditions: list[dict]) -> dict:
+def _any_of(conditions: list[Doc]) -> Doc:
     return conditions[0] if len(conditions) == 1 else {"$or": conditions}
 
 
@@ -554,7 +557,7 @@ def _sort_keys(sort: Any, path: str) -> list[tuple[str, bool]]:
     return pairs
 
 
-def _sort_object(sort: dict, path: str) -> list[tuple[str, bool]]:
+def _sort_object(sort: Doc, path: str) -> list[tuple[str, bool]]:
     _known_fields(sort, _SORT_FIELDS, path)
     if sort.get("keys") is not None:
         if sort.get("key") is not None or sort.get("desc") is not None:
@@ -578,17 +581,17 @@ def _sort_key_item(item: Any, path: str) -> tuple[str, bool]:
     return _sort_key(item, path)
 
 
-def _sort_key(item: dict, path: str) -> tuple[str, bool]:
+def _sort_key(item: Doc, path: str) -> tuple[str, bool]:
     if item.get("key") is None:
         raise RequiredParameter(f"{path}.key")
     return _key(item["key"], f"{path}.key"), _flag(item, "desc", path)
 
 
-def _sort_document(pairs: list[tuple[str, bool]] | tuple[tuple[str, bool], ...]) -> dict:
+def _sort_document(pairs: list[tuple[str, bool]] | tuple[tuple[str, bool], ...]) -> Doc:
     return {key: -1 if desc else 1 for key, desc in pairs}
 
 
-def _list_sort(sort: Any, schema: QuerySchema) -> dict:
+def _list_sort(sort: Any, schema: QuerySchema) -> Doc:
     document = _sort_document(_sort_keys(sort, f"{_ROOT}.sort") or schema.default_sort)
     document.setdefault("_id", 1)  # unique tie-breaker: pages over equal sort values stay stable
     return document
@@ -597,7 +600,7 @@ def _list_sort(sort: Any, schema: QuerySchema) -> dict:
 _PAGE_FIELDS = frozenset({"start", "limit"})
 
 
-def _page_stages(page: Any, schema: QuerySchema) -> list[dict]:
+def _page_stages(page: Any, schema: QuerySchema) -> list[Doc]:
     """$skip/$limit for a 1-based `start` and a `limit` capped at schema.max_limit."""
     path = f"{_ROOT}.page"
     page = _object(page, path) if page is not None else {}
@@ -607,7 +610,7 @@ def _page_stages(page: Any, schema: QuerySchema) -> list[dict]:
     return [{"$skip": max(start, 1) - 1}, {"$limit": min(limit or schema.max_limit, schema.max_limit)}]
 
 
-def _projection(query: dict, schema: QuerySchema) -> list[dict]:
+def _projection(query: Doc, schema: QuerySchema) -> list[Doc]:
     """`only` wins over `minimal`; no projection returns whole documents."""
     path = f"{_ROOT}.only"
     only = [_key(key, f"{path}[{i}]") for i, key in enumerate(_array(query.get("only"), path, MAX_FIELDS))]
@@ -626,7 +629,7 @@ def _no_path_collision(keys: list[str], path: str) -> None:
 
 # ---------------------------------------------------------------- stat
 
-def _stat_body(query: dict, distinct: bool, ctx: _Context) -> list[dict]:
+def _stat_body(query: Doc, distinct: bool, ctx: _Context) -> list[Doc]:
     path = f"{_ROOT}.aggregate"
     stages = _array(query.get("aggregate"), path, MAX_AGGREGATE_STAGES)
     if stages and distinct:
@@ -638,13 +641,13 @@ def _stat_body(query: dict, distinct: bool, ctx: _Context) -> list[dict]:
     return [compiled for i, stage in enumerate(stages) for compiled in _stage(stage, f"{path}[{i}]", ctx)]
 
 
-def _distinct(key: Any) -> list[dict]:
+def _distinct(key: Any) -> list[Doc]:
     """Distinct values, array elements counted one by one; missing and null values are dropped."""
     field = "$" + _key(key, f"{_ROOT}.distinct")
     return [{"$unwind": field}, {"$group": {"_id": field}}, {"$sort": {"_id": 1}}]
 
 
-def _stage(stage: Any, path: str, ctx: _Context) -> list[dict]:
+def _stage(stage: Any, path: str, ctx: _Context) -> list[Doc]:
     stage = _object(stage, path)
     kinds = [kind for kind, spec in stage.items() if spec is not None]
     if len(kinds) != 1 or kinds[0] not in _STAGES:
@@ -653,7 +656,7 @@ def _stage(stage: Any, path: str, ctx: _Context) -> list[dict]:
     return _STAGES[kind](stage[kind], f"{path}.{kind}", ctx)
 
 
-def _unwind_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+def _unwind_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     spec = _object(spec, path)
     _known_fields(spec, frozenset({"path"}), path)
     if spec.get("path") is None:
@@ -661,7 +664,7 @@ def _unwind_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
     return [{"$unwind": "$" + _key(spec["path"], f"{path}.path")}]
 
 
-def _count_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+def _count_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     spec = _object(spec, path)
     _known_fields(spec, frozenset({"name"}), path)
     if spec.get("name") is None:
@@ -669,18 +672,18 @@ def _count_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
     return [{"$count": _name(spec["name"], f"{path}.name")}]
 
 
-def _sort_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+def _sort_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     pairs = _sort_keys(_object(spec, path), path)
     if not pairs:
         raise InvalidArgument(path, "key or keys is required")
     return [{"$sort": _sort_document(pairs)}]
 
 
-def _limit_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+def _limit_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     return [{"$limit": _integer(spec, path, 1)}]
 
 
-def _skip_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+def _skip_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     return [{"$skip": _integer(spec, path, 0)}]
 
 
@@ -697,7 +700,7 @@ _PROJECT_OPERATORS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _project_stage(spec: Any, path: str, ctx: _Context) -> list[dict]:
+def _project_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     spec = _object(spec, path)
     _known_fields(spec, frozenset({"fields", "exclude_keys"}), path)
     items = _array(spec.get("fields"), f"{path}.fields", MAX_FIELDS)
@@ -735,7 +738,7 @@ _ACCUMULATORS = {
 _OBJECT_ACCUMULATORS = frozenset({"push", "add_to_set"})  # the ones that may collect `fields` objects
 
 
-def _group_stages(spec: Any, path: str, ctx: _Context) -> list[dict]:
+def _group_stages(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     """$group, then a $project that lifts the key names out of `_id` so outputs are flat."""
     spec = _object(spec, path)
     _known_fields(spec, frozenset({"keys", "fields"}), path)
@@ -758,7 +761,7 @@ def _group_key(item: Any, path: str) -> tuple[str, Any, str]:
     _known_fields(item, _GROUP_KEY_FIELDS, path)
     key, key_path = _required(item, "key", "k", path)
     name, name_path = _required(item, "name", "n", path)
-    field = "$" + _key(key, key_path)
+    field: Any = "$" + _key(key, key_path)
     date_format = item.get("date_format")
     if date_format not in (None, ""):  # "" is proto3's unset
         field = {"$dateToString": {"format": _date_format(date_format, f"{path}.date_format"), "date": field}}
@@ -771,7 +774,7 @@ def _date_format(value: Any, path: str) -> str:
     return value
 
 
-def _group_field(item: Any, path: str, ctx: _Context) -> tuple[str, dict, str]:
+def _group_field(item: Any, path: str, ctx: _Context) -> tuple[str, Doc, str]:
     """(output name, accumulator, name path)."""
     item = _object(item, path)
     _known_fields(item, _GROUP_FIELD_FIELDS, path)
@@ -786,7 +789,7 @@ def _group_field(item: Any, path: str, ctx: _Context) -> tuple[str, dict, str]:
     return _name(name, name_path), {_ACCUMULATORS[operator]: operand}, name_path
 
 
-def _accumulator_operand(item: dict, operator: str, path: str) -> Any:
+def _accumulator_operand(item: Doc, operator: str, path: str) -> Any:
     """What the accumulator collects: 1 for count, an object for push/add_to_set with
     `fields`, else the key's value."""
     key, key_path = _alias(item, "key", "k", path)
@@ -803,7 +806,7 @@ def _accumulator_operand(item: dict, operator: str, path: str) -> Any:
     return field
 
 
-def _sub_fields(items: list, path: str) -> dict:
+def _sub_fields(items: list[Any], path: str) -> Doc:
     entries = []
     for i, item in enumerate(items):
         item_path = f"{path}[{i}]"
@@ -818,35 +821,35 @@ def _sub_fields(items: list, path: str) -> dict:
 
 # ---- group conditions (aggregation expressions, every user value in $literal)
 
-def _expression_comparison(mongo_op: str) -> Callable:
-    def compile_(field: str, value: Any, path: str) -> dict:
+def _expression_comparison(mongo_op: str) -> Callable[..., Any]:
+    def compile_(field: str, value: Any, path: str) -> Doc:
         return {mongo_op: [field, {"$literal": _scalar(value, path)}]}
     return compile_
 
 
-def _expression_equality(mongo_op: str) -> Callable:
-    def compile_(field: str, value: Any, path: str) -> dict:
+def _expression_equality(mongo_op: str) -> Callable[..., Any]:
+    def compile_(field: str, value: Any, path: str) -> Doc:
         return {mongo_op: [field, {"$literal": value}]}
     return compile_
 
 
-def _expression_in(field: str, value: Any, path: str) -> dict:
+def _expression_in(field: str, value: Any, path: str) -> Doc:
     if not isinstance(value, list):
         raise InvalidArgument(path, "must be a list")
     return {"$in": [field, {"$literal": value}]}
 
 
-def _expression_not_in(field: str, value: Any, path: str) -> dict:
+def _expression_not_in(field: str, value: Any, path: str) -> Doc:
     return {"$not": [_expression_in(field, value, path)]}
 
 
-def _expression_exists(field: str, value: Any, path: str) -> dict:
+def _expression_exists(field: str, value: Any, path: str) -> Doc:
     if not isinstance(value, bool):
         raise InvalidArgument(path, "must be a boolean for operator 'exists'")
     return {"$ne" if value else "$eq": [{"$type": field}, "missing"]}
 
 
-_CONDITION_OPERATORS: dict[str, Callable] = {
+_CONDITION_OPERATORS: dict[str, Callable[..., Doc]] = {
     "eq": _expression_equality("$eq"),
     "not": _expression_equality("$ne"),
     **{op: _expression_comparison(f"${op}") for op in _ORDERINGS},
@@ -856,7 +859,7 @@ _CONDITION_OPERATORS: dict[str, Callable] = {
 }
 
 
-def _conditions(items: Any, path: str, ctx: _Context) -> dict | None:
+def _conditions(items: Any, path: str, ctx: _Context) -> Doc | None:
     """All conditions as one aggregation expression, or None when there are none."""
     items = _array(items, path, MAX_FILTERS)
     expressions = [_condition(item, f"{path}[{i}]", ctx) for i, item in enumerate(items)]
@@ -865,13 +868,13 @@ def _conditions(items: Any, path: str, ctx: _Context) -> dict | None:
     return expressions[0] if len(expressions) == 1 else {"$and": expressions}
 
 
-def _condition(item: Any, path: str, ctx: _Context) -> dict:
+def _condition(item: Any, path: str, ctx: _Context) -> Doc:
     key, value, value_path, operator = _filter_parts(item, path, _CONDITION_OPERATORS)
     value = _field_value(key, value, value_path, ctx)
     return _CONDITION_OPERATORS[operator]("$" + key, value, value_path)
 
 
-_STAGES: dict[str, Callable[[Any, str, _Context], list[dict]]] = {
+_STAGES: dict[str, Callable[[Any, str, _Context], list[Doc]]] = {
     "unwind": _unwind_stage,
     "group": _group_stages,
     "count": _count_stage,

@@ -27,10 +27,11 @@ and quantifiers whose backtracking cannot multiply:
 from __future__ import annotations
 
 import re
-from re import _constants as sre
-from re import _parser
+from re import _constants as sre  # type: ignore[attr-defined]
+from re import _parser  # type: ignore[attr-defined]
+from typing import Any
 
-import re2
+import re2  # type: ignore[import-untyped]
 
 MAX_PATTERN_LENGTH = 256
 MAX_REPEAT_COUNT = 100
@@ -51,6 +52,12 @@ _FORBIDDEN = {
     sre.POSSESSIVE_REPEAT: "must not use possessive quantifiers",
 }
 _ASCII_SPACE = " \t\n\r\f\v"
+
+# Nodes of `re._parser`'s tree (untyped, private): (opcode, argument) pairs and lists of them.
+Node = Any
+Parsed = Any
+# What can follow a position: a marker below, or the nodes that may come next.
+Follow = Any
 
 # What follows a position, as far as backtracking is concerned.
 _END = "end"            # nothing: the match has succeeded
@@ -87,7 +94,7 @@ def check(pattern: str) -> tuple[str, int]:
     return pattern, _Analysis(pattern, parsed).cost()
 
 
-def _parse(pattern: str):
+def _parse(pattern: str) -> Parsed:
     try:
         return _parser.parse(pattern)
     except (re.error, OverflowError, RecursionError):
@@ -98,7 +105,7 @@ _DOT_STAR = (sre.MAX_REPEAT, sre.MIN_REPEAT)
 _LEADING_DOT_STAR = re.compile(r"((?:\(\?[a-zA-Z]+\))*)\.\*\??")
 
 
-def _without_leading_dot_star(pattern: str, parsed):
+def _without_leading_dot_star(pattern: str, parsed: Parsed) -> tuple[str, Parsed]:
     """`.*prod.*` finds what `prod.*` finds: a search tries every start anyway. Without the
     `.*`, SpaceONE's habitual wildcard costs a scan instead of a scan per start."""
     while parsed.data and parsed.data[0][0] in _DOT_STAR and parsed.data[0][1][:2] == (0, sre.MAXREPEAT) \
@@ -108,7 +115,7 @@ def _without_leading_dot_star(pattern: str, parsed):
     return pattern, parsed
 
 
-def _structure(items, in_repeat: bool) -> None:
+def _structure(items: Parsed, in_repeat: bool) -> None:
     """Refuses constructs outside RE2, counts above the cap and nested repetition."""
     for op, av in items:
         if op in _FORBIDDEN:
@@ -132,7 +139,7 @@ def _structure(items, in_repeat: bool) -> None:
 class _Analysis:
     """Walks the accepted tree once, recording each quantifier and alternation in pattern order."""
 
-    def __init__(self, pattern: str, parsed):
+    def __init__(self, pattern: str, parsed: Parsed) -> None:
         self.pattern = pattern
         flags = parsed.state.flags
         # Inline flags may apply to part of the pattern only; assuming them everywhere
@@ -153,7 +160,7 @@ class _Analysis:
     def cost(self) -> int:
         return MAX_SUBJECT_LENGTH * max(1, len(self.pattern)) * self.choices
 
-    def _sequence(self, items: list, follow) -> None:
+    def _sequence(self, items: Parsed, follow: Follow) -> None:
         for index, (op, av) in enumerate(items):
             after = _first(items[index + 1:], follow)
             if op is sre.SUBPATTERN:
@@ -161,16 +168,17 @@ class _Analysis:
             elif op is sre.BRANCH:
                 self._alternation(av[1], after)
             elif op in _REPEATS:
-                self._quantifier(*av, after)
+                low, high, body = av
+                self._quantifier(low, high, body, after)
 
-    def _alternation(self, alternatives, after) -> None:
+    def _alternation(self, alternatives: list[Parsed], after: Follow) -> None:
         starts = [_first(list(alternative.data), after) for alternative in alternatives]
         if not all(self._distinct(a, b) for i, a in enumerate(starts) for b in starts[i + 1:]):
             self._choose(len(alternatives))
         for alternative in alternatives:
             self._sequence(list(alternative.data), after)
 
-    def _quantifier(self, low: int, high: int, body, after) -> None:
+    def _quantifier(self, low: int, high: int, body: Parsed, after: Follow) -> None:
         choices = min(high, MAX_SUBJECT_LENGTH) - low + 1
         wide = high == sre.MAXREPEAT or choices - 1 > MAX_NARROW_RANGE
         ends_pattern = after == _END
@@ -200,7 +208,7 @@ class _Analysis:
 
     # ---- can two positions start with the same character?
 
-    def _distinct(self, a, b) -> bool:
+    def _distinct(self, a: Follow, b: Follow) -> bool:
         """Whether no character can start both `a` and `b` (results of `_first`)."""
         if _END in (a, b) or _END_ANCHOR in (a, b):
             return True
@@ -208,14 +216,14 @@ class _Analysis:
             return False
         return all(self._distinct_nodes(x, y) for x in a for y in b)
 
-    def _distinct_nodes(self, a, b) -> bool:
+    def _distinct_nodes(self, a: Node, b: Node) -> bool:
         chars = self._chars(a)
         if chars is not None:
             return not any(self._may_match(b, char) for char in chars)
         chars = self._chars(b)
         return chars is not None and not any(self._may_match(a, char) for char in chars)
 
-    def _chars(self, node) -> set[str] | None:
+    def _chars(self, node: Node) -> set[str] | None:
         """The characters a node matches, when they are few and known exactly."""
         op, av = node
         if op is sre.LITERAL:
@@ -235,7 +243,7 @@ class _Analysis:
             chars |= {char.swapcase() for char in chars}
         return chars
 
-    def _may_match(self, node, char: str) -> bool:
+    def _may_match(self, node: Node, char: str) -> bool:
         """Whether `node` can match `char` under any engine's reading (Unicode or ASCII classes)."""
         op, av = node
         candidates = {char, char.swapcase()} if self.ignorecase else {char}
@@ -252,7 +260,7 @@ class _Analysis:
         return any(_in_items(items, c, loose=True) for c in candidates)
 
 
-def _in_items(items, char: str, loose: bool) -> bool:
+def _in_items(items: Parsed, char: str, loose: bool) -> bool:
     """`char` in a character class: `loose` answers for the widest reading of its
     categories (Unicode \\d, ASCII \\D), strict for the narrowest."""
     code = ord(char)
@@ -264,7 +272,7 @@ def _in_items(items, char: str, loose: bool) -> bool:
     return False
 
 
-def _in_category(category, char: str, loose: bool) -> bool:
+def _in_category(category: Any, char: str, loose: bool) -> bool:
     ascii_digit = char in "0123456789"
     ascii_word = char.isascii() and (char.isalnum() or char == "_")
     unicode_word = char.isalnum() or char == "_"
@@ -279,7 +287,7 @@ def _in_category(category, char: str, loose: bool) -> bool:
     return member.get(category, True)
 
 
-def _first(items: list, follow):
+def _first(items: Parsed, follow: Follow) -> Follow:
     """What the rest of a sequence can start with: a tuple of character nodes, `_END_ANCHOR`,
     `_UNKNOWN`, or `follow` when the rest matches only the empty string."""
     for index, (op, av) in enumerate(items):
@@ -301,7 +309,7 @@ def _first(items: list, follow):
     return follow
 
 
-def _char_nodes(items) -> tuple:
+def _char_nodes(items: Parsed) -> tuple[Node, ...]:
     """Every character node inside `items`."""
     nodes = []
     for op, av in items:
@@ -316,7 +324,7 @@ def _char_nodes(items) -> tuple:
     return tuple(nodes)
 
 
-def _union(starts: list):
+def _union(starts: list[Follow]) -> Follow:
     if _UNKNOWN in starts:
         return _UNKNOWN
     nodes = tuple(node for start in starts if isinstance(start, tuple) for node in start)
