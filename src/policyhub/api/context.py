@@ -27,6 +27,10 @@ from policyhub.service.context import RequestContext
 from policyhub.service.rate_limit import RateLimiter
 
 DEVELOPER = "developer"
+# Sent by policyhub.remote.client on every call to a remote installation; a call carrying it is
+# answered from this installation's own policies only, so two installations that are each
+# other's remote never loop.
+HOP_METADATA = "policyhub-remote-hop"
 # Longer than any JWT or API key we issue or accept; refused before any verification work.
 TOKEN_MAX = 4096
 
@@ -82,6 +86,11 @@ class CallerResolver:
         except Unauthenticated:
             self.limits.authentication_failed(address, key_id)
             raise
+
+
+def from_remote_installation(context: grpc.ServicerContext) -> bool:
+    """Another policyhub asking on behalf of its remote repository."""
+    return any(key == HOP_METADATA for key, _ in (context.invocation_metadata() or ()))
 
 
 def peer_address(peer: str) -> str:
