@@ -15,7 +15,7 @@ CREATED = datetime(2024, 5, 1, 10, 20, 30, 456000, tzinfo=timezone.utc)
 UPDATED = CREATED + timedelta(days=1)
 
 
-def policy_record(**changes) -> dict:
+def a_policy(**changes) -> dict:
     record = {
         "policy_id": "p", "name": "n", "state": "DISABLED", "permissions": ["a.*"], "labels": ["l", 2],
         "tags": {"k": "v", "nested": {"x": [1, True, None]}}, "project_id": "project-1", "domain_id": "domain-1",
@@ -32,14 +32,14 @@ def policy_record(**changes) -> dict:
 # -- round trips -------------------------------------------------------------------------------
 
 def test_policy_round_trip():
-    record = policy_record()
+    record = a_policy()
     assert from_policy_info(to_policy_info(record)) == record
-    deleted = policy_record(state="DELETED", deleted_at=UPDATED, purge_at=UPDATED + timedelta(days=30))
+    deleted = a_policy(state="DELETED", deleted_at=UPDATED, purge_at=UPDATED + timedelta(days=30))
     assert from_policy_info(to_policy_info(deleted)) == deleted
 
 
 def test_policy_round_trip_through_the_wire_and_a_list():
-    records = [policy_record(), policy_record(policy_id="q", labels=[], tags={}, statements=[])]
+    records = [a_policy(), a_policy(policy_id="q", labels=[], tags={}, statements=[])]
     reply = policy_pb2.PoliciesInfo(results=[to_policy_info(r) for r in records], total_count=7)
     assert from_policies_info(policy_pb2.PoliciesInfo.FromString(reply.SerializeToString())) == (records, 7)
 
@@ -50,7 +50,7 @@ def test_policy_info_says_what_records_leave_unsaid():
     assert info.state == policy_pb2.PolicyInfo.NONE and info.domain_id == ""  # managed: no domain
     assert info.statements[0].effect == policy_pb2.Statement.EFFECT_NONE
     assert info.repository_info.repository_id == "r" and info.created_at == ""
-    assert to_policy_info(policy_record(), only=["policy_id", "name"]) == policy_pb2.PolicyInfo(policy_id="p", name="n")
+    assert to_policy_info(a_policy(), only=["policy_id", "name"]) == policy_pb2.PolicyInfo(policy_id="p", name="n")
 
 
 def test_policy_record_from_a_remote_message():

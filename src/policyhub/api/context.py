@@ -10,6 +10,8 @@
   request (or `x_domain_id`), and the caller is treated as SYSTEM. Announced loudly at start.
 - Rate limits (policyhub.service.rate_limit): failed authentications per peer address and per
   API-key id (once used up, attempts are refused without verifying), and each domain's calls.
+- A call carrying HOP_METADATA comes from another policyhub on behalf of its remote repository
+  (`from_remote_installation`).
 """
 from __future__ import annotations
 
