@@ -1,5 +1,6 @@
 """The remote-repository client's pure parts: endpoint parsing, retries/backoff within the
-deadline, error mapping, and the TTL cache's staleness bound (fake clocks, fake stubs)."""
+deadline, error mapping, and the TTL cache's staleness bound (fake clocks, fake stubs). Reading
+its answers into records is policyhub.api.info's, tested in test_info.py."""
 from __future__ import annotations
 
 import grpc
@@ -8,7 +9,8 @@ import pytest
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
 from policyhub.errors import InvalidArgument, NotFound, RequiredParameter, Unavailable
 from policyhub.remote.cache import TTLCache
-from policyhub.remote.client import Endpoint, RemotePolicyClient, parse_endpoint, policy_record
+from policyhub.remote.client import RemotePolicyClient
+from policyhub.remote.endpoint import Endpoint, parse_endpoint
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -154,20 +156,6 @@ def test_token_and_hop_metadata():
     stub = FakeStub(clock, [policy_pb2.PolicyInfo()])
     call(client_with(clock), stub)
     assert stub.calls[0]["metadata"] == {"policyhub-remote-hop": "1"}
-
-
-def test_policy_record_from_a_remote_message():
-    info = policy_pb2.PolicyInfo(policy_id="p", name="n", state=policy_pb2.PolicyInfo.DISABLED,
-                                 permissions=["a.*"], created_at="2024-05-01T10:20:30.456Z", updated_at="garbage",
-                                 statements=[policy_pb2.Statement(effect=policy_pb2.Statement.DENY, actions=["x"],
-                                                                  resources=["r/*"])], version=3, etag="e")
-    info.labels.extend(["l"])
-    info.tags.update({"k": "v"})
-    record = policy_record(info)
-    assert record["state"] == "DISABLED" and record["labels"] == ["l"] and record["tags"] == {"k": "v"}
-    assert record["created_at"].isoformat() == "2024-05-01T10:20:30.456000+00:00"
-    assert record["updated_at"] is None and "deleted_at" not in record
-    assert record["statements"] == [{"effect": "DENY", "actions": ["x"], "resources": ["r/*"], "conditions": {}}]
 
 
 # -- cache -------------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """spaceone.api.repository.v1.ApiKey servicer."""
 from __future__ import annotations
 
-from typing import Any
-
 from policyhub._gen.spaceone.api.repository.v1 import api_key_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import api_key_pb2_grpc
 from policyhub.api.context import CallerResolver
-from policyhub.api.convert import fitted, iso, optional_message
+from policyhub.api.info.api_key import to_api_key_info
+from policyhub.api.info.common import optional_message
+from policyhub.api.paging import fitted
 from policyhub.service.api_key_service import ApiKeyService
 
 
@@ -17,21 +17,13 @@ class ApiKeyAPI(api_key_pb2_grpc.ApiKeyServicer):
         self.max_message_bytes = max_message_bytes
 
     def create(self, request, context):
-        return api_key_info(self.service.create(self.caller(request, context), {
+        return to_api_key_info(self.service.create(self.caller(request, context), {
             "service_account_id": request.service_account_id, "name": request.name}))
 
     def revoke(self, request, context):
-        return api_key_info(self.service.revoke(self.caller(request, context), {"api_key_id": request.api_key_id}))
+        return to_api_key_info(self.service.revoke(self.caller(request, context), {"api_key_id": request.api_key_id}))
 
     def list(self, request, context):
         results, total = self.service.list(self.caller(request, context), {"query": optional_message(request, "query")})
-        return pb.ApiKeysInfo(results=fitted([api_key_info(r) for r in results], self.max_message_bytes),
+        return pb.ApiKeysInfo(results=fitted([to_api_key_info(r) for r in results], self.max_message_bytes),
                               total_count=total)
-
-
-def api_key_info(record: dict[str, Any]) -> pb.ApiKeyInfo:
-    return pb.ApiKeyInfo(
-        api_key_id=record.get("api_key_id", ""), api_key=record.get("api_key", ""), name=record.get("name", ""),
-        service_account_id=record.get("service_account_id", ""), state=record.get("state", ""),
-        domain_id=record.get("domain_id", ""), created_at=iso(record.get("created_at")),
-        revoked_at=iso(record.get("revoked_at")))

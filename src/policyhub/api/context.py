@@ -10,6 +10,8 @@
   request (or `x_domain_id`), and the caller is treated as SYSTEM. Announced loudly at start.
 - Rate limits (policyhub.service.rate_limit): failed authentications per peer address and per
   API-key id (once used up, attempts are refused without verifying), and each domain's calls.
+- A call carrying HOP_METADATA comes from another policyhub on behalf of its remote repository
+  (`from_remote_installation`).
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ from policyhub.service.context import RequestContext
 from policyhub.service.rate_limit import RateLimiter
 
 DEVELOPER = "developer"
+# Sent by policyhub.remote.client on every call to a remote installation; a call carrying it is
+# answered from this installation's own policies only, so two installations that are each
+# other's remote never loop.
+HOP_METADATA = "policyhub-remote-hop"
 # Longer than any JWT or API key we issue or accept; refused before any verification work.
 TOKEN_MAX = 4096
 
@@ -82,6 +88,11 @@ class CallerResolver:
         except Unauthenticated:
             self.limits.authentication_failed(address, key_id)
             raise
+
+
+def from_remote_installation(context: grpc.ServicerContext) -> bool:
+    """Another policyhub asking on behalf of its remote repository."""
+    return any(key == HOP_METADATA for key, _ in (context.invocation_metadata() or ()))
 
 
 def peer_address(peer: str) -> str:

@@ -6,11 +6,10 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
-from policyhub.api.context import CallerResolver
-from policyhub.api.convert import (enum_name, fitted, iso, list_values, optional_message, stat_struct, struct_dict,
-                                   to_list_value, to_struct)
-from policyhub.api.repository_api import repository_info
-from policyhub.remote.client import HOP_METADATA
+from policyhub.api.context import CallerResolver, from_remote_installation
+from policyhub.api.info.common import enum_name, list_values, optional_message, struct_dict, to_stat_struct
+from policyhub.api.info.policy import to_delete_policies_info, to_policy_info
+from policyhub.api.paging import fitted
 from policyhub.service.policy_service import PolicyService
 
 STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery.DISABLED: "DISABLED",
@@ -34,7 +33,7 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "tags": struct_dict(request.tags, "tags"),
             "project_id": request.project_id,
         }
-        return policy_info(self.service.create(self.caller(request, context), params))
+        return to_policy_info(self.service.create(self.caller(request, context), params))
 
     def update(self, request, context):
         params: dict[str, Any] = {
@@ -50,36 +49,33 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
         }
         if request.HasField("update_mask"):
             params["update_mask"] = list(request.update_mask.paths)
-        return policy_info(self.service.update(self.caller(request, context), params))
+        return to_policy_info(self.service.update(self.caller(request, context), params))
 
     def delete(self, request, context):
         self.service.delete(self.caller(request, context), _policy_request(request))
         return empty_pb2.Empty()
 
     def restore(self, request, context):
-        return policy_info(self.service.restore(self.caller(request, context), _policy_request(request)))
+        return to_policy_info(self.service.restore(self.caller(request, context), _policy_request(request)))
 
     def enable(self, request, context):
-        return policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
-                                                  "ENABLED"))
+        return to_policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
+                                                     "ENABLED"))
 
     def disable(self, request, context):
-        return policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
-                                                  "DISABLED"))
+        return to_policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
+                                                     "DISABLED"))
 
     def delete_many(self, request, context):
-        outcome = self.service.delete_many(self.caller(request, context), {
-            "policy_ids": list(request.policy_ids), "cascade": request.cascade})
-        return policy_pb2.DeletePoliciesInfo(
-            results=[policy_pb2.PolicyOutcome(**result) for result in outcome["results"]],
-            deleted_count=outcome["deleted_count"])
+        return to_delete_policies_info(self.service.delete_many(self.caller(request, context), {
+            "policy_ids": list(request.policy_ids), "cascade": request.cascade}))
 
     def get(self, request, context):
         record = self.service.get(self.caller(request, context),
                                   {"policy_id": request.policy_id, "repository_id": request.repository_id,
                                    "include_deleted": request.include_deleted,
-                                   "local_only": _from_remote_installation(context)})
-        return policy_info(record, only=list(request.only))
+                                   "local_only": from_remote_installation(context)})
+        return to_policy_info(record, only=list(request.only))
 
     def list(self, request, context):
         params = {
@@ -93,18 +89,13 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "include_deleted": request.include_deleted,
         }
         results, total = self.service.list(self.caller(request, context), params)
-        return policy_pb2.PoliciesInfo(results=fitted([policy_info(r) for r in results], self.max_message_bytes),
+        return policy_pb2.PoliciesInfo(results=fitted([to_policy_info(r) for r in results], self.max_message_bytes),
                                        total_count=total)
 
     def stat(self, request, context):
         params = {"query": optional_message(request, "query"), "repository_id": request.repository_id}
         results, total = self.service.stat(self.caller(request, context), params)
-        return stat_struct(results, total)
-
-
-def _from_remote_installation(context) -> bool:
-    """Another policyhub asking on behalf of its remote repository (see policyhub.remote.client)."""
-    return any(key == HOP_METADATA for key, _ in (context.invocation_metadata() or ()))
+        return to_stat_struct(results, total)
 
 
 def _policy_request(request) -> dict[str, Any]:
@@ -112,43 +103,11 @@ def _policy_request(request) -> dict[str, Any]:
 
 
 def _statement(statement, index: int) -> dict[str, Any]:
+    """A requested statement, checked: a bad effect or a non-finite condition is INVALID_ARGUMENT
+    (info.policy.from_statement reads a remote's answer and is lenient instead)."""
     return {
         "effect": enum_name(policy_pb2.Statement.Effect, statement.effect),
         "actions": list(statement.actions),
         "resources": list(statement.resources),
         "conditions": struct_dict(statement.conditions, f"statements[{index}].conditions"),
     }
-
-
-def policy_info(record: dict[str, Any], only: list[str] | None = None) -> policy_pb2.PolicyInfo:
-    fields: dict[str, Any] = {
-        "policy_id": record.get("policy_id", ""),
-        "name": record.get("name", ""),
-        "state": record.get("state") or "NONE",
-        "permissions": record.get("permissions", []),
-        "labels": to_list_value(record.get("labels", [])),
-        "tags": to_struct(record.get("tags", {})),
-        "project_id": record.get("project_id", ""),
-        # Managed policies belong to no domain.
-        "domain_id": "" if record.get("is_managed") else record.get("domain_id", ""),
-        "created_at": iso(record.get("created_at")),
-        "updated_at": iso(record.get("updated_at")),
-        "description": record.get("description", ""),
-        "statements": [_statement_message(s) for s in record.get("statements", [])],
-        "version": record.get("version", 0),
-        "etag": record.get("etag", ""),
-        "is_managed": record.get("is_managed", False),
-        "deleted_at": iso(record.get("deleted_at")),
-        "purge_at": iso(record.get("purge_at")),
-    }
-    if "repository_info" in record:
-        fields["repository_info"] = repository_info(record["repository_info"])
-    if only:
-        fields = {key: value for key, value in fields.items() if key in only}
-    return policy_pb2.PolicyInfo(**fields)
-
-
-def _statement_message(statement: dict[str, Any]) -> policy_pb2.Statement:
-    return policy_pb2.Statement(effect=statement.get("effect") or "EFFECT_NONE", actions=statement.get("actions", []),
-                                resources=statement.get("resources", []),
-                                conditions=to_struct(statement.get("conditions") or {}))

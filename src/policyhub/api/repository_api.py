@@ -1,13 +1,13 @@
 """spaceone.api.repository.v1.Repository servicer."""
 from __future__ import annotations
 
-from typing import Any
-
 from google.protobuf import empty_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import repository_pb2, repository_pb2_grpc
 from policyhub.api.context import CallerResolver
-from policyhub.api.convert import fitted, iso, optional_message, stat_struct
+from policyhub.api.info.common import optional_message, to_stat_struct
+from policyhub.api.info.repository import to_repository_info
+from policyhub.api.paging import fitted
 from policyhub.service.repository_service import RepositoryService
 
 
@@ -24,41 +24,29 @@ class RepositoryAPI(repository_pb2_grpc.RepositoryServicer):
         return self.caller(request, context, domain_required=False)
 
     def register(self, request, context):
-        return repository_info(self.service.register(self._context(request, context), {
+        return to_repository_info(self.service.register(self._context(request, context), {
             "name": request.name, "repository_type": request.repository_type, "endpoint": request.endpoint}))
 
     def update(self, request, context):
-        return repository_info(self.service.update(self._context(request, context), {"repository_id": request.repository_id, "name": request.name}))
+        return to_repository_info(self.service.update(self._context(request, context), {
+            "repository_id": request.repository_id, "name": request.name}))
 
     def deregister(self, request, context):
         self.service.deregister(self._context(request, context), {"repository_id": request.repository_id})
         return empty_pb2.Empty()
 
     def get(self, request, context):
-        return repository_info(self.service.get(self._context(request, context), request.repository_id),
-                               only=list(request.only))
+        return to_repository_info(self.service.get(self._context(request, context), request.repository_id),
+                                  only=list(request.only))
 
     def list(self, request, context):
         results, total = self.service.list(self._context(request, context), {
             "query": optional_message(request, "query"), "repository_id": request.repository_id,
             "name": request.name, "repository_type": request.repository_type})
         return repository_pb2.RepositoriesInfo(
-            results=fitted([repository_info(r) for r in results], self.max_message_bytes), total_count=total)
+            results=fitted([to_repository_info(r) for r in results], self.max_message_bytes), total_count=total)
 
     def stat(self, request, context):
         results, total = self.service.stat(self._context(request, context),
                                            {"query": optional_message(request, "query")})
-        return stat_struct(results, total)
-
-
-def repository_info(record: dict[str, Any], only: list[str] | None = None) -> repository_pb2.RepositoryInfo:
-    fields = {
-        "repository_id": record.get("repository_id", ""),
-        "name": record.get("name", ""),
-        "repository_type": record.get("repository_type", ""),
-        "endpoint": record.get("endpoint", ""),
-        "created_at": iso(record.get("created_at")),
-    }
-    if only:
-        fields = {key: value for key, value in fields.items() if key in only}
-    return repository_pb2.RepositoryInfo(**fields)
+        return to_stat_struct(results, total)

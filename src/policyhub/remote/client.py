@@ -1,8 +1,7 @@
 """A small client of a remote installation's Policy API (another policyhub, or SpaceONE's
 repository service: the same wire API), used for `remote` repositories.
 
-- Endpoints are `grpc://host:port` (plaintext) or `grpc+ssl://host:port` (TLS: system roots,
-  or the PEM bundle of config `remote_ca_file`), validated strictly (`parse_endpoint`).
+- Endpoints: see policyhub.remote.endpoint.
 - One channel per endpoint, cached (the registration probe uses a throw-away one).
 - Deadline: one remote operation, retries included, takes at most `timeout_seconds`
   (config `remote_timeout_seconds`). UNAVAILABLE is retried up to `retries` times (config
@@ -10,96 +9,48 @@ repository service: the same wire API), used for `remote` repositories.
   to 50-100 %), never past that deadline. Nothing else is retried.
 - Calls carry the caller's domain in the request body (SpaceONE semantics) and, when
   configured, the service token of config `remote_token` as `token` metadata. They also carry
-  `policyhub-remote-hop: 1`: a policyhub answering such a call searches only its own managed
-  and local policies, so two installations that are each other's remote never loop.
+  `policyhub-remote-hop: 1` (policyhub.api.context.HOP_METADATA): a policyhub answering such a
+  call searches only its own managed and local policies, so two installations that are each
+  other's remote never loop.
 - Errors of the remote never surface as INTERNAL: NOT_FOUND becomes NotFound; everything
   else (UNAVAILABLE, DEADLINE_EXCEEDED, a refused token, ...) becomes Unavailable naming the
   endpoint and the remote's status code. So does an answer that cannot be turned into our
-  records (e.g. NaN or Infinity inside a Struct such as `tags`): INVALID_RESPONSE; and any
-  unexpected failure of the call itself: CLIENT_ERROR.
+  records by policyhub.api.info (e.g. NaN or Infinity inside a Struct such as `tags`):
+  INVALID_RESPONSE; and any unexpected failure of the call itself: CLIENT_ERROR.
 - Answers are cached for `remote_cache_seconds` (see policyhub.remote.cache for the bound);
   an answer is converted before it is cached, so an unconvertible one is never cached.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
-import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import grpc
 from google.protobuf import json_format
 
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
-from policyhub.errors import InvalidArgument, NotFound, PolicyHubError, RequiredParameter, Unavailable
+from policyhub.api.context import HOP_METADATA
+from policyhub.api.info.common import from_stat_struct
+from policyhub.api.info.policy import from_policies_info, from_policy_info
+from policyhub.errors import NotFound, PolicyHubError, Unavailable
 from policyhub.remote.cache import TTLCache
+from policyhub.remote.endpoint import Endpoint, parse_endpoint
+
+# parse_endpoint is re-exported for service/repository_service.py, which still imports it here.
+__all__ = ["RemotePolicyClient", "parse_endpoint"]
 
 log = logging.getLogger(__name__)
 
-HOP_METADATA = "policyhub-remote-hop"
-ENDPOINT_MAX = 255
-ENDPOINT_FORM = "must be grpc://host:port or grpc+ssl://host:port"
-_ENDPOINT_RE = re.compile(
-    r"(?P<scheme>grpc|grpc\+ssl)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})")
-_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # The domain the registration probe lists in when the caller names none (repositories are
 # installation-wide); any valid domain id does, the probe reads at most one policy.
 PROBE_DOMAIN = "policyhub-probe"
 INITIAL_BACKOFF = 0.05
 MAX_BACKOFF = 1.0
 DETAILS_MAX = 300
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    url: str        # as registered: grpc://host:port or grpc+ssl://host:port
-    secure: bool
-    host: str       # IPv6 literals keep their brackets
-    port: int
-
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def parse_endpoint(value: str, field: str = "endpoint") -> Endpoint:
-    """Strict: scheme grpc or grpc+ssl, a host name or IP literal, a port 1-65535, nothing else."""
-    if not value:
-        raise RequiredParameter(field)
-    if len(value) > ENDPOINT_MAX:
-        raise InvalidArgument(field, f"{ENDPOINT_FORM} (at most {ENDPOINT_MAX} characters)")
-    match = _ENDPOINT_RE.fullmatch(value)
-    if match is None:
-        raise InvalidArgument(field, ENDPOINT_FORM)
-    host = match.group("host")
-    if not _valid_host(host):
-        raise InvalidArgument(field, f"{ENDPOINT_FORM}: {host!r} is not a host name or IP address")
-    port = int(match.group("port"))
-    if not 1 <= port <= 65535:
-        raise InvalidArgument(field, f"{ENDPOINT_FORM}: port {port} is not between 1 and 65535")
-    return Endpoint(url=value, secure=match.group("scheme") == "grpc+ssl", host=host, port=port)
-
-
-def _valid_host(host: str) -> bool:
-    if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-            return True
-        except ValueError:
-            return False
-    if re.fullmatch(r"[0-9.]+", host):
-        try:
-            ipaddress.IPv4Address(host)
-            return True
-        except ValueError:
-            return False
-    return len(host) <= 253 and all(_LABEL_RE.fullmatch(label) for label in host.split("."))
 
 
 class RemotePolicyClient:
@@ -138,7 +89,7 @@ class RemotePolicyClient:
         """The remote's policy, or None when it has none with this id."""
         request = policy_pb2.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=domain_id,
                                                         include_deleted=include_deleted)
-        return self._cached(endpoint, "get", request, policy_record, deadline, not_found_is_answer=True)
+        return self._cached(endpoint, "get", request, from_policy_info, deadline, not_found_is_answer=True)
 
     def get_each(self, endpoints: list[str], domain_id: str, policy_id: str,
                  include_deleted: bool = False) -> list[dict[str, Any] | None | PolicyHubError]:
@@ -172,12 +123,12 @@ class RemotePolicyClient:
             exclude_managed=bool(params.get("exclude_managed")), include_deleted=bool(params.get("include_deleted")))
         if params.get("query") is not None:
             json_format.ParseDict(params["query"], request.query)
-        return self._cached(endpoint, "list", request, _list_result)
+        return self._cached(endpoint, "list", request, from_policies_info)
 
     def stat(self, endpoint: str, domain_id: str, query: dict[str, Any]) -> tuple[list, int | None]:
         request = policy_pb2.PolicyStatQuery(domain_id=domain_id)
         json_format.ParseDict(query, request.query)
-        return self._cached(endpoint, "stat", request, _stat_result)
+        return self._cached(endpoint, "stat", request, from_stat_struct)
 
     def forget(self, endpoint: str) -> None:
         """At deregistration: closes the endpoint's channel and drops its cached answers."""
@@ -243,6 +194,8 @@ class RemotePolicyClient:
         return grpc.insecure_channel(endpoint.target, options=options)
 
     def _call(self, endpoint: Endpoint, stub: policy_pb2_grpc.PolicyStub, method: str, request, deadline: float):
+        # Retried here, not by a gRPC retry policy: that caps attempts at 5 (remote_retries
+        # allows 10), jitters over 0-100 % of the backoff, and cannot follow the injected clock.
         attempt = 0
         while True:
             remaining = deadline - self.clock()
@@ -300,80 +253,3 @@ def _unavailable(endpoint: Endpoint | str, code: str, details: str) -> Unavailab
         message = f"remote repository {url} answered {code}: {details}"
     return Unavailable(message, metadata={"endpoint": url, "remote_code": code})
 
-
-# -- remote messages -> the plain records the services work with ------------------------------
-
-def policy_record(info: policy_pb2.PolicyInfo) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "policy_id": info.policy_id,
-        "name": info.name,
-        "state": _enum_name(policy_pb2.PolicyInfo.State, info.state),
-        "permissions": list(info.permissions),
-        "labels": json_format.MessageToDict(info.labels) if info.HasField("labels") else [],
-        "tags": json_format.MessageToDict(info.tags) if info.HasField("tags") else {},
-        "project_id": info.project_id,
-        "domain_id": info.domain_id,
-        "created_at": _parse_time(info.created_at),
-        "updated_at": _parse_time(info.updated_at),
-        "description": info.description,
-        "statements": [{
-            "effect": _enum_name(policy_pb2.Statement.Effect, statement.effect),
-            "actions": list(statement.actions),
-            "resources": list(statement.resources),
-            "conditions": json_format.MessageToDict(statement.conditions) if statement.HasField("conditions") else {},
-        } for statement in info.statements],
-        "version": info.version,
-        "etag": info.etag,
-        "is_managed": info.is_managed,
-    }
-    for key in ("deleted_at", "purge_at"):
-        value = _parse_time(getattr(info, key))
-        if value is not None:
-            record[key] = value
-    return record
-
-
-def _list_result(response: policy_pb2.PoliciesInfo) -> tuple[list[dict[str, Any]], int]:
-    return [policy_record(info) for info in response.results], response.total_count
-
-
-def _stat_result(response) -> tuple[list, int | None]:
-    body = _integral(json_format.MessageToDict(response))
-    results = body.get("results")
-    if results is not None and not isinstance(results, list):
-        raise TypeError(f"results is a {type(results).__name__}, not a list")
-    total = body.get("total_count")
-    if total is not None and (isinstance(total, bool) or not isinstance(total, (int, float))):
-        raise TypeError(f"total_count is a {type(total).__name__}, not a number")
-    return list(results or []), None if total is None else int(total)
-
-
-def _enum_name(enum_type, number: int) -> str:
-    try:
-        return enum_type.Name(number)
-    except ValueError:
-        return enum_type.Name(0)
-
-
-def _parse_time(text: str) -> datetime | None:
-    """SpaceONE's ISO-8601 strings; anything unreadable is left out rather than failing the call."""
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
-def _integral(value: Any) -> Any:
-    """Struct numbers are doubles; counts read better as integers."""
-    if isinstance(value, dict):
-        return {key: _integral(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_integral(item) for item in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
