@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, policy_pb2, repository_pb2
-from policyhub.api.info.assignment import from_assignment_info, to_assignment_info
+from policyhub.api.info.assignment import to_assignment_info
 from policyhub.api.info.common import enum_name, from_iso, from_stat_struct, to_iso, to_stat_struct
 from policyhub.api.info.policy import from_policies_info, from_policy_info, to_policy_info
-from policyhub.api.info.repository import from_repository_info, to_repository_info
+from policyhub.api.info.repository import to_repository_info
 
 CREATED = datetime(2024, 5, 1, 10, 20, 30, 456000, tzinfo=timezone.utc)
 UPDATED = CREATED + timedelta(days=1)
@@ -76,26 +76,30 @@ def test_a_remote_policy_with_non_finite_numbers_does_not_read(bad):
         from_policy_info(info)
 
 
-def test_repository_round_trip():
+def test_repository_info():
     record = {"repository_id": "repo-1", "name": "upstream", "repository_type": "remote",
               "endpoint": "grpc://remote:50051", "created_at": CREATED}
-    assert from_repository_info(to_repository_info(record)) == record
+    info = to_repository_info(record)
+    assert (info.repository_id, info.name, info.repository_type, info.endpoint, info.created_at) == (
+        "repo-1", "upstream", "remote", "grpc://remote:50051", "2024-05-01T10:20:30.456Z")
     assert to_repository_info(record, only=["name"]) == repository_pb2.RepositoryInfo(name="upstream")
 
 
 @pytest.mark.parametrize("expires_at", [None, UPDATED])
-def test_assignment_round_trip(expires_at):
+def test_assignment_info(expires_at):
     record = {"assignment_id": "a-1", "subject_type": "GROUP", "subject_id": "g", "grant_type": "POLICY",
               "grant_id": "p", "expires_at": expires_at, "labels": ["l"], "tags": {"k": "v"},
               "domain_id": "domain-1", "created_at": CREATED}
-    assert from_assignment_info(to_assignment_info(record)) == record
+    info = to_assignment_info(record)
+    assert (info.subject.type, info.subject.id, info.grant.type, info.grant.id) == (
+        assignment_pb2.Subject.GROUP, "g", assignment_pb2.Grant.POLICY, "p")
+    assert info.expires_at == ("" if expires_at is None else "2024-05-02T10:20:30.456Z")
+    assert list(info.labels) == ["l"] and dict(info.tags) == {"k": "v"} and info.domain_id == "domain-1"
 
 
 def test_assignment_projected_to_one_half_of_a_pair():
     info = to_assignment_info({"assignment_id": "a-1", "grant_id": "p"}, only=["assignment_id", "grant"])
     assert not info.HasField("subject") and info.grant == assignment_pb2.Grant(type="TYPE_NONE", id="p")
-    record = from_assignment_info(info)
-    assert record["grant_type"] == "TYPE_NONE" and record["grant_id"] == "p" and "subject_type" not in record
 
 
 def test_stat_round_trip():

@@ -25,19 +25,6 @@ def to_assignment_info(record: dict[str, Any], only: list[str] | None = None) ->
     return pb.AssignmentInfo(**fields)
 
 
-def from_assignment_info(info: pb.AssignmentInfo) -> dict[str, Any]:
-    record: dict[str, Any] = {"assignment_id": info.assignment_id}
-    for prefix, enum_type in (("subject", pb.Subject.Type), ("grant", pb.Grant.Type)):
-        if info.HasField(prefix):
-            pair = getattr(info, prefix)
-            record[f"{prefix}_type"] = enum_name(enum_type, pair.type, lenient=True)
-            record[f"{prefix}_id"] = pair.id
-    record.update({"expires_at": from_iso(info.expires_at), "labels": from_value_field(info, "labels", []),
-                   "tags": from_value_field(info, "tags", {}), "domain_id": info.domain_id,
-                   "created_at": from_iso(info.created_at)})
-    return record
-
-
 def _pair(message_type, record: dict[str, Any], prefix: str):
     if f"{prefix}_type" not in record and f"{prefix}_id" not in record:
         return None

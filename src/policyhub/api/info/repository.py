@@ -18,8 +18,3 @@ def to_repository_info(record: dict[str, Any], only: list[str] | None = None) ->
     if only:
         fields = {key: value for key, value in fields.items() if key in only}
     return repository_pb2.RepositoryInfo(**fields)
-
-
-def from_repository_info(info: repository_pb2.RepositoryInfo) -> dict[str, Any]:
-    return {"repository_id": info.repository_id, "name": info.name, "repository_type": info.repository_type,
-            "endpoint": info.endpoint, "created_at": from_iso(info.created_at)}
