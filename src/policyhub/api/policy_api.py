@@ -11,6 +11,8 @@ from policyhub.api.convert import (enum_name, fitted, iso, list_values, optional
                                    to_list_value, to_struct)
 from policyhub.api.repository_api import repository_info
 from policyhub.remote.client import HOP_METADATA
+from policyhub.domain import PolicyState
+from policyhub.service.policy_lifecycle import PolicyLifecycleService
 from policyhub.service.policy_service import PolicyService
 
 STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery.DISABLED: "DISABLED",
@@ -18,8 +20,10 @@ STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery
 
 
 class PolicyAPI(policy_pb2_grpc.PolicyServicer):
-    def __init__(self, service: PolicyService, caller: CallerResolver, max_message_bytes: int):
+    def __init__(self, service: PolicyService, lifecycle: PolicyLifecycleService, caller: CallerResolver,
+                 max_message_bytes: int):
         self.service = service
+        self.lifecycle = lifecycle
         self.caller = caller
         self.max_message_bytes = max_message_bytes
 
@@ -53,22 +57,22 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
         return policy_info(self.service.update(self.caller(request, context), params))
 
     def delete(self, request, context):
-        self.service.delete(self.caller(request, context), _policy_request(request))
+        self.lifecycle.delete(self.caller(request, context), _policy_request(request))
         return empty_pb2.Empty()
 
     def restore(self, request, context):
-        return policy_info(self.service.restore(self.caller(request, context), _policy_request(request)))
+        return policy_info(self.lifecycle.restore(self.caller(request, context), _policy_request(request)))
 
     def enable(self, request, context):
         return policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
-                                                  "ENABLED"))
+                                                  PolicyState.ENABLED))
 
     def disable(self, request, context):
         return policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
-                                                  "DISABLED"))
+                                                  PolicyState.DISABLED))
 
     def delete_many(self, request, context):
-        outcome = self.service.delete_many(self.caller(request, context), {
+        outcome = self.lifecycle.delete_many(self.caller(request, context), {
             "policy_ids": list(request.policy_ids), "cascade": request.cascade})
         return policy_pb2.DeletePoliciesInfo(
             results=[policy_pb2.PolicyOutcome(**result) for result in outcome["results"]],
