@@ -24,7 +24,9 @@ from policyhub.manager.api_key_manager import ApiKeyManager
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.audit_manager import AuditManager
 from policyhub.manager.database import Database
+from policyhub.manager.audit_trail import AuditTrail
 from policyhub.manager.policy_manager import PolicyManager
+from policyhub.manager.remote_policy_manager import RemotePolicyManager
 from policyhub.manager.repository_manager import RepositoryManager
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.remote.cache import TTLCache
@@ -37,6 +39,7 @@ from policyhub.service.authorization_service import AuthorizationService
 from policyhub.service.context import utc_now
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache, index_builder
+from policyhub.service.policy_lifecycle import PolicyLifecycleService
 from policyhub.service.policy_service import PolicyService
 from policyhub.service.rate_limit import RateLimiter
 from policyhub.service.repository_service import RepositoryService
@@ -76,13 +79,17 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     indexes = IndexCache(index_builder(policies, assignments), revisions, utc_now)
     metrics.watch_index_cache(indexes)
     guard = Guard(indexes)
-    audit_service = AuditService(AuditManager(limit), guard, utc_now)
+    audit_manager = AuditManager(limit)
+    audit = AuditTrail(audit_manager, utc_now)
     remote = _remote_client(config)
-    repository_service = RepositoryService(RepositoryManager(limit), guard, audit_service, utc_now, remote)
-    policy_service = PolicyService(policies, assignments, repository_service, revisions, audit_service, guard,
-                                   utc_now, load_managed_policies(),
-                                   timedelta(seconds=config.soft_delete_retention_seconds), remote)
-    assignment_service = AssignmentService(assignments, policies, revisions, audit_service, guard, utc_now)
+    repository_manager = RepositoryManager(limit)
+    remote_policies = RemotePolicyManager(remote, repository_manager)
+    repository_service = RepositoryService(repository_manager, guard, audit, utc_now, remote_policies)
+    policy_service = PolicyService(policies, remote_policies, assignments, revisions, audit, guard, utc_now,
+                                   load_managed_policies())
+    policy_lifecycle = PolicyLifecycleService(policies, assignments, revisions, audit, guard, utc_now,
+                                              timedelta(seconds=config.soft_delete_retention_seconds))
+    assignment_service = AssignmentService(assignments, policies, revisions, audit, guard, utc_now)
     authorization_service = AuthorizationService(indexes, guard, limit)
     limits = RateLimiter(config.rate_limit_domain_per_second, config.rate_limit_domain_burst,
                          config.auth_failure_per_minute,
@@ -95,11 +102,11 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     return Application(
         config=config,
         database=database,
-        policy_api=PolicyAPI(policy_service, caller, page_bytes),
+        policy_api=PolicyAPI(policy_service, policy_lifecycle, caller, page_bytes),
         repository_api=RepositoryAPI(repository_service, caller, page_bytes),
         assignment_api=AssignmentAPI(assignment_service, authorization_service, caller, page_bytes),
-        audit_api=AuditAPI(audit_service, caller, page_bytes),
-        api_key_api=ApiKeyAPI(ApiKeyService(api_keys, guard, audit_service, utc_now), caller, page_bytes),
+        audit_api=AuditAPI(AuditService(audit_manager, guard), caller, page_bytes),
+        api_key_api=ApiKeyAPI(ApiKeyService(api_keys, guard, audit, utc_now), caller, page_bytes),
         server_info_api=ServerInfoAPI(),
         metrics=metrics,
         tracer=make_tracer(config.tracing_exporter),

@@ -84,7 +84,7 @@ class PolicyHubServer:
         """Purges soft-deleted policies past their retention, until the server stops."""
         while not self._stopped.wait(self.app.config.purge_interval_seconds):
             try:
-                purged = self.app.policy_api.service.purge_expired()
+                purged = self.app.policy_api.lifecycle.purge_expired()
                 if purged:
                     log.info("purged %d soft-deleted policies", purged)
             except PolicyHubError as exc:

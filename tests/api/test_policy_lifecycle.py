@@ -73,9 +73,9 @@ def test_purged_policy_cannot_be_restored(client, domain):
     create(client, domain, "old")
     client.policy.delete(pb.PolicyRequest(policy_id="old", domain_id=domain), timeout=10)
     # Time passes beyond the retention period: the sweep purges it.
-    service = client.app.policy_api.service
-    assert ("old" in {policy_id for _, policy_id in service.policies.purge_expired(
-        utc_now() + service.retention + timedelta(seconds=1))})
+    lifecycle = client.app.policy_api.lifecycle
+    assert ("old" in {policy_id for _, policy_id in lifecycle.policies.purge_expired(
+        utc_now() + lifecycle.retention + timedelta(seconds=1))})
     expect_error(grpc.StatusCode.NOT_FOUND, client.policy.restore, pb.PolicyRequest(policy_id="old",
                                                                                      domain_id=domain))
     create(client, domain, "old")  # the id is free again

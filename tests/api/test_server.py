@@ -103,7 +103,8 @@ def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(client):
     """A second server on the same database, whose list calls wait until the test lets them go."""
     slow = SlowPolicyService(client.app.policy_api.service)
     app = replace(client.app, config=replace(client.app.config, port=free_port(), shutdown_grace_seconds=10),
-                  policy_api=PolicyAPI(slow, client.app.policy_api.caller, client.app.config.max_message_bytes))
+                  policy_api=PolicyAPI(slow, client.app.policy_api.lifecycle, client.app.policy_api.caller,
+                                                    client.app.config.max_message_bytes))
     server = PolicyHubServer(app)
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")

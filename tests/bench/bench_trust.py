@@ -52,7 +52,9 @@ from bench_check import (
 from policyhub.engine import DomainIndex, Statement, Subject
 from policyhub.engine import evaluator
 from policyhub.engine.coverage import DEFAULT_STEPS, Budget, BudgetExceeded, first_uncovered
-from policyhub.service.guard import ESCALATE
+from policyhub.service.permissions import POLICY_ESCALATE
+
+ESCALATE = POLICY_ESCALATE.name
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 QUESTIONS = 500            # sampled check questions per size (the baseline)

@@ -5,7 +5,7 @@ import pytest
 
 from policyhub.errors import ConfigError
 from policyhub.managed_policies import load_managed_policies
-from policyhub.model.policy import MANAGED_ID_PREFIX
+from policyhub.domain import MANAGED_ID_PREFIX
 
 
 def test_shipped_policies_load():

@@ -10,6 +10,8 @@ from policyhub.api.context import CallerResolver, from_remote_installation
 from policyhub.api.info.common import enum_name, list_values, optional_message, struct_dict, to_stat_struct
 from policyhub.api.info.policy import to_delete_policies_info, to_policy_info
 from policyhub.api.paging import fitted
+from policyhub.domain import PolicyState
+from policyhub.service.policy_lifecycle import PolicyLifecycleService
 from policyhub.service.policy_service import PolicyService
 
 STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery.DISABLED: "DISABLED",
@@ -17,8 +19,10 @@ STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery
 
 
 class PolicyAPI(policy_pb2_grpc.PolicyServicer):
-    def __init__(self, service: PolicyService, caller: CallerResolver, max_message_bytes: int):
+    def __init__(self, service: PolicyService, lifecycle: PolicyLifecycleService, caller: CallerResolver,
+                 max_message_bytes: int):
         self.service = service
+        self.lifecycle = lifecycle
         self.caller = caller
         self.max_message_bytes = max_message_bytes
 
@@ -52,22 +56,22 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
         return to_policy_info(self.service.update(self.caller(request, context), params))
 
     def delete(self, request, context):
-        self.service.delete(self.caller(request, context), _policy_request(request))
+        self.lifecycle.delete(self.caller(request, context), _policy_request(request))
         return empty_pb2.Empty()
 
     def restore(self, request, context):
-        return to_policy_info(self.service.restore(self.caller(request, context), _policy_request(request)))
+        return to_policy_info(self.lifecycle.restore(self.caller(request, context), _policy_request(request)))
 
     def enable(self, request, context):
         return to_policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
-                                                     "ENABLED"))
+                                                     PolicyState.ENABLED))
 
     def disable(self, request, context):
         return to_policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
-                                                     "DISABLED"))
+                                                     PolicyState.DISABLED))
 
     def delete_many(self, request, context):
-        return to_delete_policies_info(self.service.delete_many(self.caller(request, context), {
+        return to_delete_policies_info(self.lifecycle.delete_many(self.caller(request, context), {
             "policy_ids": list(request.policy_ids), "cascade": request.cascade}))
 
     def get(self, request, context):

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-SUBJECT_TYPES = ("USER", "GROUP", "ROLE", "SERVICE_ACCOUNT")
-GRANT_TYPES = ("POLICY", "ROLE", "GROUP")
-EFFECTS = ("ALLOW", "DENY")
+from policyhub.domain import Effect, GrantType, SubjectType, values
+
+SUBJECT_TYPES = values(SubjectType)
+GRANT_TYPES = values(GrantType)
+EFFECTS = values(Effect)
 
 ALLOWED = "ALLOWED"
 EXPLICIT_DENY = "EXPLICIT_DENY"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -18,16 +17,16 @@ from typing import Any, Callable
 import jwt
 from jwt.exceptions import InvalidSignatureError, InvalidTokenError, PyJWTError
 
+from policyhub.domain import DOMAIN_ID_MAX, DOMAIN_ID_RE, RoleType, SubjectType, values
 from policyhub.identity import AuthenticationError
 from policyhub.identity.keys import ALLOWED_ALGORITHMS, KeySet, unsupported_algorithm_reason
 
-CALLER_TYPES = ("USER", "SERVICE_ACCOUNT")
-ROLE_TYPES = ("SYSTEM", "DOMAIN_ADMIN", "USER")
+CALLER_TYPES = (SubjectType.USER.value, SubjectType.SERVICE_ACCOUNT.value)
+ROLE_TYPES = values(RoleType)
 REQUIRED_CLAIMS = ("exp", "iss", "aud", "sub", "did", "typ", "rol")
 
 MAX_TOKEN_LENGTH = 8192
 MAX_SUB_LENGTH = 128
-DOMAIN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class Caller:
 
     @property
     def is_system(self) -> bool:
-        return self.role_type == "SYSTEM"
+        return self.role_type == RoleType.SYSTEM
 
 
 def _fail(reason: str) -> AuthenticationError:
@@ -195,9 +194,9 @@ class TokenVerifier:
         if not isinstance(did, str):
             raise _fail("invalid claim did")
         if did == "":
-            if rol != "SYSTEM":  # only SYSTEM callers may lack a domain
+            if rol != RoleType.SYSTEM:  # only SYSTEM callers may lack a domain
                 raise _fail("invalid claim did")
-        elif not DOMAIN_ID_RE.fullmatch(did):
+        elif len(did) > DOMAIN_ID_MAX or not DOMAIN_ID_RE.fullmatch(did):
             raise _fail("invalid claim did")
 
         return Caller(caller_type=typ, caller_id=sub, domain_id=did, role_type=rol, auth="jwt")

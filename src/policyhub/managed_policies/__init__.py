@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from policyhub.errors import ConfigError, InvalidArgument
-from policyhub.model.policy import MANAGED_ID_PREFIX
+from policyhub.domain import MANAGED_ID_PREFIX
 from policyhub.service import validation
 
 _ALLOWED_KEYS = {"policy_id", "name", "description", "permissions", "statements", "labels", "tags"}

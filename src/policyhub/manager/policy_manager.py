@@ -7,14 +7,13 @@ from typing import Any
 
 from mongoengine import NotUniqueError
 
+from policyhub.domain import MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX, PolicyState
 from policyhub.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
 from policyhub.manager.database import aggregate, translate_errors
 from policyhub.manager.records import find_repository_info, policy_record, repository_info_lookup
 from policyhub.model import PolicyDocument, StatementDocument
-from policyhub.model.policy import MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX  # noqa: F401 - re-exported for services
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
 
-DELETED = "DELETED"
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
 POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
 
@@ -38,7 +37,7 @@ class PolicyManager:
         scope: dict[str, Any] = {"domain_id": {"$in": [domain_id, MANAGED_DOMAIN_ID]} if include_managed
                                  else domain_id}
         if not include_deleted:
-            scope["state"] = {"$ne": DELETED}
+            scope["state"] = {"$ne": PolicyState.DELETED}
         return scope
 
     @translate_errors()
@@ -60,7 +59,7 @@ class PolicyManager:
         owner = MANAGED_DOMAIN_ID if policy_id.startswith(MANAGED_ID_PREFIX) else domain_id
         raw = PolicyDocument._get_collection().find_one({"domain_id": owner, "policy_id": policy_id})
         if (raw is None or (repository_id and raw["repository_id"] != repository_id)
-                or (raw["state"] == DELETED and not include_deleted)):
+                or (raw["state"] == PolicyState.DELETED and not include_deleted)):
             raise NotFound("Policy", "policy_id", policy_id)
         return _with_repository(policy_record(raw))
 
@@ -77,7 +76,7 @@ class PolicyManager:
 
     def _change(self, domain_id: str, policy_id: str, etag: str | None, now: datetime,
                 sets: dict[str, Any]) -> dict[str, Any]:
-        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id, "state__ne": DELETED}
+        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id, "state__ne": PolicyState.DELETED}
         if etag:
             selector["etag"] = etag
         fields = {f"set__{key}": value for key, value in sets.items()}
@@ -93,11 +92,11 @@ class PolicyManager:
         """Marks the policy DELETED until purge_at, keeping its state and the given assignments
         for restore. Compare-and-set on the etag read here (or the caller's)."""
         current = PolicyDocument._get_collection().find_one(
-            {"domain_id": domain_id, "policy_id": policy_id, "state": {"$ne": DELETED}})
+            {"domain_id": domain_id, "policy_id": policy_id, "state": {"$ne": PolicyState.DELETED}})
         if current is None or (etag and current["etag"] != etag):
             self._explain_no_match(domain_id, policy_id)
         updated = PolicyDocument.objects(domain_id=domain_id, policy_id=policy_id, etag=current["etag"]).modify(
-            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now, set__state=DELETED,
+            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now, set__state=PolicyState.DELETED,
             set__state_before_delete=current["state"], set__deleted_at=now, set__purge_at=purge_at,
             set__parked_assignments=parked)
         if updated is None:
@@ -107,14 +106,14 @@ class PolicyManager:
     def restore(self, domain_id: str, policy_id: str, now: datetime) -> tuple[dict[str, Any], list[dict]]:
         """Undoes a soft delete within the retention period; returns the policy and the parked assignments."""
         current = PolicyDocument._get_collection().find_one({"domain_id": domain_id, "policy_id": policy_id})
-        if current is None or (current["state"] == DELETED and _naive(current["purge_at"]) <= _naive(now)):
+        if current is None or (current["state"] == PolicyState.DELETED and _naive(current["purge_at"]) <= _naive(now)):
             raise NotFound("Policy", "policy_id", policy_id)
-        if current["state"] != DELETED:
+        if current["state"] != PolicyState.DELETED:
             raise FailedPrecondition(f"policy {policy_id} is not deleted; nothing to restore",
                                      metadata={"policy_id": policy_id})
         updated = PolicyDocument.objects(domain_id=domain_id, policy_id=policy_id, etag=current["etag"]).modify(
             new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now,
-            set__state=current.get("state_before_delete") or "ENABLED", unset__state_before_delete=True,
+            set__state=current.get("state_before_delete") or PolicyState.ENABLED, unset__state_before_delete=True,
             unset__deleted_at=True, unset__purge_at=True, set__parked_assignments=[])
         if updated is None:
             raise Aborted("the policy changed while it was being restored; retry", metadata={"policy_id": policy_id})
@@ -125,7 +124,7 @@ class PolicyManager:
         """The sweep that backs the TTL index (which the embedded store does not run).
         Returns the (domain_id, policy_id) purged."""
         collection = PolicyDocument._get_collection()
-        expired = list(collection.find({"state": DELETED, "purge_at": {"$lte": _naive(now)}},
+        expired = list(collection.find({"state": PolicyState.DELETED, "purge_at": {"$lte": _naive(now)}},
                                        {"_id": 1, "domain_id": 1, "policy_id": 1}))
         if expired:
             collection.delete_many({"_id": {"$in": [doc["_id"] for doc in expired]}})
@@ -135,7 +134,7 @@ class PolicyManager:
     def park(self, domain_id: str, policy_id: str, assignments: list[dict[str, Any]]) -> None:
         """Adds assignments to those a soft-deleted policy gives back on restore."""
         PolicyDocument._get_collection().update_one(
-            {"domain_id": domain_id, "policy_id": policy_id, "state": DELETED},
+            {"domain_id": domain_id, "policy_id": policy_id, "state": PolicyState.DELETED},
             {"$push": {"parked_assignments": {"$each": assignments}}})
 
     def _explain_no_match(self, domain_id: str, policy_id: str) -> None:
@@ -143,7 +142,7 @@ class PolicyManager:
                                                             {"state": 1})
         if current is None:
             raise NotFound("Policy", "policy_id", policy_id)
-        if current["state"] == DELETED:
+        if current["state"] == PolicyState.DELETED:
             raise FailedPrecondition(f"policy {policy_id} is deleted; restore it first",
                                      metadata={"policy_id": policy_id})
         raise Aborted("the policy changed since the etag was read; get it again and retry",

@@ -1,15 +1,14 @@
 """The assignment document: subject -> grant (a policy, or membership of a role or group)."""
 from mongoengine import DateTimeField, DictField, Document, ListField, StringField
 
-SUBJECT_TYPES = ("USER", "GROUP", "ROLE", "SERVICE_ACCOUNT")
-GRANT_TYPES = ("POLICY", "ROLE", "GROUP")
+from policyhub.domain import GrantType, SubjectType, values
 
 
 class AssignmentDocument(Document):
     assignment_id = StringField(required=True)
-    subject_type = StringField(required=True, choices=SUBJECT_TYPES)
+    subject_type = StringField(required=True, choices=values(SubjectType))
     subject_id = StringField(required=True)
-    grant_type = StringField(required=True, choices=GRANT_TYPES)
+    grant_type = StringField(required=True, choices=values(GrantType))
     grant_id = StringField(required=True)
     expires_at = DateTimeField(null=True)
     labels = ListField()

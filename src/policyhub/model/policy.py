@@ -1,15 +1,13 @@
-"""The policy document. Managed policies are stored once with domain_id MANAGED_DOMAIN_ID."""
+"""The policy document. Managed policies are stored once with domain_id
+policyhub.domain.MANAGED_DOMAIN_ID."""
 from mongoengine import (BooleanField, DateTimeField, DictField, Document, EmbeddedDocument,
                          EmbeddedDocumentListField, IntField, ListField, StringField)
 
-# Not a valid tenant domain id (see policyhub.service.validation), so it cannot collide with one.
-MANAGED_DOMAIN_ID = "*"
-# Reserved for managed policy ids, so they can never collide with a tenant's.
-MANAGED_ID_PREFIX = "managed-"
+from policyhub.domain import Effect, PolicyState, values
 
 
 class StatementDocument(EmbeddedDocument):
-    effect = StringField(required=True, choices=("ALLOW", "DENY"))
+    effect = StringField(required=True, choices=values(Effect))
     actions = ListField(StringField())
     resources = ListField(StringField())
     conditions = DictField()
@@ -19,7 +17,8 @@ class PolicyDocument(Document):
     policy_id = StringField(required=True)
     name = StringField(required=True)
     description = StringField(default="")
-    state = StringField(required=True, choices=("ENABLED", "DISABLED", "DELETED"), default="ENABLED")
+    state = StringField(required=True, choices=values(PolicyState),
+                        default=PolicyState.ENABLED.value)
     permissions = ListField(StringField())
     statements = EmbeddedDocumentListField(StatementDocument)
     labels = ListField()

@@ -1,11 +1,13 @@
 """The repository document. Repositories are installation-wide (no domain_id)."""
 from mongoengine import DateTimeField, Document, StringField
 
+from policyhub.domain import RepositoryType, values
+
 
 class RepositoryDocument(Document):
     repository_id = StringField(required=True)
     name = StringField(required=True)
-    repository_type = StringField(required=True, choices=("local", "managed", "remote"))
+    repository_type = StringField(required=True, choices=values(RepositoryType))
     endpoint = StringField(default="")
     created_at = DateTimeField(required=True)
 

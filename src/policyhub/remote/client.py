@@ -40,8 +40,7 @@ from policyhub.errors import NotFound, PolicyHubError, Unavailable
 from policyhub.remote.cache import TTLCache
 from policyhub.remote.endpoint import Endpoint, parse_endpoint
 
-# parse_endpoint is re-exported for service/repository_service.py, which still imports it here.
-__all__ = ["RemotePolicyClient", "parse_endpoint"]
+__all__ = ["RemotePolicyClient"]
 
 log = logging.getLogger(__name__)
 

@@ -6,16 +6,20 @@ from datetime import datetime, timezone
 from itertools import product
 from typing import Any
 
+from policyhub.domain import GrantType
 from policyhub.errors import InvalidArgument, NotFound, RequiredParameter
 from policyhub.manager.assignment_manager import AssignmentManager, key_of
+from policyhub.manager.audit_trail import AuditTrail
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service import validation
-from policyhub.service.audit_service import AuditService
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.invalidation import invalidating
+from policyhub.service.permissions import (ASSIGNMENT_ADD, ASSIGNMENT_CREATE, ASSIGNMENT_DELETE, ASSIGNMENT_GET,
+                                          ASSIGNMENT_LIST, ASSIGNMENT_REMOVE, ASSIGNMENT_STAT, Permission)
 from policyhub.service.shortcuts import narrowed
+from policyhub.service.undo import Undo
 
 MAX_BATCH = 10_000
 
@@ -26,7 +30,7 @@ def new_assignment_id() -> str:
 
 class AssignmentService:
     def __init__(self, assignments: AssignmentManager, policies: PolicyManager, revisions: RevisionManager,
-                 audit: AuditService, guard: Guard, clock: Clock):
+                 audit: AuditTrail, guard: Guard, clock: Clock):
         self.assignments = assignments
         self.policies = policies
         self.revisions = revisions
@@ -37,7 +41,7 @@ class AssignmentService:
     def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         subject = validation.subject(params.get("subject"))
         grant = validation.grant(params.get("grant"))
-        self._authorize(ctx, "repository.Assignment.create", [grant])
+        self._authorize(ctx, ASSIGNMENT_CREATE, [grant])
         extras = self._extras(params)
         self._require_policies(ctx, [grant])
         self.guard.require_bindable(ctx, [grant], removing=False)
@@ -45,12 +49,12 @@ class AssignmentService:
         with invalidating(self.revisions, ctx.domain_id):
             created = self.assignments.create(record)
             self._recheck_policies(ctx, [record])
-        self.audit.record(ctx, "repository.Assignment.create", "Assignment", created["assignment_id"], None, created)
+        self.audit.record(ctx, ASSIGNMENT_CREATE, created["assignment_id"], None, created)
         return created
 
     def add(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         pairs = self._pairs(params)
-        self._authorize(ctx, "repository.Assignment.add", [grant for _, grant in pairs])
+        self._authorize(ctx, ASSIGNMENT_ADD, [grant for _, grant in pairs])
         extras = self._extras(params)
         self._require_policies(ctx, [grant for _, grant in pairs])
         self.guard.require_bindable(ctx, [grant for _, grant in pairs], removing=False)
@@ -64,8 +68,7 @@ class AssignmentService:
                 existing.update(self.assignments.insert_new(list(new_records.values())))
                 created = [record for key, record in new_records.items() if key not in existing]
                 self._recheck_policies(ctx, created)
-            self.audit.record_many(ctx, "repository.Assignment.add", "Assignment",
-                                   [(record["assignment_id"], None, record) for record in created])
+            self.audit.record_many(ctx, ASSIGNMENT_ADD, [(record["assignment_id"], None, record) for record in created])
         results = []
         for subject, grant in pairs:
             found = existing.get(_key(subject, grant))
@@ -77,7 +80,7 @@ class AssignmentService:
 
     def remove(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         pairs = self._pairs(params)
-        self._authorize(ctx, "repository.Assignment.remove", [grant for _, grant in pairs])
+        self._authorize(ctx, ASSIGNMENT_REMOVE, [grant for _, grant in pairs])
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
         self.guard.require_bindable(ctx, [{"type": a["grant_type"], "id": a["grant_id"]} for a in existing.values()],
                                     removing=True)
@@ -86,9 +89,8 @@ class AssignmentService:
             with invalidating(self.revisions, ctx.domain_id):
                 # Pairs removed meanwhile by someone else are not counted as ours.
                 removed = self.assignments.remove_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
-            self.audit.record_many(ctx, "repository.Assignment.remove", "Assignment",
-                                   [(a["assignment_id"], a, None) for a in existing.values()
-                                    if a["assignment_id"] in removed])
+            self.audit.record_many(ctx, ASSIGNMENT_REMOVE, [(a["assignment_id"], a, None) for a in existing.values()
+                                                            if a["assignment_id"] in removed])
         results = []
         for subject, grant in pairs:
             found = existing.get(_key(subject, grant))
@@ -100,18 +102,18 @@ class AssignmentService:
 
     def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
-        self.guard.require(ctx, "repository.Assignment.delete", "assignment")
+        self.guard.require(ctx, ASSIGNMENT_DELETE, "assignment")
         before = self.assignments.get(ctx.domain_id, assignment_id)
         grant = {"type": before["grant_type"], "id": before["grant_id"]}
-        self._authorize(ctx, "repository.Assignment.delete", [grant])
+        self._authorize(ctx, ASSIGNMENT_DELETE, [grant])
         self.guard.require_bindable(ctx, [grant], removing=True)
         with invalidating(self.revisions, ctx.domain_id):
             self.assignments.delete(ctx.domain_id, assignment_id)
-        self.audit.record(ctx, "repository.Assignment.delete", "Assignment", assignment_id, before, None)
+        self.audit.record(ctx, ASSIGNMENT_DELETE, assignment_id, before, None)
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
-        self.guard.require(ctx, "repository.Assignment.get", "assignment")
+        self.guard.require(ctx, ASSIGNMENT_GET, "assignment")
         return self.assignments.get(ctx.domain_id, assignment_id)
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
@@ -121,11 +123,11 @@ class AssignmentService:
             if not part.get("type", "").endswith("NONE"):
                 fields[f"{prefix}_type"] = part.get("type")
             fields[f"{prefix}_id"] = validation.optional_identifier(part.get("id"), f"{prefix}.id")
-        self.guard.require(ctx, "repository.Assignment.list", "assignment")
+        self.guard.require(ctx, ASSIGNMENT_LIST, "assignment")
         return self.assignments.list(ctx.domain_id, narrowed(params.get("query"), fields))
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
-        self.guard.require(ctx, "repository.Assignment.stat", "assignment")
+        self.guard.require(ctx, ASSIGNMENT_STAT, "assignment")
         query = params.get("query")
         if not query:
             raise RequiredParameter("query")
@@ -155,7 +157,7 @@ class AssignmentService:
                 pairs.append((subject, grant))
         return pairs
 
-    def _authorize(self, ctx: RequestContext, permission: str, grants: list[dict[str, str]]) -> None:
+    def _authorize(self, ctx: RequestContext, permission: Permission, grants: list[dict[str, str]]) -> None:
         """Granting is authorized per grant (like IAM's PassRole): holding Assignment.add on
         `policy/x` does not let a caller hand out `policy/managed-full-access`."""
         for resource in sorted({f"{grant['type'].lower()}/{grant['id']}" for grant in grants}):
@@ -165,17 +167,18 @@ class AssignmentService:
         """Closes the race with a concurrent delete or rename of a granted policy: after our
         insert, each granted policy must still be live, else our insert is undone (a concurrent
         delete re-counts assignments after its own write, so one of the two always backs off)."""
-        granted = sorted({r["grant_id"] for r in records if r["grant_type"] == "POLICY"})
+        granted = sorted({r["grant_id"] for r in records if r["grant_type"] == GrantType.POLICY})
         if not granted:
             return
-        live = self.policies.existing_ids(ctx.domain_id, granted)
-        missing = [policy_id for policy_id in granted if policy_id not in live]
-        if missing:
-            self.assignments.delete_ids(ctx.domain_id, [r["assignment_id"] for r in records])
-            raise NotFound("Policy", "policy_id", ",".join(missing))
+        with Undo() as undo:
+            undo.push(self.assignments.delete_ids, ctx.domain_id, [r["assignment_id"] for r in records])
+            live = self.policies.existing_ids(ctx.domain_id, granted)
+            missing = [policy_id for policy_id in granted if policy_id not in live]
+            if missing:
+                raise NotFound("Policy", "policy_id", ",".join(missing))
 
     def _require_policies(self, ctx: RequestContext, grants: list[dict[str, str]]) -> None:
-        wanted = sorted({grant["id"] for grant in grants if grant["type"] == "POLICY"})
+        wanted = sorted({grant["id"] for grant in grants if grant["type"] == GrantType.POLICY})
         if not wanted:
             return
         existing = self.policies.existing_ids(ctx.domain_id, wanted)

@@ -10,6 +10,8 @@ from policyhub.service import validation
 from policyhub.service.context import RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache
+from policyhub.service.permissions import (ASSIGNMENT_BATCH_CHECK, ASSIGNMENT_CHECK, ASSIGNMENT_EFFECTIVE_PERMISSIONS,
+                                          ASSIGNMENT_LIST_AUTHORIZED_RESOURCES, ASSIGNMENT_LIST_SUBJECTS)
 
 MAX_BATCH_CHECK = 10_000
 ACTION_MAX = 512
@@ -23,7 +25,7 @@ class AuthorizationService:
 
     def check(self, ctx: RequestContext, params: dict[str, Any]):
         subject, action, resource = _question(params, "")
-        self.guard.require(ctx, "repository.Assignment.check", "assignment")
+        self.guard.require(ctx, ASSIGNMENT_CHECK, "assignment")
         return self.cache.get(ctx.domain_id).check(subject, action, resource)
 
     def batch_check(self, ctx: RequestContext, params: dict[str, Any]) -> list:
@@ -33,7 +35,7 @@ class AuthorizationService:
         if len(items) > MAX_BATCH_CHECK:
             raise InvalidArgument("items", f"at most {MAX_BATCH_CHECK} items per call, got {len(items)}")
         questions = [_question(item, f"items[{index}].") for index, item in enumerate(items)]
-        self.guard.require(ctx, "repository.Assignment.batch_check", "assignment")
+        self.guard.require(ctx, ASSIGNMENT_BATCH_CHECK, "assignment")
         return self.cache.get(ctx.domain_id).batch_check(questions)
 
     def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int]:
@@ -42,7 +44,7 @@ class AuthorizationService:
         action = params.get("action") or None
         if action is not None:
             validation.pattern(action, "action")
-        self.guard.require(ctx, "repository.Assignment.list_authorized_resources", "assignment")
+        self.guard.require(ctx, ASSIGNMENT_LIST_AUTHORIZED_RESOURCES, "assignment")
         found = self.cache.get(ctx.domain_id).list_authorized_resources(subject, prefix, action)
         return self._page(found, params.get("page")), len(found)
 
@@ -58,14 +60,14 @@ class AuthorizationService:
             validation.pattern(resource, "resource")
         else:
             raise RequiredParameter("policy_id")
-        self.guard.require(ctx, "repository.Assignment.list_subjects", "assignment")
+        self.guard.require(ctx, ASSIGNMENT_LIST_SUBJECTS, "assignment")
         index = self.cache.get(ctx.domain_id)
         found = index.subjects_holding(policy_id) if policy_id else index.who_can(action, resource)
         return self._page(found, params.get("page")), len(found)
 
     def effective_permissions(self, ctx: RequestContext, params: dict[str, Any]) -> list:
         subject = _subject(params.get("subject"), "subject")
-        self.guard.require(ctx, "repository.Assignment.effective_permissions", "assignment")
+        self.guard.require(ctx, ASSIGNMENT_EFFECTIVE_PERMISSIONS, "assignment")
         return self.cache.get(ctx.domain_id).effective_statements(subject)
 
     def _page(self, items: list, page: dict | None) -> list:

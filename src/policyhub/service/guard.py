@@ -22,18 +22,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from policyhub.domain import Effect, GrantType, RoleType
 from policyhub.engine import Statement, Subject
 from policyhub.engine.coverage import BudgetExceeded, first_uncovered
 from policyhub.errors import PermissionDenied
 from policyhub.service.context import RequestContext
 from policyhub.service.index_cache import IndexCache
+from policyhub.service.permissions import ASSIGNMENT_BIND, SYSTEM_ONLY, Permission
 
-SYSTEM_ONLY = frozenset({
-    "repository.Repository.register", "repository.Repository.update", "repository.Repository.deregister",
-    "repository.ApiKey.create", "repository.ApiKey.revoke", "repository.ApiKey.list",
-})
-ESCALATE = "repository.Policy.escalate"
-BIND = "repository.Assignment.bind"
+# Callers the escalation rule does not apply to.
+UNRESTRICTED = (RoleType.SYSTEM, RoleType.DOMAIN_ADMIN)
 # Each (label, statement): the label names the statement in a refusal (e.g. `statements[2]`).
 Labelled = Sequence[tuple[str, Statement]]
 
@@ -42,27 +40,28 @@ class Guard:
     def __init__(self, indexes: IndexCache):
         self.indexes = indexes
 
-    def require(self, ctx: RequestContext, permission: str, resource: str) -> None:
-        if ctx.role_type == "SYSTEM":
+    def require(self, ctx: RequestContext, permission: Permission, resource: str) -> None:
+        if ctx.role_type == RoleType.SYSTEM:
             return
-        if permission in SYSTEM_ONLY:
-            raise PermissionDenied(f"{permission} is for system callers only")
-        if ctx.role_type == "DOMAIN_ADMIN":
+        if permission.name in SYSTEM_ONLY:
+            raise PermissionDenied(f"{permission.name} is for system callers only")
+        if ctx.role_type == RoleType.DOMAIN_ADMIN:
             return
-        decision = self.indexes.get(ctx.domain_id).check(_caller(ctx), permission, resource)
+        decision = self.indexes.get(ctx.domain_id).check(_caller(ctx), permission.name, resource)
         if not decision.allowed:
-            raise PermissionDenied(f"{ctx.caller_type} {ctx.caller_id} may not {permission} on {resource}",
-                                   metadata={"permission": permission, "resource": resource})
+            raise PermissionDenied(f"{ctx.caller_type} {ctx.caller_id} may not {permission.name} on {resource}",
+                                   metadata={"permission": permission.name, "resource": resource})
 
-    def require_held(self, ctx: RequestContext, gives: Labelled, lifts: Labelled, bypass: str, resource: str) -> bool:
+    def require_held(self, ctx: RequestContext, gives: Labelled, lifts: Labelled, bypass: Permission,
+                     resource: str) -> bool:
         """The escalation rule (module doc): `gives` are ALLOW statements the write would apply,
         `lifts` DENY statements it would stop applying; `bypass` on `resource` lifts the rule.
         True when the statements were checked (the write must then apply to the version checked)."""
-        if ctx.role_type in ("SYSTEM", "DOMAIN_ADMIN") or not (gives or lifts):
+        if ctx.role_type in UNRESTRICTED or not (gives or lifts):
             return False
         index = self.indexes.get(ctx.domain_id)
         caller = _caller(ctx)
-        if index.grants_explicitly(caller, bypass, resource):
+        if index.grants_explicitly(caller, bypass.name, resource):
             return False
         labelled = [(f"{label} (allow)", s) for label, s in gives] + [(f"{label} (deny removed)", s)
                                                                     for label, s in lifts]
@@ -70,37 +69,36 @@ class Guard:
             missing = first_uncovered(index.held_statements(caller), [s for _, s in labelled])
         except BudgetExceeded:
             raise PermissionDenied(f"{resource}: cannot show within bounds that {ctx.caller_type} {ctx.caller_id} "
-                                   f"already holds what this change gives; {bypass} is needed",
-                                   metadata={"permission": bypass, "resource": resource}) from None
+                                   f"already holds what this change gives; {bypass.name} is needed",
+                                   metadata={"permission": bypass.name, "resource": resource}) from None
         if missing is not None:
             label = labelled[missing.statement_index][0]
             raise PermissionDenied(
                 f"{resource}: {label} gives {missing.action} on {missing.resource}, which "
                 f"{ctx.caller_type} {ctx.caller_id} does not hold itself; only what the caller holds can be "
-                f"given (or {bypass})",
-                metadata={"permission": bypass, "resource": resource, "statement": label,
+                f"given (or {bypass.name})",
+                metadata={"permission": bypass.name, "resource": resource, "statement": label,
                           "action": missing.action, "statement_resource": missing.resource})
         return True
-
 
     def require_bindable(self, ctx: RequestContext, grants: Sequence[dict[str, str]], removing: bool) -> None:
         """The escalation rule for assignment writes, grant by grant: adding a grant gives its ALLOW
         statements (a policy's; those a role or group carries, transitively), removing one lifts
         its DENY statements."""
-        if ctx.role_type in ("SYSTEM", "DOMAIN_ADMIN"):
+        if ctx.role_type in UNRESTRICTED:
             return
         index = self.indexes.get(ctx.domain_id)
         for grant_type, grant_id in sorted({(g["type"], g["id"]) for g in grants}):
-            if grant_type == "POLICY":
+            if grant_type == GrantType.POLICY:
                 labelled = [(f"policy {grant_id} statement {i}", s)
                             for i, s in enumerate(index.policy_statements(grant_id) or ())]
             else:
                 labelled = [(f"policy {s.policy_id} statement {s.statement_index} (via {grant_type.lower()}/{grant_id})",
                              Statement(s.effect, s.actions, s.resources))
                             for s in index.effective_statements(Subject(grant_type, grant_id))]
-            effect = "DENY" if removing else "ALLOW"
+            effect = Effect.DENY if removing else Effect.ALLOW
             chosen = [(label, s) for label, s in labelled if s.effect == effect]
-            self.require_held(ctx, () if removing else chosen, chosen if removing else (), BIND,
+            self.require_held(ctx, () if removing else chosen, chosen if removing else (), ASSIGNMENT_BIND,
                               f"{grant_type.lower()}/{grant_id}")
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
+from policyhub.domain import MANAGED_DOMAIN_ID
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
 from policyhub.manager.assignment_manager import AssignmentManager
-from policyhub.manager.policy_manager import MANAGED_DOMAIN_ID, PolicyManager
+from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service.context import Clock
 

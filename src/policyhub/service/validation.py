@@ -8,12 +8,10 @@ from typing import Any
 
 import bson
 
+from policyhub.domain import (DOMAIN_ID_MAX, DOMAIN_ID_RE, POLICY_ID_MAX, POLICY_ID_RE, Effect, GrantType,
+                             SubjectType, values)
 from policyhub.errors import InvalidArgument, RequiredParameter, clip
 
-POLICY_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
-POLICY_ID_MAX = 48
-DOMAIN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-DOMAIN_ID_MAX = 64
 NAME_MAX = 255
 DESCRIPTION_MAX = 4096
 PATTERN_MAX = 512
@@ -23,7 +21,6 @@ MAX_PATTERNS_PER_STATEMENT = 100
 MAX_LABELS = 100
 MAX_TAGS = 100
 MAX_BATCH_IDS = 1000
-EFFECTS = ("ALLOW", "DENY")
 IDENTIFIER_MAX = 128
 # Tags and labels: every string in them (keys and values, at any depth) is bounded, so anything
 # that scans them (e.g. a regex filter) has a bounded cost per value.
@@ -115,7 +112,7 @@ def statements(values: list[dict[str, Any]], field: str = "statements") -> list[
 
 def statement(value: dict[str, Any], field: str) -> dict[str, Any]:
     effect = value.get("effect")
-    if effect not in EFFECTS:
+    if effect not in values(Effect):
         raise InvalidArgument(f"{field}.effect", "must be ALLOW or DENY")
     result = {"effect": effect}
     for key in ("actions", "resources"):
@@ -212,10 +209,6 @@ def _integral(value: Any) -> Any:
     return value
 
 
-SUBJECT_TYPES = ("USER", "GROUP", "ROLE", "SERVICE_ACCOUNT")
-GRANT_TYPES = ("POLICY", "ROLE", "GROUP")
-
-
 def identifier(value: str, field: str) -> str:
     """Ids (subject, role, group, assignment, repository, API key, ...): non-empty, bounded, clean.
     Checked before anything looks them up."""
@@ -242,14 +235,14 @@ def choice(value: str, field: str, allowed: tuple[str, ...]) -> str:
 def subject(value: dict[str, str] | None, field: str = "subject") -> dict[str, str]:
     if not value:
         raise RequiredParameter(field)
-    return {"type": choice(value.get("type", ""), f"{field}.type", SUBJECT_TYPES),
+    return {"type": choice(value.get("type", ""), f"{field}.type", values(SubjectType)),
             "id": identifier(value.get("id", ""), f"{field}.id")}
 
 
 def grant(value: dict[str, str] | None, field: str = "grant") -> dict[str, str]:
     if not value:
         raise RequiredParameter(field)
-    grant_type = choice(value.get("type", ""), f"{field}.type", GRANT_TYPES)
-    if grant_type == "POLICY":
+    grant_type = choice(value.get("type", ""), f"{field}.type", values(GrantType))
+    if grant_type == GrantType.POLICY:
         return {"type": grant_type, "id": policy_id(value.get("id", ""), f"{field}.id")}
     return {"type": grant_type, "id": identifier(value.get("id", ""), f"{field}.id")}

@@ -1,0 +1,69 @@
+"""The service's vocabulary: states, effects, subject/grant/role/repository types, reserved ids
+and id rules. The bottom floor: imports nothing from policyhub, so every layer may use it.
+
+StrEnum members equal their strings, so stored records and engine inputs stay plain strings.
+"""
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class PolicyState(StrEnum):
+    ENABLED = "ENABLED"
+    DISABLED = "DISABLED"
+    DELETED = "DELETED"
+
+
+class Effect(StrEnum):
+    ALLOW = "ALLOW"
+    DENY = "DENY"
+
+
+class SubjectType(StrEnum):
+    USER = "USER"
+    GROUP = "GROUP"
+    ROLE = "ROLE"
+    SERVICE_ACCOUNT = "SERVICE_ACCOUNT"
+
+
+class GrantType(StrEnum):
+    POLICY = "POLICY"
+    ROLE = "ROLE"
+    GROUP = "GROUP"
+
+
+class RoleType(StrEnum):
+    SYSTEM = "SYSTEM"
+    DOMAIN_ADMIN = "DOMAIN_ADMIN"
+    USER = "USER"
+
+
+class RepositoryType(StrEnum):
+    LOCAL = "local"
+    MANAGED = "managed"
+    REMOTE = "remote"
+
+
+def values(enum: type[StrEnum]) -> tuple[str, ...]:
+    """The members as plain strings (for choices, and messages that list them)."""
+    return tuple(member.value for member in enum)
+
+
+# Not a valid tenant domain id (see DOMAIN_ID_RE), so it cannot collide with one.
+MANAGED_DOMAIN_ID = "*"
+# Reserved for managed policy ids, so they can never collide with a tenant's.
+MANAGED_ID_PREFIX = "managed-"
+
+MANAGED_REPOSITORY_ID = "repo-managed"
+LOCAL_REPOSITORY_ID = "repo-local"
+BUILT_IN = {
+    MANAGED_REPOSITORY_ID: {"name": "Managed Repository", "repository_type": RepositoryType.MANAGED},
+    LOCAL_REPOSITORY_ID: {"name": "Local Repository", "repository_type": RepositoryType.LOCAL},
+}
+
+# Matched with fullmatch, within the length limits.
+POLICY_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+POLICY_ID_MAX = 48
+DOMAIN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+DOMAIN_ID_MAX = 64

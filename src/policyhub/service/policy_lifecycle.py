@@ -1,0 +1,129 @@
+"""The soft-delete lifecycle of policies: delete (one or many, optionally with their
+assignments), restore within the retention period, and the purge of expired ones."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from policyhub.errors import FailedPrecondition, InvalidArgument, NotFound, RequiredParameter
+from policyhub.manager.assignment_manager import AssignmentManager
+from policyhub.manager.audit_trail import AuditTrail
+from policyhub.manager.policy_manager import PolicyManager
+from policyhub.manager.revision_manager import RevisionManager
+from policyhub.service import validation
+from policyhub.service.context import Clock, RequestContext
+from policyhub.service.guard import Guard
+from policyhub.service.invalidation import invalidating
+from policyhub.service.permissions import POLICY_DELETE, POLICY_DELETE_MANY, POLICY_RESTORE
+from policyhub.service.policy_rules import allows, denies, etag as request_etag, own, refuse_managed_id, require_held
+from policyhub.service.undo import Undo
+
+
+class PolicyLifecycleService:
+    def __init__(self, policies: PolicyManager, assignments: AssignmentManager, revisions: RevisionManager,
+                 audit: AuditTrail, guard: Guard, clock: Clock, retention: timedelta):
+        self.policies = policies
+        self.assignments = assignments
+        self.revisions = revisions
+        self.audit = audit
+        self.guard = guard
+        self.clock = clock
+        self.retention = retention
+
+    def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
+        policy_id = validation.policy_id(params.get("policy_id", ""))
+        etag = request_etag(params)
+        self.guard.require(ctx, POLICY_DELETE, f"policy/{policy_id}")
+        refuse_managed_id(policy_id, "deleted")
+        cascade = bool(params.get("cascade"))
+        self._refuse_if_assigned(ctx, [policy_id], cascade)
+        before = own(self.policies, ctx, policy_id)
+        if before is not None and require_held(self.guard, ctx, policy_id, lifts=denies(before)):
+            etag = etag or before["etag"]
+        with invalidating(self.revisions, ctx.domain_id):
+            self._soft_delete(ctx, policy_id, etag, cascade)
+        self.audit.record(ctx, POLICY_DELETE, policy_id, before, None)
+
+    def delete_many(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        """All or nothing: every id is checked before anything is deleted, and a failure
+        half-way restores what this call already deleted."""
+        raw_ids = params.get("policy_ids") or []
+        if not raw_ids:
+            raise RequiredParameter("policy_ids")
+        if len(raw_ids) > validation.MAX_BATCH_IDS:
+            raise InvalidArgument("policy_ids", f"at most {validation.MAX_BATCH_IDS} ids per call")
+        policy_ids = list(dict.fromkeys(validation.policy_id(value, f"policy_ids[{index}]")
+                                        for index, value in enumerate(raw_ids)))
+        for policy_id in policy_ids:
+            self.guard.require(ctx, POLICY_DELETE, f"policy/{policy_id}")
+            refuse_managed_id(policy_id, "deleted")
+        live = self.policies.existing_ids(ctx.domain_id, policy_ids)
+        missing = [policy_id for policy_id in policy_ids if policy_id not in live]
+        if missing:
+            raise NotFound("Policy", "policy_id", ",".join(missing))
+        cascade = bool(params.get("cascade"))
+        self._refuse_if_assigned(ctx, policy_ids, cascade)
+        etags: dict[str, str | None] = {}
+        for policy_id in policy_ids:
+            before = self.policies.get(ctx.domain_id, policy_id)
+            etags[policy_id] = before["etag"] if require_held(self.guard, ctx, policy_id,
+                                                              lifts=denies(before)) else None
+        with invalidating(self.revisions, ctx.domain_id), Undo() as undo:
+            for policy_id in policy_ids:
+                self._soft_delete(ctx, policy_id, etags[policy_id], cascade)
+                undo.push(self._restore, ctx, policy_id)
+        self.audit.record_many(ctx, POLICY_DELETE_MANY, [(policy_id, None, None) for policy_id in policy_ids])
+        return {"results": [{"policy_id": policy_id, "outcome": "DELETED"} for policy_id in policy_ids],
+                "deleted_count": len(policy_ids)}
+
+    def restore(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        policy_id = validation.policy_id(params.get("policy_id", ""))
+        self.guard.require(ctx, POLICY_RESTORE, f"policy/{policy_id}")
+        refuse_managed_id(policy_id, "restored")
+        deleted = self.policies.get(ctx.domain_id, policy_id, include_deleted=True)
+        require_held(self.guard, ctx, policy_id, gives=allows(deleted))
+        with invalidating(self.revisions, ctx.domain_id):
+            restored = self._restore(ctx, policy_id)
+        self.audit.record(ctx, POLICY_RESTORE, policy_id, None, restored)
+        return restored
+
+    def purge_expired(self) -> int:
+        purged = self.policies.purge_expired(self.clock())
+        for domain_id, policy_id in purged:
+            # Nothing may grant an id that is free again: a new policy must not inherit grants.
+            with invalidating(self.revisions, domain_id):
+                self.assignments.delete_ids(domain_id, [a["assignment_id"]
+                                                        for a in self.assignments.for_policy(domain_id, policy_id)])
+        return len(purged)
+
+    def _soft_delete(self, ctx: RequestContext, policy_id: str, etag: str | None, cascade: bool) -> None:
+        parked = self.assignments.for_policy(ctx.domain_id, policy_id) if cascade else []
+        now = self.clock()
+        self.policies.soft_delete(ctx.domain_id, policy_id, etag, now, now + self.retention, parked)
+        if parked:
+            # Parked on the policy first, so a failure here loses nothing: restore re-inserts them.
+            self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in parked])
+        # Assignments added while we deleted (their re-check may have run before our write):
+        # a cascade parks them too; otherwise the delete backs off, as if it had seen them.
+        late = self.assignments.for_policy(ctx.domain_id, policy_id)
+        if late and cascade:
+            self.policies.park(ctx.domain_id, policy_id, late)
+            self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in late])
+        elif late:
+            self._restore(ctx, policy_id)
+            raise FailedPrecondition(f"policies still have assignments: {policy_id} ({len(late)}); "
+                                     "remove them or pass cascade", metadata={"assignments": len(late)})
+
+    def _restore(self, ctx: RequestContext, policy_id: str) -> dict[str, Any]:
+        restored, parked = self.policies.restore(ctx.domain_id, policy_id, self.clock())
+        self.assignments.put_back(parked)
+        return restored
+
+    def _refuse_if_assigned(self, ctx: RequestContext, policy_ids: list[str], cascade: bool) -> None:
+        if cascade:
+            return
+        counts = self.assignments.count_for_policy(ctx.domain_id, policy_ids)
+        if counts:
+            listed = ", ".join(f"{policy_id} ({count})" for policy_id, count in sorted(counts.items()))
+            raise FailedPrecondition(f"policies still have assignments: {listed}; remove them or pass cascade",
+                                     metadata={"assignments": sum(counts.values())})
