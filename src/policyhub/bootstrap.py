@@ -15,7 +15,8 @@ from policyhub.api.repository_api import RepositoryAPI
 from policyhub.api.server_info_api import ServerInfoAPI
 from policyhub.config import Config
 from policyhub.errors import ConfigError
-from policyhub.identity.keys import KeyConfigError, load_verification_keys
+from policyhub.identity.errors import KeyConfigError
+from policyhub.identity.keys import load_verification_keys
 from policyhub.identity.tokens import TokenVerifier
 from policyhub.managed_policies import load_managed_policies
 from policyhub.observability.metrics import Metrics

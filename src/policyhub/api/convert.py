@@ -19,8 +19,6 @@ def iso(value: datetime | None) -> str:
     """ISO-8601, UTC, milliseconds, `Z` (SpaceONE's form)."""
     if value is None:
         return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import jwt
 from jwt.exceptions import InvalidSignatureError, InvalidTokenError, PyJWTError
 
-from policyhub.identity import AuthenticationError
+from policyhub.identity.errors import AuthenticationError
 from policyhub.identity.keys import ALLOWED_ALGORITHMS, KeySet, unsupported_algorithm_reason
 
 CALLER_TYPES = ("USER", "SERVICE_ACCOUNT")
