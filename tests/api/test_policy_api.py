@@ -235,6 +235,12 @@ def test_statement_conditions_are_refused_not_ignored(client, domain):
     assert field_violations(error) == ["statements[0].conditions"]
 
 
+@pytest.mark.parametrize("body, field", [
+    ({"tags": {"x": float("nan")}}, "tags"),
+    ({"labels": [float("inf")]}, "labels"),
+    ({"statements": [{"effect": "ALLOW", "actions": ["a"], "resources": ["*"], "conditions": {"x": float("-inf")}}]},
+     "statements[0].conditions"),
+])
 def test_nan_and_infinity_are_invalid_argument(client, domain, body, field):
     request = parse(pb.CreatePolicyRequest, {"policy_id": "nan", "name": "n", "domain_id": domain, **body})
     error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.create, request)

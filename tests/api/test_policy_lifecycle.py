@@ -201,6 +201,7 @@ def test_assignment_added_during_a_delete_is_undone(client, domain, monkeypatch)
     assert client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).total_count == 0
 
 
+@pytest.mark.parametrize("cascade", [False, True])
 def test_delete_sees_an_assignment_added_during_it(client, domain, monkeypatch, cascade):
     client.policy.create(pb.CreatePolicyRequest(policy_id="racy", name="n", domain_id=domain), timeout=10)
     manager = client.app.policy_api.service.policies

@@ -127,12 +127,14 @@ def serialize_embedded_writes() -> None:
     """The embedded store's writes are not atomic across threads: an insert is stored before
     its unique indexes are checked and rolled back after, so a concurrent read can see a
     duplicate that never existed and two racing inserts of one key can both be rolled back;
-    two conditional updates can both match a document. Here each write runs alone, and an
-    insert checks its unique keys before it is stored. Idempotent; affects only mongomock."""
+    two conditional updates (also find_one_and_update) can both match a document. Here each
+    write runs alone, and an insert checks its unique keys before it is stored. Idempotent;
+    affects only mongomock."""
     collection = mongomock.collection.Collection
     if getattr(collection, "_policyhub_serialized", False):
         return
     insert, update, delete = collection._insert, collection._update, collection._delete
+    find_and_modify = collection._find_and_modify
 
     def _insert(self, data, *args, **kwargs):
         with _EMBEDDED_WRITES:
@@ -148,7 +150,13 @@ def serialize_embedded_writes() -> None:
         with _EMBEDDED_WRITES:
             return delete(self, *args, **kwargs)
 
+    def _find_and_modify(self, *args, **kwargs):
+        # It finds, then updates by _id alone: without the lock two compare-and-sets both match.
+        with _EMBEDDED_WRITES:
+            return find_and_modify(self, *args, **kwargs)
+
     collection._insert, collection._update, collection._delete = _insert, _update, _delete
+    collection._find_and_modify = _find_and_modify
     collection._policyhub_serialized = True
 
 
