@@ -1,6 +1,6 @@
-"""Shared fixtures: a real policyhub gRPC server on a free loopback port, once on the
-embedded mongomock store and once over the real MongoDB wire protocol (a secantusdb
-server started and stopped by the test session)."""
+"""Shared fixtures: a started application once on the embedded mongomock store and once over
+the real MongoDB wire protocol (a secantusdb server started and stopped by the test session),
+and a real policyhub gRPC server serving it on a free loopback port."""
 from __future__ import annotations
 
 import json
@@ -61,6 +61,32 @@ def wire_mongodb_uri():
         process.kill()
 
 
+@pytest.fixture(scope="session", params=["mongomock", "wire"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def app(backend, request) -> Application:
+    """The started application of `backend`; the managers, services and servers of every test
+    of that backend run on its database (mongoengine's connection is process-wide)."""
+    uri = request.getfixturevalue("wire_mongodb_uri") if backend == "wire" else ""
+    config = Config(host="127.0.0.1", port=free_port(), mongodb_uri=uri,
+                    database=f"policyhub_test_{uuid.uuid4().hex[:8]}", shutdown_grace_seconds=1)
+    app = bootstrap(config)
+    app.start()
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def embedded_app(app, backend) -> Application:
+    """`app` on the embedded store only, for tests that do not depend on the backend."""
+    if backend != "mongomock":
+        pytest.skip("runs on the embedded store only")
+    return app
+
+
 @dataclass
 class Client:
     channel: grpc.Channel
@@ -75,13 +101,9 @@ class Client:
     app: Application
 
 
-@pytest.fixture(scope="session", params=["mongomock", "wire"])
-def client(request):
+@pytest.fixture(scope="session")
+def client(app, backend):
     """One server per backend; tests keep apart by using their own domain ids."""
-    uri = request.getfixturevalue("wire_mongodb_uri") if request.param == "wire" else ""
-    config = Config(host="127.0.0.1", port=free_port(), mongodb_uri=uri,
-                    database=f"policyhub_test_{uuid.uuid4().hex[:8]}", shutdown_grace_seconds=1)
-    app = bootstrap(config)
     server = PolicyHubServer(app)
     server.start()
     address = f"127.0.0.1:{server.port}"
@@ -89,10 +111,9 @@ def client(request):
     yield Client(channel, policy_pb2_grpc.PolicyStub(channel), repository_pb2_grpc.RepositoryStub(channel),
                  assignment_pb2_grpc.AssignmentStub(channel), audit_pb2_grpc.AuditStub(channel),
                  server_info_pb2_grpc.ServerInfoStub(channel), health_pb2_grpc.HealthStub(channel),
-                 address, request.param, app)
+                 address, backend, app)
     channel.close()
     server.stop(grace=1)
-    app.database.close()
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2
+
 
 def expect_error(code: grpc.StatusCode, call, request, **kwargs) -> grpc.RpcError:
     """Calls and asserts the exact status code; returns the error for further checks."""
@@ -45,3 +47,10 @@ def parse(message_type, data: dict):
 
 def as_dict(message) -> dict:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def grant_policy(stub, domain: str, user: str, policy_id: str, metadata=()):
+    """Assigns a policy to a user, as the caller the metadata names."""
+    return stub.assignment.create(parse(assignment_pb2.CreateAssignmentRequest, {
+        "subject": {"type": "USER", "id": user}, "grant": {"type": "POLICY", "id": policy_id},
+        "domain_id": domain}), metadata=metadata, timeout=10)

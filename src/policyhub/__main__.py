@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = bootstrap(config)
         server = PolicyHubServer(app)
+        app.start()
     except (ConfigError, PolicyHubError, OSError) as exc:
         print(f"policyhub: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -44,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.sigwait(STOP_SIGNALS)
     # In-flight calls finish within the grace period; new ones are refused.
     server.stop()
-    app.remote.close()
-    app.database.close()
+    app.close()
     log.info("policyhub stopped")
     return 0
 

@@ -1,7 +1,9 @@
-"""Explicit wiring: configuration in, a ready application out (constructor injection)."""
+"""Explicit wiring: configuration in, an application out (constructor injection).
+Building touches no data; `Application.start()` prepares the database and starts the jobs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from opentelemetry.trace import Tracer
@@ -15,8 +17,10 @@ from policyhub.api.repository_api import RepositoryAPI
 from policyhub.api.server_info_api import ServerInfoAPI
 from policyhub.config import Config
 from policyhub.errors import ConfigError
-from policyhub.identity.keys import KeyConfigError, load_verification_keys
+from policyhub.identity.errors import KeyConfigError
+from policyhub.identity.keys import load_verification_keys
 from policyhub.identity.tokens import TokenVerifier
+from policyhub.jobs import DatabaseHealth, Periodic, purge_sweep
 from policyhub.managed_policies import load_managed_policies
 from policyhub.observability.metrics import Metrics
 from policyhub.observability.tracing import make_tracer
@@ -44,11 +48,38 @@ from policyhub.service.policy_service import PolicyService
 from policyhub.service.rate_limit import RateLimiter
 from policyhub.service.repository_service import RepositoryService
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Managers:
+    policy: PolicyManager
+    assignment: AssignmentManager
+    repository: RepositoryManager
+    revision: RevisionManager
+    audit: AuditManager
+    api_key: ApiKeyManager
+
+
+@dataclass(frozen=True)
+class Services:
+    policy: PolicyService
+    policy_lifecycle: PolicyLifecycleService
+    repository: RepositoryService
+    assignment: AssignmentService
+    authorization: AuthorizationService
+    audit: AuditService
+    api_key: ApiKeyService
+
 
 @dataclass
 class Application:
+    """Everything one server process runs on. Several applications may share one database
+    (tests do); only the one that is started prepares it and runs the background jobs."""
     config: Config
     database: Database
+    managers: Managers
+    services: Services
     policy_api: PolicyAPI
     repository_api: RepositoryAPI
     assignment_api: AssignmentAPI
@@ -58,6 +89,26 @@ class Application:
     metrics: Metrics
     tracer: Tracer
     remote: RemotePolicyClient
+    database_health: DatabaseHealth
+    jobs: tuple[Periodic, ...] = field(default=())
+
+    def start(self) -> None:
+        """Creates the built-in repositories, brings the managed policies up to date (both
+        idempotent, safe from several processes at once) and starts the background jobs."""
+        self.services.repository.ensure_built_in()
+        self.services.policy.sync_managed()
+        for job in self.jobs:
+            job.start()
+        if self.config.metrics_port:
+            self.metrics.serve(self.config.host, self.config.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", self.config.host, self.config.metrics_port)
+
+    def close(self) -> None:
+        for job in self.jobs:
+            job.stop()
+        self.remote.close()
+        self.database.close()
+        self.metrics.close()
 
 
 def bootstrap(config: Config) -> Application:
@@ -70,26 +121,28 @@ def bootstrap(config: Config) -> Application:
 
 
 def build_application(config: Config, database: Database, metrics: Metrics | None = None) -> Application:
+    """Wires an application on a connected database without touching its data."""
     metrics = metrics or Metrics()
     limit = config.page_max_limit
     revisions = RevisionManager()
     policies = PolicyManager(limit)
     assignments = AssignmentManager(limit)
     api_keys = ApiKeyManager(limit)
+    audits = AuditManager(limit)
+    repositories = RepositoryManager(limit)
     indexes = IndexCache(index_builder(policies, assignments), revisions, utc_now)
     metrics.watch_index_cache(indexes)
     guard = Guard(indexes)
-    audit_manager = AuditManager(limit)
-    audit = AuditTrail(audit_manager, utc_now)
+    audit = AuditTrail(audits, utc_now)
     remote = _remote_client(config)
-    repository_manager = RepositoryManager(limit)
-    remote_policies = RemotePolicyManager(remote, repository_manager)
-    repository_service = RepositoryService(repository_manager, guard, audit, utc_now, remote_policies)
+    remote_policies = RemotePolicyManager(remote, repositories)
+    repository_service = RepositoryService(repositories, guard, audit, utc_now, remote_policies)
     policy_service = PolicyService(policies, remote_policies, assignments, revisions, audit, guard, utc_now,
                                    load_managed_policies())
     policy_lifecycle = PolicyLifecycleService(policies, assignments, revisions, audit, guard, utc_now,
                                               timedelta(seconds=config.soft_delete_retention_seconds))
     assignment_service = AssignmentService(assignments, policies, revisions, audit, guard, utc_now)
+    audit_service = AuditService(audits, guard)
     authorization_service = AuthorizationService(indexes, guard, limit)
     limits = RateLimiter(config.rate_limit_domain_per_second, config.rate_limit_domain_burst,
                          config.auth_failure_per_minute,
@@ -97,20 +150,29 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     authenticator = None if config.development_mode else Authenticator(_token_verifier(config), api_keys)
     caller = CallerResolver(authenticator, limits)
     page_bytes = config.max_message_bytes
-    repository_service.ensure_built_in()
-    policy_service.sync_managed()
+    api_key_service = ApiKeyService(api_keys, guard, audit, utc_now)
+    services = Services(policy=policy_service, policy_lifecycle=policy_lifecycle, repository=repository_service,
+                        assignment=assignment_service, authorization=authorization_service, audit=audit_service,
+                        api_key=api_key_service)
+    database_health = DatabaseHealth(database)
     return Application(
         config=config,
         database=database,
+        managers=Managers(policy=policies, assignment=assignments, repository=repositories, revision=revisions,
+                          audit=audits, api_key=api_keys),
+        services=services,
         policy_api=PolicyAPI(policy_service, policy_lifecycle, caller, page_bytes),
         repository_api=RepositoryAPI(repository_service, caller, page_bytes),
         assignment_api=AssignmentAPI(assignment_service, authorization_service, caller, page_bytes),
-        audit_api=AuditAPI(AuditService(audit_manager, guard), caller, page_bytes),
-        api_key_api=ApiKeyAPI(ApiKeyService(api_keys, guard, audit, utc_now), caller, page_bytes),
+        audit_api=AuditAPI(audit_service, caller, page_bytes),
+        api_key_api=ApiKeyAPI(api_key_service, caller, page_bytes),
         server_info_api=ServerInfoAPI(),
         metrics=metrics,
         tracer=make_tracer(config.tracing_exporter),
         remote=remote,
+        database_health=database_health,
+        jobs=(Periodic("purge-sweep", config.purge_interval_seconds, purge_sweep(services.policy_lifecycle.purge_expired)),
+              Periodic("db-health", config.health_interval_seconds, database_health.check)),
     )
 
 

@@ -1,4 +1,5 @@
-"""The gRPC server: our services, health, reflection; graceful shutdown."""
+"""The gRPC server: our services, health, reflection; graceful shutdown. It only serves: the
+application it serves runs the background jobs (see `Application.start`)."""
 from __future__ import annotations
 
 import logging
@@ -17,7 +18,6 @@ from policyhub.api.deadline import DeadlineInterceptor
 from policyhub.api.errors import ErrorInterceptor
 from policyhub.observability.interceptor import ObservabilityInterceptor
 from policyhub.bootstrap import Application
-from policyhub.errors import PolicyHubError
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +60,9 @@ class PolicyHubServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {config.host}:{config.port}")
         self._stopped = threading.Event()
-        self._sweeper = threading.Thread(target=self._sweep, name="purge-sweep", daemon=True)
-        self._health_monitor = threading.Thread(target=self._watch_database, name="db-health", daemon=True)
         self.serving: bool | None = None
-
-    def _watch_database(self) -> None:
-        """Health follows the database: NOT_SERVING while it is unreachable, SERVING again when
-        it answers (pymongo reconnects by itself; no restart needed)."""
-        while not self._stopped.wait(self.app.config.health_interval_seconds):
-            self._set_serving(self.app.database.ping())
+        # Health follows the database: NOT_SERVING while it is unreachable.
+        app.database_health.subscribe(self._set_serving)
 
     def _set_serving(self, serving: bool) -> None:
         if serving == self.serving:
@@ -80,24 +74,9 @@ class PolicyHubServer:
         log.log(logging.INFO if serving else logging.ERROR, "database %s: health %s",
                 "reachable" if serving else "UNREACHABLE", "SERVING" if serving else "NOT_SERVING")
 
-    def _sweep(self) -> None:
-        """Purges soft-deleted policies past their retention, until the server stops."""
-        while not self._stopped.wait(self.app.config.purge_interval_seconds):
-            try:
-                purged = self.app.policy_api.lifecycle.purge_expired()
-                if purged:
-                    log.info("purged %d soft-deleted policies", purged)
-            except PolicyHubError as exc:
-                log.warning("purge sweep failed: %s", exc)
-
     def start(self) -> None:
         self.grpc_server.start()
-        self._set_serving(True)
-        self._sweeper.start()
-        self._health_monitor.start()
-        if self.app.config.metrics_port:
-            self.app.metrics.serve(self.app.config.host, self.app.config.metrics_port)
-            log.info("metrics on http://%s:%d/metrics", self.app.config.host, self.app.config.metrics_port)
+        self._set_serving(self.app.database_health.reachable)
         log.info("policyhub serving on %s:%d", self.app.config.host, self.port)
 
     def stop(self, grace: float | None = None) -> None:
@@ -108,4 +87,3 @@ class PolicyHubServer:
         self.health.enter_graceful_shutdown()
         grace = self.app.config.shutdown_grace_seconds if grace is None else grace
         self.grpc_server.stop(grace).wait()
-        self.app.metrics.close()

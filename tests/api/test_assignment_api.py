@@ -284,3 +284,10 @@ def test_list_authorized_resources_is_paginated(client, domain):
         assert page.total_count == 25
         pages.extend(r.resource for r in page.results)
     assert pages == [f"res/{i:02d}" for i in range(25)]
+
+
+def test_expires_at_out_of_range_is_invalid_argument(client, domain):
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.assignment.create, parse(
+        pb.CreateAssignmentRequest, {"subject": {"type": "USER", "id": "u"}, "grant": {"type": "GROUP", "id": "g"},
+                                      "expires_at": "9999-12-31T23:59:59-05:00", "domain_id": domain}))
+    assert field_violations(error) == ["expires_at"]

@@ -16,6 +16,7 @@ from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import audit_pb2
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
 from policyhub.manager.assignment_manager import CLAIM_SECONDS
+from policyhub.manager.database import collection
 from policyhub.model import AssignmentDocument
 
 THREADS, CALLS = 8, 30
@@ -37,7 +38,7 @@ def policies(client, domain, *policy_ids):
 
 def stored(client, domain) -> dict[tuple, str]:
     """(subject_id, grant_type, grant_id) -> assignment_id of every assignment of the domain."""
-    raw = list(AssignmentDocument._get_collection().find({"domain_id": domain}))
+    raw = list(collection(AssignmentDocument).find({"domain_id": domain}))
     pairs = Counter((a["subject_id"], a["grant_type"], a["grant_id"]) for a in raw)
     assert all(n == 1 for n in pairs.values()), pairs
     listed = client.assignment.list(pb.AssignmentQuery(domain_id=domain), timeout=10)
@@ -120,7 +121,7 @@ def test_concurrent_removes_on_overlapping_pairs_never_fail(client, domain):
 def rival_between_read_and_write(monkeypatch, client, act):
     """Runs `act` once, right after the service has read which pairs exist: what a concurrent
     caller does in that window, without relying on thread timing."""
-    manager = client.app.assignment_api.assignments.assignments
+    manager = client.app.managers.assignment
     read = manager.find_by_keys
     done = []
 
@@ -170,7 +171,7 @@ def test_recheck_undoes_only_our_inserts_when_a_pair_was_taken(client, domain, m
     policies(client, domain, "p1")
     rival = rival_record(domain, "b", "POLICY", "p1")
     rival_between_read_and_write(monkeypatch, client, lambda manager: manager.create(rival))
-    policy_manager = client.app.assignment_api.assignments.policies
+    policy_manager = client.app.managers.policy
     existing_ids, calls = policy_manager.existing_ids, []
 
     def deleted_after_first_look(domain_id, policy_ids):
@@ -206,12 +207,12 @@ def test_a_removers_standing_claim_is_respected_until_it_runs_out(client, domain
     stops counting after CLAIM_SECONDS."""
     client.assignment.add(batch(domain, [{"type": "GROUP", "id": "g"}], ["a", "b"]), timeout=10)
     ids = stored(client, domain)
-    manager = client.app.assignment_api.assignments.assignments
-    collection = AssignmentDocument._get_collection()
-    collection.update_one({"assignment_id": ids[("a", "GROUP", "g")]},
-                          {"$set": {"removal": {"by": "other", "until": time.time() + CLAIM_SECONDS}}})
-    collection.update_one({"assignment_id": ids[("b", "GROUP", "g")]},
-                          {"$set": {"removal": {"by": "dead", "until": time.time() - 1}}})
+    manager = client.app.managers.assignment
+    assignments = collection(AssignmentDocument)
+    assignments.update_one({"assignment_id": ids[("a", "GROUP", "g")]},
+                           {"$set": {"removal": {"by": "other", "until": time.time() + CLAIM_SECONDS}}})
+    assignments.update_one({"assignment_id": ids[("b", "GROUP", "g")]},
+                           {"$set": {"removal": {"by": "dead", "until": time.time() - 1}}})
     assert manager.remove_ids(domain, list(ids.values())) == {ids[("b", "GROUP", "g")]}
     expect_error(grpc.StatusCode.NOT_FOUND, client.assignment.delete,
                  pb.AssignmentRequest(assignment_id=ids[("a", "GROUP", "g")], domain_id=domain))

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from helpers import as_dict, expect_error, parse
+from helpers import as_dict, expect_error, grant_policy, parse
 from policyhub._gen.spaceone.api.repository.v1 import api_key_pb2 as kpb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import audit_pb2
@@ -168,3 +168,30 @@ def test_api_keys_authenticate_and_revoke(secure, domain):
                  metadata=(("token", "phk_garbage"),))
     expect_error(grpc.StatusCode.NOT_FOUND, secure.api_key.revoke,
                  kpb.ApiKeyRequest(api_key_id="000000000000", domain_id=domain), metadata=system(secure))
+
+
+# --- per-grant authorization: rights over assignments and renames are scoped to the policies named
+
+def test_assignment_rights_are_scoped_to_the_granted_policy(secure, domain):
+    md = admin(secure, domain)
+    secure.policy.create(parse(pb.CreatePolicyRequest, {
+        "policy_id": "team-granter", "name": "n", "domain_id": domain, "statements": [
+            {"effect": "ALLOW", "actions": ["repository.Assignment.create"], "resources": ["policy/team-*"]},
+            {"effect": "ALLOW", "actions": ["repository.Policy.update", "repository.Policy.create"],
+             "resources": ["policy/team-*"]}]}), metadata=md, timeout=10)
+    secure.policy.create(pb.CreatePolicyRequest(policy_id="team-x", name="x", domain_id=domain), metadata=md)
+    grant_policy(secure, domain, "bob", "team-granter", md)
+    bob = secure.metadata("bob", did=domain)
+    grant_policy(secure, domain, "carol", "team-x", bob)
+    error = expect_error(grpc.StatusCode.PERMISSION_DENIED, secure.assignment.create, parse(
+        apb.CreateAssignmentRequest, {"subject": {"type": "USER", "id": "bob"},
+                                      "grant": {"type": "POLICY", "id": "managed-full-access"}, "domain_id": domain}),
+        metadata=bob)
+    assert "policy/managed-full-access" in error.details()
+    error = expect_error(grpc.StatusCode.PERMISSION_DENIED, secure.policy.update,
+                         pb.UpdatePolicyRequest(policy_id="team-x", new_policy_id="admin-root", domain_id=domain),
+                         metadata=bob)
+    assert "policy/admin-root" in error.details()
+    renamed = secure.policy.update(pb.UpdatePolicyRequest(policy_id="team-x", new_policy_id="team-y",
+                                                          domain_id=domain), metadata=bob, timeout=10)
+    assert renamed.policy_id == "team-y"

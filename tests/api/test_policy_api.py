@@ -233,3 +233,28 @@ def test_statement_conditions_are_refused_not_ignored(client, domain):
         {"effect": "ALLOW", "actions": ["a"], "resources": ["*"], "conditions": {"ip": "10.0.0.0/8"}}]}
     error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.create, parse(pb.CreatePolicyRequest, body))
     assert field_violations(error) == ["statements[0].conditions"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"tags": {"x": float("nan")}}, "tags"),
+    ({"labels": [float("inf")]}, "labels"),
+    ({"statements": [{"effect": "ALLOW", "actions": ["a"], "resources": ["*"], "conditions": {"x": float("-inf")}}]},
+     "statements[0].conditions"),
+])
+def test_nan_and_infinity_are_invalid_argument(client, domain, body, field):
+    request = parse(pb.CreatePolicyRequest, {"policy_id": "nan", "name": "n", "domain_id": domain, **body})
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.create, request)
+    assert field_violations(error) == [field]
+
+
+def test_nan_in_a_query_value_is_invalid_argument(client, domain):
+    request = parse(pb.PolicyQuery, {"domain_id": domain, "query": {"filter": [
+        {"k": "version", "v": [1, float("nan")], "o": "in"}]}})
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.list, request)
+    assert field_violations(error) == ["query"]
+
+
+def test_huge_whole_numbers_are_stored_as_doubles(client, domain):
+    created = client.policy.create(parse(pb.CreatePolicyRequest, {
+        "policy_id": "big", "name": "n", "domain_id": domain, "labels": [1e20], "tags": {"x": 1e19}}), timeout=10)
+    assert as_dict(created)["labels"] == [1e20] and as_dict(created)["tags"] == {"x": 1e19}

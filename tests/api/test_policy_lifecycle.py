@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 
 import grpc
+import pytest
 
 from helpers import as_dict, error_reason, expect_error, field_violations, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
@@ -73,7 +74,7 @@ def test_purged_policy_cannot_be_restored(client, domain):
     create(client, domain, "old")
     client.policy.delete(pb.PolicyRequest(policy_id="old", domain_id=domain), timeout=10)
     # Time passes beyond the retention period: the sweep purges it.
-    lifecycle = client.app.policy_api.lifecycle
+    lifecycle = client.app.services.policy_lifecycle
     assert ("old" in {policy_id for _, policy_id in lifecycle.policies.purge_expired(
         utc_now() + lifecycle.retention + timedelta(seconds=1))})
     expect_error(grpc.StatusCode.NOT_FOUND, client.policy.restore, pb.PolicyRequest(policy_id="old",
@@ -182,3 +183,43 @@ def test_concurrent_writers_lose_no_update(client, domain):
     final = get(client, domain, "shared")
     assert sorted(as_dict(final)["labels"]) == sorted(f"w{i}-{r}" for i in range(writers) for r in range(rounds))
     assert final.version == 1 + writers * rounds
+
+
+def test_assignment_added_during_a_delete_is_undone(client, domain, monkeypatch):
+    client.policy.create(pb.CreatePolicyRequest(policy_id="racy", name="n", domain_id=domain), timeout=10)
+    manager = client.app.managers.assignment
+    original = manager.insert_new
+
+    def delete_first(records):
+        # The policy is deleted after the add's existence check, before its insert.
+        client.policy.delete(pb.PolicyRequest(policy_id="racy", domain_id=domain), timeout=10)
+        return original(records)
+    monkeypatch.setattr(manager, "insert_new", delete_first)
+    expect_error(grpc.StatusCode.NOT_FOUND, client.assignment.add, parse(apb.AssignmentsRequest, {
+        "domain_id": domain, "grants": [{"type": "POLICY", "id": "racy"}], "subject_type": "USER",
+        "subject_ids": ["u"]}))
+    assert client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).total_count == 0
+
+
+@pytest.mark.parametrize("cascade", [False, True])
+def test_delete_sees_an_assignment_added_during_it(client, domain, monkeypatch, cascade):
+    client.policy.create(pb.CreatePolicyRequest(policy_id="racy", name="n", domain_id=domain), timeout=10)
+    manager = client.app.managers.policy
+    original = manager.soft_delete
+
+    def assign_first(*args, **kwargs):
+        # An assignment lands after the delete counted assignments, before its write.
+        assign(client, domain, "late", "racy")
+        original(*args, **kwargs)
+    monkeypatch.setattr(manager, "soft_delete", assign_first)
+    request = pb.PolicyRequest(policy_id="racy", domain_id=domain, cascade=cascade)
+    if cascade:
+        client.policy.delete(request, timeout=10)
+        assert client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).total_count == 0
+        monkeypatch.undo()
+        client.policy.restore(pb.PolicyRequest(policy_id="racy", domain_id=domain), timeout=10)
+        assert client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).total_count == 1
+    else:
+        expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.policy.delete, request)
+        got = client.policy.get(pb.GetRepositoryPolicyRequest(policy_id="racy", domain_id=domain), timeout=10)
+        assert got.state == pb.PolicyInfo.ENABLED

@@ -4,7 +4,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from helpers import as_dict, expect_error, field_violations, parse
+from helpers import as_dict, expect_error, field_violations, grant_policy, parse
+from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
 
 MANAGED_COUNT = 4
@@ -119,3 +120,26 @@ def test_bad_stat_queries_are_invalid_argument(client, domain, query, field):
     error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.stat,
                          parse(pb.PolicyStatQuery, {"domain_id": domain, "query": query}))
     assert field_violations(error) == [field]
+
+
+def test_only_with_half_of_a_pair_still_answers(client, domain):
+    grant_policy(client, domain, "u", "managed-read-only")
+    for only in (["subject_type"], ["grant_id"]):
+        listed = client.assignment.list(parse(apb.AssignmentQuery, {"domain_id": domain, "query": {"only": only}}),
+                                        timeout=10)
+        assert listed.total_count == 1
+    client.policy.create(parse(pb.CreatePolicyRequest, {"policy_id": "st", "name": "n", "domain_id": domain,
+                                                        "statements": [{"effect": "DENY", "actions": ["a"],
+                                                                        "resources": ["*"]}]}), timeout=10)
+    listed = client.policy.list(parse(pb.PolicyQuery, {"domain_id": domain, "exclude_managed": True,
+                                                       "query": {"only": ["statements.actions"]}}), timeout=10)
+    assert [list(s.actions) for s in listed.results[0].statements] == [["a"]]
+
+
+def test_stat_the_store_cannot_evaluate_is_invalid_argument_not_internal(client, domain):
+    client.policy.create(pb.CreatePolicyRequest(policy_id="s", name="n", domain_id=domain), timeout=10)
+    query = {"aggregate": [{"group": {"keys": [{"k": "name", "n": "m", "date_format": "%Y"}],
+                                      "fields": [{"o": "count", "n": "c"}]}}]}
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.stat,
+                         parse(pb.PolicyStatQuery, {"domain_id": domain, "query": query}))
+    assert field_violations(error) == ["query"]

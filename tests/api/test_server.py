@@ -101,9 +101,9 @@ class SlowPolicyService:
 
 def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(client):
     """A second server on the same database, whose list calls wait until the test lets them go."""
-    slow = SlowPolicyService(client.app.policy_api.service)
+    slow = SlowPolicyService(client.app.services.policy)
     app = replace(client.app, config=replace(client.app.config, port=free_port(), shutdown_grace_seconds=10),
-                  policy_api=PolicyAPI(slow, client.app.policy_api.lifecycle, client.app.policy_api.caller,
+                  policy_api=PolicyAPI(slow, client.app.services.policy_lifecycle, client.app.policy_api.caller,
                                                     client.app.config.max_message_bytes))
     server = PolicyHubServer(app)
     server.start()

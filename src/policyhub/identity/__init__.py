@@ -1,5 +1,6 @@
 """Verifying who is calling. Pure: no gRPC, no database.
 
+- `errors`    `AuthenticationError` and `KeyConfigError`, which every other submodule raises.
 - `keys`      loads the configured verification keys (JWKS JSON or PEM public keys).
 - `tokens`    verifies a JWT from the `token` metadata and yields a `Caller`.
 - `api_keys`  formats, parses and hashes `phk_<key_id>_<secret>` API keys.
@@ -10,17 +11,7 @@ key material or other tenants' data). The api layer maps it to UNAUTHENTICATED.
 """
 from __future__ import annotations
 
-
-class AuthenticationError(Exception):
-    """The caller could not be authenticated. `reason` is safe to show the caller."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-# Defined before the submodule imports below: the submodules import it from here.
-from policyhub.identity.api_keys import (  # noqa: E402
+from policyhub.identity.api_keys import (
     API_KEY_PREFIX,
     hash_secret,
     looks_like_api_key,
@@ -28,14 +19,14 @@ from policyhub.identity.api_keys import (  # noqa: E402
     new_api_key,
     parse_api_key,
 )
-from policyhub.identity.keys import (  # noqa: E402
+from policyhub.identity.errors import AuthenticationError, KeyConfigError
+from policyhub.identity.keys import (
     ALLOWED_ALGORITHMS,
-    KeyConfigError,
     KeySet,
     VerificationKey,
     load_verification_keys,
 )
-from policyhub.identity.tokens import (  # noqa: E402
+from policyhub.identity.tokens import (
     CALLER_TYPES,
     ROLE_TYPES,
     Caller,

@@ -14,7 +14,7 @@ import hmac
 import re
 import secrets
 
-from policyhub.identity import AuthenticationError
+from policyhub.identity.errors import AuthenticationError
 
 API_KEY_PREFIX = "phk_"
 KEY_ID_HEX_CHARS = 12

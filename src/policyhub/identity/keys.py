@@ -20,7 +20,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from policyhub.identity import AuthenticationError
+from policyhub.identity.errors import AuthenticationError, KeyConfigError
 
 # The only signature algorithms ever accepted, and the key type each one needs.
 ALLOWED_ALGORITHMS: dict[str, str] = {"RS256": "RSA", "ES256": "EC"}
@@ -40,10 +40,6 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _PEM_BLOCK = re.compile(
     r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL
 )
-
-
-class KeyConfigError(ValueError):
-    """The configured key file cannot be used. The message names the file and the problem."""
 
 
 def unsupported_algorithm_reason(alg: Any) -> str:

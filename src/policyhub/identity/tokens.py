@@ -18,7 +18,7 @@ import jwt
 from jwt.exceptions import InvalidSignatureError, InvalidTokenError, PyJWTError
 
 from policyhub.domain import DOMAIN_ID_MAX, DOMAIN_ID_RE, RoleType, SubjectType, values
-from policyhub.identity import AuthenticationError
+from policyhub.identity.errors import AuthenticationError
 from policyhub.identity.keys import ALLOWED_ALGORITHMS, KeySet, unsupported_algorithm_reason
 
 CALLER_TYPES = (SubjectType.USER.value, SubjectType.SERVICE_ACCOUNT.value)

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from policyhub.errors import NotFound
-from policyhub.manager.database import aggregate, translate_errors
+from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
 from policyhub.model import ApiKeyDocument
 from policyhub.query import QuerySchema, compile_list, unpack_list
 
@@ -25,20 +25,20 @@ class ApiKeyManager:
 
     @translate_errors()
     def create(self, record: dict[str, Any]) -> dict[str, Any]:
-        ApiKeyDocument(**record).save(force_insert=True)
+        collection(ApiKeyDocument).insert_one(to_stored(ApiKeyDocument, record))
         return {key: value for key, value in record.items() if key != "key_hash"}
 
     @translate_errors()
     def find_for_authentication(self, api_key_id: str) -> dict[str, Any] | None:
         """The one read that sees the hash: used to authenticate a presented key."""
-        return ApiKeyDocument._get_collection().find_one({"api_key_id": api_key_id}, {"_id": 0})
+        return collection(ApiKeyDocument).find_one({"api_key_id": api_key_id}, {"_id": 0})
 
     @translate_errors()
     def revoke(self, domain_id: str, api_key_id: str, now: datetime) -> dict[str, Any]:
         selector = {"api_key_id": api_key_id, "domain_id": domain_id}
-        ApiKeyDocument._get_collection().update_one({**selector, "state": "ACTIVE"},
-                                                    {"$set": {"state": "REVOKED", "revoked_at": now}})
-        found = ApiKeyDocument._get_collection().find_one(selector, _SECRET_FIELDS)
+        api_keys = collection(ApiKeyDocument)
+        api_keys.update_one({**selector, "state": "ACTIVE"}, {"$set": {"state": "REVOKED", "revoked_at": now}})
+        found = api_keys.find_one(selector, _SECRET_FIELDS)
         if found is None:
             raise NotFound("ApiKey", "api_key_id", api_key_id)
         return found

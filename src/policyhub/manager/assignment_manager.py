@@ -7,10 +7,8 @@ import time
 from typing import Any, Iterable
 
 import pymongo.errors
-from mongoengine import NotUniqueError
-
 from policyhub.errors import Aborted, AlreadyExists, NotFound
-from policyhub.manager.database import aggregate, translate_errors
+from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
 from policyhub.model import AssignmentDocument
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
 
@@ -41,10 +39,10 @@ def _unclaimed(now: float) -> dict[str, Any]:
     return {"removal.until": {"$not": {"$gt": now}}}
 
 
-def _insert_unordered(collection, documents: list[dict[str, Any]]) -> list[int]:
+def _insert_unordered(assignments, documents: list[dict[str, Any]]) -> list[int]:
     """Inserts what it can; returns the positions of the documents whose pair was taken."""
     try:
-        collection.insert_many(documents, ordered=False)
+        assignments.insert_many(documents, ordered=False)
     except pymongo.errors.BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if not errors or any(error.get("code") != DUPLICATE_KEY for error in errors):
@@ -66,8 +64,8 @@ class AssignmentManager:
     @translate_errors()
     def create(self, record: dict[str, Any]) -> dict[str, Any]:
         try:
-            AssignmentDocument(**record).save(force_insert=True)
-        except NotUniqueError:
+            collection(AssignmentDocument).insert_one(to_stored(AssignmentDocument, record))
+        except pymongo.errors.DuplicateKeyError:
             raise AlreadyExists("Assignment", "subject/grant", "/".join(key_of(record))) from None
         return self.get(record["domain_id"], record["assignment_id"])
 
@@ -82,7 +80,7 @@ class AssignmentManager:
                  "subject_id": {"$in": sorted({key[1] for key in wanted})},
                  "grant_id": {"$in": sorted({key[3] for key in wanted})}}
         found: dict[Key, dict[str, Any]] = {}
-        for raw in AssignmentDocument._get_collection().find(query):
+        for raw in collection(AssignmentDocument).find(query):
             key = key_of(raw)
             if key in wanted:
                 found[key] = _record(raw)
@@ -94,13 +92,13 @@ class AssignmentManager:
         assignment that holds each of the other pairs (created meanwhile by someone else); every
         record whose pair is not in the result was inserted by this call. On any failure, what
         this call inserted is removed again."""
-        collection = AssignmentDocument._get_collection()
+        assignments = collection(AssignmentDocument)
         domain_id = records[0]["domain_id"]
-        pending = [(record, AssignmentDocument(**record).to_mongo().to_dict()) for record in records]
+        pending = [(record, to_stored(AssignmentDocument, record)) for record in records]
         taken: dict[Key, dict[str, Any]] = {}
         try:
             for _ in range(INSERT_ROUNDS):
-                lost = [pending[i] for i in _insert_unordered(collection, [document for _, document in pending])]
+                lost = [pending[i] for i in _insert_unordered(assignments, [document for _, document in pending])]
                 if not lost:
                     return taken
                 holders = self.find_by_keys(domain_id, [key_of(record) for record, _ in lost])
@@ -112,13 +110,13 @@ class AssignmentManager:
             raise Aborted("the assignments are being added and removed concurrently; retry")
         except Exception:
             # Our ids are new: deleting them touches only what this call inserted.
-            collection.delete_many({"domain_id": domain_id,
-                                    "assignment_id": {"$in": [record["assignment_id"] for record in records]}})
+            assignments.delete_many({"domain_id": domain_id,
+                                     "assignment_id": {"$in": [record["assignment_id"] for record in records]}})
             raise
 
     @translate_errors()
     def delete_ids(self, domain_id: str, assignment_ids: list[str]) -> int:
-        return AssignmentDocument._get_collection().delete_many(
+        return collection(AssignmentDocument).delete_many(
             {"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}}).deleted_count
 
     @translate_errors()
@@ -128,11 +126,11 @@ class AssignmentManager:
         will delete (a per-document atomic update): the claim decides who removed it."""
         if not assignment_ids:
             return set()
-        collection = AssignmentDocument._get_collection()
+        assignments = collection(AssignmentDocument)
         now = time.time()
         token = secrets.token_hex(8)
         wanted = {"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}}
-        claimed = collection.update_many({**wanted, **_unclaimed(now)},
+        claimed = assignments.update_many({**wanted, **_unclaimed(now)},
                                          {"$set": {"removal": {"by": token, "until": now + CLAIM_SECONDS}}})
         if claimed.modified_count == 0:
             return set()
@@ -141,32 +139,32 @@ class AssignmentManager:
             if claimed.modified_count == len(assignment_ids):
                 removed = set(assignment_ids)
             else:
-                removed = {raw["assignment_id"] for raw in collection.find(ours, {"_id": 0, "assignment_id": 1})}
-            collection.delete_many(ours)
+                removed = {raw["assignment_id"] for raw in assignments.find(ours, {"_id": 0, "assignment_id": 1})}
+            assignments.delete_many(ours)
         except Exception:
             # Let others remove them now rather than when the claim runs out.
             with contextlib.suppress(pymongo.errors.PyMongoError):
-                collection.update_many(ours, {"$unset": {"removal": ""}})
+                assignments.update_many(ours, {"$unset": {"removal": ""}})
             raise
         return removed
 
     @translate_errors()
     def delete(self, domain_id: str, assignment_id: str) -> None:
-        found = AssignmentDocument._get_collection().delete_one(
+        found = collection(AssignmentDocument).delete_one(
             {"domain_id": domain_id, "assignment_id": assignment_id, **_unclaimed(time.time())})
         if found.deleted_count == 0:
             raise NotFound("Assignment", "assignment_id", assignment_id)
 
     @translate_errors()
     def get(self, domain_id: str, assignment_id: str) -> dict[str, Any]:
-        raw = AssignmentDocument._get_collection().find_one({"domain_id": domain_id, "assignment_id": assignment_id})
+        raw = collection(AssignmentDocument).find_one({"domain_id": domain_id, "assignment_id": assignment_id})
         if raw is None:
             raise NotFound("Assignment", "assignment_id", assignment_id)
         return _record(raw)
 
     @translate_errors()
     def count_for_policy(self, domain_id: str, policy_ids: list[str]) -> dict[str, int]:
-        found = AssignmentDocument._get_collection().aggregate([
+        found = collection(AssignmentDocument).aggregate([
             {"$match": {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": {"$in": policy_ids}}},
             {"$group": {"_id": "$grant_id", "n": {"$sum": 1}}}])
         return {doc["_id"]: doc["n"] for doc in found}
@@ -174,7 +172,7 @@ class AssignmentManager:
     @translate_errors()
     def for_policy(self, domain_id: str, policy_id: str) -> list[dict[str, Any]]:
         """The raw assignments granting a policy (what a cascade delete parks on the policy)."""
-        return list(AssignmentDocument._get_collection().find(
+        return list(collection(AssignmentDocument).find(
             {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id}, {"_id": 0, "removal": 0}))
 
     @translate_errors()
@@ -183,7 +181,7 @@ class AssignmentManager:
         if not documents:
             return
         try:
-            AssignmentDocument._get_collection().insert_many([dict(d) for d in documents], ordered=False)
+            collection(AssignmentDocument).insert_many([dict(d) for d in documents], ordered=False)
         except pymongo.errors.BulkWriteError as exc:
             if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
                 raise
@@ -191,14 +189,14 @@ class AssignmentManager:
     @translate_errors()
     def regrant(self, domain_id: str, policy_id: str, new_policy_id: str) -> int:
         """Points a renamed policy's assignments at its new id."""
-        return AssignmentDocument._get_collection().update_many(
+        return collection(AssignmentDocument).update_many(
             {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id},
             {"$set": {"grant_id": new_policy_id}}).modified_count
 
     @translate_errors()
     def edges(self, domain_id: str) -> list[dict[str, Any]]:
         """Every assignment of the domain, reduced to what the evaluation engine needs."""
-        return list(AssignmentDocument._get_collection().find({"domain_id": domain_id}, EDGE_FIELDS))
+        return list(collection(AssignmentDocument).find({"domain_id": domain_id}, EDGE_FIELDS))
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from policyhub.manager.database import aggregate, translate_errors
+from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
 from policyhub.model import AuditDocument
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
 
@@ -25,8 +25,7 @@ class AuditManager:
 
     @translate_errors()
     def add_many(self, entries: list[dict[str, Any]]) -> None:
-        AuditDocument._get_collection().insert_many([AuditDocument(**entry).to_mongo().to_dict()
-                                                     for entry in entries])
+        collection(AuditDocument).insert_many([to_stored(AuditDocument, entry) for entry in entries])
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})

@@ -13,8 +13,10 @@ import mongomock.collection
 import mongomock.filtering
 import mongomock.helpers
 import pymongo
+import pymongo.collection
 import pymongo.errors
 import re2
+from mongoengine import Document
 from mongoengine.connection import DEFAULT_CONNECTION_NAME
 
 from policyhub.errors import InvalidArgument, Unavailable
@@ -44,7 +46,7 @@ class Database:
             serialize_embedded_writes()
             # mongoengine 0.29 wants the client class, not a mongomock:// URI.
             mongoengine.connect(db=self.name, host="mongodb://localhost", mongo_client_class=mongomock.MongoClient,
-                                uuidRepresentation="standard")
+                                tz_aware=True, uuidRepresentation="standard")
         else:
             mongoengine.connect(db=self.name, host=self.uri, tz_aware=True, uuidRepresentation="standard",
                                 serverSelectionTimeoutMS=self.timeout_ms, connectTimeoutMS=self.timeout_ms,
@@ -81,6 +83,19 @@ class Database:
 
     def close(self) -> None:
         mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
+
+
+def collection(document: type[Document]) -> pymongo.collection.Collection:
+    """The collection a Document class declares. Managers read and compare-and-set through it
+    with pymongo; the Document classes declare the schema, the indexes and the stored form."""
+    return document._get_collection()
+
+
+def to_stored(document: type[Document], record: Mapping) -> dict:
+    """A record in its stored form, checked against its Document's schema and defaulted."""
+    instance = document(**record)
+    instance.validate()
+    return instance.to_mongo().to_dict()
 
 
 class _Re2AsRe:
@@ -182,7 +197,6 @@ class translate_errors:
         return wrapper
 
 
-
 EMBEDDED_QUERY_ERRORS = (TypeError, AttributeError, ValueError, KeyError, NotImplementedError)
 
 
@@ -190,15 +204,23 @@ EMBEDDED_QUERY_ERRORS = (TypeError, AttributeError, ValueError, KeyError, NotImp
 def aggregate(document, pipeline: list[dict]) -> list[dict]:
     """Runs a compiled user query. The compiler validated its shape; what the server still
     rejects depends on the data (e.g. $dateToString of a non-date), so it is the query's fault."""
-    collection = document._get_collection()
+    stored = collection(document)
     try:
-        return list(collection.aggregate(pipeline))
+        results = list(stored.aggregate(pipeline))
     except pymongo.errors.OperationFailure as exc:
         reason = (exc.details or {}).get("errmsg") or str(exc)
         raise InvalidArgument("query", f"the database rejected the query: {reason}") from exc
     except EMBEDDED_QUERY_ERRORS as exc:
         # The embedded store evaluates pipelines in Python and fails with plain exceptions where
         # MongoDB answers OperationFailure (e.g. $dateToString of a string); those are the query's.
-        if not isinstance(collection.database.client, mongomock.MongoClient):
+        if not _embedded(stored):
             raise
         raise InvalidArgument("query", f"the embedded store cannot evaluate this query: {type(exc).__name__}") from exc
+    if _embedded(stored):
+        # The embedded store applies tz_aware to cursors only: its pipeline results carry naive UTC datetimes.
+        return mongomock.helpers.make_datetime_timezone_aware_in_document(results)
+    return results
+
+
+def _embedded(stored: pymongo.collection.Collection) -> bool:
+    return isinstance(stored.database.client, mongomock.MongoClient)

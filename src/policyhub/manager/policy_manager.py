@@ -5,13 +5,14 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from mongoengine import NotUniqueError
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from policyhub.domain import MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX, PolicyState
 from policyhub.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
-from policyhub.manager.database import aggregate, translate_errors
-from policyhub.manager.records import find_repository_info, policy_record, repository_info_lookup
-from policyhub.model import PolicyDocument, StatementDocument
+from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
+from policyhub.manager.records import policy_record, repository_info_lookup, repository_record
+from policyhub.model import PolicyDocument, RepositoryDocument, StatementDocument
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
 
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
@@ -42,14 +43,12 @@ class PolicyManager:
 
     @translate_errors()
     def create(self, record: dict[str, Any]) -> dict[str, Any]:
-        document = _to_document(record)
-        document.etag = new_etag()
-        document.version = 1
+        stored = to_stored(PolicyDocument, {**record, "etag": new_etag(), "version": 1})
         try:
-            document.save(force_insert=True)
-        except NotUniqueError:
+            collection(PolicyDocument).insert_one(stored)
+        except DuplicateKeyError:
             raise AlreadyExists("Policy", "policy_id", record["policy_id"]) from None
-        return _with_repository(policy_record(document.to_mongo().to_dict()))
+        return self._with_repository(policy_record(stored))
 
     @translate_errors()
     def get(self, domain_id: str, policy_id: str, repository_id: str | None = None,
@@ -57,89 +56,83 @@ class PolicyManager:
         # Managed ids have a reserved prefix, so one equality point read on the unique index finds
         # the policy (equality only: some MongoDB-compatible servers scan for $in/$ne).
         owner = MANAGED_DOMAIN_ID if policy_id.startswith(MANAGED_ID_PREFIX) else domain_id
-        raw = PolicyDocument._get_collection().find_one({"domain_id": owner, "policy_id": policy_id})
+        raw = collection(PolicyDocument).find_one({"domain_id": owner, "policy_id": policy_id})
         if (raw is None or (repository_id and raw["repository_id"] != repository_id)
                 or (raw["state"] == PolicyState.DELETED and not include_deleted)):
             raise NotFound("Policy", "policy_id", policy_id)
-        return _with_repository(policy_record(raw))
+        return self._with_repository(policy_record(raw))
 
     @translate_errors()
     def update(self, domain_id: str, policy_id: str, changes: dict[str, Any], etag: str | None,
                now: datetime) -> dict[str, Any]:
         """Atomic compare-and-set on a live policy: nothing is written when the etag no longer
         matches. A `policy_id` change renames it (refused when the new id is taken)."""
-        sets = {key: _to_stored(key, value) for key, value in changes.items()}
-        try:
-            return self._change(domain_id, policy_id, etag, now, sets)
-        except NotUniqueError:
-            raise AlreadyExists("Policy", "policy_id", changes["policy_id"]) from None
-
-    def _change(self, domain_id: str, policy_id: str, etag: str | None, now: datetime,
-                sets: dict[str, Any]) -> dict[str, Any]:
-        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id, "state__ne": PolicyState.DELETED}
+        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id, "state": {"$ne": PolicyState.DELETED}}
         if etag:
             selector["etag"] = etag
-        fields = {f"set__{key}": value for key, value in sets.items()}
-        updated = PolicyDocument.objects(**selector).modify(
-            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now, **fields)
+        sets = {key: _stored_value(key, value) for key, value in changes.items()}
+        try:
+            updated = _compare_and_set(selector, now, sets)
+        except DuplicateKeyError:
+            raise AlreadyExists("Policy", "policy_id", changes["policy_id"]) from None
         if updated is None:
             self._explain_no_match(domain_id, policy_id)
-        return _with_repository(policy_record(updated.to_mongo().to_dict()))
+        return self._with_repository(policy_record(updated))
 
     @translate_errors()
     def soft_delete(self, domain_id: str, policy_id: str, etag: str | None, now: datetime, purge_at: datetime,
                     parked: list[dict[str, Any]]) -> None:
         """Marks the policy DELETED until purge_at, keeping its state and the given assignments
         for restore. Compare-and-set on the etag read here (or the caller's)."""
-        current = PolicyDocument._get_collection().find_one(
+        current = collection(PolicyDocument).find_one(
             {"domain_id": domain_id, "policy_id": policy_id, "state": {"$ne": PolicyState.DELETED}})
         if current is None or (etag and current["etag"] != etag):
             self._explain_no_match(domain_id, policy_id)
-        updated = PolicyDocument.objects(domain_id=domain_id, policy_id=policy_id, etag=current["etag"]).modify(
-            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now, set__state=PolicyState.DELETED,
-            set__state_before_delete=current["state"], set__deleted_at=now, set__purge_at=purge_at,
-            set__parked_assignments=parked)
+        updated = _compare_and_set(
+            {"domain_id": domain_id, "policy_id": policy_id, "etag": current["etag"]}, now,
+            {"state": PolicyState.DELETED, "state_before_delete": current["state"], "deleted_at": now, "purge_at": purge_at,
+             "parked_assignments": parked})
         if updated is None:
             raise Aborted("the policy changed while it was being deleted; retry", metadata={"policy_id": policy_id})
 
     @translate_errors()
     def restore(self, domain_id: str, policy_id: str, now: datetime) -> tuple[dict[str, Any], list[dict]]:
         """Undoes a soft delete within the retention period; returns the policy and the parked assignments."""
-        current = PolicyDocument._get_collection().find_one({"domain_id": domain_id, "policy_id": policy_id})
-        if current is None or (current["state"] == PolicyState.DELETED and _naive(current["purge_at"]) <= _naive(now)):
+        current = collection(PolicyDocument).find_one({"domain_id": domain_id, "policy_id": policy_id})
+        if current is None or (current["state"] == PolicyState.DELETED and current["purge_at"] <= now):
             raise NotFound("Policy", "policy_id", policy_id)
         if current["state"] != PolicyState.DELETED:
             raise FailedPrecondition(f"policy {policy_id} is not deleted; nothing to restore",
                                      metadata={"policy_id": policy_id})
-        updated = PolicyDocument.objects(domain_id=domain_id, policy_id=policy_id, etag=current["etag"]).modify(
-            new=True, inc__version=1, set__etag=new_etag(), set__updated_at=now,
-            set__state=current.get("state_before_delete") or PolicyState.ENABLED, unset__state_before_delete=True,
-            unset__deleted_at=True, unset__purge_at=True, set__parked_assignments=[])
+        updated = _compare_and_set(
+            {"domain_id": domain_id, "policy_id": policy_id, "etag": current["etag"]}, now,
+            {"state": current.get("state_before_delete") or PolicyState.ENABLED, "parked_assignments": []},
+            unset=("state_before_delete", "deleted_at", "purge_at"))
         if updated is None:
             raise Aborted("the policy changed while it was being restored; retry", metadata={"policy_id": policy_id})
-        return _with_repository(policy_record(updated.to_mongo().to_dict())), current.get("parked_assignments", [])
+        return self._with_repository(policy_record(updated)), current.get("parked_assignments", [])
 
     @translate_errors()
     def purge_expired(self, now: datetime) -> list[tuple[str, str]]:
         """The sweep that backs the TTL index (which the embedded store does not run).
         Returns the (domain_id, policy_id) purged."""
-        collection = PolicyDocument._get_collection()
-        expired = list(collection.find({"state": PolicyState.DELETED, "purge_at": {"$lte": _naive(now)}},
-                                       {"_id": 1, "domain_id": 1, "policy_id": 1}))
+        policies = collection(PolicyDocument)
+        expired = list(policies.find({"state": PolicyState.DELETED, "purge_at": {"$lte": now}},
+                                     {"_id": 1, "domain_id": 1, "policy_id": 1}))
         if expired:
-            collection.delete_many({"_id": {"$in": [doc["_id"] for doc in expired]}})
+            policies.delete_many({"_id": {"$in": [doc["_id"] for doc in expired]}})
         return [(doc["domain_id"], doc["policy_id"]) for doc in expired]
 
     @translate_errors()
     def park(self, domain_id: str, policy_id: str, assignments: list[dict[str, Any]]) -> None:
         """Adds assignments to those a soft-deleted policy gives back on restore."""
-        PolicyDocument._get_collection().update_one(
+        collection(PolicyDocument).update_one(
             {"domain_id": domain_id, "policy_id": policy_id, "state": PolicyState.DELETED},
             {"$push": {"parked_assignments": {"$each": assignments}}})
 
     def _explain_no_match(self, domain_id: str, policy_id: str) -> None:
-        current = PolicyDocument._get_collection().find_one({"domain_id": domain_id, "policy_id": policy_id},
-                                                            {"state": 1})
+        current = collection(PolicyDocument).find_one({"domain_id": domain_id, "policy_id": policy_id},
+                                                       {"state": 1})
         if current is None:
             raise NotFound("Policy", "policy_id", policy_id)
         if current["state"] == PolicyState.DELETED:
@@ -178,7 +171,7 @@ class PolicyManager:
     @translate_errors()
     def existing_ids(self, domain_id: str, policy_ids: list[str]) -> set[str]:
         """Which of these ids exist (live) in the domain or among the managed policies."""
-        found = PolicyDocument._get_collection().find(
+        found = collection(PolicyDocument).find(
             {**self.scope(domain_id, include_managed=True), "policy_id": {"$in": policy_ids}},
             {"_id": 0, "policy_id": 1})
         return {doc["policy_id"] for doc in found}
@@ -186,7 +179,7 @@ class PolicyManager:
     @translate_errors()
     def rules(self, domain_id: str) -> list[dict[str, Any]]:
         """What the evaluation engine needs of every policy visible in the domain."""
-        return list(PolicyDocument._get_collection().find(
+        return list(collection(PolicyDocument).find(
             self.scope(domain_id, include_managed=True),  # deleted ones never apply
             {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1}))
 
@@ -194,48 +187,42 @@ class PolicyManager:
     def sync_managed(self, policies: list[dict[str, Any]], now: datetime) -> bool:
         """Makes the stored managed policies equal to the shipped ones (idempotent, safe to
         run from several processes at once). True when anything changed."""
+        policies_stored = collection(PolicyDocument)
         changed = False
         for policy in policies:
-            stored = PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id=policy["policy_id"]).first()
-            if stored is not None and _same_content(stored, policy):
+            selector = {"domain_id": MANAGED_DOMAIN_ID, "policy_id": policy["policy_id"]}
+            values = {key: _stored_value(key, value) for key, value in policy.items()}
+            current = policies_stored.find_one(selector)
+            if current is not None and all(current.get(key) == value for key, value in values.items()):
                 continue
             changed = True
-            values = {f"set__{key}": _to_stored(key, value) for key, value in policy.items() if key != "policy_id"}
-            PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id=policy["policy_id"]).update_one(
-                upsert=True, set__etag=new_etag(), set__updated_at=now, set_on_insert__created_at=now,
-                inc__version=1, **values)
+            del values["policy_id"]
+            policies_stored.update_one(selector, {"$set": {**values, "etag": new_etag(), "updated_at": now},
+                                                  "$setOnInsert": {"created_at": now}, "$inc": {"version": 1}},
+                                       upsert=True)
         shipped = [policy["policy_id"] for policy in policies]
-        removed = PolicyDocument.objects(domain_id=MANAGED_DOMAIN_ID, policy_id__nin=shipped).delete()
-        return changed or removed > 0
+        removed = policies_stored.delete_many({"domain_id": MANAGED_DOMAIN_ID, "policy_id": {"$nin": shipped}})
+        return changed or removed.deleted_count > 0
+
+    @staticmethod
+    def _with_repository(record: dict[str, Any]) -> dict[str, Any]:
+        """Joins a single policy to its repository (a second read; list joins with $lookup instead)."""
+        raw = collection(RepositoryDocument).find_one({"repository_id": record.get("repository_id", "")},
+                                                      {"_id": 0})
+        return {**record, "repository_info": repository_record(raw)} if raw else record
 
 
-def _naive(value: datetime) -> datetime:
-    """The embedded store returns naive UTC datetimes, MongoDB aware ones; compare them alike."""
-    return value.replace(tzinfo=None) if value.tzinfo else value
+def _compare_and_set(selector: dict[str, Any], now: datetime, sets: dict[str, Any],
+                     unset: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """Applies the change, a new etag and version, to the policy the selector matches (None when
+    none does, e.g. its etag changed); returns it as changed."""
+    update: dict[str, Any] = {"$set": {**sets, "etag": new_etag(), "updated_at": now}, "$inc": {"version": 1}}
+    if unset:
+        update["$unset"] = {field: "" for field in unset}
+    return collection(PolicyDocument).find_one_and_update(selector, update, return_document=ReturnDocument.AFTER)
 
 
-def _with_repository(record: dict[str, Any]) -> dict[str, Any]:
-    info = find_repository_info(record.get("repository_id", ""))
-    return {**record, "repository_info": info} if info else record
-
-
-def _same_content(stored: PolicyDocument, policy: dict[str, Any]) -> bool:
-    current = stored.to_mongo().to_dict()
-    return all(current.get(key) == _plain(key, value) for key, value in policy.items())
-
-
-def _plain(key: str, value: Any) -> Any:
+def _stored_value(key: str, value: Any) -> Any:
     if key == "statements":
-        return [StatementDocument(**statement).to_mongo().to_dict() for statement in value]
+        return [to_stored(StatementDocument, statement) for statement in value]
     return value
-
-
-def _to_stored(key: str, value: Any) -> Any:
-    if key == "statements":
-        return [StatementDocument(**statement) for statement in value]
-    return value
-
-
-def _to_document(record: dict[str, Any]) -> PolicyDocument:
-    fields = {key: _to_stored(key, value) for key, value in record.items()}
-    return PolicyDocument(**fields)

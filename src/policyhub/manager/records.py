@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from policyhub.model import RepositoryDocument
-
 REPOSITORY_FIELDS = ("repository_id", "name", "repository_type", "endpoint", "created_at")
 
 
@@ -25,8 +23,3 @@ def policy_record(raw: dict[str, Any]) -> dict[str, Any]:
 def repository_record(raw: dict[str, Any]) -> dict[str, Any]:
     return {key: raw[key] for key in REPOSITORY_FIELDS if key in raw}
 
-
-def find_repository_info(repository_id: str) -> dict[str, Any] | None:
-    """The repository_info of a single policy (list joins it with repository_info_lookup instead)."""
-    raw = RepositoryDocument._get_collection().find_one({"repository_id": repository_id}, {"_id": 0})
-    return repository_record(raw) if raw else None

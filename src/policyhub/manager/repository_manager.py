@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mongoengine import NotUniqueError
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from policyhub.errors import AlreadyExists, NotFound
-from policyhub.manager.database import aggregate, translate_errors
+from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
 from policyhub.manager.records import repository_record
 from policyhub.model import RepositoryDocument
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
@@ -28,23 +29,24 @@ class RepositoryManager:
     @translate_errors()
     def ensure(self, record: dict[str, Any]) -> None:
         """Creates a built-in repository unless it exists (idempotent across processes)."""
-        fields = {f"set_on_insert__{key}": value for key, value in record.items() if key != "repository_id"}
-        RepositoryDocument.objects(repository_id=record["repository_id"]).update_one(upsert=True, **fields)
+        fields = {key: value for key, value in record.items() if key != "repository_id"}
+        collection(RepositoryDocument).update_one({"repository_id": record["repository_id"]},
+                                                  {"$setOnInsert": fields}, upsert=True)
 
     @translate_errors()
     def create(self, record: dict[str, Any]) -> dict[str, Any]:
         """Stores a registered (remote) repository; a taken name is ALREADY_EXISTS."""
-        document = RepositoryDocument(**record)
+        stored = to_stored(RepositoryDocument, record)
         try:
-            document.save(force_insert=True)
-        except NotUniqueError:
+            collection(RepositoryDocument).insert_one(stored)
+        except DuplicateKeyError:
             raise AlreadyExists("Repository", "name", record["name"]) from None
-        return repository_record(document.to_mongo())
+        return repository_record(stored)
 
     @translate_errors()
     def conflict(self, name: str, endpoint: str) -> tuple[str, str] | None:
         """(field, value) of an existing repository with this name or endpoint, else None."""
-        clash = RepositoryDocument._get_collection().find_one(
+        clash = collection(RepositoryDocument).find_one(
             {"$or": [{"name": name}, {"endpoint": endpoint}]}, {"_id": 0, "name": 1, "endpoint": 1})
         if clash is None:
             return None
@@ -53,30 +55,31 @@ class RepositoryManager:
     @translate_errors()
     def of_type(self, repository_type: str) -> list[dict[str, Any]]:
         """Every repository of a type, oldest first (indexed on repository_type)."""
-        found = RepositoryDocument._get_collection().find({"repository_type": repository_type}, {"_id": 0})
+        found = collection(RepositoryDocument).find({"repository_type": repository_type}, {"_id": 0})
         return sorted((repository_record(raw) for raw in found),
                       key=lambda record: (record["created_at"], record["repository_id"]))
 
     @translate_errors()
     def get(self, repository_id: str) -> dict[str, Any]:
-        document = RepositoryDocument.objects(repository_id=repository_id).first()
-        if document is None:
+        raw = collection(RepositoryDocument).find_one({"repository_id": repository_id})
+        if raw is None:
             raise NotFound("Repository", "repository_id", repository_id)
-        return repository_record(document.to_mongo())
+        return repository_record(raw)
 
     @translate_errors()
     def rename(self, repository_id: str, name: str) -> dict[str, Any]:
         try:
-            updated = RepositoryDocument.objects(repository_id=repository_id).modify(new=True, set__name=name)
-        except NotUniqueError:
+            updated = collection(RepositoryDocument).find_one_and_update(
+                {"repository_id": repository_id}, {"$set": {"name": name}}, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
             raise AlreadyExists("Repository", "name", name) from None
         if updated is None:
             raise NotFound("Repository", "repository_id", repository_id)
-        return repository_record(updated.to_mongo())
+        return repository_record(updated)
 
     @translate_errors()
     def delete(self, repository_id: str) -> None:
-        if RepositoryDocument.objects(repository_id=repository_id).delete() == 0:
+        if collection(RepositoryDocument).delete_one({"repository_id": repository_id}).deleted_count == 0:
             raise NotFound("Repository", "repository_id", repository_id)
 
     def list(self, query: dict | None) -> tuple[list[dict], int]:

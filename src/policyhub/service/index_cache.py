@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 from policyhub.domain import MANAGED_DOMAIN_ID
@@ -68,14 +68,7 @@ def index_builder(policies: PolicyManager, assignments: AssignmentManager) -> Ca
                                          enabled=p.get("state") == "ENABLED")
                  for p in policies.rules(domain_id)]
         edges = [Edge(Subject(e["subject_type"], e["subject_id"]), e["grant_type"], e["grant_id"],
-                      _aware(e.get("expires_at")))
+                      e.get("expires_at"))
                  for e in assignments.edges(domain_id)]
         return DomainIndex(rules, edges, now)
     return build
-
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value

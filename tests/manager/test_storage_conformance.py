@@ -1,0 +1,172 @@
+"""Storage conformance: the manager methods the services rely on, run with identical
+expectations on both backends (the embedded store and the MongoDB wire protocol), so a
+behaviour one store has and the other lacks fails here rather than in an API test."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from policyhub.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
+from policyhub.service.context import utc_now
+from policyhub.service.repository_service import LOCAL_REPOSITORY_ID
+
+
+@pytest.fixture
+def managers(app):
+    return app.managers
+
+
+def policy(domain, policy_id="p", **fields):
+    now = utc_now()
+    return {"policy_id": policy_id, "name": policy_id, "domain_id": domain, "repository_id": LOCAL_REPOSITORY_ID,
+            "statements": [{"effect": "ALLOW", "actions": ["a.read"], "resources": ["*"]}],
+            "created_at": now, "updated_at": now, **fields}
+
+
+def assignment(domain, subject_id="u", grant_id="p", **fields):
+    return {"assignment_id": f"asg-{uuid.uuid4().hex[:12]}", "subject_type": "USER", "subject_id": subject_id,
+            "grant_type": "POLICY", "grant_id": grant_id, "domain_id": domain, "created_at": utc_now(), **fields}
+
+
+# --- policies -------------------------------------------------------------------------------
+
+def test_policy_create_then_get_returns_what_was_stored(managers, domain):
+    created = managers.policy.create(policy(domain))
+    got = managers.policy.get(domain, "p")
+    assert got == created
+    assert got["version"] == 1 and got["etag"]
+    assert got["repository_info"]["repository_id"] == LOCAL_REPOSITORY_ID
+    assert got["created_at"].tzinfo is not None
+
+
+def test_policy_create_of_a_taken_id_is_already_exists(managers, domain):
+    managers.policy.create(policy(domain))
+    with pytest.raises(AlreadyExists):
+        managers.policy.create(policy(domain))
+
+
+def test_policy_get_of_another_domain_is_not_found(managers, domain, other_domain):
+    managers.policy.create(policy(domain))
+    with pytest.raises(NotFound):
+        managers.policy.get(other_domain, "p")
+
+
+def test_policy_update_is_compare_and_set_on_the_etag(managers, domain):
+    created = managers.policy.create(policy(domain))
+    updated = managers.policy.update(domain, "p", {"name": "renamed"}, created["etag"], utc_now())
+    assert updated["name"] == "renamed" and updated["version"] == 2 and updated["etag"] != created["etag"]
+    with pytest.raises(Aborted):
+        managers.policy.update(domain, "p", {"name": "stale"}, created["etag"], utc_now())
+    assert managers.policy.get(domain, "p")["name"] == "renamed"
+
+
+def test_policy_rename_to_a_taken_id_is_already_exists(managers, domain):
+    managers.policy.create(policy(domain, "a"))
+    managers.policy.create(policy(domain, "b"))
+    with pytest.raises(AlreadyExists):
+        managers.policy.update(domain, "a", {"policy_id": "b"}, None, utc_now())
+
+
+def test_policy_soft_delete_restore_and_purge(managers, domain):
+    created = managers.policy.create(policy(domain))
+    now = utc_now()
+    parked = [assignment(domain)]
+    managers.policy.soft_delete(domain, "p", created["etag"], now, now + timedelta(days=1), parked)
+    with pytest.raises(NotFound):
+        managers.policy.get(domain, "p")
+    deleted = managers.policy.get(domain, "p", include_deleted=True)
+    assert deleted["state"] == "DELETED" and deleted["purge_at"] > deleted["deleted_at"]
+    with pytest.raises(FailedPrecondition):
+        managers.policy.update(domain, "p", {"name": "x"}, None, utc_now())
+    restored, given_back = managers.policy.restore(domain, "p", utc_now())
+    assert restored["state"] == "ENABLED" and "purge_at" not in restored
+    assert [a["assignment_id"] for a in given_back] == [parked[0]["assignment_id"]]
+    with pytest.raises(FailedPrecondition):
+        managers.policy.restore(domain, "p", utc_now())
+
+
+def test_purge_removes_only_policies_past_their_retention(managers, domain):
+    # Retention ends in the future (a past purge_at is the TTL index's to remove, on either store).
+    for policy_id, retention in (("short", timedelta(days=1)), ("long", timedelta(days=5))):
+        created = managers.policy.create(policy(domain, policy_id))
+        now = utc_now()
+        managers.policy.soft_delete(domain, policy_id, created["etag"], now, now + retention, [])
+    later = utc_now() + timedelta(days=2)
+    with pytest.raises(NotFound):
+        managers.policy.restore(domain, "short", later)
+    purged = managers.policy.purge_expired(later)
+    assert (domain, "short") in purged and (domain, "long") not in purged
+    assert managers.policy.get(domain, "long", include_deleted=True)["state"] == "DELETED"
+    with pytest.raises(NotFound):
+        managers.policy.get(domain, "short", include_deleted=True)
+
+
+def test_policy_list_dates_are_aware_on_every_backend(managers, domain):
+    managers.policy.create(policy(domain))
+    results, total = managers.policy.list(domain, None, include_managed=False)
+    assert total == 1 and results[0]["created_at"].tzinfo is not None
+
+
+# --- assignments ----------------------------------------------------------------------------
+
+def test_assignment_insert_find_by_keys_and_delete(managers, domain):
+    records = [assignment(domain, "u1"), assignment(domain, "u2")]
+    assert managers.assignment.insert_new(records) == {}
+    found = managers.assignment.find_by_keys(domain, [("USER", "u1", "POLICY", "p"), ("USER", "u3", "POLICY", "p")])
+    assert [record["assignment_id"] for record in found.values()] == [records[0]["assignment_id"]]
+    managers.assignment.delete(domain, records[0]["assignment_id"])
+    with pytest.raises(NotFound):
+        managers.assignment.get(domain, records[0]["assignment_id"])
+    with pytest.raises(NotFound):
+        managers.assignment.delete(domain, records[0]["assignment_id"])
+
+
+def test_assignment_insert_of_a_taken_pair_returns_its_holder(managers, domain):
+    held = assignment(domain)
+    managers.assignment.insert_new([held])
+    taken = managers.assignment.insert_new([assignment(domain), assignment(domain, "other")])
+    assert [record["assignment_id"] for record in taken.values()] == [held["assignment_id"]]
+    assert managers.assignment.list(domain, None)[1] == 2
+
+
+def test_assignment_create_of_a_taken_pair_is_already_exists(managers, domain):
+    managers.assignment.create(assignment(domain))
+    with pytest.raises(AlreadyExists):
+        managers.assignment.create(assignment(domain))
+
+
+def test_assignment_remove_ids_counts_each_removal_once(managers, domain):
+    records = [assignment(domain, "u1"), assignment(domain, "u2")]
+    managers.assignment.insert_new(records)
+    ids = [record["assignment_id"] for record in records]
+    assert managers.assignment.remove_ids(domain, ids) == set(ids)
+    assert managers.assignment.remove_ids(domain, ids) == set()
+
+
+def test_assignment_expiry_is_aware(managers, domain):
+    expires_at = utc_now() + timedelta(days=1)
+    managers.assignment.insert_new([assignment(domain, expires_at=expires_at)])
+    [edge] = managers.assignment.edges(domain)
+    assert edge["expires_at"] == expires_at and edge["expires_at"].tzinfo is not None
+
+
+# --- revisions and audit --------------------------------------------------------------------
+
+def test_revision_starts_at_zero_and_bumps(managers, domain, other_domain):
+    assert managers.revision.current([domain, other_domain]) == (0, 0)
+    managers.revision.bump(domain)
+    managers.revision.bump(domain)
+    assert managers.revision.current([domain, other_domain]) == (2, 0)
+
+
+def test_audit_entries_are_listed_per_domain(managers, domain, other_domain):
+    entry = {"transaction_id": "t", "caller_type": "USER", "caller_id": "alice", "method": "m",
+             "resource_type": "Policy", "resource_id": "p", "before": None, "after": {"x": 1},
+             "created_at": utc_now()}
+    managers.audit.add_many([{**entry, "audit_id": "a1", "domain_id": domain},
+                             {**entry, "audit_id": "a2", "domain_id": other_domain}])
+    results, total = managers.audit.list(domain, None)
+    assert total == 1 and results[0]["audit_id"] == "a1" and results[0]["after"] == {"x": 1}
+    assert results[0]["created_at"].tzinfo is not None
