@@ -23,6 +23,9 @@ run: $(GENERATED)
 
 lint: $(GENERATED)
 	cd proto && ../$(BIN)/buf lint
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
 
 test: $(GENERATED) lint
 	$(BIN)/python -m pytest

@@ -1,6 +1,7 @@
 """Shared fixtures: a started application once on the embedded mongomock store and once over
 the real MongoDB wire protocol (a secantusdb server started and stopped by the test session),
 and a real policyhub gRPC server serving it on a free loopback port."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2_grpc
 
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2_grpc
-from policyhub._gen.spaceone.api.repository.v1 import (api_key_pb2_grpc, assignment_pb2_grpc, audit_pb2_grpc, policy_pb2_grpc,
-                                                      repository_pb2_grpc)
+from policyhub._gen.spaceone.api.repository.v1 import (
+    api_key_pb2_grpc,
+    assignment_pb2_grpc,
+    audit_pb2_grpc,
+    policy_pb2_grpc,
+    repository_pb2_grpc,
+)
 from policyhub.bootstrap import Application, bootstrap, build_application
 from policyhub.config import Config
 from policyhub.server import PolicyHubServer
@@ -41,7 +47,9 @@ def wire_mongodb_uri():
     port = free_port()
     process = subprocess.Popen(
         [str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     uri = f"mongodb://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -51,7 +59,7 @@ def wire_mongodb_uri():
         except pymongo.errors.PyMongoError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError("secantusdb server did not start")
+                raise RuntimeError("secantusdb server did not start") from None
             time.sleep(0.2)
     yield uri
     process.terminate()
@@ -71,8 +79,13 @@ def app(backend, request) -> Application:
     """The started application of `backend`; the managers, services and servers of every test
     of that backend run on its database (mongoengine's connection is process-wide)."""
     uri = request.getfixturevalue("wire_mongodb_uri") if backend == "wire" else ""
-    config = Config(host="127.0.0.1", port=free_port(), mongodb_uri=uri,
-                    database=f"policyhub_test_{uuid.uuid4().hex[:8]}", shutdown_grace_seconds=1)
+    config = Config(
+        host="127.0.0.1",
+        port=free_port(),
+        mongodb_uri=uri,
+        database=f"policyhub_test_{uuid.uuid4().hex[:8]}",
+        shutdown_grace_seconds=1,
+    )
     app = bootstrap(config)
     app.start()
     yield app
@@ -108,10 +121,18 @@ def client(app, backend):
     server.start()
     address = f"127.0.0.1:{server.port}"
     channel = grpc.insecure_channel(address)
-    yield Client(channel, policy_pb2_grpc.PolicyStub(channel), repository_pb2_grpc.RepositoryStub(channel),
-                 assignment_pb2_grpc.AssignmentStub(channel), audit_pb2_grpc.AuditStub(channel),
-                 server_info_pb2_grpc.ServerInfoStub(channel), health_pb2_grpc.HealthStub(channel),
-                 address, backend, app)
+    yield Client(
+        channel,
+        policy_pb2_grpc.PolicyStub(channel),
+        repository_pb2_grpc.RepositoryStub(channel),
+        assignment_pb2_grpc.AssignmentStub(channel),
+        audit_pb2_grpc.AuditStub(channel),
+        server_info_pb2_grpc.ServerInfoStub(channel),
+        health_pb2_grpc.HealthStub(channel),
+        address,
+        backend,
+        app,
+    )
     channel.close()
     server.stop(grace=1)
 
@@ -130,6 +151,7 @@ def other_domain() -> str:
 @dataclass
 class SecureClient:
     """A server with authentication on (same database as `client`) and a token factory."""
+
     channel: grpc.Channel
     policy: policy_pb2_grpc.PolicyStub
     repository: repository_pb2_grpc.RepositoryStub
@@ -139,13 +161,35 @@ class SecureClient:
     signing_key: object
     app: Application
 
-    def token(self, sub: str = "alice", did: str = "", rol: str = "USER", typ: str = "USER", *,
-              key=None, algorithm: str = "RS256", **claims) -> str:
+    def token(
+        self,
+        sub: str = "alice",
+        did: str = "",
+        rol: str = "USER",
+        typ: str = "USER",
+        *,
+        key=None,
+        algorithm: str = "RS256",
+        **claims,
+    ) -> str:
         now = int(time.time())
-        payload = {"sub": sub, "did": did, "rol": rol, "typ": typ, "iss": SECURE_ISSUER, "aud": SECURE_AUDIENCE,
-                   "iat": now, "exp": now + 600, **claims}
-        return jwt.encode({k: v for k, v in payload.items() if v is not None}, key or self.signing_key,
-                          algorithm=algorithm, headers={"kid": "test-key"})
+        payload = {
+            "sub": sub,
+            "did": did,
+            "rol": rol,
+            "typ": typ,
+            "iss": SECURE_ISSUER,
+            "aud": SECURE_AUDIENCE,
+            "iat": now,
+            "exp": now + 600,
+            **claims,
+        }
+        return jwt.encode(
+            {k: v for k, v in payload.items() if v is not None},
+            key or self.signing_key,
+            algorithm=algorithm,
+            headers={"kid": "test-key"},
+        )
 
     def metadata(self, *args, **kwargs) -> tuple:
         return (("token", self.token(*args, **kwargs)),)
@@ -162,14 +206,26 @@ def secure(client, tmp_path_factory):
     public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key()))
     jwks_file = tmp_path_factory.mktemp("keys") / "jwks.json"
     jwks_file.write_text(json.dumps({"keys": [{**public_jwk, "kid": "test-key", "use": "sig", "alg": "RS256"}]}))
-    config = replace(client.app.config, port=free_port(), jwks_file=str(jwks_file), jwt_issuer=SECURE_ISSUER,
-                     jwt_audience=SECURE_AUDIENCE)
+    config = replace(
+        client.app.config,
+        port=free_port(),
+        jwks_file=str(jwks_file),
+        jwt_issuer=SECURE_ISSUER,
+        jwt_audience=SECURE_AUDIENCE,
+    )
     app = build_application(config, client.app.database)
     server = PolicyHubServer(app)
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    yield SecureClient(channel, policy_pb2_grpc.PolicyStub(channel), repository_pb2_grpc.RepositoryStub(channel),
-                       assignment_pb2_grpc.AssignmentStub(channel), audit_pb2_grpc.AuditStub(channel),
-                       api_key_pb2_grpc.ApiKeyStub(channel), private_key, app)
+    yield SecureClient(
+        channel,
+        policy_pb2_grpc.PolicyStub(channel),
+        repository_pb2_grpc.RepositoryStub(channel),
+        assignment_pb2_grpc.AssignmentStub(channel),
+        audit_pb2_grpc.AuditStub(channel),
+        api_key_pb2_grpc.ApiKeyStub(channel),
+        private_key,
+        app,
+    )
     channel.close()
     server.stop(grace=1)

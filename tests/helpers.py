@@ -1,4 +1,5 @@
 """Small helpers for API tests."""
+
 from __future__ import annotations
 
 import grpc
@@ -51,6 +52,15 @@ def as_dict(message) -> dict:
 
 def grant_policy(stub, domain: str, user: str, policy_id: str, metadata=()):
     """Assigns a policy to a user, as the caller the metadata names."""
-    return stub.assignment.create(parse(assignment_pb2.CreateAssignmentRequest, {
-        "subject": {"type": "USER", "id": user}, "grant": {"type": "POLICY", "id": policy_id},
-        "domain_id": domain}), metadata=metadata, timeout=10)
+    return stub.assignment.create(
+        parse(
+            assignment_pb2.CreateAssignmentRequest,
+            {
+                "subject": {"type": "USER", "id": user},
+                "grant": {"type": "POLICY", "id": policy_id},
+                "domain_id": domain,
+            },
+        ),
+        metadata=metadata,
+        timeout=10,
+    )

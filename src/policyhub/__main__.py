@@ -1,4 +1,5 @@
 """`python -m policyhub [--config FILE]`: serve until SIGTERM/SIGINT."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     if config.embedded_store:
         log.warning("no mongodb_uri configured: using the EMBEDDED IN-MEMORY store; data is lost at exit")
     if config.development_mode:
-        log.warning("!!! DEVELOPMENT MODE: no jwks_file configured, so NOBODY IS AUTHENTICATED: every caller "
-                    "acts as SYSTEM for the domain in its request. Never run this way in production. !!!")
+        log.warning(
+            "!!! DEVELOPMENT MODE: no jwks_file configured, so NOBODY IS AUTHENTICATED: every caller "
+            "acts as SYSTEM for the domain in its request. Never run this way in production. !!!"
+        )
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         app = bootstrap(config)

@@ -1,5 +1,6 @@
 """Explicit wiring: configuration in, an application out (constructor injection).
 Building touches no data; `Application.start()` prepares the database and starts the jobs."""
+
 from __future__ import annotations
 
 import logging
@@ -22,17 +23,17 @@ from policyhub.identity.keys import load_verification_keys
 from policyhub.identity.tokens import TokenVerifier
 from policyhub.jobs import DatabaseHealth, Periodic, purge_sweep
 from policyhub.managed_policies import load_managed_policies
-from policyhub.observability.metrics import Metrics
-from policyhub.observability.tracing import make_tracer
 from policyhub.manager.api_key_manager import ApiKeyManager
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.audit_manager import AuditManager
-from policyhub.manager.database import Database
 from policyhub.manager.audit_trail import AuditTrail
+from policyhub.manager.database import Database
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.remote_policy_manager import RemotePolicyManager
 from policyhub.manager.repository_manager import RepositoryManager
 from policyhub.manager.revision_manager import RevisionManager
+from policyhub.observability.metrics import Metrics
+from policyhub.observability.tracing import make_tracer
 from policyhub.remote.cache import TTLCache
 from policyhub.remote.client import RemotePolicyClient
 from policyhub.service.api_key_service import ApiKeyService
@@ -76,6 +77,7 @@ class Services:
 class Application:
     """Everything one server process runs on. Several applications may share one database
     (tests do); only the one that is started prepares it and runs the background jobs."""
+
     config: Config
     database: Database
     managers: Managers
@@ -114,8 +116,9 @@ class Application:
 def bootstrap(config: Config) -> Application:
     """Connects to the database, then wires everything on it."""
     metrics = Metrics()
-    database = Database(config.mongodb_uri, config.database, config.db_timeout_ms,
-                        listeners=(metrics.command_listener(),))
+    database = Database(
+        config.mongodb_uri, config.database, config.db_timeout_ms, listeners=(metrics.command_listener(),)
+    )
     database.connect()
     return build_application(config, database, metrics)
 
@@ -137,29 +140,46 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     remote = _remote_client(config)
     remote_policies = RemotePolicyManager(remote, repositories)
     repository_service = RepositoryService(repositories, guard, audit, utc_now, remote_policies)
-    policy_service = PolicyService(policies, remote_policies, assignments, revisions, audit, guard, utc_now,
-                                   load_managed_policies())
-    policy_lifecycle = PolicyLifecycleService(policies, assignments, revisions, audit, guard, utc_now,
-                                              timedelta(seconds=config.soft_delete_retention_seconds))
+    policy_service = PolicyService(
+        policies, remote_policies, assignments, revisions, audit, guard, utc_now, load_managed_policies()
+    )
+    policy_lifecycle = PolicyLifecycleService(
+        policies, assignments, revisions, audit, guard, utc_now, timedelta(seconds=config.soft_delete_retention_seconds)
+    )
     assignment_service = AssignmentService(assignments, policies, revisions, audit, guard, utc_now)
     audit_service = AuditService(audits, guard)
     authorization_service = AuthorizationService(indexes, guard, limit)
-    limits = RateLimiter(config.rate_limit_domain_per_second, config.rate_limit_domain_burst,
-                         config.auth_failure_per_minute,
-                         on_limited=lambda kind: metrics.rate_limited.labels(kind).inc())
+    limits = RateLimiter(
+        config.rate_limit_domain_per_second,
+        config.rate_limit_domain_burst,
+        config.auth_failure_per_minute,
+        on_limited=lambda kind: metrics.rate_limited.labels(kind).inc(),
+    )
     authenticator = None if config.development_mode else Authenticator(_token_verifier(config), api_keys)
     caller = CallerResolver(authenticator, limits)
     page_bytes = config.max_message_bytes
     api_key_service = ApiKeyService(api_keys, guard, audit, utc_now)
-    services = Services(policy=policy_service, policy_lifecycle=policy_lifecycle, repository=repository_service,
-                        assignment=assignment_service, authorization=authorization_service, audit=audit_service,
-                        api_key=api_key_service)
+    services = Services(
+        policy=policy_service,
+        policy_lifecycle=policy_lifecycle,
+        repository=repository_service,
+        assignment=assignment_service,
+        authorization=authorization_service,
+        audit=audit_service,
+        api_key=api_key_service,
+    )
     database_health = DatabaseHealth(database)
     return Application(
         config=config,
         database=database,
-        managers=Managers(policy=policies, assignment=assignments, repository=repositories, revision=revisions,
-                          audit=audits, api_key=api_keys),
+        managers=Managers(
+            policy=policies,
+            assignment=assignments,
+            repository=repositories,
+            revision=revisions,
+            audit=audits,
+            api_key=api_keys,
+        ),
         services=services,
         policy_api=PolicyAPI(policy_service, policy_lifecycle, caller, page_bytes),
         repository_api=RepositoryAPI(repository_service, caller, page_bytes),
@@ -171,8 +191,12 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         tracer=make_tracer(config.tracing_exporter),
         remote=remote,
         database_health=database_health,
-        jobs=(Periodic("purge-sweep", config.purge_interval_seconds, purge_sweep(services.policy_lifecycle.purge_expired)),
-              Periodic("db-health", config.health_interval_seconds, database_health.check)),
+        jobs=(
+            Periodic(
+                "purge-sweep", config.purge_interval_seconds, purge_sweep(services.policy_lifecycle.purge_expired)
+            ),
+            Periodic("db-health", config.health_interval_seconds, database_health.check),
+        ),
     )
 
 
@@ -183,10 +207,17 @@ def _remote_client(config: Config) -> RemotePolicyClient:
             with open(config.remote_ca_file, "rb") as handle:
                 root_certificates = handle.read()
         except OSError as exc:
-            raise ConfigError(f"config key remote_ca_file: cannot read {config.remote_ca_file}: "
-                              f"{exc.strerror}") from exc
-    return RemotePolicyClient(config.remote_timeout_seconds, config.remote_retries, config.remote_token,
-                              TTLCache(config.remote_cache_seconds), root_certificates, config.max_message_bytes)
+            raise ConfigError(
+                f"config key remote_ca_file: cannot read {config.remote_ca_file}: {exc.strerror}"
+            ) from exc
+    return RemotePolicyClient(
+        config.remote_timeout_seconds,
+        config.remote_retries,
+        config.remote_token,
+        TTLCache(config.remote_cache_seconds),
+        root_certificates,
+        config.max_message_bytes,
+    )
 
 
 def _token_verifier(config: Config) -> TokenVerifier:

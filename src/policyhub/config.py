@@ -2,6 +2,7 @@
 
 Validated once at start-up; unknown keys and bad values are ConfigError with a clear message.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,7 +94,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV:
             continue
-        key = name[len(ENV_PREFIX):].lower()
+        key = name[len(ENV_PREFIX) :].lower()
         if key not in _FIELDS:
             raise ConfigError(f"unknown environment variable {name} (known: {_known_env()})")
         values[key] = raw
@@ -172,8 +173,10 @@ def _validate(config: Config) -> None:
     if not 0 <= config.remote_cache_seconds <= 3600:
         raise ConfigError("config key remote_cache_seconds: must be between 0 and 3600")
     if config.rate_limit_domain_per_second < 0 or config.auth_failure_per_minute < 0:
-        raise ConfigError("config keys rate_limit_domain_per_second and auth_failure_per_minute: "
-                          "must not be negative (0 turns the limit off)")
+        raise ConfigError(
+            "config keys rate_limit_domain_per_second and auth_failure_per_minute: "
+            "must not be negative (0 turns the limit off)"
+        )
     if config.rate_limit_domain_per_second > 0 and config.rate_limit_domain_burst < 1:
         raise ConfigError("config key rate_limit_domain_burst: must be at least 1")
 

@@ -3,6 +3,7 @@ and id rules. The bottom floor: imports nothing from policyhub, so every layer m
 
 StrEnum members equal their strings, so stored records and engine inputs stay plain strings.
 """
+
 from __future__ import annotations
 
 import re

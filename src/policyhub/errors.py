@@ -1,6 +1,7 @@
 """Domain errors. Every layer raises these; only the api layer turns them into
 gRPC statuses (see policyhub.api.errors). Messages keep SpaceONE's
 `ERROR_<NAME>: <message>` form so SpaceONE clients can parse them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,11 @@ class InvalidArgument(PolicyHubError):
     name = "INVALID_PARAMETER"
 
     def __init__(self, field_path: str, description: str):
-        super().__init__(f"{field_path}: {description}", violations=(FieldViolation(field_path, description),),
-                         metadata={"field": field_path})
+        super().__init__(
+            f"{field_path}: {description}",
+            violations=(FieldViolation(field_path, description),),
+            metadata={"field": field_path},
+        )
         self.field = field_path
         self.description = description
 

@@ -1,4 +1,5 @@
 """Background jobs of an application: the purge sweep and the database health watch."""
+
 from __future__ import annotations
 
 import logging
@@ -33,6 +34,7 @@ class Periodic:
 
 def purge_sweep(purge_expired: Callable[[], int]) -> Callable[[], None]:
     """Purges soft-deleted policies past their retention; a failure waits for the next round."""
+
     def step() -> None:
         try:
             purged = purge_expired()
@@ -40,6 +42,7 @@ def purge_sweep(purge_expired: Callable[[], int]) -> Callable[[], None]:
                 log.info("purged %d soft-deleted policies", purged)
         except PolicyHubError as exc:
             log.warning("purge sweep failed: %s", exc)
+
     return step
 
 

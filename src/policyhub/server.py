@@ -1,5 +1,6 @@
 """The gRPC server: our services, health, reflection; graceful shutdown. It only serves: the
 application it serves runs the background jobs (see `Application.start`)."""
+
 from __future__ import annotations
 
 import logging
@@ -11,13 +12,22 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2, server_info_pb2_grpc
-from policyhub._gen.spaceone.api.repository.v1 import (api_key_pb2, api_key_pb2_grpc, assignment_pb2,
-                                                      assignment_pb2_grpc, audit_pb2, audit_pb2_grpc, policy_pb2,
-                                                      policy_pb2_grpc, repository_pb2, repository_pb2_grpc)
+from policyhub._gen.spaceone.api.repository.v1 import (
+    api_key_pb2,
+    api_key_pb2_grpc,
+    assignment_pb2,
+    assignment_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
+    repository_pb2,
+    repository_pb2_grpc,
+)
 from policyhub.api.deadline import DeadlineInterceptor
 from policyhub.api.errors import ErrorInterceptor
-from policyhub.observability.interceptor import ObservabilityInterceptor
 from policyhub.bootstrap import Application
+from policyhub.observability.interceptor import ObservabilityInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +50,16 @@ class PolicyHubServer:
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
             # Outermost first: the observability interceptor sees the status the error interceptor sets,
             # and that one translates what fails under the deadline.
-            interceptors=[ObservabilityInterceptor(app.metrics, app.tracer), ErrorInterceptor(),
-                          DeadlineInterceptor(app.database)],
-            options=[("grpc.max_receive_message_length", config.max_message_bytes),
-                     ("grpc.max_send_message_length", config.max_message_bytes),
-                     ("grpc.so_reuseport", 0)],
+            interceptors=[
+                ObservabilityInterceptor(app.metrics, app.tracer),
+                ErrorInterceptor(),
+                DeadlineInterceptor(app.database),
+            ],
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
         )
         policy_pb2_grpc.add_PolicyServicer_to_server(app.policy_api, self.grpc_server)
         repository_pb2_grpc.add_RepositoryServicer_to_server(app.repository_api, self.grpc_server)
@@ -55,7 +70,8 @@ class PolicyHubServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.grpc_server)
+            self.grpc_server,
+        )
         self.port = self.grpc_server.add_insecure_port(f"{config.host}:{config.port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {config.host}:{config.port}")
@@ -71,8 +87,12 @@ class PolicyHubServer:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, status)
-        log.log(logging.INFO if serving else logging.ERROR, "database %s: health %s",
-                "reachable" if serving else "UNREACHABLE", "SERVING" if serving else "NOT_SERVING")
+        log.log(
+            logging.INFO if serving else logging.ERROR,
+            "database %s: health %s",
+            "reachable" if serving else "UNREACHABLE",
+            "SERVING" if serving else "NOT_SERVING",
+        )
 
     def start(self) -> None:
         self.grpc_server.start()

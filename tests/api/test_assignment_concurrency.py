@@ -1,6 +1,7 @@
 """Batch add/remove under concurrency: a pair created or removed meanwhile by someone else is
 an outcome of its item, never an error of the call, and each change is counted and audited by
 exactly one caller."""
+
 from __future__ import annotations
 
 import random
@@ -13,27 +14,36 @@ import grpc
 
 from helpers import as_dict, expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
-from policyhub._gen.spaceone.api.repository.v1 import audit_pb2
-from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
+from policyhub._gen.spaceone.api.repository.v1 import audit_pb2, policy_pb2
 from policyhub.manager.assignment_manager import CLAIM_SECONDS
 from policyhub.manager.database import collection
 from policyhub.model import AssignmentDocument
 
 THREADS, CALLS = 8, 30
 SUBJECTS = [f"u{i}" for i in range(10)]
-GRANTS = [{"type": "POLICY", "id": "p1"}, {"type": "POLICY", "id": "p2"}, {"type": "GROUP", "id": "g1"},
-          {"type": "ROLE", "id": "r1"}]
+GRANTS = [
+    {"type": "POLICY", "id": "p1"},
+    {"type": "POLICY", "id": "p2"},
+    {"type": "GROUP", "id": "g1"},
+    {"type": "ROLE", "id": "r1"},
+]
 
 
 def batch(domain, grants, subject_ids):
-    return parse(pb.AssignmentsRequest, {"domain_id": domain, "grants": grants, "subject_type": "USER",
-                                         "subject_ids": subject_ids})
+    return parse(
+        pb.AssignmentsRequest,
+        {"domain_id": domain, "grants": grants, "subject_type": "USER", "subject_ids": subject_ids},
+    )
 
 
 def policies(client, domain, *policy_ids):
     for policy_id in policy_ids:
-        client.policy.create(policy_pb2.CreatePolicyRequest(policy_id=policy_id, name=policy_id, domain_id=domain,
-                                                            permissions=[f"{policy_id}.read"]), timeout=10)
+        client.policy.create(
+            policy_pb2.CreatePolicyRequest(
+                policy_id=policy_id, name=policy_id, domain_id=domain, permissions=[f"{policy_id}.read"]
+            ),
+            timeout=10,
+        )
 
 
 def stored(client, domain) -> dict[tuple, str]:
@@ -48,9 +58,17 @@ def stored(client, domain) -> dict[tuple, str]:
 
 def audited(client, domain, method) -> Counter:
     """How many audit entries each assignment id has for `method`."""
-    found = client.audit.list(parse(audit_pb2.AuditQuery, {
-        "domain_id": domain, "resource_type": "Assignment",
-        "query": {"filter": [{"k": "method", "v": method, "o": "eq"}], "page": {"limit": 1000}}}), timeout=10)
+    found = client.audit.list(
+        parse(
+            audit_pb2.AuditQuery,
+            {
+                "domain_id": domain,
+                "resource_type": "Assignment",
+                "query": {"filter": [{"k": "method", "v": method, "o": "eq"}], "page": {"limit": 1000}},
+            },
+        ),
+        timeout=10,
+    )
     assert found.total_count == len(found.results)
     return Counter(entry.resource_id for entry in found.results)
 
@@ -79,8 +97,9 @@ def hammer(client, call, requests_per_thread) -> list[dict]:
 
 def overlapping_requests(domain, seed):
     rng = random.Random(seed)
-    return [[batch(domain, rng.sample(GRANTS, 2), rng.sample(SUBJECTS, 4)) for _ in range(CALLS)]
-            for _ in range(THREADS)]
+    return [
+        [batch(domain, rng.sample(GRANTS, 2), rng.sample(SUBJECTS, 4)) for _ in range(CALLS)] for _ in range(THREADS)
+    ]
 
 
 def item_key(item) -> tuple:
@@ -136,15 +155,25 @@ def rival_between_read_and_write(monkeypatch, client, act):
 
 
 def rival_record(domain, subject_id, grant_type, grant_id) -> dict:
-    return {"assignment_id": "asg-rival", "subject_type": "USER", "subject_id": subject_id,
-            "grant_type": grant_type, "grant_id": grant_id, "domain_id": domain,
-            "created_at": datetime.now(timezone.utc)}
+    return {
+        "assignment_id": "asg-rival",
+        "subject_type": "USER",
+        "subject_id": subject_id,
+        "grant_type": grant_type,
+        "grant_id": grant_id,
+        "domain_id": domain,
+        "created_at": datetime.now(timezone.utc),
+    }
 
 
 def check(client, domain, subject_id, action):
-    return client.assignment.check(parse(pb.CheckRequest, {
-        "subject": {"type": "USER", "id": subject_id}, "action": action, "resource": "r", "domain_id": domain}),
-        timeout=10).decision
+    return client.assignment.check(
+        parse(
+            pb.CheckRequest,
+            {"subject": {"type": "USER", "id": subject_id}, "action": action, "resource": "r", "domain_id": domain},
+        ),
+        timeout=10,
+    ).decision
 
 
 def test_a_pair_created_between_read_and_insert_is_reported_already_exists(client, domain, monkeypatch):
@@ -152,17 +181,25 @@ def test_a_pair_created_between_read_and_insert_is_reported_already_exists(clien
     assert check(client, domain, "b", "p1.read") == pb.CheckResult.DENY  # the domain's index is now cached
     rival = rival_record(domain, "b", "POLICY", "p1")
     rival_between_read_and_write(monkeypatch, client, lambda manager: manager.create(rival))
-    answer = as_dict(client.assignment.add(batch(domain, [{"type": "POLICY", "id": "p1"}], ["a", "b", "c"]),
-                                           timeout=10))
+    answer = as_dict(
+        client.assignment.add(batch(domain, [{"type": "POLICY", "id": "p1"}], ["a", "b", "c"]), timeout=10)
+    )
     assert [(item["subject"]["id"], item["outcome"]) for item in answer["results"]] == [
-        ("a", "CREATED"), ("b", "ALREADY_EXISTS"), ("c", "CREATED")]
+        ("a", "CREATED"),
+        ("b", "ALREADY_EXISTS"),
+        ("c", "CREATED"),
+    ]
     assert answer["results"][1]["assignment_id"] == "asg-rival"
     assert answer["changed_count"] == 2
     final = stored(client, domain)
-    assert final == {("a", "POLICY", "p1"): answer["results"][0]["assignment_id"],
-                     ("b", "POLICY", "p1"): "asg-rival", ("c", "POLICY", "p1"): answer["results"][2]["assignment_id"]}
+    assert final == {
+        ("a", "POLICY", "p1"): answer["results"][0]["assignment_id"],
+        ("b", "POLICY", "p1"): "asg-rival",
+        ("c", "POLICY", "p1"): answer["results"][2]["assignment_id"],
+    }
     assert audited(client, domain, "repository.Assignment.add") == Counter(
-        [answer["results"][0]["assignment_id"], answer["results"][2]["assignment_id"]])
+        [answer["results"][0]["assignment_id"], answer["results"][2]["assignment_id"]]
+    )
     # The cache was invalidated: the rival's grant, written without invalidating it, shows too.
     assert check(client, domain, "b", "p1.read") == pb.CheckResult.ALLOW
 
@@ -179,8 +216,11 @@ def test_recheck_undoes_only_our_inserts_when_a_pair_was_taken(client, domain, m
         return existing_ids(domain_id, policy_ids) if len(calls) == 1 else set()
 
     monkeypatch.setattr(policy_manager, "existing_ids", deleted_after_first_look)
-    expect_error(grpc.StatusCode.NOT_FOUND, client.assignment.add,
-                 batch(domain, [{"type": "POLICY", "id": "p1"}], ["a", "b", "c"]))
+    expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.assignment.add,
+        batch(domain, [{"type": "POLICY", "id": "p1"}], ["a", "b", "c"]),
+    )
     assert len(calls) == 2
     assert stored(client, domain) == {("b", "POLICY", "p1"): "asg-rival"}
     assert audited(client, domain, "repository.Assignment.add") == Counter()
@@ -190,16 +230,22 @@ def test_a_pair_removed_between_read_and_delete_is_reported_not_found(client, do
     client.assignment.add(batch(domain, [{"type": "GROUP", "id": "g"}], ["a", "b", "c"]), timeout=10)
     before = stored(client, domain)
     assert check(client, domain, "a", "x") == pb.CheckResult.DENY
-    rival_between_read_and_write(monkeypatch, client,
-                                 lambda manager: manager.delete(domain, before[("b", "GROUP", "g")]))
-    answer = as_dict(client.assignment.remove(batch(domain, [{"type": "GROUP", "id": "g"}], ["a", "b", "c"]),
-                                              timeout=10))
+    rival_between_read_and_write(
+        monkeypatch, client, lambda manager: manager.delete(domain, before[("b", "GROUP", "g")])
+    )
+    answer = as_dict(
+        client.assignment.remove(batch(domain, [{"type": "GROUP", "id": "g"}], ["a", "b", "c"]), timeout=10)
+    )
     assert [(item["subject"]["id"], item["outcome"]) for item in answer["results"]] == [
-        ("a", "REMOVED"), ("b", "NOT_FOUND"), ("c", "REMOVED")]
+        ("a", "REMOVED"),
+        ("b", "NOT_FOUND"),
+        ("c", "REMOVED"),
+    ]
     assert answer["changed_count"] == 2
     assert stored(client, domain) == {}
     assert audited(client, domain, "repository.Assignment.remove") == Counter(
-        [before[("a", "GROUP", "g")], before[("c", "GROUP", "g")]])
+        [before[("a", "GROUP", "g")], before[("c", "GROUP", "g")]]
+    )
 
 
 def test_a_removers_standing_claim_is_respected_until_it_runs_out(client, domain):
@@ -209,12 +255,18 @@ def test_a_removers_standing_claim_is_respected_until_it_runs_out(client, domain
     ids = stored(client, domain)
     manager = client.app.managers.assignment
     assignments = collection(AssignmentDocument)
-    assignments.update_one({"assignment_id": ids[("a", "GROUP", "g")]},
-                           {"$set": {"removal": {"by": "other", "until": time.time() + CLAIM_SECONDS}}})
-    assignments.update_one({"assignment_id": ids[("b", "GROUP", "g")]},
-                           {"$set": {"removal": {"by": "dead", "until": time.time() - 1}}})
+    assignments.update_one(
+        {"assignment_id": ids[("a", "GROUP", "g")]},
+        {"$set": {"removal": {"by": "other", "until": time.time() + CLAIM_SECONDS}}},
+    )
+    assignments.update_one(
+        {"assignment_id": ids[("b", "GROUP", "g")]}, {"$set": {"removal": {"by": "dead", "until": time.time() - 1}}}
+    )
     assert manager.remove_ids(domain, list(ids.values())) == {ids[("b", "GROUP", "g")]}
-    expect_error(grpc.StatusCode.NOT_FOUND, client.assignment.delete,
-                 pb.AssignmentRequest(assignment_id=ids[("a", "GROUP", "g")], domain_id=domain))
+    expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.assignment.delete,
+        pb.AssignmentRequest(assignment_id=ids[("a", "GROUP", "g")], domain_id=domain),
+    )
     assert "removal" not in manager.get(domain, ids[("a", "GROUP", "g")])
     assert list(stored(client, domain).values()) == [ids[("a", "GROUP", "g")]]

@@ -1,4 +1,5 @@
 """The audit trail: every mutation is recorded with who, what (before/after) and the transaction id."""
+
 from __future__ import annotations
 
 import grpc
@@ -17,13 +18,17 @@ def audits(client, domain, **fields):
 
 def test_policy_mutations_are_recorded_with_before_and_after(client, domain, other_domain):
     metadata = (("traceparent", f"00-{TRACE}-00f067aa0ba902b7-01"),)
-    client.policy.create(policy_pb2.CreatePolicyRequest(policy_id="p", name="one", domain_id=domain),
-                         metadata=metadata, timeout=10)
+    client.policy.create(
+        policy_pb2.CreatePolicyRequest(policy_id="p", name="one", domain_id=domain), metadata=metadata, timeout=10
+    )
     client.policy.update(policy_pb2.UpdatePolicyRequest(policy_id="p", name="two", domain_id=domain), timeout=10)
     client.policy.delete(policy_pb2.PolicyRequest(policy_id="p", domain_id=domain), timeout=10)
     entries = audits(client, domain, resource_id="p")
-    assert [e["method"] for e in entries] == ["repository.Policy.delete", "repository.Policy.update",
-                                              "repository.Policy.create"]
+    assert [e["method"] for e in entries] == [
+        "repository.Policy.delete",
+        "repository.Policy.update",
+        "repository.Policy.create",
+    ]
     delete, update, create = entries
     assert create["transaction_id"] == TRACE and "before" not in create and create["after"]["name"] == "one"
     assert update["before"]["name"] == "one" and update["after"]["name"] == "two"
@@ -34,9 +39,18 @@ def test_policy_mutations_are_recorded_with_before_and_after(client, domain, oth
 
 
 def test_batch_assignment_changes_are_recorded_per_assignment(client, domain):
-    client.assignment.add(parse(apb.AssignmentsRequest, {
-        "domain_id": domain, "grants": [{"type": "GROUP", "id": "g"}], "subject_type": "USER",
-        "subject_ids": ["a", "b", "c"]}), timeout=10)
+    client.assignment.add(
+        parse(
+            apb.AssignmentsRequest,
+            {
+                "domain_id": domain,
+                "grants": [{"type": "GROUP", "id": "g"}],
+                "subject_type": "USER",
+                "subject_ids": ["a", "b", "c"],
+            },
+        ),
+        timeout=10,
+    )
     entries = audits(client, domain, resource_type="Assignment")
     assert len(entries) == 3 and {e["after"]["subject_id"] for e in entries} == {"a", "b", "c"}
     assert len({e["transaction_id"] for e in entries}) == 1
@@ -44,10 +58,16 @@ def test_batch_assignment_changes_are_recorded_per_assignment(client, domain):
 
 def test_audit_stat_and_bad_query(client, domain):
     client.policy.create(policy_pb2.CreatePolicyRequest(policy_id="s", name="s", domain_id=domain), timeout=10)
-    query = {"aggregate": [{"group": {"keys": [{"key": "method", "name": "method"}],
-                                      "fields": [{"operator": "count", "name": "n"}]}}]}
+    query = {
+        "aggregate": [
+            {"group": {"keys": [{"key": "method", "name": "method"}], "fields": [{"operator": "count", "name": "n"}]}}
+        ]
+    }
     result = as_dict(client.audit.stat(parse(pb.AuditStatQuery, {"domain_id": domain, "query": query}), timeout=10))
     assert result["results"] == [{"method": "repository.Policy.create", "n": 1}]
-    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.audit.list, parse(pb.AuditQuery, {
-        "domain_id": domain, "query": {"filter": [{"k": "method", "v": "x", "o": "nope"}]}}))
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.audit.list,
+        parse(pb.AuditQuery, {"domain_id": domain, "query": {"filter": [{"k": "method", "v": "x", "o": "nope"}]}}),
+    )
     assert field_violations(error) == ["query.filter[0].o"]

@@ -1,6 +1,7 @@
 """Cross-tenant property test: random operations by callers of several domains, through the
 real gRPC API with authentication on, never return, count, aggregate or change another
 domain's documents — whatever they put in the request body, filters or aggregations."""
+
 from __future__ import annotations
 
 import uuid
@@ -31,13 +32,26 @@ def stat_queries(foreign: str) -> list[dict]:
     """Every stage kind, several trying to reach `foreign` through filters."""
     return [
         {"filter": [{"k": "domain_id", "v": foreign, "o": "eq"}], "aggregate": [{"count": {"name": "n"}}]},
-        {"filter_or": [{"k": "domain_id", "v": [foreign], "o": "in"}, {"k": "policy_id", "v": "p", "o": "contain"}],
-         "aggregate": [{"unwind": {"path": "labels"}},
-                       {"group": {"keys": [{"k": "domain_id", "n": "d"}],
-                                  "fields": [{"o": "count", "n": "n"}, {"o": "add_to_set", "k": "policy_id", "n": "ids"},
-                                             {"o": "push", "k": "name", "n": "names"}]}},
-                       {"sort": {"key": "d"}}, {"skip": 0}, {"limit": 50},
-                       {"project": {"fields": [{"k": "d", "n": "d"}, {"k": "ids", "n": "ids"}]}}]},
+        {
+            "filter_or": [{"k": "domain_id", "v": [foreign], "o": "in"}, {"k": "policy_id", "v": "p", "o": "contain"}],
+            "aggregate": [
+                {"unwind": {"path": "labels"}},
+                {
+                    "group": {
+                        "keys": [{"k": "domain_id", "n": "d"}],
+                        "fields": [
+                            {"o": "count", "n": "n"},
+                            {"o": "add_to_set", "k": "policy_id", "n": "ids"},
+                            {"o": "push", "k": "name", "n": "names"},
+                        ],
+                    }
+                },
+                {"sort": {"key": "d"}},
+                {"skip": 0},
+                {"limit": 50},
+                {"project": {"fields": [{"k": "d", "n": "d"}, {"k": "ids", "n": "ids"}]}},
+            ],
+        },
         {"distinct": "domain_id", "page": {"start": 1, "limit": 10}},
         {"keyword": foreign, "aggregate": [{"group": {"fields": [{"o": "count", "n": "n"}]}}]},
     ]
@@ -49,8 +63,8 @@ def test_no_operation_reaches_another_domain(secure, operations):
     run = uuid.uuid4().hex[:8]
     domains = [f"tenant{i}-{run}" for i in range(TENANTS)]
     meta = [secure.metadata(f"admin{i}", did=d, rol="DOMAIN_ADMIN") for i, d in enumerate(domains)]
-    model: list[set[str]] = [set() for _ in domains]      # live policies per domain
-    deleted: list[set[str]] = [set() for _ in domains]    # soft-deleted (restorable) policies
+    model: list[set[str]] = [set() for _ in domains]  # live policies per domain
+    deleted: list[set[str]] = [set() for _ in domains]  # soft-deleted (restorable) policies
     assigned: list[set[tuple[str, str]]] = [set() for _ in domains]  # (user, policy) per domain
 
     for kind, tenant, policy_id, other in operations:
@@ -60,30 +74,48 @@ def test_no_operation_reaches_another_domain(secure, operations):
         expected = expected_code(kind, policy_id, other, live, gone, assigned[tenant])
         try:
             if kind == "create":
-                info = secure.policy.create(pb.CreatePolicyRequest(
-                    policy_id=policy_id, name=f"{own}:{policy_id}", domain_id=body_domain,
-                    permissions=["a.read"]), metadata=md, timeout=10)
+                info = secure.policy.create(
+                    pb.CreatePolicyRequest(
+                        policy_id=policy_id, name=f"{own}:{policy_id}", domain_id=body_domain, permissions=["a.read"]
+                    ),
+                    metadata=md,
+                    timeout=10,
+                )
                 assert info.domain_id == own
                 live.add(policy_id)
             elif kind == "update":
-                info = secure.policy.update(pb.UpdatePolicyRequest(policy_id=policy_id, name=f"{own}:{policy_id}:u",
-                                                                   domain_id=body_domain), metadata=md, timeout=10)
+                info = secure.policy.update(
+                    pb.UpdatePolicyRequest(policy_id=policy_id, name=f"{own}:{policy_id}:u", domain_id=body_domain),
+                    metadata=md,
+                    timeout=10,
+                )
                 assert info.domain_id == own
             elif kind == "delete":
-                secure.policy.delete(pb.PolicyRequest(policy_id=policy_id, domain_id=body_domain, cascade=True),
-                                     metadata=md, timeout=10)
+                secure.policy.delete(
+                    pb.PolicyRequest(policy_id=policy_id, domain_id=body_domain, cascade=True), metadata=md, timeout=10
+                )
                 live.discard(policy_id)
                 gone.add(policy_id)
                 assigned[tenant] = {pair for pair in assigned[tenant] if pair[1] != policy_id}
             elif kind == "assign":
                 # The body names the next tenant's domain: the assignment still lands in the caller's.
-                secure.assignment.create(parse(apb.CreateAssignmentRequest, {
-                    "subject": {"type": "USER", "id": other}, "grant": {"type": "POLICY", "id": policy_id},
-                    "domain_id": domains[(tenant + 1) % TENANTS]}), metadata=md, timeout=10)
+                secure.assignment.create(
+                    parse(
+                        apb.CreateAssignmentRequest,
+                        {
+                            "subject": {"type": "USER", "id": other},
+                            "grant": {"type": "POLICY", "id": policy_id},
+                            "domain_id": domains[(tenant + 1) % TENANTS],
+                        },
+                    ),
+                    metadata=md,
+                    timeout=10,
+                )
                 assigned[tenant].add((other, policy_id))
             else:
-                got = secure.policy.get(pb.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=body_domain),
-                                        metadata=md, timeout=10)
+                got = secure.policy.get(
+                    pb.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=body_domain), metadata=md, timeout=10
+                )
                 assert got.domain_id == own and got.name.startswith(f"{own}:")
             assert expected == grpc.StatusCode.OK, f"{kind} {policy_id} succeeded, expected {expected}"
         except grpc.RpcError as error:
@@ -110,25 +142,49 @@ def assert_confined(secure, domains, meta, model, assigned) -> None:
     for tenant, own in enumerate(domains):
         md = meta[tenant]
         foreign = domains[(tenant + 1) % len(domains)]
-        listed = secure.policy.list(parse(pb.PolicyQuery, {
-            "domain_id": foreign, "exclude_managed": True,
-            "query": {"filter_or": [{"k": "domain_id", "v": foreign, "o": "eq"}, {"k": "name", "v": "", "o": "contain"}]}}),
-            metadata=md, timeout=10)
+        listed = secure.policy.list(
+            parse(
+                pb.PolicyQuery,
+                {
+                    "domain_id": foreign,
+                    "exclude_managed": True,
+                    "query": {
+                        "filter_or": [
+                            {"k": "domain_id", "v": foreign, "o": "eq"},
+                            {"k": "name", "v": "", "o": "contain"},
+                        ]
+                    },
+                },
+            ),
+            metadata=md,
+            timeout=10,
+        )
         assert {p.policy_id for p in listed.results} == model[tenant]
         assert listed.total_count == len(model[tenant])
         assert all(p.domain_id == own for p in listed.results)
         for query in stat_queries(foreign):
-            result = as_dict(secure.policy.stat(parse(pb.PolicyStatQuery, {"domain_id": foreign, "query": query}),
-                                                metadata=md, timeout=10))
+            result = as_dict(
+                secure.policy.stat(
+                    parse(pb.PolicyStatQuery, {"domain_id": foreign, "query": query}), metadata=md, timeout=10
+                )
+            )
             text = repr(result)
             assert foreign not in text and all(d not in text for d in domains if d != own)
         assignments = secure.assignment.list(apb.AssignmentQuery(domain_id=foreign), metadata=md, timeout=10)
         assert all(a.domain_id == own for a in assignments.results)
-        decision = secure.assignment.check(parse(apb.CheckRequest, {
-            "subject": {"type": "USER", "id": "u0"}, "action": "a.read", "resource": "r", "domain_id": foreign}),
-            metadata=md, timeout=10)
-        found = secure.assignment.list_authorized_resources(parse(apb.ListAuthorizedResourcesRequest, {
-            "subject": {"type": "USER", "id": "u0"}, "domain_id": foreign}), metadata=md, timeout=10)
+        decision = secure.assignment.check(
+            parse(
+                apb.CheckRequest,
+                {"subject": {"type": "USER", "id": "u0"}, "action": "a.read", "resource": "r", "domain_id": foreign},
+            ),
+            metadata=md,
+            timeout=10,
+        )
+        found = secure.assignment.list_authorized_resources(
+            parse(apb.ListAuthorizedResourcesRequest, {"subject": {"type": "USER", "id": "u0"}, "domain_id": foreign}),
+            metadata=md,
+            timeout=10,
+        )
         # u0 only holds what this tenant assigned it, in this tenant.
         assert {(a.subject.id, a.grant.id) for a in assignments.results} == assigned[tenant]
         holds = {policy for user, policy in assigned[tenant] if user == "u0"} & model[tenant]

@@ -1,18 +1,18 @@
 """Two server processes on one database (wire protocol): a write through one is seen by the
 next check of the other, whose compiled evaluation index was already warm."""
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import grpc
 import pytest
-
 from conftest import free_port
+
 from helpers import parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, policy_pb2, policy_pb2_grpc
@@ -24,15 +24,21 @@ def second_process(client):
         pytest.skip("needs a database shared between processes")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYHUB_")}
-    env.update(POLICYHUB_PORT=str(port), POLICYHUB_MONGODB_URI=client.app.config.mongodb_uri,
-               POLICYHUB_DATABASE=client.app.config.database, POLICYHUB_LOG_LEVEL="WARNING")
-    process = subprocess.Popen([sys.executable, "-m", "policyhub"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    env.update(
+        POLICYHUB_PORT=str(port),
+        POLICYHUB_MONGODB_URI=client.app.config.mongodb_uri,
+        POLICYHUB_DATABASE=client.app.config.database,
+        POLICYHUB_LOG_LEVEL="WARNING",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "policyhub"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
-        yield SimpleNamespace(check=assignment_pb2_grpc.AssignmentStub(channel).check,
-                              policy=policy_pb2_grpc.PolicyStub(channel))
+        yield SimpleNamespace(
+            check=assignment_pb2_grpc.AssignmentStub(channel).check, policy=policy_pb2_grpc.PolicyStub(channel)
+        )
     finally:
         channel.close()
         process.terminate()
@@ -40,24 +46,42 @@ def second_process(client):
 
 
 def test_write_in_one_process_is_seen_by_check_in_the_other(client, second_process, domain):
-    question = parse(apb.CheckRequest, {"subject": {"type": "USER", "id": "dave"}, "action": "a.read",
-                                        "resource": "r/1", "domain_id": domain})
+    question = parse(
+        apb.CheckRequest,
+        {"subject": {"type": "USER", "id": "dave"}, "action": "a.read", "resource": "r/1", "domain_id": domain},
+    )
     assert second_process.check(question, timeout=10).decision == apb.CheckResult.DENY  # warms its index
-    client.policy.create(policy_pb2.CreatePolicyRequest(policy_id="reader", name="r", domain_id=domain,
-                                                        permissions=["a.read"]), timeout=10)
-    client.assignment.create(parse(apb.CreateAssignmentRequest, {
-        "subject": {"type": "USER", "id": "dave"}, "grant": {"type": "POLICY", "id": "reader"},
-        "domain_id": domain}), timeout=10)
+    client.policy.create(
+        policy_pb2.CreatePolicyRequest(policy_id="reader", name="r", domain_id=domain, permissions=["a.read"]),
+        timeout=10,
+    )
+    client.assignment.create(
+        parse(
+            apb.CreateAssignmentRequest,
+            {
+                "subject": {"type": "USER", "id": "dave"},
+                "grant": {"type": "POLICY", "id": "reader"},
+                "domain_id": domain,
+            },
+        ),
+        timeout=10,
+    )
     assert second_process.check(question, timeout=10).decision == apb.CheckResult.ALLOW
-    client.policy.update(parse(policy_pb2.UpdatePolicyRequest, {"policy_id": "reader", "domain_id": domain,
-                                                                "permissions": ["a.write"]}), timeout=10)
+    client.policy.update(
+        parse(policy_pb2.UpdatePolicyRequest, {"policy_id": "reader", "domain_id": domain, "permissions": ["a.write"]}),
+        timeout=10,
+    )
     assert second_process.check(question, timeout=10).decision == apb.CheckResult.DENY
 
 
 def test_write_in_one_process_is_seen_by_get_and_list_in_the_other(client, second_process, domain):
     client.policy.create(policy_pb2.CreatePolicyRequest(policy_id="seen", name="v1", domain_id=domain), timeout=10)
-    assert second_process.policy.get(policy_pb2.GetRepositoryPolicyRequest(policy_id="seen", domain_id=domain),
-                                     timeout=10).name == "v1"
+    assert (
+        second_process.policy.get(
+            policy_pb2.GetRepositoryPolicyRequest(policy_id="seen", domain_id=domain), timeout=10
+        ).name
+        == "v1"
+    )
     client.policy.update(policy_pb2.UpdatePolicyRequest(policy_id="seen", name="v2", domain_id=domain), timeout=10)
     listed = second_process.policy.list(policy_pb2.PolicyQuery(domain_id=domain, exclude_managed=True), timeout=10)
     assert [(p.policy_id, p.name) for p in listed.results] == [("seen", "v2")]
@@ -68,11 +92,13 @@ def test_concurrent_creates_of_one_id_through_both_processes_give_one_success(cl
 
     def create(index: int):
         try:
-            stubs[index].create(policy_pb2.CreatePolicyRequest(policy_id="race", name=f"from-{index}",
-                                                               domain_id=domain), timeout=20)
+            stubs[index].create(
+                policy_pb2.CreatePolicyRequest(policy_id="race", name=f"from-{index}", domain_id=domain), timeout=20
+            )
             return grpc.StatusCode.OK
         except grpc.RpcError as error:
             return error.code()
+
     with ThreadPoolExecutor(len(stubs)) as pool:
         codes = list(pool.map(create, range(len(stubs))))
     assert codes.count(grpc.StatusCode.OK) == 1

@@ -1,5 +1,6 @@
 """Running in production: database faults (UNAVAILABLE within the deadline, health NOT_SERVING,
 recovery without restart), Prometheus metrics, JSON logs with masked secrets, tracing."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,19 @@ import urllib.request
 import grpc
 import pymongo
 import pytest
+from conftest import BIN, free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import BIN, free_port
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2_grpc
 
 
 def start_mongo(port: int, storage: str) -> subprocess.Popen:
-    process = subprocess.Popen([str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port),
-                                "--storage-path", storage], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -37,8 +41,9 @@ def start_policyhub(env_extra: dict) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYHUB_")}
     env.update(POLICYHUB_PORT=str(port), **env_extra)
-    process = subprocess.Popen([sys.executable, "-m", "policyhub"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "policyhub"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     return process, port
 
 
@@ -70,8 +75,13 @@ def test_database_outage_is_unavailable_then_recovers_without_restart(tmp_path):
     mongo_port = free_port()
     storage = str(tmp_path / "db")
     mongo = start_mongo(mongo_port, storage)
-    server, port = start_policyhub({"POLICYHUB_MONGODB_URI": f"mongodb://127.0.0.1:{mongo_port}",
-                                    "POLICYHUB_DB_TIMEOUT_MS": "1500", "POLICYHUB_HEALTH_INTERVAL_SECONDS": "0.5"})
+    server, port = start_policyhub(
+        {
+            "POLICYHUB_MONGODB_URI": f"mongodb://127.0.0.1:{mongo_port}",
+            "POLICYHUB_DB_TIMEOUT_MS": "1500",
+            "POLICYHUB_HEALTH_INTERVAL_SECONDS": "0.5",
+        }
+    )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = policy_pb2_grpc.PolicyStub(channel)
     try:
@@ -99,15 +109,23 @@ def test_database_outage_is_unavailable_then_recovers_without_restart(tmp_path):
 
 def test_metrics_json_logs_and_tracing():
     metrics_port = free_port()
-    server, port = start_policyhub({"POLICYHUB_METRICS_PORT": str(metrics_port), "POLICYHUB_LOG_FORMAT": "json",
-                                    "POLICYHUB_TRACING_EXPORTER": "console"})
+    server, port = start_policyhub(
+        {
+            "POLICYHUB_METRICS_PORT": str(metrics_port),
+            "POLICYHUB_LOG_FORMAT": "json",
+            "POLICYHUB_TRACING_EXPORTER": "console",
+        }
+    )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = policy_pb2_grpc.PolicyStub(channel)
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
-        stub.create(pb.CreatePolicyRequest(policy_id="m1", name="n", domain_id="dm"), timeout=10,
-                    metadata=(("traceparent", f"00-{trace_id}-b7ad6b7169203331-01"),))
+        stub.create(
+            pb.CreatePolicyRequest(policy_id="m1", name="n", domain_id="dm"),
+            timeout=10,
+            metadata=(("traceparent", f"00-{trace_id}-b7ad6b7169203331-01"),),
+        )
         with pytest.raises(grpc.RpcError):
             stub.get(pb.GetRepositoryPolicyRequest(policy_id="nope", domain_id="dm"), timeout=10)
         for _ in range(3):

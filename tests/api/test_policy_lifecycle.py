@@ -1,5 +1,6 @@
 """Safe policy lifecycle: soft delete and restore, cascade, purge, enable/disable, delete_many,
 rename, and optimistic concurrency under concurrent writers."""
+
 from __future__ import annotations
 
 import threading
@@ -15,27 +16,42 @@ from policyhub.service.context import utc_now
 
 
 def create(client, domain, policy_id, **fields):
-    return client.policy.create(parse(pb.CreatePolicyRequest, {
-        "policy_id": policy_id, "name": policy_id, "domain_id": domain, "permissions": ["a.read"], **fields}),
-        timeout=10)
+    return client.policy.create(
+        parse(
+            pb.CreatePolicyRequest,
+            {"policy_id": policy_id, "name": policy_id, "domain_id": domain, "permissions": ["a.read"], **fields},
+        ),
+        timeout=10,
+    )
 
 
 def assign(client, domain, user, policy_id):
-    client.assignment.create(parse(apb.CreateAssignmentRequest, {
-        "subject": {"type": "USER", "id": user}, "grant": {"type": "POLICY", "id": policy_id},
-        "domain_id": domain}), timeout=10)
+    client.assignment.create(
+        parse(
+            apb.CreateAssignmentRequest,
+            {
+                "subject": {"type": "USER", "id": user},
+                "grant": {"type": "POLICY", "id": policy_id},
+                "domain_id": domain,
+            },
+        ),
+        timeout=10,
+    )
 
 
 def allowed(client, domain, user, action="a.read"):
-    result = client.assignment.check(parse(apb.CheckRequest, {
-        "subject": {"type": "USER", "id": user}, "action": action, "resource": "r", "domain_id": domain}),
-        timeout=10)
+    result = client.assignment.check(
+        parse(
+            apb.CheckRequest,
+            {"subject": {"type": "USER", "id": user}, "action": action, "resource": "r", "domain_id": domain},
+        ),
+        timeout=10,
+    )
     return result.decision == apb.CheckResult.ALLOW
 
 
 def get(client, domain, policy_id, **extra):
-    return client.policy.get(pb.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=domain, **extra),
-                             timeout=10)
+    return client.policy.get(pb.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=domain, **extra), timeout=10)
 
 
 def count(client, domain, **extra):
@@ -46,16 +62,23 @@ def test_soft_delete_hides_and_restore_brings_back(client, domain):
     create(client, domain, "p")
     client.policy.disable(pb.PolicyRequest(policy_id="p", domain_id=domain), timeout=10)
     client.policy.delete(pb.PolicyRequest(policy_id="p", domain_id=domain), timeout=10)
-    expect_error(grpc.StatusCode.NOT_FOUND, client.policy.get, pb.GetRepositoryPolicyRequest(policy_id="p",
-                                                                                             domain_id=domain))
+    expect_error(
+        grpc.StatusCode.NOT_FOUND, client.policy.get, pb.GetRepositoryPolicyRequest(policy_id="p", domain_id=domain)
+    )
     assert count(client, domain) == 0
     deleted = get(client, domain, "p", include_deleted=True)
     assert deleted.state == pb.PolicyInfo.DELETED and deleted.deleted_at and deleted.purge_at > deleted.deleted_at
     assert count(client, domain, include_deleted=True) == 1 == count(client, domain, state=pb.PolicyQuery.DELETED)
-    expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.policy.update,
-                 pb.UpdatePolicyRequest(policy_id="p", name="x", domain_id=domain))
-    expect_error(grpc.StatusCode.ALREADY_EXISTS, client.policy.create,
-                 pb.CreatePolicyRequest(policy_id="p", name="again", domain_id=domain))
+    expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.policy.update,
+        pb.UpdatePolicyRequest(policy_id="p", name="x", domain_id=domain),
+    )
+    expect_error(
+        grpc.StatusCode.ALREADY_EXISTS,
+        client.policy.create,
+        pb.CreatePolicyRequest(policy_id="p", name="again", domain_id=domain),
+    )
     restored = client.policy.restore(pb.PolicyRequest(policy_id="p", domain_id=domain), timeout=10)
     assert restored.state == pb.PolicyInfo.DISABLED and not restored.deleted_at
     assert count(client, domain) == 1
@@ -63,11 +86,13 @@ def test_soft_delete_hides_and_restore_brings_back(client, domain):
 
 def test_restore_errors(client, domain):
     create(client, domain, "live")
-    error = expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.policy.restore,
-                         pb.PolicyRequest(policy_id="live", domain_id=domain))
+    error = expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION, client.policy.restore, pb.PolicyRequest(policy_id="live", domain_id=domain)
+    )
     assert "not deleted" in error.details()
-    expect_error(grpc.StatusCode.NOT_FOUND, client.policy.restore, pb.PolicyRequest(policy_id="never",
-                                                                                     domain_id=domain))
+    expect_error(
+        grpc.StatusCode.NOT_FOUND, client.policy.restore, pb.PolicyRequest(policy_id="never", domain_id=domain)
+    )
 
 
 def test_purged_policy_cannot_be_restored(client, domain):
@@ -75,10 +100,11 @@ def test_purged_policy_cannot_be_restored(client, domain):
     client.policy.delete(pb.PolicyRequest(policy_id="old", domain_id=domain), timeout=10)
     # Time passes beyond the retention period: the sweep purges it.
     lifecycle = client.app.services.policy_lifecycle
-    assert ("old" in {policy_id for _, policy_id in lifecycle.policies.purge_expired(
-        utc_now() + lifecycle.retention + timedelta(seconds=1))})
-    expect_error(grpc.StatusCode.NOT_FOUND, client.policy.restore, pb.PolicyRequest(policy_id="old",
-                                                                                     domain_id=domain))
+    assert "old" in {
+        policy_id
+        for _, policy_id in lifecycle.policies.purge_expired(utc_now() + lifecycle.retention + timedelta(seconds=1))
+    }
+    expect_error(grpc.StatusCode.NOT_FOUND, client.policy.restore, pb.PolicyRequest(policy_id="old", domain_id=domain))
     create(client, domain, "old")  # the id is free again
 
 
@@ -86,8 +112,9 @@ def test_delete_with_assignments_needs_cascade_and_restore_brings_them_back(clie
     create(client, domain, "held")
     assign(client, domain, "u1", "held")
     assign(client, domain, "u2", "held")
-    error = expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.policy.delete,
-                         pb.PolicyRequest(policy_id="held", domain_id=domain))
+    error = expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION, client.policy.delete, pb.PolicyRequest(policy_id="held", domain_id=domain)
+    )
     assert "held (2)" in error.details() and "cascade" in error.details()
     assert get(client, domain, "held").state == pb.PolicyInfo.ENABLED
     client.policy.delete(pb.PolicyRequest(policy_id="held", domain_id=domain, cascade=True), timeout=10)
@@ -105,57 +132,89 @@ def test_enable_disable_changes_decisions(client, domain):
     disabled = client.policy.disable(pb.PolicyRequest(policy_id="toggle", domain_id=domain, etag=created.etag))
     assert disabled.state == pb.PolicyInfo.DISABLED and disabled.version == 2
     assert not allowed(client, domain, "u")
-    expect_error(grpc.StatusCode.ABORTED, client.policy.enable,
-                 pb.PolicyRequest(policy_id="toggle", domain_id=domain, etag=created.etag))
+    expect_error(
+        grpc.StatusCode.ABORTED,
+        client.policy.enable,
+        pb.PolicyRequest(policy_id="toggle", domain_id=domain, etag=created.etag),
+    )
     client.policy.enable(pb.PolicyRequest(policy_id="toggle", domain_id=domain), timeout=10)
     assert allowed(client, domain, "u")
-    error = expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.policy.disable,
-                         pb.PolicyRequest(policy_id="managed-read-only", domain_id=domain))
+    error = expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.policy.disable,
+        pb.PolicyRequest(policy_id="managed-read-only", domain_id=domain),
+    )
     assert error_reason(error) == "ERROR_MANAGED_RESOURCE_READ_ONLY"
 
 
 def test_delete_many_is_all_or_nothing(client, domain):
     for policy_id in ("m1", "m2", "m3"):
         create(client, domain, policy_id)
-    error = expect_error(grpc.StatusCode.NOT_FOUND, client.policy.delete_many,
-                         pb.DeletePoliciesRequest(policy_ids=["m1", "ghost", "m2"], domain_id=domain))
+    error = expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.policy.delete_many,
+        pb.DeletePoliciesRequest(policy_ids=["m1", "ghost", "m2"], domain_id=domain),
+    )
     assert "ghost" in error.details()
     assert count(client, domain) == 3
     assign(client, domain, "u", "m3")
-    expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.policy.delete_many,
-                 pb.DeletePoliciesRequest(policy_ids=["m1", "m3"], domain_id=domain))
+    expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.policy.delete_many,
+        pb.DeletePoliciesRequest(policy_ids=["m1", "m3"], domain_id=domain),
+    )
     assert count(client, domain) == 3
-    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.delete_many,
-                         pb.DeletePoliciesRequest(policy_ids=["m1", "Bad"], domain_id=domain))
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.policy.delete_many,
+        pb.DeletePoliciesRequest(policy_ids=["m1", "Bad"], domain_id=domain),
+    )
     assert field_violations(error) == ["policy_ids[1]"]
-    done = as_dict(client.policy.delete_many(pb.DeletePoliciesRequest(policy_ids=["m1", "m2", "m1"],
-                                                                      domain_id=domain), timeout=10))
-    assert done == {"results": [{"policy_id": "m1", "outcome": "DELETED"}, {"policy_id": "m2", "outcome": "DELETED"}],
-                    "deleted_count": 2}
+    done = as_dict(
+        client.policy.delete_many(pb.DeletePoliciesRequest(policy_ids=["m1", "m2", "m1"], domain_id=domain), timeout=10)
+    )
+    assert done == {
+        "results": [{"policy_id": "m1", "outcome": "DELETED"}, {"policy_id": "m2", "outcome": "DELETED"}],
+        "deleted_count": 2,
+    }
     assert count(client, domain) == 1
-    expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.delete_many, pb.DeletePoliciesRequest(
-        domain_id=domain))
+    expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT, client.policy.delete_many, pb.DeletePoliciesRequest(domain_id=domain)
+    )
 
 
 def test_rename_keeps_assignments_attached(client, domain):
     create(client, domain, "old-name")
     create(client, domain, "taken")
     assign(client, domain, "u", "old-name")
-    renamed = client.policy.update(pb.UpdatePolicyRequest(policy_id="old-name", new_policy_id="new-name",
-                                                          domain_id=domain), timeout=10)
+    renamed = client.policy.update(
+        pb.UpdatePolicyRequest(policy_id="old-name", new_policy_id="new-name", domain_id=domain), timeout=10
+    )
     assert renamed.policy_id == "new-name" and renamed.version == 2
-    expect_error(grpc.StatusCode.NOT_FOUND, client.policy.get, pb.GetRepositoryPolicyRequest(policy_id="old-name",
-                                                                                              domain_id=domain))
+    expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.policy.get,
+        pb.GetRepositoryPolicyRequest(policy_id="old-name", domain_id=domain),
+    )
     grants = client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).results
     assert [a.grant.id for a in grants] == ["new-name"]
     assert allowed(client, domain, "u")
-    expect_error(grpc.StatusCode.ALREADY_EXISTS, client.policy.update,
-                 pb.UpdatePolicyRequest(policy_id="new-name", new_policy_id="taken", domain_id=domain))
-    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.update,
-                         pb.UpdatePolicyRequest(policy_id="new-name", new_policy_id="Bad_Id", domain_id=domain))
+    expect_error(
+        grpc.StatusCode.ALREADY_EXISTS,
+        client.policy.update,
+        pb.UpdatePolicyRequest(policy_id="new-name", new_policy_id="taken", domain_id=domain),
+    )
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.policy.update,
+        pb.UpdatePolicyRequest(policy_id="new-name", new_policy_id="Bad_Id", domain_id=domain),
+    )
     assert field_violations(error) == ["new_policy_id"]
-    expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.policy.update,
-                 pb.UpdatePolicyRequest(policy_id="new-name", new_policy_id="managed-mine", domain_id=domain))
+    expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.policy.update,
+        pb.UpdatePolicyRequest(policy_id="new-name", new_policy_id="managed-mine", domain_id=domain),
+    )
     assert get(client, domain, "new-name").version == 2
 
 
@@ -169,12 +228,17 @@ def test_concurrent_writers_lose_no_update(client, domain):
                 current = get(client, domain, "shared")
                 labels = list(as_dict(current).get("labels", [])) + [f"w{index}-{round_}"]
                 try:
-                    client.policy.update(parse(pb.UpdatePolicyRequest, {
-                        "policy_id": "shared", "domain_id": domain, "labels": labels, "etag": current.etag}),
-                        timeout=10)
+                    client.policy.update(
+                        parse(
+                            pb.UpdatePolicyRequest,
+                            {"policy_id": "shared", "domain_id": domain, "labels": labels, "etag": current.etag},
+                        ),
+                        timeout=10,
+                    )
                     break
                 except grpc.RpcError as error:
                     assert error.code() == grpc.StatusCode.ABORTED
+
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
     for thread in threads:
         thread.start()
@@ -194,10 +258,21 @@ def test_assignment_added_during_a_delete_is_undone(client, domain, monkeypatch)
         # The policy is deleted after the add's existence check, before its insert.
         client.policy.delete(pb.PolicyRequest(policy_id="racy", domain_id=domain), timeout=10)
         return original(records)
+
     monkeypatch.setattr(manager, "insert_new", delete_first)
-    expect_error(grpc.StatusCode.NOT_FOUND, client.assignment.add, parse(apb.AssignmentsRequest, {
-        "domain_id": domain, "grants": [{"type": "POLICY", "id": "racy"}], "subject_type": "USER",
-        "subject_ids": ["u"]}))
+    expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        client.assignment.add,
+        parse(
+            apb.AssignmentsRequest,
+            {
+                "domain_id": domain,
+                "grants": [{"type": "POLICY", "id": "racy"}],
+                "subject_type": "USER",
+                "subject_ids": ["u"],
+            },
+        ),
+    )
     assert client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).total_count == 0
 
 
@@ -211,6 +286,7 @@ def test_delete_sees_an_assignment_added_during_it(client, domain, monkeypatch, 
         # An assignment lands after the delete counted assignments, before its write.
         assign(client, domain, "late", "racy")
         original(*args, **kwargs)
+
     monkeypatch.setattr(manager, "soft_delete", assign_first)
     request = pb.PolicyRequest(policy_id="racy", domain_id=domain, cascade=cascade)
     if cascade:

@@ -1,4 +1,5 @@
 """list and stat through the API: the query language end to end, confined to the caller's domain."""
+
 from __future__ import annotations
 
 import grpc
@@ -14,10 +15,20 @@ MANAGED_COUNT = 4
 @pytest.fixture
 def seeded(client, domain, other_domain):
     for index in range(12):
-        client.policy.create(parse(pb.CreatePolicyRequest, {
-            "policy_id": f"pol-{index:02d}", "name": f"{'Admin' if index % 3 == 0 else 'Viewer'} {index}",
-            "domain_id": domain, "permissions": [f"svc{index % 2}.*"], "labels": ["even" if index % 2 == 0 else "odd"],
-            "tags": {"tier": index % 4}}), timeout=10)
+        client.policy.create(
+            parse(
+                pb.CreatePolicyRequest,
+                {
+                    "policy_id": f"pol-{index:02d}",
+                    "name": f"{'Admin' if index % 3 == 0 else 'Viewer'} {index}",
+                    "domain_id": domain,
+                    "permissions": [f"svc{index % 2}.*"],
+                    "labels": ["even" if index % 2 == 0 else "odd"],
+                    "tags": {"tier": index % 4},
+                },
+            ),
+            timeout=10,
+        )
     client.policy.create(pb.CreatePolicyRequest(policy_id="pol-00", name="Admin intruder", domain_id=other_domain))
     return domain
 
@@ -37,17 +48,24 @@ def test_list_includes_managed_unless_excluded(client, seeded):
 
 
 def test_list_filter_both_dialects(client, seeded):
-    long_form = list_(client, seeded, {"filter": [{"key": "labels", "value": "even", "operator": "eq"}]},
-                      exclude_managed=True)
+    long_form = list_(
+        client, seeded, {"filter": [{"key": "labels", "value": "even", "operator": "eq"}]}, exclude_managed=True
+    )
     short_form = list_(client, seeded, {"filter": [{"k": "labels", "v": "even", "o": "eq"}]}, exclude_managed=True)
     assert long_form == short_form and long_form["total_count"] == 6
 
 
 def test_list_filter_or_and_keyword_and_together(client, seeded):
-    result = list_(client, seeded, {
-        "filter": [{"k": "labels", "v": "even", "o": "eq"}],
-        "filter_or": [{"k": "tags.tier", "v": 0, "o": "eq"}, {"k": "tags.tier", "v": 2, "o": "eq"}],
-        "keyword": "admin"}, exclude_managed=True)
+    result = list_(
+        client,
+        seeded,
+        {
+            "filter": [{"k": "labels", "v": "even", "o": "eq"}],
+            "filter_or": [{"k": "tags.tier", "v": 0, "o": "eq"}, {"k": "tags.tier", "v": 2, "o": "eq"}],
+            "keyword": "admin",
+        },
+        exclude_managed=True,
+    )
     # even indexes with tier 0/2 and "Admin" in the name: 0, 6
     assert sorted(ids(result)) == ["pol-00", "pol-06"]
 
@@ -79,26 +97,35 @@ def test_huge_page_limit_is_capped(client, seeded):
     assert len(result["results"]) == 12
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"filter": [{"k": "name", "v": "x", "o": "like"}]}, "query.filter[0].o"),
-    ({"filter": [{"key": "name", "value": "x", "operator": "like"}]}, "query.filter[0].operator"),
-    ({"filter": [{"k": "name", "v": "x", "o": "in"}]}, "query.filter[0].v"),
-    ({"filter": [{"k": "name", "v": "yes", "o": "exists"}]}, "query.filter[0].v"),
-    ({"filter": [{"k": "created_at", "v": "now-5x", "o": "timediff_gt"}]}, "query.filter[0].v"),
-    ({"filter": [{"k": "$where", "v": "1", "o": "eq"}]}, "query.filter[0].k"),
-    ({"filter": [{"key": "name", "value": {"$gt": ""}, "operator": "eq"}]}, "query.filter[0].value"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"filter": [{"k": "name", "v": "x", "o": "like"}]}, "query.filter[0].o"),
+        ({"filter": [{"key": "name", "value": "x", "operator": "like"}]}, "query.filter[0].operator"),
+        ({"filter": [{"k": "name", "v": "x", "o": "in"}]}, "query.filter[0].v"),
+        ({"filter": [{"k": "name", "v": "yes", "o": "exists"}]}, "query.filter[0].v"),
+        ({"filter": [{"k": "created_at", "v": "now-5x", "o": "timediff_gt"}]}, "query.filter[0].v"),
+        ({"filter": [{"k": "$where", "v": "1", "o": "eq"}]}, "query.filter[0].k"),
+        ({"filter": [{"key": "name", "value": {"$gt": ""}, "operator": "eq"}]}, "query.filter[0].value"),
+    ],
+)
 def test_bad_list_queries_are_invalid_argument(client, domain, query, field):
-    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.list,
-                         parse(pb.PolicyQuery, {"domain_id": domain, "query": query}))
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.policy.list,
+        parse(pb.PolicyQuery, {"domain_id": domain, "query": query}),
+    )
     assert field_violations(error) == [field]
 
 
 def test_stat_group_count_in_domain_only(client, seeded):
-    query = {"filter": [{"k": "is_managed", "v": False, "o": "eq"}],
-             "aggregate": [{"group": {"keys": [{"key": "labels", "name": "label"}],
-                                      "fields": [{"operator": "count", "name": "n"}]}},
-                           {"sort": {"key": "label"}}]}
+    query = {
+        "filter": [{"k": "is_managed", "v": False, "o": "eq"}],
+        "aggregate": [
+            {"group": {"keys": [{"key": "labels", "name": "label"}], "fields": [{"operator": "count", "name": "n"}]}},
+            {"sort": {"key": "label"}},
+        ],
+    }
     result = as_dict(client.policy.stat(parse(pb.PolicyStatQuery, {"domain_id": seeded, "query": query}), timeout=10))
     assert result["results"] == [{"label": ["even"], "n": 6}, {"label": ["odd"], "n": 6}]
 
@@ -110,36 +137,64 @@ def test_stat_distinct_paged(client, seeded):
     assert result["total_count"] == len(result["results"])
 
 
-@pytest.mark.parametrize("query, field", [
-    ({}, "query"),
-    ({"aggregate": [{}]}, "query.aggregate[0]"),
-    ({"aggregate": [{"group": {"fields": [{"operator": "median", "name": "m", "key": "version"}]}}]},
-     "query.aggregate[0].group.fields[0].operator"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({}, "query"),
+        ({"aggregate": [{}]}, "query.aggregate[0]"),
+        (
+            {"aggregate": [{"group": {"fields": [{"operator": "median", "name": "m", "key": "version"}]}}]},
+            "query.aggregate[0].group.fields[0].operator",
+        ),
+    ],
+)
 def test_bad_stat_queries_are_invalid_argument(client, domain, query, field):
-    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.stat,
-                         parse(pb.PolicyStatQuery, {"domain_id": domain, "query": query}))
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.policy.stat,
+        parse(pb.PolicyStatQuery, {"domain_id": domain, "query": query}),
+    )
     assert field_violations(error) == [field]
 
 
 def test_only_with_half_of_a_pair_still_answers(client, domain):
     grant_policy(client, domain, "u", "managed-read-only")
     for only in (["subject_type"], ["grant_id"]):
-        listed = client.assignment.list(parse(apb.AssignmentQuery, {"domain_id": domain, "query": {"only": only}}),
-                                        timeout=10)
+        listed = client.assignment.list(
+            parse(apb.AssignmentQuery, {"domain_id": domain, "query": {"only": only}}), timeout=10
+        )
         assert listed.total_count == 1
-    client.policy.create(parse(pb.CreatePolicyRequest, {"policy_id": "st", "name": "n", "domain_id": domain,
-                                                        "statements": [{"effect": "DENY", "actions": ["a"],
-                                                                        "resources": ["*"]}]}), timeout=10)
-    listed = client.policy.list(parse(pb.PolicyQuery, {"domain_id": domain, "exclude_managed": True,
-                                                       "query": {"only": ["statements.actions"]}}), timeout=10)
+    client.policy.create(
+        parse(
+            pb.CreatePolicyRequest,
+            {
+                "policy_id": "st",
+                "name": "n",
+                "domain_id": domain,
+                "statements": [{"effect": "DENY", "actions": ["a"], "resources": ["*"]}],
+            },
+        ),
+        timeout=10,
+    )
+    listed = client.policy.list(
+        parse(
+            pb.PolicyQuery, {"domain_id": domain, "exclude_managed": True, "query": {"only": ["statements.actions"]}}
+        ),
+        timeout=10,
+    )
     assert [list(s.actions) for s in listed.results[0].statements] == [["a"]]
 
 
 def test_stat_the_store_cannot_evaluate_is_invalid_argument_not_internal(client, domain):
     client.policy.create(pb.CreatePolicyRequest(policy_id="s", name="n", domain_id=domain), timeout=10)
-    query = {"aggregate": [{"group": {"keys": [{"k": "name", "n": "m", "date_format": "%Y"}],
-                                      "fields": [{"o": "count", "n": "c"}]}}]}
-    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.stat,
-                         parse(pb.PolicyStatQuery, {"domain_id": domain, "query": query}))
+    query = {
+        "aggregate": [
+            {"group": {"keys": [{"k": "name", "n": "m", "date_format": "%Y"}], "fields": [{"o": "count", "n": "c"}]}}
+        ]
+    }
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.policy.stat,
+        parse(pb.PolicyStatQuery, {"domain_id": domain, "query": query}),
+    )
     assert field_violations(error) == ["query"]

@@ -1,4 +1,5 @@
 """The README's grpcurl walk-through, run line by line against a test server."""
+
 from __future__ import annotations
 
 import re

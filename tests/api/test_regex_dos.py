@@ -1,6 +1,7 @@
 """No request can stall the service or the database: unsafe regexes are INVALID_ARGUMENT naming
 their field, the worst accepted ones leave other callers' latency near normal, and every
 database operation carries a server-side limit no later than the call's deadline."""
+
 from __future__ import annotations
 
 import statistics
@@ -17,13 +18,33 @@ from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, policy_pb2
 LONG = 4096  # the longest description a policy holds
 
 REFUSED = [
-    r"^(a+)+$", r"(a|aa)+", r"(a|a?)+", r"(.*a){12}", r"^(([a-z])+.)+[A-Z]([a-z])+$", r"(\w+\s?)+$", r"^(\d+)*$",
-    r"(x+x+)+y", r"([a-zA-Z]+)*", r"(a*)*b", r"^.*.*x", r"^a*a*a*a*b", r"\w+\s", r"(a)\1", r"(?<=a)b", "a{1000}",
+    r"^(a+)+$",
+    r"(a|aa)+",
+    r"(a|a?)+",
+    r"(.*a){12}",
+    r"^(([a-z])+.)+[A-Z]([a-z])+$",
+    r"(\w+\s?)+$",
+    r"^(\d+)*$",
+    r"(x+x+)+y",
+    r"([a-zA-Z]+)*",
+    r"(a*)*b",
+    r"^.*.*x",
+    r"^a*a*a*a*b",
+    r"\w+\s",
+    r"(a)\1",
+    r"(?<=a)b",
+    "a{1000}",
 ]
 
 # The worst patterns the subset accepts, with the texts that make them work hardest.
 WORST_ACCEPTED = [r"^.*x", r"^\w+\s", r"(?i).*admin.*", r"^[\w.-]+@[\w-]+\.com$", r"prod.*", r"web-\d+-\d+$"]
-ADVERSARIAL_TEXTS = ["a" * (LONG - 1) + "!", "admi" * (LONG // 4), "pro" * (LONG // 3), "web-1" * (LONG // 5), "ab" * (LONG // 2)]
+ADVERSARIAL_TEXTS = [
+    "a" * (LONG - 1) + "!",
+    "admi" * (LONG // 4),
+    "pro" * (LONG // 3),
+    "web-1" * (LONG // 5),
+    "ab" * (LONG // 2),
+]
 
 
 def list_request(domain, query):
@@ -32,24 +53,37 @@ def list_request(domain, query):
 
 @pytest.mark.parametrize("pattern", REFUSED)
 def test_refused_regex_is_invalid_argument_naming_the_field(client, domain, pattern):
-    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.list,
-                         list_request(domain, {"filter": [{"k": "description", "v": pattern, "o": "regex"}]}))
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.policy.list,
+        list_request(domain, {"filter": [{"k": "description", "v": pattern, "o": "regex"}]}),
+    )
     assert field_violations(error) == ["query.filter[0].v"]
 
 
 def test_refused_regex_in_item_and_stat_name_their_paths(client, domain):
-    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.list, list_request(domain, {
-        "filter_or": [{"key": "name", "value": ["^ok", "(a|aa)+"], "operator": "regex_in"}]}))
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.policy.list,
+        list_request(domain, {"filter_or": [{"key": "name", "value": ["^ok", "(a|aa)+"], "operator": "regex_in"}]}),
+    )
     assert field_violations(error) == ["query.filter_or[0].value[1]"]
-    stat = parse(policy_pb2.PolicyStatQuery, {"domain_id": domain, "query": {
-        "filter": [{"k": "name", "v": "^(a+)+$", "o": "regex"}], "distinct": "name"}})
+    stat = parse(
+        policy_pb2.PolicyStatQuery,
+        {"domain_id": domain, "query": {"filter": [{"k": "name", "v": "^(a+)+$", "o": "regex"}], "distinct": "name"}},
+    )
     error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.policy.stat, stat)
     assert field_violations(error) == ["query.filter[0].v"]
 
 
 def test_accepted_patterns_still_match(client, domain):
-    client.policy.create(parse(policy_pb2.CreatePolicyRequest, {
-        "policy_id": "web-prod", "name": "web-12-7", "domain_id": domain, "description": "runs prod admin"}), timeout=10)
+    client.policy.create(
+        parse(
+            policy_pb2.CreatePolicyRequest,
+            {"policy_id": "web-prod", "name": "web-12-7", "domain_id": domain, "description": "runs prod admin"},
+        ),
+        timeout=10,
+    )
     for pattern in (r"web-\d+-\d+$", r".*prod.*", r"(?i).*ADMIN.*", r"^web-"):
         field = "description" if "prod" in pattern or "ADMIN" in pattern else "name"
         query = {"filter": [{"k": field, "v": pattern, "o": "regex"}], "count_only": True}
@@ -70,24 +104,56 @@ def test_worst_regexes_do_not_stall_other_callers(client, domain, other_domain):
     strings, another tenant's Policy get and Assignment check stay within 10x of their
     latency measured just before, on both backends."""
     for index in range(40):
-        client.policy.create(parse(policy_pb2.CreatePolicyRequest, {
-            "policy_id": f"long-{index}", "name": f"long {index}", "domain_id": domain,
-            "description": ADVERSARIAL_TEXTS[index % len(ADVERSARIAL_TEXTS)],
-            "permissions": [ADVERSARIAL_TEXTS[index % len(ADVERSARIAL_TEXTS)][:512]]}), timeout=30)
-    client.policy.create(parse(policy_pb2.CreatePolicyRequest, {
-        "policy_id": "victim", "name": "victim", "domain_id": other_domain, "permissions": ["svc.*"]}), timeout=10)
-    client.assignment.create(parse(assignment_pb2.CreateAssignmentRequest, {
-        "subject": {"type": "USER", "id": "alice"}, "grant": {"type": "POLICY", "id": "victim"},
-        "domain_id": other_domain}), timeout=10)
+        client.policy.create(
+            parse(
+                policy_pb2.CreatePolicyRequest,
+                {
+                    "policy_id": f"long-{index}",
+                    "name": f"long {index}",
+                    "domain_id": domain,
+                    "description": ADVERSARIAL_TEXTS[index % len(ADVERSARIAL_TEXTS)],
+                    "permissions": [ADVERSARIAL_TEXTS[index % len(ADVERSARIAL_TEXTS)][:512]],
+                },
+            ),
+            timeout=30,
+        )
+    client.policy.create(
+        parse(
+            policy_pb2.CreatePolicyRequest,
+            {"policy_id": "victim", "name": "victim", "domain_id": other_domain, "permissions": ["svc.*"]},
+        ),
+        timeout=10,
+    )
+    client.assignment.create(
+        parse(
+            assignment_pb2.CreateAssignmentRequest,
+            {
+                "subject": {"type": "USER", "id": "alice"},
+                "grant": {"type": "POLICY", "id": "victim"},
+                "domain_id": other_domain,
+            },
+        ),
+        timeout=10,
+    )
 
     def get():
-        client.policy.get(parse(policy_pb2.GetRepositoryPolicyRequest,
-                                {"policy_id": "victim", "domain_id": other_domain}), timeout=30)
+        client.policy.get(
+            parse(policy_pb2.GetRepositoryPolicyRequest, {"policy_id": "victim", "domain_id": other_domain}), timeout=30
+        )
 
     def check():
-        result = client.assignment.check(parse(assignment_pb2.CheckRequest, {
-            "subject": {"type": "USER", "id": "alice"}, "action": "svc.thing.get", "resource": "x",
-            "domain_id": other_domain}), timeout=30)
+        result = client.assignment.check(
+            parse(
+                assignment_pb2.CheckRequest,
+                {
+                    "subject": {"type": "USER", "id": "alice"},
+                    "action": "svc.thing.get",
+                    "resource": "x",
+                    "domain_id": other_domain,
+                },
+            ),
+            timeout=30,
+        )
         assert result.decision == assignment_pb2.CheckResult.ALLOW
 
     get(), check()  # warm caches and connections
@@ -99,13 +165,16 @@ def test_worst_regexes_do_not_stall_other_callers(client, domain, other_domain):
     def attack():
         while not stop.is_set():
             for pattern in WORST_ACCEPTED:
-                query = {"filter": [{"k": field, "v": pattern, "o": "regex"} for field in ("description", "permissions")]}
+                query = {
+                    "filter": [{"k": field, "v": pattern, "o": "regex"} for field in ("description", "permissions")]
+                }
                 client.policy.list(list_request(domain, query), timeout=60)
                 sent["accepted"] += 1
             for pattern in REFUSED:
                 try:
-                    client.policy.list(list_request(domain, {"filter": [{"k": "description", "v": pattern,
-                                                                           "o": "regex"}]}), timeout=60)
+                    client.policy.list(
+                        list_request(domain, {"filter": [{"k": "description", "v": pattern, "o": "regex"}]}), timeout=60
+                    )
                 except grpc.RpcError as error:
                     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
                     sent["refused"] += 1
@@ -161,12 +230,15 @@ OPERATIONS = {"find", "aggregate", "count", "insert", "update", "delete", "findA
 
 def test_every_database_operation_has_a_server_side_limit(client, recorded, domain):
     """find/aggregate/count/insert/update/delete, whether pymongo or mongoengine sends them."""
-    client.policy.create(parse(policy_pb2.CreatePolicyRequest, {
-        "policy_id": "p1", "name": "one", "domain_id": domain}), timeout=10)
-    client.policy.update(parse(policy_pb2.UpdatePolicyRequest, {
-        "policy_id": "p1", "name": "uno", "domain_id": domain}), timeout=10)
-    client.policy.get(parse(policy_pb2.GetRepositoryPolicyRequest, {"policy_id": "p1", "domain_id": domain}),
-                      timeout=10)
+    client.policy.create(
+        parse(policy_pb2.CreatePolicyRequest, {"policy_id": "p1", "name": "one", "domain_id": domain}), timeout=10
+    )
+    client.policy.update(
+        parse(policy_pb2.UpdatePolicyRequest, {"policy_id": "p1", "name": "uno", "domain_id": domain}), timeout=10
+    )
+    client.policy.get(
+        parse(policy_pb2.GetRepositoryPolicyRequest, {"policy_id": "p1", "domain_id": domain}), timeout=10
+    )
     client.policy.list(list_request(domain, {"filter": [{"k": "name", "v": "^u", "o": "regex"}]}), timeout=10)
     client.policy.list(list_request(domain, {"count_only": True}), timeout=10)
     client.policy.delete(parse(policy_pb2.PolicyRequest, {"policy_id": "p1", "domain_id": domain}), timeout=10)

@@ -1,4 +1,5 @@
 """Repository API: the built-in repositories and the rules around them."""
+
 from __future__ import annotations
 
 import grpc
@@ -30,17 +31,27 @@ def test_list_filters_by_type(client):
     assert [r.repository_id for r in listed.results] == ["repo-managed"]
 
 
-@pytest.mark.parametrize("request_fields, code, field", [
-    ({"repository_type": "local"}, grpc.StatusCode.INVALID_ARGUMENT, "name"),
-    ({"name": "r"}, grpc.StatusCode.INVALID_ARGUMENT, "repository_type"),
-    ({"name": "r", "repository_type": "git"}, grpc.StatusCode.INVALID_ARGUMENT, "repository_type"),
-    ({"name": "r", "repository_type": "local"}, grpc.StatusCode.FAILED_PRECONDITION, None),
-    ({"name": "r", "repository_type": "managed"}, grpc.StatusCode.FAILED_PRECONDITION, None),
-    ({"name": "r", "repository_type": "remote"}, grpc.StatusCode.INVALID_ARGUMENT, "endpoint"),
-    ({"name": "r", "repository_type": "remote", "endpoint": "http://127.0.0.1:1"}, grpc.StatusCode.INVALID_ARGUMENT,
-     "endpoint"),
-    ({"name": "r", "repository_type": "remote", "endpoint": "grpc://127.0.0.1:1"}, grpc.StatusCode.UNAVAILABLE, None),
-])
+@pytest.mark.parametrize(
+    "request_fields, code, field",
+    [
+        ({"repository_type": "local"}, grpc.StatusCode.INVALID_ARGUMENT, "name"),
+        ({"name": "r"}, grpc.StatusCode.INVALID_ARGUMENT, "repository_type"),
+        ({"name": "r", "repository_type": "git"}, grpc.StatusCode.INVALID_ARGUMENT, "repository_type"),
+        ({"name": "r", "repository_type": "local"}, grpc.StatusCode.FAILED_PRECONDITION, None),
+        ({"name": "r", "repository_type": "managed"}, grpc.StatusCode.FAILED_PRECONDITION, None),
+        ({"name": "r", "repository_type": "remote"}, grpc.StatusCode.INVALID_ARGUMENT, "endpoint"),
+        (
+            {"name": "r", "repository_type": "remote", "endpoint": "http://127.0.0.1:1"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "endpoint",
+        ),
+        (
+            {"name": "r", "repository_type": "remote", "endpoint": "grpc://127.0.0.1:1"},
+            grpc.StatusCode.UNAVAILABLE,
+            None,
+        ),
+    ],
+)
 def test_register_rules(client, request_fields, code, field):
     error = expect_error(code, client.repository.register, pb.CreateRepositoryRequest(**request_fields))
     if field:
@@ -49,10 +60,16 @@ def test_register_rules(client, request_fields, code, field):
 
 def test_built_in_repositories_cannot_be_deregistered_or_managed_renamed(client):
     for repository_id in ("repo-managed", "repo-local"):
-        expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.repository.deregister,
-                     pb.RepositoryRequest(repository_id=repository_id))
-    expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.repository.update,
-                 pb.UpdateRepositoryRequest(repository_id="repo-managed", name="x"))
+        expect_error(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            client.repository.deregister,
+            pb.RepositoryRequest(repository_id=repository_id),
+        )
+    expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.repository.update,
+        pb.UpdateRepositoryRequest(repository_id="repo-managed", name="x"),
+    )
     expect_error(grpc.StatusCode.NOT_FOUND, client.repository.deregister, pb.RepositoryRequest(repository_id="nope"))
 
 
@@ -61,18 +78,31 @@ def test_local_repository_can_be_renamed(client):
     try:
         renamed = client.repository.update(pb.UpdateRepositoryRequest(repository_id="repo-local", name="Ours"))
         assert renamed.name == "Ours"
-        error = expect_error(grpc.StatusCode.ALREADY_EXISTS, client.repository.update,
-                             pb.UpdateRepositoryRequest(repository_id="repo-local", name="Managed Repository"))
+        error = expect_error(
+            grpc.StatusCode.ALREADY_EXISTS,
+            client.repository.update,
+            pb.UpdateRepositoryRequest(repository_id="repo-local", name="Managed Repository"),
+        )
         assert error.details().startswith("ERROR_ALREADY_EXISTS")
     finally:
         client.repository.update(pb.UpdateRepositoryRequest(repository_id="repo-local", name=original))
 
 
 def test_stat_counts_by_type(client):
-    query = parse(query_pb2.StatisticsQuery, {"aggregate": [
-        {"group": {"keys": [{"key": "repository_type", "name": "type"}],
-                   "fields": [{"operator": "count", "name": "n"}]}},
-        {"sort": {"key": "type"}}]})
+    query = parse(
+        query_pb2.StatisticsQuery,
+        {
+            "aggregate": [
+                {
+                    "group": {
+                        "keys": [{"key": "repository_type", "name": "type"}],
+                        "fields": [{"operator": "count", "name": "n"}],
+                    }
+                },
+                {"sort": {"key": "type"}},
+            ]
+        },
+    )
     result = as_dict(client.repository.stat(pb.RepositoryStatQuery(query=query), timeout=10))
     assert result["results"] == [{"type": "local", "n": 1}, {"type": "managed", "n": 1}]
 

@@ -1,4 +1,5 @@
 """Server-level behaviour: health, reflection, ServerInfo, configuration, graceful shutdown."""
+
 from __future__ import annotations
 
 import os
@@ -6,17 +7,17 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import replace
 import time
+from dataclasses import replace
 
 import grpc
 import pytest
+from conftest import free_port
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import policyhub
-from conftest import free_port
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
 from policyhub.api.policy_api import PolicyAPI
 from policyhub.server import PolicyHubServer
@@ -35,19 +36,23 @@ def test_server_info_version(client):
 
 def test_reflection_lists_every_service(client):
     stub = reflection_pb2_grpc.ServerReflectionStub(client.channel)
-    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                                          timeout=10)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
     names = {s.name for r in responses for s in r.list_services_response.service}
-    assert {"spaceone.api.repository.v1.Policy", "spaceone.api.repository.v1.Repository",
-            "spaceone.api.core.v1.ServerInfo", "grpc.health.v1.Health",
-            "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert {
+        "spaceone.api.repository.v1.Policy",
+        "spaceone.api.repository.v1.Repository",
+        "spaceone.api.core.v1.ServerInfo",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
 
 
 def _spawn(env_extra: dict, *args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYHUB_")}
     env.update(env_extra)
-    return subprocess.Popen([sys.executable, "-m", "policyhub", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "policyhub", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_unknown_config_key_stops_start_with_a_clear_error(tmp_path):
@@ -102,9 +107,16 @@ class SlowPolicyService:
 def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(client):
     """A second server on the same database, whose list calls wait until the test lets them go."""
     slow = SlowPolicyService(client.app.services.policy)
-    app = replace(client.app, config=replace(client.app.config, port=free_port(), shutdown_grace_seconds=10),
-                  policy_api=PolicyAPI(slow, client.app.services.policy_lifecycle, client.app.policy_api.caller,
-                                                    client.app.config.max_message_bytes))
+    app = replace(
+        client.app,
+        config=replace(client.app.config, port=free_port(), shutdown_grace_seconds=10),
+        policy_api=PolicyAPI(
+            slow,
+            client.app.services.policy_lifecycle,
+            client.app.policy_api.caller,
+            client.app.config.max_message_bytes,
+        ),
+    )
     server = PolicyHubServer(app)
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")

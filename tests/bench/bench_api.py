@@ -12,6 +12,7 @@ the API costs above the gRPC + Python floor that every call pays anyway.
 All traffic goes to 127.0.0.1; every loop is bounded by a deadline plus a per-call timeout; the servers are
 stopped on exit, errors and Ctrl-C. Exits 1 if any call failed (errors are counted and shown per cell).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,6 +64,7 @@ CallFactory = Callable[[grpc.Channel, int, int], Call]
 
 # ---------------------------------------------------------------------------------------------- servers
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -82,8 +84,15 @@ def start_process(argv: list[str], env: dict[str, str] | None = None) -> tuple[s
     servers in order (policyhub before its database) instead of all of them dying at once mid-call.
     Output goes to a temporary file (a pipe nobody reads could fill up and block the server)."""
     log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True, preexec_fn=_die_with_parent)
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
     return process, log
 
 
@@ -139,16 +148,22 @@ def wait_for_policyhub(process: subprocess.Popen, log, address: str) -> None:
 def policyhub_env(port: int, mongodb_uri: str) -> dict[str, str]:
     # Inherited POLICYHUB_* settings would make the run depend on the caller's shell; drop them.
     env = {key: value for key, value in os.environ.items() if not key.startswith("POLICYHUB_")}
-    env.update(POLICYHUB_HOST=HOST, POLICYHUB_PORT=str(port), POLICYHUB_LOG_LEVEL="WARNING",
-               POLICYHUB_DATABASE="policyhub_bench", POLICYHUB_SHUTDOWN_GRACE_SECONDS="1",
-               # The benchmark measures the server, not the per-domain limit (all its calls are in one domain).
-               POLICYHUB_RATE_LIMIT_DOMAIN_PER_SECOND="0")
+    env.update(
+        POLICYHUB_HOST=HOST,
+        POLICYHUB_PORT=str(port),
+        POLICYHUB_LOG_LEVEL="WARNING",
+        POLICYHUB_DATABASE="policyhub_bench",
+        POLICYHUB_SHUTDOWN_GRACE_SECONDS="1",
+        # The benchmark measures the server, not the per-domain limit (all its calls are in one domain).
+        POLICYHUB_RATE_LIMIT_DOMAIN_PER_SECOND="0",
+    )
     if mongodb_uri:
         env["POLICYHUB_MONGODB_URI"] = mongodb_uri
     return env
 
 
 # ---------------------------------------------------------------------------------------------- clients
+
 
 def make_channel(address: str) -> grpc.Channel:
     """One channel, and thus one TCP/HTTP2 connection, per worker thread, as independent callers would have.
@@ -167,11 +182,18 @@ def label_of(index: int) -> str:
 
 
 def seed_request(index: int) -> pb.CreatePolicyRequest:
-    return json_format.ParseDict({
-        "policy_id": f"seed-{index:06d}", "name": f"Bench policy {index}", "domain_id": SEED_DOMAIN,
-        "permissions": ["inventory.Server.read", f"svc{index % 5}.*"], "labels": [label_of(index)],
-        "tags": {"tier": index % 4, "owner": f"user-{index % 50}"}, "description": "seeded by bench_api.py",
-    }, pb.CreatePolicyRequest())
+    return json_format.ParseDict(
+        {
+            "policy_id": f"seed-{index:06d}",
+            "name": f"Bench policy {index}",
+            "domain_id": SEED_DOMAIN,
+            "permissions": ["inventory.Server.read", f"svc{index % 5}.*"],
+            "labels": [label_of(index)],
+            "tags": {"tier": index % 4, "owner": f"user-{index % 50}"},
+            "description": "seeded by bench_api.py",
+        },
+        pb.CreatePolicyRequest(),
+    )
 
 
 def seed(address: str, policies: int) -> None:
@@ -192,14 +214,16 @@ def seed(address: str, policies: int) -> None:
 def list_request(label: str) -> pb.PolicyQuery:
     query = query_pb2.Query(
         filter=[query_pb2.Filter(k="labels", v=struct_pb2.Value(string_value=label), o="eq")],
-        page=query_pb2.Page(limit=20))
+        page=query_pb2.Page(limit=20),
+    )
     return pb.PolicyQuery(domain_id=SEED_DOMAIN, query=query)
 
 
 def stat_request() -> pb.PolicyStatQuery:
     group = query_pb2.AggregateGroup(
         keys=[query_pb2.AggregateGroupKey(key="labels", name="label")],
-        fields=[query_pb2.AggregateGroupField(operator="count", name="count")])
+        fields=[query_pb2.AggregateGroupField(operator="count", name="count")],
+    )
     query = query_pb2.StatisticsQuery(aggregate=[query_pb2.StatisticsAggregate(group=group)])
     return pb.PolicyStatQuery(domain_id=SEED_DOMAIN, query=query)
 
@@ -221,6 +245,7 @@ def check_seeded_data(address: str, policies: int) -> None:
 # Every factory builds its requests up front where it can, so the timed loop spends its client-side time
 # in gRPC rather than in building messages (create alone needs a new id per call).
 
+
 def health_call(channel: grpc.Channel, thread: int, concurrency: int) -> Call:
     stub, request = health_pb2_grpc.HealthStub(channel), health_pb2.HealthCheckRequest()
     return lambda: stub.Check(request, timeout=CALL_TIMEOUT)
@@ -231,20 +256,26 @@ def create_call(channel: grpc.Channel, thread: int, concurrency: int) -> Call:
 
     def call():
         # Unique across the run: the cell's concurrency, the thread and a per-thread counter.
-        request = pb.CreatePolicyRequest(policy_id=f"c{concurrency}-t{thread}-{next(counter)}",
-                                         name="Bench create", domain_id=CREATE_DOMAIN,
-                                         permissions=["inventory.Server.read"])
+        request = pb.CreatePolicyRequest(
+            policy_id=f"c{concurrency}-t{thread}-{next(counter)}",
+            name="Bench create",
+            domain_id=CREATE_DOMAIN,
+            permissions=["inventory.Server.read"],
+        )
         request.labels.values.add(string_value=label_of(thread))
         return stub.create(request, timeout=CALL_TIMEOUT)
+
     return call
 
 
 def get_call_factory(policies: int) -> CallFactory:
     def factory(channel: grpc.Channel, thread: int, concurrency: int) -> Call:
         stub, rng = policy_pb2_grpc.PolicyStub(channel), random.Random(thread)
-        requests = [pb.GetRepositoryPolicyRequest(policy_id=f"seed-{i:06d}", domain_id=SEED_DOMAIN)
-                    for i in range(policies)]
+        requests = [
+            pb.GetRepositoryPolicyRequest(policy_id=f"seed-{i:06d}", domain_id=SEED_DOMAIN) for i in range(policies)
+        ]
         return lambda: stub.get(rng.choice(requests), timeout=CALL_TIMEOUT)
+
     return factory
 
 
@@ -260,6 +291,7 @@ def stat_call(channel: grpc.Channel, thread: int, concurrency: int) -> Call:
 
 
 # ---------------------------------------------------------------------------------------------- measuring
+
 
 @dataclass
 class Cell:
@@ -339,9 +371,15 @@ def run_cell(address: str, operation: str, factory: CallFactory, concurrency: in
     ready = threading.Barrier(concurrency, action=clock.start, timeout=warmup_bound)
     channels = [make_channel(address) for _ in range(concurrency)]
     try:
-        threads = [threading.Thread(target=worker, daemon=True, name=f"bench-{operation}-{index}",
-                                    args=(factory(channel, index, concurrency), ready, clock, cell, lock))
-                   for index, channel in enumerate(channels)]
+        threads = [
+            threading.Thread(
+                target=worker,
+                daemon=True,
+                name=f"bench-{operation}-{index}",
+                args=(factory(channel, index, concurrency), ready, clock, cell, lock),
+            )
+            for index, channel in enumerate(channels)
+        ]
         for thread in threads:
             thread.start()
         give_up = time.perf_counter() + warmup_bound + seconds + CALL_TIMEOUT + 5
@@ -358,9 +396,15 @@ def run_cell(address: str, operation: str, factory: CallFactory, concurrency: in
 
 # ---------------------------------------------------------------------------------------------- report
 
+
 def operations(policies: int) -> list[tuple[str, CallFactory]]:
-    return [("health.Check", health_call), ("Policy.create", create_call), ("Policy.get", get_call_factory(policies)),
-            ("Policy.list", list_call), ("Policy.stat", stat_call)]
+    return [
+        ("health.Check", health_call),
+        ("Policy.create", create_call),
+        ("Policy.get", get_call_factory(policies)),
+        ("Policy.list", list_call),
+        ("Policy.stat", stat_call),
+    ]
 
 
 def ratio(value: float, base: float) -> str:
@@ -378,15 +422,20 @@ def print_table(cells: list[Cell]) -> None:
     x p50  = p50 of the operation / p50 of the health check (how many no-op RPCs one call costs).
     """
     baseline = {cell.concurrency: cell for cell in cells if cell.operation == "health.Check"}
-    header = f"{'operation':<14} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x thru':>7} {'x p50':>6} {'errors':>6}"
+    header = (
+        f"{'operation':<14} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x thru':>7} {'x p50':>6} "
+        f"{'errors':>6}"
+    )
     print(header)
     print("-" * len(header))
     for cell in cells:
         base = baseline[cell.concurrency]
         p50 = cell.percentile_ms(0.50)
-        print(f"{cell.operation:<14} {cell.concurrency:>4} {cell.calls_per_second:>9.0f} {ms(p50):>8} "
-              f"{ms(cell.percentile_ms(0.99)):>8} {ratio(cell.calls_per_second, base.calls_per_second):>7} "
-              f"{ratio(p50, base.percentile_ms(0.50)):>6} {sum(cell.errors.values()):>6}")
+        print(
+            f"{cell.operation:<14} {cell.concurrency:>4} {cell.calls_per_second:>9.0f} {ms(p50):>8} "
+            f"{ms(cell.percentile_ms(0.99)):>8} {ratio(cell.calls_per_second, base.calls_per_second):>7} "
+            f"{ratio(p50, base.percentile_ms(0.50)):>6} {sum(cell.errors.values()):>6}"
+        )
     print("x thru = calls/s / health calls/s, x p50 = p50 / health p50, at the same concurrency in this run")
 
 
@@ -403,10 +452,15 @@ def print_errors(cells: list[Cell]) -> int:
 
 # ---------------------------------------------------------------------------------------------- main
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("mongomock", "wire"), default="mongomock",
-                        help="embedded mongomock store (default) or a secantusdb wire-protocol server")
+    parser.add_argument(
+        "--backend",
+        choices=("mongomock", "wire"),
+        default="mongomock",
+        help="embedded mongomock store (default) or a secantusdb wire-protocol server",
+    )
     parser.add_argument("--policies", type=int, default=None, help="policies seeded in the domain (default 1000)")
     parser.add_argument("--seconds", type=float, default=None, help="measuring time per cell (default 3)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 s per cell, 200 policies")
@@ -434,8 +488,10 @@ def benchmark(address: str, args: argparse.Namespace) -> list[Cell]:
 
 def interrupt_on_sigterm() -> None:
     """SIGTERM would end Python without running `finally`; make it a KeyboardInterrupt like Ctrl-C."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -445,8 +501,9 @@ def start_servers(backend: str, processes: list[subprocess.Popen]) -> str:
     uri = ""
     if backend == "wire":
         db_port = free_port()
-        process, log = start_process([str(BIN / "secantusd-py"), "--host", HOST, "--port", str(db_port),
-                                      "--storage-path", ":memory:"])
+        process, log = start_process(
+            [str(BIN / "secantusd-py"), "--host", HOST, "--port", str(db_port), "--storage-path", ":memory:"]
+        )
         processes.append(process)
         uri = f"mongodb://{HOST}:{db_port}"
         wait_for_wire_db(process, log, uri)
@@ -467,9 +524,12 @@ def stop_servers(processes: list[subprocess.Popen]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     interrupt_on_sigterm()
-    print(f"policyhub API benchmark: nproc={len(os.sched_getaffinity(0))} backend={args.backend} "
-          f"N={args.policies} seconds/cell={args.seconds:g} python={platform.python_version()} "
-          f"grpcio={grpc.__version__}", flush=True)
+    print(
+        f"policyhub API benchmark: nproc={len(os.sched_getaffinity(0))} backend={args.backend} "
+        f"N={args.policies} seconds/cell={args.seconds:g} python={platform.python_version()} "
+        f"grpcio={grpc.__version__}",
+        flush=True,
+    )
     processes: list[subprocess.Popen] = []  # stopped in reverse: policyhub before its database
     try:
         cells = benchmark(start_servers(args.backend, processes), args)

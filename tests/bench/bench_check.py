@@ -19,6 +19,7 @@ Targets (printed at the end): in-process check >= 50x faster than casbin at 100k
 Assignment.check p99 < 5 ms at concurrency 16. All traffic goes to 127.0.0.1; every loop is bounded; the
 servers are stopped on exit, errors and Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,29 +43,35 @@ import grpc
 # The server start/stop, channel and cell-measuring helpers of the API benchmark (same directory, which
 # is sys.path[0] when this file runs as a script).
 from bench_api import (
-    CALL_TIMEOUT, Cell, describe_error, health_call, interrupt_on_sigterm, make_channel, run_cell, start_servers,
+    CALL_TIMEOUT,
+    Cell,
+    describe_error,
+    health_call,
+    interrupt_on_sigterm,
+    make_channel,
+    run_cell,
+    start_servers,
     stop_servers,
 )
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc
+from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, policy_pb2_grpc
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
-from policyhub._gen.spaceone.api.repository.v1 import policy_pb2_grpc
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 TARGET_SIZE = 100_000
-TARGET_RATIO = 50.0        # in-process check at least this many times faster than casbin.enforce
-TARGET_P99_MS = 5.0        # Assignment.check p99 at concurrency 16
+TARGET_RATIO = 50.0  # in-process check at least this many times faster than casbin.enforce
+TARGET_P99_MS = 5.0  # Assignment.check p99 at concurrency 16
 CONCURRENCIES = (1, 16)
 
 # Workload shape.
 USERS, ROLES = 1_000, 50
-TOP_GROUPS, MID_GROUPS, LEAF_GROUPS = 20, 40, 40   # group tiers: leaf -> mid -> top (some groups in groups)
+TOP_GROUPS, MID_GROUPS, LEAF_GROUPS = 20, 40, 40  # group tiers: leaf -> mid -> top (some groups in groups)
 SERVICES, RESOURCE_TYPES, VERBS = 20, 10, ("get", "list", "create", "update", "delete")
 PROJECTS, RESOURCES, ITEMS = 200, 20, 50
 DENY_FRACTION = 0.1
-MAX_STATEMENTS_PER_POLICY = 100   # the API's validation cap
+MAX_STATEMENTS_PER_POLICY = 100  # the API's validation cap
 
 # Casbin evaluates its matcher on every policy line for every call (~3-4 µs per line here), so verifying
 # and timing it on every sampled question costs questions x S line evaluations. The sample of a size is
@@ -83,16 +90,17 @@ SEED_TIMEOUT = 120.0
 FIRST_CHECK_TIMEOUT = 300.0  # the first check of a domain builds the server's index from the store
 MAX_ASSIGNMENTS_PER_ADD = 10_000
 
-Question = tuple[str, str, str]   # (user id, action, resource)
+Question = tuple[str, str, str]  # (user id, action, resource)
 
 
 # ---------------------------------------------------------------------------------------------- workload
+
 
 @dataclass
 class Workload:
     size: int
     seed: int
-    policies: dict[str, list[dict]] = field(default_factory=dict)      # policy id -> statements
+    policies: dict[str, list[dict]] = field(default_factory=dict)  # policy id -> statements
     edges: list[tuple[str, str, str, str]] = field(default_factory=list)  # (subject type, id, grant type, id)
     questions: list[Question] = field(default_factory=list)
 
@@ -137,13 +145,13 @@ def membership_edges(rng: random.Random) -> list[tuple[str, str, str, str]]:
 def random_action_pattern(rng: random.Random, service: int) -> str:
     m, verb = rng.randrange(RESOURCE_TYPES), rng.choice(VERBS)
     roll = rng.random()
-    if roll < 0.50:   # literal; mixed case on purpose, actions compare case-insensitively
+    if roll < 0.50:  # literal; mixed case on purpose, actions compare case-insensitively
         return f"svc{service}.Resource{m}.{verb.capitalize() if rng.random() < 0.3 else verb}"
     if roll < 0.80:
         return f"svc{service}.Resource{m}.*"
     if roll < 0.95:
         return f"svc{service}.*"
-    if roll < 0.98:   # no literal prefix up to a dot: lands in our engine's catch-all bucket
+    if roll < 0.98:  # no literal prefix up to a dot: lands in our engine's catch-all bucket
         return f"*.Resource{m}.{verb}"
     return f"svc{service}.Resource?.{verb}"
 
@@ -176,7 +184,7 @@ def policy_statements(rng: random.Random, count: int) -> list[dict]:
     base = rng.randrange(PROJECTS)
     seen: set[tuple[str, str, str]] = set()
     out = []
-    for _ in range(count * 20):   # bounded; the pattern space is far larger than `count`
+    for _ in range(count * 20):  # bounded; the pattern space is far larger than `count`
         if len(out) == count:
             break
         service, project = rng.choice(services), (base + rng.randrange(5)) % PROJECTS
@@ -204,6 +212,7 @@ def policy_holders(rng: random.Random) -> list[tuple[str, str]]:
         if roll < 0.8:
             return "GROUP", rng.choice(top + mid + leaf)
         return "USER", f"u{rng.randrange(USERS):04d}"
+
     holders = [one()]
     if rng.random() < 0.1:
         extra = one()
@@ -270,12 +279,18 @@ def sample_questions(rng: random.Random, workload: Workload, count: int) -> list
     """45% from an ALLOW statement the user holds (mostly allowed), 20% from a held DENY (denied),
     35% random (mostly no matching allow). Actions vary in case."""
     held = held_statements(workload)
-    fills_action = [lambda: f"svc{rng.randrange(SERVICES)}", lambda: f"Resource{rng.randrange(RESOURCE_TYPES)}",
-                    lambda: rng.choice(VERBS)]
-    fills_resource = [lambda: f"proj{rng.randrange(PROJECTS)}", lambda: f"res{rng.randrange(RESOURCES)}",
-                      lambda: f"item{rng.randrange(ITEMS)}"]
+    fills_action = [
+        lambda: f"svc{rng.randrange(SERVICES)}",
+        lambda: f"Resource{rng.randrange(RESOURCE_TYPES)}",
+        lambda: rng.choice(VERBS),
+    ]
+    fills_resource = [
+        lambda: f"proj{rng.randrange(PROJECTS)}",
+        lambda: f"res{rng.randrange(RESOURCES)}",
+        lambda: f"item{rng.randrange(ITEMS)}",
+    ]
     out = []
-    while len(out) < count:   # each round appends one question
+    while len(out) < count:  # each round appends one question
         user = f"u{rng.randrange(USERS):04d}"
         roll = rng.random()
         wanted = "ALLOW" if roll < 0.45 else "DENY" if roll < 0.65 else None
@@ -305,6 +320,7 @@ def generate_workload(size: int, seed: int, questions: int) -> Workload:
 
 
 # ---------------------------------------------------------------------------------------------- our engine
+
 
 def build_index(workload: Workload) -> tuple[DomainIndex, float]:
     began = time.perf_counter()
@@ -383,8 +399,11 @@ def build_enforcer(workload: Workload):
     enforcer = casbin.Enforcer(casbin.Enforcer.new_model(text=CASBIN_MODEL))
     enforcer.add_function("actionMatch", casbin_action_match)
     enforcer.add_function("resourceMatch", casbin_resource_match)
-    lines = [[f"POLICY:{pid}", CASBIN_DOMAIN, s["resources"][0], s["actions"][0], s["effect"].lower()]
-             for pid, statements in workload.policies.items() for s in statements]
+    lines = [
+        [f"POLICY:{pid}", CASBIN_DOMAIN, s["resources"][0], s["actions"][0], s["effect"].lower()]
+        for pid, statements in workload.policies.items()
+        for s in statements
+    ]
     if not enforcer.add_policies(lines):
         raise RuntimeError("casbin refused the policy lines (a duplicate?)")
     groupings = [[f"{st}:{sid}", f"{gt}:{gid}", CASBIN_DOMAIN] for st, sid, gt, gid in workload.edges]
@@ -399,6 +418,7 @@ def casbin_enforce(enforcer, question: Question) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- in process
+
 
 @dataclass
 class InProcess:
@@ -424,10 +444,12 @@ def verify_and_time_casbin(enforcer, questions: list[Question], expected: list[b
     """One enforce per question, each timed and compared; aborts on any mismatch or at CASBIN_SECONDS."""
     samples, mismatches = [], []
     deadline = time.perf_counter() + CASBIN_SECONDS
-    for question, ours in zip(questions, expected):
+    for question, ours in zip(questions, expected, strict=True):
         if time.perf_counter() > deadline:
-            raise RuntimeError(f"casbin answered only {len(samples)} of {len(questions)} questions in "
-                               f"{CASBIN_SECONDS:g} s; agreement not verified, lower --questions")
+            raise RuntimeError(
+                f"casbin answered only {len(samples)} of {len(questions)} questions in "
+                f"{CASBIN_SECONDS:g} s; agreement not verified, lower --questions"
+            )
         began = time.perf_counter_ns()
         theirs = casbin_enforce(enforcer, question)
         samples.append(time.perf_counter_ns() - began)
@@ -435,8 +457,10 @@ def verify_and_time_casbin(enforcer, questions: list[Question], expected: list[b
             mismatches.append((question, ours, theirs))
     if mismatches:
         lines = [f"  {q}: ours allowed={o} casbin allowed={t}" for q, o, t in mismatches[:50]]
-        raise RuntimeError(f"casbin disagrees with DomainIndex.check on {len(mismatches)} of {len(questions)} "
-                           "questions; the comparison would not be honest:\n" + "\n".join(lines))
+        raise RuntimeError(
+            f"casbin disagrees with DomainIndex.check on {len(mismatches)} of {len(questions)} "
+            "questions; the comparison would not be honest:\n" + "\n".join(lines)
+        )
     return samples
 
 
@@ -445,7 +469,9 @@ def in_process(workload: Workload) -> InProcess:
     subjects = [Subject("USER", user) for user, _a, _r in workload.questions]
     # Warm: the first check of a user builds its view; every later one is what a steady server sees.
     began = time.perf_counter()
-    decisions = [index.check(s, action, resource) for s, (_u, action, resource) in zip(subjects, workload.questions)]
+    decisions = [
+        index.check(s, action, resource) for s, (_u, action, resource) in zip(subjects, workload.questions, strict=True)
+    ]
     warm_seconds = time.perf_counter() - began
     mix = collections.Counter(d.reason for d in decisions)
     enforcer, load_seconds = build_enforcer(workload)
@@ -456,9 +482,20 @@ def in_process(workload: Workload) -> InProcess:
     first_seconds = time.perf_counter() - began
     casbin_ns = verify_and_time_casbin(enforcer, workload.questions, [d.allowed for d in decisions])
     ours_ns = time_ours(index, workload.questions)
-    return InProcess(workload.size, workload.statements, len(workload.policies), len(workload.edges),
-                     len(workload.questions), mix, index_seconds, warm_seconds, load_seconds, first_seconds,
-                     ours_ns, casbin_ns)
+    return InProcess(
+        workload.size,
+        workload.statements,
+        len(workload.policies),
+        len(workload.edges),
+        len(workload.questions),
+        mix,
+        index_seconds,
+        warm_seconds,
+        load_seconds,
+        first_seconds,
+        ours_ns,
+        casbin_ns,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- gRPC
@@ -474,9 +511,14 @@ def domain_of(size: int) -> str:
 
 def create_request(domain: str, pid: str, statements: list[dict]) -> ppb.CreatePolicyRequest:
     return ppb.CreatePolicyRequest(
-        policy_id=pid, name=f"Bench check {pid}", domain_id=domain,
-        statements=[ppb.Statement(effect=EFFECT[s["effect"]], actions=s["actions"], resources=s["resources"])
-                    for s in statements])
+        policy_id=pid,
+        name=f"Bench check {pid}",
+        domain_id=domain,
+        statements=[
+            ppb.Statement(effect=EFFECT[s["effect"]], actions=s["actions"], resources=s["resources"])
+            for s in statements
+        ],
+    )
 
 
 def add_requests(domain: str, edges: list[tuple[str, str, str, str]]) -> list[apb.AssignmentsRequest]:
@@ -488,9 +530,14 @@ def add_requests(domain: str, edges: list[tuple[str, str, str, str]]) -> list[ap
     requests = []
     for (st, gt, gid), ids in grouped.items():
         for start in range(0, len(ids), MAX_ASSIGNMENTS_PER_ADD):
-            requests.append(apb.AssignmentsRequest(
-                grants=[apb.Grant(type=GRANT_TYPE[gt], id=gid)], subject_type=SUBJECT_TYPE[st],
-                subject_ids=ids[start:start + MAX_ASSIGNMENTS_PER_ADD], domain_id=domain))
+            requests.append(
+                apb.AssignmentsRequest(
+                    grants=[apb.Grant(type=GRANT_TYPE[gt], id=gid)],
+                    subject_type=SUBJECT_TYPE[st],
+                    subject_ids=ids[start : start + MAX_ASSIGNMENTS_PER_ADD],
+                    domain_id=domain,
+                )
+            )
     return requests
 
 
@@ -521,8 +568,9 @@ def seed_domain(address: str, workload: Workload) -> tuple[int, int, float]:
 
 def check_request(domain: str, question: Question) -> apb.CheckRequest:
     user, action, resource = question
-    return apb.CheckRequest(subject=apb.Subject(type=apb.Subject.USER, id=user), action=action,
-                            resource=resource, domain_id=domain)
+    return apb.CheckRequest(
+        subject=apb.Subject(type=apb.Subject.USER, id=user), action=action, resource=resource, domain_id=domain
+    )
 
 
 def verify_over_grpc(address: str, workload: Workload, index: DomainIndex) -> float:
@@ -542,8 +590,9 @@ def verify_over_grpc(address: str, workload: Workload, index: DomainIndex) -> fl
                 mismatches.append((question, (ours.allowed, ours.reason, ours.policy_id), got))
     if mismatches:
         lines = [f"  {q}: in-process {o} server {g}" for q, o, g in mismatches[:50]]
-        raise RuntimeError(f"the server disagrees with the in-process engine on {len(mismatches)} questions:\n"
-                           + "\n".join(lines))
+        raise RuntimeError(
+            f"the server disagrees with the in-process engine on {len(mismatches)} questions:\n" + "\n".join(lines)
+        )
     return first
 
 
@@ -556,6 +605,7 @@ def check_call_factory(workload: Workload):
         # Each thread walks the sample from its own offset, so concurrent calls ask different questions.
         position = iter(range(thread * 37, 10**12))
         return lambda: stub.check(requests[next(position) % len(requests)], timeout=CALL_TIMEOUT)
+
     return factory
 
 
@@ -588,6 +638,7 @@ def over_grpc(address: str, workload: Workload, index: DomainIndex, seconds: flo
 
 # ---------------------------------------------------------------------------------------------- report
 
+
 def percentile(values: list, fraction: float) -> float:
     """Nearest rank, as bench_api."""
     if not values:
@@ -603,19 +654,27 @@ def us(ns: float) -> str:
 def print_in_process(result: InProcess) -> None:
     ours, theirs = result.ours_ns, result.casbin_ns
     mix = ", ".join(f"{k} {v}" for k, v in sorted(result.mix.items()))
-    print(f"\n== in process, S={result.size:,} statements: {result.policies:,} policies, "
-          f"{result.assignments:,} assignments, {result.questions} questions ({mix})")
-    print(f"   ours:   DomainIndex() {result.index_seconds * 1000:.0f} ms, warm-up of the sampled users "
-          f"{result.warm_seconds * 1000:.0f} ms")
-    print(f"   casbin: add_policies+add_grouping_policies {result.casbin_load_seconds * 1000:.0f} ms, "
-          f"first enforce {result.casbin_first_seconds * 1000:.0f} ms (builds the domain's role links, "
-          "compiles the patterns)")
+    print(
+        f"\n== in process, S={result.size:,} statements: {result.policies:,} policies, "
+        f"{result.assignments:,} assignments, {result.questions} questions ({mix})"
+    )
+    print(
+        f"   ours:   DomainIndex() {result.index_seconds * 1000:.0f} ms, warm-up of the sampled users "
+        f"{result.warm_seconds * 1000:.0f} ms"
+    )
+    print(
+        f"   casbin: add_policies+add_grouping_policies {result.casbin_load_seconds * 1000:.0f} ms, "
+        f"first enforce {result.casbin_first_seconds * 1000:.0f} ms (builds the domain's role links, "
+        "compiles the patterns)"
+    )
     print("   agreement: casbin.enforce == DomainIndex.check(...).allowed on every question")
     header = f"   {'engine':<8} {'calls':>9} {'p50 us':>10} {'p99 us':>10} {'mean us':>10}"
     print(header)
     for name, values in (("ours", ours), ("casbin", theirs)):
-        print(f"   {name:<8} {len(values):>9} {us(percentile(values, 0.5)):>10} {us(percentile(values, 0.99)):>10} "
-              f"{us(sum(values) / len(values)):>10}")
+        print(
+            f"   {name:<8} {len(values):>9} {us(percentile(values, 0.5)):>10} {us(percentile(values, 0.99)):>10} "
+            f"{us(sum(values) / len(values)):>10}"
+        )
     print(f"   casbin / ours: p50 x{speedup(result, 0.5):.0f}, mean x{mean_speedup(result):.0f}")
 
 
@@ -630,20 +689,25 @@ def mean_speedup(result: InProcess) -> float:
 def print_grpc(results: list[OverGrpc]) -> None:
     print()
     for r in results:
-        print(f"S={r.size:,}: seeded with {r.creates} Policy.create + {r.adds} Assignment.add in "
-              f"{r.seed_seconds:.1f} s; first check (server builds its index) {r.first_check_seconds * 1000:.0f} ms; "
-              "server agrees with in-process on every question")
-    header = (f"{'S':>8} {'operation':<17} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'x p50':>6} {'errors':>6}")
+        print(
+            f"S={r.size:,}: seeded with {r.creates} Policy.create + {r.adds} Assignment.add in "
+            f"{r.seed_seconds:.1f} s; first check (server builds its index) {r.first_check_seconds * 1000:.0f} ms; "
+            "server agrees with in-process on every question"
+        )
+    header = (
+        f"{'S':>8} {'operation':<17} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x p50':>6} {'errors':>6}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
         base = {c.concurrency: c for c in r.cells if c.operation == "health.Check"}
         for c in r.cells:
             p50 = c.percentile_ms(0.5)
-            print(f"{r.size:>8} {c.operation:<17} {c.concurrency:>4} {c.calls_per_second:>9.0f} {p50:>8.2f} "
-                  f"{c.percentile_ms(0.99):>8.2f} {p50 / base[c.concurrency].percentile_ms(0.5):>6.2f} "
-                  f"{sum(c.errors.values()):>6}")
+            print(
+                f"{r.size:>8} {c.operation:<17} {c.concurrency:>4} {c.calls_per_second:>9.0f} {p50:>8.2f} "
+                f"{c.percentile_ms(0.99):>8.2f} {p50 / base[c.concurrency].percentile_ms(0.5):>6.2f} "
+                f"{sum(c.errors.values()):>6}"
+            )
     print("x p50 = p50 / health.Check p50 at the same concurrency in the same run")
 
 
@@ -654,15 +718,19 @@ def print_targets(local: list[InProcess], remote: list[OverGrpc]) -> None:
         print(f"target in-process >= {TARGET_RATIO:g}x casbin at S={TARGET_SIZE:,}: not evaluated (size not run)")
     else:
         low = min(speedup(at, 0.5), mean_speedup(at))
-        print(f"target in-process check >= {TARGET_RATIO:g}x faster than casbin at S={TARGET_SIZE:,}: "
-              f"{'HOLDS' if low >= TARGET_RATIO else 'MISSED'} (x{low:.0f}, the lower of p50 and mean ratios)")
+        print(
+            f"target in-process check >= {TARGET_RATIO:g}x faster than casbin at S={TARGET_SIZE:,}: "
+            f"{'HOLDS' if low >= TARGET_RATIO else 'MISSED'} (x{low:.0f}, the lower of p50 and mean ratios)"
+        )
     for r in remote:
         cells = {c.operation: c for c in r.cells if c.concurrency == 16}
         p99 = cells["Assignment.check"].percentile_ms(0.99)
         # The no-op RPC's p99 is the floor any call pays on this machine; printed so a miss can be read.
-        print(f"target Assignment.check p99 < {TARGET_P99_MS:g} ms at concurrency 16, S={r.size:,}: "
-              f"{'HOLDS' if p99 < TARGET_P99_MS else 'MISSED'} ({p99:.2f} ms; health.Check p99 "
-              f"{cells['health.Check'].percentile_ms(0.99):.2f} ms)")
+        print(
+            f"target Assignment.check p99 < {TARGET_P99_MS:g} ms at concurrency 16, S={r.size:,}: "
+            f"{'HOLDS' if p99 < TARGET_P99_MS else 'MISSED'} ({p99:.2f} ms; health.Check p99 "
+            f"{cells['health.Check'].percentile_ms(0.99):.2f} ms)"
+        )
 
 
 def print_errors(remote: list[OverGrpc]) -> int:
@@ -679,13 +747,22 @@ def print_errors(remote: list[OverGrpc]) -> int:
 
 # ---------------------------------------------------------------------------------------------- main
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=None, help="comma-separated statement counts (default 1000,10000,100000)")
-    parser.add_argument("--backend", choices=("mongomock", "wire"), default="mongomock",
-                        help="embedded mongomock store (default) or a secantusdb wire-protocol server")
-    parser.add_argument("--questions", type=int, default=None,
-                        help="questions sampled per size (default 1000; cut at large sizes, see CASBIN_LINE_BUDGET)")
+    parser.add_argument(
+        "--backend",
+        choices=("mongomock", "wire"),
+        default="mongomock",
+        help="embedded mongomock store (default) or a secantusdb wire-protocol server",
+    )
+    parser.add_argument(
+        "--questions",
+        type=int,
+        default=None,
+        help="questions sampled per size (default 1000; cut at large sizes, see CASBIN_LINE_BUDGET)",
+    )
     parser.add_argument("--seconds", type=float, default=None, help="gRPC measuring time per cell (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: sizes 1000,10000, 200 questions, 1 s cells")
@@ -711,9 +788,12 @@ def main(argv: list[str] | None = None) -> int:
     except PackageNotFoundError:
         print("bench_check: pycasbin is missing; install the dev extra: pip install -e '.[dev]'", file=sys.stderr)
         return 1
-    print(f"policyhub check benchmark: nproc={len(os.sched_getaffinity(0))} backend={args.backend} "
-          f"sizes={','.join(map(str, args.sizes))} seed={args.seed} python={platform.python_version()} "
-          f"grpcio={grpc.__version__} casbin={casbin_version}", flush=True)
+    print(
+        f"policyhub check benchmark: nproc={len(os.sched_getaffinity(0))} backend={args.backend} "
+        f"sizes={','.join(map(str, args.sizes))} seed={args.seed} python={platform.python_version()} "
+        f"grpcio={grpc.__version__} casbin={casbin_version}",
+        flush=True,
+    )
     print(f"casbin: RBAC with domains, effect allow-and-no-deny, {CASBIN_FUNCTIONS}", flush=True)
     workloads, local, remote = [], [], []
     processes: list[subprocess.Popen] = []  # the running servers, stopped in reverse

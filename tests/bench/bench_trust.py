@@ -29,6 +29,7 @@ more than 3x faster than both its answer and its work is marked SUPERLINEAR. Not
 
     .venv/bin/python tests/bench/bench_trust.py [--sizes 1000,10000,100000] [--seconds S] [--seed N] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,31 +46,38 @@ from typing import Callable
 # The workload of the check benchmark (same directory, which is sys.path[0] when this runs as a script).
 import bench_check
 from bench_check import (
-    PROJECTS, RESOURCE_TYPES, SERVICES, USERS, VERBS, Workload, build_index, concretize,
+    PROJECTS,
+    RESOURCE_TYPES,
+    SERVICES,
+    USERS,
+    VERBS,
+    Workload,
+    build_index,
+    concretize,
     generate_workload,
 )
 
-from policyhub.engine import DomainIndex, Statement, Subject
-from policyhub.engine import evaluator
+from policyhub.engine import DomainIndex, Statement, Subject, evaluator
 from policyhub.engine.coverage import DEFAULT_STEPS, Budget, BudgetExceeded, first_uncovered
 from policyhub.service.permissions import POLICY_ESCALATE
 
 ESCALATE = POLICY_ESCALATE.name
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
-QUESTIONS = 500            # sampled check questions per size (the baseline)
-WANTED = 5                 # statements of the wanted policy in the escalation questions
-GROWTH_FLAG = 3.0          # flag a cost growing more than this while its size does not
+QUESTIONS = 500  # sampled check questions per size (the baseline)
+WANTED = 5  # statements of the wanted policy in the escalation questions
+GROWTH_FLAG = 3.0  # flag a cost growing more than this while its size does not
 MIN_REPS, MAX_REPS = 5, 200_000
-HARD_CAP_SECONDS = 20.0    # one operation stops being repeated after this long (MIN_REPS permitting)
-BUILD_REPS = 5             # rebuilds timed per size (3 with --quick)
+HARD_CAP_SECONDS = 20.0  # one operation stops being repeated after this long (MIN_REPS permitting)
+BUILD_REPS = 5  # rebuilds timed per size (3 with --quick)
 UNBOUNDED_STEPS = 10**12  # the listing's budget when its exact (unbudgeted) answer size is reported
-POLICY_CAP = bench_check.MAX_STATEMENTS_PER_POLICY   # the API's statements-per-policy cap
+POLICY_CAP = bench_check.MAX_STATEMENTS_PER_POLICY  # the API's statements-per-policy cap
 PROBE_POLICY = "bench-trust-policy-admin"
-TWIN = "utwin"             # the caller's twin holding the probe policy
+TWIN = "utwin"  # the caller's twin holding the probe policy
 
 
 # ---------------------------------------------------------------------------------------------- timing
+
 
 def p50_ns(fn: Callable[[], object], seconds: float) -> tuple[float, int]:
     """Median ns of fn() (already warmed by the caller): repeated until `seconds` and MIN_REPS."""
@@ -88,7 +96,7 @@ def p50_ns(fn: Callable[[], object], seconds: float) -> tuple[float, int]:
 
 
 def check_p50_ns(index: DomainIndex, workload: Workload, seconds: float) -> float:
-    for user, action, resource in workload.questions:   # warm: views of every asked subject
+    for user, action, resource in workload.questions:  # warm: views of every asked subject
         index.check(Subject("USER", user), action, resource)
     bench_check.OURS_SECONDS = seconds
     return statistics.median(bench_check.time_ours(index, workload.questions))
@@ -96,6 +104,7 @@ def check_p50_ns(index: DomainIndex, workload: Workload, seconds: float) -> floa
 
 class RecordingBudget(Budget):
     """A Budget that remembers how much it was given (to report the steps a listing used)."""
+
     made: list["RecordingBudget"] = []
 
     def __init__(self, steps: int = DEFAULT_STEPS):
@@ -104,8 +113,9 @@ class RecordingBudget(Budget):
         RecordingBudget.made.append(self)
 
 
-def listing_steps(index: DomainIndex, subject: Subject, action: str | None,
-                  steps: int | None = None) -> tuple[int, int]:
+def listing_steps(
+    index: DomainIndex, subject: Subject, action: str | None, steps: int | None = None
+) -> tuple[int, int]:
     """(pattern-algebra steps one listing spends, its budget), from one untimed call; `steps` replaces
     the listing budget for that call."""
     RecordingBudget.made.clear()
@@ -135,6 +145,7 @@ def unbounded_listing_size(index: DomainIndex, subject: Subject, action: str | N
 
 
 # ---------------------------------------------------------------------------------------------- the caller
+
 
 def held_counts(workload: Workload) -> dict[str, int]:
     """user id -> statements of the distinct policies it reaches (a plain BFS, independent of the engine)."""
@@ -167,8 +178,9 @@ def typical_caller(workload: Workload) -> str:
 def add_twin(workload: Workload, caller: str) -> None:
     """A user with the caller's memberships and policies, plus `repository.Policy.*` on `policy/*`:
     `grants_explicitly(escalate)` then passes `check` and scans every held statement for the name."""
-    workload.policies[PROBE_POLICY] = [{"effect": "ALLOW", "actions": ["repository.Policy.*"],
-                                        "resources": ["policy/*"]}]
+    workload.policies[PROBE_POLICY] = [
+        {"effect": "ALLOW", "actions": ["repository.Policy.*"], "resources": ["policy/*"]}
+    ]
     twin_edges = [("USER", TWIN, gt, gid) for st, sid, gt, gid in workload.edges if (st, sid) == ("USER", caller)]
     workload.edges.extend(twin_edges + [("USER", TWIN, "POLICY", PROBE_POLICY)])
 
@@ -197,19 +209,23 @@ def uncovered_statement(held: list[Statement], wanted: list[Statement]) -> State
 
 
 def filter_action(rng: random.Random, wanted: list[Statement]) -> str:
-    fills = [lambda: f"svc{rng.randrange(SERVICES)}", lambda: f"Resource{rng.randrange(RESOURCE_TYPES)}",
-             lambda: rng.choice(VERBS)]
+    fills = [
+        lambda: f"svc{rng.randrange(SERVICES)}",
+        lambda: f"Resource{rng.randrange(RESOURCE_TYPES)}",
+        lambda: rng.choice(VERBS),
+    ]
     return concretize(rng, wanted[0].actions[0], ".", fills)
 
 
 # ---------------------------------------------------------------------------------------------- per size
 
+
 @dataclass
 class Row:
     name: str
     ns: float
-    answer: float             # size of what the operation returns (1 for a decision)
-    work: float               # what it must look at: the caller's held statements (x wanted), or S
+    answer: float  # size of what the operation returns (1 for a decision)
+    work: float  # what it must look at: the caller's held statements (x wanted), or S
     note: str = ""
 
 
@@ -252,22 +268,30 @@ def measure(size: int, seed: int, seconds: float, build_reps: int) -> SizeResult
         return found, DEFAULT_STEPS - budget.left
 
     def add(name: str, fn: Callable[[], object], answer: float, work: float, note: str = "") -> None:
-        fn()   # warm
+        fn()  # warm
         ns, _reps = p50_ns(fn, seconds)
         result.rows.append(Row(name, ns, answer, work, note))
 
     def steps_note(steps: int) -> str:
-        return f"steps {steps:,}/{DEFAULT_STEPS:,}" + (" BUDGET SPENT: refused, escalate needed"
-                                                      if steps >= DEFAULT_STEPS else "")
+        return f"steps {steps:,}/{DEFAULT_STEPS:,}" + (
+            " BUDGET SPENT: refused, escalate needed" if steps >= DEFAULT_STEPS else ""
+        )
 
     add("held_statements", lambda: index.held_statements(caller), n, n)
-    for name, policy in ((f"escalation covered ({len(wanted)} stmts)", wanted),
-                         (f"escalation covered ({len(capped)} stmts, cap {POLICY_CAP})", capped)):
+    for name, policy in (
+        (f"escalation covered ({len(wanted)} stmts)", wanted),
+        (f"escalation covered ({len(capped)} stmts, cap {POLICY_CAP})", capped),
+    ):
         found, steps = escalation(policy)
         if found is not None and found != "BUDGET EXCEEDED":
             raise RuntimeError(f"S={size}: the covered wanted policy came back {found}")
-        add(name, lambda policy=policy: escalation(policy), 1, n * len(policy),
-            f"wanted {len(policy)}; " + steps_note(steps))
+        add(
+            name,
+            lambda policy=policy: escalation(policy),
+            1,
+            n * len(policy),
+            f"wanted {len(policy)}; " + steps_note(steps),
+        )
     found, steps = escalation(refused)
     if found is None or isinstance(found, str) or found.statement_index != 0:
         raise RuntimeError(f"S={size}: the refused wanted policy came back {found}")
@@ -275,8 +299,12 @@ def measure(size: int, seed: int, seconds: float, build_reps: int) -> SizeResult
     if index.grants_explicitly(caller, ESCALATE, "policy/x") or index.grants_explicitly(twin, ESCALATE, "policy/x"):
         raise RuntimeError(f"S={size}: escalate is granted by name in the synthetic workload")
     add("grants_explicitly, not held", lambda: index.grants_explicitly(caller, ESCALATE, "policy/x"), 1, n)
-    add("grants_explicitly, wildcard held", lambda: index.grants_explicitly(twin, ESCALATE, "policy/x"), 1,
-        len(index.held_statements(twin)))
+    add(
+        "grants_explicitly, wildcard held",
+        lambda: index.grants_explicitly(twin, ESCALATE, "policy/x"),
+        1,
+        len(index.held_statements(twin)),
+    )
     for name, act in (("list_authorized_resources", None), (f"list_authorized, action={action}", action)):
         listing = index.list_authorized_resources(caller, action=act)
         entries, exceptions = len(listing), sum(len(e.exceptions) for e in listing)
@@ -285,8 +313,10 @@ def measure(size: int, seed: int, seconds: float, build_reps: int) -> SizeResult
         if used >= given:
             exact_entries, exact_exceptions = unbounded_listing_size(index, caller, act)
             needed, _ = listing_steps(index, caller, act, UNBOUNDED_STEPS)
-            note += (f" BUDGET SPENT: conservative answer; unbudgeted it is {exact_entries:,} entries, "
-                     f"{exact_exceptions:,} exceptions in {needed:,} steps")
+            note += (
+                f" BUDGET SPENT: conservative answer; unbudgeted it is {exact_entries:,} entries, "
+                f"{exact_exceptions:,} exceptions in {needed:,} steps"
+            )
         add(name, lambda act=act: index.list_authorized_resources(caller, action=act), entries + exceptions, n, note)
 
     # The rebuild: whole fresh indexes, then the caller's first (cold) check on each.
@@ -300,14 +330,23 @@ def measure(size: int, seed: int, seconds: float, build_reps: int) -> SizeResult
         builds.append(seconds_built * 1e9)
         del fresh
     statements = workload.statements
-    result.rows.append(Row("REBUILD: DomainIndex(...) after a write", statistics.median(builds), statements,
-                           statements, f"{build_reps} builds of {statements:,} statements; the known cost"))
-    result.rows.append(Row("REBUILD: caller's 1st check, cold", statistics.median(colds), 1, n,
-                           "builds the caller's view lazily"))
+    result.rows.append(
+        Row(
+            "REBUILD: DomainIndex(...) after a write",
+            statistics.median(builds),
+            statements,
+            statements,
+            f"{build_reps} builds of {statements:,} statements; the known cost",
+        )
+    )
+    result.rows.append(
+        Row("REBUILD: caller's 1st check, cold", statistics.median(colds), 1, n, "builds the caller's view lazily")
+    )
     return result
 
 
 # ---------------------------------------------------------------------------------------------- output
+
 
 def fmt_us(ns: float) -> str:
     us = ns / 1000
@@ -319,13 +358,17 @@ def print_size(r: SizeResult, width: int) -> None:
     print(f"  {'operation':<{width}} {'p50 µs':>10} {'x check':>9} {'answer':>7}  notes")
     print(f"  {'check (baseline, sampled questions)':<{width}} {fmt_us(r.check_ns):>10} {1.0:>9.1f} {1:>7,}")
     for row in r.rows:
-        print(f"  {row.name:<{width}} {fmt_us(row.ns):>10} {row.ns / r.check_ns:>9.1f} {row.answer:>7,.0f}"
-              + (f"  {row.note}" if row.note else ""))
+        print(
+            f"  {row.name:<{width}} {fmt_us(row.ns):>10} {row.ns / r.check_ns:>9.1f} {row.answer:>7,.0f}"
+            + (f"  {row.note}" if row.note else "")
+        )
 
 
 def short(name: str) -> str:
-    for prefix, label in (("list_authorized, action=", "list_authorized, action filter"),
-                          ("escalation covered (", None)):
+    for prefix, label in (
+        ("list_authorized, action=", "list_authorized, action filter"),
+        ("escalation covered (", None),
+    ):
         if name.startswith(prefix):
             if label:
                 return label
@@ -335,13 +378,15 @@ def short(name: str) -> str:
 
 def print_growth(first: SizeResult, last: SizeResult, width: int) -> int:
     """ratio(last)/ratio(first) per operation; returns how many were flagged."""
-    print(f"\ngrowth S={first.size:,} -> S={last.size:,} (x{last.size / first.size:,.0f} statements; the typical "
-          f"caller's holdings x{last.held / first.held:,.1f}). 'ratio x' = ratio(S={last.size:,})/"
-          f"ratio(S={first.size:,}); check's own p50 grew x{last.check_ns / first.check_ns:.1f}, so 'p50 x' "
-          f"(same run) is given too")
+    print(
+        f"\ngrowth S={first.size:,} -> S={last.size:,} (x{last.size / first.size:,.0f} statements; the typical "
+        f"caller's holdings x{last.held / first.held:,.1f}). 'ratio x' = ratio(S={last.size:,})/"
+        f"ratio(S={first.size:,}); check's own p50 grew x{last.check_ns / first.check_ns:.1f}, so 'p50 x' "
+        f"(same run) is given too"
+    )
     print(f"  {'operation':<{width}} {'ratio x':>8} {'p50 x':>8} {'answer x':>9} {'work x':>7}  verdict")
     flagged = 0
-    for a, b in zip(first.rows, last.rows):
+    for a, b in zip(first.rows, last.rows, strict=True):
         ratio = (b.ns / last.check_ns) / (a.ns / first.check_ns)
         p50 = b.ns / a.ns
         answer, work = b.answer / a.answer, b.work / a.work
@@ -377,9 +422,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"policyhub trust-path benchmark (in process): nproc={len(os.sched_getaffinity(0))} "
-          f"sizes={','.join(map(str, args.sizes))} seed={args.seed} seconds/op={args.seconds:g} "
-          f"python={platform.python_version()}", flush=True)
+    print(
+        f"policyhub trust-path benchmark (in process): nproc={len(os.sched_getaffinity(0))} "
+        f"sizes={','.join(map(str, args.sizes))} seed={args.seed} seconds/op={args.seconds:g} "
+        f"python={platform.python_version()}",
+        flush=True,
+    )
     print("ratios are to DomainIndex.check p50 of the same size, measured in this run", flush=True)
     results: list[SizeResult] = []
     try:
@@ -397,9 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(results) > 1:
         width = max(36, *(len(short(row.name)) for row in results[0].rows))
         flagged = print_growth(results[0], results[-1], width)
-        print(f"{flagged} operation(s) flagged: ratio to check grows > {GROWTH_FLAG:g}x with the domain while the "
-              f"answer does not" if flagged else
-              f"no operation's ratio to check grows > {GROWTH_FLAG:g}x with the domain without its answer")
+        print(
+            f"{flagged} operation(s) flagged: ratio to check grows > {GROWTH_FLAG:g}x with the domain while the "
+            f"answer does not"
+            if flagged
+            else f"no operation's ratio to check grows > {GROWTH_FLAG:g}x with the domain without its answer"
+        )
     return 0
 
 

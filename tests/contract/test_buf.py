@@ -1,4 +1,5 @@
 """`buf lint` passes on proto/ (rules and exceptions: proto/buf.yaml) and `buf build` works offline."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,7 @@ def run_buf(*args: str, cache: pathlib.Path) -> subprocess.CompletedProcess:
         pytest.fail(f"buf not found at {BUF} (install the dev extras: buf-bin)")
     # A fresh cache proves nothing is fetched from (or needed from) the BSR.
     env = {**os.environ, "BUF_CACHE_DIR": str(cache)}
-    return subprocess.run(
-        [str(BUF), *args], cwd=PROTO, env=env, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([str(BUF), *args], cwd=PROTO, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_buf_lint(tmp_path):

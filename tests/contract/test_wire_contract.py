@@ -6,6 +6,7 @@ keeps it identical to the shared original. The comparison runs against the
 descriptors of our generated modules (and the files they import, for the
 well-known types the contract lists).
 """
+
 from __future__ import annotations
 
 import os
@@ -265,40 +266,62 @@ def test_checked_in_copy_matches_shared_original():
 
 # (old text, new text, a fragment the comparator must report)
 ALTERATIONS = [
-    ("   32  updated_at           optional  string",
-     "   33  updated_at           optional  string",
-     "PolicyInfo.updated_at: number 32 != contract 33"),
-    ("   31  created_at           optional  string",
-     "   31  created_time         optional  string",
-     "PolicyInfo.created_at: reuses contract number 31 (of 'created_time')"),
-    ("rpc stat(spaceone.api.repository.v1.PolicyStatQuery)",
-     "rpc statistics(spaceone.api.repository.v1.PolicyStatQuery)",
-     "rpc spaceone.api.repository.v1.Policy/statistics: missing"),
-    ("full path: /spaceone.api.repository.v1.Policy/stat\n",
-     "full path: /spaceone.api.repository.v1.Policy/statistics\n",
-     None),
-    ("rpc get(spaceone.api.repository.v1.GetRepositoryRequest)",
-     "rpc get(spaceone.api.repository.v1.RepositoryRequest)",
-     "rpc spaceone.api.repository.v1.Repository/get: types"),
-    ("http=post:/repository/v1/policy/list body:*",
-     "http=post:/repository/v1/policy/search body:*",
-     "rpc spaceone.api.repository.v1.Policy/list: google.api.http"),
-    ("    5  distinct             optional  string",
-     "    5  distinct             optional  int64",
-     "StatisticsQuery.distinct: type 'string' != contract 'int64'"),
-    ("    7  only                 repeated  string",
-     "    7  only                 optional  string",
-     "Query.only: label 'repeated' != contract 'optional'"),
-    ("    5  date_format          optional  string",
-     "    5  date_format          optional  string oneof=format_alias",
-     "AggregateGroupKey.date_format: oneof None != contract 'format_alias'"),
-    ("google.protobuf.Struct.FieldsEntry (map)",
-     "google.protobuf.Struct.FieldsEntry",
-     "google.protobuf.Struct.fields: is_map True != contract False"),
+    (
+        "   32  updated_at           optional  string",
+        "   33  updated_at           optional  string",
+        "PolicyInfo.updated_at: number 32 != contract 33",
+    ),
+    (
+        "   31  created_at           optional  string",
+        "   31  created_time         optional  string",
+        "PolicyInfo.created_at: reuses contract number 31 (of 'created_time')",
+    ),
+    (
+        "rpc stat(spaceone.api.repository.v1.PolicyStatQuery)",
+        "rpc statistics(spaceone.api.repository.v1.PolicyStatQuery)",
+        "rpc spaceone.api.repository.v1.Policy/statistics: missing",
+    ),
+    (
+        "full path: /spaceone.api.repository.v1.Policy/stat\n",
+        "full path: /spaceone.api.repository.v1.Policy/statistics\n",
+        None,
+    ),
+    (
+        "rpc get(spaceone.api.repository.v1.GetRepositoryRequest)",
+        "rpc get(spaceone.api.repository.v1.RepositoryRequest)",
+        "rpc spaceone.api.repository.v1.Repository/get: types",
+    ),
+    (
+        "http=post:/repository/v1/policy/list body:*",
+        "http=post:/repository/v1/policy/search body:*",
+        "rpc spaceone.api.repository.v1.Policy/list: google.api.http",
+    ),
+    (
+        "    5  distinct             optional  string",
+        "    5  distinct             optional  int64",
+        "StatisticsQuery.distinct: type 'string' != contract 'int64'",
+    ),
+    (
+        "    7  only                 repeated  string",
+        "    7  only                 optional  string",
+        "Query.only: label 'repeated' != contract 'optional'",
+    ),
+    (
+        "    5  date_format          optional  string",
+        "    5  date_format          optional  string oneof=format_alias",
+        "AggregateGroupKey.date_format: oneof None != contract 'format_alias'",
+    ),
+    (
+        "google.protobuf.Struct.FieldsEntry (map)",
+        "google.protobuf.Struct.FieldsEntry",
+        "google.protobuf.Struct.fields: is_map True != contract False",
+    ),
     ("    YEARLY = 3", "    YEARLY = 4", "Granularity.YEARLY: 3 != contract 4"),
-    ("message spaceone.api.repository.v1.PoliciesInfo",
-     "message spaceone.api.repository.v1.PolicyList",
-     "message spaceone.api.repository.v1.PolicyList: missing"),
+    (
+        "message spaceone.api.repository.v1.PoliciesInfo",
+        "message spaceone.api.repository.v1.PolicyList",
+        "message spaceone.api.repository.v1.PolicyList: missing",
+    ),
 ]
 
 

@@ -5,6 +5,7 @@ own Go library through helm-python-sdk (a dev dependency), or with a `helm` bina
 is on PATH; with neither, the render checks are skipped with a reason and only the static
 checks run.
 """
+
 from __future__ import annotations
 
 import base64
@@ -80,8 +81,11 @@ def compose():
 
 
 def _mongo_members(services: dict) -> dict[str, dict]:
-    return {name: svc for name, svc in services.items()
-            if str(svc.get("image", "")).startswith("mongo:") and "mongod" in svc.get("command", [])}
+    return {
+        name: svc
+        for name, svc in services.items()
+        if str(svc.get("image", "")).startswith("mongo:") and "mongod" in svc.get("command", [])
+    }
 
 
 def test_compose_three_mongo_members_in_one_replica_set(compose):
@@ -184,8 +188,9 @@ def test_dockerfile_is_multi_stage_on_python_slim(stages):
 
 def test_dockerfile_generates_stubs_in_the_build_stage(stages):
     build = " ".join(" ".join(_args(stage, "RUN")) for stage in stages[:-1])
-    tools_pin = next(dep for dep in PYPROJECT["project"]["optional-dependencies"]["dev"]
-                     if dep.startswith("grpcio-tools=="))
+    tools_pin = next(
+        dep for dep in PYPROJECT["project"]["optional-dependencies"]["dev"] if dep.startswith("grpcio-tools==")
+    )
     assert tools_pin in build, "grpcio-tools must be installed with pyproject's pin in the build stage"
     assert "proto/generate.py" in build
     runtime_runs = " ".join(_args(stages[-1], "RUN"))
@@ -240,8 +245,7 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 def test_dockerignore_sends_only_what_the_build_copies(stages):
     ignore = DEPLOY / "Dockerfile.dockerignore"
     assert not (ROOT / ".dockerignore").exists()
-    patterns = [line.strip() for line in ignore.read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [line.strip() for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")]
     sources = []
     for stage in stages:
         for arguments in _args(stage, "COPY"):
@@ -251,8 +255,13 @@ def test_dockerignore_sends_only_what_the_build_copies(stages):
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not _ignored(source, patterns), f"{source} is copied but ignored"
-    for left_out in (".venv/bin/python", ".git/config", "src/policyhub/_gen/__init__.py", "tests/conftest.py",
-                     "src/policyhub/__pycache__/server.cpython-311.pyc"):
+    for left_out in (
+        ".venv/bin/python",
+        ".git/config",
+        "src/policyhub/_gen/__init__.py",
+        "tests/conftest.py",
+        "src/policyhub/__pycache__/server.cpython-311.pyc",
+    ):
         assert _ignored(left_out, patterns), f"{left_out} would be sent to the builder"
     assert not _ignored("src/policyhub/server.py", patterns)
 
@@ -261,8 +270,13 @@ def test_dockerignore_sends_only_what_the_build_copies(stages):
 
 
 def run_healthcheck(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HEALTHCHECK), *args], capture_output=True, text=True, timeout=20,
-                          env={**_clean_env(), **(env or {})})
+    return subprocess.run(
+        [sys.executable, str(HEALTHCHECK), *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**_clean_env(), **(env or {})},
+    )
 
 
 def _clean_env() -> dict[str, str]:
@@ -273,12 +287,17 @@ def _clean_env() -> dict[str, str]:
 def policyhub_port(tmp_path_factory):
     """`python -m policyhub` (embedded store) on a free loopback port."""
     port = free_port()
-    env = {**_clean_env(), "POLICYHUB_HOST": "127.0.0.1", "POLICYHUB_PORT": str(port),
-           "POLICYHUB_SHUTDOWN_GRACE_SECONDS": "1"}
+    env = {
+        **_clean_env(),
+        "POLICYHUB_HOST": "127.0.0.1",
+        "POLICYHUB_PORT": str(port),
+        "POLICYHUB_SHUTDOWN_GRACE_SECONDS": "1",
+    }
     log_path = tmp_path_factory.mktemp("policyhub") / "server.log"
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "policyhub"], env=env, cwd=ROOT,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "policyhub"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 30
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -368,8 +387,16 @@ def test_chart_metadata():
 
 def test_chart_has_the_expected_templates():
     names = {p.name for p in TEMPLATES.iterdir()}
-    assert {"_helpers.tpl", "NOTES.txt", "deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml",
-            "hpa.yaml", "pdb.yaml"} <= names
+    assert {
+        "_helpers.tpl",
+        "NOTES.txt",
+        "deployment.yaml",
+        "service.yaml",
+        "configmap.yaml",
+        "secret.yaml",
+        "hpa.yaml",
+        "pdb.yaml",
+    } <= names
 
 
 VALUES_REF = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -428,20 +455,24 @@ class HelmBinary:
     def render(self, overrides: dict, tmp_path: Path) -> list[dict]:
         values_file = tmp_path / "values.yaml"
         values_file.write_text(yaml.safe_dump(overrides))
-        result = subprocess.run([self.path, "template", "policyhub", str(CHART), "--namespace", "test",
-                                 "--values", str(values_file)], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [self.path, "template", "policyhub", str(CHART), "--namespace", "test", "--values", str(values_file)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if result.returncode != 0:
             raise RenderFailed(result.stderr)
         return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
     def lint(self) -> list[str]:
-        result = subprocess.run([self.path, "lint", "--strict", str(CHART)], capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run([self.path, "lint", "--strict", str(CHART)], capture_output=True, text=True, timeout=60)
         return [] if result.returncode == 0 else [result.stdout + result.stderr]
 
 
 class HelmLibrary:
     """Helm's Go SDK (v4) through helm-python-sdk."""
+
     name = "helm-python-sdk"
 
     def __init__(self, module):
@@ -449,12 +480,18 @@ class HelmLibrary:
 
     def render(self, overrides: dict, tmp_path: Path) -> list[dict]:
         try:
-            rendered = self.helm.Chart.load(str(CHART)).render(overrides, name="policyhub", namespace="test",
-                                                              is_install=True)
+            rendered = self.helm.Chart.load(str(CHART)).render(
+                overrides, name="policyhub", namespace="test", is_install=True
+            )
         except self.helm.HelmError as exc:
             raise RenderFailed(str(exc)) from None
-        return [doc for path, text in sorted(rendered.items()) if not path.endswith("NOTES.txt")
-                for doc in yaml.safe_load_all(text) if doc]
+        return [
+            doc
+            for path, text in sorted(rendered.items())
+            if not path.endswith("NOTES.txt")
+            for doc in yaml.safe_load_all(text)
+            if doc
+        ]
 
     def lint(self) -> list[str]:
         report = self.helm.lint(str(CHART), strict=True)
@@ -474,8 +511,10 @@ def helm():
     try:
         import helm_python
     except ImportError:
-        pytest.skip("cannot render the chart: no `helm` binary on PATH and helm-python-sdk (dev dependency) "
-                    "is not installed; only the static chart checks ran")
+        pytest.skip(
+            "cannot render the chart: no `helm` binary on PATH and helm-python-sdk (dev dependency) "
+            "is not installed; only the static chart checks ran"
+        )
     return HelmLibrary(helm_python)
 
 
@@ -493,8 +532,15 @@ def test_chart_lints(helm):
 
 def test_chart_renders_with_defaults(helm, tmp_path, values):
     objects = by_kind(helm.render({}, tmp_path))
-    assert set(objects) == {"Deployment", "Service", "ConfigMap", "Secret", "HorizontalPodAutoscaler",
-                            "PodDisruptionBudget", "ServiceAccount"}
+    assert set(objects) == {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+    }
     assert objects["HorizontalPodAutoscaler"]["apiVersion"] == "autoscaling/v2"
     assert objects["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
     for document in objects.values():
@@ -532,13 +578,13 @@ def test_chart_renders_with_defaults(helm, tmp_path, values):
     # Environment: the ConfigMap (envFrom) and the Secret's URI.
     assert container["envFrom"] == [{"configMapRef": {"name": objects["ConfigMap"]["metadata"]["name"]}}]
     uri_env = {e["name"]: e for e in container["env"]}["POLICYHUB_MONGODB_URI"]
-    assert uri_env["valueFrom"]["secretKeyRef"] == {"name": objects["Secret"]["metadata"]["name"],
-                                                    "key": "mongodb-uri"}
+    assert uri_env["valueFrom"]["secretKeyRef"] == {"name": objects["Secret"]["metadata"]["name"], "key": "mongodb-uri"}
     assert "POLICYHUB_JWKS_FILE" not in {e["name"] for e in container["env"]}  # identity is off by default
 
     service = objects["Service"]
-    assert service["spec"]["ports"] == [{"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP",
-                                         "appProtocol": "grpc"}]
+    assert service["spec"]["ports"] == [
+        {"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
+    ]
     assert service["spec"]["selector"] == selector
     assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == selector
     assert objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
@@ -574,8 +620,12 @@ def test_rendered_configuration_is_accepted_by_policyhub(helm, tmp_path, values)
 
 def test_chart_identity_keys_are_mounted_and_passed_as_a_file(helm, tmp_path):
     jwks = '{"keys": [{"kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB"}]}'
-    objects = by_kind(helm.render({"identity": {"enabled": True, "keys": jwks, "issuer": "https://idp.test",
-                                                "audience": "policyhub"}}, tmp_path))
+    objects = by_kind(
+        helm.render(
+            {"identity": {"enabled": True, "keys": jwks, "issuer": "https://idp.test", "audience": "policyhub"}},
+            tmp_path,
+        )
+    )
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
@@ -591,8 +641,9 @@ def test_chart_identity_keys_are_mounted_and_passed_as_a_file(helm, tmp_path):
 
 
 def test_chart_existing_secret_and_fixed_replicas(helm, tmp_path):
-    objects = by_kind(helm.render({"existingSecret": "my-policyhub", "autoscaling": {"enabled": False},
-                                   "replicaCount": 3}, tmp_path))
+    objects = by_kind(
+        helm.render({"existingSecret": "my-policyhub", "autoscaling": {"enabled": False}, "replicaCount": 3}, tmp_path)
+    )
     assert "Secret" not in objects and "HorizontalPodAutoscaler" not in objects
     deployment = objects["Deployment"]
     assert deployment["spec"]["replicas"] == 3
@@ -606,14 +657,17 @@ def test_chart_single_replica_has_no_disruption_budget(helm, tmp_path):
     assert "PodDisruptionBudget" not in objects
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"mongodb": {"uri": ""}}, "mongodb.uri (or existingSecret) is required"),
-    ({"mongodb": {"uri": "postgres://db"}}, "must start with mongodb://"),
-    ({"config": {"port": 1}}, "set by the chart"),
-    ({"config": {"jwks_file": "/keys"}}, "set by the chart"),
-    ({"identity": {"enabled": True}}, "identity.enabled needs identity.keys"),
-    ({"identity": {"enabled": True, "keys": "{}", "issuer": "x"}}, "needs identity.issuer and identity.audience"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"mongodb": {"uri": ""}}, "mongodb.uri (or existingSecret) is required"),
+        ({"mongodb": {"uri": "postgres://db"}}, "must start with mongodb://"),
+        ({"config": {"port": 1}}, "set by the chart"),
+        ({"config": {"jwks_file": "/keys"}}, "set by the chart"),
+        ({"identity": {"enabled": True}}, "identity.enabled needs identity.keys"),
+        ({"identity": {"enabled": True, "keys": "{}", "issuer": "x"}}, "needs identity.issuer and identity.audience"),
+    ],
+)
 def test_chart_refuses_bad_values(helm, tmp_path, overrides, message):
     with pytest.raises(RenderFailed, match=re.escape(message)):
         helm.render(overrides, tmp_path)

@@ -1,6 +1,7 @@
 """Storage conformance: the manager methods the services rely on, run with identical
 expectations on both backends (the embedded store and the MongoDB wire protocol), so a
 behaviour one store has and the other lacks fails here rather than in an API test."""
+
 from __future__ import annotations
 
 import uuid
@@ -20,17 +21,33 @@ def managers(app):
 
 def policy(domain, policy_id="p", **fields):
     now = utc_now()
-    return {"policy_id": policy_id, "name": policy_id, "domain_id": domain, "repository_id": LOCAL_REPOSITORY_ID,
-            "statements": [{"effect": "ALLOW", "actions": ["a.read"], "resources": ["*"]}],
-            "created_at": now, "updated_at": now, **fields}
+    return {
+        "policy_id": policy_id,
+        "name": policy_id,
+        "domain_id": domain,
+        "repository_id": LOCAL_REPOSITORY_ID,
+        "statements": [{"effect": "ALLOW", "actions": ["a.read"], "resources": ["*"]}],
+        "created_at": now,
+        "updated_at": now,
+        **fields,
+    }
 
 
 def assignment(domain, subject_id="u", grant_id="p", **fields):
-    return {"assignment_id": f"asg-{uuid.uuid4().hex[:12]}", "subject_type": "USER", "subject_id": subject_id,
-            "grant_type": "POLICY", "grant_id": grant_id, "domain_id": domain, "created_at": utc_now(), **fields}
+    return {
+        "assignment_id": f"asg-{uuid.uuid4().hex[:12]}",
+        "subject_type": "USER",
+        "subject_id": subject_id,
+        "grant_type": "POLICY",
+        "grant_id": grant_id,
+        "domain_id": domain,
+        "created_at": utc_now(),
+        **fields,
+    }
 
 
 # --- policies -------------------------------------------------------------------------------
+
 
 def test_policy_create_then_get_returns_what_was_stored(managers, domain):
     created = managers.policy.create(policy(domain))
@@ -111,6 +128,7 @@ def test_policy_list_dates_are_aware_on_every_backend(managers, domain):
 
 # --- assignments ----------------------------------------------------------------------------
 
+
 def test_assignment_insert_find_by_keys_and_delete(managers, domain):
     records = [assignment(domain, "u1"), assignment(domain, "u2")]
     assert managers.assignment.insert_new(records) == {}
@@ -154,6 +172,7 @@ def test_assignment_expiry_is_aware(managers, domain):
 
 # --- revisions and audit --------------------------------------------------------------------
 
+
 def test_revision_starts_at_zero_and_bumps(managers, domain, other_domain):
     assert managers.revision.current([domain, other_domain]) == (0, 0)
     managers.revision.bump(domain)
@@ -162,11 +181,20 @@ def test_revision_starts_at_zero_and_bumps(managers, domain, other_domain):
 
 
 def test_audit_entries_are_listed_per_domain(managers, domain, other_domain):
-    entry = {"transaction_id": "t", "caller_type": "USER", "caller_id": "alice", "method": "m",
-             "resource_type": "Policy", "resource_id": "p", "before": None, "after": {"x": 1},
-             "created_at": utc_now()}
-    managers.audit.add_many([{**entry, "audit_id": "a1", "domain_id": domain},
-                             {**entry, "audit_id": "a2", "domain_id": other_domain}])
+    entry = {
+        "transaction_id": "t",
+        "caller_type": "USER",
+        "caller_id": "alice",
+        "method": "m",
+        "resource_type": "Policy",
+        "resource_id": "p",
+        "before": None,
+        "after": {"x": 1},
+        "created_at": utc_now(),
+    }
+    managers.audit.add_many(
+        [{**entry, "audit_id": "a1", "domain_id": domain}, {**entry, "audit_id": "a2", "domain_id": other_domain}]
+    )
     results, total = managers.audit.list(domain, None)
     assert total == 1 and results[0]["audit_id"] == "a1" and results[0]["after"] == {"x": 1}
     assert results[0]["created_at"].tzinfo is not None

@@ -1,4 +1,5 @@
 """The services in process (no gRPC), as the started application wires them, on the embedded store."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,9 @@ from policyhub.service.context import RequestContext
 
 
 def context(domain, caller_id="root", role_type="SYSTEM"):
-    return RequestContext(domain_id=domain, caller_type="USER", caller_id=caller_id, role_type=role_type,
-                          transaction_id="tx-test")
+    return RequestContext(
+        domain_id=domain, caller_type="USER", caller_id=caller_id, role_type=role_type, transaction_id="tx-test"
+    )
 
 
 @pytest.fixture
@@ -18,8 +20,14 @@ def services(embedded_app):
 
 
 def create(services, ctx, policy_id="p", actions=("a.read",)):
-    return services.policy.create(ctx, {"policy_id": policy_id, "name": policy_id, "statements": [
-        {"effect": "ALLOW", "actions": list(actions), "resources": ["*"]}]})
+    return services.policy.create(
+        ctx,
+        {
+            "policy_id": policy_id,
+            "name": policy_id,
+            "statements": [{"effect": "ALLOW", "actions": list(actions), "resources": ["*"]}],
+        },
+    )
 
 
 def test_policy_create_update_delete(services, domain):
@@ -39,8 +47,9 @@ def test_policy_create_update_delete(services, domain):
 def test_a_non_admin_cannot_create_a_policy_giving_more_than_it_holds(services, domain):
     admin = context(domain, "admin", "DOMAIN_ADMIN")
     create(services, admin, "creator", actions=("repository.Policy.create",))
-    services.assignment.create(admin, {"subject": {"type": "USER", "id": "bob"},
-                                       "grant": {"type": "POLICY", "id": "creator"}})
+    services.assignment.create(
+        admin, {"subject": {"type": "USER", "id": "bob"}, "grant": {"type": "POLICY", "id": "creator"}}
+    )
     bob = context(domain, "bob", "USER")
     with pytest.raises(PermissionDenied):
         create(services, bob, "escalated", actions=("*",))

@@ -1,4 +1,5 @@
 """Configuration loading and validation (no server)."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,21 +27,24 @@ def test_config_file_from_env(tmp_path):
     assert load_config(env={"POLICYHUB_CONFIG": str(path)}).page_max_limit == 50
 
 
-@pytest.mark.parametrize("yaml_text, message", [
-    ("prot: 1\n", "unknown keys ['prot']"),
-    ("port: abc\n", "config key port: expected int"),
-    ("port: true\n", "config key port: expected int"),
-    ("port: 70000\n", "not a TCP port"),
-    ("page_max_limit: 0\n", "page_max_limit: must be at least 1"),
-    ("log_level: LOUD\n", "log_level"),
-    ("mongodb_uri: postgres://x\n", "mongodb_uri: must start with mongodb://"),
-    ("host: [a]\n", "config key host: expected str"),
-    ("rate_limit_domain_per_second: -1\n", "must not be negative"),
-    ("auth_failure_per_minute: -5\n", "must not be negative"),
-    ("rate_limit_domain_burst: 0\n", "rate_limit_domain_burst: must be at least 1"),
-    ("- a\n", "must be a mapping"),
-    ("port: [\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("prot: 1\n", "unknown keys ['prot']"),
+        ("port: abc\n", "config key port: expected int"),
+        ("port: true\n", "config key port: expected int"),
+        ("port: 70000\n", "not a TCP port"),
+        ("page_max_limit: 0\n", "page_max_limit: must be at least 1"),
+        ("log_level: LOUD\n", "log_level"),
+        ("mongodb_uri: postgres://x\n", "mongodb_uri: must start with mongodb://"),
+        ("host: [a]\n", "config key host: expected str"),
+        ("rate_limit_domain_per_second: -1\n", "must not be negative"),
+        ("auth_failure_per_minute: -5\n", "must not be negative"),
+        ("rate_limit_domain_burst: 0\n", "rate_limit_domain_burst: must be at least 1"),
+        ("- a\n", "must be a mapping"),
+        ("port: [\n", "not valid YAML"),
+    ],
+)
 def test_bad_files_are_config_errors(tmp_path, yaml_text, message):
     path = tmp_path / "c.yaml"
     path.write_text(yaml_text)
@@ -57,9 +61,21 @@ def test_missing_file_and_unknown_env_var(tmp_path):
 
 
 def test_rate_limits_from_env_and_zero_turns_them_off():
-    config = load_config(env={"POLICYHUB_RATE_LIMIT_DOMAIN_PER_SECOND": "2.5", "POLICYHUB_AUTH_FAILURE_PER_MINUTE": "0",
-                              "POLICYHUB_RATE_LIMIT_DOMAIN_BURST": "5"})
-    assert (config.rate_limit_domain_per_second, config.rate_limit_domain_burst,
-            config.auth_failure_per_minute) == (2.5, 5, 0)
-    assert load_config(env={"POLICYHUB_RATE_LIMIT_DOMAIN_PER_SECOND": "0",
-                            "POLICYHUB_RATE_LIMIT_DOMAIN_BURST": "0"}).rate_limit_domain_per_second == 0
+    config = load_config(
+        env={
+            "POLICYHUB_RATE_LIMIT_DOMAIN_PER_SECOND": "2.5",
+            "POLICYHUB_AUTH_FAILURE_PER_MINUTE": "0",
+            "POLICYHUB_RATE_LIMIT_DOMAIN_BURST": "5",
+        }
+    )
+    assert (config.rate_limit_domain_per_second, config.rate_limit_domain_burst, config.auth_failure_per_minute) == (
+        2.5,
+        5,
+        0,
+    )
+    assert (
+        load_config(
+            env={"POLICYHUB_RATE_LIMIT_DOMAIN_PER_SECOND": "0", "POLICYHUB_RATE_LIMIT_DOMAIN_BURST": "0"}
+        ).rate_limit_domain_per_second
+        == 0
+    )

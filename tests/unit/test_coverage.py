@@ -1,5 +1,6 @@
 """Pattern containment, overlap and statement coverage, checked against brute force over
 every string of a small alphabet (the patterns' languages are decided by the real matcher)."""
+
 from __future__ import annotations
 
 from itertools import product
@@ -62,37 +63,43 @@ def test_pattern_index_narrows_by_literal_prefix():
     assert {p for p, _ in index.may_overlap("i*")} == {"inventory.*", "identity.*", "*", "inv*"}
 
 
-@pytest.mark.parametrize("outer,inner,expected", [
-    ("*", "anything*", True),
-    ("inventory.*", "inventory.Server.read", True),
-    ("inventory.*", "inventory.Server.*", True),
-    ("inventory.*", "inventory*", False),
-    ("inventory.Server.*", "inventory.*", False),
-    ("policy/team-*", "policy/team-a*", True),
-    ("policy/team-*", "policy/team?", False),
-    ("policy/team-?", "policy/team-a", True),
-    ("policy/team-?", "policy/team-*", False),
-    ("a?c", "a?c", True),
-    ("a*c", "a?c", True),
-    ("a?c", "a*c", False),
-    ("*a*", "a*", True),
-    ("x", "x", True),
-    ("x", "x*", False),
-])
+@pytest.mark.parametrize(
+    "outer,inner,expected",
+    [
+        ("*", "anything*", True),
+        ("inventory.*", "inventory.Server.read", True),
+        ("inventory.*", "inventory.Server.*", True),
+        ("inventory.*", "inventory*", False),
+        ("inventory.Server.*", "inventory.*", False),
+        ("policy/team-*", "policy/team-a*", True),
+        ("policy/team-*", "policy/team?", False),
+        ("policy/team-?", "policy/team-a", True),
+        ("policy/team-?", "policy/team-*", False),
+        ("a?c", "a?c", True),
+        ("a*c", "a?c", True),
+        ("a?c", "a*c", False),
+        ("*a*", "a*", True),
+        ("x", "x", True),
+        ("x", "x*", False),
+    ],
+)
 def test_contains_table(outer, inner, expected):
     assert contains(outer, inner) is expected
 
 
-@pytest.mark.parametrize("a,b,expected", [
-    ("prod/*", "*", True),
-    ("prod/*", "dev/*", False),
-    ("prod/*", "*/web", True),
-    ("a?c", "ab*", True),
-    ("a?c", "b*", False),
-    ("*x", "*y", False),
-    ("*x*", "*y*", True),
-    ("abc", "a*", True),
-])
+@pytest.mark.parametrize(
+    "a,b,expected",
+    [
+        ("prod/*", "*", True),
+        ("prod/*", "dev/*", False),
+        ("prod/*", "*/web", True),
+        ("a?c", "ab*", True),
+        ("a?c", "b*", False),
+        ("*x", "*y", False),
+        ("*x*", "*y*", True),
+        ("abc", "a*", True),
+    ],
+)
 def test_overlaps_table(a, b, expected):
     assert overlaps(a, b) is expected
 
@@ -118,11 +125,14 @@ def test_coverage_of_statements():
     missing = first_uncovered(held, [Statement("ALLOW", ("inventory.Server.delete",), ("*",))])
     assert missing is not None and missing.resource == "*"
     assert first_uncovered(held, [Statement("ALLOW", ("inventory.Server.delete",), ("dev/*",))]) is None
-    missing = first_uncovered(held, [Statement("ALLOW", ("inventory.x",), ("a",)),
-                                     Statement("ALLOW", ("identity.*",), ("*",))])
+    missing = first_uncovered(
+        held, [Statement("ALLOW", ("inventory.x",), ("a",)), Statement("ALLOW", ("identity.*",), ("*",))]
+    )
     assert missing == type(missing)(1, "identity.*", "*")
     # Coverage needs one held statement for both the action and the resource.
     split = [Statement("ALLOW", ("a.x",), ("r1",)), Statement("ALLOW", ("a.y",), ("r2",))]
     assert first_uncovered(split, [Statement("ALLOW", ("a.x",), ("r2",))]) is not None
-    assert first_uncovered(split, [Statement("ALLOW", ("a.x",), ("r1",)), Statement("ALLOW", ("a.y",), ("r2",))]) is None
+    assert (
+        first_uncovered(split, [Statement("ALLOW", ("a.x",), ("r1",)), Statement("ALLOW", ("a.y",), ("r2",))]) is None
+    )
     assert first_uncovered([], [Statement("ALLOW", ("a",), ("r",))]) == type(missing)(0, "a", "r")

@@ -1,4 +1,5 @@
 """The embedded store's writes, made safe for concurrent callers."""
+
 from __future__ import annotations
 
 import threading
@@ -35,18 +36,23 @@ def test_two_compare_and_sets_on_one_version_cannot_both_win(monkeypatch):
     serialize_embedded_writes()
     collection = mongomock.MongoClient().db.versions
     collection.insert_one({"_id": "p", "etag": "v1", "writers": []})
-    rival = threading.Thread(target=lambda: collection.find_one_and_update(
-        {"_id": "p", "etag": "v1"}, {"$set": {"etag": "v2-rival"}, "$push": {"writers": "rival"}}))
+    rival = threading.Thread(
+        target=lambda: collection.find_one_and_update(
+            {"_id": "p", "etag": "v1"}, {"$set": {"etag": "v2-rival"}, "$push": {"writers": "rival"}}
+        )
+    )
     find_one = mongomock.collection.Collection.find_one
 
     def find_one_then_let_the_rival_run(self, *args, **kwargs):
         found = find_one(self, *args, **kwargs)
         if not rival.is_alive() and rival.ident is None:
             rival.start()
-            rival.join(timeout=0.5)   # without serialization the rival matches v1 here too
+            rival.join(timeout=0.5)  # without serialization the rival matches v1 here too
         return found
 
     monkeypatch.setattr(mongomock.collection.Collection, "find_one", find_one_then_let_the_rival_run)
-    collection.find_one_and_update({"_id": "p", "etag": "v1"}, {"$set": {"etag": "v2-mine"}, "$push": {"writers": "me"}})
+    collection.find_one_and_update(
+        {"_id": "p", "etag": "v1"}, {"$set": {"etag": "v2-mine"}, "$push": {"writers": "me"}}
+    )
     rival.join(timeout=5)
     assert collection.find_one({"_id": "p"})["writers"] == ["me"]

@@ -2,13 +2,14 @@
 against a naive reference evaluator written here independently of the engine: BFS over
 the live membership edges, then a scan of every statement of every held policy with
 patterns translated to `re` by hand."""
+
 from __future__ import annotations
 
 import random
 import re
 from collections import deque
-from functools import lru_cache
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,14 +20,36 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 EXPIRIES = [None] * 8 + [NOW - timedelta(hours=1), NOW, NOW + timedelta(hours=1)]
 
 USERS = [Subject("USER", "u1"), Subject("USER", "u2"), Subject("SERVICE_ACCOUNT", "s1")]
-CONTAINERS = [Subject("GROUP", "g1"), Subject("GROUP", "g2"), Subject("GROUP", "g3"),
-              Subject("ROLE", "r1"), Subject("ROLE", "r2")]
+CONTAINERS = [
+    Subject("GROUP", "g1"),
+    Subject("GROUP", "g2"),
+    Subject("GROUP", "g3"),
+    Subject("ROLE", "r1"),
+    Subject("ROLE", "r2"),
+]
 SUBJECTS = USERS + CONTAINERS
 UNKNOWN = Subject("USER", "stranger")
 POLICY_IDS = ["p1", "p2", "p3", "p4"]
-GHOST_POLICY = "p9"   # assigned but never defined
+GHOST_POLICY = "p9"  # assigned but never defined
 
-ACTION_PATTERNS = ["*", "*", "a.*", "a.*", "a.b", "A.B", "a.?", "b.*", "*.b", "a*", "a.b.c", "?.b", "a", "a.*.c", "*b*", "A.*"]
+ACTION_PATTERNS = [
+    "*",
+    "*",
+    "a.*",
+    "a.*",
+    "a.b",
+    "A.B",
+    "a.?",
+    "b.*",
+    "*.b",
+    "a*",
+    "a.b.c",
+    "?.b",
+    "a",
+    "a.*.c",
+    "*b*",
+    "A.*",
+]
 RESOURCE_PATTERNS = ["*", "*", "r/*", "r/*", "r/x", "r/?", "R/x", "*:x", "r/x:y", "*/x", "r", "r/x*", "?/x"]
 ACTIONS = ["a.b", "a.c", "b.b", "A.b", "a.b.c", "ab", "b.c", "a", "a.", "x", "a.x.c"]
 RESOURCES = ["r/x", "r/y", "R/x", "r/x:y", "s:x", "r/", "r", "q/x", "r/xy"]
@@ -37,8 +60,10 @@ SETTINGS = settings(max_examples=200, deadline=None)
 
 # ---------------------------------------------------------------------------- strategies
 
-def statements_strategy(effects=("ALLOW", "DENY"), action_patterns=ACTION_PATTERNS,
-                        resource_patterns=RESOURCE_PATTERNS):
+
+def statements_strategy(
+    effects=("ALLOW", "DENY"), action_patterns=ACTION_PATTERNS, resource_patterns=RESOURCE_PATTERNS
+):
     return st.builds(
         Statement,
         st.sampled_from(effects),
@@ -55,9 +80,12 @@ def graphs(draw):
     for pid in draw(st.lists(st.sampled_from(POLICY_IDS), unique=True, min_size=1, max_size=4)):
         stmts = draw(st.lists(statement, max_size=4))
         perms = draw(st.lists(st.sampled_from(ACTION_PATTERNS), max_size=2))
-        rules = PolicyRules.from_policy(pid, [{"effect": s.effect, "actions": list(s.actions),
-                                               "resources": list(s.resources)} for s in stmts], perms,
-                                        enabled=draw(st.booleans() | st.just(True)))
+        rules = PolicyRules.from_policy(
+            pid,
+            [{"effect": s.effect, "actions": list(s.actions), "resources": list(s.resources)} for s in stmts],
+            perms,
+            enabled=draw(st.booleans() | st.just(True)),
+        )
         policies.append(rules)
     edge = st.builds(
         Edge,
@@ -78,6 +106,7 @@ def graphs(draw):
 
 
 # ---------------------------------------------------------------------------- reference evaluator
+
 
 @lru_cache(maxsize=None)
 def ref_regex(pattern: str, ignore_case: bool) -> re.Pattern | None:
@@ -124,8 +153,7 @@ def ref_paths(edges, start) -> dict[Subject, tuple[Subject, ...]]:
     for node in sorted(dist, key=dist.get):
         if node == start:
             continue
-        best[node] = min(best[u] + (node,) for u in dist
-                         if dist[u] == dist[node] - 1 and node in adjacency.get(u, ()))
+        best[node] = min(best[u] + (node,) for u in dist if dist[u] == dist[node] - 1 and node in adjacency.get(u, ()))
     return best
 
 
@@ -154,8 +182,9 @@ def ref_statements(policies, edges, subject):
 
 def ref_decide(statements, action: str, resource: str) -> Decision:
     def applies(s: Statement) -> bool:
-        return (any(ref_matches(a, action, True) for a in s.actions)
-                and any(ref_matches(r, resource, False) for r in s.resources))
+        return any(ref_matches(a, action, True) for a in s.actions) and any(
+            ref_matches(r, resource, False) for r in s.resources
+        )
 
     for effect, allowed, reason in (("DENY", False, "EXPLICIT_DENY"), ("ALLOW", True, "ALLOWED")):
         hits = [item for item in statements if item[4].effect == effect and applies(item[4])]
@@ -171,6 +200,7 @@ def all_questions():
 
 # ---------------------------------------------------------------------------- properties
 
+
 @SETTINGS
 @given(graphs())
 def test_check_agrees_with_reference(graph):
@@ -180,8 +210,11 @@ def test_check_agrees_with_reference(graph):
         statements = ref_statements(policies, edges, subject)
         for action in ACTIONS:
             for resource in RESOURCES:
-                assert index.check(subject, action, resource) == ref_decide(statements, action, resource), \
-                    (subject, action, resource)
+                assert index.check(subject, action, resource) == ref_decide(statements, action, resource), (
+                    subject,
+                    action,
+                    resource,
+                )
 
 
 @SETTINGS
@@ -193,14 +226,18 @@ def test_deny_always_wins(graph):
         denies = [s for s in index.effective_statements(subject) if s.effect == "DENY"]
         for action in ACTIONS:
             for resource in RESOURCES:
-                applicable = [s for s in denies
-                              if any(ref_matches(a, action, True) for a in s.actions)
-                              and any(ref_matches(r, resource, False) for r in s.resources)]
+                applicable = [
+                    s
+                    for s in denies
+                    if any(ref_matches(a, action, True) for a in s.actions)
+                    and any(ref_matches(r, resource, False) for r in s.resources)
+                ]
                 decision = index.check(subject, action, resource)
                 if applicable:
                     assert not decision.allowed and decision.reason == "EXPLICIT_DENY"
                     assert (decision.policy_id, decision.statement_index) in {
-                        (s.policy_id, s.statement_index) for s in applicable}
+                        (s.policy_id, s.statement_index) for s in applicable
+                    }
                 else:
                     assert decision.reason != "EXPLICIT_DENY"
 
@@ -220,7 +257,7 @@ def test_adding_an_allow_never_removes_access(graph, extra, holder, new_policy, 
         policies2[target] = PolicyRules(p.policy_id, p.statements + (extra,), p.enabled)
         edges2 = edges
     after = DomainIndex(policies2, edges2, NOW).batch_check(all_questions())
-    for question, b, a in zip(all_questions(), before, after):
+    for question, b, a in zip(all_questions(), before, after, strict=True):
         if b.allowed:
             assert a.allowed, question
         if b.reason == "EXPLICIT_DENY":
@@ -256,10 +293,14 @@ def test_effective_statements_and_reachable_agree_with_reference(graph):
     index = DomainIndex(policies, edges, NOW)
     for subject in SUBJECTS + [UNKNOWN]:
         assert index.reachable(subject) == ref_paths(edges, subject)
-        expected = [(pid, idx, s.effect, s.actions, s.resources, via)
-                    for _, pid, idx, via, s in ref_statements(policies, edges, subject)]
-        got = [(e.policy_id, e.statement_index, e.effect, e.actions, e.resources, e.via)
-               for e in index.effective_statements(subject)]
+        expected = [
+            (pid, idx, s.effect, s.actions, s.resources, via)
+            for _, pid, idx, via, s in ref_statements(policies, edges, subject)
+        ]
+        got = [
+            (e.policy_id, e.statement_index, e.effect, e.actions, e.resources, e.via)
+            for e in index.effective_statements(subject)
+        ]
         assert got == expected
 
 
@@ -281,12 +322,13 @@ def _check_listing(index: DomainIndex, subject, prefix, action):
         # the pattern can match something under the prefix
         assert ref_can_match_under(entry.resource, prefix), (entry, prefix)
     # Exact, both ways: allowed by check <=> covered by an entry and by none of its exceptions.
-    for a in ([action] if action else ACTIONS):
+    for a in [action] if action else ACTIONS:
         for r in RESOURCES:
             if not r.startswith(prefix):
                 continue
-            covered = any(_matches(entry, a, r) and not any(_matches(e, a, r) for e in entry.exceptions)
-                          for entry in listing)
+            covered = any(
+                _matches(entry, a, r) and not any(_matches(e, a, r) for e in entry.exceptions) for entry in listing
+            )
             assert covered == index.check(subject, a, r).allowed, (a, r, listing)
 
 

@@ -1,4 +1,5 @@
 """policyhub.identity: key loading, JWT verification, API keys. Pure, no server."""
+
 from __future__ import annotations
 
 import base64
@@ -34,6 +35,7 @@ AUDIENCE = "policyhub"
 
 # ---------------------------------------------------------------- fixtures / helpers
 
+
 @pytest.fixture(scope="module")
 def rsa_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -55,12 +57,14 @@ def b64u(data: bytes) -> str:
 
 def pub_pem(private_key) -> bytes:
     return private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def priv_pem(private_key) -> bytes:
     return private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def jwk(private_key, kid: str | None = None, **extra) -> dict:
@@ -90,8 +94,14 @@ def write_bytes(tmp_path, data: bytes, name="keys.pem") -> str:
 
 def claims(**overrides) -> dict:
     c = {
-        "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "did": "domain-abc",
-        "typ": "USER", "rol": "USER", "iat": NOW, "exp": NOW + 300,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "user-1",
+        "did": "domain-abc",
+        "typ": "USER",
+        "rol": "USER",
+        "iat": NOW,
+        "exp": NOW + 300,
     }
     for k, v in overrides.items():
         if v is ...:
@@ -131,11 +141,13 @@ def reason_of(verifier: TokenVerifier, token) -> str:
 
 # ---------------------------------------------------------------- valid tokens
 
+
 @pytest.mark.parametrize("kid", ["rsa-1", None])
 def test_valid_rs256(verifier, rsa_key, kid):
     caller = verifier.verify(sign(rsa_key, claims(), "RS256", kid))
-    assert caller == Caller(caller_type="USER", caller_id="user-1", domain_id="domain-abc",
-                            role_type="USER", auth="jwt")
+    assert caller == Caller(
+        caller_type="USER", caller_id="user-1", domain_id="domain-abc", role_type="USER", auth="jwt"
+    )
     assert not caller.is_system
 
 
@@ -165,6 +177,7 @@ def test_iat_and_nbf_optional(verifier, rsa_key):
 
 
 # ---------------------------------------------------------------- time
+
 
 def test_expired(verifier, rsa_key):
     assert reason_of(verifier, sign(rsa_key, claims(exp=NOW - 31, iat=NOW - 600))) == "token expired"
@@ -198,8 +211,9 @@ def test_clock_is_injected(keyset, rsa_key):
     assert reason_of(zero_leeway, token) == "token expired"
 
 
-@pytest.mark.parametrize("claim,value", [("exp", "tomorrow"), ("exp", True), ("exp", 1e400),
-                                         ("nbf", "now"), ("iat", [1])])
+@pytest.mark.parametrize(
+    "claim,value", [("exp", "tomorrow"), ("exp", True), ("exp", 1e400), ("nbf", "now"), ("iat", [1])]
+)
 def test_time_claims_must_be_numbers(verifier, rsa_key, claim, value):
     if value == 1e400:  # JSON "1e400" parses to inf: must not mean "never expires"
         header = {"alg": "RS256", "typ": "JWT"}
@@ -213,6 +227,7 @@ def test_time_claims_must_be_numbers(verifier, rsa_key, claim, value):
 
 
 # ---------------------------------------------------------------- issuer / audience / signature
+
 
 def test_wrong_audience(verifier, rsa_key):
     assert reason_of(verifier, sign(rsa_key, claims(aud="someone-else"))) == "wrong audience"
@@ -293,14 +308,22 @@ def test_alg_mismatching_kid_key(verifier, ec_key):
 
 # ---------------------------------------------------------------- malformed
 
-@pytest.mark.parametrize("token", [
-    "", "abc", "a.b", "a.b.c.d", "....",
-    "!!!.eyJ9.sig",                                    # header not base64
-    b64u(b"not json") + "." + b64u(b"{}") + ".c2ln",    # header not JSON
-    b64u(b"[1,2]") + "." + b64u(b"{}") + ".c2ln",       # header not an object
-    "x" * 9000,
-    "é.é.é",
-])
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "....",
+        "!!!.eyJ9.sig",  # header not base64
+        b64u(b"not json") + "." + b64u(b"{}") + ".c2ln",  # header not JSON
+        b64u(b"[1,2]") + "." + b64u(b"{}") + ".c2ln",  # header not an object
+        "x" * 9000,
+        "é.é.é",
+    ],
+)
 def test_malformed(verifier, token):
     assert reason_of(verifier, token) == "malformed token"
 
@@ -340,17 +363,31 @@ def test_unknown_kid(verifier, rsa_key):
 
 # ---------------------------------------------------------------- claims
 
+
 @pytest.mark.parametrize("name", ["exp", "iss", "aud", "sub", "did", "typ", "rol"])
 def test_missing_claim(verifier, rsa_key, name):
     assert reason_of(verifier, sign(rsa_key, claims(**{name: ...}))) == f"missing claim {name}"
 
 
-@pytest.mark.parametrize("name,value", [
-    ("rol", "ROOT"), ("rol", "system"), ("rol", 1),
-    ("typ", "ROBOT"), ("typ", ["USER"]),
-    ("did", "domain abc"), ("did", "-abc"), ("did", "a" * 65), ("did", "abc\n"), ("did", 42),
-    ("sub", ""), ("sub", "x" * 129), ("sub", 5), ("sub", "a\nb"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("rol", "ROOT"),
+        ("rol", "system"),
+        ("rol", 1),
+        ("typ", "ROBOT"),
+        ("typ", ["USER"]),
+        ("did", "domain abc"),
+        ("did", "-abc"),
+        ("did", "a" * 65),
+        ("did", "abc\n"),
+        ("did", 42),
+        ("sub", ""),
+        ("sub", "x" * 129),
+        ("sub", 5),
+        ("sub", "a\nb"),
+    ],
+)
 def test_bad_claim_values(verifier, rsa_key, name, value):
     assert reason_of(verifier, sign(rsa_key, claims(**{name: value}))) == f"invalid claim {name}"
 
@@ -367,9 +404,13 @@ def test_empty_did_refused_for_non_system(verifier, rsa_key, rol):
 
 def test_reasons_never_echo_token_content(verifier, rsa_key):
     marker = "SECRET-TENANT-xyz"
-    for token in (sign(rsa_key, claims(aud=marker)), sign(rsa_key, claims(iss=marker)),
-                  sign(rsa_key, claims(rol=marker)), sign(rsa_key, claims(), kid=marker),
-                  raw_token({"alg": marker}, claims())):
+    for token in (
+        sign(rsa_key, claims(aud=marker)),
+        sign(rsa_key, claims(iss=marker)),
+        sign(rsa_key, claims(rol=marker)),
+        sign(rsa_key, claims(), kid=marker),
+        raw_token({"alg": marker}, claims()),
+    ):
         assert marker not in reason_of(verifier, token)
 
 
@@ -383,6 +424,7 @@ def test_verifier_constructor_validation(keyset):
 
 
 # ---------------------------------------------------------------- key files
+
 
 def test_load_jwks(keyset):
     assert len(keyset) == 2
@@ -424,7 +466,9 @@ def test_multi_key_pem(tmp_path, rsa_key, rsa_key2, ec_key):
     assert v.verify(sign(ec_key, claims(), "ES256")).caller_id == "user-1"
     # PEM keys have no kid, so a token's kid falls back to the kid-less keys.
     assert v.verify(sign(rsa_key, claims(), kid="issuer-kid-7")).caller_id == "user-1"
-    assert reason_of(v, sign(rsa.generate_private_key(public_exponent=65537, key_size=2048), claims())) == "bad signature"
+    assert (
+        reason_of(v, sign(rsa.generate_private_key(public_exponent=65537, key_size=2048), claims())) == "bad signature"
+    )
 
 
 def test_pkcs1_rsa_public_key_pem(tmp_path, rsa_key):
@@ -443,8 +487,9 @@ def _config_error(path: str) -> str:
 
 def test_private_key_pem_refused(tmp_path, rsa_key, ec_key):
     assert "PRIVATE key" in _config_error(write_bytes(tmp_path, priv_pem(rsa_key)))
-    trad = ec_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
+    trad = ec_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
     assert "PRIVATE key" in _config_error(write_bytes(tmp_path, pub_pem(rsa_key) + trad, "mixed.pem"))
 
 
@@ -454,7 +499,8 @@ def test_private_jwk_refused(tmp_path, rsa_key, ec_key):
     ec_priv = json.loads(ECAlgorithm.to_jwk(ec_key))
     assert "private key material" in _config_error(write_json(tmp_path, {"keys": [ec_priv]}, "ec.json"))
     assert "private key material" in _config_error(
-        write_json(tmp_path, {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}, "oct.json"))
+        write_json(tmp_path, {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}, "oct.json")
+    )
 
 
 def test_weak_rsa_refused(tmp_path):
@@ -473,19 +519,23 @@ def test_p384_refused(tmp_path):
 
 def test_unsupported_key_types_refused(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ed25519
+
     k = ed25519.Ed25519PrivateKey.generate()
     pem = k.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert "unsupported key type" in _config_error(write_bytes(tmp_path, pem))
     assert "unsupported key type OKP" in _config_error(
-        write_json(tmp_path, {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}]}))
+        write_json(tmp_path, {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}]})
+    )
 
 
 def test_jwks_bad_members(tmp_path, rsa_key, ec_key):
     assert "alg 'RS512' not supported" in _config_error(
-        write_json(tmp_path, {"keys": [jwk(rsa_key, "r", alg="RS512")]}))
+        write_json(tmp_path, {"keys": [jwk(rsa_key, "r", alg="RS512")]})
+    )
     assert "use 'enc'" in _config_error(write_json(tmp_path, {"keys": [jwk(rsa_key, "r", use="enc")]}, "u.json"))
     assert "duplicate kid" in _config_error(
-        write_json(tmp_path, {"keys": [jwk(rsa_key, "same"), jwk(ec_key, "same")]}, "d.json"))
+        write_json(tmp_path, {"keys": [jwk(rsa_key, "same"), jwk(ec_key, "same")]}, "d.json")
+    )
     bad_point = jwk(ec_key, "e")
     bad_point["y"] = bad_point["x"]
     assert "not on P-256" in _config_error(write_json(tmp_path, {"keys": [bad_point]}, "p.json"))
@@ -508,7 +558,8 @@ def test_garbage_files(tmp_path):
     assert "file is empty" in _config_error(write_bytes(tmp_path, b"  \n", "e.pem"))
     assert "malformed PEM" in _config_error(write_bytes(tmp_path, b"-----BEGIN PUBLIC KEY-----\nAAAA\n", "t.pem"))
     assert "cannot parse public key" in _config_error(
-        write_bytes(tmp_path, b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "c.pem"))
+        write_bytes(tmp_path, b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "c.pem")
+    )
 
 
 def test_missing_file(tmp_path):
@@ -517,6 +568,7 @@ def test_missing_file(tmp_path):
 
 
 # ---------------------------------------------------------------- API keys
+
 
 def test_new_api_key_format():
     key_id, plaintext, stored = new_api_key()
@@ -534,12 +586,24 @@ def test_secret_with_underscores_parses():
     assert parse_api_key(text) == "0123456789ab"
 
 
-@pytest.mark.parametrize("text", [
-    "", "phk_", "phk_0123456789ab", "phk_0123456789ab_", "phk_0123456789AB_" + "a" * 43,
-    "phk_0123456789a_" + "a" * 43, "phk_0123456789ab_" + "a" * 42, "phk_0123456789ab_" + "a" * 44,
-    "phk_0123456789ab_" + "a" * 42 + "=", "pk_0123456789ab_" + "a" * 43, "phk_0123456789ab_" + "a" * 42 + "\n",
-    None, 123,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "phk_",
+        "phk_0123456789ab",
+        "phk_0123456789ab_",
+        "phk_0123456789AB_" + "a" * 43,
+        "phk_0123456789a_" + "a" * 43,
+        "phk_0123456789ab_" + "a" * 42,
+        "phk_0123456789ab_" + "a" * 44,
+        "phk_0123456789ab_" + "a" * 42 + "=",
+        "pk_0123456789ab_" + "a" * 43,
+        "phk_0123456789ab_" + "a" * 42 + "\n",
+        None,
+        123,
+    ],
+)
 def test_parse_api_key_errors(text):
     with pytest.raises(AuthenticationError) as ei:
         parse_api_key(text)

@@ -1,4 +1,5 @@
 """policyhub.api.info: records <-> messages in both directions, the enum fallback, the time codec."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -17,19 +18,31 @@ UPDATED = CREATED + timedelta(days=1)
 
 def a_policy(**changes) -> dict:
     record = {
-        "policy_id": "p", "name": "n", "state": "DISABLED", "permissions": ["a.*"], "labels": ["l", 2],
-        "tags": {"k": "v", "nested": {"x": [1, True, None]}}, "project_id": "project-1", "domain_id": "domain-1",
-        "created_at": CREATED, "updated_at": UPDATED, "description": "d",
-        "statements": [{"effect": "DENY", "actions": ["x"], "resources": ["r/*"], "conditions": {}},
-                       {"effect": "ALLOW", "actions": ["*"], "resources": ["*"],
-                        "conditions": {"ip": {"in": ["10.0.0.0/8"]}}}],
-        "version": 3, "etag": "e", "is_managed": False,
+        "policy_id": "p",
+        "name": "n",
+        "state": "DISABLED",
+        "permissions": ["a.*"],
+        "labels": ["l", 2],
+        "tags": {"k": "v", "nested": {"x": [1, True, None]}},
+        "project_id": "project-1",
+        "domain_id": "domain-1",
+        "created_at": CREATED,
+        "updated_at": UPDATED,
+        "description": "d",
+        "statements": [
+            {"effect": "DENY", "actions": ["x"], "resources": ["r/*"], "conditions": {}},
+            {"effect": "ALLOW", "actions": ["*"], "resources": ["*"], "conditions": {"ip": {"in": ["10.0.0.0/8"]}}},
+        ],
+        "version": 3,
+        "etag": "e",
+        "is_managed": False,
     }
     record.update(changes)
     return record
 
 
 # -- round trips -------------------------------------------------------------------------------
+
 
 def test_policy_round_trip():
     record = a_policy()
@@ -45,8 +58,15 @@ def test_policy_round_trip_through_the_wire_and_a_list():
 
 
 def test_policy_info_says_what_records_leave_unsaid():
-    info = to_policy_info({"policy_id": "p", "is_managed": True, "domain_id": "ignored",
-                           "statements": [{}], "repository_info": {"repository_id": "r", "name": "local"}})
+    info = to_policy_info(
+        {
+            "policy_id": "p",
+            "is_managed": True,
+            "domain_id": "ignored",
+            "statements": [{}],
+            "repository_info": {"repository_id": "r", "name": "local"},
+        }
+    )
     assert info.state == policy_pb2.PolicyInfo.NONE and info.domain_id == ""  # managed: no domain
     assert info.statements[0].effect == policy_pb2.Statement.EFFECT_NONE
     assert info.repository_info.repository_id == "r" and info.created_at == ""
@@ -54,10 +74,17 @@ def test_policy_info_says_what_records_leave_unsaid():
 
 
 def test_policy_record_from_a_remote_message():
-    info = policy_pb2.PolicyInfo(policy_id="p", name="n", state=policy_pb2.PolicyInfo.DISABLED,
-                                 permissions=["a.*"], created_at="2024-05-01T10:20:30.456Z", updated_at="garbage",
-                                 statements=[policy_pb2.Statement(effect=policy_pb2.Statement.DENY, actions=["x"],
-                                                                  resources=["r/*"])], version=3, etag="e")
+    info = policy_pb2.PolicyInfo(
+        policy_id="p",
+        name="n",
+        state=policy_pb2.PolicyInfo.DISABLED,
+        permissions=["a.*"],
+        created_at="2024-05-01T10:20:30.456Z",
+        updated_at="garbage",
+        statements=[policy_pb2.Statement(effect=policy_pb2.Statement.DENY, actions=["x"], resources=["r/*"])],
+        version=3,
+        etag="e",
+    )
     info.labels.extend(["l"])
     info.tags.update({"k": "v"})
     info.repository_info.repository_id = "the remote's own"
@@ -77,22 +104,45 @@ def test_a_remote_policy_with_non_finite_numbers_does_not_read(bad):
 
 
 def test_repository_info():
-    record = {"repository_id": "repo-1", "name": "upstream", "repository_type": "remote",
-              "endpoint": "grpc://remote:50051", "created_at": CREATED}
+    record = {
+        "repository_id": "repo-1",
+        "name": "upstream",
+        "repository_type": "remote",
+        "endpoint": "grpc://remote:50051",
+        "created_at": CREATED,
+    }
     info = to_repository_info(record)
     assert (info.repository_id, info.name, info.repository_type, info.endpoint, info.created_at) == (
-        "repo-1", "upstream", "remote", "grpc://remote:50051", "2024-05-01T10:20:30.456Z")
+        "repo-1",
+        "upstream",
+        "remote",
+        "grpc://remote:50051",
+        "2024-05-01T10:20:30.456Z",
+    )
     assert to_repository_info(record, only=["name"]) == repository_pb2.RepositoryInfo(name="upstream")
 
 
 @pytest.mark.parametrize("expires_at", [None, UPDATED])
 def test_assignment_info(expires_at):
-    record = {"assignment_id": "a-1", "subject_type": "GROUP", "subject_id": "g", "grant_type": "POLICY",
-              "grant_id": "p", "expires_at": expires_at, "labels": ["l"], "tags": {"k": "v"},
-              "domain_id": "domain-1", "created_at": CREATED}
+    record = {
+        "assignment_id": "a-1",
+        "subject_type": "GROUP",
+        "subject_id": "g",
+        "grant_type": "POLICY",
+        "grant_id": "p",
+        "expires_at": expires_at,
+        "labels": ["l"],
+        "tags": {"k": "v"},
+        "domain_id": "domain-1",
+        "created_at": CREATED,
+    }
     info = to_assignment_info(record)
     assert (info.subject.type, info.subject.id, info.grant.type, info.grant.id) == (
-        assignment_pb2.Subject.GROUP, "g", assignment_pb2.Grant.POLICY, "p")
+        assignment_pb2.Subject.GROUP,
+        "g",
+        assignment_pb2.Grant.POLICY,
+        "p",
+    )
     assert info.expires_at == ("" if expires_at is None else "2024-05-02T10:20:30.456Z")
     assert list(info.labels) == ["l"] and dict(info.tags) == {"k": "v"} and info.domain_id == "domain-1"
 
@@ -108,6 +158,7 @@ def test_stat_round_trip():
 
 
 # -- enum names --------------------------------------------------------------------------------
+
 
 def test_enum_name_of_a_known_number():
     assert enum_name(policy_pb2.Statement.Effect, policy_pb2.Statement.DENY) == "DENY"
@@ -128,6 +179,7 @@ def test_unknown_enum_number_in_an_answer_is_the_zero_value():
 
 # -- time codec --------------------------------------------------------------------------------
 
+
 def test_to_iso_is_utc_with_milliseconds_and_z():
     assert to_iso(None) == ""
     assert to_iso(datetime(2024, 5, 1, 10, 20, 30, 456789, tzinfo=timezone.utc)) == "2024-05-01T10:20:30.456Z"
@@ -136,12 +188,17 @@ def test_to_iso_is_utc_with_milliseconds_and_z():
     assert to_iso(datetime(2024, 5, 1, 1, 0, 0, tzinfo=plus_two)) == "2024-04-30T23:00:00.000Z"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2024-05-01T10:20:30.456Z", CREATED),
-    ("2024-05-01T12:20:30.456+02:00", CREATED),
-    ("2024-05-01T10:20:30.456", CREATED),  # no offset: UTC
-    ("", None), ("garbage", None), ("2024-13-01T00:00:00Z", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2024-05-01T10:20:30.456Z", CREATED),
+        ("2024-05-01T12:20:30.456+02:00", CREATED),
+        ("2024-05-01T10:20:30.456", CREATED),  # no offset: UTC
+        ("", None),
+        ("garbage", None),
+        ("2024-13-01T00:00:00Z", None),
+    ],
+)
 def test_from_iso(text, expected):
     value = from_iso(text)
     assert value == expected

@@ -1,4 +1,5 @@
 """Structured JSON logs: call fields on every line, secrets masked wherever they appear."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,24 @@ JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 
 
 def test_mask_hides_secret_keys_and_values():
-    masked = logs.mask({"token": "anything", "api_key": "x", "nested": {"Authorization": "Bearer y"},
-                        "note": f"sent {API_KEY} and {JWT}", "list": [JWT], "safe": "hello"})
-    assert masked == {"token": "***", "api_key": "***", "nested": {"Authorization": "***"},
-                      "note": "sent *** and ***", "list": ["***"], "safe": "hello"}
+    masked = logs.mask(
+        {
+            "token": "anything",
+            "api_key": "x",
+            "nested": {"Authorization": "Bearer y"},
+            "note": f"sent {API_KEY} and {JWT}",
+            "list": [JWT],
+            "safe": "hello",
+        }
+    )
+    assert masked == {
+        "token": "***",
+        "api_key": "***",
+        "nested": {"Authorization": "***"},
+        "note": "sent *** and ***",
+        "list": ["***"],
+        "safe": "hello",
+    }
 
 
 def test_json_formatter_carries_call_fields_and_masks():

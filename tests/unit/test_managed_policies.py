@@ -1,11 +1,12 @@
 """The shipped managed policies load and validate; bad files stop start-up clearly."""
+
 from __future__ import annotations
 
 import pytest
 
+from policyhub.domain import MANAGED_ID_PREFIX
 from policyhub.errors import ConfigError
 from policyhub.managed_policies import load_managed_policies
-from policyhub.domain import MANAGED_ID_PREFIX
 
 
 def test_shipped_policies_load():
@@ -15,13 +16,18 @@ def test_shipped_policies_load():
     assert all(policy_id.startswith(MANAGED_ID_PREFIX) for policy_id in ids)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("policy_id: managed-x\nname: X\ncolor: red\n", "unknown keys ['color']"),
-    ("policy_id: x\nname: X\n", "start with 'managed-'"),
-    ("policy_id: managed-x\n", "name"),
-    ("policy_id: managed-x\nname: X\nstatements: [{effect: MAYBE, actions: [a], resources: ['*']}]\n",
-     "statements[0].effect"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("policy_id: managed-x\nname: X\ncolor: red\n", "unknown keys ['color']"),
+        ("policy_id: x\nname: X\n", "start with 'managed-'"),
+        ("policy_id: managed-x\n", "name"),
+        (
+            "policy_id: managed-x\nname: X\nstatements: [{effect: MAYBE, actions: [a], resources: ['*']}]\n",
+            "statements[0].effect",
+        ),
+    ],
+)
 def test_bad_files_are_config_errors(tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(ConfigError) as info:

@@ -1,5 +1,6 @@
 """Action and resource patterns: `*` any run (crossing `.`, `:` and `/`), `?` one character,
 everything else literal; actions case-insensitive, resources case-sensitive."""
+
 import re
 from functools import lru_cache
 
@@ -20,149 +21,158 @@ from policyhub.engine.patterns import (
 )
 
 
-@pytest.mark.parametrize("pattern, value, expected", [
-    # `*` alone
-    ("*", "", True),
-    ("*", "anything", True),
-    ("*", "a.b:c/d", True),
-    ("**", "x", True),
-    ("***", "", True),
-    # exact
-    ("abc", "abc", True),
-    ("abc", "abcd", False),
-    ("abc", "ab", False),
-    ("abc", "", False),
-    # prefix*
-    ("inventory.*", "inventory.Server.read", True),
-    ("inventory.*", "inventory.", True),
-    ("inventory.*", "inventory", False),
-    ("inventory*", "inventory", True),
-    ("inventory*", "inventoryX", True),
-    # `*` crosses `.`, `:` and `/`
-    ("a*", "a.b.c", True),
-    ("a*", "a:b:c", True),
-    ("a*", "a/b/c", True),
-    ("srn:*:server/*", "srn:aws:ec2:server/i-1/disk", True),
-    ("srn:*:server/*", "srn::server/", True),
-    ("srn:*:server/*", "srn:aws:ec2:volume/v-1", False),
-    # *suffix
-    ("*.read", "inventory.Server.read", True),
-    ("*.read", ".read", True),
-    ("*.read", "read", False),
-    ("*/x", "a/b/x", True),
-    # prefix*suffix
-    ("a*z", "az", True),
-    ("a*z", "a/b.c:z", True),
-    ("a*z", "a", False),
-    ("a*z", "z", False),
-    ("aa*aa", "aaa", False),   # head and tail may not overlap
-    ("aa*aa", "aaaa", True),
-    ("aa*aa", "aaXaa", True),
-    # several stars
-    ("a*b*c", "abc", True),
-    ("a*b*c", "a.x.b.y.c", True),
-    ("a*b*c", "acb", False),
-    ("*a*", "bab", True),
-    ("*a*", "bbb", False),
-    ("a**b", "a/b", True),
-    # `?` is exactly one character, and also crosses separators
-    ("?", "a", True),
-    ("?", "", False),
-    ("?", "ab", False),
-    ("a?c", "abc", True),
-    ("a?c", "a.c", True),
-    ("a?c", "a/c", True),
-    ("a?c", "a:c", True),
-    ("a?c", "ac", False),
-    ("a?c", "abbc", False),
-    ("??", "ab", True),
-    ("??", "a", False),
-    ("a?*", "a", False),
-    ("a?*", "ab", True),
-    ("a*?", "abc", True),
-    ("*?", "", False),
-    # newlines are ordinary characters for `*` and `?`
-    ("a*b", "a\nb", True),
-    ("a?b", "a\nb", True),
-    # regex metacharacters are literal
-    ("a.b", "a.b", True),
-    ("a.b", "axb", False),
-    ("a.*", "axyz", False),
-    ("a+b", "a+b", True),
-    ("a+b", "aab", False),
-    ("[ab]", "[ab]", True),
-    ("[ab]", "a", False),
-    ("(x|y)", "(x|y)", True),
-    ("(x|y)", "x", False),
-    ("^a$", "^a$", True),
-    ("^a$", "a", False),
-    ("a\\d", "a\\d", True),
-    ("a\\d", "a1", False),
-    ("a{2}", "a{2}", True),
-    ("a{2}", "aa", False),
-    ("a.?", "a.b", True),
-    ("a.?", "axb", False),
-    ("[*]", "[xyz]", True),
-    ("[*]", "x", False),
-    ("$*", "$x", True),
-    ("*|*", "a|b", True),
-    ("*|*", "ab", False),
-    # wildcards in the value are ordinary characters of the value
-    ("a*", "a*", True),
-    ("a?", "a?", True),
-    ("a?", "a*", True),
-    ("ab", "a*", False),
-    # general matcher: segments between stars are placed left to right without overlapping,
-    # each within the room left before the tail
-    ("a*a", "a", False),
-    ("*ab*b*", "ab", False),
-    ("*ab*ba*", "aba", False),
-    ("*ab*ba*", "abba", True),
-    ("*a*?*", "ba", False),
-    ("*a*?*", "bab", True),
-    ("*a?*", "ba", False),
-    ("*a?*", "bab", True),
-    ("*?a*b", "ab", False),
-    ("*?a*b", "xab", True),
-    ("a?*?b", "axb", False),
-    ("a?*?b", "axyb", True),
-    ("*a?c*a?c*", "abcabc", True),
-    ("*a?c*a?c*", "abcbc", False),
-    ("*a?c*a?c*", "abac", False),
-    # the empty pattern matches nothing
-    ("", "", False),
-    ("", "a", False),
-])
+@pytest.mark.parametrize(
+    "pattern, value, expected",
+    [
+        # `*` alone
+        ("*", "", True),
+        ("*", "anything", True),
+        ("*", "a.b:c/d", True),
+        ("**", "x", True),
+        ("***", "", True),
+        # exact
+        ("abc", "abc", True),
+        ("abc", "abcd", False),
+        ("abc", "ab", False),
+        ("abc", "", False),
+        # prefix*
+        ("inventory.*", "inventory.Server.read", True),
+        ("inventory.*", "inventory.", True),
+        ("inventory.*", "inventory", False),
+        ("inventory*", "inventory", True),
+        ("inventory*", "inventoryX", True),
+        # `*` crosses `.`, `:` and `/`
+        ("a*", "a.b.c", True),
+        ("a*", "a:b:c", True),
+        ("a*", "a/b/c", True),
+        ("srn:*:server/*", "srn:aws:ec2:server/i-1/disk", True),
+        ("srn:*:server/*", "srn::server/", True),
+        ("srn:*:server/*", "srn:aws:ec2:volume/v-1", False),
+        # *suffix
+        ("*.read", "inventory.Server.read", True),
+        ("*.read", ".read", True),
+        ("*.read", "read", False),
+        ("*/x", "a/b/x", True),
+        # prefix*suffix
+        ("a*z", "az", True),
+        ("a*z", "a/b.c:z", True),
+        ("a*z", "a", False),
+        ("a*z", "z", False),
+        ("aa*aa", "aaa", False),  # head and tail may not overlap
+        ("aa*aa", "aaaa", True),
+        ("aa*aa", "aaXaa", True),
+        # several stars
+        ("a*b*c", "abc", True),
+        ("a*b*c", "a.x.b.y.c", True),
+        ("a*b*c", "acb", False),
+        ("*a*", "bab", True),
+        ("*a*", "bbb", False),
+        ("a**b", "a/b", True),
+        # `?` is exactly one character, and also crosses separators
+        ("?", "a", True),
+        ("?", "", False),
+        ("?", "ab", False),
+        ("a?c", "abc", True),
+        ("a?c", "a.c", True),
+        ("a?c", "a/c", True),
+        ("a?c", "a:c", True),
+        ("a?c", "ac", False),
+        ("a?c", "abbc", False),
+        ("??", "ab", True),
+        ("??", "a", False),
+        ("a?*", "a", False),
+        ("a?*", "ab", True),
+        ("a*?", "abc", True),
+        ("*?", "", False),
+        # newlines are ordinary characters for `*` and `?`
+        ("a*b", "a\nb", True),
+        ("a?b", "a\nb", True),
+        # regex metacharacters are literal
+        ("a.b", "a.b", True),
+        ("a.b", "axb", False),
+        ("a.*", "axyz", False),
+        ("a+b", "a+b", True),
+        ("a+b", "aab", False),
+        ("[ab]", "[ab]", True),
+        ("[ab]", "a", False),
+        ("(x|y)", "(x|y)", True),
+        ("(x|y)", "x", False),
+        ("^a$", "^a$", True),
+        ("^a$", "a", False),
+        ("a\\d", "a\\d", True),
+        ("a\\d", "a1", False),
+        ("a{2}", "a{2}", True),
+        ("a{2}", "aa", False),
+        ("a.?", "a.b", True),
+        ("a.?", "axb", False),
+        ("[*]", "[xyz]", True),
+        ("[*]", "x", False),
+        ("$*", "$x", True),
+        ("*|*", "a|b", True),
+        ("*|*", "ab", False),
+        # wildcards in the value are ordinary characters of the value
+        ("a*", "a*", True),
+        ("a?", "a?", True),
+        ("a?", "a*", True),
+        ("ab", "a*", False),
+        # general matcher: segments between stars are placed left to right without overlapping,
+        # each within the room left before the tail
+        ("a*a", "a", False),
+        ("*ab*b*", "ab", False),
+        ("*ab*ba*", "aba", False),
+        ("*ab*ba*", "abba", True),
+        ("*a*?*", "ba", False),
+        ("*a*?*", "bab", True),
+        ("*a?*", "ba", False),
+        ("*a?*", "bab", True),
+        ("*?a*b", "ab", False),
+        ("*?a*b", "xab", True),
+        ("a?*?b", "axb", False),
+        ("a?*?b", "axyb", True),
+        ("*a?c*a?c*", "abcabc", True),
+        ("*a?c*a?c*", "abcbc", False),
+        ("*a?c*a?c*", "abac", False),
+        # the empty pattern matches nothing
+        ("", "", False),
+        ("", "a", False),
+    ],
+)
 def test_pattern_rules(pattern, value, expected):
     assert match_resource(pattern, value) is expected
-    assert match_action(pattern, value) is expected   # these cases are case-neutral
+    assert match_action(pattern, value) is expected  # these cases are case-neutral
     assert bool(compile_pattern(pattern)(value)) is expected
 
 
-@pytest.mark.parametrize("pattern, action, expected", [
-    ("inventory.Server.read", "INVENTORY.server.READ", True),
-    ("INVENTORY.*", "inventory.server.read", True),
-    ("inventory.*", "Inventory.Server", True),
-    ("*.READ", "a.read", True),
-    ("*.read", "a.READ", True),
-    ("In*Ry.?", "inventory.X", True),
-    ("a?c", "ABC", True),
-    ("Identity.*", "inventory.x", False),
-])
+@pytest.mark.parametrize(
+    "pattern, action, expected",
+    [
+        ("inventory.Server.read", "INVENTORY.server.READ", True),
+        ("INVENTORY.*", "inventory.server.read", True),
+        ("inventory.*", "Inventory.Server", True),
+        ("*.READ", "a.read", True),
+        ("*.read", "a.READ", True),
+        ("In*Ry.?", "inventory.X", True),
+        ("a?c", "ABC", True),
+        ("Identity.*", "inventory.x", False),
+    ],
+)
 def test_actions_are_case_insensitive(pattern, action, expected):
     assert match_action(pattern, action) is expected
 
 
-@pytest.mark.parametrize("pattern, resource, expected", [
-    ("Server/1", "Server/1", True),
-    ("Server/1", "server/1", False),
-    ("server/*", "Server/1", False),
-    ("*/ID", "x/id", False),
-    ("*/ID", "x/ID", True),
-    ("S?rver", "SErver", True),
-    ("S?rver", "sErver", False),
-    ("a*b*C", "a.b.c", False),
-])
+@pytest.mark.parametrize(
+    "pattern, resource, expected",
+    [
+        ("Server/1", "Server/1", True),
+        ("Server/1", "server/1", False),
+        ("server/*", "Server/1", False),
+        ("*/ID", "x/id", False),
+        ("*/ID", "x/ID", True),
+        ("S?rver", "SErver", True),
+        ("S?rver", "sErver", False),
+        ("a*b*C", "a.b.c", False),
+    ],
+)
 def test_resources_are_case_sensitive(pattern, resource, expected):
     assert match_resource(pattern, resource) is expected
 
@@ -186,18 +196,21 @@ def test_literal_prefix():
     assert literal_prefix("plain") == "plain"
 
 
-@pytest.mark.parametrize("pattern, bucket", [
-    ("inventory.server.read", ("exact", "inventory.server.read")),
-    ("inventory", ("exact", "inventory")),
-    ("inventory.*", ("segment", "inventory")),
-    ("inventory.server.*", ("segment", "inventory")),
-    ("inventory.?", ("segment", "inventory")),
-    ("inventory*", None),
-    ("inv?ntory.read", None),
-    ("*", None),
-    ("*.read", None),
-    ("?", None),
-])
+@pytest.mark.parametrize(
+    "pattern, bucket",
+    [
+        ("inventory.server.read", ("exact", "inventory.server.read")),
+        ("inventory", ("exact", "inventory")),
+        ("inventory.*", ("segment", "inventory")),
+        ("inventory.server.*", ("segment", "inventory")),
+        ("inventory.?", ("segment", "inventory")),
+        ("inventory*", None),
+        ("inv?ntory.read", None),
+        ("*", None),
+        ("*.read", None),
+        ("?", None),
+    ],
+)
 def test_action_bucket(pattern, bucket):
     assert action_bucket(pattern) == bucket
 
@@ -208,24 +221,27 @@ def test_action_segment():
     assert action_segment(".x") == ""
 
 
-@pytest.mark.parametrize("pattern, prefix, expected", [
-    ("anything", "", True),
-    ("*", "a/b", True),
-    ("a/*", "a/", True),
-    ("a/*", "a/b/c", True),
-    ("a/*", "a", True),          # a/... starts with a
-    ("a/*", "b/", False),
-    ("a/x", "a/x/y", False),     # the pattern is shorter than the prefix and has no wildcard
-    ("a/x", "a/", True),
-    ("*/x", "zzz", True),
-    ("?/x", "a/", True),
-    ("?/x", "ab", False),
-    ("a?c*", "abc/", True),
-    ("a?c*", "abd", False),
-    ("A/*", "a/", False),        # resources are case-sensitive
-    ("", "", False),
-    ("", "a", False),
-])
+@pytest.mark.parametrize(
+    "pattern, prefix, expected",
+    [
+        ("anything", "", True),
+        ("*", "a/b", True),
+        ("a/*", "a/", True),
+        ("a/*", "a/b/c", True),
+        ("a/*", "a", True),  # a/... starts with a
+        ("a/*", "b/", False),
+        ("a/x", "a/x/y", False),  # the pattern is shorter than the prefix and has no wildcard
+        ("a/x", "a/", True),
+        ("*/x", "zzz", True),
+        ("?/x", "a/", True),
+        ("?/x", "ab", False),
+        ("a?c*", "abc/", True),
+        ("a?c*", "abd", False),
+        ("A/*", "a/", False),  # resources are case-sensitive
+        ("", "", False),
+        ("", "a", False),
+    ],
+)
 def test_may_match_with_prefix(pattern, prefix, expected):
     assert may_match_with_prefix(pattern, prefix) is expected
 
@@ -256,6 +272,7 @@ def test_module_builds_no_regex():
 
 # ---------------------------------------------------------------------------- agreement with a reference
 
+
 def dp_match(pattern: str, value: str) -> bool:
     """Reference matcher, independent of the module: the textbook dynamic programme over
     (pattern position, value position). ``*`` any run, ``?`` one character, rest literal;
@@ -263,7 +280,7 @@ def dp_match(pattern: str, value: str) -> bool:
     if not pattern:
         return False
     n = len(value)
-    row = [True] + [False] * n          # row[j]: pattern[:i] matches value[:j]
+    row = [True] + [False] * n  # row[j]: pattern[:i] matches value[:j]
     for p in pattern:
         nxt = [False] * (n + 1)
         if p == "*":
@@ -293,10 +310,10 @@ SETTINGS = settings(max_examples=3000, deadline=None)
 @given(pattern=st.text(PATTERN_ALPHABET, max_size=10), value=st.text(VALUE_ALPHABET, max_size=12))
 def test_matchers_agree_with_reference(pattern, value):
     expected = dp_match(pattern, value)
-    if pattern:   # the short inputs keep the regex cross-check of the reference cheap
+    if pattern:  # the short inputs keep the regex cross-check of the reference cheap
         assert (_fnmatch_regex(pattern).fullmatch(value) is not None) is expected
-    assert bool(compile_pattern(pattern)(value)) is expected, (pattern, value)       # with the fast paths
-    assert glob_match(pattern, value) is expected, (pattern, value)                 # the general matcher alone
+    assert bool(compile_pattern(pattern)(value)) is expected, (pattern, value)  # with the fast paths
+    assert glob_match(pattern, value) is expected, (pattern, value)  # the general matcher alone
     assert match_resource(pattern, value) is expected
     assert match_action(pattern, value) is dp_match(pattern.lower(), value.lower())
     assert match_action(pattern.upper(), value) is dp_match(pattern.lower(), value.lower())
@@ -323,6 +340,7 @@ def test_may_match_with_prefix_agrees_with_reference(pattern, prefix):
 
 # ---------------------------------------------------------------------------- pathological patterns (ReDoS)
 
+
 def _general(pattern: str, value: str) -> tuple[bool, int]:
     """(result, segment placements tried) of the general matcher."""
     steps = [0]
@@ -330,19 +348,22 @@ def _general(pattern: str, value: str) -> tuple[bool, int]:
     return result, steps[0]
 
 
-@pytest.mark.parametrize("pattern, value, expected", [
-    ("*a*a*a*a*a*a*a*a?b", "a" * 2000, False),           # exponential for a backtracking regex
-    ("*a*a*a*a*a*a*a*a?b", "a" * 2000 + "xb", True),
-    ("*a*a*a*a*a*a*a*a?b*", "a" * 2000, False),           # the `?` segment is searched for across the text
-    ("*a*a*a*a*a*a*a*a?b*", "a" * 2000 + "b", True),
-    ("*a" * 200 + "?b", "a" * 2000, False),
-    ("*a" * 200 + "?b", "a" * 2000 + "ab", True),
-    ("*a?a*a?a*a?a*a?c*", "a" * 2000, False),
-    ("*a?a*a?a*a?a*a?c*", "a" * 2000 + "abc", True),
-    ("*?*?*?*?*?*?*?*?*x", "?" * 2000, False),
-    ("*ab*ab*ab*ab*ab*abc", "ab" * 1000 + "c", True),
-    ("*ab*ab*ab*ab*ab*abc*", "ab" * 1000, False),
-])
+@pytest.mark.parametrize(
+    "pattern, value, expected",
+    [
+        ("*a*a*a*a*a*a*a*a?b", "a" * 2000, False),  # exponential for a backtracking regex
+        ("*a*a*a*a*a*a*a*a?b", "a" * 2000 + "xb", True),
+        ("*a*a*a*a*a*a*a*a?b*", "a" * 2000, False),  # the `?` segment is searched for across the text
+        ("*a*a*a*a*a*a*a*a?b*", "a" * 2000 + "b", True),
+        ("*a" * 200 + "?b", "a" * 2000, False),
+        ("*a" * 200 + "?b", "a" * 2000 + "ab", True),
+        ("*a?a*a?a*a?a*a?c*", "a" * 2000, False),
+        ("*a?a*a?a*a?a*a?c*", "a" * 2000 + "abc", True),
+        ("*?*?*?*?*?*?*?*?*x", "?" * 2000, False),
+        ("*ab*ab*ab*ab*ab*abc", "ab" * 1000 + "c", True),
+        ("*ab*ab*ab*ab*ab*abc*", "ab" * 1000, False),
+    ],
+)
 def test_pathological_patterns_take_linear_work(pattern, value, expected):
     result, steps = _general(pattern, value)
     assert result is expected

@@ -1,4 +1,5 @@
 """The permission table (policyhub.service.permissions) against what the managed policies name."""
+
 import fnmatch
 import pathlib
 
@@ -20,8 +21,11 @@ def _named(policy: dict) -> list[str]:
 
 def test_every_permission_a_managed_policy_names_is_in_the_table():
     directory = pathlib.Path(policyhub.managed_policies.__file__).parent
-    named = [(path.name, pattern) for path in sorted(directory.glob("*.yaml"))
-             for pattern in _named(yaml.safe_load(path.read_text(encoding="utf-8")))]
+    named = [
+        (path.name, pattern)
+        for path in sorted(directory.glob("*.yaml"))
+        for pattern in _named(yaml.safe_load(path.read_text(encoding="utf-8")))
+    ]
     assert named
     unmatched = [(file, pattern) for file, pattern in named if not fnmatch.filter(NAMES, pattern)]
     assert unmatched == []
@@ -29,6 +33,11 @@ def test_every_permission_a_managed_policy_names_is_in_the_table():
 
 def test_table_names_are_unique_and_system_only_is_derived():
     assert len(NAMES) == len(ALL)
-    assert SYSTEM_ONLY == {"repository.Repository.register", "repository.Repository.update",
-                           "repository.Repository.deregister", "repository.ApiKey.create",
-                           "repository.ApiKey.revoke", "repository.ApiKey.list"}
+    assert SYSTEM_ONLY == {
+        "repository.Repository.register",
+        "repository.Repository.update",
+        "repository.Repository.deregister",
+        "repository.ApiKey.create",
+        "repository.ApiKey.revoke",
+        "repository.ApiKey.list",
+    }

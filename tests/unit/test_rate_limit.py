@@ -1,4 +1,5 @@
 """Token buckets and the service's rate limits, on an injected clock (no server)."""
+
 from __future__ import annotations
 
 import threading

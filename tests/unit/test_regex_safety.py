@@ -1,5 +1,6 @@
 """The safe regex subset: what SpaceONE users write passes, published catastrophic patterns and
 polynomial ones are refused, and the accepted worst cases stay a few scans of the text."""
+
 from __future__ import annotations
 
 import re
@@ -11,30 +12,81 @@ from policyhub.query import regex_safety
 from policyhub.query.regex_safety import UnsafeRegex, check
 
 ACCEPTED = [
-    r"^prod-", r"web-\d+$", r"(?i)admin", r"(?i)^[a-z]+-\d+$", r"^(dev|prod)-.*", r"[a-z0-9]", r"\bprod\b",
-    r"^https?://.*\.example\.com$", r"^ip-\d+-\d+-\d+-\d+$", r"colou?r", r"\.(jpg|png)$", r"^[^/]+/[^/]+$",
-    r"^web(-\d+)?$", r"^(a+)?b", r"^x.{0,100}y", r"^a{2,5}$", r"^\s*x\s*$", r"(?s)a.*", r"^[\w.-]+@[\w-]+\.com$",
-    r"(dev|prod)-\d+-x", r"prod.*", r"(?m)^prod$", r"", r"^.*x",
+    r"^prod-",
+    r"web-\d+$",
+    r"(?i)admin",
+    r"(?i)^[a-z]+-\d+$",
+    r"^(dev|prod)-.*",
+    r"[a-z0-9]",
+    r"\bprod\b",
+    r"^https?://.*\.example\.com$",
+    r"^ip-\d+-\d+-\d+-\d+$",
+    r"colou?r",
+    r"\.(jpg|png)$",
+    r"^[^/]+/[^/]+$",
+    r"^web(-\d+)?$",
+    r"^(a+)?b",
+    r"^x.{0,100}y",
+    r"^a{2,5}$",
+    r"^\s*x\s*$",
+    r"(?s)a.*",
+    r"^[\w.-]+@[\w-]+\.com$",
+    r"(dev|prod)-\d+-x",
+    r"prod.*",
+    r"(?m)^prod$",
+    r"",
+    r"^.*x",
 ]
 
 # Published catastrophic (exponential) patterns: nested quantifiers and repeated alternations.
 REDOS_CORPUS = [
-    r"^(a+)+$", r"(a|aa)+", r"(a|a?)+", r"(.*a){12}", r"^(([a-z])+.)+[A-Z]([a-z])+$", r"(\w+\s?)+$", r"^(\d+)*$",
-    r"(x+x+)+y", r"([a-zA-Z]+)*", r"(a*)*b", r"^(a+)+b", r"^([a-zA-Z0-9])(([\-.]|[_]+)?([a-zA-Z0-9]+))*(@){1}[a-z0-9]+$",
-    r"(\d+|\w+)*x", r"^(\w+\s?)*$", r"(a?){25}a{25}",
+    r"^(a+)+$",
+    r"(a|aa)+",
+    r"(a|a?)+",
+    r"(.*a){12}",
+    r"^(([a-z])+.)+[A-Z]([a-z])+$",
+    r"(\w+\s?)+$",
+    r"^(\d+)*$",
+    r"(x+x+)+y",
+    r"([a-zA-Z]+)*",
+    r"(a*)*b",
+    r"^(a+)+b",
+    r"^([a-zA-Z0-9])(([\-.]|[_]+)?([a-zA-Z0-9]+))*(@){1}[a-z0-9]+$",
+    r"(\d+|\w+)*x",
+    r"^(\w+\s?)*$",
+    r"(a?){25}a{25}",
 ]
 
 # Polynomial: several unbounded quantifiers that overlap, or a search that rescans a run from every start.
 POLYNOMIAL = [
-    r"^.*.*x", r"^a*a*a*a*b", r"^a*a*x", r"^.*a.*b", r"^.*prod.*$", r"\d+\.?\d+x", r"^a*b?a*c", r"\w+\s",
-    r"[a-z]+\d", r"\d+-", r"a[a-z]+\d", r".+x", r"(?i).*admin.*$", r"a?a?a?a?a?aaaaa",
+    r"^.*.*x",
+    r"^a*a*a*a*b",
+    r"^a*a*x",
+    r"^.*a.*b",
+    r"^.*prod.*$",
+    r"\d+\.?\d+x",
+    r"^a*b?a*c",
+    r"\w+\s",
+    r"[a-z]+\d",
+    r"\d+-",
+    r"a[a-z]+\d",
+    r".+x",
+    r"(?i).*admin.*$",
+    r"a?a?a?a?a?aaaaa",
     r"(?:a|a)(?:a|a)(?:a|a)(?:a|a)(?:a|a)x",
 ]
 
 OUTSIDE_RE2 = {
-    r"(a)\1": "backreferences", r"(?=a)b": "lookahead", r"(?<=a)b": "lookahead", r"(?!a)b": "lookahead",
-    r"(?>a)": "atomic", r"a*+": "possessive", r"(a)?(?(1)b|c)": "conditionals", r"\Z": "RE2 syntax",
-    r"\u0041": "RE2 syntax", r"(?x)a": "RE2 syntax",
+    r"(a)\1": "backreferences",
+    r"(?=a)b": "lookahead",
+    r"(?<=a)b": "lookahead",
+    r"(?!a)b": "lookahead",
+    r"(?>a)": "atomic",
+    r"a*+": "possessive",
+    r"(a)?(?(1)b|c)": "conditionals",
+    r"\Z": "RE2 syntax",
+    r"\u0041": "RE2 syntax",
+    r"(?x)a": "RE2 syntax",
 }
 
 
@@ -61,8 +113,10 @@ def test_syntax_outside_re2_is_refused_with_its_reason(pattern, reason):
         check(pattern)
 
 
-@pytest.mark.parametrize("pattern", [r"a{101}", r"a{0,101}", r"a{101,}", "x" * (regex_safety.MAX_PATTERN_LENGTH + 1),
-                                     r"[", r"a)", r"(?P<n>a)(?P<n>b)"])
+@pytest.mark.parametrize(
+    "pattern",
+    [r"a{101}", r"a{0,101}", r"a{101,}", "x" * (regex_safety.MAX_PATTERN_LENGTH + 1), r"[", r"a)", r"(?P<n>a)(?P<n>b)"],
+)
 def test_bounds_and_malformed_patterns_are_refused(pattern):
     with pytest.raises(UnsafeRegex):
         check(pattern)
@@ -75,10 +129,19 @@ def test_nested_quantifier_reason_names_the_rule():
         check(r"(a|aa)*")
 
 
-@pytest.mark.parametrize("pattern, sent", [
-    (r".*prod.*", r"prod.*"), (r"(?i).*admin.*", r"(?i)admin.*"), (r".*.*x", r"x"), (r".*?x", r"x"), (r".*", r""),
-    (r"^.*x", r"^.*x"), (r"\.*x", None), (r"prod", r"prod"),
-])
+@pytest.mark.parametrize(
+    "pattern, sent",
+    [
+        (r".*prod.*", r"prod.*"),
+        (r"(?i).*admin.*", r"(?i)admin.*"),
+        (r".*.*x", r"x"),
+        (r".*?x", r"x"),
+        (r".*", r""),
+        (r"^.*x", r"^.*x"),
+        (r"\.*x", None),
+        (r"prod", r"prod"),
+    ],
+)
 def test_a_leading_dot_star_is_dropped_since_search_tries_every_start(pattern, sent):
     if sent is None:
         with pytest.raises(UnsafeRegex):
@@ -97,9 +160,16 @@ def test_cost_grows_with_the_pattern_and_its_choices():
 # Adversarial texts of the longest string a document may hold, for the worst accepted shapes.
 N = regex_safety.MAX_SUBJECT_LENGTH
 WORST_ACCEPTED = [
-    (r"^.*x", "a" * N), (r"^\w+\s", "a" * N), (r"(?i).*admin.*", "admi" * (N // 4)), (r"prod.*", "pro" * (N // 3)),
-    (r"web-\d+-\d+$", "web-1" * (N // 5)), (r"^[\w.-]+@[\w-]+\.com$", "a" * N), (r"^x.{0,100}y", "x" * N),
-    (r"^a?a?a?a?aaaa$", "a" * N), (r"^(ab|a)c", "ab" * (N // 2)), (r"(dev|prod)-\d+-x", "prod-1" * (N // 6)),
+    (r"^.*x", "a" * N),
+    (r"^\w+\s", "a" * N),
+    (r"(?i).*admin.*", "admi" * (N // 4)),
+    (r"prod.*", "pro" * (N // 3)),
+    (r"web-\d+-\d+$", "web-1" * (N // 5)),
+    (r"^[\w.-]+@[\w-]+\.com$", "a" * N),
+    (r"^x.{0,100}y", "x" * N),
+    (r"^a?a?a?a?aaaa$", "a" * N),
+    (r"^(ab|a)c", "ab" * (N // 2)),
+    (r"(dev|prod)-\d+-x", "prod-1" * (N // 6)),
 ]
 REFUSED_SHAPES = [(r"\w+\s", "a" * N), (r"^a*a*a*x", "a" * 300)]
 

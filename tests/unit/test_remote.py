@@ -1,6 +1,7 @@
 """The remote-repository client's pure parts: endpoint parsing, retries/backoff within the
 deadline, error mapping, and the TTL cache's staleness bound (fake clocks, fake stubs). Reading
 its answers into records is policyhub.api.info's, tested in test_info.py."""
+
 from __future__ import annotations
 
 import grpc
@@ -13,27 +14,60 @@ from policyhub.remote.client import RemotePolicyClient
 from policyhub.remote.endpoint import Endpoint, parse_endpoint
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("grpc://127.0.0.1:50051", Endpoint("grpc://127.0.0.1:50051", False, "127.0.0.1", 50051)),
-    ("grpc+ssl://policy.example.com:443",
-     Endpoint("grpc+ssl://policy.example.com:443", True, "policy.example.com", 443)),
-    ("grpc://localhost:1", Endpoint("grpc://localhost:1", False, "localhost", 1)),
-    ("grpc://[::1]:65535", Endpoint("grpc://[::1]:65535", False, "[::1]", 65535)),
-    ("grpc://repo-1.svc.cluster.local:50051", Endpoint("grpc://repo-1.svc.cluster.local:50051", False,
-                                                       "repo-1.svc.cluster.local", 50051)),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("grpc://127.0.0.1:50051", Endpoint("grpc://127.0.0.1:50051", False, "127.0.0.1", 50051)),
+        (
+            "grpc+ssl://policy.example.com:443",
+            Endpoint("grpc+ssl://policy.example.com:443", True, "policy.example.com", 443),
+        ),
+        ("grpc://localhost:1", Endpoint("grpc://localhost:1", False, "localhost", 1)),
+        ("grpc://[::1]:65535", Endpoint("grpc://[::1]:65535", False, "[::1]", 65535)),
+        (
+            "grpc://repo-1.svc.cluster.local:50051",
+            Endpoint("grpc://repo-1.svc.cluster.local:50051", False, "repo-1.svc.cluster.local", 50051),
+        ),
+    ],
+)
 def test_parse_endpoint(value, expected):
     assert parse_endpoint(value) == expected
     assert expected.target == value.split("://", 1)[1]
 
 
-@pytest.mark.parametrize("value", [
-    "http://x", "grpc://", "grpc://host", "grpc://host:", "grpc://host:99999", "grpc://host:0", "grpc://host:123456",
-    "grpc://:1", "grpc://host:1/", "grpc://host:1?x=1", "grpc://u@host:1", "grpc://ho st:1", "grpc://-a:1",
-    "grpc://a-:1", "grpc://a..b:1", "grpc://256.1.1.1:1", "grpc://[::g]:1", "grpc://[::1:1", "GRPC://host:1",
-    "grpc+tls://host:1", "dns:///host:1", "host:1", " grpc://host:1", "grpc://host:1 ", "grpc://host:-1",
-    "grpc://" + "a" * 64 + ":1", "grpc://" + "a." * 127 + "a:1", "grpc://host:1\n",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://x",
+        "grpc://",
+        "grpc://host",
+        "grpc://host:",
+        "grpc://host:99999",
+        "grpc://host:0",
+        "grpc://host:123456",
+        "grpc://:1",
+        "grpc://host:1/",
+        "grpc://host:1?x=1",
+        "grpc://u@host:1",
+        "grpc://ho st:1",
+        "grpc://-a:1",
+        "grpc://a-:1",
+        "grpc://a..b:1",
+        "grpc://256.1.1.1:1",
+        "grpc://[::g]:1",
+        "grpc://[::1:1",
+        "GRPC://host:1",
+        "grpc+tls://host:1",
+        "dns:///host:1",
+        "host:1",
+        " grpc://host:1",
+        "grpc://host:1 ",
+        "grpc://host:-1",
+        "grpc://" + "a" * 64 + ":1",
+        "grpc://" + "a." * 127 + "a:1",
+        "grpc://host:1\n",
+    ],
+)
 def test_parse_endpoint_refuses(value):
     with pytest.raises(InvalidArgument) as info:
         parse_endpoint(value)
@@ -46,6 +80,7 @@ def test_parse_endpoint_requires_a_value():
 
 
 # -- retries, backoff, deadline, error mapping -------------------------------------------------
+
 
 class FakeClock:
     def __init__(self):
@@ -129,9 +164,17 @@ def test_no_retry_past_the_deadline():
     assert clock.now - 100.0 == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("code", [grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.PERMISSION_DENIED,
-                                  grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL,
-                                  grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INVALID_ARGUMENT])
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ],
+)
 def test_other_codes_are_not_retried_and_become_unavailable_naming_the_code(code):
     clock = FakeClock()
     stub = FakeStub(clock, [FakeError(code)])
@@ -159,6 +202,7 @@ def test_token_and_hop_metadata():
 
 
 # -- cache -------------------------------------------------------------------------------------
+
 
 def test_cache_serves_within_the_bound_counted_from_the_call_start():
     clock = FakeClock()
@@ -205,25 +249,51 @@ def test_client_keeps_an_empty_cache():
 
 # -- configuration -----------------------------------------------------------------------------
 
+
 def test_remote_config_defaults_and_environment():
     from policyhub.config import load_config
+
     config = load_config(env={})
-    assert (config.remote_timeout_seconds, config.remote_retries, config.remote_cache_seconds,
-            config.remote_token, config.remote_ca_file) == (3.0, 2, 10.0, "", "")
-    config = load_config(env={"POLICYHUB_REMOTE_TIMEOUT_SECONDS": "0.5", "POLICYHUB_REMOTE_RETRIES": "0",
-                              "POLICYHUB_REMOTE_CACHE_SECONDS": "0", "POLICYHUB_REMOTE_TOKEN": "t"})
-    assert (config.remote_timeout_seconds, config.remote_retries, config.remote_cache_seconds,
-            config.remote_token) == (0.5, 0, 0.0, "t")
+    assert (
+        config.remote_timeout_seconds,
+        config.remote_retries,
+        config.remote_cache_seconds,
+        config.remote_token,
+        config.remote_ca_file,
+    ) == (3.0, 2, 10.0, "", "")
+    config = load_config(
+        env={
+            "POLICYHUB_REMOTE_TIMEOUT_SECONDS": "0.5",
+            "POLICYHUB_REMOTE_RETRIES": "0",
+            "POLICYHUB_REMOTE_CACHE_SECONDS": "0",
+            "POLICYHUB_REMOTE_TOKEN": "t",
+        }
+    )
+    assert (config.remote_timeout_seconds, config.remote_retries, config.remote_cache_seconds, config.remote_token) == (
+        0.5,
+        0,
+        0.0,
+        "t",
+    )
 
 
-@pytest.mark.parametrize("key, value", [
-    ("REMOTE_TIMEOUT_SECONDS", "0"), ("REMOTE_TIMEOUT_SECONDS", "-1"), ("REMOTE_TIMEOUT_SECONDS", "301"),
-    ("REMOTE_RETRIES", "-1"), ("REMOTE_RETRIES", "11"), ("REMOTE_RETRIES", "1.5"),
-    ("REMOTE_CACHE_SECONDS", "-1"), ("REMOTE_CACHE_SECONDS", "3601"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("REMOTE_TIMEOUT_SECONDS", "0"),
+        ("REMOTE_TIMEOUT_SECONDS", "-1"),
+        ("REMOTE_TIMEOUT_SECONDS", "301"),
+        ("REMOTE_RETRIES", "-1"),
+        ("REMOTE_RETRIES", "11"),
+        ("REMOTE_RETRIES", "1.5"),
+        ("REMOTE_CACHE_SECONDS", "-1"),
+        ("REMOTE_CACHE_SECONDS", "3601"),
+    ],
+)
 def test_remote_config_is_validated(key, value):
     from policyhub.config import load_config
     from policyhub.errors import ConfigError
+
     with pytest.raises(ConfigError, match=key.lower()):
         load_config(env={f"POLICYHUB_{key}": value})
 
@@ -232,6 +302,7 @@ def test_unreadable_remote_ca_file_stops_the_start(tmp_path):
     from policyhub.bootstrap import _remote_client
     from policyhub.config import Config
     from policyhub.errors import ConfigError
+
     with pytest.raises(ConfigError, match="remote_ca_file"):
         _remote_client(Config(remote_ca_file=str(tmp_path / "missing.pem")))
 
@@ -280,6 +351,7 @@ def client_on(stubs: dict, cache_seconds: float = 10) -> tuple[RemotePolicyClien
 
 def stat_answer(body: dict):
     from google.protobuf import struct_pb2
+
     answer = struct_pb2.Struct()
     answer.update(body)
     return answer
@@ -299,11 +371,17 @@ def test_non_finite_struct_values_are_unavailable_and_never_cached(bad):
     with_statement = policy_pb2.PolicyInfo(policy_id="q", statements=[policy_pb2.Statement()])
     with_statement.statements[0].conditions.update({"c": [bad]})
     good = policy_pb2.PolicyInfo(policy_id="p", name="remote")
-    stub = ScriptedStub(get=[info, with_statement, good],
-                        list=[policy_pb2.PoliciesInfo(results=[good, info], total_count=2),
-                              policy_pb2.PoliciesInfo(results=[good], total_count=1)],
-                        stat=[stat_answer({"results": [{"v": bad}], "total_count": 1}),
-                              stat_answer({"results": [{"v": 2}], "total_count": 1})])
+    stub = ScriptedStub(
+        get=[info, with_statement, good],
+        list=[
+            policy_pb2.PoliciesInfo(results=[good, info], total_count=2),
+            policy_pb2.PoliciesInfo(results=[good], total_count=1),
+        ],
+        stat=[
+            stat_answer({"results": [{"v": bad}], "total_count": 1}),
+            stat_answer({"results": [{"v": 2}], "total_count": 1}),
+        ],
+    )
     client, _ = client_on({ENDPOINT: stub})
 
     with pytest.raises(Unavailable) as failure:
@@ -333,12 +411,15 @@ def test_non_finite_struct_values_are_unavailable_and_never_cached(bad):
     assert len(stub.calls) == 7
 
 
-@pytest.mark.parametrize("body", [
-    {"results": "not a list", "total_count": 1},
-    {"results": [], "total_count": "many"},
-    {"results": [], "total_count": True},
-    {"results": {"a": 1}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"results": "not a list", "total_count": 1},
+        {"results": [], "total_count": "many"},
+        {"results": [], "total_count": True},
+        {"results": {"a": 1}},
+    ],
+)
 def test_stat_answers_of_the_wrong_shape_are_unavailable(body):
     client, _ = client_on({ENDPOINT: ScriptedStub(stat=[stat_answer(body)])})
     with pytest.raises(Unavailable) as failure:
@@ -347,13 +428,17 @@ def test_stat_answers_of_the_wrong_shape_are_unavailable(body):
     assert len(client.cache) == 0
 
 
-@pytest.mark.parametrize("error", [RuntimeError("surprise"), TypeError("bad argument"), KeyError("k"),
-                                   OverflowError("too big")])
+@pytest.mark.parametrize(
+    "error", [RuntimeError("surprise"), TypeError("bad argument"), KeyError("k"), OverflowError("too big")]
+)
 def test_an_unexpected_failure_of_the_call_is_unavailable(error):
     stub = ScriptedStub(get=[error], list=[error], stat=[error])
     client, _ = client_on({ENDPOINT: stub})
-    for operation in (lambda: client.get(ENDPOINT, "d", "p"), lambda: client.list(ENDPOINT, "d", {}),
-                      lambda: client.stat(ENDPOINT, "d", {"distinct": "name"})):
+    for operation in (
+        lambda: client.get(ENDPOINT, "d", "p"),
+        lambda: client.list(ENDPOINT, "d", {}),
+        lambda: client.stat(ENDPOINT, "d", {"distinct": "name"}),
+    ):
         with pytest.raises(Unavailable) as failure:
             operation()
         assert failure.value.metadata == {"endpoint": ENDPOINT, "remote_code": "CLIENT_ERROR"}
@@ -364,9 +449,11 @@ def test_an_unexpected_failure_of_the_call_is_unavailable(error):
 def test_get_each_reports_an_unconvertible_answer_per_endpoint():
     other = "grpc://other:50051"
     gone = "grpc://gone:50051"
-    stubs = {ENDPOINT: ScriptedStub(get=[nan_info()]),
-             other: ScriptedStub(get=[policy_pb2.PolicyInfo(policy_id="p", name="fine")]),
-             gone: ScriptedStub(get=[FakeError(grpc.StatusCode.NOT_FOUND)])}
+    stubs = {
+        ENDPOINT: ScriptedStub(get=[nan_info()]),
+        other: ScriptedStub(get=[policy_pb2.PolicyInfo(policy_id="p", name="fine")]),
+        gone: ScriptedStub(get=[FakeError(grpc.StatusCode.NOT_FOUND)]),
+    }
     client, _ = client_on(stubs)
     try:
         bad, fine, missing = client.get_each([ENDPOINT, other, gone], "d", "p")

@@ -1,4 +1,5 @@
 """The time values of the query language: relative expressions and ISO-8601 datetimes."""
+
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,25 +10,28 @@ UTC = timezone.utc
 NOW = datetime(2024, 3, 13, 15, 30, 45, 123456, tzinfo=UTC)  # a Wednesday
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("now", NOW),
-    ("now/d", datetime(2024, 3, 13, tzinfo=UTC)),
-    ("now/w", datetime(2024, 3, 11, tzinfo=UTC)),  # Monday of that week
-    ("now/m", datetime(2024, 3, 1, tzinfo=UTC)),
-    ("now-5d", NOW - timedelta(days=5)),
-    ("now+5d", NOW + timedelta(days=5)),
-    ("now-30s", NOW - timedelta(seconds=30)),
-    ("now-15m", NOW - timedelta(minutes=15)),  # `m` after a sign is minutes, not months
-    ("now+2h", NOW + timedelta(hours=2)),
-    ("now-2w", NOW - timedelta(weeks=2)),
-    ("now/d-1d", datetime(2024, 3, 12, tzinfo=UTC)),
-    ("now/w+1h", datetime(2024, 3, 11, 1, tzinfo=UTC)),
-    ("now/m-2w", datetime(2024, 2, 16, tzinfo=UTC)),
-    ("now/d+1d-1s", datetime(2024, 3, 13, 23, 59, 59, tzinfo=UTC)),  # several offsets apply in order
-    ("now-0d", NOW),
-    ("now-007h", NOW - timedelta(hours=7)),
-    (" now - 5d ", NOW - timedelta(days=5)),  # spaces are ignored, as SpaceONE does
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("now", NOW),
+        ("now/d", datetime(2024, 3, 13, tzinfo=UTC)),
+        ("now/w", datetime(2024, 3, 11, tzinfo=UTC)),  # Monday of that week
+        ("now/m", datetime(2024, 3, 1, tzinfo=UTC)),
+        ("now-5d", NOW - timedelta(days=5)),
+        ("now+5d", NOW + timedelta(days=5)),
+        ("now-30s", NOW - timedelta(seconds=30)),
+        ("now-15m", NOW - timedelta(minutes=15)),  # `m` after a sign is minutes, not months
+        ("now+2h", NOW + timedelta(hours=2)),
+        ("now-2w", NOW - timedelta(weeks=2)),
+        ("now/d-1d", datetime(2024, 3, 12, tzinfo=UTC)),
+        ("now/w+1h", datetime(2024, 3, 11, 1, tzinfo=UTC)),
+        ("now/m-2w", datetime(2024, 2, 16, tzinfo=UTC)),
+        ("now/d+1d-1s", datetime(2024, 3, 13, 23, 59, 59, tzinfo=UTC)),  # several offsets apply in order
+        ("now-0d", NOW),
+        ("now-007h", NOW - timedelta(hours=7)),
+        (" now - 5d ", NOW - timedelta(days=5)),  # spaces are ignored, as SpaceONE does
+    ],
+)
 def test_timediff_grammar(text, expected):
     result = parse_timediff(text, NOW)
     assert result == expected
@@ -55,10 +59,30 @@ def test_non_utc_now_is_converted_before_truncating():
     assert parse_timediff("now/d", now) == datetime(2024, 3, 12, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("text", [
-    "now-5x", "yesterday", "", "NOW", "now/y", "now/", "now-", "now+5", "now5d", "now-d", "now--5d",
-    "now/d/w", "now-5d/d", "now-1.5h", "now-1e3s", "5d", "now-9999999999d", "now\n", "now-5D",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "now-5x",
+        "yesterday",
+        "",
+        "NOW",
+        "now/y",
+        "now/",
+        "now-",
+        "now+5",
+        "now5d",
+        "now-d",
+        "now--5d",
+        "now/d/w",
+        "now-5d/d",
+        "now-1.5h",
+        "now-1e3s",
+        "5d",
+        "now-9999999999d",
+        "now\n",
+        "now-5D",
+    ],
+)
 def test_timediff_errors(text):
     with pytest.raises(TimeExprError):
         parse_timediff(text, NOW)
@@ -81,28 +105,42 @@ def test_timediff_error_is_a_value_error_with_the_text():
         parse_timediff("now-5x", NOW)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2024-03-13T12:00:00Z", datetime(2024, 3, 13, 12, tzinfo=UTC)),
-    ("2024-03-13T12:00:00+00:00", datetime(2024, 3, 13, 12, tzinfo=UTC)),
-    ("2024-03-13T21:00:00+09:00", datetime(2024, 3, 13, 12, tzinfo=UTC)),
-    ("2024-03-13T12:00:00", datetime(2024, 3, 13, 12, tzinfo=UTC)),  # no offset: UTC
-    ("2024-03-13 12:00", datetime(2024, 3, 13, 12, tzinfo=UTC)),
-    ("2024-03-13", datetime(2024, 3, 13, tzinfo=UTC)),
-    ("2024-03-13T12:00:00.250Z", datetime(2024, 3, 13, 12, 0, 0, 250000, tzinfo=UTC)),
-    (" 2024-03-13T12:00:00Z ", datetime(2024, 3, 13, 12, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2024-03-13T12:00:00Z", datetime(2024, 3, 13, 12, tzinfo=UTC)),
+        ("2024-03-13T12:00:00+00:00", datetime(2024, 3, 13, 12, tzinfo=UTC)),
+        ("2024-03-13T21:00:00+09:00", datetime(2024, 3, 13, 12, tzinfo=UTC)),
+        ("2024-03-13T12:00:00", datetime(2024, 3, 13, 12, tzinfo=UTC)),  # no offset: UTC
+        ("2024-03-13 12:00", datetime(2024, 3, 13, 12, tzinfo=UTC)),
+        ("2024-03-13", datetime(2024, 3, 13, tzinfo=UTC)),
+        ("2024-03-13T12:00:00.250Z", datetime(2024, 3, 13, 12, 0, 0, 250000, tzinfo=UTC)),
+        (" 2024-03-13T12:00:00Z ", datetime(2024, 3, 13, 12, tzinfo=UTC)),
+    ],
+)
 def test_iso_datetime(text, expected):
     result = parse_iso_datetime(text)
     assert result == expected
     assert result.utcoffset() == timedelta(0)
 
 
-@pytest.mark.parametrize("value", [
-    "", "now", "2024-13-01", "2024-02-30T00:00:00", "13/03/2024", "2024-03-13T25:00:00",
-    "0001-01-01T00:00:00+01:00",  # converting to UTC leaves the supported range
-    "2024-03-13T12:00:00" + " " * 100,  # longer than any ISO-8601 datetime
-    None, 1710331200, ["2024-03-13"], {"$date": 0},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "now",
+        "2024-13-01",
+        "2024-02-30T00:00:00",
+        "13/03/2024",
+        "2024-03-13T25:00:00",
+        "0001-01-01T00:00:00+01:00",  # converting to UTC leaves the supported range
+        "2024-03-13T12:00:00" + " " * 100,  # longer than any ISO-8601 datetime
+        None,
+        1710331200,
+        ["2024-03-13"],
+        {"$date": 0},
+    ],
+)
 def test_iso_datetime_errors(value):
     with pytest.raises(TimeExprError):
         parse_iso_datetime(value)

@@ -1,4 +1,5 @@
 """spaceone.api.repository.v1.Assignment servicer."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,9 +9,15 @@ from google.protobuf import empty_pb2
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc
 from policyhub.api.context import CallerResolver
-from policyhub.api.info.assignment import (to_assignment_changes_info, to_assignment_info, to_authorized_resource,
-                                           to_check_result, to_decision_entry, to_effective_statement,
-                                           to_holder_entry)
+from policyhub.api.info.assignment import (
+    to_assignment_changes_info,
+    to_assignment_info,
+    to_authorized_resource,
+    to_check_result,
+    to_decision_entry,
+    to_effective_statement,
+    to_holder_entry,
+)
 from policyhub.api.info.common import enum_name, list_values, optional_message, struct_dict, to_stat_struct
 from policyhub.api.paging import fitted
 from policyhub.service.assignment_service import AssignmentService
@@ -18,24 +25,35 @@ from policyhub.service.authorization_service import AuthorizationService
 
 
 class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
-    def __init__(self, assignments: AssignmentService, authorization: AuthorizationService, caller: CallerResolver,
-                 max_message_bytes: int):
+    def __init__(
+        self,
+        assignments: AssignmentService,
+        authorization: AuthorizationService,
+        caller: CallerResolver,
+        max_message_bytes: int,
+    ):
         self.assignments = assignments
         self.authorization = authorization
         self.caller = caller
         self.max_message_bytes = max_message_bytes
 
     def create(self, request, context):
-        params = {"subject": _subject_dict(request, "subject"), "grant": _grant_dict(request, "grant"),
-                  "expires_at": request.expires_at, "labels": list_values(request.labels, "labels"),
-                  "tags": struct_dict(request.tags, "tags")}
+        params = {
+            "subject": _subject_dict(request, "subject"),
+            "grant": _grant_dict(request, "grant"),
+            "expires_at": request.expires_at,
+            "labels": list_values(request.labels, "labels"),
+            "tags": struct_dict(request.tags, "tags"),
+        }
         return to_assignment_info(self.assignments.create(self.caller(request, context), params))
 
     def add(self, request, context):
         return to_assignment_changes_info(self.assignments.add(self.caller(request, context), _batch_params(request)))
 
     def remove(self, request, context):
-        return to_assignment_changes_info(self.assignments.remove(self.caller(request, context), _batch_params(request)))
+        return to_assignment_changes_info(
+            self.assignments.remove(self.caller(request, context), _batch_params(request))
+        )
 
     def delete(self, request, context):
         self.assignments.delete(self.caller(request, context), {"assignment_id": request.assignment_id})
@@ -46,42 +64,61 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
         return to_assignment_info(record, only=list(request.only))
 
     def list(self, request, context):
-        params = {"query": optional_message(request, "query"), "assignment_id": request.assignment_id,
-                  "subject": _subject_dict(request, "subject"), "grant": _grant_dict(request, "grant")}
+        params = {
+            "query": optional_message(request, "query"),
+            "assignment_id": request.assignment_id,
+            "subject": _subject_dict(request, "subject"),
+            "grant": _grant_dict(request, "grant"),
+        }
         results, total = self.assignments.list(self.caller(request, context), params)
-        return pb.AssignmentsInfo(results=fitted([to_assignment_info(r) for r in results], self.max_message_bytes),
-                                  total_count=total)
+        return pb.AssignmentsInfo(
+            results=fitted([to_assignment_info(r) for r in results], self.max_message_bytes), total_count=total
+        )
 
     def stat(self, request, context):
-        results, total = self.assignments.stat(self.caller(request, context),
-                                               {"query": optional_message(request, "query")})
+        results, total = self.assignments.stat(
+            self.caller(request, context), {"query": optional_message(request, "query")}
+        )
         return to_stat_struct(results, total)
 
     def check(self, request, context):
-        params = {"subject": _subject_dict(request, "subject"), "action": request.action,
-                  "resource": request.resource}
+        params = {"subject": _subject_dict(request, "subject"), "action": request.action, "resource": request.resource}
         return to_check_result(self.authorization.check(self.caller(request, context), params))
 
     def batch_check(self, request, context):
-        items = [{"subject": _subject_dict(item, "subject"), "action": item.action, "resource": item.resource}
-                 for item in request.items]
+        items = [
+            {"subject": _subject_dict(item, "subject"), "action": item.action, "resource": item.resource}
+            for item in request.items
+        ]
         decisions = self.authorization.batch_check(self.caller(request, context), {"items": items})
         return pb.BatchCheckResult(results=[to_check_result(d) for d in decisions])
 
     def list_authorized_resources(self, request, context):
-        params = {"subject": _subject_dict(request, "subject"), "resource_prefix": request.resource_prefix,
-                  "action": request.action, "page": optional_message(request, "page")}
+        params = {
+            "subject": _subject_dict(request, "subject"),
+            "resource_prefix": request.resource_prefix,
+            "action": request.action,
+            "page": optional_message(request, "page"),
+        }
         found, total = self.authorization.list_authorized_resources(self.caller(request, context), params)
         return pb.AuthorizedResourcesInfo(
-            results=fitted([to_authorized_resource(r) for r in found], self.max_message_bytes), total_count=total)
+            results=fitted([to_authorized_resource(r) for r in found], self.max_message_bytes), total_count=total
+        )
 
     def list_subjects(self, request, context):
-        params = {"policy_id": request.policy_id, "action": request.action, "resource": request.resource,
-                  "page": optional_message(request, "page")}
+        params = {
+            "policy_id": request.policy_id,
+            "action": request.action,
+            "resource": request.resource,
+            "page": optional_message(request, "page"),
+        }
         found, total = self.authorization.list_subjects(self.caller(request, context), params)
         # Asked by policy_id the service answers its holders, else the subjects the policies allow.
-        entries = ([to_holder_entry(grant, request.policy_id) for grant in found] if request.policy_id
-                   else [to_decision_entry(allowed) for allowed in found])
+        entries = (
+            [to_holder_entry(grant, request.policy_id) for grant in found]
+            if request.policy_id
+            else [to_decision_entry(allowed) for allowed in found]
+        )
         return pb.SubjectsInfo(results=fitted(entries, self.max_message_bytes), total_count=total)
 
     def effective_permissions(self, request, context):
@@ -105,7 +142,11 @@ def _grant_dict(request, field: str) -> dict[str, str] | None:
 
 
 def _batch_params(request) -> dict[str, Any]:
-    return {"grants": [{"type": enum_name(pb.Grant.Type, g.type), "id": g.id} for g in request.grants],
-            "subject_type": enum_name(pb.Subject.Type, request.subject_type), "subject_ids": list(request.subject_ids),
-            "expires_at": request.expires_at, "labels": list_values(request.labels, "labels"),
-            "tags": struct_dict(request.tags, "tags")}
+    return {
+        "grants": [{"type": enum_name(pb.Grant.Type, g.type), "id": g.id} for g in request.grants],
+        "subject_type": enum_name(pb.Subject.Type, request.subject_type),
+        "subject_ids": list(request.subject_ids),
+        "expires_at": request.expires_at,
+        "labels": list_values(request.labels, "labels"),
+        "tags": struct_dict(request.tags, "tags"),
+    }

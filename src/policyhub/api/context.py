@@ -13,6 +13,7 @@
 - A call carrying HOP_METADATA comes from another policyhub on behalf of its remote repository
   (`from_remote_installation`).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -52,8 +53,13 @@ class CallerResolver:
             validation.domain_id(body_domain)
         requested = forced or body_domain
         if self.authenticator is None:
-            ctx = RequestContext(domain_id=_domain(requested, domain_required), caller_type="USER",
-                                 caller_id=DEVELOPER, role_type="SYSTEM", transaction_id=transaction_id())
+            ctx = RequestContext(
+                domain_id=_domain(requested, domain_required),
+                caller_type="USER",
+                caller_id=DEVELOPER,
+                role_type="SYSTEM",
+                transaction_id=transaction_id(),
+            )
         else:
             caller = self._authenticate(metadata, context.peer() or "")
             if caller.is_system:
@@ -62,9 +68,13 @@ class CallerResolver:
                 raise PermissionDenied("only system callers may set x_domain_id")
             else:
                 domain = caller.domain_id
-            ctx = RequestContext(domain_id=_domain(domain, domain_required), caller_type=caller.caller_type,
-                                 caller_id=caller.caller_id, role_type=caller.role_type,
-                                 transaction_id=transaction_id())
+            ctx = RequestContext(
+                domain_id=_domain(domain, domain_required),
+                caller_type=caller.caller_type,
+                caller_id=caller.caller_id,
+                role_type=caller.role_type,
+                transaction_id=transaction_id(),
+            )
         _bound(ctx)
         self.limits.call(ctx.domain_id)
         return ctx
@@ -73,8 +83,7 @@ class CallerResolver:
         tokens = [value for key, value in metadata if key == "token"]
         authorizations = [value for key, value in metadata if key == "authorization"]
         if len(tokens) > 1 or len(authorizations) > 1 or (tokens and authorizations):
-            raise Unauthenticated("ambiguous credentials: send exactly one token metadata value "
-                                  "and no authorization")
+            raise Unauthenticated("ambiguous credentials: send exactly one token metadata value and no authorization")
         if not tokens or not tokens[0]:
             raise Unauthenticated("missing token metadata")
         token = tokens[0]

@@ -1,5 +1,6 @@
 """Every RPC's database work ends by the call's gRPC deadline (and never later than the
 connection's own limit): a caller that gave up costs the database nothing more."""
+
 from __future__ import annotations
 
 import grpc
@@ -21,4 +22,5 @@ class DeadlineInterceptor(grpc.ServerInterceptor):
         def wrapper(request, context):
             with self.database.bounded(context.time_remaining()):
                 return behavior(request, context)
+
         return wrapper

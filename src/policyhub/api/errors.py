@@ -4,6 +4,7 @@ A server interceptor, so no servicer repeats error handling. It also makes an
 undecodable request (e.g. non-UTF-8 bytes in a string) INVALID_ARGUMENT instead
 of the INTERNAL that grpcio answers by default.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,10 +37,16 @@ def to_status(error: PolicyHubError) -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(reason=f"ERROR_{error.name}", domain=ERROR_DOMAIN, metadata=metadata)
     details.append(info)
     if error.violations:
-        details.append(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=clip(v.field, FIELD_MAX),
-                                                        description=clip(v.description, MESSAGE_MAX))
-            for v in error.violations]))
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=clip(v.field, FIELD_MAX), description=clip(v.description, MESSAGE_MAX)
+                    )
+                    for v in error.violations
+                ]
+            )
+        )
     if isinstance(error, RateLimited):
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(max(1, math.ceil(error.retry_after * 1000)))
@@ -49,8 +56,7 @@ def to_status(error: PolicyHubError) -> status_pb2.Status:
         holder = any_pb2.Any()
         holder.Pack(detail)
         packed.append(holder)
-    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=clip(error, MESSAGE_MAX),
-                             details=packed)
+    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=clip(error, MESSAGE_MAX), details=packed)
 
 
 def _abort(context: grpc.ServicerContext, error: PolicyHubError):
@@ -75,14 +81,17 @@ def _safe_deserializer(deserialize):
             return deserialize(data)
         except DecodeError as exc:
             return _Undecodable(str(exc))
+
     return wrapper
 
 
 def _guarded(behavior, method: str):
     def wrapper(request, context):
         if isinstance(request, _Undecodable):
-            _abort(context, InvalidArgument("request", f"not a valid message ({request.reason}); "
-                                                       "strings must be valid UTF-8"))
+            _abort(
+                context,
+                InvalidArgument("request", f"not a valid message ({request.reason}); strings must be valid UTF-8"),
+            )
         try:
             return behavior(request, context)
         except PolicyHubError as error:
@@ -92,4 +101,5 @@ def _guarded(behavior, method: str):
                 raise
             log.exception("unhandled error in %s", method)
             context.abort(grpc.StatusCode.INTERNAL, "ERROR_UNKNOWN: internal error; see the server log")
+
     return wrapper

@@ -1,4 +1,5 @@
 """A page of results cut to what fits one gRPC reply."""
+
 from __future__ import annotations
 
 from google.protobuf.message import Message
@@ -19,7 +20,9 @@ def fitted(results: list[Message], max_bytes: int) -> list[Message]:
         budget -= result.ByteSize() + _RESULT_OVERHEAD
         if budget < 0:
             if count == 0:
-                raise ResultTooLarge(f"the first result of the page ({result.ByteSize()} bytes) does not fit a "
-                                     f"reply of {max_bytes} bytes; select fewer fields with query.only")
+                raise ResultTooLarge(
+                    f"the first result of the page ({result.ByteSize()} bytes) does not fit a "
+                    f"reply of {max_bytes} bytes; select fewer fields with query.only"
+                )
             return results[:count]
     return results

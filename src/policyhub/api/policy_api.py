@@ -1,4 +1,5 @@
 """spaceone.api.repository.v1.Policy servicer."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,13 +15,17 @@ from policyhub.domain import PolicyState
 from policyhub.service.policy_lifecycle import PolicyLifecycleService
 from policyhub.service.policy_service import PolicyService
 
-STATE_NAMES = {policy_pb2.PolicyQuery.ENABLED: "ENABLED", policy_pb2.PolicyQuery.DISABLED: "DISABLED",
-               policy_pb2.PolicyQuery.DELETED: "DELETED"}
+STATE_NAMES = {
+    policy_pb2.PolicyQuery.ENABLED: "ENABLED",
+    policy_pb2.PolicyQuery.DISABLED: "DISABLED",
+    policy_pb2.PolicyQuery.DELETED: "DELETED",
+}
 
 
 class PolicyAPI(policy_pb2_grpc.PolicyServicer):
-    def __init__(self, service: PolicyService, lifecycle: PolicyLifecycleService, caller: CallerResolver,
-                 max_message_bytes: int):
+    def __init__(
+        self, service: PolicyService, lifecycle: PolicyLifecycleService, caller: CallerResolver, max_message_bytes: int
+    ):
         self.service = service
         self.lifecycle = lifecycle
         self.caller = caller
@@ -63,22 +68,32 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
         return to_policy_info(self.lifecycle.restore(self.caller(request, context), _policy_request(request)))
 
     def enable(self, request, context):
-        return to_policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
-                                                     PolicyState.ENABLED))
+        return to_policy_info(
+            self.service.set_state(self.caller(request, context), _policy_request(request), PolicyState.ENABLED)
+        )
 
     def disable(self, request, context):
-        return to_policy_info(self.service.set_state(self.caller(request, context), _policy_request(request),
-                                                     PolicyState.DISABLED))
+        return to_policy_info(
+            self.service.set_state(self.caller(request, context), _policy_request(request), PolicyState.DISABLED)
+        )
 
     def delete_many(self, request, context):
-        return to_delete_policies_info(self.lifecycle.delete_many(self.caller(request, context), {
-            "policy_ids": list(request.policy_ids), "cascade": request.cascade}))
+        return to_delete_policies_info(
+            self.lifecycle.delete_many(
+                self.caller(request, context), {"policy_ids": list(request.policy_ids), "cascade": request.cascade}
+            )
+        )
 
     def get(self, request, context):
-        record = self.service.get(self.caller(request, context),
-                                  {"policy_id": request.policy_id, "repository_id": request.repository_id,
-                                   "include_deleted": request.include_deleted,
-                                   "local_only": from_remote_installation(context)})
+        record = self.service.get(
+            self.caller(request, context),
+            {
+                "policy_id": request.policy_id,
+                "repository_id": request.repository_id,
+                "include_deleted": request.include_deleted,
+                "local_only": from_remote_installation(context),
+            },
+        )
         return to_policy_info(record, only=list(request.only))
 
     def list(self, request, context):
@@ -93,8 +108,9 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "include_deleted": request.include_deleted,
         }
         results, total = self.service.list(self.caller(request, context), params)
-        return policy_pb2.PoliciesInfo(results=fitted([to_policy_info(r) for r in results], self.max_message_bytes),
-                                       total_count=total)
+        return policy_pb2.PoliciesInfo(
+            results=fitted([to_policy_info(r) for r in results], self.max_message_bytes), total_count=total
+        )
 
     def stat(self, request, context):
         params = {"query": optional_message(request, "query"), "repository_id": request.repository_id}

@@ -1,4 +1,5 @@
 """spaceone.api.repository.v1.Repository servicer."""
+
 from __future__ import annotations
 
 from google.protobuf import empty_pb2
@@ -24,29 +25,45 @@ class RepositoryAPI(repository_pb2_grpc.RepositoryServicer):
         return self.caller(request, context, domain_required=False)
 
     def register(self, request, context):
-        return to_repository_info(self.service.register(self._context(request, context), {
-            "name": request.name, "repository_type": request.repository_type, "endpoint": request.endpoint}))
+        return to_repository_info(
+            self.service.register(
+                self._context(request, context),
+                {"name": request.name, "repository_type": request.repository_type, "endpoint": request.endpoint},
+            )
+        )
 
     def update(self, request, context):
-        return to_repository_info(self.service.update(self._context(request, context), {
-            "repository_id": request.repository_id, "name": request.name}))
+        return to_repository_info(
+            self.service.update(
+                self._context(request, context), {"repository_id": request.repository_id, "name": request.name}
+            )
+        )
 
     def deregister(self, request, context):
         self.service.deregister(self._context(request, context), {"repository_id": request.repository_id})
         return empty_pb2.Empty()
 
     def get(self, request, context):
-        return to_repository_info(self.service.get(self._context(request, context), request.repository_id),
-                                  only=list(request.only))
+        return to_repository_info(
+            self.service.get(self._context(request, context), request.repository_id), only=list(request.only)
+        )
 
     def list(self, request, context):
-        results, total = self.service.list(self._context(request, context), {
-            "query": optional_message(request, "query"), "repository_id": request.repository_id,
-            "name": request.name, "repository_type": request.repository_type})
+        results, total = self.service.list(
+            self._context(request, context),
+            {
+                "query": optional_message(request, "query"),
+                "repository_id": request.repository_id,
+                "name": request.name,
+                "repository_type": request.repository_type,
+            },
+        )
         return repository_pb2.RepositoriesInfo(
-            results=fitted([to_repository_info(r) for r in results], self.max_message_bytes), total_count=total)
+            results=fitted([to_repository_info(r) for r in results], self.max_message_bytes), total_count=total
+        )
 
     def stat(self, request, context):
-        results, total = self.service.stat(self._context(request, context),
-                                           {"query": optional_message(request, "query")})
+        results, total = self.service.stat(
+            self._context(request, context), {"query": optional_message(request, "query")}
+        )
         return to_stat_struct(results, total)

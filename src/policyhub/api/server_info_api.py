@@ -1,4 +1,5 @@
 """spaceone.api.core.v1.ServerInfo servicer."""
+
 from policyhub import __version__
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2, server_info_pb2_grpc
 

@@ -1,4 +1,5 @@
 """Pure policy evaluation engine (no I/O): policies + assignment graph in, decisions out."""
+
 from policyhub.engine.evaluator import NO_ALLOW_DECISION, DomainIndex
 from policyhub.engine.model import (
     ALLOWED,
@@ -28,9 +29,28 @@ from policyhub.engine.patterns import (
 )
 
 __all__ = [
-    "ALLOWED", "EFFECTS", "EXPLICIT_DENY", "GRANT_TYPES", "NO_ALLOW_DECISION", "NO_MATCHING_ALLOW", "SUBJECT_TYPES",
-    "AuthorizedException", "AuthorizedResource", "Decision", "DomainIndex", "Edge", "EffectiveStatement", "PolicyRules",
-    "Statement", "Subject", "SubjectDecision", "SubjectGrant",
-    "compile_action_pattern", "compile_pattern", "compile_resource_pattern", "match_action", "match_resource",
+    "ALLOWED",
+    "EFFECTS",
+    "EXPLICIT_DENY",
+    "GRANT_TYPES",
+    "NO_ALLOW_DECISION",
+    "NO_MATCHING_ALLOW",
+    "SUBJECT_TYPES",
+    "AuthorizedException",
+    "AuthorizedResource",
+    "Decision",
+    "DomainIndex",
+    "Edge",
+    "EffectiveStatement",
+    "PolicyRules",
+    "Statement",
+    "Subject",
+    "SubjectDecision",
+    "SubjectGrant",
+    "compile_action_pattern",
+    "compile_pattern",
+    "compile_resource_pattern",
+    "match_action",
+    "match_resource",
     "may_match_with_prefix",
 ]

@@ -18,6 +18,7 @@ caller-supplied set of patterns cannot make one call do unbounded work.
 Patterns are compared case-sensitively; actions are folded with ``str.lower()`` by the
 callers (the statement coverage below folds them).
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left
@@ -160,13 +161,15 @@ class PatternIndex(Generic[T]):
 @dataclass(frozen=True)
 class Uncovered:
     """The first (action, resource) pair of ``wanted[statement_index]`` that is not covered."""
+
     statement_index: int
     action: str
     resource: str
 
 
-def first_uncovered(held: Sequence[Statement], wanted: Sequence[Statement],
-                    budget: Budget | None = None) -> Uncovered | None:
+def first_uncovered(
+    held: Sequence[Statement], wanted: Sequence[Statement], budget: Budget | None = None
+) -> Uncovered | None:
     """Does ``held`` (someone's effective statements) already allow everything ``wanted`` names?
 
     Each (action pattern, resource pattern) pair of each wanted statement, whatever its
@@ -180,10 +183,14 @@ def first_uncovered(held: Sequence[Statement], wanted: Sequence[Statement],
     allows = [s for s in held if s.effect == "ALLOW"]
     denies = [s for s in held if s.effect == "DENY"]
     indexes = {
-        "action": (PatternIndex((a.lower(), bit) for bit, s in enumerate(allows) for a in s.actions if a),
-                   PatternIndex((a.lower(), bit) for bit, s in enumerate(denies) for a in s.actions if a)),
-        "resource": (PatternIndex((r, bit) for bit, s in enumerate(allows) for r in s.resources if r),
-                     PatternIndex((r, bit) for bit, s in enumerate(denies) for r in s.resources if r)),
+        "action": (
+            PatternIndex((a.lower(), bit) for bit, s in enumerate(allows) for a in s.actions if a),
+            PatternIndex((a.lower(), bit) for bit, s in enumerate(denies) for a in s.actions if a),
+        ),
+        "resource": (
+            PatternIndex((r, bit) for bit, s in enumerate(allows) for r in s.resources if r),
+            PatternIndex((r, bit) for bit, s in enumerate(denies) for r in s.resources if r),
+        ),
     }
     masks: dict[tuple[str, str], tuple[int, int]] = {}
 

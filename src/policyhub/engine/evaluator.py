@@ -69,18 +69,20 @@ only gain entries (single-key inserts, atomic under the GIL) whose values are ne
 mutated afterwards: it is safe to share between threads. Two threads may compute the
 same memo value concurrently; both results are equal and either may be kept.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Iterable
 
+from policyhub.engine.coverage import Budget, BudgetExceeded, PatternIndex, contains, overlaps
 from policyhub.engine.model import (
     ALLOWED,
     EXPLICIT_DENY,
-    AuthorizedException,
     GRANT_TYPES,
     NO_MATCHING_ALLOW,
+    AuthorizedException,
     AuthorizedResource,
     Decision,
     Edge,
@@ -91,7 +93,6 @@ from policyhub.engine.model import (
     SubjectDecision,
     SubjectGrant,
 )
-from policyhub.engine.coverage import Budget, BudgetExceeded, PatternIndex, contains, overlaps
 from policyhub.engine.patterns import (
     Matcher,
     action_bucket,
@@ -131,21 +132,30 @@ def _any_of(matchers: list[Matcher]) -> Matcher:
             if m(value):
                 return True
         return False
+
     return match
 
 
 class _CompiledStatement:
     """One statement, compiled for indexing (immutable, shared through a cache)."""
+
     __slots__ = ("effect", "exact", "segments", "catch", "has_catch", "resource")
 
-    def __init__(self, effect: str, exact: tuple[str, ...], segments: tuple[tuple[str, Matcher], ...],
-                 catch: Matcher | None, has_catch: bool, resource: Matcher | None):
+    def __init__(
+        self,
+        effect: str,
+        exact: tuple[str, ...],
+        segments: tuple[tuple[str, Matcher], ...],
+        catch: Matcher | None,
+        has_catch: bool,
+        resource: Matcher | None,
+    ):
         self.effect = effect
-        self.exact = exact          # lower-cased literal action patterns
-        self.segments = segments    # (first segment, combined matcher of the patterns in it)
-        self.catch = catch          # combined matcher of the catch-all patterns, None = matches anything
+        self.exact = exact  # lower-cased literal action patterns
+        self.segments = segments  # (first segment, combined matcher of the patterns in it)
+        self.catch = catch  # combined matcher of the catch-all patterns, None = matches anything
         self.has_catch = has_catch
-        self.resource = resource    # combined resource matcher, None = matches anything
+        self.resource = resource  # combined resource matcher, None = matches anything
 
 
 @lru_cache(maxsize=262_144)
@@ -175,17 +185,23 @@ def _compile_statement(statement: Statement) -> _CompiledStatement | None:
     else:
         catch_matcher = _any_of([compile_pattern(a) for a in catch])
     return _CompiledStatement(
-        statement.effect, tuple(exact),
+        statement.effect,
+        tuple(exact),
         tuple((seg, _any_of([compile_pattern(a) for a in pats])) for seg, pats in segments.items()),
-        catch_matcher, bool(catch), resource)
+        catch_matcher,
+        bool(catch),
+        resource,
+    )
 
 
 class _EffectView:
     """Statements of one effect, bucketed by action pattern, each bucket sorted by key."""
+
     __slots__ = ("exact", "segments", "catch")
 
-    def __init__(self, exact: dict[str, tuple[_Entry, ...]], segments: dict[str, tuple[_Entry, ...]],
-                 catch: tuple[_Entry, ...]):
+    def __init__(
+        self, exact: dict[str, tuple[_Entry, ...]], segments: dict[str, tuple[_Entry, ...]], catch: tuple[_Entry, ...]
+    ):
         self.exact = exact
         self.segments = segments
         self.catch = catch
@@ -222,7 +238,7 @@ class _EffectView:
             for key, am, rm in entries:
                 if best is not None and key >= best:
                     break
-                if am(action) and (rm is None or rm(resource)):
+                if am is not None and am(action) and (rm is None or rm(resource)):
                     best = key
                     break
         entries = self.catch
@@ -246,6 +262,7 @@ class _EffectView:
 class _HolderView:
     """The statements of the policies a subject holds DIRECTLY, by effect (shared by every
     subject that reaches this holder)."""
+
     __slots__ = ("deny", "allow")
 
     def __init__(self, deny: _EffectView | None, allow: _EffectView | None):
@@ -256,13 +273,17 @@ class _HolderView:
 class _View:
     """What one subject holds: one layer per reached holder with applying statements,
     in BFS order (path length, then lexicographic path), plus a Decision cache."""
+
     __slots__ = ("deny_layers", "allow_layers", "held", "decisions")
 
-    def __init__(self, layers: list[tuple[int, _HolderView, tuple[Subject, ...]]],
-                 held: tuple[tuple[str, tuple[Subject, ...]], ...]):
+    def __init__(
+        self,
+        layers: list[tuple[int, _HolderView, tuple[Subject, ...]]],
+        held: tuple[tuple[str, tuple[Subject, ...]], ...],
+    ):
         self.deny_layers = tuple((depth, hv.deny, via) for depth, hv, via in layers if hv.deny is not None)
         self.allow_layers = tuple((depth, hv.allow, via) for depth, hv, via in layers if hv.allow is not None)
-        self.held = held     # (policy_id, via) of applying policies, sorted by (len(via), policy_id)
+        self.held = held  # (policy_id, via) of applying policies, sorted by (len(via), policy_id)
         self.decisions: dict[tuple[bool, _Key, tuple[Subject, ...]], Decision] = {}
 
     def decision(self, allowed: bool, key: _Key, via: tuple[Subject, ...]) -> Decision:
@@ -277,14 +298,19 @@ class _View:
 _EMPTY_VIEW = _View([], ())
 
 
-def _search(layers, action: str, segment: str, resource: str):
+_Layer = tuple[int, _EffectView, tuple[Subject, ...]]
+
+
+def _search(
+    layers: tuple[_Layer, ...], action: str, segment: str, resource: str
+) -> tuple[_Key | None, tuple[Subject, ...]]:
     """Best (key, via) over layers sorted by (depth, via): the shallowest depth with a
     match, then the smallest key, then the first layer (smallest via)."""
     if len(layers) == 1:
         return layers[0][1].first(action, segment, resource), layers[0][2]
     best = None
     best_depth = 0
-    best_via = None
+    best_via: tuple[Subject, ...] = ()
     for depth, effect_view, via in layers:
         if best is not None and depth > best_depth:
             break
@@ -298,8 +324,8 @@ class _Closure:
     __slots__ = ("reach", "held")
 
     def __init__(self, reach: dict[Subject, tuple[Subject, ...]], held: dict[str, tuple[Subject, ...]]):
-        self.reach = reach   # reached subject -> shortest (lexicographically smallest) path, BFS order
-        self.held = held     # policy id -> best via, for every POLICY edge reached (policy known or not)
+        self.reach = reach  # reached subject -> shortest (lexicographically smallest) path, BFS order
+        self.held = held  # policy id -> best via, for every POLICY edge reached (policy known or not)
 
 
 class _Algebra:
@@ -307,6 +333,7 @@ class _Algebra:
     budget is spent the answers turn conservative in the direction that keeps a listing
     exact: "may overlap" (an exception that overlaps nothing removes nothing) and "not
     contained" (the entry stays, with the deny as an exception)."""
+
     __slots__ = ("budget", "memo")
 
     def __init__(self, budget: Budget):
@@ -412,7 +439,7 @@ class DomainIndex:
         if closure is not None:
             return closure
         if subject not in self._grants and subject not in self._member_of:
-            return _Closure({subject: (subject,)}, {})   # nothing to reach: not memoized
+            return _Closure({subject: (subject,)}, {})  # nothing to reach: not memoized
         reach: dict[Subject, tuple[Subject, ...]] = {subject: (subject,)}
         held: dict[str, tuple[Subject, ...]] = {}
         order = [subject]
@@ -442,7 +469,7 @@ class DomainIndex:
             return self._holder_views[holder]
         deny: list[tuple[_Key, _CompiledStatement]] = []
         allow: list[tuple[_Key, _CompiledStatement]] = []
-        for pid in self._grants.get(holder, ()):    # sorted, so keys ascend
+        for pid in self._grants.get(holder, ()):  # sorted, so keys ascend
             policy = self._applying(pid)
             if policy is None:
                 continue
@@ -464,13 +491,17 @@ class DomainIndex:
         if not closure.held:
             return _EMPTY_VIEW
         layers = []
-        for node, path in closure.reach.items():     # BFS order: (len(path), path)
+        for node, path in closure.reach.items():  # BFS order: (len(path), path)
             if node in self._grants:
                 hv = self._holder_view(node)
                 if hv is not None:
                     layers.append((len(path), hv, path))
-        held = tuple(sorted(((pid, via) for pid, via in closure.held.items() if self._applying(pid) is not None),
-                            key=lambda item: (len(item[1]), item[0])))
+        held = tuple(
+            sorted(
+                ((pid, via) for pid, via in closure.held.items() if self._applying(pid) is not None),
+                key=lambda item: (len(item[1]), item[0]),
+            )
+        )
         view = _View(layers, held)
         self._views[subject] = view
         return view
@@ -518,8 +549,9 @@ class DomainIndex:
         """The statements that apply to the subject (those of :meth:`effective_statements`)."""
         held = self._held.get(subject)
         if held is None:
-            held = self._held[subject] = tuple(s for pid, _via in self._view(subject).held
-                                               for s in self._policies[pid].statements)
+            held = self._held[subject] = tuple(
+                s for pid, _via in self._view(subject).held for s in self._policies[pid].statements
+            )
         return held
 
     def grants_explicitly(self, subject: Subject, action: str, resource: str) -> bool:
@@ -535,12 +567,16 @@ class DomainIndex:
                         if a and not has_wildcard(a):
                             named.setdefault(a.lower(), []).extend(s.resources)
             explicit = self._explicit[subject] = {a: tuple(rs) for a, rs in named.items()}
-        resources = explicit.get(action.lower())
-        return bool(resources) and any(compile_pattern(r)(resource) for r in resources) \
+        resources = explicit.get(action.lower()) or ()
+        return (
+            bool(resources)
+            and any(compile_pattern(r)(resource) for r in resources)
             and self.check(subject, action, resource).allowed
+        )
 
-    def list_authorized_resources(self, subject: Subject, resource_prefix: str = "",
-                                  action: str | None = None) -> list[AuthorizedResource]:
+    def list_authorized_resources(
+        self, subject: Subject, resource_prefix: str = "", action: str | None = None
+    ) -> list[AuthorizedResource]:
         """Resource patterns with their allowed action patterns and the denies carved out of
         them (see module doc): exact with respect to ``check``."""
         candidates: dict[str, set[str]] = {}
@@ -551,7 +587,7 @@ class DomainIndex:
         def wanted(a: str) -> bool:
             ok = action_ok.get(a)
             if ok is None:
-                ok = action_ok[a] = match_action(a, action)
+                ok = action_ok[a] = match_action(a, action or "")
             return ok
 
         for pid, _via in self._view(subject).held:
@@ -572,9 +608,13 @@ class DomainIndex:
                         candidates.setdefault(r, set()).update(actions)
         # With an action filter only that action is asked about; otherwise each listed pattern.
         deny_actions = [[a for a in d.actions if a and (not action or wanted(a))] for d in denies]
-        deny_resources = PatternIndex((rd, k) for k, d in enumerate(denies) if deny_actions[k]
-                                      for rd in dict.fromkeys(d.resources)
-                                      if rd and may_match_with_prefix(rd, resource_prefix))
+        deny_resources = PatternIndex(
+            (rd, k)
+            for k, d in enumerate(denies)
+            if deny_actions[k]
+            for rd in dict.fromkeys(d.resources)
+            if rd and may_match_with_prefix(rd, resource_prefix)
+        )
         algebra = _Algebra(Budget(LISTING_STEPS))
         out: list[AuthorizedResource] = []
         for r in sorted(candidates):
@@ -583,8 +623,10 @@ class DomainIndex:
             for a in sorted(candidates[r]):
                 probe = (action or a).lower()
                 # Dropped only when one deny takes all of it; a partial deny becomes an exception.
-                if not any(algebra.contains(rd, r) and any(algebra.contains(ad.lower(), probe) for ad in acts)
-                           for rd, acts in relevant):
+                if not any(
+                    algebra.contains(rd, r) and any(algebra.contains(ad.lower(), probe) for ad in acts)
+                    for rd, acts in relevant
+                ):
                     kept.append(a)
             if not kept:
                 continue
@@ -594,8 +636,13 @@ class DomainIndex:
                 hit = [ad for ad in acts if any(algebra.overlaps(ad.lower(), p) for p in probes)]
                 if hit:
                     exceptions.setdefault(rd, set()).update(hit)
-            out.append(AuthorizedResource(r, tuple(kept), tuple(
-                AuthorizedException(rd, tuple(sorted(acts))) for rd, acts in sorted(exceptions.items()))))
+            out.append(
+                AuthorizedResource(
+                    r,
+                    tuple(kept),
+                    tuple(AuthorizedException(rd, tuple(sorted(acts))) for rd, acts in sorted(exceptions.items())),
+                )
+            )
         return out
 
     def _reverse_reach(self, starts: Iterable[Subject]) -> set[Subject]:

@@ -1,5 +1,6 @@
 """Plain, immutable data of the evaluation engine: what goes in (policies, statements,
 subjects, assignment edges) and what comes out (decisions and listings)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ NO_MATCHING_ALLOW = "NO_MATCHING_ALLOW"
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    effect: str                 # "ALLOW" | "DENY"
-    actions: tuple[str, ...]    # patterns
+    effect: str  # "ALLOW" | "DENY"
+    actions: tuple[str, ...]  # patterns
     resources: tuple[str, ...]  # patterns
 
     def __post_init__(self) -> None:
@@ -45,13 +46,20 @@ class PolicyRules:
             object.__setattr__(self, "statements", tuple(self.statements))
 
     @classmethod
-    def from_policy(cls, policy_id: str, statements: Iterable[Mapping[str, Any]] | None,
-                    permissions: Iterable[str] | None, enabled: bool = True) -> "PolicyRules":
+    def from_policy(
+        cls,
+        policy_id: str,
+        statements: Iterable[Mapping[str, Any]] | None,
+        permissions: Iterable[str] | None,
+        enabled: bool = True,
+    ) -> "PolicyRules":
         """Effective statements of a stored policy: ``statements`` (dicts with keys
         effect/actions/resources; other keys such as ``conditions`` are ignored) in
         order, followed by one allow-on-``*`` statement per ``permissions`` entry."""
-        built = [Statement(str(s["effect"]).upper(), tuple(s.get("actions") or ()), tuple(s.get("resources") or ()))
-                 for s in (statements or ())]
+        built = [
+            Statement(str(s["effect"]).upper(), tuple(s.get("actions") or ()), tuple(s.get("resources") or ()))
+            for s in (statements or ())
+        ]
         built.extend(Statement("ALLOW", (p,), ("*",)) for p in (permissions or ()))
         return cls(policy_id, tuple(built), enabled)
 
@@ -59,7 +67,8 @@ class PolicyRules:
 @dataclass(frozen=True, order=True, slots=True)
 class Subject:
     """Ordered by (type, id)."""
-    type: str   # one of SUBJECT_TYPES
+
+    type: str  # one of SUBJECT_TYPES
     id: str
 
     def __str__(self) -> str:
@@ -70,19 +79,20 @@ class Subject:
 class Edge:
     """One assignment. (S, POLICY, p): S holds policy p. (S, ROLE, r) / (S, GROUP, g):
     S is a member of Subject("ROLE", r) / Subject("GROUP", g)."""
+
     subject: Subject
-    grant_type: str   # POLICY | ROLE | GROUP
+    grant_type: str  # POLICY | ROLE | GROUP
     grant_id: str
-    expires_at: datetime | None = None   # timezone-aware (naive is taken as UTC); applies while now < expires_at
+    expires_at: datetime | None = None  # timezone-aware (naive is taken as UTC); applies while now < expires_at
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
-    reason: str                        # ALLOWED | EXPLICIT_DENY | NO_MATCHING_ALLOW
-    policy_id: str = ""                # deciding policy (the deny's or the allow's)
-    statement_index: int = -1          # index into that policy's effective statements
-    via: tuple[Subject, ...] = ()      # asked subject first, policy holder last; () when nothing matched
+    reason: str  # ALLOWED | EXPLICIT_DENY | NO_MATCHING_ALLOW
+    policy_id: str = ""  # deciding policy (the deny's or the allow's)
+    statement_index: int = -1  # index into that policy's effective statements
+    via: tuple[Subject, ...] = ()  # asked subject first, policy holder last; () when nothing matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +107,14 @@ class EffectiveStatement:
 
 @dataclass(frozen=True, slots=True)
 class AuthorizedException:
-    resource: str                 # a resource pattern of an applicable DENY statement
-    actions: tuple[str, ...]      # its action patterns denied there, sorted, de-duplicated
+    resource: str  # a resource pattern of an applicable DENY statement
+    actions: tuple[str, ...]  # its action patterns denied there, sorted, de-duplicated
 
 
 @dataclass(frozen=True, slots=True)
 class AuthorizedResource:
-    resource: str                 # a resource pattern of an applicable ALLOW statement
-    actions: tuple[str, ...]      # allowed action patterns on it, sorted, de-duplicated
+    resource: str  # a resource pattern of an applicable ALLOW statement
+    actions: tuple[str, ...]  # allowed action patterns on it, sorted, de-duplicated
     # Denies carved out of it: (action, resource) is allowed when it is covered here and
     # matched by no exception. Sorted by resource.
     exceptions: tuple[AuthorizedException, ...] = ()
@@ -113,7 +123,7 @@ class AuthorizedResource:
 @dataclass(frozen=True, slots=True)
 class SubjectGrant:
     subject: Subject
-    via: tuple[Subject, ...]      # subject first, the direct holder of the policy last
+    via: tuple[Subject, ...]  # subject first, the direct holder of the policy last
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ segments therefore lie in disjoint ranges of the text: at most ``len(text) + k``
 placements are attempted in all, each checked with at most ``len(Si)`` character
 comparisons — O(len(pattern) · len(text)) in the worst case, never exponential.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -115,11 +116,11 @@ def _segment_find(value: str, seg: _Segment, start: int, limit: int, steps: list
     text, length, has_qmark, _chunks, anchor, others = seg
     if not has_qmark:
         return value.find(text, start, limit)
-    last = limit - length            # the last admissible start position
-    if anchor is None:               # only `?`: any position fits
+    last = limit - length  # the last admissible start position
+    if anchor is None:  # only `?`: any position fits
         return start if start <= last else -1
     aoff, alit = anchor
-    aend = last + aoff + len(alit)   # the anchor must end by here
+    aend = last + aoff + len(alit)  # the anchor must end by here
     pos = start
     while pos <= last:
         found = value.find(alit, pos + aoff, aend)
@@ -148,17 +149,18 @@ def _glob_parts(pattern: str) -> tuple[_Segment, tuple[_Segment, ...], _Segment 
     return segments[0], tuple(segments[1:-1]), segments[-1], minimum
 
 
-def _glob_match(parts: tuple[_Segment, tuple[_Segment, ...], _Segment | None, int], value: str,
-                steps: list[int] | None = None) -> bool:
+def _glob_match(
+    parts: tuple[_Segment, tuple[_Segment, ...], _Segment | None, int], value: str, steps: list[int] | None = None
+) -> bool:
     """Greedy wildcard match of ``value`` against compiled ``parts`` (see module doc).
     ``steps``, when given, is a one-element list incremented per segment placement tried."""
     head, middles, tail, minimum = parts
     n = len(value)
-    if tail is None:                 # no `*`: a fixed-length pattern with `?`
+    if tail is None:  # no `*`: a fixed-length pattern with `?`
         return n == minimum and _segment_at(value, head, 0)
     if n < minimum or not _segment_at(value, head, 0):
         return False
-    end = n - tail[1]                # where the tail starts; head and tail don't overlap (n >= minimum)
+    end = n - tail[1]  # where the tail starts; head and tail don't overlap (n >= minimum)
     if not _segment_at(value, tail, end):
         return False
     pos = head[1]

@@ -9,6 +9,7 @@ Every failure to authenticate raises `AuthenticationError`; its `reason` is shor
 fixed text that is safe to return to the caller (it never echoes token contents,
 key material or other tenants' data). The api layer maps it to UNAUTHENTICATED.
 """
+
 from __future__ import annotations
 
 from policyhub.identity.api_keys import (

@@ -7,6 +7,7 @@ Only a hash of the whole plaintext key is stored.
 API-key callers are SERVICE_ACCOUNT callers (auth "api_key"); resolving the key to
 its owner and domain is the caller's job (a database lookup by key_id).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,6 +59,4 @@ def matches(plaintext: str, stored_hash: str) -> bool:
     """Constant-time comparison of the plaintext key's hash with the stored hash."""
     if not isinstance(plaintext, str) or not isinstance(stored_hash, str):
         return False
-    return hmac.compare_digest(
-        hash_secret(plaintext).encode("ascii"), stored_hash.encode("utf-8", "surrogatepass")
-    )
+    return hmac.compare_digest(hash_secret(plaintext).encode("ascii"), stored_hash.encode("utf-8", "surrogatepass"))

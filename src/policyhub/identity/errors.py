@@ -1,4 +1,5 @@
 """What the identity modules raise."""
+
 from __future__ import annotations
 
 

@@ -7,6 +7,7 @@ Anything else — including private keys, certificates and symmetric keys — is
 with a `KeyConfigError` naming the file and the problem, so a misconfiguration stops
 the service at start instead of silently weakening it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,16 +31,31 @@ MAX_KEY_FILE_BYTES = 1024 * 1024
 
 # Well-known JWA names we may name back in a refusal. Anything else in a token's
 # `alg` is attacker-controlled text and is not echoed.
-_KNOWN_ALG_NAMES = frozenset({
-    "none", "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-    "ES256", "ES384", "ES512", "ES256K", "EdDSA", "Ed25519", "Ed448",
-})
+_KNOWN_ALG_NAMES = frozenset(
+    {
+        "none",
+        "HS256",
+        "HS384",
+        "HS512",
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES384",
+        "ES512",
+        "ES256K",
+        "EdDSA",
+        "Ed25519",
+        "Ed448",
+    }
+)
 
 _PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
-_PEM_BLOCK = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL
-)
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
 
 def unsupported_algorithm_reason(alg: Any) -> str:
@@ -50,11 +66,11 @@ def unsupported_algorithm_reason(alg: Any) -> str:
 
 @dataclass(frozen=True)
 class VerificationKey:
-    kid: str | None            # None for PEM keys and JWKs without a kid
-    kty: str                   # "RSA" | "EC"
-    alg: str                   # "RS256" | "ES256"
+    kid: str | None  # None for PEM keys and JWKs without a kid
+    kty: str  # "RSA" | "EC"
+    alg: str  # "RS256" | "ES256"
     key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey = field(repr=False)
-    source: str                # "<path>#<index>", for logs and error messages
+    source: str  # "<path>#<index>", for logs and error messages
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,7 @@ def load_verification_keys(path: str) -> KeySet:
 
 # ---------------------------------------------------------------- JWKS
 
+
 def _load_jwks(path: str, text: str) -> list[VerificationKey]:
     try:
         doc = json.loads(text)
@@ -155,7 +172,7 @@ def _load_jwks(path: str, text: str) -> list[VerificationKey]:
     return out
 
 
-def _jwk_to_key(where: str, jwk: dict, kid: str | None, source: str) -> VerificationKey:
+def _jwk_to_key(where: str, jwk: dict[str, Any], kid: str | None, source: str) -> VerificationKey:
     kty = jwk.get("kty")
     private = [m for m in _PRIVATE_JWK_MEMBERS if m in jwk]
     if private:
@@ -199,7 +216,7 @@ def _jwk_to_key(where: str, jwk: dict, kid: str | None, source: str) -> Verifica
     return _checked(where, key, kid, source)
 
 
-def _b64url_bytes(where: str, jwk: dict, member: str) -> bytes:
+def _b64url_bytes(where: str, jwk: dict[str, Any], member: str) -> bytes:
     value = jwk.get(member)
     if not isinstance(value, str) or not _B64URL.fullmatch(value):
         raise KeyConfigError(f"{where}: member {member!r} missing or not base64url")
@@ -209,11 +226,12 @@ def _b64url_bytes(where: str, jwk: dict, member: str) -> bytes:
         raise KeyConfigError(f"{where}: member {member!r} is not valid base64url") from None
 
 
-def _b64url_int(where: str, jwk: dict, member: str) -> int:
+def _b64url_int(where: str, jwk: dict[str, Any], member: str) -> int:
     return int.from_bytes(_b64url_bytes(where, jwk, member), "big")
 
 
 # ---------------------------------------------------------------- PEM
+
 
 def _load_pem(path: str, text: str) -> list[VerificationKey]:
     blocks = list(_PEM_BLOCK.finditer(text))
@@ -241,12 +259,11 @@ def _load_pem(path: str, text: str) -> list[VerificationKey]:
 
 # ---------------------------------------------------------------- common
 
+
 def _checked(where: str, key: Any, kid: str | None, source: str) -> VerificationKey:
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
-            raise KeyConfigError(
-                f"{where}: RSA key is {key.key_size} bits; at least {MIN_RSA_BITS} bits required"
-            )
+            raise KeyConfigError(f"{where}: RSA key is {key.key_size} bits; at least {MIN_RSA_BITS} bits required")
         return VerificationKey(kid=kid, kty="RSA", alg="RS256", key=key, source=source)
     if isinstance(key, ec.EllipticCurvePublicKey):
         if not isinstance(key.curve, ec.SECP256R1):

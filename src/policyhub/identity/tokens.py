@@ -6,6 +6,7 @@ secret) and every other algorithm are refused before any key is tried. PyJWT che
 the signature; the claims are then checked here against an injected clock so expiry
 is testable and every failure carries a fixed, short reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,11 +32,11 @@ MAX_SUB_LENGTH = 128
 
 @dataclass(frozen=True)
 class Caller:
-    caller_type: str      # "USER" | "SERVICE_ACCOUNT" (API keys and service tokens are SERVICE_ACCOUNT)
+    caller_type: str  # "USER" | "SERVICE_ACCOUNT" (API keys and service tokens are SERVICE_ACCOUNT)
     caller_id: str
-    domain_id: str        # the caller's own domain ("" only for SYSTEM callers without a domain)
-    role_type: str        # "SYSTEM" | "DOMAIN_ADMIN" | "USER"
-    auth: str             # "jwt" | "api_key" | "development"
+    domain_id: str  # the caller's own domain ("" only for SYSTEM callers without a domain)
+    role_type: str  # "SYSTEM" | "DOMAIN_ADMIN" | "USER"
+    auth: str  # "jwt" | "api_key" | "development"
 
     @property
     def is_system(self) -> bool:
@@ -132,9 +133,7 @@ class TokenVerifier:
 
         # 3. Claims.
         try:
-            claims = json.loads(
-                payload_bytes, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
-            )
+            claims = json.loads(payload_bytes, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             raise _fail("malformed token") from None
         if not isinstance(claims, dict):

@@ -2,6 +2,7 @@
 
 They are loaded and validated at start-up; a bad file stops the server with a clear error.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -9,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from policyhub.errors import ConfigError, InvalidArgument
 from policyhub.domain import MANAGED_ID_PREFIX
+from policyhub.errors import ConfigError, InvalidArgument
 from policyhub.service import validation
 
 _ALLOWED_KEYS = {"policy_id", "name", "description", "permissions", "statements", "labels", "tags"}

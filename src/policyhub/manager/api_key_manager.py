@@ -1,4 +1,5 @@
 """Persistence of API keys (hashes only)."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """Persistence and queries of assignments."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,6 +8,7 @@ import time
 from typing import Any, Iterable
 
 import pymongo.errors
+
 from policyhub.errors import Aborted, AlreadyExists, NotFound
 from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
 from policyhub.model import AssignmentDocument
@@ -76,9 +78,11 @@ class AssignmentManager:
             return {}
         # Two $in lists (served by the unique index) and an exact filter here: a $or of
         # thousands of clauses is far slower, on MongoDB and on the embedded store alike.
-        query = {"domain_id": domain_id,
-                 "subject_id": {"$in": sorted({key[1] for key in wanted})},
-                 "grant_id": {"$in": sorted({key[3] for key in wanted})}}
+        query = {
+            "domain_id": domain_id,
+            "subject_id": {"$in": sorted({key[1] for key in wanted})},
+            "grant_id": {"$in": sorted({key[3] for key in wanted})},
+        }
         found: dict[Key, dict[str, Any]] = {}
         for raw in collection(AssignmentDocument).find(query):
             key = key_of(raw)
@@ -110,14 +114,18 @@ class AssignmentManager:
             raise Aborted("the assignments are being added and removed concurrently; retry")
         except Exception:
             # Our ids are new: deleting them touches only what this call inserted.
-            assignments.delete_many({"domain_id": domain_id,
-                                     "assignment_id": {"$in": [record["assignment_id"] for record in records]}})
+            assignments.delete_many(
+                {"domain_id": domain_id, "assignment_id": {"$in": [record["assignment_id"] for record in records]}}
+            )
             raise
 
     @translate_errors()
     def delete_ids(self, domain_id: str, assignment_ids: list[str]) -> int:
-        return collection(AssignmentDocument).delete_many(
-            {"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}}).deleted_count
+        return (
+            collection(AssignmentDocument)
+            .delete_many({"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}})
+            .deleted_count
+        )
 
     @translate_errors()
     def remove_ids(self, domain_id: str, assignment_ids: list[str]) -> set[str]:
@@ -130,8 +138,9 @@ class AssignmentManager:
         now = time.time()
         token = secrets.token_hex(8)
         wanted = {"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}}
-        claimed = assignments.update_many({**wanted, **_unclaimed(now)},
-                                         {"$set": {"removal": {"by": token, "until": now + CLAIM_SECONDS}}})
+        claimed = assignments.update_many(
+            {**wanted, **_unclaimed(now)}, {"$set": {"removal": {"by": token, "until": now + CLAIM_SECONDS}}}
+        )
         if claimed.modified_count == 0:
             return set()
         ours = {**wanted, "removal.by": token}
@@ -151,7 +160,8 @@ class AssignmentManager:
     @translate_errors()
     def delete(self, domain_id: str, assignment_id: str) -> None:
         found = collection(AssignmentDocument).delete_one(
-            {"domain_id": domain_id, "assignment_id": assignment_id, **_unclaimed(time.time())})
+            {"domain_id": domain_id, "assignment_id": assignment_id, **_unclaimed(time.time())}
+        )
         if found.deleted_count == 0:
             raise NotFound("Assignment", "assignment_id", assignment_id)
 
@@ -164,16 +174,22 @@ class AssignmentManager:
 
     @translate_errors()
     def count_for_policy(self, domain_id: str, policy_ids: list[str]) -> dict[str, int]:
-        found = collection(AssignmentDocument).aggregate([
-            {"$match": {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": {"$in": policy_ids}}},
-            {"$group": {"_id": "$grant_id", "n": {"$sum": 1}}}])
+        found = collection(AssignmentDocument).aggregate(
+            [
+                {"$match": {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": {"$in": policy_ids}}},
+                {"$group": {"_id": "$grant_id", "n": {"$sum": 1}}},
+            ]
+        )
         return {doc["_id"]: doc["n"] for doc in found}
 
     @translate_errors()
     def for_policy(self, domain_id: str, policy_id: str) -> list[dict[str, Any]]:
         """The raw assignments granting a policy (what a cascade delete parks on the policy)."""
-        return list(collection(AssignmentDocument).find(
-            {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id}, {"_id": 0, "removal": 0}))
+        return list(
+            collection(AssignmentDocument).find(
+                {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id}, {"_id": 0, "removal": 0}
+            )
+        )
 
     @translate_errors()
     def put_back(self, documents: list[dict[str, Any]]) -> None:
@@ -189,9 +205,14 @@ class AssignmentManager:
     @translate_errors()
     def regrant(self, domain_id: str, policy_id: str, new_policy_id: str) -> int:
         """Points a renamed policy's assignments at its new id."""
-        return collection(AssignmentDocument).update_many(
-            {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id},
-            {"$set": {"grant_id": new_policy_id}}).modified_count
+        return (
+            collection(AssignmentDocument)
+            .update_many(
+                {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id},
+                {"$set": {"grant_id": new_policy_id}},
+            )
+            .modified_count
+        )
 
     @translate_errors()
     def edges(self, domain_id: str) -> list[dict[str, Any]]:

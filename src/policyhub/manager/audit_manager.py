@@ -1,4 +1,5 @@
 """Persistence and queries of the audit trail."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,15 @@ class AuditManager:
     def __init__(self, page_max_limit: int):
         self.schema = QuerySchema(
             keyword_fields=("resource_id", "caller_id", "method", "transaction_id"),
-            minimal_fields=("audit_id", "transaction_id", "caller_id", "method", "resource_type", "resource_id",
-                            "created_at"),
+            minimal_fields=(
+                "audit_id",
+                "transaction_id",
+                "caller_id",
+                "method",
+                "resource_type",
+                "resource_id",
+                "created_at",
+            ),
             datetime_fields=frozenset({"created_at"}),
             default_sort=(("created_at", True),),
             max_limit=page_max_limit,

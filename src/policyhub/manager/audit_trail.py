@@ -1,6 +1,7 @@
 """Writing the audit trail: every mutation records who, when, what (before/after) and the
 transaction id, in the database (read back by AuditService's list/stat) and as a structured
 log line."""
+
 from __future__ import annotations
 
 import logging
@@ -23,15 +24,25 @@ Change = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
 
 class Actor(Protocol):
     """Who made the change (the services' RequestContext)."""
-    domain_id: str
-    caller_type: str
-    caller_id: str
-    transaction_id: str
+
+    @property
+    def domain_id(self) -> str: ...
+
+    @property
+    def caller_type(self) -> str: ...
+
+    @property
+    def caller_id(self) -> str: ...
+
+    @property
+    def transaction_id(self) -> str: ...
 
 
 class Action(Protocol):
     """What was done (the services' Permission): its name is the entry's method."""
-    name: str
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def resource_type(self) -> str: ...
@@ -42,8 +53,14 @@ class AuditTrail:
         self.audits = audits
         self.clock = clock
 
-    def record(self, actor: Actor, action: Action, resource_id: str, before: dict[str, Any] | None,
-               after: dict[str, Any] | None) -> None:
+    def record(
+        self,
+        actor: Actor,
+        action: Action,
+        resource_id: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
         self.record_many(actor, action, [(resource_id, before, after)])
 
     def record_many(self, actor: Actor, action: Action, changes: list[Change]) -> None:
@@ -51,24 +68,39 @@ class AuditTrail:
         if not changes:
             return
         now = self.clock()
-        entries = [{
-            "audit_id": f"audit-{secrets.token_hex(8)}",
-            "transaction_id": actor.transaction_id,
-            "caller_type": actor.caller_type,
-            "caller_id": actor.caller_id,
-            "method": action.name,
-            "resource_type": action.resource_type,
-            "resource_id": resource_id,
-            "before": _snapshot(before),
-            "after": _snapshot(after),
-            "domain_id": actor.domain_id,
-            "created_at": now,
-        } for resource_id, before, after in changes]
+        entries = [
+            {
+                "audit_id": f"audit-{secrets.token_hex(8)}",
+                "transaction_id": actor.transaction_id,
+                "caller_type": actor.caller_type,
+                "caller_id": actor.caller_id,
+                "method": action.name,
+                "resource_type": action.resource_type,
+                "resource_id": resource_id,
+                "before": _snapshot(before),
+                "after": _snapshot(after),
+                "domain_id": actor.domain_id,
+                "created_at": now,
+            }
+            for resource_id, before, after in changes
+        ]
         self.audits.add_many(entries)
-        log.info("%s %s x%d", action.name, action.resource_type, len(entries), extra={"audit": {
-            "transaction_id": actor.transaction_id, "domain_id": actor.domain_id, "caller_type": actor.caller_type,
-            "caller_id": actor.caller_id, "method": action.name,
-            "resources": [entry["resource_id"] for entry in entries[:100]]}})
+        log.info(
+            "%s %s x%d",
+            action.name,
+            action.resource_type,
+            len(entries),
+            extra={
+                "audit": {
+                    "transaction_id": actor.transaction_id,
+                    "domain_id": actor.domain_id,
+                    "caller_type": actor.caller_type,
+                    "caller_id": actor.caller_id,
+                    "method": action.name,
+                    "resources": [entry["resource_id"] for entry in entries[:100]],
+                }
+            },
+        )
 
 
 def _snapshot(record: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
 """The MongoDB connection (mongoengine default alias) and database-error translation."""
+
 from __future__ import annotations
 
 import functools
@@ -45,15 +46,27 @@ class Database:
             use_re2_in_embedded_store()
             serialize_embedded_writes()
             # mongoengine 0.29 wants the client class, not a mongomock:// URI.
-            mongoengine.connect(db=self.name, host="mongodb://localhost", mongo_client_class=mongomock.MongoClient,
-                                tz_aware=True, uuidRepresentation="standard")
+            mongoengine.connect(
+                db=self.name,
+                host="mongodb://localhost",
+                mongo_client_class=mongomock.MongoClient,
+                tz_aware=True,
+                uuidRepresentation="standard",
+            )
         else:
-            mongoengine.connect(db=self.name, host=self.uri, tz_aware=True, uuidRepresentation="standard",
-                                serverSelectionTimeoutMS=self.timeout_ms, connectTimeoutMS=self.timeout_ms,
-                                socketTimeoutMS=self.timeout_ms, event_listeners=list(self.listeners),
-                                # Also a server-side limit (maxTimeMS) on every operation: a heavy user
-                                # query cannot keep running on the database after we gave up on it.
-                                timeoutMS=self.timeout_ms)
+            mongoengine.connect(
+                db=self.name,
+                host=self.uri,
+                tz_aware=True,
+                uuidRepresentation="standard",
+                serverSelectionTimeoutMS=self.timeout_ms,
+                connectTimeoutMS=self.timeout_ms,
+                socketTimeoutMS=self.timeout_ms,
+                event_listeners=list(self.listeners),
+                # Also a server-side limit (maxTimeMS) on every operation: a heavy user
+                # query cannot keep running on the database after we gave up on it.
+                timeoutMS=self.timeout_ms,
+            )
         for document in ALL_DOCUMENTS:
             # Documents cache their collection; a new connection must not reuse the old one.
             document._collection = None
@@ -102,7 +115,7 @@ class _Re2AsRe:
     """The part of the `re` module mongomock's query matching uses (`compile` and the
     flags its `$options` map to), answered by RE2."""
 
-    I, M, S = re.I, re.M, re.S
+    I, M, S = re.I, re.M, re.S  # noqa: E741 - the names mongomock reads
     _LETTERS = ((re.I, "i"), (re.M, "m"), (re.S, "s"))
 
     @classmethod
@@ -183,8 +196,15 @@ class translate_errors:
     def __exit__(self, exc_type, exc, tb):
         if exc is None:
             return False
-        if isinstance(exc, (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError,
-                            pymongo.errors.NetworkTimeout, pymongo.errors.ExecutionTimeout)):
+        if isinstance(
+            exc,
+            (
+                pymongo.errors.ConnectionFailure,
+                pymongo.errors.ServerSelectionTimeoutError,
+                pymongo.errors.NetworkTimeout,
+                pymongo.errors.ExecutionTimeout,
+            ),
+        ):
             log.warning("database unavailable: %s", exc)
             raise Unavailable("database unavailable; retry later") from exc
         return False
@@ -194,6 +214,7 @@ class translate_errors:
         def wrapper(*args, **kwargs):
             with translate_errors():
                 return func(*args, **kwargs)
+
         return wrapper
 
 

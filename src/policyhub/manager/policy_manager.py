@@ -1,4 +1,5 @@
 """Persistence and queries of policies (tenant policies and the managed built-ins)."""
+
 from __future__ import annotations
 
 import secrets
@@ -35,8 +36,7 @@ class PolicyManager:
 
     @staticmethod
     def scope(domain_id: str, include_managed: bool, include_deleted: bool = False) -> dict:
-        scope: dict[str, Any] = {"domain_id": {"$in": [domain_id, MANAGED_DOMAIN_ID]} if include_managed
-                                 else domain_id}
+        scope: dict[str, Any] = {"domain_id": {"$in": [domain_id, MANAGED_DOMAIN_ID]} if include_managed else domain_id}
         if not include_deleted:
             scope["state"] = {"$ne": PolicyState.DELETED}
         return scope
@@ -51,23 +51,32 @@ class PolicyManager:
         return self._with_repository(policy_record(stored))
 
     @translate_errors()
-    def get(self, domain_id: str, policy_id: str, repository_id: str | None = None,
-            include_deleted: bool = False) -> dict[str, Any]:
+    def get(
+        self, domain_id: str, policy_id: str, repository_id: str | None = None, include_deleted: bool = False
+    ) -> dict[str, Any]:
         # Managed ids have a reserved prefix, so one equality point read on the unique index finds
         # the policy (equality only: some MongoDB-compatible servers scan for $in/$ne).
         owner = MANAGED_DOMAIN_ID if policy_id.startswith(MANAGED_ID_PREFIX) else domain_id
         raw = collection(PolicyDocument).find_one({"domain_id": owner, "policy_id": policy_id})
-        if (raw is None or (repository_id and raw["repository_id"] != repository_id)
-                or (raw["state"] == PolicyState.DELETED and not include_deleted)):
+        if (
+            raw is None
+            or (repository_id and raw["repository_id"] != repository_id)
+            or (raw["state"] == PolicyState.DELETED and not include_deleted)
+        ):
             raise NotFound("Policy", "policy_id", policy_id)
         return self._with_repository(policy_record(raw))
 
     @translate_errors()
-    def update(self, domain_id: str, policy_id: str, changes: dict[str, Any], etag: str | None,
-               now: datetime) -> dict[str, Any]:
+    def update(
+        self, domain_id: str, policy_id: str, changes: dict[str, Any], etag: str | None, now: datetime
+    ) -> dict[str, Any]:
         """Atomic compare-and-set on a live policy: nothing is written when the etag no longer
         matches. A `policy_id` change renames it (refused when the new id is taken)."""
-        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id, "state": {"$ne": PolicyState.DELETED}}
+        selector: dict[str, Any] = {
+            "domain_id": domain_id,
+            "policy_id": policy_id,
+            "state": {"$ne": PolicyState.DELETED},
+        }
         if etag:
             selector["etag"] = etag
         sets = {key: _stored_value(key, value) for key, value in changes.items()}
@@ -80,18 +89,33 @@ class PolicyManager:
         return self._with_repository(policy_record(updated))
 
     @translate_errors()
-    def soft_delete(self, domain_id: str, policy_id: str, etag: str | None, now: datetime, purge_at: datetime,
-                    parked: list[dict[str, Any]]) -> None:
+    def soft_delete(
+        self,
+        domain_id: str,
+        policy_id: str,
+        etag: str | None,
+        now: datetime,
+        purge_at: datetime,
+        parked: list[dict[str, Any]],
+    ) -> None:
         """Marks the policy DELETED until purge_at, keeping its state and the given assignments
         for restore. Compare-and-set on the etag read here (or the caller's)."""
         current = collection(PolicyDocument).find_one(
-            {"domain_id": domain_id, "policy_id": policy_id, "state": {"$ne": PolicyState.DELETED}})
+            {"domain_id": domain_id, "policy_id": policy_id, "state": {"$ne": PolicyState.DELETED}}
+        )
         if current is None or (etag and current["etag"] != etag):
             self._explain_no_match(domain_id, policy_id)
         updated = _compare_and_set(
-            {"domain_id": domain_id, "policy_id": policy_id, "etag": current["etag"]}, now,
-            {"state": PolicyState.DELETED, "state_before_delete": current["state"], "deleted_at": now, "purge_at": purge_at,
-             "parked_assignments": parked})
+            {"domain_id": domain_id, "policy_id": policy_id, "etag": current["etag"]},
+            now,
+            {
+                "state": PolicyState.DELETED,
+                "state_before_delete": current["state"],
+                "deleted_at": now,
+                "purge_at": purge_at,
+                "parked_assignments": parked,
+            },
+        )
         if updated is None:
             raise Aborted("the policy changed while it was being deleted; retry", metadata={"policy_id": policy_id})
 
@@ -102,12 +126,15 @@ class PolicyManager:
         if current is None or (current["state"] == PolicyState.DELETED and current["purge_at"] <= now):
             raise NotFound("Policy", "policy_id", policy_id)
         if current["state"] != PolicyState.DELETED:
-            raise FailedPrecondition(f"policy {policy_id} is not deleted; nothing to restore",
-                                     metadata={"policy_id": policy_id})
+            raise FailedPrecondition(
+                f"policy {policy_id} is not deleted; nothing to restore", metadata={"policy_id": policy_id}
+            )
         updated = _compare_and_set(
-            {"domain_id": domain_id, "policy_id": policy_id, "etag": current["etag"]}, now,
+            {"domain_id": domain_id, "policy_id": policy_id, "etag": current["etag"]},
+            now,
             {"state": current.get("state_before_delete") or PolicyState.ENABLED, "parked_assignments": []},
-            unset=("state_before_delete", "deleted_at", "purge_at"))
+            unset=("state_before_delete", "deleted_at", "purge_at"),
+        )
         if updated is None:
             raise Aborted("the policy changed while it was being restored; retry", metadata={"policy_id": policy_id})
         return self._with_repository(policy_record(updated)), current.get("parked_assignments", [])
@@ -117,8 +144,11 @@ class PolicyManager:
         """The sweep that backs the TTL index (which the embedded store does not run).
         Returns the (domain_id, policy_id) purged."""
         policies = collection(PolicyDocument)
-        expired = list(policies.find({"state": PolicyState.DELETED, "purge_at": {"$lte": now}},
-                                     {"_id": 1, "domain_id": 1, "policy_id": 1}))
+        expired = list(
+            policies.find(
+                {"state": PolicyState.DELETED, "purge_at": {"$lte": now}}, {"_id": 1, "domain_id": 1, "policy_id": 1}
+            )
+        )
         if expired:
             policies.delete_many({"_id": {"$in": [doc["_id"] for doc in expired]}})
         return [(doc["domain_id"], doc["policy_id"]) for doc in expired]
@@ -128,21 +158,24 @@ class PolicyManager:
         """Adds assignments to those a soft-deleted policy gives back on restore."""
         collection(PolicyDocument).update_one(
             {"domain_id": domain_id, "policy_id": policy_id, "state": PolicyState.DELETED},
-            {"$push": {"parked_assignments": {"$each": assignments}}})
+            {"$push": {"parked_assignments": {"$each": assignments}}},
+        )
 
     def _explain_no_match(self, domain_id: str, policy_id: str) -> None:
-        current = collection(PolicyDocument).find_one({"domain_id": domain_id, "policy_id": policy_id},
-                                                       {"state": 1})
+        current = collection(PolicyDocument).find_one({"domain_id": domain_id, "policy_id": policy_id}, {"state": 1})
         if current is None:
             raise NotFound("Policy", "policy_id", policy_id)
         if current["state"] == PolicyState.DELETED:
-            raise FailedPrecondition(f"policy {policy_id} is deleted; restore it first",
-                                     metadata={"policy_id": policy_id})
-        raise Aborted("the policy changed since the etag was read; get it again and retry",
-                      metadata={"policy_id": policy_id})
+            raise FailedPrecondition(
+                f"policy {policy_id} is deleted; restore it first", metadata={"policy_id": policy_id}
+            )
+        raise Aborted(
+            "the policy changed since the etag was read; get it again and retry", metadata={"policy_id": policy_id}
+        )
 
-    def list(self, domain_id: str, query: dict | None, include_managed: bool,
-             include_deleted: bool = False) -> tuple[list[dict], int]:
+    def list(
+        self, domain_id: str, query: dict | None, include_managed: bool, include_deleted: bool = False
+    ) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, self.scope(domain_id, include_managed, include_deleted))
         pipeline = plan.pipeline
         if not plan.count_only:
@@ -173,15 +206,19 @@ class PolicyManager:
         """Which of these ids exist (live) in the domain or among the managed policies."""
         found = collection(PolicyDocument).find(
             {**self.scope(domain_id, include_managed=True), "policy_id": {"$in": policy_ids}},
-            {"_id": 0, "policy_id": 1})
+            {"_id": 0, "policy_id": 1},
+        )
         return {doc["policy_id"] for doc in found}
 
     @translate_errors()
     def rules(self, domain_id: str) -> list[dict[str, Any]]:
         """What the evaluation engine needs of every policy visible in the domain."""
-        return list(collection(PolicyDocument).find(
-            self.scope(domain_id, include_managed=True),  # deleted ones never apply
-            {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1}))
+        return list(
+            collection(PolicyDocument).find(
+                self.scope(domain_id, include_managed=True),  # deleted ones never apply
+                {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1},
+            )
+        )
 
     @translate_errors()
     def sync_managed(self, policies: list[dict[str, Any]], now: datetime) -> bool:
@@ -197,9 +234,15 @@ class PolicyManager:
                 continue
             changed = True
             del values["policy_id"]
-            policies_stored.update_one(selector, {"$set": {**values, "etag": new_etag(), "updated_at": now},
-                                                  "$setOnInsert": {"created_at": now}, "$inc": {"version": 1}},
-                                       upsert=True)
+            policies_stored.update_one(
+                selector,
+                {
+                    "$set": {**values, "etag": new_etag(), "updated_at": now},
+                    "$setOnInsert": {"created_at": now},
+                    "$inc": {"version": 1},
+                },
+                upsert=True,
+            )
         shipped = [policy["policy_id"] for policy in policies]
         removed = policies_stored.delete_many({"domain_id": MANAGED_DOMAIN_ID, "policy_id": {"$nin": shipped}})
         return changed or removed.deleted_count > 0
@@ -207,13 +250,13 @@ class PolicyManager:
     @staticmethod
     def _with_repository(record: dict[str, Any]) -> dict[str, Any]:
         """Joins a single policy to its repository (a second read; list joins with $lookup instead)."""
-        raw = collection(RepositoryDocument).find_one({"repository_id": record.get("repository_id", "")},
-                                                      {"_id": 0})
+        raw = collection(RepositoryDocument).find_one({"repository_id": record.get("repository_id", "")}, {"_id": 0})
         return {**record, "repository_info": repository_record(raw)} if raw else record
 
 
-def _compare_and_set(selector: dict[str, Any], now: datetime, sets: dict[str, Any],
-                     unset: tuple[str, ...] = ()) -> dict[str, Any] | None:
+def _compare_and_set(
+    selector: dict[str, Any], now: datetime, sets: dict[str, Any], unset: tuple[str, ...] = ()
+) -> dict[str, Any] | None:
     """Applies the change, a new etag and version, to the policy the selector matches (None when
     none does, e.g. its etag changed); returns it as changed."""
     update: dict[str, Any] = {"$set": {**sets, "etag": new_etag(), "updated_at": now}, "$inc": {"version": 1}}

@@ -1,4 +1,5 @@
 """Turning stored documents into the plain dicts the service layer works with."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,14 @@ REPOSITORY_FIELDS = ("repository_id", "name", "repository_type", "endpoint", "cr
 
 def repository_info_lookup() -> dict:
     """The $lookup stage that joins a policy to its repository in the same round trip."""
-    return {"$lookup": {"from": "repository", "localField": "repository_id",
-                        "foreignField": "repository_id", "as": "repository_info"}}
+    return {
+        "$lookup": {
+            "from": "repository",
+            "localField": "repository_id",
+            "foreignField": "repository_id",
+            "as": "repository_info",
+        }
+    }
 
 
 def policy_record(raw: dict[str, Any]) -> dict[str, Any]:
@@ -22,4 +29,3 @@ def policy_record(raw: dict[str, Any]) -> dict[str, Any]:
 
 def repository_record(raw: dict[str, Any]) -> dict[str, Any]:
     return {key: raw[key] for key in REPOSITORY_FIELDS if key in raw}
-

@@ -1,5 +1,6 @@
 """Policies of remote repositories: another installation's Policy API, read-only, reached
 through policyhub.remote.client; each answer is tagged with the repository it came from."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,8 +39,7 @@ class RemotePolicyManager:
             return None
         return repository if repository["repository_type"] == RepositoryType.REMOTE else None
 
-    def get(self, repository: dict[str, Any], domain_id: str, policy_id: str,
-            include_deleted: bool) -> dict[str, Any]:
+    def get(self, repository: dict[str, Any], domain_id: str, policy_id: str, include_deleted: bool) -> dict[str, Any]:
         found = self.client.get(repository["endpoint"], domain_id, policy_id, include_deleted)
         if found is None:
             raise NotFound("Policy", "policy_id", policy_id)
@@ -53,12 +53,18 @@ class RemotePolicyManager:
         if not remotes:
             raise NotFound("Policy", "policy_id", policy_id)
         outcomes = self.client.get_each([r["endpoint"] for r in remotes], domain_id, policy_id, include_deleted)
-        found = [(repository, outcome) for repository, outcome in zip(remotes, outcomes) if isinstance(outcome, dict)]
+        found = [
+            (repository, outcome)
+            for repository, outcome in zip(remotes, outcomes, strict=True)
+            if isinstance(outcome, dict)
+        ]
         if len(found) > 1:
             holders = ", ".join(repository["repository_id"] for repository, _ in found)
-            raise FailedPrecondition(f"policy {policy_id} exists in several remote repositories ({holders}); "
-                                     f"pass repository_id to choose one",
-                                     metadata={"policy_id": policy_id, "repository_ids": holders})
+            raise FailedPrecondition(
+                f"policy {policy_id} exists in several remote repositories ({holders}); "
+                f"pass repository_id to choose one",
+                metadata={"policy_id": policy_id, "repository_ids": holders},
+            )
         failures = [outcome for outcome in outcomes if isinstance(outcome, PolicyHubError)]
         if failures:
             raise failures[0]
@@ -66,8 +72,9 @@ class RemotePolicyManager:
             return _tagged(found[0][1], found[0][0])
         raise NotFound("Policy", "policy_id", policy_id)
 
-    def list(self, repository: dict[str, Any], domain_id: str,
-             params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    def list(
+        self, repository: dict[str, Any], domain_id: str, params: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], int]:
         records, total = self.client.list(repository["endpoint"], domain_id, params)
         return [_tagged(record, repository) for record in records], total
 

@@ -1,4 +1,5 @@
 """Persistence and queries of repositories (installation-wide)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,8 +31,9 @@ class RepositoryManager:
     def ensure(self, record: dict[str, Any]) -> None:
         """Creates a built-in repository unless it exists (idempotent across processes)."""
         fields = {key: value for key, value in record.items() if key != "repository_id"}
-        collection(RepositoryDocument).update_one({"repository_id": record["repository_id"]},
-                                                  {"$setOnInsert": fields}, upsert=True)
+        collection(RepositoryDocument).update_one(
+            {"repository_id": record["repository_id"]}, {"$setOnInsert": fields}, upsert=True
+        )
 
     @translate_errors()
     def create(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +49,8 @@ class RepositoryManager:
     def conflict(self, name: str, endpoint: str) -> tuple[str, str] | None:
         """(field, value) of an existing repository with this name or endpoint, else None."""
         clash = collection(RepositoryDocument).find_one(
-            {"$or": [{"name": name}, {"endpoint": endpoint}]}, {"_id": 0, "name": 1, "endpoint": 1})
+            {"$or": [{"name": name}, {"endpoint": endpoint}]}, {"_id": 0, "name": 1, "endpoint": 1}
+        )
         if clash is None:
             return None
         return ("name", name) if clash.get("name") == name else ("endpoint", endpoint)
@@ -56,8 +59,10 @@ class RepositoryManager:
     def of_type(self, repository_type: str) -> list[dict[str, Any]]:
         """Every repository of a type, oldest first (indexed on repository_type)."""
         found = collection(RepositoryDocument).find({"repository_type": repository_type}, {"_id": 0})
-        return sorted((repository_record(raw) for raw in found),
-                      key=lambda record: (record["created_at"], record["repository_id"]))
+        return sorted(
+            (repository_record(raw) for raw in found),
+            key=lambda record: (record["created_at"], record["repository_id"]),
+        )
 
     @translate_errors()
     def get(self, repository_id: str) -> dict[str, Any]:
@@ -70,7 +75,8 @@ class RepositoryManager:
     def rename(self, repository_id: str, name: str) -> dict[str, Any]:
         try:
             updated = collection(RepositoryDocument).find_one_and_update(
-                {"repository_id": repository_id}, {"$set": {"name": name}}, return_document=ReturnDocument.AFTER)
+                {"repository_id": repository_id}, {"$set": {"name": name}}, return_document=ReturnDocument.AFTER
+            )
         except DuplicateKeyError:
             raise AlreadyExists("Repository", "name", name) from None
         if updated is None:
@@ -90,4 +96,3 @@ class RepositoryManager:
     def stat(self, query: dict | None) -> tuple[list, int | None]:
         plan = compile_stat(query, self.schema, INSTALLATION_SCOPE)
         return unpack_stat(plan, aggregate(RepositoryDocument, plan.pipeline))
-

@@ -1,4 +1,5 @@
 """mongoengine documents and their indexes. Only the manager layer imports these."""
+
 from policyhub.model.api_key import ApiKeyDocument
 from policyhub.model.assignment import AssignmentDocument
 from policyhub.model.audit import AuditDocument
@@ -6,8 +7,22 @@ from policyhub.model.policy import PolicyDocument, StatementDocument
 from policyhub.model.repository import RepositoryDocument
 from policyhub.model.revision import RevisionDocument
 
-ALL_DOCUMENTS = (PolicyDocument, RepositoryDocument, AssignmentDocument, RevisionDocument, AuditDocument,
-                 ApiKeyDocument)
+ALL_DOCUMENTS = (
+    PolicyDocument,
+    RepositoryDocument,
+    AssignmentDocument,
+    RevisionDocument,
+    AuditDocument,
+    ApiKeyDocument,
+)
 
-__all__ = ["ALL_DOCUMENTS", "ApiKeyDocument", "AssignmentDocument", "AuditDocument", "PolicyDocument", "RepositoryDocument", "RevisionDocument",
-           "StatementDocument"]
+__all__ = [
+    "ALL_DOCUMENTS",
+    "ApiKeyDocument",
+    "AssignmentDocument",
+    "AuditDocument",
+    "PolicyDocument",
+    "RepositoryDocument",
+    "RevisionDocument",
+    "StatementDocument",
+]

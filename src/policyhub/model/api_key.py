@@ -1,4 +1,5 @@
 """An API key: only its SHA-256 hash is stored; the plaintext is shown once, at creation."""
+
 from mongoengine import DateTimeField, Document, StringField
 
 

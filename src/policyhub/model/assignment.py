@@ -1,4 +1,5 @@
 """The assignment document: subject -> grant (a policy, or membership of a role or group)."""
+
 from mongoengine import DateTimeField, DictField, Document, ListField, StringField
 
 from policyhub.domain import GrantType, SubjectType, values
@@ -24,8 +25,11 @@ class AssignmentDocument(Document):
         "indexes": [
             {"fields": ["domain_id", "assignment_id"], "unique": True, "name": "domain_assignment_id"},
             # One assignment per (subject, grant): batch add is idempotent on it.
-            {"fields": ["domain_id", "subject_type", "subject_id", "grant_type", "grant_id"], "unique": True,
-             "name": "domain_subject_grant"},
+            {
+                "fields": ["domain_id", "subject_type", "subject_id", "grant_type", "grant_id"],
+                "unique": True,
+                "name": "domain_subject_grant",
+            },
             {"fields": ["domain_id", "grant_type", "grant_id"], "name": "domain_grant"},
             {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
         ],

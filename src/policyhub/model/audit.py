@@ -1,4 +1,5 @@
 """The audit entry: one per mutation."""
+
 from mongoengine import DateTimeField, DictField, Document, StringField
 
 

@@ -1,7 +1,17 @@
 """The policy document. Managed policies are stored once with domain_id
 policyhub.domain.MANAGED_DOMAIN_ID."""
-from mongoengine import (BooleanField, DateTimeField, DictField, Document, EmbeddedDocument,
-                         EmbeddedDocumentListField, IntField, ListField, StringField)
+
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    DictField,
+    Document,
+    EmbeddedDocument,
+    EmbeddedDocumentListField,
+    IntField,
+    ListField,
+    StringField,
+)
 
 from policyhub.domain import Effect, PolicyState, values
 
@@ -17,8 +27,7 @@ class PolicyDocument(Document):
     policy_id = StringField(required=True)
     name = StringField(required=True)
     description = StringField(default="")
-    state = StringField(required=True, choices=values(PolicyState),
-                        default=PolicyState.ENABLED.value)
+    state = StringField(required=True, choices=values(PolicyState), default=PolicyState.ENABLED.value)
     permissions = ListField(StringField())
     statements = EmbeddedDocumentListField(StatementDocument)
     labels = ListField()

@@ -1,4 +1,5 @@
 """The repository document. Repositories are installation-wide (no domain_id)."""
+
 from mongoengine import DateTimeField, Document, StringField
 
 from policyhub.domain import RepositoryType, values

@@ -3,6 +3,7 @@
 Every server process compares it with the revision its cached evaluation index was built
 from, so a write through any process is seen by the next check in every process.
 """
+
 from mongoengine import Document, IntField, StringField
 
 

@@ -1,5 +1,6 @@
 """One interceptor for what every RPC gets: a span (continuing the caller's `traceparent`),
 per-method metrics by status code, and the log fields of the call."""
+
 from __future__ import annotations
 
 import time
@@ -26,8 +27,9 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         def wrapper(request, context):
             carrier = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
             started = time.perf_counter()
-            with self.tracer.start_as_current_span(method, context=propagate.extract(carrier),
-                                                   kind=trace.SpanKind.SERVER) as span:
+            with self.tracer.start_as_current_span(
+                method, context=propagate.extract(carrier), kind=trace.SpanKind.SERVER
+            ) as span:
                 trace_id = format(span.get_span_context().trace_id, "032x")
                 logs.call_fields.set({"method": method, "trace_id": trace_id})
                 code = grpc.StatusCode.OK
@@ -40,4 +42,5 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                     span.set_attribute("rpc.grpc.status_code", code.value[0])
                     self.metrics.rpc_total.labels(method, code.name).inc()
                     self.metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
+
         return wrapper

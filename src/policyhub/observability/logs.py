@@ -1,16 +1,21 @@
 """Structured logs: one JSON object per line carrying trace id, domain, caller and method,
 with secrets (tokens, API keys, JWTs) masked wherever they appear."""
+
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
 import re
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 # Per-call fields, set by the RPC interceptor and the caller resolver for the call's thread.
-call_fields: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("call_fields", default={})
+call_fields: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "call_fields", default=MappingProxyType({})
+)
 
 _SECRET_KEYS = re.compile(r"token|api_key|password|secret|authorization|key_hash", re.I)
 _SECRET_VALUES = re.compile(r"phk_[0-9a-f]{12}_[A-Za-z0-9_-]+|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

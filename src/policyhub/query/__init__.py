@@ -1,4 +1,5 @@
 """The query language: SpaceONE Query/StatisticsQuery dicts compiled to MongoDB pipelines."""
+
 from policyhub.query.compiler import (
     ListPlan,
     QuerySchema,

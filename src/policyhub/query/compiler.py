@@ -11,6 +11,7 @@ aggregation expressions are wrapped in `$literal`.
 The caller's `scope` filter is trusted and is the first condition of the first
 `$match`, so every document any pipeline touches is inside the caller's scope.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,27 +19,27 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-# A MongoDB document (filter, stage, projection) as the compiler builds it.
-Doc = dict[str, Any]
-
 from policyhub.errors import InvalidArgument, RequiredParameter
 from policyhub.query import regex_safety
 from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
 
+# A MongoDB document (filter, stage, projection) as the compiler builds it.
+Doc = dict[str, Any]
+
 # Caps on the size of a query; exceeding one is InvalidArgument.
-MAX_FILTERS = 100            # items per `filter`, `filter_or` and group-field `conditions` list
-MAX_FIELDS = 100             # entries of `only`, group keys/fields/sub-fields, project fields, `match` objects
-MAX_SORT_KEYS = 31           # MongoDB's $sort takes 32 keys; one is the `_id` tie-breaker
-MAX_AGGREGATE_STAGES = 50    # stages of `aggregate`
-MAX_VALUES = 1000            # elements of a list inside a filter value
-MAX_VALUE_DEPTH = 32         # nesting of lists/objects inside a filter value
-MAX_KEY_LENGTH = 256         # characters of a key, a name or a date_format
-MAX_REGEX_LENGTH = 1024      # characters of a `contain` value or the keyword (regex patterns: regex_safety)
+MAX_FILTERS = 100  # items per `filter`, `filter_or` and group-field `conditions` list
+MAX_FIELDS = 100  # entries of `only`, group keys/fields/sub-fields, project fields, `match` objects
+MAX_SORT_KEYS = 31  # MongoDB's $sort takes 32 keys; one is the `_id` tie-breaker
+MAX_AGGREGATE_STAGES = 50  # stages of `aggregate`
+MAX_VALUES = 1000  # elements of a list inside a filter value
+MAX_VALUE_DEPTH = 32  # nesting of lists/objects inside a filter value
+MAX_KEY_LENGTH = 256  # characters of a key, a name or a date_format
+MAX_REGEX_LENGTH = 1024  # characters of a `contain` value or the keyword (regex patterns: regex_safety)
 # Total estimated work of one query's regexes and text searches per document string, in
 # regex_safety's cost units: as much as searching 8192 pattern characters (the keyword,
 # 1024 characters in 4 fields, is half of it).
 MAX_REGEX_COST = regex_safety.subject_cost(8192)
-MAX_KEYWORD_TOKENS = 32      # whitespace-separated words of `keyword`
+MAX_KEYWORD_TOKENS = 32  # whitespace-separated words of `keyword`
 
 _INT64_MAX = 2**63 - 1
 _COUNT = "n"  # name of the $count output inside the pipelines this module builds
@@ -82,8 +83,11 @@ class _RegexBudget:
     def spend(self, cost: int, path: str) -> None:
         self.spent += cost
         if self.spent > MAX_REGEX_COST:
-            raise InvalidArgument(path, "makes the query's regexes and text searches too expensive together; "
-                                        "use fewer or shorter ones, or anchor regexes with ^")
+            raise InvalidArgument(
+                path,
+                "makes the query's regexes and text searches too expensive together; "
+                "use fewer or shorter ones, or anchor regexes with ^",
+            )
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class _Context:
 
 
 # ---------------------------------------------------------------- public API
+
 
 def compile_list(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: datetime | None = None) -> ListPlan:
     query = _root(query, _LIST_FIELDS)
@@ -146,6 +151,7 @@ def _facet(results: list[Doc]) -> Doc:
 
 
 # ---------------------------------------------------------------- structure helpers
+
 
 def _root(query: Any, allowed: frozenset[str]) -> Doc:
     if query is None:
@@ -220,6 +226,7 @@ def _show(value: Any) -> str:
 
 # ---------------------------------------------------------------- keys and names
 
+
 def _key(value: Any, path: str) -> str:
     """A document field path: `name` or `name.sub.sub`; never `_id`, `_x` or `$x`."""
     if not isinstance(value, str) or not value:
@@ -251,6 +258,7 @@ def _unique_names(named: list[tuple[str, str]]) -> None:
 
 
 # ---------------------------------------------------------------- values
+
 
 def _value(value: Any, path: str, depth: int = 0) -> Any:
     """Validate a filter value as plain data and normalize integral floats to int."""
@@ -333,6 +341,7 @@ def _bson_datetime(moment: datetime) -> datetime:
 
 # ---------------------------------------------------------------- regexes
 
+
 def _literal_text(value: Any, path: str) -> str:
     """A string searched for literally (contain, keyword)."""
     text = _string(value, path)
@@ -365,16 +374,19 @@ def _pattern(value: Any, path: str, ctx: _Context) -> str:
 # ---------------------------------------------------------------- filter operators
 # Each takes (key, normalized value, value path, context) and returns a MongoDB query condition.
 
+
 def _equality(mongo_op: str) -> Callable[..., Any]:
     # $eq/$ne even for object values, so a value can never act as an operator.
     def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         return {key: {mongo_op: _field_value(key, value, path, ctx)}}
+
     return compile_
 
 
 def _comparison(mongo_op: str) -> Callable[..., Any]:
     def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         return {key: {mongo_op: _field_value(key, _scalar(value, path), path, ctx)}}
+
     return compile_
 
 
@@ -383,18 +395,21 @@ def _membership(mongo_op: str) -> Callable[..., Any]:
         if not isinstance(value, list):
             raise InvalidArgument(path, "must be a list")
         return {key: {mongo_op: _field_value(key, value, path, ctx)}}
+
     return compile_
 
 
 def _datetime_comparison(mongo_op: str) -> Callable[..., Any]:
     def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         return {key: {mongo_op: _iso_datetime(value, path)}}
+
     return compile_
 
 
 def _timediff_comparison(mongo_op: str) -> Callable[..., Any]:
     def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         return {key: {mongo_op: _time_expression(value, path, ctx)}}
+
     return compile_
 
 
@@ -629,6 +644,7 @@ def _no_path_collision(keys: list[str], path: str) -> None:
 
 # ---------------------------------------------------------------- stat
 
+
 def _stat_body(query: Doc, distinct: bool, ctx: _Context) -> list[Doc]:
     path = f"{_ROOT}.aggregate"
     stages = _array(query.get("aggregate"), path, MAX_AGGREGATE_STAGES)
@@ -732,8 +748,16 @@ _GROUP_KEY_FIELDS = frozenset({"key", "k", "name", "n", "date_format"})
 _GROUP_FIELD_FIELDS = frozenset({"key", "k", "name", "n", "operator", "o", "fields", "conditions"})
 _SUB_FIELD_FIELDS = frozenset({"key", "k", "name", "n"})
 _ACCUMULATORS = {
-    "count": "$sum", "sum": "$sum", "average": "$avg", "max": "$max", "min": "$min", "first": "$first",
-    "last": "$last", "push": "$push", "add_to_set": "$addToSet", "merge_objects": "$mergeObjects",
+    "count": "$sum",
+    "sum": "$sum",
+    "average": "$avg",
+    "max": "$max",
+    "min": "$min",
+    "first": "$first",
+    "last": "$last",
+    "push": "$push",
+    "add_to_set": "$addToSet",
+    "merge_objects": "$mergeObjects",
 }
 _OBJECT_ACCUMULATORS = frozenset({"push", "add_to_set"})  # the ones that may collect `fields` objects
 
@@ -770,7 +794,9 @@ def _group_key(item: Any, path: str) -> tuple[str, Any, str]:
 
 def _date_format(value: Any, path: str) -> str:
     if not isinstance(value, str) or len(value) > MAX_KEY_LENGTH or not _DATE_FORMAT.fullmatch(value):
-        raise InvalidArgument(path, "must use only %Y %m %d %H %M %S %L %j %w %u %U %V %G %Z %z %% and plain characters")
+        raise InvalidArgument(
+            path, "must use only %Y %m %d %H %M %S %L %j %w %u %U %V %G %Z %z %% and plain characters"
+        )
     return value
 
 
@@ -821,15 +847,18 @@ def _sub_fields(items: list[Any], path: str) -> Doc:
 
 # ---- group conditions (aggregation expressions, every user value in $literal)
 
+
 def _expression_comparison(mongo_op: str) -> Callable[..., Any]:
     def compile_(field: str, value: Any, path: str) -> Doc:
         return {mongo_op: [field, {"$literal": _scalar(value, path)}]}
+
     return compile_
 
 
 def _expression_equality(mongo_op: str) -> Callable[..., Any]:
     def compile_(field: str, value: Any, path: str) -> Doc:
         return {mongo_op: [field, {"$literal": value}]}
+
     return compile_
 
 

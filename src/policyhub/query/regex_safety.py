@@ -24,6 +24,7 @@ and quantifiers whose backtracking cannot multiply:
 
 `^prod-`, `web-\\d+$`, `.*prod.*`, `(?i)^[a-z]+-\\d+$`, `^(dev|prod)-.*` pass.
 """
+
 from __future__ import annotations
 
 import re
@@ -60,9 +61,9 @@ Parsed = Any
 Follow = Any
 
 # What follows a position, as far as backtracking is concerned.
-_END = "end"            # nothing: the match has succeeded
+_END = "end"  # nothing: the match has succeeded
 _END_ANCHOR = "anchor"  # only `$`: no character can follow
-_UNKNOWN = "unknown"    # could be anything
+_UNKNOWN = "unknown"  # could be anything
 
 
 _RE2_QUIET = re2.Options()
@@ -108,8 +109,12 @@ _LEADING_DOT_STAR = re.compile(r"((?:\(\?[a-zA-Z]+\))*)\.\*\??")
 def _without_leading_dot_star(pattern: str, parsed: Parsed) -> tuple[str, Parsed]:
     """`.*prod.*` finds what `prod.*` finds: a search tries every start anyway. Without the
     `.*`, SpaceONE's habitual wildcard costs a scan instead of a scan per start."""
-    while parsed.data and parsed.data[0][0] in _DOT_STAR and parsed.data[0][1][:2] == (0, sre.MAXREPEAT) \
-            and list(parsed.data[0][1][2].data) == [(sre.ANY, None)]:
+    while (
+        parsed.data
+        and parsed.data[0][0] in _DOT_STAR
+        and parsed.data[0][1][:2] == (0, sre.MAXREPEAT)
+        and list(parsed.data[0][1][2].data) == [(sre.ANY, None)]
+    ):
         pattern = _LEADING_DOT_STAR.sub(r"\1", pattern, count=1)
         parsed = _parse(pattern)
     return pattern, parsed
@@ -149,7 +154,8 @@ class _Analysis:
         multiline = bool(flags & re.M) or "m" in _inline_flags(pattern)
         first = parsed.data[0] if parsed.data else None
         self.anchored = first in ((sre.AT, sre.AT_BEGINNING_STRING),) or (
-            first == (sre.AT, sre.AT_BEGINNING) and not multiline)
+            first == (sre.AT, sre.AT_BEGINNING) and not multiline
+        )
         # An unanchored search tries every start; it behaves like a leading `.*?` whose
         # ambiguity is with the pattern's first character.
         self.search_start = None if self.anchored else _first(list(parsed.data), _END)
@@ -162,7 +168,7 @@ class _Analysis:
 
     def _sequence(self, items: Parsed, follow: Follow) -> None:
         for index, (op, av) in enumerate(items):
-            after = _first(items[index + 1:], follow)
+            after = _first(items[index + 1 :], follow)
             if op is sre.SUBPATTERN:
                 self._sequence(list(av[3].data), after)
             elif op is sre.BRANCH:
@@ -173,7 +179,7 @@ class _Analysis:
 
     def _alternation(self, alternatives: list[Parsed], after: Follow) -> None:
         starts = [_first(list(alternative.data), after) for alternative in alternatives]
-        if not all(self._distinct(a, b) for i, a in enumerate(starts) for b in starts[i + 1:]):
+        if not all(self._distinct(a, b) for i, a in enumerate(starts) for b in starts[i + 1 :]):
             self._choose(len(alternatives))
         for alternative in alternatives:
             self._sequence(list(alternative.data), after)
@@ -184,14 +190,22 @@ class _Analysis:
         ends_pattern = after == _END
         start = _first(list(body.data), _UNKNOWN)
         if wide and not ends_pattern and self.wide_seen:
-            raise UnsafeRegex("must not have an unbounded quantifier after one that overlaps what follows it "
-                              "(such as .*a.*b or a*a*x; searching is then cubic in the text length)")
+            raise UnsafeRegex(
+                "must not have an unbounded quantifier after one that overlaps what follows it "
+                "(such as .*a.*b or a*a*x; searching is then cubic in the text length)"
+            )
         # Not even a later character of what it repeats may start a match: (ab)+ rescans
         # the run `abab...` from every `b` that [^a](ab)+x starts at.
-        if (wide and not ends_pattern and self.search_start is not None
-                and not self._distinct(_char_nodes(body.data), self.search_start)):
-            raise UnsafeRegex("must not repeat without bound what can also start a match, unless anchored with ^ "
-                              "(\\w+\\s searches in quadratic time; \\w\\s finds the same)")
+        if (
+            wide
+            and not ends_pattern
+            and self.search_start is not None
+            and not self._distinct(_char_nodes(body.data), self.search_start)
+        ):
+            raise UnsafeRegex(
+                "must not repeat without bound what can also start a match, unless anchored with ^ "
+                "(\\w+\\s searches in quadratic time; \\w\\s finds the same)"
+            )
         ambiguous = choices > 1 and not self._distinct(start, after)
         if ambiguous and wide:
             self.wide_seen = True
@@ -203,8 +217,9 @@ class _Analysis:
     def _choose(self, choices: int) -> None:
         self.choices *= choices
         if self.choices > MAX_CHOICES:
-            raise UnsafeRegex(f"must not combine optional parts that overlap into more than {MAX_CHOICES} ways "
-                              "to match the same text")
+            raise UnsafeRegex(
+                f"must not combine optional parts that overlap into more than {MAX_CHOICES} ways to match the same text"
+            )
 
     # ---- can two positions start with the same character?
 
@@ -291,7 +306,7 @@ def _first(items: Parsed, follow: Follow) -> Follow:
     """What the rest of a sequence can start with: a tuple of character nodes, `_END_ANCHOR`,
     `_UNKNOWN`, or `follow` when the rest matches only the empty string."""
     for index, (op, av) in enumerate(items):
-        rest = items[index + 1:]
+        rest = items[index + 1 :]
         if op in _CHAR_NODES:
             return ((op, av),)
         if op is sre.AT:

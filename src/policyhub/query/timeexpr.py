@@ -12,6 +12,7 @@ Grammar of a relative expression (spaces are ignored, as SpaceONE does):
 Every result is a timezone-aware UTC datetime. Errors are `TimeExprError`
 (a ValueError); the compiler turns them into InvalidArgument with a field path.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,7 +36,9 @@ def parse_timediff(text: object, now: datetime) -> datetime:
         raise TimeExprError("must be a string such as 'now-5d'")
     match = _EXPR.fullmatch(text.replace(" ", ""))
     if match is None:
-        raise TimeExprError(f"invalid time expression {text[:64]!r} (expected e.g. 'now', 'now/d', 'now-5d', 'now/w+1h')")
+        raise TimeExprError(
+            f"invalid time expression {text[:64]!r} (expected e.g. 'now', 'now/d', 'now-5d', 'now/w+1h')"
+        )
     start = _truncate(_as_utc(now), match.group("anchor"))
     return _apply_offsets(start, match.group("offsets"))
 

@@ -11,6 +11,7 @@ on the next call.
 Entries are per process, keyed by everything that shapes the answer (endpoint, method and
 the full request, which includes the caller's domain), so tenants never share an entry.
 """
+
 from __future__ import annotations
 
 import threading
@@ -23,8 +24,9 @@ _MISSING = object()
 
 
 class TTLCache:
-    def __init__(self, seconds: float, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, seconds: float, max_entries: int = DEFAULT_MAX_ENTRIES, clock: Callable[[], float] = time.monotonic
+    ):
         if seconds < 0:
             raise ValueError("seconds must not be negative")
         self.seconds = seconds

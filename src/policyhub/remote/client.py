@@ -20,6 +20,7 @@ repository service: the same wire API), used for `remote` repositories.
 - Answers are cached for `remote_cache_seconds` (see policyhub.remote.cache for the bound);
   an answer is converted before it is cached, so an unconvertible one is never cached.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,10 +54,19 @@ DETAILS_MAX = 300
 
 
 class RemotePolicyClient:
-    def __init__(self, timeout_seconds: float, retries: int, token: str = "", cache: TTLCache | None = None,
-                 root_certificates: bytes | None = None, max_message_bytes: int = 4 * 1024 * 1024, *,
-                 max_parallel: int = 16, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        timeout_seconds: float,
+        retries: int,
+        token: str = "",
+        cache: TTLCache | None = None,
+        root_certificates: bytes | None = None,
+        max_message_bytes: int = 4 * 1024 * 1024,
+        *,
+        max_parallel: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.timeout_seconds = timeout_seconds
         self.retries = retries
         self.cache = cache if cache is not None else TTLCache(0)
@@ -83,15 +93,23 @@ class RemotePolicyClient:
         finally:
             channel.close()
 
-    def get(self, endpoint: str, domain_id: str, policy_id: str, include_deleted: bool = False,
-            deadline: float | None = None) -> dict[str, Any] | None:
+    def get(
+        self,
+        endpoint: str,
+        domain_id: str,
+        policy_id: str,
+        include_deleted: bool = False,
+        deadline: float | None = None,
+    ) -> dict[str, Any] | None:
         """The remote's policy, or None when it has none with this id."""
-        request = policy_pb2.GetRepositoryPolicyRequest(policy_id=policy_id, domain_id=domain_id,
-                                                        include_deleted=include_deleted)
+        request = policy_pb2.GetRepositoryPolicyRequest(
+            policy_id=policy_id, domain_id=domain_id, include_deleted=include_deleted
+        )
         return self._cached(endpoint, "get", request, from_policy_info, deadline, not_found_is_answer=True)
 
-    def get_each(self, endpoints: list[str], domain_id: str, policy_id: str,
-                 include_deleted: bool = False) -> list[dict[str, Any] | None | PolicyHubError]:
+    def get_each(
+        self, endpoints: list[str], domain_id: str, policy_id: str, include_deleted: bool = False
+    ) -> list[dict[str, Any] | None | PolicyHubError]:
         """`get` on every endpoint in parallel, all within one deadline; per endpoint the
         policy, None (not there) or the error."""
         deadline = self._deadline()
@@ -102,7 +120,7 @@ class RemotePolicyClient:
             except RuntimeError as error:  # the client is closing
                 futures.append(error)
         outcomes: list[dict[str, Any] | None | PolicyHubError] = []
-        for endpoint, future in zip(endpoints, futures):
+        for endpoint, future in zip(endpoints, futures, strict=True):
             try:
                 if isinstance(future, Exception):
                     raise future
@@ -117,9 +135,14 @@ class RemotePolicyClient:
         """The remote's list; params: query (dict of spaceone.api.core.v1.Query), policy_id, name,
         project_id, state (name), exclude_managed, include_deleted."""
         request = policy_pb2.PolicyQuery(
-            domain_id=domain_id, policy_id=params.get("policy_id") or "", name=params.get("name") or "",
-            project_id=params.get("project_id") or "", state=params.get("state") or "NONE",
-            exclude_managed=bool(params.get("exclude_managed")), include_deleted=bool(params.get("include_deleted")))
+            domain_id=domain_id,
+            policy_id=params.get("policy_id") or "",
+            name=params.get("name") or "",
+            project_id=params.get("project_id") or "",
+            state=params.get("state") or "NONE",
+            exclude_managed=bool(params.get("exclude_managed")),
+            include_deleted=bool(params.get("include_deleted")),
+        )
         if params.get("query") is not None:
             json_format.ParseDict(params["query"], request.query)
         return self._cached(endpoint, "list", request, from_policies_info)
@@ -149,8 +172,16 @@ class RemotePolicyClient:
     def _deadline(self) -> float:
         return self.clock() + self.timeout_seconds
 
-    def _cached(self, endpoint: str, method: str, request, convert: Callable[[Any], Any],
-                deadline: float | None = None, *, not_found_is_answer: bool = False):
+    def _cached(
+        self,
+        endpoint: str,
+        method: str,
+        request,
+        convert: Callable[[Any], Any],
+        deadline: float | None = None,
+        *,
+        not_found_is_answer: bool = False,
+    ):
         """The remote's answer converted by `convert` (None for "not found" when that is an
         answer). The remote's message is cached only once it converted, so a bad answer (like a
         failure) is asked again next time; a cached one is converted anew on every hit (callers
@@ -199,8 +230,9 @@ class RemotePolicyClient:
         while True:
             remaining = deadline - self.clock()
             if remaining <= 0:
-                raise _unavailable(endpoint, "DEADLINE_EXCEEDED",
-                                   f"no answer within remote_timeout_seconds={self.timeout_seconds:g}")
+                raise _unavailable(
+                    endpoint, "DEADLINE_EXCEEDED", f"no answer within remote_timeout_seconds={self.timeout_seconds:g}"
+                )
             try:
                 return getattr(stub, method)(request, timeout=remaining, metadata=self._metadata)
             except grpc.RpcError as error:
@@ -211,7 +243,7 @@ class RemotePolicyClient:
                         raise NotFound("Policy", "policy_id", request.policy_id) from None
                     raise NotFound("Policy", "endpoint", endpoint.url) from None
                 if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
-                    backoff = min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** attempt) * random.uniform(0.5, 1.0)
+                    backoff = min(MAX_BACKOFF, INITIAL_BACKOFF * 2**attempt) * random.uniform(0.5, 1.0)
                     if self.clock() + backoff < deadline:
                         attempt += 1
                         self.sleep(backoff)
@@ -232,8 +264,9 @@ def _convert(endpoint: Endpoint, method: str, convert: Callable[[Any], Any], res
         raise
     except Exception as error:  # ValueError, TypeError, OverflowError, json_format.Error, ...
         log.debug("remote repository %s: unconvertible %s answer", endpoint.url, method, exc_info=True)
-        raise _unavailable(endpoint, "INVALID_RESPONSE",
-                           f"unusable {method} answer ({type(error).__name__}: {error})") from None
+        raise _unavailable(
+            endpoint, "INVALID_RESPONSE", f"unusable {method} answer ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _unexpected(endpoint: Endpoint | str, error: BaseException) -> Unavailable:
@@ -251,4 +284,3 @@ def _unavailable(endpoint: Endpoint | str, code: str, details: str) -> Unavailab
     else:
         message = f"remote repository {url} answered {code}: {details}"
     return Unavailable(message, metadata={"endpoint": url, "remote_code": code})
-

@@ -1,5 +1,6 @@
 """Where a remote repository is: `grpc://host:port` (plaintext) or `grpc+ssl://host:port` (TLS:
 system roots, or the PEM bundle of config `remote_ca_file`), validated strictly."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -11,15 +12,16 @@ from policyhub.errors import InvalidArgument, RequiredParameter
 ENDPOINT_MAX = 255
 ENDPOINT_FORM = "must be grpc://host:port or grpc+ssl://host:port"
 _ENDPOINT_RE = re.compile(
-    r"(?P<scheme>grpc|grpc\+ssl)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})")
+    r"(?P<scheme>grpc|grpc\+ssl)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})"
+)
 _LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    url: str        # as registered: grpc://host:port or grpc+ssl://host:port
+    url: str  # as registered: grpc://host:port or grpc+ssl://host:port
     secure: bool
-    host: str       # IPv6 literals keep their brackets
+    host: str  # IPv6 literals keep their brackets
     port: int
 
     @property

@@ -1,4 +1,5 @@
 """API keys: created and revoked by system callers, scoped to a domain."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,9 +25,17 @@ class ApiKeyService:
         name = validation.name(params.get("name", ""))
         self.guard.require(ctx, API_KEY_CREATE, "api_key")
         key_id, plaintext, key_hash = new_api_key()
-        created = self.api_keys.create({
-            "api_key_id": key_id, "key_hash": key_hash, "name": name, "service_account_id": service_account_id,
-            "domain_id": ctx.domain_id, "state": "ACTIVE", "created_at": self.clock()})
+        created = self.api_keys.create(
+            {
+                "api_key_id": key_id,
+                "key_hash": key_hash,
+                "name": name,
+                "service_account_id": service_account_id,
+                "domain_id": ctx.domain_id,
+                "state": "ACTIVE",
+                "created_at": self.clock(),
+            }
+        )
         self.audit.record(ctx, API_KEY_CREATE, key_id, None, created)
         return {**created, "api_key": plaintext}
 

@@ -1,4 +1,5 @@
 """Assignments: bind subjects to policies and to role/group membership, within the caller's domain."""
+
 from __future__ import annotations
 
 import secrets
@@ -16,8 +17,16 @@ from policyhub.service import validation
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.invalidation import invalidating
-from policyhub.service.permissions import (ASSIGNMENT_ADD, ASSIGNMENT_CREATE, ASSIGNMENT_DELETE, ASSIGNMENT_GET,
-                                          ASSIGNMENT_LIST, ASSIGNMENT_REMOVE, ASSIGNMENT_STAT, Permission)
+from policyhub.service.permissions import (
+    ASSIGNMENT_ADD,
+    ASSIGNMENT_CREATE,
+    ASSIGNMENT_DELETE,
+    ASSIGNMENT_GET,
+    ASSIGNMENT_LIST,
+    ASSIGNMENT_REMOVE,
+    ASSIGNMENT_STAT,
+    Permission,
+)
 from policyhub.service.shortcuts import narrowed
 from policyhub.service.undo import Undo
 
@@ -29,8 +38,15 @@ def new_assignment_id() -> str:
 
 
 class AssignmentService:
-    def __init__(self, assignments: AssignmentManager, policies: PolicyManager, revisions: RevisionManager,
-                 audit: AuditTrail, guard: Guard, clock: Clock):
+    def __init__(
+        self,
+        assignments: AssignmentManager,
+        policies: PolicyManager,
+        revisions: RevisionManager,
+        audit: AuditTrail,
+        guard: Guard,
+        clock: Clock,
+    ):
         self.assignments = assignments
         self.policies = policies
         self.revisions = revisions
@@ -59,8 +75,11 @@ class AssignmentService:
         self._require_policies(ctx, [grant for _, grant in pairs])
         self.guard.require_bindable(ctx, [grant for _, grant in pairs], removing=False)
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
-        new_records = {_key(subject, grant): self._record(ctx, subject, grant, extras)
-                       for subject, grant in pairs if _key(subject, grant) not in existing}
+        new_records = {
+            _key(subject, grant): self._record(ctx, subject, grant, extras)
+            for subject, grant in pairs
+            if _key(subject, grant) not in existing
+        }
         created: list[dict[str, Any]] = []
         if new_records:
             with invalidating(self.revisions, ctx.domain_id):
@@ -82,15 +101,19 @@ class AssignmentService:
         pairs = self._pairs(params)
         self._authorize(ctx, ASSIGNMENT_REMOVE, [grant for _, grant in pairs])
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
-        self.guard.require_bindable(ctx, [{"type": a["grant_type"], "id": a["grant_id"]} for a in existing.values()],
-                                    removing=True)
+        self.guard.require_bindable(
+            ctx, [{"type": a["grant_type"], "id": a["grant_id"]} for a in existing.values()], removing=True
+        )
         removed: set[str] = set()
         if existing:
             with invalidating(self.revisions, ctx.domain_id):
                 # Pairs removed meanwhile by someone else are not counted as ours.
                 removed = self.assignments.remove_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
-            self.audit.record_many(ctx, ASSIGNMENT_REMOVE, [(a["assignment_id"], a, None) for a in existing.values()
-                                                            if a["assignment_id"] in removed])
+            self.audit.record_many(
+                ctx,
+                ASSIGNMENT_REMOVE,
+                [(a["assignment_id"], a, None) for a in existing.values() if a["assignment_id"] in removed],
+            )
         results = []
         for subject, grant in pairs:
             found = existing.get(_key(subject, grant))
@@ -142,12 +165,16 @@ class AssignmentService:
         if not subject_ids:
             raise RequiredParameter("subject_ids")
         if len(grants) * len(subject_ids) > MAX_BATCH:
-            raise InvalidArgument("subject_ids", f"grants x subject_ids is {len(grants) * len(subject_ids)} "
-                                                 f"assignments; at most {MAX_BATCH} per call")
+            raise InvalidArgument(
+                "subject_ids",
+                f"grants x subject_ids is {len(grants) * len(subject_ids)} assignments; at most {MAX_BATCH} per call",
+            )
         subject_type = params.get("subject_type", "")
         valid_grants = [validation.grant(g, f"grants[{i}]") for i, g in enumerate(grants)]
-        subjects = [validation.subject({"type": subject_type, "id": sid}, f"subject_ids[{i}]")
-                    for i, sid in enumerate(subject_ids)]
+        subjects = [
+            validation.subject({"type": subject_type, "id": sid}, f"subject_ids[{i}]")
+            for i, sid in enumerate(subject_ids)
+        ]
         seen: set = set()
         pairs = []
         for grant, subject in product(valid_grants, subjects):
@@ -189,10 +216,10 @@ class AssignmentService:
     def _extras(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
             "expires_at": self._expiry(params.get("expires_at") or ""),
-            "labels": validation.labels(params.get("labels") or [],
-                                        max_bytes=validation.ASSIGNMENT_LABELS_MAX_BYTES),
-            "tags": validation.json_object(params.get("tags") or {}, "tags",
-                                           max_bytes=validation.ASSIGNMENT_TAGS_MAX_BYTES),
+            "labels": validation.labels(params.get("labels") or [], max_bytes=validation.ASSIGNMENT_LABELS_MAX_BYTES),
+            "tags": validation.json_object(
+                params.get("tags") or {}, "tags", max_bytes=validation.ASSIGNMENT_TAGS_MAX_BYTES
+            ),
         }
 
     def _expiry(self, value: str) -> datetime | None:
@@ -213,14 +240,27 @@ class AssignmentService:
         return expires_at
 
     def _record(self, ctx: RequestContext, subject: dict, grant: dict, extras: dict[str, Any]) -> dict[str, Any]:
-        return {"assignment_id": new_assignment_id(), "subject_type": subject["type"], "subject_id": subject["id"],
-                "grant_type": grant["type"], "grant_id": grant["id"], "domain_id": ctx.domain_id,
-                "created_at": self.clock(), **extras}
+        return {
+            "assignment_id": new_assignment_id(),
+            "subject_type": subject["type"],
+            "subject_id": subject["id"],
+            "grant_type": grant["type"],
+            "grant_id": grant["id"],
+            "domain_id": ctx.domain_id,
+            "created_at": self.clock(),
+            **extras,
+        }
 
 
 def _key(subject: dict[str, str], grant: dict[str, str]) -> tuple[str, str, str, str]:
-    return key_of({"subject_type": subject["type"], "subject_id": subject["id"],
-                   "grant_type": grant["type"], "grant_id": grant["id"]})
+    return key_of(
+        {
+            "subject_type": subject["type"],
+            "subject_id": subject["id"],
+            "grant_type": grant["type"],
+            "grant_id": grant["id"],
+        }
+    )
 
 
 def _change(subject: dict, grant: dict, outcome: str, assignment_id: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """Reading the audit trail (list, stat); policyhub.manager.audit_trail writes it."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,8 +19,10 @@ class AuditService:
         self.guard = guard
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
-        fields = {key: validation.optional_identifier(params.get(key), key)
-                  for key in ("resource_type", "resource_id", "transaction_id")}
+        fields = {
+            key: validation.optional_identifier(params.get(key), key)
+            for key in ("resource_type", "resource_id", "transaction_id")
+        }
         self.guard.require(ctx, AUDIT_LIST, "audit")
         return self.audits.list(ctx.domain_id, narrowed(params.get("query"), fields))
 

@@ -1,4 +1,5 @@
 """Turns the `token` metadata (a JWT or an API key) into a verified Caller."""
+
 from __future__ import annotations
 
 from policyhub.errors import Unauthenticated
@@ -27,5 +28,10 @@ class Authenticator:
             raise AuthenticationError("unknown API key")
         if stored["state"] != "ACTIVE":
             raise AuthenticationError("API key revoked")
-        return Caller(caller_type="SERVICE_ACCOUNT", caller_id=stored["service_account_id"],
-                      domain_id=stored["domain_id"], role_type="USER", auth="api_key")
+        return Caller(
+            caller_type="SERVICE_ACCOUNT",
+            caller_id=stored["service_account_id"],
+            domain_id=stored["domain_id"],
+            role_type="USER",
+            auth="api_key",
+        )

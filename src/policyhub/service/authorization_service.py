@@ -1,5 +1,6 @@
 """Authorization questions (check, list-authorized, who-can, effective permissions),
 answered from the per-domain compiled evaluation index (see policyhub.service.index_cache)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,13 @@ from policyhub.service import validation
 from policyhub.service.context import RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache
-from policyhub.service.permissions import (ASSIGNMENT_BATCH_CHECK, ASSIGNMENT_CHECK, ASSIGNMENT_EFFECTIVE_PERMISSIONS,
-                                          ASSIGNMENT_LIST_AUTHORIZED_RESOURCES, ASSIGNMENT_LIST_SUBJECTS)
+from policyhub.service.permissions import (
+    ASSIGNMENT_BATCH_CHECK,
+    ASSIGNMENT_CHECK,
+    ASSIGNMENT_EFFECTIVE_PERMISSIONS,
+    ASSIGNMENT_LIST_AUTHORIZED_RESOURCES,
+    ASSIGNMENT_LIST_SUBJECTS,
+)
 
 MAX_BATCH_CHECK = 10_000
 ACTION_MAX = 512
@@ -74,7 +80,7 @@ class AuthorizationService:
         page = page or {}
         start = max(int(page.get("start") or 1), 1)
         limit = min(int(page.get("limit") or self.page_max_limit), self.page_max_limit)
-        return items[start - 1:start - 1 + limit]
+        return items[start - 1 : start - 1 + limit]
 
 
 def _subject(value: dict | None, field: str) -> Subject:

@@ -1,4 +1,5 @@
 """Who is calling and for which domain. Built by the api layer, trusted by the services."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,10 +12,11 @@ Clock = Callable[[], datetime]
 @dataclass(frozen=True)
 class RequestContext:
     """Every field is explicit: a forgotten caller must never default to a privileged one."""
+
     domain_id: str
-    caller_type: str                   # USER | SERVICE_ACCOUNT
+    caller_type: str  # USER | SERVICE_ACCOUNT
     caller_id: str
-    role_type: str                     # SYSTEM | DOMAIN_ADMIN | USER
+    role_type: str  # SYSTEM | DOMAIN_ADMIN | USER
     # Ties the audit entries and log lines of one call (and of a caller's trace) together.
     transaction_id: str
 

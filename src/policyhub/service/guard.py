@@ -18,6 +18,7 @@ statements overlaps it (see policyhub.engine.coverage). `repository.Policy.escal
 policy, or `repository.Assignment.bind` on the grant, lifts the rule; both must be granted by
 name (a wildcard such as `*` or `repository.Policy.*` does not include them).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -49,11 +50,14 @@ class Guard:
             return
         decision = self.indexes.get(ctx.domain_id).check(_caller(ctx), permission.name, resource)
         if not decision.allowed:
-            raise PermissionDenied(f"{ctx.caller_type} {ctx.caller_id} may not {permission.name} on {resource}",
-                                   metadata={"permission": permission.name, "resource": resource})
+            raise PermissionDenied(
+                f"{ctx.caller_type} {ctx.caller_id} may not {permission.name} on {resource}",
+                metadata={"permission": permission.name, "resource": resource},
+            )
 
-    def require_held(self, ctx: RequestContext, gives: Labelled, lifts: Labelled, bypass: Permission,
-                     resource: str) -> bool:
+    def require_held(
+        self, ctx: RequestContext, gives: Labelled, lifts: Labelled, bypass: Permission, resource: str
+    ) -> bool:
         """The escalation rule (module doc): `gives` are ALLOW statements the write would apply,
         `lifts` DENY statements it would stop applying; `bypass` on `resource` lifts the rule.
         True when the statements were checked (the write must then apply to the version checked)."""
@@ -63,22 +67,31 @@ class Guard:
         caller = _caller(ctx)
         if index.grants_explicitly(caller, bypass.name, resource):
             return False
-        labelled = [(f"{label} (allow)", s) for label, s in gives] + [(f"{label} (deny removed)", s)
-                                                                    for label, s in lifts]
+        labelled = [(f"{label} (allow)", s) for label, s in gives] + [
+            (f"{label} (deny removed)", s) for label, s in lifts
+        ]
         try:
             missing = first_uncovered(index.held_statements(caller), [s for _, s in labelled])
         except BudgetExceeded:
-            raise PermissionDenied(f"{resource}: cannot show within bounds that {ctx.caller_type} {ctx.caller_id} "
-                                   f"already holds what this change gives; {bypass.name} is needed",
-                                   metadata={"permission": bypass.name, "resource": resource}) from None
+            raise PermissionDenied(
+                f"{resource}: cannot show within bounds that {ctx.caller_type} {ctx.caller_id} "
+                f"already holds what this change gives; {bypass.name} is needed",
+                metadata={"permission": bypass.name, "resource": resource},
+            ) from None
         if missing is not None:
             label = labelled[missing.statement_index][0]
             raise PermissionDenied(
                 f"{resource}: {label} gives {missing.action} on {missing.resource}, which "
                 f"{ctx.caller_type} {ctx.caller_id} does not hold itself; only what the caller holds can be "
                 f"given (or {bypass.name})",
-                metadata={"permission": bypass.name, "resource": resource, "statement": label,
-                          "action": missing.action, "statement_resource": missing.resource})
+                metadata={
+                    "permission": bypass.name,
+                    "resource": resource,
+                    "statement": label,
+                    "action": missing.action,
+                    "statement_resource": missing.resource,
+                },
+            )
         return True
 
     def require_bindable(self, ctx: RequestContext, grants: Sequence[dict[str, str]], removing: bool) -> None:
@@ -90,16 +103,27 @@ class Guard:
         index = self.indexes.get(ctx.domain_id)
         for grant_type, grant_id in sorted({(g["type"], g["id"]) for g in grants}):
             if grant_type == GrantType.POLICY:
-                labelled = [(f"policy {grant_id} statement {i}", s)
-                            for i, s in enumerate(index.policy_statements(grant_id) or ())]
+                labelled = [
+                    (f"policy {grant_id} statement {i}", s)
+                    for i, s in enumerate(index.policy_statements(grant_id) or ())
+                ]
             else:
-                labelled = [(f"policy {s.policy_id} statement {s.statement_index} (via {grant_type.lower()}/{grant_id})",
-                             Statement(s.effect, s.actions, s.resources))
-                            for s in index.effective_statements(Subject(grant_type, grant_id))]
+                labelled = [
+                    (
+                        f"policy {s.policy_id} statement {s.statement_index} (via {grant_type.lower()}/{grant_id})",
+                        Statement(s.effect, s.actions, s.resources),
+                    )
+                    for s in index.effective_statements(Subject(grant_type, grant_id))
+                ]
             effect = Effect.DENY if removing else Effect.ALLOW
             chosen = [(label, s) for label, s in labelled if s.effect == effect]
-            self.require_held(ctx, () if removing else chosen, chosen if removing else (), ASSIGNMENT_BIND,
-                              f"{grant_type.lower()}/{grant_id}")
+            self.require_held(
+                ctx,
+                () if removing else chosen,
+                chosen if removing else (),
+                ASSIGNMENT_BIND,
+                f"{grant_type.lower()}/{grant_id}",
+            )
 
 
 def _caller(ctx: RequestContext) -> Subject:

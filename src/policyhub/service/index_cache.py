@@ -5,6 +5,7 @@ revision) changed since it was built — read with one cheap query per call, so 
 through any server process is seen by the next call of every process — or when an
 assignment it contains expires.
 """
+
 from __future__ import annotations
 
 import threading
@@ -63,12 +64,21 @@ class IndexCache:
 
 def index_builder(policies: PolicyManager, assignments: AssignmentManager) -> Callable[[str, datetime], DomainIndex]:
     """Loads a domain's policies (with the managed ones) and assignments into a fresh index."""
+
     def build(domain_id: str, now: datetime) -> DomainIndex:
-        rules = [PolicyRules.from_policy(p["policy_id"], p.get("statements") or [], p.get("permissions") or [],
-                                         enabled=p.get("state") == "ENABLED")
-                 for p in policies.rules(domain_id)]
-        edges = [Edge(Subject(e["subject_type"], e["subject_id"]), e["grant_type"], e["grant_id"],
-                      e.get("expires_at"))
-                 for e in assignments.edges(domain_id)]
+        rules = [
+            PolicyRules.from_policy(
+                p["policy_id"],
+                p.get("statements") or [],
+                p.get("permissions") or [],
+                enabled=p.get("state") == "ENABLED",
+            )
+            for p in policies.rules(domain_id)
+        ]
+        edges = [
+            Edge(Subject(e["subject_type"], e["subject_id"]), e["grant_type"], e["grant_id"], e.get("expires_at"))
+            for e in assignments.edges(domain_id)
+        ]
         return DomainIndex(rules, edges, now)
+
     return build

@@ -1,4 +1,5 @@
 """When a domain's evaluation caches must be invalidated."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager

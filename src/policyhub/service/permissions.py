@@ -3,6 +3,7 @@
 A permission is `repository.<Resource>.<verb>`; the audit trail records it as the method and
 <Resource> as the resource type.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """The soft-delete lifecycle of policies: delete (one or many, optionally with their
 assignments), restore within the retention period, and the purge of expired ones."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -15,13 +16,22 @@ from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.invalidation import invalidating
 from policyhub.service.permissions import POLICY_DELETE, POLICY_DELETE_MANY, POLICY_RESTORE
-from policyhub.service.policy_rules import allows, denies, etag as request_etag, own, refuse_managed_id, require_held
+from policyhub.service.policy_rules import allows, denies, own, refuse_managed_id, require_held
+from policyhub.service.policy_rules import etag as request_etag
 from policyhub.service.undo import Undo
 
 
 class PolicyLifecycleService:
-    def __init__(self, policies: PolicyManager, assignments: AssignmentManager, revisions: RevisionManager,
-                 audit: AuditTrail, guard: Guard, clock: Clock, retention: timedelta):
+    def __init__(
+        self,
+        policies: PolicyManager,
+        assignments: AssignmentManager,
+        revisions: RevisionManager,
+        audit: AuditTrail,
+        guard: Guard,
+        clock: Clock,
+        retention: timedelta,
+    ):
         self.policies = policies
         self.assignments = assignments
         self.revisions = revisions
@@ -52,8 +62,9 @@ class PolicyLifecycleService:
             raise RequiredParameter("policy_ids")
         if len(raw_ids) > validation.MAX_BATCH_IDS:
             raise InvalidArgument("policy_ids", f"at most {validation.MAX_BATCH_IDS} ids per call")
-        policy_ids = list(dict.fromkeys(validation.policy_id(value, f"policy_ids[{index}]")
-                                        for index, value in enumerate(raw_ids)))
+        policy_ids = list(
+            dict.fromkeys(validation.policy_id(value, f"policy_ids[{index}]") for index, value in enumerate(raw_ids))
+        )
         for policy_id in policy_ids:
             self.guard.require(ctx, POLICY_DELETE, f"policy/{policy_id}")
             refuse_managed_id(policy_id, "deleted")
@@ -66,15 +77,18 @@ class PolicyLifecycleService:
         etags: dict[str, str | None] = {}
         for policy_id in policy_ids:
             before = self.policies.get(ctx.domain_id, policy_id)
-            etags[policy_id] = before["etag"] if require_held(self.guard, ctx, policy_id,
-                                                              lifts=denies(before)) else None
+            etags[policy_id] = (
+                before["etag"] if require_held(self.guard, ctx, policy_id, lifts=denies(before)) else None
+            )
         with invalidating(self.revisions, ctx.domain_id), Undo() as undo:
             for policy_id in policy_ids:
                 self._soft_delete(ctx, policy_id, etags[policy_id], cascade)
                 undo.push(self._restore, ctx, policy_id)
         self.audit.record_many(ctx, POLICY_DELETE_MANY, [(policy_id, None, None) for policy_id in policy_ids])
-        return {"results": [{"policy_id": policy_id, "outcome": "DELETED"} for policy_id in policy_ids],
-                "deleted_count": len(policy_ids)}
+        return {
+            "results": [{"policy_id": policy_id, "outcome": "DELETED"} for policy_id in policy_ids],
+            "deleted_count": len(policy_ids),
+        }
 
     def restore(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
@@ -92,8 +106,9 @@ class PolicyLifecycleService:
         for domain_id, policy_id in purged:
             # Nothing may grant an id that is free again: a new policy must not inherit grants.
             with invalidating(self.revisions, domain_id):
-                self.assignments.delete_ids(domain_id, [a["assignment_id"]
-                                                        for a in self.assignments.for_policy(domain_id, policy_id)])
+                self.assignments.delete_ids(
+                    domain_id, [a["assignment_id"] for a in self.assignments.for_policy(domain_id, policy_id)]
+                )
         return len(purged)
 
     def _soft_delete(self, ctx: RequestContext, policy_id: str, etag: str | None, cascade: bool) -> None:
@@ -111,8 +126,10 @@ class PolicyLifecycleService:
             self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in late])
         elif late:
             self._restore(ctx, policy_id)
-            raise FailedPrecondition(f"policies still have assignments: {policy_id} ({len(late)}); "
-                                     "remove them or pass cascade", metadata={"assignments": len(late)})
+            raise FailedPrecondition(
+                f"policies still have assignments: {policy_id} ({len(late)}); remove them or pass cascade",
+                metadata={"assignments": len(late)},
+            )
 
     def _restore(self, ctx: RequestContext, policy_id: str) -> dict[str, Any]:
         restored, parked = self.policies.restore(ctx.domain_id, policy_id, self.clock())
@@ -125,5 +142,7 @@ class PolicyLifecycleService:
         counts = self.assignments.count_for_policy(ctx.domain_id, policy_ids)
         if counts:
             listed = ", ".join(f"{policy_id} ({count})" for policy_id, count in sorted(counts.items()))
-            raise FailedPrecondition(f"policies still have assignments: {listed}; remove them or pass cascade",
-                                     metadata={"assignments": sum(counts.values())})
+            raise FailedPrecondition(
+                f"policies still have assignments: {listed}; remove them or pass cascade",
+                metadata={"assignments": sum(counts.values())},
+            )

@@ -1,5 +1,6 @@
 """Rules shared by the policy services (PolicyService, PolicyLifecycleService): reserved ids,
 the escalation rule applied to a policy's statements, and the request's etag."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +15,7 @@ from policyhub.service.guard import Guard, Labelled
 from policyhub.service.permissions import POLICY_ESCALATE
 
 
-def require_held(guard: Guard, ctx: RequestContext, policy_id: str, gives: Labelled = (),
-                 lifts: Labelled = ()) -> bool:
+def require_held(guard: Guard, ctx: RequestContext, policy_id: str, gives: Labelled = (), lifts: Labelled = ()) -> bool:
     return guard.require_held(ctx, gives, lifts, POLICY_ESCALATE, f"policy/{policy_id}")
 
 
@@ -29,17 +29,23 @@ def own(policies: PolicyManager, ctx: RequestContext, policy_id: str) -> dict[st
 
 def refuse_managed_id(policy_id: str, verb: str) -> None:
     if policy_id.startswith(MANAGED_ID_PREFIX):
-        raise ManagedReadOnly(f"policy ids starting with {MANAGED_ID_PREFIX!r} belong to managed (built-in) "
-                              f"policies, which cannot be {verb} by tenants ({policy_id})",
-                              metadata={"policy_id": policy_id})
+        raise ManagedReadOnly(
+            f"policy ids starting with {MANAGED_ID_PREFIX!r} belong to managed (built-in) "
+            f"policies, which cannot be {verb} by tenants ({policy_id})",
+            metadata={"policy_id": policy_id},
+        )
 
 
 def labelled(record: dict[str, Any]) -> list[tuple[str, Statement]]:
     """A policy's effective statements (statements, then one allow on `*` per permission), named."""
-    named = [(f"statements[{index}]", Statement(s["effect"], tuple(s["actions"]), tuple(s["resources"])))
-             for index, s in enumerate(record.get("statements") or [])]
-    named += [(f"permissions[{index}]", Statement(Effect.ALLOW, (permission,), ("*",)))
-              for index, permission in enumerate(record.get("permissions") or [])]
+    named = [
+        (f"statements[{index}]", Statement(s["effect"], tuple(s["actions"]), tuple(s["resources"])))
+        for index, s in enumerate(record.get("statements") or [])
+    ]
+    named += [
+        (f"permissions[{index}]", Statement(Effect.ALLOW, (permission,), ("*",)))
+        for index, permission in enumerate(record.get("permissions") or [])
+    ]
     return named
 
 

@@ -1,11 +1,18 @@
 """Policies: create, update (and rename), enable/disable, get, list, stat, within the caller's
 domain (the soft-delete lifecycle is policyhub.service.policy_lifecycle)."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from policyhub.domain import (BUILT_IN, LOCAL_REPOSITORY_ID, MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX,
-                             MANAGED_REPOSITORY_ID, PolicyState)
+from policyhub.domain import (
+    BUILT_IN,
+    LOCAL_REPOSITORY_ID,
+    MANAGED_DOMAIN_ID,
+    MANAGED_ID_PREFIX,
+    MANAGED_REPOSITORY_ID,
+    PolicyState,
+)
 from policyhub.errors import InvalidArgument, NotFound, RequiredParameter
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.audit_trail import AuditTrail
@@ -16,10 +23,26 @@ from policyhub.service import validation
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.invalidation import invalidating
-from policyhub.service.permissions import (POLICY_CREATE, POLICY_DISABLE, POLICY_ENABLE, POLICY_GET, POLICY_LIST,
-                                          POLICY_STAT, POLICY_UPDATE)
-from policyhub.service.policy_rules import (allows, denies, etag as request_etag, own, refuse_managed_id,
-                                           removed_denies, require_held)
+from policyhub.service.permissions import (
+    POLICY_CREATE,
+    POLICY_DISABLE,
+    POLICY_ENABLE,
+    POLICY_GET,
+    POLICY_LIST,
+    POLICY_STAT,
+    POLICY_UPDATE,
+)
+from policyhub.service.policy_rules import (
+    allows,
+    denies,
+    own,
+    refuse_managed_id,
+    removed_denies,
+    require_held,
+)
+from policyhub.service.policy_rules import (
+    etag as request_etag,
+)
 from policyhub.service.shortcuts import narrowed
 from policyhub.service.undo import Undo
 
@@ -34,9 +57,17 @@ _NOT_STORED = ("repository_info",)
 
 
 class PolicyService:
-    def __init__(self, policies: PolicyManager, remote: RemotePolicyManager, assignments: AssignmentManager,
-                 revisions: RevisionManager, audit: AuditTrail, guard: Guard, clock: Clock,
-                 managed_policies: list[dict[str, Any]]):
+    def __init__(
+        self,
+        policies: PolicyManager,
+        remote: RemotePolicyManager,
+        assignments: AssignmentManager,
+        revisions: RevisionManager,
+        audit: AuditTrail,
+        guard: Guard,
+        clock: Clock,
+        managed_policies: list[dict[str, Any]],
+    ):
         self.policies = policies
         self.remote = remote
         self.assignments = assignments
@@ -47,9 +78,17 @@ class PolicyService:
         self.managed_policies = managed_policies
 
     def sync_managed(self) -> None:
-        records = [{**policy, "domain_id": MANAGED_DOMAIN_ID, "repository_id": MANAGED_REPOSITORY_ID,
-                    "is_managed": True, "state": PolicyState.ENABLED, "project_id": ""}
-                   for policy in self.managed_policies]
+        records = [
+            {
+                **policy,
+                "domain_id": MANAGED_DOMAIN_ID,
+                "repository_id": MANAGED_REPOSITORY_ID,
+                "is_managed": True,
+                "state": PolicyState.ENABLED,
+                "project_id": "",
+            }
+            for policy in self.managed_policies
+        ]
         if self.policies.sync_managed(records, self.clock()):
             self.revisions.bump(MANAGED_DOMAIN_ID)
 
@@ -106,15 +145,22 @@ class PolicyService:
             after = {**before, **changes}
             _within_size(after)
             if {"policy_id", "permissions", "statements"} & changes.keys() and require_held(
-                    self.guard, ctx, policy_id, gives=allows(after), lifts=removed_denies(before, after)):
+                self.guard, ctx, policy_id, gives=allows(after), lifts=removed_denies(before, after)
+            ):
                 # The rule was applied to this version: a concurrent change makes the write ABORTED.
                 etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id), Undo() as undo:
             updated = self.policies.update(ctx.domain_id, policy_id, changes, etag, self.clock())
             if "policy_id" in changes:
                 # Renamed back if its assignments cannot follow: none may be left on a free id.
-                undo.push(self.policies.update, ctx.domain_id, changes["policy_id"], {"policy_id": policy_id},
-                          None, self.clock())
+                undo.push(
+                    self.policies.update,
+                    ctx.domain_id,
+                    changes["policy_id"],
+                    {"policy_id": policy_id},
+                    None,
+                    self.clock(),
+                )
                 # The assignments follow the policy to its new id (Authing newCode). One added
                 # concurrently to the old id is undone by its own re-check (the old id is gone).
                 self.assignments.regrant(ctx.domain_id, policy_id, changes["policy_id"])
@@ -184,8 +230,9 @@ class PolicyService:
             return self.remote.list(repository, ctx.domain_id, {**params, "query": query})
         query = narrowed(params.get("query"), {key: params.get(key) for key in LIST_SHORTCUTS})
         include_deleted = bool(params.get("include_deleted")) or params.get("state") == PolicyState.DELETED
-        return self.policies.list(ctx.domain_id, query, include_managed=not params.get("exclude_managed"),
-                                  include_deleted=include_deleted)
+        return self.policies.list(
+            ctx.domain_id, query, include_managed=not params.get("exclude_managed"), include_deleted=include_deleted
+        )
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
         repository_id = validation.optional_identifier(params.get("repository_id"), "repository_id")
@@ -221,8 +268,7 @@ class PolicyService:
         unknown = [path for path in mask if path not in UPDATABLE_FIELDS]
         if unknown:
             raise InvalidArgument("update_mask", f"unknown paths {unknown}; allowed: {list(UPDATABLE_FIELDS)}")
-        full = {"name": validation.name(params.get("name", "")),
-                **self._content(params, partial=False)}
+        full = {"name": validation.name(params.get("name", "")), **self._content(params, partial=False)}
         if "name" in mask and not full["name"]:
             raise InvalidArgument("name", "cannot be cleared")
         return {path: full[path] for path in mask}

@@ -2,6 +2,7 @@
 
 Pure (no gRPC, no database), thread-safe, in bounded memory, with an injectable clock.
 """
+
 from __future__ import annotations
 
 import threading
@@ -25,8 +26,9 @@ class TokenBuckets:
     new keys cannot exhaust memory (the limit that matters then is the flooder's peer limit).
     """
 
-    def __init__(self, rate: float, burst: float, *, max_keys: int = MAX_KEYS,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, rate: float, burst: float, *, max_keys: int = MAX_KEYS, clock: Callable[[], float] = time.monotonic
+    ):
         if rate <= 0 or burst < 1 or max_keys < 1:
             raise ValueError("rate must be positive, burst and max_keys at least 1")
         self.rate = rate
@@ -83,12 +85,22 @@ class RateLimiter:
     and per API-key id. A limit of 0 is off. Every refusal is RateLimited (RESOURCE_EXHAUSTED
     with the delay after which a retry can pass) and is reported to `on_limited(kind)`."""
 
-    def __init__(self, domain_per_second: float, domain_burst: int, auth_failures_per_minute: int, *,
-                 on_limited: Callable[[str], None] = lambda kind: None, max_keys: int = MAX_KEYS,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        domain_per_second: float,
+        domain_burst: int,
+        auth_failures_per_minute: int,
+        *,
+        on_limited: Callable[[str], None] = lambda kind: None,
+        max_keys: int = MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.on_limited = on_limited
-        self.domains = (TokenBuckets(domain_per_second, domain_burst, max_keys=max_keys, clock=clock)
-                        if domain_per_second > 0 else None)
+        self.domains = (
+            TokenBuckets(domain_per_second, domain_burst, max_keys=max_keys, clock=clock)
+            if domain_per_second > 0
+            else None
+        )
         self.failures = None
         self.key_failures = None
         if auth_failures_per_minute > 0:

@@ -1,5 +1,6 @@
 """Repositories: the built-in managed and local ones, and remote ones (another installation's
 Policy API, read-only, served through RemotePolicyManager)."""
+
 from __future__ import annotations
 
 import secrets
@@ -13,14 +14,26 @@ from policyhub.manager.repository_manager import RepositoryManager
 from policyhub.service import validation
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
-from policyhub.service.permissions import (REPOSITORY_DEREGISTER, REPOSITORY_GET, REPOSITORY_LIST, REPOSITORY_REGISTER,
-                                          REPOSITORY_STAT, REPOSITORY_UPDATE)
+from policyhub.service.permissions import (
+    REPOSITORY_DEREGISTER,
+    REPOSITORY_GET,
+    REPOSITORY_LIST,
+    REPOSITORY_REGISTER,
+    REPOSITORY_STAT,
+    REPOSITORY_UPDATE,
+)
 from policyhub.service.shortcuts import narrowed
 
 
 class RepositoryService:
-    def __init__(self, repositories: RepositoryManager, guard: Guard, audit: AuditTrail, clock: Clock,
-                 remote: RemotePolicyManager):
+    def __init__(
+        self,
+        repositories: RepositoryManager,
+        guard: Guard,
+        audit: AuditTrail,
+        clock: Clock,
+        remote: RemotePolicyManager,
+    ):
         self.repositories = repositories
         self.guard = guard
         self.audit = audit
@@ -31,8 +44,9 @@ class RepositoryService:
         """The managed and the local repository exist from first start (SpaceONE answers
         INTERNAL until someone registers one)."""
         for repository_id, fields in BUILT_IN.items():
-            self.repositories.ensure({"repository_id": repository_id, "endpoint": "",
-                                      "created_at": self.clock(), **fields})
+            self.repositories.ensure(
+                {"repository_id": repository_id, "endpoint": "", "created_at": self.clock(), **fields}
+            )
 
     def register(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         # Every field is checked before anything else happens (the endpoint is dialled last).
@@ -42,7 +56,9 @@ class RepositoryService:
             raise RequiredParameter("repository_type")
         if repository_type not in values(RepositoryType):
             raise InvalidArgument("repository_type", f"must be one of {list(values(RepositoryType))}")
-        endpoint = self.remote.parse_endpoint(params.get("endpoint", "")) if repository_type == RepositoryType.REMOTE else ""
+        endpoint = (
+            self.remote.parse_endpoint(params.get("endpoint", "")) if repository_type == RepositoryType.REMOTE else ""
+        )
         self.guard.require(ctx, REPOSITORY_REGISTER, "repository")
         if repository_type != RepositoryType.REMOTE:
             built_in = LOCAL_REPOSITORY_ID if repository_type == RepositoryType.LOCAL else MANAGED_REPOSITORY_ID
@@ -53,9 +69,15 @@ class RepositoryService:
         # Reachable and speaking the Policy API, within the deadline; UNAVAILABLE (naming the
         # endpoint) otherwise, and nothing is stored.
         self.remote.probe(endpoint, ctx.domain_id)
-        created = self.repositories.create({"repository_id": f"repo-{secrets.token_hex(6)}", "name": name,
-                                            "repository_type": RepositoryType.REMOTE, "endpoint": endpoint,
-                                            "created_at": self.clock()})
+        created = self.repositories.create(
+            {
+                "repository_id": f"repo-{secrets.token_hex(6)}",
+                "name": name,
+                "repository_type": RepositoryType.REMOTE,
+                "endpoint": endpoint,
+                "created_at": self.clock(),
+            }
+        )
         self.audit.record(ctx, REPOSITORY_REGISTER, created["repository_id"], None, created)
         return created
 
@@ -75,8 +97,10 @@ class RepositoryService:
         self.guard.require(ctx, REPOSITORY_DEREGISTER, "repository")
         repository = self.repositories.get(repository_id)
         if repository_id in BUILT_IN:
-            raise FailedPrecondition(f"the {repository['repository_type']} repository is built in and cannot be "
-                                     f"deregistered ({repository_id})")
+            raise FailedPrecondition(
+                f"the {repository['repository_type']} repository is built in and cannot be "
+                f"deregistered ({repository_id})"
+            )
         self.repositories.delete(repository_id)
         if repository.get("endpoint"):
             self.remote.forget(repository["endpoint"])
@@ -101,4 +125,3 @@ class RepositoryService:
         if not query:
             raise RequiredParameter("query")
         return self.repositories.stat(query)
-

@@ -1,5 +1,6 @@
 """Request fields that narrow a list (SpaceONE's `PolicyQuery.policy_id`, ...): eq filters
 ANDed with the request's query, so the query compiler is the only place that builds filters."""
+
 from __future__ import annotations
 
 from typing import Any

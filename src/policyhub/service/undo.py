@@ -1,4 +1,5 @@
 """Compensation in one place: what a multi-step write must undo when a later step fails."""
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,9 @@ class Undo:
     def __enter__(self) -> Undo:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if exc_type is None:
             return
         while self._steps:

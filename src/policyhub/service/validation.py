@@ -1,15 +1,23 @@
 """Input rules shared by the services. Each failure is InvalidArgument naming the field."""
+
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from typing import Any
 
 import bson
 
-from policyhub.domain import (DOMAIN_ID_MAX, DOMAIN_ID_RE, POLICY_ID_MAX, POLICY_ID_RE, Effect, GrantType,
-                             SubjectType, values)
+from policyhub.domain import (
+    DOMAIN_ID_MAX,
+    DOMAIN_ID_RE,
+    POLICY_ID_MAX,
+    POLICY_ID_RE,
+    Effect,
+    GrantType,
+    SubjectType,
+    values,
+)
 from policyhub.errors import InvalidArgument, RequiredParameter, clip
 
 NAME_MAX = 255
@@ -55,7 +63,9 @@ def policy_id(value: str, field: str = "policy_id") -> str:
 def domain_id(value: str, field: str = "domain_id") -> str:
     require(value, field)
     if len(value) > DOMAIN_ID_MAX or not DOMAIN_ID_RE.fullmatch(value):
-        raise InvalidArgument(field, f"must match ^[A-Za-z0-9][A-Za-z0-9_.-]*$ and have at most {DOMAIN_ID_MAX} characters")
+        raise InvalidArgument(
+            field, f"must match ^[A-Za-z0-9][A-Za-z0-9_.-]*$ and have at most {DOMAIN_ID_MAX} characters"
+        )
     return value
 
 
@@ -66,8 +76,11 @@ def clean(value: str, field: str, allowed: str = "") -> str:
         return value
     for position, char in enumerate(value):
         if char not in allowed and unicodedata.category(char) in UNSAFE_CATEGORIES:
-            raise InvalidArgument(field, f"must not contain control, format or bidirectional characters "
-                                         f"(U+{ord(char):04X} at position {position})")
+            raise InvalidArgument(
+                field,
+                f"must not contain control, format or bidirectional characters "
+                f"(U+{ord(char):04X} at position {position})",
+            )
     return value
 
 
@@ -140,8 +153,9 @@ def labels(values: list[Any], field: str = "labels", max_bytes: int | None = Non
     return result
 
 
-def json_object(value: dict[str, Any], field: str, max_keys: int = MAX_TAGS,
-                max_bytes: int | None = None) -> dict[str, Any]:
+def json_object(
+    value: dict[str, Any], field: str, max_keys: int = MAX_TAGS, max_bytes: int | None = None
+) -> dict[str, Any]:
     if len(value) > max_keys:
         raise InvalidArgument(field, f"must have at most {max_keys} keys")
     json_value(value, field)
@@ -193,14 +207,17 @@ def record_size(record: dict[str, Any], max_bytes: int, fields: tuple[str, ...],
         return
     sizes = {key: encoded_size(record[key]) for key in fields if key in record}
     largest = max(sizes, key=sizes.__getitem__, default=what)
-    raise InvalidArgument(largest, f"makes the stored {what} {size} bytes; at most {max_bytes} bytes are "
-                                   f"allowed ({largest} takes {sizes.get(largest, size)})")
+    raise InvalidArgument(
+        largest,
+        f"makes the stored {what} {size} bytes; at most {max_bytes} bytes are "
+        f"allowed ({largest} takes {sizes.get(largest, size)})",
+    )
 
 
 def _integral(value: Any) -> Any:
     """protobuf Struct carries every number as a double; keep whole numbers whole."""
     # Only within BSON's 8-byte integers; larger whole numbers stay doubles.
-    if isinstance(value, float) and value.is_integer() and abs(value) <= 2 ** 63 - 1:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**63 - 1:
         return int(value)
     if isinstance(value, dict):
         return {key: _integral(item) for key, item in value.items()}
@@ -235,8 +252,10 @@ def choice(value: str, field: str, allowed: tuple[str, ...]) -> str:
 def subject(value: dict[str, str] | None, field: str = "subject") -> dict[str, str]:
     if not value:
         raise RequiredParameter(field)
-    return {"type": choice(value.get("type", ""), f"{field}.type", values(SubjectType)),
-            "id": identifier(value.get("id", ""), f"{field}.id")}
+    return {
+        "type": choice(value.get("type", ""), f"{field}.type", values(SubjectType)),
+        "id": identifier(value.get("id", ""), f"{field}.id"),
+    }
 
 
 def grant(value: dict[str, str] | None, field: str = "grant") -> dict[str, str]:

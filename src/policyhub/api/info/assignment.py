@@ -1,12 +1,13 @@
 """Assignment records and the engine's answers (decisions, subjects, effective statements,
 authorized resources) <-> spaceone.api.repository.v1 assignment messages."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
-from policyhub.api.info.common import enum_name, from_iso, from_value_field, to_iso, to_list_value, to_struct
+from policyhub.api.info.common import to_iso, to_list_value, to_struct
 
 
 def to_assignment_info(record: dict[str, Any], only: list[str] | None = None) -> pb.AssignmentInfo:
@@ -32,10 +33,18 @@ def _pair(message_type, record: dict[str, Any], prefix: str):
 
 
 def to_assignment_changes_info(outcome: dict[str, Any]) -> pb.AssignmentChangesInfo:
-    return pb.AssignmentChangesInfo(changed_count=outcome["changed_count"], results=[
-        pb.AssignmentChange(subject=pb.Subject(**change["subject"]), grant=pb.Grant(**change["grant"]),
-                            outcome=change["outcome"], assignment_id=change["assignment_id"])
-        for change in outcome["results"]])
+    return pb.AssignmentChangesInfo(
+        changed_count=outcome["changed_count"],
+        results=[
+            pb.AssignmentChange(
+                subject=pb.Subject(**change["subject"]),
+                grant=pb.Grant(**change["grant"]),
+                outcome=change["outcome"],
+                assignment_id=change["assignment_id"],
+            )
+            for change in outcome["results"]
+        ],
+    )
 
 
 def to_subject(subject) -> pb.Subject:
@@ -43,31 +52,45 @@ def to_subject(subject) -> pb.Subject:
 
 
 def to_check_result(decision) -> pb.CheckResult:
-    return pb.CheckResult(decision="ALLOW" if decision.allowed else "DENY", reason=decision.reason,
-                          policy_id=decision.policy_id, statement_index=decision.statement_index,
-                          via=[to_subject(s) for s in decision.via])
+    return pb.CheckResult(
+        decision="ALLOW" if decision.allowed else "DENY",
+        reason=decision.reason,
+        policy_id=decision.policy_id,
+        statement_index=decision.statement_index,
+        via=[to_subject(s) for s in decision.via],
+    )
 
 
 def to_holder_entry(grant, policy_id: str) -> pb.SubjectEntry:
     """A holder of the asked policy (a SubjectGrant): the policy is the one asked for."""
-    return pb.SubjectEntry(subject=to_subject(grant.subject), via=[to_subject(s) for s in grant.via],
-                           policy_id=policy_id)
+    return pb.SubjectEntry(
+        subject=to_subject(grant.subject), via=[to_subject(s) for s in grant.via], policy_id=policy_id
+    )
 
 
 def to_decision_entry(allowed) -> pb.SubjectEntry:
     """A subject some policy allows the asked action on the resource (a SubjectDecision)."""
-    return pb.SubjectEntry(subject=to_subject(allowed.subject), via=[to_subject(s) for s in allowed.decision.via],
-                           policy_id=allowed.decision.policy_id)
+    return pb.SubjectEntry(
+        subject=to_subject(allowed.subject),
+        via=[to_subject(s) for s in allowed.decision.via],
+        policy_id=allowed.decision.policy_id,
+    )
 
 
 def to_effective_statement(statement) -> pb.EffectiveStatement:
     return pb.EffectiveStatement(
-        policy_id=statement.policy_id, statement_index=statement.statement_index,
-        statement=policy_pb2.Statement(effect=statement.effect, actions=statement.actions,
-                                       resources=statement.resources),
-        via=[to_subject(s) for s in statement.via])
+        policy_id=statement.policy_id,
+        statement_index=statement.statement_index,
+        statement=policy_pb2.Statement(
+            effect=statement.effect, actions=statement.actions, resources=statement.resources
+        ),
+        via=[to_subject(s) for s in statement.via],
+    )
 
 
 def to_authorized_resource(entry) -> pb.AuthorizedResource:
-    return pb.AuthorizedResource(resource=entry.resource, actions=entry.actions, exceptions=[
-        pb.AuthorizedException(resource=e.resource, actions=e.actions) for e in entry.exceptions])
+    return pb.AuthorizedResource(
+        resource=entry.resource,
+        actions=entry.actions,
+        exceptions=[pb.AuthorizedException(resource=e.resource, actions=e.actions) for e in entry.exceptions],
+    )

@@ -1,4 +1,5 @@
 """Audit records -> spaceone.api.repository.v1 AuditInfo (audit entries are only ever read out)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,9 +9,19 @@ from policyhub.api.info.common import to_iso, to_struct
 
 
 def to_audit_info(record: dict[str, Any]) -> pb.AuditInfo:
-    fields: dict[str, Any] = {key: record.get(key, "") for key in (
-        "audit_id", "transaction_id", "caller_type", "caller_id", "method", "resource_type", "resource_id",
-        "domain_id")}
+    fields: dict[str, Any] = {
+        key: record.get(key, "")
+        for key in (
+            "audit_id",
+            "transaction_id",
+            "caller_type",
+            "caller_id",
+            "method",
+            "resource_type",
+            "resource_id",
+            "domain_id",
+        )
+    }
     fields["created_at"] = to_iso(record.get("created_at"))
     for key in ("before", "after"):
         if record.get(key) is not None:

@@ -1,4 +1,5 @@
 """The codecs every resource's mapping shares: enum names, times, Struct and ListValue."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ def enum_name(enum_type, number: int, *, lenient: bool = False) -> str:
 
 
 # -- time: SpaceONE's ISO-8601 strings <-> aware UTC datetimes ---------------------------------
+
 
 def to_iso(value: datetime | None) -> str:
     """ISO-8601, UTC, milliseconds, `Z` (SpaceONE's form); a naive value is taken as UTC."""
@@ -48,6 +50,7 @@ def from_iso(text: str) -> datetime | None:
 
 # -- request messages -> plain Python (validated: the caller's mistake is INVALID_ARGUMENT) ----
 
+
 def message_dict(message: Message, field: str) -> Any:
     """A message as plain Python. NaN and Infinity fit in a protobuf Value but not in JSON."""
     try:
@@ -70,6 +73,7 @@ def list_values(values: struct_pb2.ListValue, field: str) -> list[Any]:
 
 
 # -- plain Python <-> Struct / ListValue in replies and answers --------------------------------
+
 
 def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()

@@ -1,4 +1,5 @@
 """Policy records <-> spaceone.api.repository.v1 PolicyInfo (and its list and delete_many replies)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -64,9 +65,12 @@ def from_policy_info(info: policy_pb2.PolicyInfo) -> dict[str, Any]:
 
 
 def to_statement(statement: dict[str, Any]) -> policy_pb2.Statement:
-    return policy_pb2.Statement(effect=statement.get("effect") or "EFFECT_NONE", actions=statement.get("actions", []),
-                                resources=statement.get("resources", []),
-                                conditions=to_struct(statement.get("conditions") or {}))
+    return policy_pb2.Statement(
+        effect=statement.get("effect") or "EFFECT_NONE",
+        actions=statement.get("actions", []),
+        resources=statement.get("resources", []),
+        conditions=to_struct(statement.get("conditions") or {}),
+    )
 
 
 def from_statement(statement: policy_pb2.Statement) -> dict[str, Any]:
@@ -83,5 +87,7 @@ def from_policies_info(response: policy_pb2.PoliciesInfo) -> tuple[list[dict[str
 
 
 def to_delete_policies_info(outcome: dict[str, Any]) -> policy_pb2.DeletePoliciesInfo:
-    return policy_pb2.DeletePoliciesInfo(results=[policy_pb2.PolicyOutcome(**result) for result in outcome["results"]],
-                                         deleted_count=outcome["deleted_count"])
+    return policy_pb2.DeletePoliciesInfo(
+        results=[policy_pb2.PolicyOutcome(**result) for result in outcome["results"]],
+        deleted_count=outcome["deleted_count"],
+    )

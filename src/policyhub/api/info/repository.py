@@ -1,10 +1,11 @@
 """Repository records <-> spaceone.api.repository.v1 RepositoryInfo."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from policyhub._gen.spaceone.api.repository.v1 import repository_pb2
-from policyhub.api.info.common import from_iso, to_iso
+from policyhub.api.info.common import to_iso
 
 
 def to_repository_info(record: dict[str, Any], only: list[str] | None = None) -> repository_pb2.RepositoryInfo:
