@@ -1,5 +1,6 @@
-"""The service's vocabulary: states, effects, subject/grant/role/repository types, reserved ids
-and id rules. The bottom floor: imports nothing from policyhub, so every layer may use it.
+"""The service's vocabulary: states, effects, subject/grant/role/repository types, reserved ids,
+id rules and the time rule (every time is UTC). The bottom floor: imports nothing from
+policyhub, so every layer may use it.
 
 StrEnum members equal their strings, so stored records and engine inputs stay plain strings.
 """
@@ -7,7 +8,16 @@ StrEnum members equal their strings, so stored records and engine inputs stay pl
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from enum import StrEnum
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Every time is UTC: a moment without an offset is taken as UTC, others are converted.
+    OverflowError when an offset pushes it out of range."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 class PolicyState(StrEnum):

@@ -72,10 +72,11 @@ same memo value concurrently; both results are equal and either may be kept.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import lru_cache
 from typing import Iterable
 
+from policyhub.domain import as_utc
 from policyhub.engine.coverage import Budget, BudgetExceeded, PatternIndex, contains, overlaps
 from policyhub.engine.model import (
     ALLOWED,
@@ -114,12 +115,6 @@ LISTING_STEPS = 1_000_000
 # resource matcher or None = any). Buckets are sorted by that key.
 _Key = tuple[str, int]
 _Entry = tuple[_Key, "Matcher | None", "Matcher | None"]
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 def _any_of(matchers: list[Matcher]) -> Matcher:
@@ -367,7 +362,7 @@ class DomainIndex:
     """Compiled, read-only evaluation index of one domain at one instant (see module doc)."""
 
     def __init__(self, policies: Iterable[PolicyRules], edges: Iterable[Edge], now: datetime):
-        self.now = now = _utc(now)
+        self.now = now = as_utc(now)
         self._policies: dict[str, PolicyRules] = {}
         for policy in policies:
             if policy.policy_id in self._policies:
@@ -386,7 +381,7 @@ class DomainIndex:
             if target is not None:
                 known.add(target)
             if edge.expires_at is not None:
-                expires_at = _utc(edge.expires_at)
+                expires_at = as_utc(edge.expires_at)
                 if expires_at <= now:
                     continue
                 if next_expiry is None or expires_at < next_expiry:

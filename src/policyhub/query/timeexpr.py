@@ -16,7 +16,9 @@ Every result is a timezone-aware UTC datetime. Errors are `TimeExprError`
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
+
+from policyhub.domain import as_utc
 
 # A bounded amount keeps the arithmetic inside datetime's range for most inputs;
 # the remaining overflows are caught in _apply_offsets.
@@ -39,7 +41,7 @@ def parse_timediff(text: object, now: datetime) -> datetime:
         raise TimeExprError(
             f"invalid time expression {text[:64]!r} (expected e.g. 'now', 'now/d', 'now-5d', 'now/w+1h')"
         )
-    start = _truncate(_as_utc(now), match.group("anchor"))
+    start = _truncate(as_utc(now), match.group("anchor"))
     return _apply_offsets(start, match.group("offsets"))
 
 
@@ -48,15 +50,9 @@ def parse_iso_datetime(text: object) -> datetime:
     if not isinstance(text, str) or len(text) > MAX_ISO_LENGTH:
         raise TimeExprError("must be an ISO-8601 datetime string such as '2024-01-31T12:00:00Z'")
     try:
-        return _as_utc(datetime.fromisoformat(text.strip()))
+        return as_utc(datetime.fromisoformat(text.strip()))
     except (ValueError, OverflowError):  # OverflowError: an offset pushes it out of range
         raise TimeExprError(f"invalid ISO-8601 datetime {text!r}") from None
-
-
-def _as_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 def _truncate(moment: datetime, anchor: str | None) -> datetime:

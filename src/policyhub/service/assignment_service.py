@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime
 from itertools import product
 from typing import Any
 
-from policyhub.domain import GrantType
+from policyhub.domain import GrantType, as_utc
 from policyhub.errors import InvalidArgument, NotFound, RequiredParameter
 from policyhub.manager.assignment_manager import AssignmentManager, key_of
 from policyhub.manager.audit_trail import AuditTrail
@@ -229,10 +229,8 @@ class AssignmentService:
             expires_at = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise InvalidArgument("expires_at", "must be an ISO-8601 date-time, e.g. 2030-01-31T00:00:00Z") from None
-        if expires_at.tzinfo is None:
-            expires_at = expires_at.replace(tzinfo=timezone.utc)
         try:
-            expires_at = expires_at.astimezone(timezone.utc)
+            expires_at = as_utc(expires_at)
         except OverflowError:
             raise InvalidArgument("expires_at", "is out of range") from None
         if expires_at <= self.clock():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
+from policyhub.domain import as_utc
 from policyhub.errors import InvalidArgument
 
 
@@ -29,9 +30,8 @@ def to_iso(value: datetime | None) -> str:
     """ISO-8601, UTC, milliseconds, `Z` (SpaceONE's form); a naive value is taken as UTC."""
     if value is None:
         return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    value = as_utc(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def from_iso(text: str) -> datetime | None:
@@ -40,12 +40,9 @@ def from_iso(text: str) -> datetime | None:
     if not text:
         return None
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
+        return as_utc(datetime.fromisoformat(text))
+    except (ValueError, OverflowError):
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 # -- request messages -> plain Python (validated: the caller's mistake is INVALID_ARGUMENT) ----
