@@ -253,8 +253,8 @@ def vary_case(rng: random.Random, action: str) -> str:
     return action
 
 
-def held_statements(workload: Workload) -> dict[str, list[dict]]:
-    """user id -> statements of every policy it reaches (independent of the engine: a plain BFS)."""
+def reached_policies(workload: Workload) -> dict[str, set[str]]:
+    """user id -> ids of every policy it reaches (independent of the engine: a plain BFS)."""
     member_of: dict[tuple[str, str], list[tuple[str, str]]] = collections.defaultdict(list)
     policies_of: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
     for stype, sid, gtype, gid in workload.edges:
@@ -271,8 +271,16 @@ def held_statements(workload: Workload) -> dict[str, list[dict]]:
                 if nxt not in seen:
                     seen.add(nxt)
                     stack.append(nxt)
-        out[start[1]] = [s for node in seen for pid in policies_of[node] for s in workload.policies[pid]]
+        out[start[1]] = {pid for node in seen for pid in policies_of[node]}
     return out
+
+
+def held_statements(workload: Workload) -> dict[str, list[dict]]:
+    """user id -> statements of every policy it reaches."""
+    return {
+        user: [s for pid in sorted(pids) for s in workload.policies[pid]]
+        for user, pids in reached_policies(workload).items()
+    }
 
 
 def sample_questions(rng: random.Random, workload: Workload, count: int) -> list[Question]:
