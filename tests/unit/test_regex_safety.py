@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+from redos import REDOS_CORPUS
 
 from policyhub.query import regex_safety
 from policyhub.query.regex_safety import UnsafeRegex, check
@@ -38,24 +39,6 @@ ACCEPTED = [
     r"^.*x",
 ]
 
-# Published catastrophic (exponential) patterns: nested quantifiers and repeated alternations.
-REDOS_CORPUS = [
-    r"^(a+)+$",
-    r"(a|aa)+",
-    r"(a|a?)+",
-    r"(.*a){12}",
-    r"^(([a-z])+.)+[A-Z]([a-z])+$",
-    r"(\w+\s?)+$",
-    r"^(\d+)*$",
-    r"(x+x+)+y",
-    r"([a-zA-Z]+)*",
-    r"(a*)*b",
-    r"^(a+)+b",
-    r"^([a-zA-Z0-9])(([\-.]|[_]+)?([a-zA-Z0-9]+))*(@){1}[a-z0-9]+$",
-    r"(\d+|\w+)*x",
-    r"^(\w+\s?)*$",
-    r"(a?){25}a{25}",
-]
 
 # Polynomial: several unbounded quantifiers that overlap, or a search that rescans a run from every start.
 POLYNOMIAL = [
