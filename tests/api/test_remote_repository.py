@@ -1,6 +1,7 @@
-"""Remote repositories: a second policyhub process serves as the remote of the test server.
+"""Remote repositories: a second policyhub process serves as the remote of the test server
+(SpaceONE as a remote: test_spaceone_remote.py).
 
-Registration checks the endpoint; get/list/stat through a remote repository are served by the
+Registration asks the endpoint for its local repository; get/list/stat through a remote repository are served by the
 remote's Policy API (read-only, marked with the remote repository); ids never shadow each
 other; answers are cached within remote_cache_seconds; a remote that goes away answers
 UNAVAILABLE naming its endpoint within the deadline, and local policies keep working.
@@ -268,6 +269,7 @@ def test_register_get_list_deregister(client, remote, domain):
     try:
         assert REPO_ID_RE.fullmatch(repository.repository_id)
         assert (repository.name, repository.repository_type, repository.endpoint) == (name, "remote", remote.endpoint)
+        assert repository.remote_repository_id == "repo-local"  # the remote's, kept beside our own id
         assert repository.created_at.endswith("Z")
         got = client.repository.get(rpb.GetRepositoryRequest(repository_id=repository.repository_id), timeout=10)
         assert got == repository
@@ -317,11 +319,12 @@ def test_register_get_list_deregister(client, remote, domain):
         )
         assert page.total_count == 1 and [p.policy_id for p in page.results] == [policy_id]
         assert page.results[0].repository_info == repository and page.results[0].name == "Remote one"
-        with_managed = client.policy.list(
+        # the remote repository serves the remote's local repository: not its managed policies
+        everything = client.policy.list(
             pb.PolicyQuery(domain_id=domain, repository_id=repository.repository_id), timeout=15
         )
-        assert with_managed.total_count == len(with_managed.results) > 1
-        assert all(p.repository_info.repository_id == repository.repository_id for p in with_managed.results)
+        assert (everything.total_count, [p.policy_id for p in everything.results]) == (1, [policy_id])
+        assert everything.results[0].repository_info == repository
         none = client.policy.list(
             parse(
                 pb.PolicyQuery,
@@ -548,10 +551,16 @@ def test_remote_policies_never_shadow_local_or_managed_ones(client, remote, doma
         assert (local.name, local.repository_info.repository_id) == ("local copy", "repo-local")
         qualified = get(client.policy, domain, shared, repository.repository_id)
         assert (qualified.name, qualified.repository_info.repository_id) == ("remote copy", repository.repository_id)
-        # the remote also serves managed-read-only: the unqualified id is ours (repo-managed)
+        # managed ids are ours (repo-managed); the remote repository serves the remote's local ones
         managed = get(client.policy, domain, "managed-read-only")
         assert managed.repository_info.repository_id == "repo-managed" and managed.is_managed
-        assert get(client.policy, domain, "managed-read-only", repository.repository_id).repository_info == repository
+        expect_error(
+            grpc.StatusCode.NOT_FOUND,
+            client.policy.get,
+            pb.GetRepositoryPolicyRequest(
+                policy_id="managed-read-only", repository_id=repository.repository_id, domain_id=domain
+            ),
+        )
         # a soft-deleted local policy still holds its id: the remote one does not show through
         client.policy.delete(pb.PolicyRequest(policy_id=shared, domain_id=domain), timeout=10)
         expect_error(
@@ -684,7 +693,7 @@ def test_remote_stopped_mid_test_answers_unavailable_and_local_policies_still_wo
             fast.policy.list(
                 pb.PolicyQuery(domain_id=domain, repository_id=repository.repository_id), timeout=15
             ).total_count
-            > 2
+            == 2
         )
 
         doomed.stop()
@@ -788,6 +797,7 @@ def test_tls_remote_with_service_token(client, fast, tls_files, domain, remote, 
     recorder = _RecordMetadata()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[recorder, ErrorInterceptor()])
     policy_pb2_grpc.add_PolicyServicer_to_server(client.app.policy_api, server)
+    repository_pb2_grpc.add_RepositoryServicer_to_server(client.app.repository_api, server)
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(tls_files["key"], tls_files["cert"])]))
     server.start()
     repository = None
@@ -815,6 +825,15 @@ def test_tls_remote_with_service_token(client, fast, tls_files, domain, remote, 
 
 
 # -- a remote whose answers do not convert -------------------------------------------------------
+
+
+class _LocalRepository(repository_pb2_grpc.RepositoryServicer):
+    """A remote's Repository API as far as registration asks it: one local repository."""
+
+    def list(self, request, context):
+        return rpb.RepositoriesInfo(
+            results=[rpb.RepositoryInfo(repository_id="repo-remote-local", repository_type="local")], total_count=1
+        )
 
 
 class _NonFiniteRemote(policy_pb2_grpc.PolicyServicer):
@@ -855,12 +874,13 @@ def test_unconvertible_remote_answers_are_unavailable_never_internal(fast, domai
     servicer = _NonFiniteRemote(policy_id)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     policy_pb2_grpc.add_PolicyServicer_to_server(servicer, server)
+    repository_pb2_grpc.add_RepositoryServicer_to_server(_LocalRepository(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     repository = None
     try:
         endpoint = f"grpc://127.0.0.1:{port}"
-        repository = register(fast, unique("nan"), endpoint)  # the probe only asks for an answer
+        repository = register(fast, unique("nan"), endpoint)  # registration asks the Repository API only
         servicer.calls = 0
         bound = FAST_TIMEOUT + SLACK
         by_repository = pb.GetRepositoryPolicyRequest(

@@ -310,6 +310,8 @@ def test_unreadable_remote_ca_file_stops_the_start(tmp_path):
 # -- answers that do not convert, unexpected failures: UNAVAILABLE naming the endpoint ------------
 
 ENDPOINT = "grpc://remote:50051"
+# (endpoint, the remote's local repository id)
+REMOTE = (ENDPOINT, "repo-remote-local")
 
 
 def nan_info(policy_id: str = "p") -> policy_pb2.PolicyInfo:
@@ -324,22 +326,24 @@ class ScriptedStub:
     def __init__(self, **scripts):
         self.scripts = {method: list(outcomes) for method, outcomes in scripts.items()}
         self.calls: list[str] = []
+        self.requests: list = []
 
-    def _answer(self, method: str):
+    def _answer(self, method: str, request):
         self.calls.append(method)
+        self.requests.append(request)
         outcome = self.scripts[method].pop(0)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     def get(self, request, timeout, metadata):
-        return self._answer("get")
+        return self._answer("get", request)
 
     def list(self, request, timeout, metadata):
-        return self._answer("list")
+        return self._answer("list", request)
 
     def stat(self, request, timeout, metadata):
-        return self._answer("stat")
+        return self._answer("stat", request)
 
 
 def client_on(stubs: dict, cache_seconds: float = 10) -> tuple[RemotePolicyClient, FakeClock]:
@@ -385,29 +389,29 @@ def test_non_finite_struct_values_are_unavailable_and_never_cached(bad):
     client, _ = client_on({ENDPOINT: stub})
 
     with pytest.raises(Unavailable) as failure:
-        client.get(ENDPOINT, "d", "p")
+        client.get(REMOTE, "d", "p")
     assert_invalid_response(failure, "get")
     with pytest.raises(Unavailable) as failure:  # a Struct nested in a statement
-        client.get(ENDPOINT, "d", "p")
+        client.get(REMOTE, "d", "p")
     assert_invalid_response(failure, "get")
     with pytest.raises(Unavailable) as failure:
-        client.list(ENDPOINT, "d", {})
+        client.list(REMOTE, "d", {})
     assert_invalid_response(failure, "list")
     with pytest.raises(Unavailable) as failure:
-        client.stat(ENDPOINT, "d", {"distinct": "name"})
+        client.stat(REMOTE, "d", {"distinct": "name"})
     assert_invalid_response(failure, "stat")
     assert len(client.cache) == 0  # failures are never cached ...
 
     # ... so the next call asks the remote again, and its good answer is cached
-    assert client.get(ENDPOINT, "d", "p")["name"] == "remote"
-    records, total = client.list(ENDPOINT, "d", {})
+    assert client.get(REMOTE, "d", "p")["name"] == "remote"
+    records, total = client.list(REMOTE, "d", {})
     assert [r["policy_id"] for r in records] == ["p"] and total == 1
-    assert client.stat(ENDPOINT, "d", {"distinct": "name"}) == ([{"v": 2}], 1)
+    assert client.stat(REMOTE, "d", {"distinct": "name"}) == ([{"v": 2}], 1)
     assert stub.calls == ["get", "get", "list", "stat", "get", "list", "stat"]
     assert len(client.cache) == 3
-    first = client.get(ENDPOINT, "d", "p")
+    first = client.get(REMOTE, "d", "p")
     first["tags"]["mutated"] = True  # every hit converts anew: callers get records of their own
-    assert "mutated" not in client.get(ENDPOINT, "d", "p")["tags"]
+    assert "mutated" not in client.get(REMOTE, "d", "p")["tags"]
     assert len(stub.calls) == 7
 
 
@@ -423,7 +427,7 @@ def test_non_finite_struct_values_are_unavailable_and_never_cached(bad):
 def test_stat_answers_of_the_wrong_shape_are_unavailable(body):
     client, _ = client_on({ENDPOINT: ScriptedStub(stat=[stat_answer(body)])})
     with pytest.raises(Unavailable) as failure:
-        client.stat(ENDPOINT, "d", {"distinct": "name"})
+        client.stat(REMOTE, "d", {"distinct": "name"})
     assert_invalid_response(failure, "stat")
     assert len(client.cache) == 0
 
@@ -435,9 +439,9 @@ def test_an_unexpected_failure_of_the_call_is_unavailable(error):
     stub = ScriptedStub(get=[error], list=[error], stat=[error])
     client, _ = client_on({ENDPOINT: stub})
     for operation in (
-        lambda: client.get(ENDPOINT, "d", "p"),
-        lambda: client.list(ENDPOINT, "d", {}),
-        lambda: client.stat(ENDPOINT, "d", {"distinct": "name"}),
+        lambda: client.get(REMOTE, "d", "p"),
+        lambda: client.list(REMOTE, "d", {}),
+        lambda: client.stat(REMOTE, "d", {"distinct": "name"}),
     ):
         with pytest.raises(Unavailable) as failure:
             operation()
@@ -456,7 +460,7 @@ def test_get_each_reports_an_unconvertible_answer_per_endpoint():
     }
     client, _ = client_on(stubs)
     try:
-        bad, fine, missing = client.get_each([ENDPOINT, other, gone], "d", "p")
+        bad, fine, missing = client.get_each([(e, "repo-x") for e in (ENDPOINT, other, gone)], "d", "p")
     finally:
         client.close()
     assert isinstance(bad, Unavailable) and bad.metadata == {"endpoint": ENDPOINT, "remote_code": "INVALID_RESPONSE"}
@@ -471,11 +475,26 @@ def test_get_each_never_lets_an_unexpected_exception_through(monkeypatch):
 
     monkeypatch.setattr(client, "get", broken)
     try:
-        [outcome] = client.get_each([ENDPOINT], "d", "p")
+        [outcome] = client.get_each([REMOTE], "d", "p")
     finally:
         client.close()
     assert isinstance(outcome, Unavailable)
     assert outcome.metadata == {"endpoint": ENDPOINT, "remote_code": "CLIENT_ERROR"} and ENDPOINT in outcome.message
     # after close, the pool refuses work: still an answer per endpoint, not an exception
-    [outcome] = client.get_each([ENDPOINT], "d", "p")
+    [outcome] = client.get_each([REMOTE], "d", "p")
     assert isinstance(outcome, Unavailable) and outcome.metadata["remote_code"] == "CLIENT_ERROR"
+
+
+def test_every_policy_call_names_the_remotes_local_repository():
+    """SpaceONE refuses Policy.list/get without repository_id: each call carries the remote's own."""
+    info = policy_pb2.PolicyInfo(policy_id="p", name="remote")
+    stub = ScriptedStub(
+        get=[info],
+        list=[policy_pb2.PoliciesInfo(results=[info], total_count=1)],
+        stat=[stat_answer({"results": []})],
+    )
+    client, _ = client_on({ENDPOINT: stub})
+    client.get(REMOTE, "d", "p")
+    client.list(REMOTE, "d", {"policy_id": "p"})
+    client.stat(REMOTE, "d", {"distinct": "name"})
+    assert [(r.repository_id, r.domain_id) for r in stub.requests] == [("repo-remote-local", "d")] * 3

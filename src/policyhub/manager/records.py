@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-REPOSITORY_FIELDS = ("repository_id", "name", "repository_type", "endpoint", "created_at")
+REPOSITORY_FIELDS = ("repository_id", "name", "repository_type", "endpoint", "remote_repository_id", "created_at")
 
 
 def repository_info_lookup() -> dict:

@@ -8,7 +8,7 @@ from typing import Any
 from policyhub.domain import RepositoryType
 from policyhub.errors import FailedPrecondition, NotFound, PolicyHubError
 from policyhub.manager.repository_manager import RepositoryManager
-from policyhub.remote.client import RemotePolicyClient
+from policyhub.remote.client import Remote, RemotePolicyClient
 from policyhub.remote.endpoint import parse_endpoint
 
 
@@ -22,8 +22,9 @@ class RemotePolicyManager:
         """The endpoint in its canonical form; INVALID_ARGUMENT naming `endpoint` when malformed."""
         return parse_endpoint(value).url
 
-    def probe(self, endpoint: str, domain_id: str) -> None:
-        self.client.probe(endpoint, domain_id)
+    def probe(self, endpoint: str, domain_id: str) -> str:
+        """The id of the endpoint's local repository, whose policies a registration serves."""
+        return self.client.probe(endpoint, domain_id)
 
     def forget(self, endpoint: str) -> None:
         self.client.forget(endpoint)
@@ -40,7 +41,7 @@ class RemotePolicyManager:
         return repository if repository["repository_type"] == RepositoryType.REMOTE else None
 
     def get(self, repository: dict[str, Any], domain_id: str, policy_id: str, include_deleted: bool) -> dict[str, Any]:
-        found = self.client.get(repository["endpoint"], domain_id, policy_id, include_deleted)
+        found = self.client.get(_remote(repository), domain_id, policy_id, include_deleted)
         if found is None:
             raise NotFound("Policy", "policy_id", policy_id)
         return _tagged(found, repository)
@@ -52,7 +53,7 @@ class RemotePolicyManager:
         remotes = self.repositories.of_type(RepositoryType.REMOTE)
         if not remotes:
             raise NotFound("Policy", "policy_id", policy_id)
-        outcomes = self.client.get_each([r["endpoint"] for r in remotes], domain_id, policy_id, include_deleted)
+        outcomes = self.client.get_each([_remote(r) for r in remotes], domain_id, policy_id, include_deleted)
         found = [
             (repository, outcome)
             for repository, outcome in zip(remotes, outcomes, strict=True)
@@ -75,13 +76,17 @@ class RemotePolicyManager:
     def list(
         self, repository: dict[str, Any], domain_id: str, params: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], int]:
-        records, total = self.client.list(repository["endpoint"], domain_id, params)
+        records, total = self.client.list(_remote(repository), domain_id, params)
         return [_tagged(record, repository) for record in records], total
 
     def stat(self, repository: dict[str, Any], domain_id: str, query: dict[str, Any]) -> tuple[list, int | None]:
-        return self.client.stat(repository["endpoint"], domain_id, query)
+        return self.client.stat(_remote(repository), domain_id, query)
 
 
 def _tagged(record: dict[str, Any], repository: dict[str, Any]) -> dict[str, Any]:
     """A remote policy as we serve it: read-only, in the remote repository."""
     return {**record, "repository_id": repository["repository_id"], "repository_info": repository}
+
+
+def _remote(repository: dict[str, Any]) -> Remote:
+    return repository["endpoint"], repository.get("remote_repository_id", "")

@@ -20,7 +20,7 @@ INSTALLATION_SCOPE: dict = {}
 class RepositoryManager:
     def __init__(self, page_max_limit: int):
         self.schema = QuerySchema(
-            keyword_fields=("repository_id", "name", "repository_type", "endpoint"),
+            keyword_fields=("repository_id", "name", "repository_type", "endpoint", "remote_repository_id"),
             minimal_fields=("repository_id", "name", "repository_type"),
             datetime_fields=frozenset({"created_at"}),
             default_sort=(("created_at", False),),

@@ -10,6 +10,8 @@ class RepositoryDocument(Document):
     name = StringField(required=True)
     repository_type = StringField(required=True, choices=values(RepositoryType))
     endpoint = StringField(default="")
+    # remote only: the remote's local repository, named in every call to it
+    remote_repository_id = StringField(default="")
     created_at = DateTimeField(required=True)
 
     meta = {

@@ -1,6 +1,9 @@
-"""A small client of a remote installation's Policy API (another policyhub, or SpaceONE's
-repository service: the same wire API), used for `remote` repositories.
+"""A small client of a remote installation's Repository and Policy APIs (another policyhub, or
+SpaceONE's repository service), used for `remote` repositories.
 
+- Protocol (SpaceONE's, which a policyhub answers too): at registration the remote's
+  `Repository.list {repository_type: local}` names its local repository; every Policy call
+  then carries that id as `repository_id` (SpaceONE refuses Policy.list/get without one).
 - Endpoints: see policyhub.remote.endpoint.
 - One channel per endpoint, cached (the registration probe uses a throw-away one).
 - Deadline: one remote operation, retries included, takes at most `timeout_seconds`
@@ -33,21 +36,29 @@ from typing import Any, Callable
 import grpc
 from google.protobuf import json_format
 
-from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
+from policyhub._gen.spaceone.api.repository.v1 import (
+    policy_pb2,
+    policy_pb2_grpc,
+    repository_pb2,
+    repository_pb2_grpc,
+)
 from policyhub.api.context import HOP_METADATA
 from policyhub.api.info.common import from_stat_struct
 from policyhub.api.info.policy import from_policies_info, from_policy_info
-from policyhub.errors import NotFound, PolicyHubError, Unavailable
+from policyhub.domain import RepositoryType
+from policyhub.errors import FailedPrecondition, NotFound, PolicyHubError, Unavailable
 from policyhub.remote.cache import TTLCache
 from policyhub.remote.endpoint import Endpoint, parse_endpoint
 
-__all__ = ["RemotePolicyClient"]
+__all__ = ["Remote", "RemotePolicyClient"]
+
+# Where a remote repository's policies are: (endpoint, the remote's local repository id). An
+# empty id (a registration older than the id) is left out of the calls: a policyhub answers
+# that with its managed and local policies.
+Remote = tuple[str, str]
 
 log = logging.getLogger(__name__)
 
-# The domain the registration probe lists in when the caller names none (repositories are
-# installation-wide); any valid domain id does, the probe reads at most one policy.
-PROBE_DOMAIN = "policyhub-probe"
 INITIAL_BACKOFF = 0.05
 MAX_BACKOFF = 1.0
 DETAILS_MAX = 300
@@ -81,46 +92,56 @@ class RemotePolicyClient:
 
     # -- operations ---------------------------------------------------------------------------
 
-    def probe(self, endpoint: str, domain_id: str = "") -> None:
-        """Checks that the endpoint answers a Policy `list` (page limit 1) within the deadline,
-        on a throw-away channel (nothing is cached for an endpoint that is not registered)."""
+    def probe(self, endpoint: str, domain_id: str = "") -> str:
+        """The id of the remote's local repository (the first `Repository.list {repository_type:
+        local}` result), within the deadline, on a throw-away channel (nothing is cached for an
+        endpoint that is not registered). FAILED_PRECONDITION naming the endpoint when the remote
+        has no local repository."""
         parsed = parse_endpoint(endpoint)
         channel = self._new_channel(parsed)
         try:
-            request = policy_pb2.PolicyQuery(domain_id=domain_id or PROBE_DOMAIN)
-            request.query.page.limit = 1
-            self._call(parsed, policy_pb2_grpc.PolicyStub(channel), "list", request, self._deadline())
+            request = repository_pb2.RepositoryQuery(repository_type=RepositoryType.LOCAL, domain_id=domain_id)
+            stub = repository_pb2_grpc.RepositoryStub(channel)
+            answer = self._call(parsed, stub, "list", request, self._deadline())
         finally:
             channel.close()
+        local = [info.repository_id for info in answer.results if info.repository_id]
+        if not local:
+            raise FailedPrecondition(
+                f"remote repository {parsed.url} has no local repository to serve",
+                metadata={"endpoint": parsed.url},
+            )
+        return local[0]
 
     def get(
         self,
-        endpoint: str,
+        remote: Remote,
         domain_id: str,
         policy_id: str,
         include_deleted: bool = False,
         deadline: float | None = None,
     ) -> dict[str, Any] | None:
         """The remote's policy, or None when it has none with this id."""
+        endpoint, repository_id = remote
         request = policy_pb2.GetRepositoryPolicyRequest(
-            policy_id=policy_id, domain_id=domain_id, include_deleted=include_deleted
+            policy_id=policy_id, domain_id=domain_id, repository_id=repository_id, include_deleted=include_deleted
         )
         return self._cached(endpoint, "get", request, from_policy_info, deadline, not_found_is_answer=True)
 
     def get_each(
-        self, endpoints: list[str], domain_id: str, policy_id: str, include_deleted: bool = False
+        self, remotes: list[Remote], domain_id: str, policy_id: str, include_deleted: bool = False
     ) -> list[dict[str, Any] | None | PolicyHubError]:
-        """`get` on every endpoint in parallel, all within one deadline; per endpoint the
+        """`get` on every remote in parallel, all within one deadline; per remote the
         policy, None (not there) or the error."""
         deadline = self._deadline()
         futures: list[Future | Exception] = []
-        for endpoint in endpoints:
+        for remote in remotes:
             try:
-                futures.append(self._pool.submit(self.get, endpoint, domain_id, policy_id, include_deleted, deadline))
+                futures.append(self._pool.submit(self.get, remote, domain_id, policy_id, include_deleted, deadline))
             except RuntimeError as error:  # the client is closing
                 futures.append(error)
         outcomes: list[dict[str, Any] | None | PolicyHubError] = []
-        for endpoint, future in zip(endpoints, futures, strict=True):
+        for (endpoint, _), future in zip(remotes, futures, strict=True):
             try:
                 if isinstance(future, Exception):
                     raise future
@@ -131,11 +152,13 @@ class RemotePolicyClient:
                 outcomes.append(_unexpected(endpoint, error))
         return outcomes
 
-    def list(self, endpoint: str, domain_id: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    def list(self, remote: Remote, domain_id: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """The remote's list; params: query (dict of spaceone.api.core.v1.Query), policy_id, name,
         project_id, state (name), exclude_managed, include_deleted."""
+        endpoint, repository_id = remote
         request = policy_pb2.PolicyQuery(
             domain_id=domain_id,
+            repository_id=repository_id,
             policy_id=params.get("policy_id") or "",
             name=params.get("name") or "",
             project_id=params.get("project_id") or "",
@@ -147,8 +170,9 @@ class RemotePolicyClient:
             json_format.ParseDict(params["query"], request.query)
         return self._cached(endpoint, "list", request, from_policies_info)
 
-    def stat(self, endpoint: str, domain_id: str, query: dict[str, Any]) -> tuple[list, int | None]:
-        request = policy_pb2.PolicyStatQuery(domain_id=domain_id)
+    def stat(self, remote: Remote, domain_id: str, query: dict[str, Any]) -> tuple[list, int | None]:
+        endpoint, repository_id = remote
+        request = policy_pb2.PolicyStatQuery(domain_id=domain_id, repository_id=repository_id)
         json_format.ParseDict(query, request.query)
         return self._cached(endpoint, "stat", request, from_stat_struct)
 
@@ -223,7 +247,7 @@ class RemotePolicyClient:
             return grpc.secure_channel(endpoint.target, credentials, options=options)
         return grpc.insecure_channel(endpoint.target, options=options)
 
-    def _call(self, endpoint: Endpoint, stub: policy_pb2_grpc.PolicyStub, method: str, request, deadline: float):
+    def _call(self, endpoint: Endpoint, stub, method: str, request, deadline: float):
         # Retried here, not by a gRPC retry policy: that caps attempts at 5 (remote_retries
         # allows 10), jitters over 0-100 % of the backoff, and cannot follow the injected clock.
         attempt = 0

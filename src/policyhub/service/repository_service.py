@@ -66,15 +66,18 @@ class RepositoryService:
         clash = self.repositories.conflict(name, endpoint)
         if clash:
             raise AlreadyExists("Repository", *clash)
-        # Reachable and speaking the Policy API, within the deadline; UNAVAILABLE (naming the
-        # endpoint) otherwise, and nothing is stored.
-        self.remote.probe(endpoint, ctx.domain_id)
+        # Reachable and naming its local repository, within the deadline; UNAVAILABLE (naming the
+        # endpoint) otherwise, and nothing is stored. The remote's id is kept beside ours, not
+        # used as ours (SpaceONE does): every policyhub's local repository is `repo-local`, and
+        # one installation may be registered under two endpoints.
+        remote_repository_id = self.remote.probe(endpoint, ctx.domain_id)
         created = self.repositories.create(
             {
                 "repository_id": f"repo-{secrets.token_hex(6)}",
                 "name": name,
                 "repository_type": RepositoryType.REMOTE,
                 "endpoint": endpoint,
+                "remote_repository_id": remote_repository_id,
                 "created_at": self.clock(),
             }
         )

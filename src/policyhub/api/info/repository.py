@@ -14,6 +14,7 @@ def to_repository_info(record: dict[str, Any], only: list[str] | None = None) ->
         "name": record.get("name", ""),
         "repository_type": record.get("repository_type", ""),
         "endpoint": record.get("endpoint", ""),
+        "remote_repository_id": record.get("remote_repository_id", ""),
         "created_at": to_iso(record.get("created_at")),
     }
     if only:
