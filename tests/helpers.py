@@ -31,14 +31,18 @@ def field_violations(error: grpc.RpcError) -> list[str]:
     return fields
 
 
-def error_reason(error: grpc.RpcError) -> str:
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    """The status's ErrorInfo detail (empty when there is none)."""
     status = rpc_status.from_call(error)
+    info = error_details_pb2.ErrorInfo()
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
-    return ""
+    return info
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    return error_info(error).reason
 
 
 def parse(message_type, data: dict):

@@ -1,6 +1,8 @@
 """Domain errors. Every layer raises these; only the api layer turns them into
 gRPC statuses (see policyhub.api.errors). Messages keep SpaceONE's
-`ERROR_<NAME>: <message>` form so SpaceONE clients can parse them."""
+`ERROR_<NAME>: <message>` form so SpaceONE clients can parse them. Where SpaceONE names the same
+condition differently, the error also carries SpaceONE's name (`spaceone_error`), so a client
+matching on SpaceONE's names can match on that instead."""
 
 from __future__ import annotations
 
@@ -24,16 +26,33 @@ class FieldViolation:
 
 
 class PolicyHubError(Exception):
-    """Base class. `code` is the grpc.StatusCode name, `name` the ERROR_<NAME> suffix."""
+    """Base class. `code` is the grpc.StatusCode name, `name` the ERROR_<NAME> suffix,
+    `spaceone_name` SpaceONE's full name for the condition where it differs from ours (a class
+    default, or given where one condition of a class has its own name in SpaceONE)."""
 
     code = "INTERNAL"
     name = "INTERNAL"
+    spaceone_name = ""
 
-    def __init__(self, message: str, *, violations: tuple[FieldViolation, ...] = (), metadata: dict | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        violations: tuple[FieldViolation, ...] = (),
+        metadata: dict | None = None,
+        spaceone_name: str = "",
+    ):
         super().__init__(message)
         self.message = message
         self.violations = violations
         self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
+        if spaceone_name:
+            self.spaceone_name = spaceone_name
+
+    @property
+    def spaceone_error(self) -> str:
+        """SpaceONE's name for this condition; our own where SpaceONE has none or the same."""
+        return self.spaceone_name or f"ERROR_{self.name}"
 
     def __str__(self) -> str:
         return f"ERROR_{self.name}: {self.message}"
@@ -43,11 +62,12 @@ class InvalidArgument(PolicyHubError):
     code = "INVALID_ARGUMENT"
     name = "INVALID_PARAMETER"
 
-    def __init__(self, field_path: str, description: str):
+    def __init__(self, field_path: str, description: str, *, spaceone_name: str = ""):
         super().__init__(
             f"{field_path}: {description}",
             violations=(FieldViolation(field_path, description),),
             metadata={"field": field_path},
+            spaceone_name=spaceone_name,
         )
         self.field = field_path
         self.description = description
@@ -66,12 +86,18 @@ class NotFound(PolicyHubError):
 
     def __init__(self, resource: str, key: str, value: str):
         value = clip(value)
-        super().__init__(f"{resource} not found ({key}={value})", metadata={"resource": resource, key: value})
+        super().__init__(
+            f"{resource} not found ({key}={value})",
+            metadata={"resource": resource, key: value},
+            # SpaceONE names a missing policy apart; anything else missing is its generic name.
+            spaceone_name="ERROR_NO_POLICY" if resource == "Policy" else "",
+        )
 
 
 class AlreadyExists(PolicyHubError):
     code = "ALREADY_EXISTS"
     name = "ALREADY_EXISTS"
+    spaceone_name = "ERROR_SAVE_UNIQUE_VALUES"
 
     def __init__(self, resource: str, key: str, value: str):
         value = clip(value)
@@ -119,6 +145,13 @@ class ResultTooLarge(PolicyHubError):
 
     code = "RESOURCE_EXHAUSTED"
     name = "RESULT_TOO_LARGE"
+
+
+class Unknown(PolicyHubError):
+    """A bug: the reply says only that, the details go to the server log."""
+
+    code = "INTERNAL"
+    name = "UNKNOWN"
 
 
 class Unavailable(PolicyHubError):

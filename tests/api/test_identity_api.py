@@ -219,12 +219,10 @@ def test_repository_changes_are_system_only(secure, domain):
     )
     listed = secure.repository.list(rpb.RepositoryQuery(), metadata=admin(secure, domain), timeout=10)
     assert listed.total_count >= 2
-    expect_error(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        secure.repository.register,
-        rpb.CreateRepositoryRequest(name="x", repository_type="local"),
-        metadata=system(secure),
-    )
+    local = rpb.CreateRepositoryRequest(repository_type="local")
+    expect_error(grpc.StatusCode.PERMISSION_DENIED, secure.repository.register, local, metadata=admin(secure, domain))
+    registered = secure.repository.register(local, metadata=system(secure), timeout=10)
+    assert registered.repository_id == "repo-local"
 
 
 def test_policy_get_needs_a_token_and_works_with_a_service_token(secure, domain):

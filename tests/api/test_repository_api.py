@@ -5,8 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from helpers import as_dict, expect_error, field_violations, parse
+from helpers import as_dict, error_reason, expect_error, field_violations, parse
 from policyhub._gen.spaceone.api.core.v1 import query_pb2
+from policyhub._gen.spaceone.api.repository.v1 import audit_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import repository_pb2 as pb
 
 
@@ -34,10 +35,11 @@ def test_list_filters_by_type(client):
 @pytest.mark.parametrize(
     "request_fields, code, field",
     [
-        ({"repository_type": "local"}, grpc.StatusCode.INVALID_ARGUMENT, "name"),
+        ({}, grpc.StatusCode.INVALID_ARGUMENT, "name"),
+        ({"repository_type": "remote"}, grpc.StatusCode.INVALID_ARGUMENT, "name"),
         ({"name": "r"}, grpc.StatusCode.INVALID_ARGUMENT, "repository_type"),
         ({"name": "r", "repository_type": "git"}, grpc.StatusCode.INVALID_ARGUMENT, "repository_type"),
-        ({"name": "r", "repository_type": "local"}, grpc.StatusCode.FAILED_PRECONDITION, None),
+        ({"name": "x" * 256, "repository_type": "local"}, grpc.StatusCode.INVALID_ARGUMENT, "name"),
         ({"name": "r", "repository_type": "managed"}, grpc.StatusCode.FAILED_PRECONDITION, None),
         ({"name": "r", "repository_type": "remote"}, grpc.StatusCode.INVALID_ARGUMENT, "endpoint"),
         (
@@ -56,6 +58,35 @@ def test_register_rules(client, request_fields, code, field):
     error = expect_error(code, client.repository.register, pb.CreateRepositoryRequest(**request_fields))
     if field:
         assert field_violations(error) == [field]
+
+
+def test_registering_the_local_repository_answers_the_built_in_one(client, domain):
+    """SpaceONE deployments register their local repository at first start; doing so again
+    (each restart) must keep working and keep the same repository."""
+    original = client.repository.get(pb.GetRepositoryRequest(repository_id="repo-local"), timeout=10)
+    register = client.repository.register
+    try:
+        first = register(pb.CreateRepositoryRequest(name="Ours", repository_type="local", domain_id=domain))
+        again = register(pb.CreateRepositoryRequest(name="Ours", repository_type="local", domain_id=domain))
+        unnamed = register(pb.CreateRepositoryRequest(repository_type="local", domain_id=domain))
+        assert first.repository_id == again.repository_id == unnamed.repository_id == "repo-local"
+        assert first.repository_type == "local" and first.name == again.name == unnamed.name == "Ours"
+        assert first.created_at == original.created_at
+        listed = client.repository.list(pb.RepositoryQuery(repository_type="local"), timeout=10)
+        assert [r.repository_id for r in listed.results] == ["repo-local"]
+        # Only the rename is audited; registering under the current name changes nothing.
+        entries = client.audit.list(apb.AuditQuery(domain_id=domain, resource_id="repo-local"), timeout=10).results
+        assert [(e.method, e.before["name"], e.after["name"]) for e in entries] == [
+            ("repository.Repository.register", original.name, "Ours")
+        ]
+        error = expect_error(
+            grpc.StatusCode.ALREADY_EXISTS,
+            register,
+            pb.CreateRepositoryRequest(name="Managed Repository", repository_type="local"),
+        )
+        assert error_reason(error) == "ERROR_ALREADY_EXISTS"
+    finally:
+        client.repository.update(pb.UpdateRepositoryRequest(repository_id="repo-local", name=original.name))
 
 
 def test_built_in_repositories_cannot_be_deregistered_or_managed_renamed(client):

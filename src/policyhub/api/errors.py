@@ -16,10 +16,12 @@ from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from policyhub.errors import SHOWN_MAX, InvalidArgument, PolicyHubError, RateLimited, clip
+from policyhub.errors import SHOWN_MAX, InvalidArgument, PolicyHubError, RateLimited, Unknown, clip
 
 log = logging.getLogger(__name__)
 ERROR_DOMAIN = "policyhub"
+# The ErrorInfo metadata key holding SpaceONE's name for the error (see PolicyHubError.spaceone_error).
+SPACEONE_ERROR = "spaceone_error"
 # A backstop for values the raising code did not clip (e.g. a hostile key inside a field path):
 # the whole status must stay far below gRPC's 16 KiB limit on trailing metadata.
 MESSAGE_MAX = 1024
@@ -34,6 +36,7 @@ class _Undecodable:
 def to_status(error: PolicyHubError) -> status_pb2.Status:
     details = []
     metadata = {clip(key, SHOWN_MAX): clip(value, FIELD_MAX) for key, value in error.metadata.items()}
+    metadata[SPACEONE_ERROR] = error.spaceone_error
     info = error_details_pb2.ErrorInfo(reason=f"ERROR_{error.name}", domain=ERROR_DOMAIN, metadata=metadata)
     details.append(info)
     if error.violations:
@@ -100,6 +103,6 @@ def _guarded(behavior, method: str):
             if context.code() is not None:
                 raise
             log.exception("unhandled error in %s", method)
-            context.abort(grpc.StatusCode.INTERNAL, "ERROR_UNKNOWN: internal error; see the server log")
+            _abort(context, Unknown("internal error; see the server log"))
 
     return wrapper

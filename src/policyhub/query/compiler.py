@@ -32,6 +32,8 @@ MAX_FIELDS = 100  # entries of `only`, group keys/fields/sub-fields, project fie
 MAX_SORT_KEYS = 31  # MongoDB's $sort takes 32 keys; one is the `_id` tie-breaker
 MAX_AGGREGATE_STAGES = 50  # stages of `aggregate`
 MAX_VALUES = 1000  # elements of a list inside a filter value
+# SpaceONE's name for a list operator (in, not_in, contain_in, regex_in, ...) given a non-list value.
+LIST_VALUE_TYPE = "ERROR_OPERATOR_LIST_VALUE_TYPE"
 MAX_VALUE_DEPTH = 32  # nesting of lists/objects inside a filter value
 MAX_KEY_LENGTH = 256  # characters of a key, a name or a date_format
 MAX_REGEX_LENGTH = 1024  # characters of a `contain` value or the keyword (regex patterns: regex_safety)
@@ -306,7 +308,7 @@ def _string(value: Any, path: str) -> str:
 
 def _string_list(value: Any, path: str) -> list[str]:
     if not isinstance(value, list) or not value:
-        raise InvalidArgument(path, "must be a non-empty list of strings")
+        raise InvalidArgument(path, "must be a non-empty list of strings", spaceone_name=LIST_VALUE_TYPE)
     return [_string(item, f"{path}[{i}]") for i, item in enumerate(value)]
 
 
@@ -393,7 +395,7 @@ def _comparison(mongo_op: str) -> Callable[..., Any]:
 def _membership(mongo_op: str) -> Callable[..., Any]:
     def compile_(key: str, value: Any, path: str, ctx: _Context) -> Doc:
         if not isinstance(value, list):
-            raise InvalidArgument(path, "must be a list")
+            raise InvalidArgument(path, "must be a list", spaceone_name=LIST_VALUE_TYPE)
         return {key: {mongo_op: _field_value(key, value, path, ctx)}}
 
     return compile_
@@ -864,7 +866,7 @@ def _expression_equality(mongo_op: str) -> Callable[..., Any]:
 
 def _expression_in(field: str, value: Any, path: str) -> Doc:
     if not isinstance(value, list):
-        raise InvalidArgument(path, "must be a list")
+        raise InvalidArgument(path, "must be a list", spaceone_name=LIST_VALUE_TYPE)
     return {"$in": [field, {"$literal": value}]}
 
 

@@ -50,19 +50,28 @@ class RepositoryService:
 
     def register(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         # Every field is checked before anything else happens (the endpoint is dialled last).
-        name = validation.name(params.get("name", ""), required=True)
         repository_type = params.get("repository_type", "")
+        # The local repository is built in: registering it only (re)names it, so a name is optional.
+        name = validation.name(params.get("name", ""), required=repository_type != RepositoryType.LOCAL)
         if not repository_type:
             raise RequiredParameter("repository_type")
         if repository_type not in values(RepositoryType):
-            raise InvalidArgument("repository_type", f"must be one of {list(values(RepositoryType))}")
+            raise InvalidArgument(
+                "repository_type",
+                f"must be one of {list(values(RepositoryType))}",
+                spaceone_name="ERROR_INVALID_REPOSITORY_TYPE",
+            )
         endpoint = (
             self.remote.parse_endpoint(params.get("endpoint", "")) if repository_type == RepositoryType.REMOTE else ""
         )
         self.guard.require(ctx, REPOSITORY_REGISTER, "repository")
-        if repository_type != RepositoryType.REMOTE:
-            built_in = LOCAL_REPOSITORY_ID if repository_type == RepositoryType.LOCAL else MANAGED_REPOSITORY_ID
-            raise FailedPrecondition(f"the {repository_type} repository is built in and already exists ({built_in})")
+        if repository_type == RepositoryType.LOCAL:
+            return self._register_local(ctx, name)
+        if repository_type == RepositoryType.MANAGED:
+            raise FailedPrecondition(
+                f"the managed repository is built in and already exists ({MANAGED_REPOSITORY_ID})",
+                spaceone_name="ERROR_MANAGED_REPOSITORY_ALREADY_EXIST",
+            )
         clash = self.repositories.conflict(name, endpoint)
         if clash:
             raise AlreadyExists("Repository", *clash)
@@ -84,13 +93,25 @@ class RepositoryService:
         self.audit.record(ctx, REPOSITORY_REGISTER, created["repository_id"], None, created)
         return created
 
+    def _register_local(self, ctx: RequestContext, name: str) -> dict[str, Any]:
+        """SpaceONE deployments register their local repository at first start: the answer is
+        the built-in one, renamed (and audited) only when a new name is given."""
+        before = self.repositories.get(LOCAL_REPOSITORY_ID)
+        if not name or name == before["name"]:
+            return before
+        renamed = self.repositories.rename(LOCAL_REPOSITORY_ID, name)
+        self.audit.record(ctx, REPOSITORY_REGISTER, LOCAL_REPOSITORY_ID, before, renamed)
+        return renamed
+
     def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         repository_id = validation.identifier(params.get("repository_id", ""), "repository_id")
         name = validation.name(params.get("name", ""), required=True)
         self.guard.require(ctx, REPOSITORY_UPDATE, "repository")
         before = self.repositories.get(repository_id)
         if repository_id == MANAGED_REPOSITORY_ID:
-            raise ManagedReadOnly("the managed repository cannot be changed")
+            raise ManagedReadOnly(
+                "the managed repository cannot be changed", spaceone_name="ERROR_NOT_UPDATE_MANAGED_REPOSITORY"
+            )
         renamed = self.repositories.rename(repository_id, name)
         self.audit.record(ctx, REPOSITORY_UPDATE, repository_id, before, renamed)
         return renamed

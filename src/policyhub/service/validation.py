@@ -56,7 +56,11 @@ def policy_id(value: str, field: str = "policy_id") -> str:
     require(value, field)
     # fullmatch: SpaceONE's re.match let a bad last character through.
     if len(value) > POLICY_ID_MAX or not POLICY_ID_RE.fullmatch(value):
-        raise InvalidArgument(field, f"must match ^[a-z0-9][a-z0-9-]*$ and have at most {POLICY_ID_MAX} characters")
+        raise InvalidArgument(
+            field,
+            f"must match ^[a-z0-9][a-z0-9-]*$ and have at most {POLICY_ID_MAX} characters",
+            spaceone_name="ERROR_INVALID_POLICY_ID_FORMAT",
+        )
     return value
 
 
