@@ -9,14 +9,14 @@ from dataclasses import dataclass, replace
 
 import grpc
 import pytest
+from conftest import free_port
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from conftest import free_port
 from helpers import as_dict, expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
-from policyhub._gen.spaceone.api.repository.v1 import repository_pb2 as rpb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2_grpc, repository_pb2_grpc
+from policyhub._gen.spaceone.api.repository.v1 import repository_pb2 as rpb
 from policyhub.bootstrap import build_application
 from policyhub.server import PolicyHubServer
 

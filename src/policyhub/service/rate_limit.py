@@ -83,8 +83,9 @@ class TokenBuckets:
 
 class RateLimiter:
     """The service's limits: each domain's calls, anonymous calls per peer address (at the
-    domain rate), and failed authentications per peer address and per API-key id. A limit of 0 is off. Every refusal is RateLimited (RESOURCE_EXHAUSTED
-    with the delay after which a retry can pass) and is reported to `on_limited(kind)`."""
+    domain rate), and failed authentications per peer address and per API-key id. A limit of 0
+    is off. Every refusal is RateLimited (RESOURCE_EXHAUSTED with the delay after which a retry
+    can pass) and is reported to `on_limited(kind)`."""
 
     def __init__(
         self,
