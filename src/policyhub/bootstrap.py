@@ -156,7 +156,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         on_limited=lambda kind: metrics.rate_limited.labels(kind).inc(),
     )
     authenticator = None if config.development_mode else Authenticator(_token_verifier(config), api_keys)
-    caller = CallerResolver(authenticator, limits)
+    caller = CallerResolver(authenticator, limits, config.public_domain_id)
     page_bytes = config.max_message_bytes
     api_key_service = ApiKeyService(api_keys, guard, audit, utc_now)
     services = Services(

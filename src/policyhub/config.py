@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from policyhub.domain import DOMAIN_ID_MAX, DOMAIN_ID_RE
 from policyhub.errors import ConfigError
 
 ENV_PREFIX = "POLICYHUB_"
@@ -44,6 +45,13 @@ class Config:
     log_format: str = "json"
     # Prometheus metrics over HTTP on this port (0: off).
     metrics_port: int = 0
+    # A second gRPC listener for SpaceONE's own client (0: off): the same Policy, Repository,
+    # ServerInfo and Health services, reflection listing only what spaceone-api 1.12 has, and
+    # domain-less reads answered anonymously from the public catalogue.
+    spaceone_port: int = 0
+    # Whose policies the SpaceONE listener's anonymous reads see besides the managed ones
+    # (empty: the managed policies only).
+    public_domain_id: str = ""
     # OpenTelemetry tracing: spans per RPC, `traceparent` propagated; exported to the console when
     # "console", else not exported (the trace id still ties logs and audit entries together).
     tracing_exporter: str = "none"
@@ -158,6 +166,15 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"config key log_format: {config.log_format!r} is not one of ['json', 'text']")
     if not 0 <= config.metrics_port <= 65535:
         raise ConfigError(f"config key metrics_port: {config.metrics_port} is not a TCP port")
+    if not 0 <= config.spaceone_port <= 65535:
+        raise ConfigError(f"config key spaceone_port: {config.spaceone_port} is not a TCP port")
+    if config.spaceone_port and config.spaceone_port in (config.port, config.metrics_port):
+        raise ConfigError("config key spaceone_port: must differ from port and metrics_port")
+    if config.public_domain_id:
+        if not config.spaceone_port:
+            raise ConfigError("config key public_domain_id: only the SpaceONE listener reads it; set spaceone_port")
+        if len(config.public_domain_id) > DOMAIN_ID_MAX or not DOMAIN_ID_RE.fullmatch(config.public_domain_id):
+            raise ConfigError(f"config key public_domain_id: {config.public_domain_id!r} is not a domain id")
     if config.tracing_exporter not in ("none", "console"):
         raise ConfigError(f"config key tracing_exporter: {config.tracing_exporter!r} is not one of ['none', 'console']")
     if config.log_level.upper() not in _LOG_LEVELS:

@@ -1,5 +1,12 @@
 """The gRPC server: our services, health, reflection; graceful shutdown. It only serves: the
-application it serves runs the background jobs (see `Application.start`)."""
+application it serves runs the background jobs (see `Application.start`).
+
+With `spaceone_port`, a second listener serves SpaceONE's own client (spaceone-core's gRPC
+client imports `<package>.<proto file>_pb2_grpc` from the installed spaceone-api for every
+service reflection lists, so it cannot connect to a server that lists services spaceone-api
+does not have): the same Policy, Repository, ServerInfo and Health servicers behind the same
+interceptors, reflection listing only SPACEONE_SERVICE_NAMES, and anonymous public reads (see
+policyhub.api.context). The main port keeps full reflection."""
 
 from __future__ import annotations
 
@@ -8,8 +15,9 @@ import threading
 from concurrent import futures
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2, server_info_pb2_grpc
 from policyhub._gen.spaceone.api.repository.v1 import (
@@ -26,6 +34,8 @@ from policyhub._gen.spaceone.api.repository.v1 import (
 )
 from policyhub.api.deadline import DeadlineInterceptor
 from policyhub.api.errors import ErrorInterceptor
+from policyhub.api.listener import SpaceOneListenerInterceptor
+from policyhub.api.spaceone_view import spaceone_pool
 from policyhub.bootstrap import Application
 from policyhub.observability.interceptor import ObservabilityInterceptor
 
@@ -39,6 +49,13 @@ SERVICE_NAMES = (
     api_key_pb2.DESCRIPTOR.services_by_name["ApiKey"].full_name,
     server_info_pb2.DESCRIPTOR.services_by_name["ServerInfo"].full_name,
 )
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# What spaceone-api 1.12 has stubs for.
+SPACEONE_SERVICE_NAMES = (
+    policy_pb2.DESCRIPTOR.services_by_name["Policy"].full_name,
+    repository_pb2.DESCRIPTOR.services_by_name["Repository"].full_name,
+    server_info_pb2.DESCRIPTOR.services_by_name["ServerInfo"].full_name,
+)
 
 
 class PolicyHubServer:
@@ -46,14 +63,44 @@ class PolicyHubServer:
         self.app = app
         config = app.config
         self.health = health.HealthServicer()
-        self.grpc_server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
+        self.grpc_server = self._grpc_server("rpc")
+        assignment_pb2_grpc.add_AssignmentServicer_to_server(app.assignment_api, self.grpc_server)
+        audit_pb2_grpc.add_AuditServicer_to_server(app.audit_api, self.grpc_server)
+        api_key_pb2_grpc.add_ApiKeyServicer_to_server(app.api_key_api, self.grpc_server)
+        self._add_common(self.grpc_server, SERVICE_NAMES, pool=None)
+        self.port = _listen(self.grpc_server, config.host, config.port)
+        self.spaceone_server: grpc.Server | None = None
+        self.spaceone_port = 0
+        if config.spaceone_port:
+            self.spaceone_server = self._grpc_server("spaceone-rpc", SpaceOneListenerInterceptor())
+            self._add_common(
+                self.spaceone_server,
+                SPACEONE_SERVICE_NAMES,
+                pool=spaceone_pool(
+                    policy_pb2.DESCRIPTOR,
+                    repository_pb2.DESCRIPTOR,
+                    server_info_pb2.DESCRIPTOR,
+                    health_pb2.DESCRIPTOR,
+                    reflection_pb2.DESCRIPTOR,
+                ),
+            )
+            self.spaceone_port = _listen(self.spaceone_server, config.host, config.spaceone_port)
+        self._stopped = threading.Event()
+        self.serving: bool | None = None
+        # Health follows the database: NOT_SERVING while it is unreachable.
+        app.database_health.subscribe(self._set_serving)
+
+    def _grpc_server(self, thread_name_prefix: str, *innermost: grpc.ServerInterceptor) -> grpc.Server:
+        config = self.app.config
+        return grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix=thread_name_prefix),
             # Outermost first: the observability interceptor sees the status the error interceptor sets,
             # and that one translates what fails under the deadline.
             interceptors=[
-                ObservabilityInterceptor(app.metrics, app.tracer),
+                ObservabilityInterceptor(self.app.metrics, self.app.tracer),
                 ErrorInterceptor(),
-                DeadlineInterceptor(app.database),
+                DeadlineInterceptor(self.app.database),
+                *innermost,
             ],
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -61,24 +108,20 @@ class PolicyHubServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        policy_pb2_grpc.add_PolicyServicer_to_server(app.policy_api, self.grpc_server)
-        repository_pb2_grpc.add_RepositoryServicer_to_server(app.repository_api, self.grpc_server)
-        assignment_pb2_grpc.add_AssignmentServicer_to_server(app.assignment_api, self.grpc_server)
-        audit_pb2_grpc.add_AuditServicer_to_server(app.audit_api, self.grpc_server)
-        api_key_pb2_grpc.add_ApiKeyServicer_to_server(app.api_key_api, self.grpc_server)
-        server_info_pb2_grpc.add_ServerInfoServicer_to_server(app.server_info_api, self.grpc_server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
+
+    def _add_common(
+        self, server: grpc.Server, reflected: tuple[str, ...], pool: descriptor_pool.DescriptorPool | None
+    ) -> None:
+        """The servicers both listeners serve, and reflection listing `reflected` and the common
+        ones, described by `pool` (None: the descriptors we are built with)."""
+        app = self.app
+        policy_pb2_grpc.add_PolicyServicer_to_server(app.policy_api, server)
+        repository_pb2_grpc.add_RepositoryServicer_to_server(app.repository_api, server)
+        server_info_pb2_grpc.add_ServerInfoServicer_to_server(app.server_info_api, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.grpc_server,
+            (*reflected, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server, pool=pool
         )
-        self.port = self.grpc_server.add_insecure_port(f"{config.host}:{config.port}")
-        if self.port == 0:
-            raise OSError(f"cannot listen on {config.host}:{config.port}")
-        self._stopped = threading.Event()
-        self.serving: bool | None = None
-        # Health follows the database: NOT_SERVING while it is unreachable.
-        app.database_health.subscribe(self._set_serving)
 
     def _set_serving(self, serving: bool) -> None:
         if serving == self.serving:
@@ -96,8 +139,12 @@ class PolicyHubServer:
 
     def start(self) -> None:
         self.grpc_server.start()
+        if self.spaceone_server is not None:
+            self.spaceone_server.start()
         self._set_serving(self.app.database_health.reachable)
         log.info("policyhub serving on %s:%d", self.app.config.host, self.port)
+        if self.spaceone_server is not None:
+            log.info("SpaceONE listener on %s:%d", self.app.config.host, self.spaceone_port)
 
     def stop(self, grace: float | None = None) -> None:
         """Stops taking new calls; in-flight calls get `grace` seconds to finish."""
@@ -106,4 +153,15 @@ class PolicyHubServer:
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         grace = self.app.config.shutdown_grace_seconds if grace is None else grace
-        self.grpc_server.stop(grace).wait()
+        stopping = [self.grpc_server.stop(grace)]
+        if self.spaceone_server is not None:
+            stopping.append(self.spaceone_server.stop(grace))
+        for event in stopping:
+            event.wait()
+
+
+def _listen(server: grpc.Server, host: str, port: int) -> int:
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port}")
+    return bound

@@ -130,14 +130,16 @@ def test_compose_two_policyhub_replicas(compose):
         assert env["POLICYHUB_HOST"] == "0.0.0.0"
         config = accepted_by_policyhub(env)
         assert config.port == 50051
+        assert config.spaceone_port == 50061
         test = svc["healthcheck"]["test"]
         assert test[0] == "CMD" and any(part.endswith("healthcheck.py") for part in test), name
         assert svc["depends_on"]["mongo-init"] == {"condition": "service_completed_successfully"}, name
         assert svc["restart"] in {"always", "unless-stopped", "on-failure"}, name
-        (port,) = svc["ports"]
+        port, spaceone_port = svc["ports"]
         host_ports.add(port.rsplit(":", 1)[0])
-        assert port.endswith(":50051"), name
-    assert len(host_ports) == 2
+        host_ports.add(spaceone_port.rsplit(":", 1)[0])
+        assert port.endswith(":50051") and spaceone_port.endswith(":50061"), name
+    assert len(host_ports) == 4
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -580,6 +582,7 @@ def test_chart_renders_with_defaults(helm, tmp_path, values):
     uri_env = {e["name"]: e for e in container["env"]}["POLICYHUB_MONGODB_URI"]
     assert uri_env["valueFrom"]["secretKeyRef"] == {"name": objects["Secret"]["metadata"]["name"], "key": "mongodb-uri"}
     assert "POLICYHUB_JWKS_FILE" not in {e["name"] for e in container["env"]}  # identity is off by default
+    assert "POLICYHUB_SPACEONE_PORT" not in objects["ConfigMap"]["data"]  # the SpaceONE listener too
 
     service = objects["Service"]
     assert service["spec"]["ports"] == [
@@ -652,6 +655,19 @@ def test_chart_existing_secret_and_fixed_replicas(helm, tmp_path):
     assert objects["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
 
 
+def test_chart_spaceone_listener_has_its_own_port(helm, tmp_path):
+    objects = by_kind(helm.render({"spaceone": {"enabled": True, "publicDomainId": "domain-public"}}, tmp_path))
+    config = accepted_by_policyhub(_pod_environment(objects))
+    assert (config.spaceone_port, config.public_domain_id) == (50061, "domain-public")
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "spaceone", "containerPort": 50061, "protocol": "TCP"} in container["ports"]
+    assert {"name": "spaceone", "port": 50061, "targetPort": "spaceone", "protocol": "TCP", "appProtocol": "grpc"} in (
+        objects["Service"]["spec"]["ports"]
+    )
+    # Probes stay on the main port.
+    assert container["readinessProbe"]["grpc"]["port"] == 50051
+
+
 def test_chart_single_replica_has_no_disruption_budget(helm, tmp_path):
     objects = by_kind(helm.render({"autoscaling": {"enabled": False}, "replicaCount": 1}, tmp_path))
     assert "PodDisruptionBudget" not in objects
@@ -664,6 +680,8 @@ def test_chart_single_replica_has_no_disruption_budget(helm, tmp_path):
         ({"mongodb": {"uri": "postgres://db"}}, "must start with mongodb://"),
         ({"config": {"port": 1}}, "set by the chart"),
         ({"config": {"jwks_file": "/keys"}}, "set by the chart"),
+        ({"config": {"spaceone_port": 50061}}, "set by the chart"),
+        ({"spaceone": {"enabled": True, "containerPort": 50051}}, "spaceone.containerPort must differ"),
         ({"identity": {"enabled": True}}, "identity.enabled needs identity.keys"),
         ({"identity": {"enabled": True, "keys": "{}", "issuer": "x"}}, "needs identity.issuer and identity.audience"),
     ],

@@ -79,3 +79,26 @@ def test_rate_limits_from_env_and_zero_turns_them_off():
         ).rate_limit_domain_per_second
         == 0
     )
+
+
+def test_spaceone_listener_keys():
+    config = load_config(env={"POLICYHUB_SPACEONE_PORT": "50061", "POLICYHUB_PUBLIC_DOMAIN_ID": "domain-public"})
+    assert (config.spaceone_port, config.public_domain_id) == (50061, "domain-public")
+    assert load_config(env={}).spaceone_port == 0
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"POLICYHUB_SPACEONE_PORT": "70000"}, "spaceone_port: 70000 is not a TCP port"),
+        ({"POLICYHUB_SPACEONE_PORT": "50051"}, "spaceone_port: must differ from port and metrics_port"),
+        ({"POLICYHUB_PUBLIC_DOMAIN_ID": "domain-public"}, "public_domain_id: only the SpaceONE listener reads it"),
+        (
+            {"POLICYHUB_SPACEONE_PORT": "50061", "POLICYHUB_PUBLIC_DOMAIN_ID": "not a domain"},
+            "public_domain_id: 'not a domain' is not a domain id",
+        ),
+    ],
+)
+def test_bad_spaceone_listener_keys(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(env=env)

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from policyhub.errors import RateLimited
-from policyhub.service.rate_limit import AUTH_API_KEY, AUTH_PEER, DOMAIN, RateLimiter, TokenBuckets
+from policyhub.service.rate_limit import ANONYMOUS_PEER, AUTH_API_KEY, AUTH_PEER, DOMAIN, RateLimiter, TokenBuckets
 
 
 class Clock:
@@ -137,3 +137,21 @@ def test_zero_turns_every_limit_off():
         limits.call("d")
         limits.authentication_failed("ipv4:10.0.0.1", "abcdefabcdef")
     limits.before_authentication("ipv4:10.0.0.1", "abcdefabcdef")
+
+
+def test_anonymous_calls_are_limited_per_peer_apart_from_the_domains():
+    clock = Clock()
+    limited = []
+    limits = RateLimiter(1, 2, 0, on_limited=limited.append, clock=clock)
+    limits.anonymous_call("ipv4:10.0.0.1")
+    limits.anonymous_call("ipv4:10.0.0.1")
+    with pytest.raises(RateLimited) as info:
+        limits.anonymous_call("ipv4:10.0.0.1")
+    assert info.value.kind == ANONYMOUS_PEER
+    # Another peer, and the domains (the public one too), keep their own budgets.
+    limits.anonymous_call("ipv4:10.0.0.2")
+    limits.call("ipv4:10.0.0.1")
+    limits.call("ipv4:10.0.0.1")
+    assert limited == [ANONYMOUS_PEER]
+    clock.now += 1
+    limits.anonymous_call("ipv4:10.0.0.1")

@@ -10,6 +10,13 @@
   request (or `x_domain_id`), and the caller is treated as SYSTEM. Announced loudly at start.
 - Rate limits (policyhub.service.rate_limit): failed authentications per peer address and per
   API-key id (once used up, attempts are refused without verifying), and each domain's calls.
+- The SpaceONE listener (`spaceone_port`) only: a call with no credentials (`token`,
+  `authorization`) and no domain (`x_domain_id`, the request's `domain_id`) is anonymous. An
+  anonymous Policy get/list or Repository get/list reads the public catalogue: the managed
+  policies and those of `public_domain_id` (if set), never a remote repository or a deleted
+  policy, rate-limited per peer address. Any other anonymous call is refused: UNAUTHENTICATED
+  in authenticated mode, PERMISSION_DENIED in development mode (which otherwise trusts the
+  request's domain). Every call with a domain or credentials follows the rules above.
 - A call carrying HOP_METADATA comes from another policyhub on behalf of its remote repository
   (`from_remote_installation`).
 """
@@ -21,12 +28,14 @@ import uuid
 import grpc
 from opentelemetry import trace
 
+from policyhub.api.listener import on_spaceone_listener
+from policyhub.domain import MANAGED_DOMAIN_ID
 from policyhub.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from policyhub.identity import AuthenticationError, looks_like_api_key, parse_api_key
 from policyhub.observability import logs
 from policyhub.service import validation
 from policyhub.service.authentication_service import Authenticator
-from policyhub.service.context import RequestContext
+from policyhub.service.context import ANONYMOUS, RequestContext
 from policyhub.service.rate_limit import RateLimiter
 
 DEVELOPER = "developer"
@@ -39,11 +48,15 @@ TOKEN_MAX = 4096
 
 
 class CallerResolver:
-    def __init__(self, authenticator: Authenticator | None, limits: RateLimiter):
+    def __init__(self, authenticator: Authenticator | None, limits: RateLimiter, public_domain_id: str = ""):
         self.authenticator = authenticator
         self.limits = limits
+        self.public_domain_id = public_domain_id
 
-    def __call__(self, request, context: grpc.ServicerContext, *, domain_required: bool = True) -> RequestContext:
+    def __call__(
+        self, request, context: grpc.ServicerContext, *, domain_required: bool = True, public_read: bool = False
+    ) -> RequestContext:
+        """`public_read`: the call is a read the public catalogue may answer (see the module doc)."""
         metadata = [(key, value) for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)]
         forced = _single(metadata, "x_domain_id")
         if forced:
@@ -52,6 +65,13 @@ class CallerResolver:
         if body_domain:
             validation.domain_id(body_domain)
         requested = forced or body_domain
+        if on_spaceone_listener() and not requested and not _has_credentials(metadata):
+            if public_read:
+                return self._anonymous(context.peer() or "")
+            if self.authenticator is None:
+                raise PermissionDenied(
+                    "anonymous callers may only read the public catalogue on this listener; name a domain"
+                )
         if self.authenticator is None:
             ctx = RequestContext(
                 domain_id=_domain(requested, domain_required),
@@ -77,6 +97,19 @@ class CallerResolver:
             )
         _bound(ctx)
         self.limits.call(ctx.domain_id)
+        return ctx
+
+    def _anonymous(self, peer: str) -> RequestContext:
+        ctx = RequestContext(
+            # No tenant but the public one: the managed domain alone holds only managed policies.
+            domain_id=self.public_domain_id or MANAGED_DOMAIN_ID,
+            caller_type=ANONYMOUS,
+            caller_id=ANONYMOUS.lower(),
+            role_type=ANONYMOUS,
+            transaction_id=transaction_id(),
+        )
+        _bound(ctx)
+        self.limits.anonymous_call(peer_address(peer))
         return ctx
 
     def _authenticate(self, metadata: list[tuple[str, str]], peer: str):
@@ -110,6 +143,10 @@ def peer_address(peer: str) -> str:
     if peer.startswith(("ipv4:", "ipv6:")):
         return peer.rsplit(":", 1)[0]
     return peer
+
+
+def _has_credentials(metadata: list[tuple[str, str]]) -> bool:
+    return any(key in ("token", "authorization") for key, _ in metadata)
 
 
 def _single(metadata: list[tuple[str, str]], key: str) -> str:

@@ -86,7 +86,7 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
 
     def get(self, request, context):
         record = self.service.get(
-            self.caller(request, context),
+            self.caller(request, context, public_read=True),
             {
                 "policy_id": request.policy_id,
                 "repository_id": request.repository_id,
@@ -107,7 +107,7 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "exclude_managed": request.exclude_managed,
             "include_deleted": request.include_deleted,
         }
-        results, total = self.service.list(self.caller(request, context), params)
+        results, total = self.service.list(self.caller(request, context, public_read=True), params)
         return policy_pb2.PoliciesInfo(
             results=fitted([to_policy_info(r) for r in results], self.max_message_bytes), total_count=total
         )

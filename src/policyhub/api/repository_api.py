@@ -20,9 +20,9 @@ class RepositoryAPI(repository_pb2_grpc.RepositoryServicer):
         self.caller = caller
         self.max_message_bytes = max_message_bytes
 
-    def _context(self, request, context):
+    def _context(self, request, context, public_read: bool = False):
         # Repositories are installation-wide: a domain is optional here.
-        return self.caller(request, context, domain_required=False)
+        return self.caller(request, context, domain_required=False, public_read=public_read)
 
     def register(self, request, context):
         return to_repository_info(
@@ -45,12 +45,13 @@ class RepositoryAPI(repository_pb2_grpc.RepositoryServicer):
 
     def get(self, request, context):
         return to_repository_info(
-            self.service.get(self._context(request, context), request.repository_id), only=list(request.only)
+            self.service.get(self._context(request, context, public_read=True), request.repository_id),
+            only=list(request.only),
         )
 
     def list(self, request, context):
         results, total = self.service.list(
-            self._context(request, context),
+            self._context(request, context, public_read=True),
             {
                 "query": optional_message(request, "query"),
                 "repository_id": request.repository_id,

@@ -16,9 +16,18 @@ class RequestContext:
     domain_id: str
     caller_type: str  # USER | SERVICE_ACCOUNT
     caller_id: str
-    role_type: str  # SYSTEM | DOMAIN_ADMIN | USER
+    role_type: str  # SYSTEM | DOMAIN_ADMIN | USER | ANONYMOUS
     # Ties the audit entries and log lines of one call (and of a caller's trace) together.
     transaction_id: str
+
+
+# The role of an anonymous reader of the public catalogue (SpaceONE listener only). Not a
+# RoleType: no token can claim it.
+ANONYMOUS = "ANONYMOUS"
+
+
+def is_anonymous(ctx: RequestContext) -> bool:
+    return ctx.role_type == ANONYMOUS
 
 
 def utc_now() -> datetime:

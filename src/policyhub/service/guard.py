@@ -27,7 +27,7 @@ from policyhub.domain import Effect, GrantType, RoleType
 from policyhub.engine import Statement, Subject
 from policyhub.engine.coverage import BudgetExceeded, first_uncovered
 from policyhub.errors import PermissionDenied
-from policyhub.service.context import RequestContext
+from policyhub.service.context import RequestContext, is_anonymous
 from policyhub.service.index_cache import IndexCache
 from policyhub.service.permissions import ASSIGNMENT_BIND, SYSTEM_ONLY, Permission
 
@@ -44,6 +44,10 @@ class Guard:
     def require(self, ctx: RequestContext, permission: Permission, resource: str) -> None:
         if ctx.role_type == RoleType.SYSTEM:
             return
+        if is_anonymous(ctx):
+            if permission.public_read:
+                return
+            raise PermissionDenied(f"{permission.name} is not a public read; anonymous callers may only read")
         if permission.name in SYSTEM_ONLY:
             raise PermissionDenied(f"{permission.name} is for system callers only")
         if ctx.role_type == RoleType.DOMAIN_ADMIN:

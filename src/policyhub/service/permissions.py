@@ -14,6 +14,8 @@ class Permission:
     name: str
     # Refused to every caller but SYSTEM, whatever its assignments say.
     system_only: bool = False
+    # Allowed to anonymous callers on the SpaceONE listener (the public catalogue).
+    public_read: bool = False
 
     @property
     def resource_type(self) -> str:
@@ -31,8 +33,8 @@ POLICY_DELETE_MANY = Permission("repository.Policy.delete_many")
 POLICY_RESTORE = Permission("repository.Policy.restore")
 POLICY_ENABLE = Permission("repository.Policy.enable")
 POLICY_DISABLE = Permission("repository.Policy.disable")
-POLICY_GET = Permission("repository.Policy.get")
-POLICY_LIST = Permission("repository.Policy.list")
+POLICY_GET = Permission("repository.Policy.get", public_read=True)
+POLICY_LIST = Permission("repository.Policy.list", public_read=True)
 POLICY_STAT = Permission("repository.Policy.stat")
 # Lifts the escalation rule on a policy; granted by name only (see policyhub.service.guard).
 POLICY_ESCALATE = Permission("repository.Policy.escalate")
@@ -55,8 +57,8 @@ ASSIGNMENT_BIND = Permission("repository.Assignment.bind")
 REPOSITORY_REGISTER = Permission("repository.Repository.register", system_only=True)
 REPOSITORY_UPDATE = Permission("repository.Repository.update", system_only=True)
 REPOSITORY_DEREGISTER = Permission("repository.Repository.deregister", system_only=True)
-REPOSITORY_GET = Permission("repository.Repository.get")
-REPOSITORY_LIST = Permission("repository.Repository.list")
+REPOSITORY_GET = Permission("repository.Repository.get", public_read=True)
+REPOSITORY_LIST = Permission("repository.Repository.list", public_read=True)
 REPOSITORY_STAT = Permission("repository.Repository.stat")
 
 AUDIT_LIST = Permission("repository.Audit.list")

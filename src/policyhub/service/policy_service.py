@@ -20,7 +20,7 @@ from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.remote_policy_manager import RemotePolicyManager
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service import validation
-from policyhub.service.context import Clock, RequestContext
+from policyhub.service.context import Clock, RequestContext, is_anonymous
 from policyhub.service.guard import Guard
 from policyhub.service.invalidation import invalidating
 from policyhub.service.permissions import (
@@ -193,9 +193,11 @@ class PolicyService:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         repository_id = validation.optional_identifier(params.get("repository_id"), "repository_id") or None
         self.guard.require(ctx, POLICY_GET, f"policy/{policy_id}")
-        include_deleted = bool(params.get("include_deleted"))
+        # The public catalogue is this installation's live policies: no remote, no deleted ones.
+        public = is_anonymous(ctx)
+        include_deleted = bool(params.get("include_deleted")) and not public
         if repository_id:
-            repository = self._remote_repository(repository_id, must_exist=True)
+            repository = None if public else self._remote_repository(repository_id, must_exist=True)
             if repository:
                 return self.remote.get(repository, ctx.domain_id, policy_id, include_deleted)
             return self.policies.get(ctx.domain_id, policy_id, repository_id, include_deleted)
@@ -203,7 +205,7 @@ class PolicyService:
             found = self.policies.get(ctx.domain_id, policy_id, None, include_deleted=True)
         except NotFound:
             # A call from another installation (remote hop) is answered from here only: no loops.
-            if params.get("local_only") or policy_id.startswith(MANAGED_ID_PREFIX):
+            if public or params.get("local_only") or policy_id.startswith(MANAGED_ID_PREFIX):
                 raise
             return self.remote.get_anywhere(ctx.domain_id, policy_id, include_deleted)
         if found.get("state") == PolicyState.DELETED and not include_deleted:
@@ -224,12 +226,15 @@ class PolicyService:
             validation.optional_identifier(params.get(key), key)
         validation.name(params.get("name") or "")
         self.guard.require(ctx, POLICY_LIST, "policy")
-        repository = self._remote_repository(params.get("repository_id"))
+        public = is_anonymous(ctx)
+        repository = None if public else self._remote_repository(params.get("repository_id"))
         if repository:
             query = self.policies.remote_query(params.get("query"))
             return self.remote.list(repository, ctx.domain_id, {**params, "query": query})
         query = narrowed(params.get("query"), {key: params.get(key) for key in LIST_SHORTCUTS})
-        include_deleted = bool(params.get("include_deleted")) or params.get("state") == PolicyState.DELETED
+        include_deleted = not public and (
+            bool(params.get("include_deleted")) or params.get("state") == PolicyState.DELETED
+        )
         return self.policies.list(
             ctx.domain_id, query, include_managed=not params.get("exclude_managed"), include_deleted=include_deleted
         )

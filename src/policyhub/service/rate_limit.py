@@ -14,6 +14,7 @@ from policyhub.errors import RateLimited
 
 MAX_KEYS = 100_000
 DOMAIN = "domain"
+ANONYMOUS_PEER = "anonymous_peer"
 AUTH_PEER = "auth_failure_peer"
 AUTH_API_KEY = "auth_failure_api_key"
 
@@ -81,9 +82,10 @@ class TokenBuckets:
 
 
 class RateLimiter:
-    """The service's limits: each domain's calls, and failed authentications per peer address
-    and per API-key id. A limit of 0 is off. Every refusal is RateLimited (RESOURCE_EXHAUSTED
-    with the delay after which a retry can pass) and is reported to `on_limited(kind)`."""
+    """The service's limits: each domain's calls, anonymous calls per peer address (at the
+    domain rate), and failed authentications per peer address and per API-key id. A limit of 0
+    is off. Every refusal is RateLimited (RESOURCE_EXHAUSTED with the delay after which a retry
+    can pass) and is reported to `on_limited(kind)`."""
 
     def __init__(
         self,
@@ -101,6 +103,12 @@ class RateLimiter:
             if domain_per_second > 0
             else None
         )
+        # Apart from the domains': anonymous callers never spend a domain's budget.
+        self.anonymous_peers = (
+            TokenBuckets(domain_per_second, domain_burst, max_keys=max_keys, clock=clock)
+            if domain_per_second > 0
+            else None
+        )
         self.failures = None
         self.key_failures = None
         if auth_failures_per_minute > 0:
@@ -112,6 +120,11 @@ class RateLimiter:
         """Counts one call of a domain; RateLimited when the domain is over its budget."""
         if self.domains is not None:
             self._refuse(DOMAIN, self.domains.take(domain_id))
+
+    def anonymous_call(self, peer: str) -> None:
+        """Counts one anonymous call of a peer address; RateLimited when it is over its budget."""
+        if self.anonymous_peers is not None:
+            self._refuse(ANONYMOUS_PEER, self.anonymous_peers.take(peer))
 
     def before_authentication(self, peer: str, api_key_id: str | None) -> None:
         """RateLimited, without verifying anything, while the peer (or the API-key id) has used up

@@ -7,12 +7,19 @@ import secrets
 from typing import Any
 
 from policyhub.domain import BUILT_IN, LOCAL_REPOSITORY_ID, MANAGED_REPOSITORY_ID, RepositoryType, values
-from policyhub.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ManagedReadOnly, RequiredParameter
+from policyhub.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    ManagedReadOnly,
+    NotFound,
+    RequiredParameter,
+)
 from policyhub.manager.audit_trail import AuditTrail
 from policyhub.manager.remote_policy_manager import RemotePolicyManager
 from policyhub.manager.repository_manager import RepositoryManager
 from policyhub.service import validation
-from policyhub.service.context import Clock, RequestContext
+from policyhub.service.context import Clock, RequestContext, is_anonymous
 from policyhub.service.guard import Guard
 from policyhub.service.permissions import (
     REPOSITORY_DEREGISTER,
@@ -133,6 +140,9 @@ class RepositoryService:
     def get(self, ctx: RequestContext, repository_id: str) -> dict[str, Any]:
         repository_id = validation.identifier(repository_id, "repository_id")
         self.guard.require(ctx, REPOSITORY_GET, "repository")
+        if is_anonymous(ctx) and repository_id not in BUILT_IN:
+            # Remote repositories (their endpoints) are this installation's business.
+            raise NotFound("Repository", "repository_id", repository_id)
         return self.repositories.get(repository_id)
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
@@ -141,7 +151,10 @@ class RepositoryService:
         validation.name(params.get("name") or "")
         self.guard.require(ctx, REPOSITORY_LIST, "repository")
         fields = {key: params.get(key) for key in ("repository_id", "name", "repository_type")}
-        return self.repositories.list(narrowed(params.get("query"), fields))
+        query = narrowed(params.get("query"), fields)
+        if is_anonymous(ctx):
+            query["filter"] = [*(query.get("filter") or []), {"k": "repository_id", "v": list(BUILT_IN), "o": "in"}]
+        return self.repositories.list(query)
 
     def stat(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int | None]:
         self.guard.require(ctx, REPOSITORY_STAT, "repository")

@@ -67,10 +67,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.mongodb.uri (not (or (hasPrefix "mongodb://" .Values.mongodb.uri) (hasPrefix "mongodb+srv://" .Values.mongodb.uri))) }}
 {{- fail "mongodb.uri must start with mongodb:// or mongodb+srv://" }}
 {{- end }}
-{{- range $key := list "host" "port" "mongodb_uri" "jwks_file" "jwt_issuer" "jwt_audience" }}
+{{- range $key := list "host" "port" "mongodb_uri" "jwks_file" "jwt_issuer" "jwt_audience" "spaceone_port" "public_domain_id" }}
 {{- if hasKey $.Values.config $key }}
-{{- fail (printf "config.%s is set by the chart (containerPort, mongodb.uri, identity.*)" $key) }}
+{{- fail (printf "config.%s is set by the chart (containerPort, mongodb.uri, identity.*, spaceone.*)" $key) }}
 {{- end }}
+{{- end }}
+{{- if and .Values.spaceone.enabled (eq (int .Values.spaceone.containerPort) (int .Values.containerPort)) }}
+{{- fail "spaceone.containerPort must differ from containerPort" }}
 {{- end }}
 {{- if .Values.identity.enabled }}
 {{- if and (not .Values.existingSecret) (not .Values.identity.keys) }}
