@@ -64,18 +64,20 @@ class NotFound(PolicyHubError):
     code = "NOT_FOUND"
     name = "NOT_FOUND"
 
-    def __init__(self, resource: str, key: str, value: str):
+    def __init__(self, resource: str, key: str, value: str, hint: str = ""):
         value = clip(value)
-        super().__init__(f"{resource} not found ({key}={value})", metadata={"resource": resource, key: value})
+        message = f"{resource} not found ({key}={value})" + (f"; {hint}" if hint else "")
+        super().__init__(message, metadata={"resource": resource, key: value})
 
 
 class AlreadyExists(PolicyHubError):
     code = "ALREADY_EXISTS"
     name = "ALREADY_EXISTS"
 
-    def __init__(self, resource: str, key: str, value: str):
+    def __init__(self, resource: str, key: str, value: str, hint: str = ""):
         value = clip(value)
-        super().__init__(f"{resource} already exists ({key}={value})", metadata={"resource": resource, key: value})
+        message = f"{resource} already exists ({key}={value})" + (f"; {hint}" if hint else "")
+        super().__init__(message, metadata={"resource": resource, key: value})
 
 
 class FailedPrecondition(PolicyHubError):
