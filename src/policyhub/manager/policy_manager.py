@@ -30,7 +30,7 @@ class PolicyManager:
             keyword_fields=POLICY_KEYWORD_FIELDS,
             minimal_fields=POLICY_MINIMAL_FIELDS,
             datetime_fields=frozenset({"created_at", "updated_at", "deleted_at", "purge_at"}),
-            default_sort=(("created_at", True),),
+            default_sort=(("created_at", False),),
             max_limit=page_max_limit,
         )
 

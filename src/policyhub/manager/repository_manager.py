@@ -23,7 +23,7 @@ class RepositoryManager:
             keyword_fields=("repository_id", "name", "repository_type", "endpoint"),
             minimal_fields=("repository_id", "name", "repository_type"),
             datetime_fields=frozenset({"created_at"}),
-            default_sort=(("created_at", True),),
+            default_sort=(("created_at", False),),
             max_limit=page_max_limit,
         )
 
