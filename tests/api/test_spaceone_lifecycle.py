@@ -10,7 +10,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from helpers import expect_error, parse
+from helpers import expect_error, field_violations, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import audit_pb2
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
@@ -240,3 +240,9 @@ def test_lists_without_sort_come_oldest_first_then_in_insertion_order(client, do
 
     audited = pages(client.audit.list, audit_pb2.AuditQuery, domain, 4, len(order) + len(users))
     assert [a.resource_id for a in audited][: len(order)] == order
+
+
+def test_list_without_domain_id_in_development_mode_is_refused(client):
+    # SpaceONE lists every domain here; nothing may be visible across domains.
+    for call, message in ((client.policy.list, pb.PolicyQuery()), (client.assignment.list, apb.AssignmentQuery())):
+        assert field_violations(expect_error(grpc.StatusCode.INVALID_ARGUMENT, call, message)) == ["domain_id"]
