@@ -84,10 +84,10 @@ class NotFound(PolicyHubError):
     code = "NOT_FOUND"
     name = "NOT_FOUND"
 
-    def __init__(self, resource: str, key: str, value: str):
+    def __init__(self, resource: str, key: str, value: str, hint: str = ""):
         value = clip(value)
         super().__init__(
-            f"{resource} not found ({key}={value})",
+            f"{resource} not found ({key}={value})" + (f"; {hint}" if hint else ""),
             metadata={"resource": resource, key: value},
             # SpaceONE names a missing policy apart; anything else missing is its generic name.
             spaceone_name="ERROR_NO_POLICY" if resource == "Policy" else "",
@@ -99,9 +99,10 @@ class AlreadyExists(PolicyHubError):
     name = "ALREADY_EXISTS"
     spaceone_name = "ERROR_SAVE_UNIQUE_VALUES"
 
-    def __init__(self, resource: str, key: str, value: str):
+    def __init__(self, resource: str, key: str, value: str, hint: str = ""):
         value = clip(value)
-        super().__init__(f"{resource} already exists ({key}={value})", metadata={"resource": resource, key: value})
+        message = f"{resource} already exists ({key}={value})" + (f"; {hint}" if hint else "")
+        super().__init__(message, metadata={"resource": resource, key: value})
 
 
 class FailedPrecondition(PolicyHubError):

@@ -25,11 +25,11 @@ def test_policy_mutations_are_recorded_with_before_and_after(client, domain, oth
     client.policy.delete(policy_pb2.PolicyRequest(policy_id="p", domain_id=domain), timeout=10)
     entries = audits(client, domain, resource_id="p")
     assert [e["method"] for e in entries] == [
-        "repository.Policy.delete",
-        "repository.Policy.update",
         "repository.Policy.create",
+        "repository.Policy.update",
+        "repository.Policy.delete",
     ]
-    delete, update, create = entries
+    create, update, delete = entries
     assert create["transaction_id"] == TRACE and "before" not in create and create["after"]["name"] == "one"
     assert update["before"]["name"] == "one" and update["after"]["name"] == "two"
     assert update["transaction_id"] != TRACE and len(update["transaction_id"]) == 32

@@ -69,16 +69,6 @@ def test_soft_delete_hides_and_restore_brings_back(client, domain):
     deleted = get(client, domain, "p", include_deleted=True)
     assert deleted.state == pb.PolicyInfo.DELETED and deleted.deleted_at and deleted.purge_at > deleted.deleted_at
     assert count(client, domain, include_deleted=True) == 1 == count(client, domain, state=pb.PolicyQuery.DELETED)
-    expect_error(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        client.policy.update,
-        pb.UpdatePolicyRequest(policy_id="p", name="x", domain_id=domain),
-    )
-    expect_error(
-        grpc.StatusCode.ALREADY_EXISTS,
-        client.policy.create,
-        pb.CreatePolicyRequest(policy_id="p", name="again", domain_id=domain),
-    )
     restored = client.policy.restore(pb.PolicyRequest(policy_id="p", domain_id=domain), timeout=10)
     assert restored.state == pb.PolicyInfo.DISABLED and not restored.deleted_at
     assert count(client, domain) == 1
@@ -87,9 +77,9 @@ def test_soft_delete_hides_and_restore_brings_back(client, domain):
 def test_restore_errors(client, domain):
     create(client, domain, "live")
     error = expect_error(
-        grpc.StatusCode.FAILED_PRECONDITION, client.policy.restore, pb.PolicyRequest(policy_id="live", domain_id=domain)
+        grpc.StatusCode.ALREADY_EXISTS, client.policy.restore, pb.PolicyRequest(policy_id="live", domain_id=domain)
     )
-    assert "not deleted" in error.details()
+    assert "policy_id=live" in error.details() and "live policy holds this id" in error.details()
     expect_error(
         grpc.StatusCode.NOT_FOUND, client.policy.restore, pb.PolicyRequest(policy_id="never", domain_id=domain)
     )

@@ -275,6 +275,9 @@ def test_register_get_list_deregister(client, remote, domain):
         assert got == repository
         listed = client.repository.list(rpb.RepositoryQuery(repository_type="remote"), timeout=10)
         assert repository.repository_id in [r.repository_id for r in listed.results]
+        # Without sort, oldest first: the built-ins, then the latest registration last.
+        everything = [r.repository_id for r in client.repository.list(rpb.RepositoryQuery(), timeout=10).results]
+        assert everything[:2] == ["repo-managed", "repo-local"] and everything[-1] == repository.repository_id
         audit = client.audit.list(
             audit_pb2.AuditQuery(domain_id=domain, resource_id=repository.repository_id), timeout=10
         )

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from policyhub.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
+from policyhub.errors import Aborted, AlreadyExists, NotFound
 from policyhub.service.context import utc_now
 from policyhub.service.repository_service import LOCAL_REPOSITORY_ID
 
@@ -95,13 +95,38 @@ def test_policy_soft_delete_restore_and_purge(managers, domain):
         managers.policy.get(domain, "p")
     deleted = managers.policy.get(domain, "p", include_deleted=True)
     assert deleted["state"] == "DELETED" and deleted["purge_at"] > deleted["deleted_at"]
-    with pytest.raises(FailedPrecondition):
+    with pytest.raises(NotFound):
         managers.policy.update(domain, "p", {"name": "x"}, None, utc_now())
     restored, given_back = managers.policy.restore(domain, "p", utc_now())
     assert restored["state"] == "ENABLED" and "purge_at" not in restored
     assert [a["assignment_id"] for a in given_back] == [parked[0]["assignment_id"]]
-    with pytest.raises(FailedPrecondition):
+    with pytest.raises(AlreadyExists):
         managers.policy.restore(domain, "p", utc_now())
+
+
+def test_a_deleted_id_can_be_created_again_and_each_record_stays_apart(managers, domain):
+    first = managers.policy.create(policy(domain, name="first"))
+    now = utc_now()
+    managers.policy.soft_delete(domain, "p", first["etag"], now, now + timedelta(days=1), [assignment(domain)])
+    second = managers.policy.create(policy(domain, name="second"))
+    with pytest.raises(AlreadyExists):
+        managers.policy.create(policy(domain, name="third"))
+    assert managers.policy.get(domain, "p", include_deleted=True)["name"] == "second"
+    with pytest.raises(AlreadyExists):
+        managers.policy.restore(domain, "p", utc_now())
+    # Deleted records of one id are told apart by deleted_at: a delete in the millisecond of the
+    # previous one would collide, and is ABORTED (retry) rather than lost.
+    with pytest.raises(Aborted):
+        managers.policy.soft_delete(domain, "p", second["etag"], now, now + timedelta(days=1), [])
+    later = now + timedelta(milliseconds=1)
+    managers.policy.soft_delete(domain, "p", second["etag"], later, later + timedelta(days=1), [])
+    results, total = managers.policy.list(domain, None, include_managed=False, include_deleted=True)
+    assert total == 2 and {r["name"] for r in results} == {"first", "second"}
+    restored, given_back = managers.policy.restore(domain, "p", utc_now())
+    assert restored["name"] == "second" and given_back == []
+    managers.policy.soft_delete(domain, "p", restored["etag"], utc_now(), utc_now() + timedelta(days=1), [])
+    restored, given_back = managers.policy.restore(domain, "p", utc_now())
+    assert restored["name"] == "second"
 
 
 def test_purge_removes_only_policies_past_their_retention(managers, domain):

@@ -20,7 +20,7 @@ class ApiKeyManager:
             keyword_fields=("api_key_id", "name", "service_account_id"),
             minimal_fields=("api_key_id", "name", "service_account_id", "state"),
             datetime_fields=frozenset({"created_at", "revoked_at"}),
-            default_sort=(("created_at", True),),
+            default_sort=(("created_at", False),),
             max_limit=page_max_limit,
         )
 

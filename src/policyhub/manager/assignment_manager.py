@@ -59,7 +59,7 @@ class AssignmentManager:
             keyword_fields=("assignment_id", "subject_id", "grant_id"),
             minimal_fields=("assignment_id", *KEY_FIELDS, "domain_id"),
             datetime_fields=frozenset({"created_at", "expires_at"}),
-            default_sort=(("created_at", True),),
+            default_sort=(("created_at", False),),
             max_limit=page_max_limit,
         )
 

@@ -27,7 +27,7 @@ class AuditManager:
                 "created_at",
             ),
             datetime_fields=frozenset({"created_at"}),
-            default_sort=(("created_at", True),),
+            default_sort=(("created_at", False),),
             max_limit=page_max_limit,
         )
 

@@ -21,7 +21,7 @@ from mongoengine import Document
 from mongoengine.connection import DEFAULT_CONNECTION_NAME
 
 from policyhub.errors import InvalidArgument, Unavailable
-from policyhub.model import ALL_DOCUMENTS
+from policyhub.model import ALL_DOCUMENTS, SUPERSEDED_INDEXES
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,13 @@ class Database:
         with translate_errors():
             for document in ALL_DOCUMENTS:
                 document.ensure_indexes()
+            for document, names in SUPERSEDED_INDEXES.items():
+                stored = collection(document)
+                for name in set(names) & set(stored.index_information()):
+                    try:
+                        stored.drop_index(name)
+                    except pymongo.errors.OperationFailure:
+                        pass  # another process starting at the same time dropped it first
 
     def ping(self) -> bool:
         """Whether the database answers now (bounded by the connection's timeouts)."""

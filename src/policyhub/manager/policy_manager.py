@@ -10,7 +10,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from policyhub.domain import MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX, PolicyState
-from policyhub.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
+from policyhub.errors import Aborted, AlreadyExists, NotFound
 from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
 from policyhub.manager.records import policy_record, repository_info_lookup, repository_record
 from policyhub.model import PolicyDocument, RepositoryDocument, StatementDocument
@@ -30,7 +30,7 @@ class PolicyManager:
             keyword_fields=POLICY_KEYWORD_FIELDS,
             minimal_fields=POLICY_MINIMAL_FIELDS,
             datetime_fields=frozenset({"created_at", "updated_at", "deleted_at", "purge_at"}),
-            default_sort=(("created_at", True),),
+            default_sort=(("created_at", False),),
             max_limit=page_max_limit,
         )
 
@@ -57,12 +57,11 @@ class PolicyManager:
         # Managed ids have a reserved prefix, so one equality point read on the unique index finds
         # the policy (equality only: some MongoDB-compatible servers scan for $in/$ne).
         owner = MANAGED_DOMAIN_ID if policy_id.startswith(MANAGED_ID_PREFIX) else domain_id
-        raw = collection(PolicyDocument).find_one({"domain_id": owner, "policy_id": policy_id})
-        if (
-            raw is None
-            or (repository_id and raw["repository_id"] != repository_id)
-            or (raw["state"] == PolicyState.DELETED and not include_deleted)
-        ):
+        policies = collection(PolicyDocument)
+        raw = policies.find_one({"domain_id": owner, "policy_id": policy_id, "deleted_at": None})
+        if raw is None and include_deleted:
+            raw = _last_deleted(owner, policy_id)
+        if raw is None or (repository_id and raw["repository_id"] != repository_id):
             raise NotFound("Policy", "policy_id", policy_id)
         return self._with_repository(policy_record(raw))
 
@@ -100,41 +99,53 @@ class PolicyManager:
     ) -> None:
         """Marks the policy DELETED until purge_at, keeping its state and the given assignments
         for restore. Compare-and-set on the etag read here (or the caller's)."""
-        current = collection(PolicyDocument).find_one(
-            {"domain_id": domain_id, "policy_id": policy_id, "state": {"$ne": PolicyState.DELETED}}
-        )
+        current = _live(domain_id, policy_id)
         if current is None or (etag and current["etag"] != etag):
             self._explain_no_match(domain_id, policy_id)
-        updated = _compare_and_set(
-            {"domain_id": domain_id, "policy_id": policy_id, "etag": current["etag"]},
-            now,
-            {
-                "state": PolicyState.DELETED,
-                "state_before_delete": current["state"],
-                "deleted_at": now,
-                "purge_at": purge_at,
-                "parked_assignments": parked,
-            },
-        )
+        try:
+            updated = _compare_and_set(
+                {"_id": current["_id"], "etag": current["etag"]},
+                now,
+                {
+                    "state": PolicyState.DELETED,
+                    "state_before_delete": current["state"],
+                    "deleted_at": now,
+                    "purge_at": purge_at,
+                    "parked_assignments": parked,
+                },
+            )
+        except DuplicateKeyError:
+            # An earlier record of this id was deleted in this very millisecond (deleted, created
+            # again and deleted): its deleted_at is taken.
+            updated = None
         if updated is None:
             raise Aborted("the policy changed while it was being deleted; retry", metadata={"policy_id": policy_id})
 
     @translate_errors()
-    def restore(self, domain_id: str, policy_id: str, now: datetime) -> tuple[dict[str, Any], list[dict]]:
-        """Undoes a soft delete within the retention period; returns the policy and the parked assignments."""
-        current = collection(PolicyDocument).find_one({"domain_id": domain_id, "policy_id": policy_id})
-        if current is None or (current["state"] == PolicyState.DELETED and current["purge_at"] <= now):
+    def restorable(self, domain_id: str, policy_id: str, now: datetime) -> dict[str, Any]:
+        """The record restore would bring back: the latest soft delete of the id, within the
+        retention period. ALREADY_EXISTS while a live policy holds the id (it was created again)."""
+        if _live(domain_id, policy_id):
+            raise _held_by_live(policy_id)
+        current = _last_deleted(domain_id, policy_id)
+        if current is None or current["purge_at"] <= now:
             raise NotFound("Policy", "policy_id", policy_id)
-        if current["state"] != PolicyState.DELETED:
-            raise FailedPrecondition(
-                f"policy {policy_id} is not deleted; nothing to restore", metadata={"policy_id": policy_id}
+        return current
+
+    @translate_errors()
+    def restore(self, domain_id: str, policy_id: str, now: datetime) -> tuple[dict[str, Any], list[dict]]:
+        """Undoes the latest soft delete of the id; returns the policy and the parked assignments.
+        The index allows one live policy per id, so a create racing with this cannot slip in."""
+        current = self.restorable(domain_id, policy_id, now)
+        try:
+            updated = _compare_and_set(
+                {"_id": current["_id"], "etag": current["etag"]},
+                now,
+                {"state": current.get("state_before_delete") or PolicyState.ENABLED, "parked_assignments": []},
+                unset=("state_before_delete", "deleted_at", "purge_at"),
             )
-        updated = _compare_and_set(
-            {"domain_id": domain_id, "policy_id": policy_id, "etag": current["etag"]},
-            now,
-            {"state": current.get("state_before_delete") or PolicyState.ENABLED, "parked_assignments": []},
-            unset=("state_before_delete", "deleted_at", "purge_at"),
-        )
+        except DuplicateKeyError:
+            raise _held_by_live(policy_id) from None
         if updated is None:
             raise Aborted("the policy changed while it was being restored; retry", metadata={"policy_id": policy_id})
         return self._with_repository(policy_record(updated)), current.get("parked_assignments", [])
@@ -154,24 +165,23 @@ class PolicyManager:
         return [(doc["domain_id"], doc["policy_id"]) for doc in expired]
 
     @translate_errors()
-    def park(self, domain_id: str, policy_id: str, assignments: list[dict[str, Any]]) -> None:
-        """Adds assignments to those a soft-deleted policy gives back on restore."""
+    def park(self, domain_id: str, policy_id: str, deleted_at: datetime, assignments: list[dict[str, Any]]) -> None:
+        """Adds assignments to those the policy deleted at deleted_at gives back on restore."""
         collection(PolicyDocument).update_one(
-            {"domain_id": domain_id, "policy_id": policy_id, "state": PolicyState.DELETED},
+            {"domain_id": domain_id, "policy_id": policy_id, "deleted_at": deleted_at},
             {"$push": {"parked_assignments": {"$each": assignments}}},
         )
 
     def _explain_no_match(self, domain_id: str, policy_id: str) -> None:
-        current = collection(PolicyDocument).find_one({"domain_id": domain_id, "policy_id": policy_id}, {"state": 1})
-        if current is None:
-            raise NotFound("Policy", "policy_id", policy_id)
-        if current["state"] == PolicyState.DELETED:
-            raise FailedPrecondition(
-                f"policy {policy_id} is deleted; restore it first", metadata={"policy_id": policy_id}
+        """A deleted policy is not found, as in SpaceONE (deleting twice is NOT_FOUND)."""
+        if _live(domain_id, policy_id):
+            raise Aborted(
+                "the policy changed since the etag was read; get it again and retry",
+                metadata={"policy_id": policy_id},
             )
-        raise Aborted(
-            "the policy changed since the etag was read; get it again and retry", metadata={"policy_id": policy_id}
-        )
+        if _last_deleted(domain_id, policy_id) is not None:
+            raise NotFound("Policy", "policy_id", policy_id, "it is deleted (restorable until purged)")
+        raise NotFound("Policy", "policy_id", policy_id)
 
     def list(
         self, domain_id: str, query: dict | None, include_managed: bool, include_deleted: bool = False
@@ -269,3 +279,25 @@ def _stored_value(key: str, value: Any) -> Any:
     if key == "statements":
         return [to_stored(StatementDocument, statement) for statement in value]
     return value
+
+
+def _live(domain_id: str, policy_id: str) -> dict[str, Any] | None:
+    return collection(PolicyDocument).find_one({"domain_id": domain_id, "policy_id": policy_id, "deleted_at": None})
+
+
+def _held_by_live(policy_id: str) -> AlreadyExists:
+    return AlreadyExists(
+        "Policy", "policy_id", policy_id, "a live policy holds this id; delete or rename it before restoring"
+    )
+
+
+def _last_deleted(domain_id: str, policy_id: str) -> dict[str, Any] | None:
+    """The most recently deleted record of the id (an id deleted, created again and deleted
+    again has several); restore brings back this one."""
+    found = (
+        collection(PolicyDocument)
+        .find({"domain_id": domain_id, "policy_id": policy_id, "deleted_at": {"$ne": None}})
+        .sort([("deleted_at", -1), ("_id", -1)])
+        .limit(1)
+    )
+    return next(iter(found), None)

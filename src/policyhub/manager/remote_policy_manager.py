@@ -29,15 +29,9 @@ class RemotePolicyManager:
     def forget(self, endpoint: str) -> None:
         self.client.forget(endpoint)
 
-    def repository(self, repository_id: str, must_exist: bool = False) -> dict[str, Any] | None:
-        """The repository when it is a remote one, else None; an unknown id is None too, or
-        NOT_FOUND with must_exist."""
-        try:
-            repository = self.repositories.get(repository_id)
-        except NotFound:
-            if must_exist:
-                raise
-            return None
+    def repository(self, repository_id: str) -> dict[str, Any] | None:
+        """The repository when it is a remote one, else None; an unknown id is NOT_FOUND."""
+        repository = self.repositories.get(repository_id)
         return repository if repository["repository_type"] == RepositoryType.REMOTE else None
 
     def get(self, repository: dict[str, Any], domain_id: str, policy_id: str, include_deleted: bool) -> dict[str, Any]:

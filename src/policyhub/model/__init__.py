@@ -3,7 +3,7 @@
 from policyhub.model.api_key import ApiKeyDocument
 from policyhub.model.assignment import AssignmentDocument
 from policyhub.model.audit import AuditDocument
-from policyhub.model.policy import PolicyDocument, StatementDocument
+from policyhub.model.policy import SUPERSEDED_INDEXES, PolicyDocument, StatementDocument
 from policyhub.model.repository import RepositoryDocument
 from policyhub.model.revision import RevisionDocument
 
@@ -24,5 +24,6 @@ __all__ = [
     "PolicyDocument",
     "RepositoryDocument",
     "RevisionDocument",
+    "SUPERSEDED_INDEXES",
     "StatementDocument",
 ]

@@ -52,7 +52,9 @@ class PolicyDocument(Document):
         "collection": "policy",
         "auto_create_index": False,
         "indexes": [
-            {"fields": ["domain_id", "policy_id"], "unique": True, "name": "domain_policy_id"},
+            # One live policy per id (deleted_at null); each soft-deleted one keeps its id under
+            # its own deleted_at, so a deleted id can be created again while it stays restorable.
+            {"fields": ["domain_id", "policy_id", "deleted_at"], "unique": True, "name": "domain_policy_id_deleted_at"},
             {"fields": ["domain_id", "name"], "name": "domain_name"},
             {"fields": ["domain_id", "state"], "name": "domain_state"},
             {"fields": ["domain_id", "repository_id"], "name": "domain_repository"},
@@ -63,3 +65,8 @@ class PolicyDocument(Document):
             {"fields": ["purge_at"], "expireAfterSeconds": 0, "name": "purge_ttl"},
         ],
     }
+
+
+# Indexes earlier versions created, dropped at start: the unique (domain_id, policy_id) one
+# would keep a soft-deleted policy's id from being created again.
+SUPERSEDED_INDEXES = {PolicyDocument: ("domain_policy_id",)}

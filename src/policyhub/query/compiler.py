@@ -610,7 +610,9 @@ def _sort_document(pairs: list[tuple[str, bool]] | tuple[tuple[str, bool], ...])
 
 def _list_sort(sort: Any, schema: QuerySchema) -> Doc:
     document = _sort_document(_sort_keys(sort, f"{_ROOT}.sort") or schema.default_sort)
-    document.setdefault("_id", 1)  # unique tie-breaker: pages over equal sort values stay stable
+    # Unique tie-breaker: pages over equal sort values stay stable, and equal created_at keep
+    # insertion order (a process's ObjectIds increase), so the default is SpaceONE's oldest first.
+    document.setdefault("_id", 1)
     return document
 
 

@@ -94,7 +94,7 @@ class PolicyLifecycleService:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         self.guard.require(ctx, POLICY_RESTORE, f"policy/{policy_id}")
         refuse_managed_id(policy_id, "restored")
-        deleted = self.policies.get(ctx.domain_id, policy_id, include_deleted=True)
+        deleted = self.policies.restorable(ctx.domain_id, policy_id, self.clock())
         require_held(self.guard, ctx, policy_id, gives=allows(deleted))
         with invalidating(self.revisions, ctx.domain_id):
             restored = self._restore(ctx, policy_id)
@@ -104,6 +104,8 @@ class PolicyLifecycleService:
     def purge_expired(self) -> int:
         purged = self.policies.purge_expired(self.clock())
         for domain_id, policy_id in purged:
+            if self.policies.existing_ids(domain_id, [policy_id]):
+                continue  # created again: the grants left on the id are the live policy's
             # Nothing may grant an id that is free again: a new policy must not inherit grants.
             with invalidating(self.revisions, domain_id):
                 self.assignments.delete_ids(
@@ -122,7 +124,7 @@ class PolicyLifecycleService:
         # a cascade parks them too; otherwise the delete backs off, as if it had seen them.
         late = self.assignments.for_policy(ctx.domain_id, policy_id)
         if late and cascade:
-            self.policies.park(ctx.domain_id, policy_id, late)
+            self.policies.park(ctx.domain_id, policy_id, now, late)
             self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in late])
         elif late:
             self._restore(ctx, policy_id)

@@ -197,7 +197,7 @@ class PolicyService:
         public = is_anonymous(ctx)
         include_deleted = bool(params.get("include_deleted")) and not public
         if repository_id:
-            repository = None if public else self._remote_repository(repository_id, must_exist=True)
+            repository = None if public else self._remote_repository(repository_id)
             if repository:
                 return self.remote.get(repository, ctx.domain_id, policy_id, include_deleted)
             return self.policies.get(ctx.domain_id, policy_id, repository_id, include_deleted)
@@ -212,12 +212,12 @@ class PolicyService:
             raise NotFound("Policy", "policy_id", policy_id)
         return found
 
-    def _remote_repository(self, repository_id: str | None, must_exist: bool = False) -> dict[str, Any] | None:
+    def _remote_repository(self, repository_id: str | None) -> dict[str, Any] | None:
         """The repository when repository_id names a remote one, else None: the policies are then
-        local or managed (an unknown id keeps filtering them, matching nothing, unless must_exist)."""
+        local or managed. An unknown id is NOT_FOUND, as in SpaceONE."""
         if not repository_id or repository_id in BUILT_IN:
             return None
-        return self.remote.repository(repository_id, must_exist)
+        return self.remote.repository(repository_id)
 
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """Without repository_id: local and managed policies (one round trip); remote policies
