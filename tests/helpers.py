@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from google.protobuf import json_format
@@ -68,3 +70,19 @@ def grant_policy(stub, domain: str, user: str, policy_id: str, metadata=()):
         metadata=metadata,
         timeout=10,
     )
+
+
+def expect_unavailable(endpoint: str, call, request, bound: float) -> grpc.RpcError:
+    """UNAVAILABLE naming the endpoint (never INTERNAL, never a hang), within `bound` seconds."""
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, timeout=bound + 10)
+    elapsed = time.monotonic() - started
+    error = info.value
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, f"{error.code()}: {error.details()}"
+    assert endpoint in error.details()
+    assert error.details().startswith("ERROR_UNAVAILABLE: remote repository ")
+    assert error_reason(error) == "ERROR_UNAVAILABLE"
+    assert error_info(error).metadata["endpoint"] == endpoint
+    assert elapsed < bound, f"took {elapsed:.2f}s, bound {bound}s"
+    return error

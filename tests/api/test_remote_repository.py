@@ -29,11 +29,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_status import rpc_status
 
-from helpers import as_dict, error_reason, expect_error, field_violations, parse
+from helpers import as_dict, error_info, expect_error, expect_unavailable, field_violations, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, audit_pb2, policy_pb2_grpc, repository_pb2_grpc
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import repository_pb2 as rpb
@@ -206,32 +204,6 @@ def get(stub, domain: str, policy_id: str, repository_id: str = "", **fields) ->
         pb.GetRepositoryPolicyRequest(policy_id=policy_id, repository_id=repository_id, domain_id=domain, **fields),
         timeout=15,
     )
-
-
-def error_metadata(error: grpc.RpcError) -> dict:
-    status = rpc_status.from_call(error)
-    for detail in status.details if status else []:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return dict(info.metadata)
-    return {}
-
-
-def expect_unavailable(endpoint: str, call, request, bound: float) -> grpc.RpcError:
-    """UNAVAILABLE naming the endpoint (never INTERNAL, never a hang), within `bound` seconds."""
-    started = time.monotonic()
-    with pytest.raises(grpc.RpcError) as info:
-        call(request, timeout=bound + 10)
-    elapsed = time.monotonic() - started
-    error = info.value
-    assert error.code() == grpc.StatusCode.UNAVAILABLE, f"{error.code()}: {error.details()}"
-    assert endpoint in error.details()
-    assert error.details().startswith("ERROR_UNAVAILABLE: remote repository ")
-    assert error_reason(error) == "ERROR_UNAVAILABLE"
-    assert error_metadata(error)["endpoint"] == endpoint
-    assert elapsed < bound, f"took {elapsed:.2f}s, bound {bound}s"
-    return error
 
 
 SEED = {
@@ -487,7 +459,7 @@ def test_silent_endpoint_at_register_is_unavailable_within_the_deadline(client, 
             rpb.CreateRepositoryRequest(name=name, repository_type="remote", endpoint=endpoint),
             FAST_TIMEOUT + SLACK,
         )
-        assert error_metadata(error)["remote_code"] in ("DEADLINE_EXCEEDED", "UNAVAILABLE")
+        assert dict(error_info(error).metadata)["remote_code"] in ("DEADLINE_EXCEEDED", "UNAVAILABLE")
     assert client.repository.list(rpb.RepositoryQuery(name=name), timeout=10).total_count == 0
 
 
@@ -506,7 +478,7 @@ def test_endpoint_without_a_policy_api_is_refused(client, fast, mongomock_only):
             FAST_TIMEOUT + SLACK,
         )
         assert "answered UNIMPLEMENTED" in error.details()
-        assert error_metadata(error)["remote_code"] == "UNIMPLEMENTED"
+        assert dict(error_info(error).metadata)["remote_code"] == "UNIMPLEMENTED"
         assert client.repository.list(rpb.RepositoryQuery(name=name), timeout=10).total_count == 0
     finally:
         server.stop(0)
@@ -903,7 +875,7 @@ def test_unconvertible_remote_answers_are_unavailable_never_internal(fast, domai
                 (fast.policy.stat, stat, "stat"),
             ):
                 error = expect_unavailable(endpoint, call, request, bound)
-                assert error_metadata(error)["remote_code"] == "INVALID_RESPONSE"
+                assert dict(error_info(error).metadata)["remote_code"] == "INVALID_RESPONSE"
                 assert f"unusable {method} answer" in error.details()
         assert servicer.calls == 8
 

@@ -15,9 +15,8 @@ from concurrent import futures
 import grpc
 import pytest
 from google.protobuf import struct_pb2
-from test_remote_repository import error_metadata, expect_unavailable
 
-from helpers import as_dict, expect_error, parse
+from helpers import as_dict, error_info, expect_error, expect_unavailable, parse
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2_grpc, repository_pb2_grpc
 from policyhub._gen.spaceone.api.repository.v1 import repository_pb2 as rpb
@@ -222,7 +221,7 @@ def test_a_remote_without_a_local_repository_is_refused(client):
             rpb.CreateRepositoryRequest(name=name, repository_type="remote", endpoint=remote.endpoint),
         )
         assert remote.endpoint in error.details() and "no local repository" in error.details()
-        assert error_metadata(error)["endpoint"] == remote.endpoint
+        assert dict(error_info(error).metadata)["endpoint"] == remote.endpoint
         assert client.repository.list(rpb.RepositoryQuery(name=name), timeout=10).total_count == 0
     finally:
         remote.stop()
@@ -243,7 +242,7 @@ def test_a_remote_refusing_stat_is_unavailable_naming_it(client, domain, code):
             ),
             BOUND,
         )
-        assert error_metadata(error)["remote_code"] == code.name
+        assert dict(error_info(error).metadata)["remote_code"] == code.name
         assert f"answered {code.name}" in error.details()
         # the remote's other calls still work
         listed = client.policy.list(
