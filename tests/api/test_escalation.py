@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from helpers import expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
+from policyhub.errors import NotFound
 
 OPERATOR = {"effect": "ALLOW", "actions": ["repository.Policy.*", "repository.Assignment.*"], "resources": ["*"]}
 
@@ -424,3 +425,97 @@ def test_no_sequence_of_calls_gives_anyone_more_than_the_caller_held(secure, ini
         assert now[("USER", "eve")] <= before[("USER", "eve")], op
         for subject in SUBJECTS:
             assert now[subject] <= before[subject] | before[("USER", "eve")], (subject, op)
+
+
+def test_a_wildcard_holder_cannot_mint_escalate_or_bind(secure, domain):
+    """`repository.Assignment.*` held does not cover handing out `repository.Assignment.bind` by
+    name (nor `repository.Policy.escalate`): else a policy admin mints itself the bypass."""
+    create(secure, domain, admin(secure, domain), "operator", statements=[OPERATOR])
+    grant(secure, domain, admin(secure, domain), "mal", "POLICY", "operator")
+    mal = user(secure, domain, "mal")
+    for action in ("repository.Assignment.bind", "REPOSITORY.POLICY.ESCALATE"):
+        error = expect_error(
+            grpc.StatusCode.PERMISSION_DENIED,
+            secure.policy.create,
+            parse(
+                pb.CreatePolicyRequest,
+                {
+                    "policy_id": "mint",
+                    "name": "mint",
+                    "domain_id": domain,
+                    "statements": [{"effect": "ALLOW", "actions": [action], "resources": ["*"]}],
+                },
+            ),
+            metadata=mal,
+        )
+        assert action in error.details()
+    # An admin-made policy carrying bind is not the operator's to take either.
+    create(
+        secure,
+        domain,
+        admin(secure, domain),
+        "binder",
+        statements=[{"effect": "ALLOW", "actions": ["repository.Assignment.bind"], "resources": ["*"]}],
+    )
+    expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        secure.assignment.add,
+        assignments_request(domain, "mal", "POLICY", "binder"),
+        metadata=mal,
+    )
+    expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        secure.assignment.create,
+        parse(
+            apb.CreateAssignmentRequest,
+            {
+                "subject": {"type": "USER", "id": "mal"},
+                "grant": {"type": "POLICY", "id": "managed-full-access"},
+                "domain_id": domain,
+            },
+        ),
+        metadata=mal,
+    )
+    assert not allowed(secure, domain, "mal", "anything.at.all", "x")
+
+
+def test_joining_a_group_counts_its_disabled_policies(secure, domain):
+    """Enabling a group's policy later must not widen a membership granted now."""
+    boss = admin(secure, domain)
+    create(secure, domain, boss, "operator", statements=[OPERATOR])
+    grant(secure, domain, boss, "nia", "POLICY", "operator")
+    create(secure, domain, boss, "breakglass", permissions=["*"])
+    grant(secure, domain, boss, "admins", "POLICY", "breakglass", subject_type="GROUP")
+    secure.policy.disable(pb.PolicyRequest(policy_id="breakglass", domain_id=domain), metadata=boss, timeout=10)
+    error = expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        secure.assignment.add,
+        assignments_request(domain, "nia", "GROUP", "admins"),
+        metadata=user(secure, domain, "nia"),
+    )
+    assert "policy breakglass" in error.details()
+
+
+def test_a_checked_change_acts_only_on_the_version_it_checked(secure, domain, monkeypatch):
+    """The policy is momentarily not live when read (a concurrent rename moved its id away and
+    back): the change must not be written unchecked onto whatever holds the id at write time."""
+    boss = admin(secure, domain)
+    create(secure, domain, boss, "operator", statements=[OPERATOR])
+    create(secure, domain, boss, "benign", permissions=["repository.Policy.get"])
+    for policy_id in ("operator", "benign"):
+        grant(secure, domain, boss, "oz", "POLICY", policy_id)
+    manager = secure.app.managers.policy
+    original = manager.get
+    calls = []
+
+    def not_live_once(domain_id, policy_id, *args, **kwargs):
+        calls.append(policy_id)
+        if policy_id == "benign" and len([c for c in calls if c == "benign"]) == 1:
+            raise NotFound("Policy", "policy_id", policy_id)
+        return original(domain_id, policy_id, *args, **kwargs)
+
+    monkeypatch.setattr(manager, "get", not_live_once)
+    request = parse(pb.UpdatePolicyRequest, {"policy_id": "benign", "domain_id": domain, "permissions": ["*"]})
+    expect_error(grpc.StatusCode.ABORTED, secure.policy.update, request, metadata=user(secure, domain, "oz"))
+    monkeypatch.setattr(manager, "get", original)
+    assert not allowed(secure, domain, "oz", "anything.at.all", "x")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Collection, Generic, Iterable, Iterator, Sequence, TypeVar
 
 from policyhub.engine.model import Statement
 from policyhub.engine.patterns import collapse_stars, compile_pattern, has_wildcard, is_match_all, literal_prefix
@@ -168,7 +168,10 @@ class Uncovered:
 
 
 def first_uncovered(
-    held: Sequence[Statement], wanted: Sequence[Statement], budget: Budget | None = None
+    held: Sequence[Statement],
+    wanted: Sequence[Statement],
+    budget: Budget | None = None,
+    by_name: Collection[str] = (),
 ) -> Uncovered | None:
     """Does ``held`` (someone's effective statements) already allow everything ``wanted`` names?
 
@@ -178,6 +181,9 @@ def first_uncovered(
     pattern overlapping it and a resource pattern overlapping it): then every concrete
     (action, resource) the pair names is allowed to the holder. Returns the first pair that
     fails, or None. Raises BudgetExceeded when the question is too large to answer.
+
+    An action in ``by_name`` (lower-cased) is covered only by a held ALLOW statement that names
+    it exactly (case-insensitively): a wildcard held covers it for no one.
     """
     budget = budget or Budget()
     allows = [s for s in held if s.effect == "ALLOW"]
@@ -204,7 +210,10 @@ def first_uncovered(
             covered = touched = 0
             for outer, bit in allow_index.may_contain(pattern):
                 budget.spend(1)
-                if not covered >> bit & 1 and contains(outer, pattern, budget):
+                if kind == "action" and pattern in by_name:
+                    if outer == pattern:
+                        covered |= 1 << bit
+                elif not covered >> bit & 1 and contains(outer, pattern, budget):
                     covered |= 1 << bit
             for other, bit in deny_index.may_overlap(pattern):
                 budget.spend(1)

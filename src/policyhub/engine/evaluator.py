@@ -540,6 +540,18 @@ class DomainIndex:
         policy = self._policies.get(policy_id)
         return None if policy is None else policy.statements
 
+    def carried_statements(self, subject: Subject) -> list[tuple[str, int, Statement]]:
+        """(policy id, statement index, statement) of every known policy the subject reaches through
+        unexpired edges, enabled or not: what a grant of membership brings now or once a policy is
+        enabled (the escalation rule must count both). Sorted by (policy id, index)."""
+        held = self._closure(subject).held
+        return [
+            (pid, index, statement)
+            for pid in sorted(held)
+            if (policy := self._policies.get(pid)) is not None
+            for index, statement in enumerate(policy.statements)
+        ]
+
     def held_statements(self, subject: Subject) -> tuple[Statement, ...]:
         """The statements that apply to the subject (those of :meth:`effective_statements`)."""
         held = self._held.get(subject)

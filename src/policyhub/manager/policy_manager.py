@@ -84,7 +84,7 @@ class PolicyManager:
         except DuplicateKeyError:
             raise AlreadyExists("Policy", "policy_id", changes["policy_id"]) from None
         if updated is None:
-            self._explain_no_match(domain_id, policy_id)
+            self.explain_no_match(domain_id, policy_id)
         return self._with_repository(policy_record(updated))
 
     @translate_errors()
@@ -101,7 +101,7 @@ class PolicyManager:
         for restore. Compare-and-set on the etag read here (or the caller's)."""
         current = _live(domain_id, policy_id)
         if current is None or (etag and current["etag"] != etag):
-            self._explain_no_match(domain_id, policy_id)
+            self.explain_no_match(domain_id, policy_id)
         try:
             updated = _compare_and_set(
                 {"_id": current["_id"], "etag": current["etag"]},
@@ -172,7 +172,7 @@ class PolicyManager:
             {"$push": {"parked_assignments": {"$each": assignments}}},
         )
 
-    def _explain_no_match(self, domain_id: str, policy_id: str) -> None:
+    def explain_no_match(self, domain_id: str, policy_id: str) -> None:
         """A deleted policy is not found, as in SpaceONE (deleting twice is NOT_FOUND)."""
         if _live(domain_id, policy_id):
             raise Aborted(

@@ -29,12 +29,17 @@ from policyhub.engine.coverage import BudgetExceeded, first_uncovered
 from policyhub.errors import PermissionDenied
 from policyhub.service.context import RequestContext, is_anonymous
 from policyhub.service.index_cache import IndexCache
-from policyhub.service.permissions import ASSIGNMENT_BIND, SYSTEM_ONLY, Permission
+from policyhub.service.permissions import ASSIGNMENT_BIND, POLICY_ESCALATE, SYSTEM_ONLY, Permission
 
 # Callers the escalation rule does not apply to.
 UNRESTRICTED = (RoleType.SYSTEM, RoleType.DOMAIN_ADMIN)
 # Each (label, statement): the label names the statement in a refusal (e.g. `statements[2]`).
 Labelled = Sequence[tuple[str, Statement]]
+
+
+# Handed out only by a caller that holds them by name: a wildcard such as `repository.Assignment.*`
+# covers every other action, but not these (else it would mint the bypass for itself).
+BY_NAME = frozenset({POLICY_ESCALATE.name.lower(), ASSIGNMENT_BIND.name.lower()})
 
 
 class Guard:
@@ -75,7 +80,7 @@ class Guard:
             (f"{label} (deny removed)", s) for label, s in lifts
         ]
         try:
-            missing = first_uncovered(index.held_statements(caller), [s for _, s in labelled])
+            missing = first_uncovered(index.held_statements(caller), [s for _, s in labelled], by_name=BY_NAME)
         except BudgetExceeded:
             raise PermissionDenied(
                 f"{resource}: cannot show within bounds that {ctx.caller_type} {ctx.caller_id} "
@@ -112,12 +117,10 @@ class Guard:
                     for i, s in enumerate(index.policy_statements(grant_id) or ())
                 ]
             else:
+                # Disabled policies count too: enabling one later must not widen a grant made now.
                 labelled = [
-                    (
-                        f"policy {s.policy_id} statement {s.statement_index} (via {grant_type.lower()}/{grant_id})",
-                        Statement(s.effect, s.actions, s.resources),
-                    )
-                    for s in index.effective_statements(Subject(grant_type, grant_id))
+                    (f"policy {pid} statement {i} (via {grant_type.lower()}/{grant_id})", s)
+                    for pid, i, s in index.carried_statements(Subject(grant_type, grant_id))
                 ]
             effect = Effect.DENY if removing else Effect.ALLOW
             chosen = [(label, s) for label, s in labelled if s.effect == effect]

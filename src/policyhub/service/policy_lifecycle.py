@@ -16,7 +16,7 @@ from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.invalidation import invalidating
 from policyhub.service.permissions import POLICY_DELETE, POLICY_DELETE_MANY, POLICY_RESTORE
-from policyhub.service.policy_rules import allows, denies, own, refuse_managed_id, require_held
+from policyhub.service.policy_rules import allows, denies, live, refuse_managed_id, require_held
 from policyhub.service.policy_rules import etag as request_etag
 from policyhub.service.undo import Undo
 
@@ -47,8 +47,8 @@ class PolicyLifecycleService:
         refuse_managed_id(policy_id, "deleted")
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, [policy_id], cascade)
-        before = own(self.policies, ctx, policy_id)
-        if before is not None and require_held(self.guard, ctx, policy_id, lifts=denies(before)):
+        before = live(self.policies, ctx, policy_id)
+        if require_held(self.guard, ctx, policy_id, lifts=denies(before)):
             etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id):
             self._soft_delete(ctx, policy_id, etag, cascade)

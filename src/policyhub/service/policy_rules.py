@@ -19,12 +19,16 @@ def require_held(guard: Guard, ctx: RequestContext, policy_id: str, gives: Label
     return guard.require_held(ctx, gives, lifts, POLICY_ESCALATE, f"policy/{policy_id}")
 
 
-def own(policies: PolicyManager, ctx: RequestContext, policy_id: str) -> dict[str, Any] | None:
-    """The policy as it is before a change, for the audit trail (None when not live)."""
+def live(policies: PolicyManager, ctx: RequestContext, policy_id: str) -> dict[str, Any]:
+    """The live policy a change starts from: the version the escalation rule checks and the
+    audit's `before`. Not live: NOT_FOUND before anything is written (acting on whatever holds
+    the id by the time of the write would skip the check: a concurrent rename can bring an id
+    back)."""
     try:
         return policies.get(ctx.domain_id, policy_id)
     except NotFound:
-        return None
+        policies.explain_no_match(ctx.domain_id, policy_id)
+        raise
 
 
 def refuse_managed_id(policy_id: str, verb: str) -> None:

@@ -35,7 +35,7 @@ from policyhub.service.permissions import (
 from policyhub.service.policy_rules import (
     allows,
     denies,
-    own,
+    live,
     refuse_managed_id,
     removed_denies,
     require_held,
@@ -140,15 +140,14 @@ class PolicyService:
             # A rename creates the new id: scoped permissions must not be escaped by renaming.
             self.guard.require(ctx, POLICY_CREATE, f"policy/{new_policy_id}")
             refuse_managed_id(new_policy_id, "created")
-        before = own(self.policies, ctx, policy_id)
-        if before is not None:
-            after = {**before, **changes}
-            _within_size(after)
-            if {"policy_id", "permissions", "statements"} & changes.keys() and require_held(
-                self.guard, ctx, policy_id, gives=allows(after), lifts=removed_denies(before, after)
-            ):
-                # The rule was applied to this version: a concurrent change makes the write ABORTED.
-                etag = etag or before["etag"]
+        before = live(self.policies, ctx, policy_id)
+        after = {**before, **changes}
+        _within_size(after)
+        if {"policy_id", "permissions", "statements"} & changes.keys() and require_held(
+            self.guard, ctx, policy_id, gives=allows(after), lifts=removed_denies(before, after)
+        ):
+            # The rule was applied to this version: a concurrent change makes the write ABORTED.
+            etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id), Undo() as undo:
             updated = self.policies.update(ctx.domain_id, policy_id, changes, etag, self.clock())
             if "policy_id" in changes:
@@ -174,11 +173,10 @@ class PolicyService:
         permission = POLICY_ENABLE if enabling else POLICY_DISABLE
         self.guard.require(ctx, permission, f"policy/{policy_id}")
         refuse_managed_id(policy_id, "enabled or disabled")
-        before = own(self.policies, ctx, policy_id)
-        if before is not None:
-            gives, lifts = (allows(before), ()) if enabling else ((), denies(before))
-            if require_held(self.guard, ctx, policy_id, gives=gives, lifts=lifts):
-                etag = etag or before["etag"]
+        before = live(self.policies, ctx, policy_id)
+        gives, lifts = (allows(before), ()) if enabling else ((), denies(before))
+        if require_held(self.guard, ctx, policy_id, gives=gives, lifts=lifts):
+            etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id):
             updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, etag, self.clock())
         self.audit.record(ctx, permission, policy_id, before, updated)
