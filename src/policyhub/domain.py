@@ -11,6 +11,11 @@ import re
 from datetime import datetime, timezone
 from enum import StrEnum
 
+# Metadata key sent on every call to a remote installation; a policyhub answering a call that
+# carries it answers from its own policies only, so installations that are each other's remote
+# never loop.
+HOP_METADATA = "policyhub-remote-hop"
+
 
 def as_utc(moment: datetime) -> datetime:
     """Every time is UTC: a moment without an offset is taken as UTC, others are converted.

@@ -99,7 +99,7 @@ class PolicyHubServer:
             interceptors=[
                 ObservabilityInterceptor(self.app.metrics, self.app.tracer),
                 ErrorInterceptor(),
-                DeadlineInterceptor(self.app.database),
+                DeadlineInterceptor(self.app.database.bounded),
                 *innermost,
             ],
             options=[

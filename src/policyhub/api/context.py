@@ -29,9 +29,10 @@ import grpc
 from opentelemetry import trace
 
 from policyhub.api.listener import on_spaceone_listener
-from policyhub.domain import MANAGED_DOMAIN_ID
+from policyhub.domain import HOP_METADATA, MANAGED_DOMAIN_ID
 from policyhub.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from policyhub.identity import AuthenticationError, looks_like_api_key, parse_api_key
+from policyhub.identity.tokens import MAX_TOKEN_LENGTH
 from policyhub.observability import logs
 from policyhub.service import validation
 from policyhub.service.authentication_service import Authenticator
@@ -39,12 +40,6 @@ from policyhub.service.context import ANONYMOUS, RequestContext
 from policyhub.service.rate_limit import RateLimiter
 
 DEVELOPER = "developer"
-# Sent by policyhub.remote.client on every call to a remote installation; a call carrying it is
-# answered from this installation's own policies only, so two installations that are each
-# other's remote never loop.
-HOP_METADATA = "policyhub-remote-hop"
-# Longer than any JWT or API key we issue or accept; refused before any verification work.
-TOKEN_MAX = 4096
 
 
 class CallerResolver:
@@ -124,7 +119,7 @@ class CallerResolver:
         key_id = _api_key_id(token)
         self.limits.before_authentication(address, key_id)
         try:
-            if len(token) > TOKEN_MAX:
+            if len(token) > MAX_TOKEN_LENGTH:
                 raise Unauthenticated("token too long")
             return self.authenticator.authenticate(token)
         except Unauthenticated:

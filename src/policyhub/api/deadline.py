@@ -3,14 +3,18 @@ connection's own limit): a caller that gave up costs the database nothing more."
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from typing import Callable
+
 import grpc
 
-from policyhub.manager.database import Database
+# The database's `bounded(seconds_left)`: a block whose operations end by then.
+Bounded = Callable[[float | None], AbstractContextManager[object]]
 
 
 class DeadlineInterceptor(grpc.ServerInterceptor):
-    def __init__(self, database: Database):
-        self.database = database
+    def __init__(self, bounded: Bounded):
+        self.bounded = bounded
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -20,7 +24,7 @@ class DeadlineInterceptor(grpc.ServerInterceptor):
 
     def _bounded(self, behavior):
         def wrapper(request, context):
-            with self.database.bounded(context.time_remaining()):
+            with self.bounded(context.time_remaining()):
                 return behavior(request, context)
 
         return wrapper

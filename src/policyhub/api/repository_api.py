@@ -13,7 +13,8 @@ from policyhub.service.repository_service import RepositoryService
 
 
 class RepositoryAPI(repository_pb2_grpc.RepositoryServicer):
-    """Repositories are installation-wide: request domain_id is accepted and ignored."""
+    """Repositories are installation-wide: a request's domain_id does not narrow them. It is still
+    validated, and it decides, as for every call, whose rate limit the call counts against."""
 
     def __init__(self, service: RepositoryService, caller: CallerResolver, max_message_bytes: int):
         self.service = service

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from policyhub.domain import Effect, GrantType, SubjectType, values
+from policyhub.domain import Effect, GrantType, values
 
-SUBJECT_TYPES = values(SubjectType)
 GRANT_TYPES = values(GrantType)
 EFFECTS = values(Effect)
 
@@ -68,7 +67,7 @@ class PolicyRules:
 class Subject:
     """Ordered by (type, id)."""
 
-    type: str  # one of SUBJECT_TYPES
+    type: str  # a SubjectType
     id: str
 
     def __str__(self) -> str:

@@ -26,7 +26,8 @@ CALLER_TYPES = (SubjectType.USER.value, SubjectType.SERVICE_ACCOUNT.value)
 ROLE_TYPES = values(RoleType)
 REQUIRED_CLAIMS = ("exp", "iss", "aud", "sub", "did", "typ", "rol")
 
-MAX_TOKEN_LENGTH = 8192
+# Longer than any JWT or API key we issue or accept (and below gRPC's own metadata limits).
+MAX_TOKEN_LENGTH = 4096
 MAX_SUB_LENGTH = 128
 
 

@@ -71,11 +71,8 @@ class PolicyManager:
     ) -> dict[str, Any]:
         """Atomic compare-and-set on a live policy: nothing is written when the etag no longer
         matches. A `policy_id` change renames it (refused when the new id is taken)."""
-        selector: dict[str, Any] = {
-            "domain_id": domain_id,
-            "policy_id": policy_id,
-            "state": {"$ne": PolicyState.DELETED},
-        }
+        # Live, as everywhere: no deleted_at (an equality the unique index serves; `$ne` on state scans).
+        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id, "deleted_at": None}
         if etag:
             selector["etag"] = etag
         sets = {key: _stored_value(key, value) for key, value in changes.items()}

@@ -102,7 +102,6 @@ def _parse(pattern: str) -> Parsed:
         raise UnsafeRegex("is not a valid regular expression") from None
 
 
-_DOT_STAR = (sre.MAX_REPEAT, sre.MIN_REPEAT)
 _LEADING_DOT_STAR = re.compile(r"((?:\(\?[a-zA-Z]+\))*)\.\*\??")
 
 
@@ -111,7 +110,7 @@ def _without_leading_dot_star(pattern: str, parsed: Parsed) -> tuple[str, Parsed
     `.*`, SpaceONE's habitual wildcard costs a scan instead of a scan per start."""
     while (
         parsed.data
-        and parsed.data[0][0] in _DOT_STAR
+        and parsed.data[0][0] in _REPEATS
         and parsed.data[0][1][:2] == (0, sre.MAXREPEAT)
         and list(parsed.data[0][1][2].data) == [(sre.ANY, None)]
     ):

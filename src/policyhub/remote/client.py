@@ -12,9 +12,9 @@ SpaceONE's repository service), used for `remote` repositories.
   to 50-100 %), never past that deadline. Nothing else is retried.
 - Calls carry the caller's domain in the request body (SpaceONE semantics) and, when
   configured, the service token of config `remote_token` as `token` metadata. They also carry
-  `policyhub-remote-hop: 1` (policyhub.api.context.HOP_METADATA): a policyhub answering such a
-  call searches only its own managed and local policies, so two installations that are each
-  other's remote never loop.
+  `policyhub-remote-hop: 1` (policyhub.domain.HOP_METADATA): a policyhub answering such a
+  call answers from its own policies only (they name its local repository anyway), so two
+  installations that are each other's remote never loop.
 - Errors of the remote never surface as INTERNAL: NOT_FOUND becomes NotFound; everything
   else (UNAVAILABLE, DEADLINE_EXCEEDED, a refused token, ...) becomes Unavailable naming the
   endpoint and the remote's status code. So does an answer that cannot be turned into our
@@ -42,10 +42,9 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     repository_pb2,
     repository_pb2_grpc,
 )
-from policyhub.api.context import HOP_METADATA
 from policyhub.api.info.common import from_stat_struct
 from policyhub.api.info.policy import from_policies_info, from_policy_info
-from policyhub.domain import RepositoryType
+from policyhub.domain import HOP_METADATA, RepositoryType
 from policyhub.errors import FailedPrecondition, NotFound, PolicyHubError, Unavailable
 from policyhub.remote.cache import TTLCache
 from policyhub.remote.endpoint import Endpoint, parse_endpoint

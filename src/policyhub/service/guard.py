@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from policyhub.domain import Effect, GrantType, RoleType
-from policyhub.engine import Statement, Subject
+from policyhub.engine import DomainIndex, Statement, Subject
 from policyhub.engine.coverage import BudgetExceeded, first_uncovered
 from policyhub.errors import PermissionDenied
 from policyhub.service.context import RequestContext, is_anonymous
@@ -72,7 +72,17 @@ class Guard:
         True when the statements were checked (the write must then apply to the version checked)."""
         if ctx.role_type in UNRESTRICTED or not (gives or lifts):
             return False
-        index = self.indexes.get(ctx.domain_id)
+        return self._require_held(ctx, self.indexes.get(ctx.domain_id), gives, lifts, bypass, resource)
+
+    def _require_held(
+        self,
+        ctx: RequestContext,
+        index: DomainIndex,
+        gives: Labelled,
+        lifts: Labelled,
+        bypass: Permission,
+        resource: str,
+    ) -> bool:
         caller = _caller(ctx)
         if index.grants_explicitly(caller, bypass.name, resource):
             return False
@@ -124,8 +134,11 @@ class Guard:
                 ]
             effect = Effect.DENY if removing else Effect.ALLOW
             chosen = [(label, s) for label, s in labelled if s.effect == effect]
-            self.require_held(
+            if not chosen:
+                continue
+            self._require_held(
                 ctx,
+                index,
                 () if removing else chosen,
                 chosen if removing else (),
                 ASSIGNMENT_BIND,

@@ -96,7 +96,7 @@ class PolicyService:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         name = validation.name(params.get("name", ""), required=True)
         content = self._content(params, partial=False)
-        project_id = validation.text(params.get("project_id", ""), "project_id", validation.NAME_MAX)
+        project_id = validation.name(params.get("project_id", ""), "project_id")
         self.guard.require(ctx, POLICY_CREATE, f"policy/{policy_id}")
         refuse_managed_id(policy_id, "created")
         now = self.clock()
@@ -220,9 +220,11 @@ class PolicyService:
     def list(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """Without repository_id: local and managed policies (one round trip); remote policies
         are listed per repository, by the remote (the query passes through, validated here)."""
-        for key in ("policy_id", "project_id", "repository_id"):
+        for key in ("policy_id", "repository_id"):
             validation.optional_identifier(params.get(key), key)
+        # The same rules as on create, so whatever a policy holds can be listed by.
         validation.name(params.get("name") or "")
+        validation.name(params.get("project_id") or "", "project_id")
         self.guard.require(ctx, POLICY_LIST, "policy")
         public = is_anonymous(ctx)
         repository = None if public else self._remote_repository(params.get("repository_id"))
