@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from helpers import expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
-from policyhub.errors import NotFound
 
 OPERATOR = {"effect": "ALLOW", "actions": ["repository.Policy.*", "repository.Assignment.*"], "resources": ["*"]}
 
@@ -505,17 +504,17 @@ def test_a_checked_change_acts_only_on_the_version_it_checked(secure, domain, mo
     for policy_id in ("operator", "benign"):
         grant(secure, domain, boss, "oz", "POLICY", policy_id)
     manager = secure.app.managers.policy
-    original = manager.get
+    original = manager.live
     calls = []
 
-    def not_live_once(domain_id, policy_id, *args, **kwargs):
-        calls.append(policy_id)
-        if policy_id == "benign" and len([c for c in calls if c == "benign"]) == 1:
-            raise NotFound("Policy", "policy_id", policy_id)
-        return original(domain_id, policy_id, *args, **kwargs)
+    def not_live_once(domain_id, policy_ids):
+        calls.append(policy_ids)
+        if policy_ids == ["benign"] and calls.count(["benign"]) == 1:
+            return {}
+        return original(domain_id, policy_ids)
 
-    monkeypatch.setattr(manager, "get", not_live_once)
+    monkeypatch.setattr(manager, "live", not_live_once)
     request = parse(pb.UpdatePolicyRequest, {"policy_id": "benign", "domain_id": domain, "permissions": ["*"]})
     expect_error(grpc.StatusCode.ABORTED, secure.policy.update, request, metadata=user(secure, domain, "oz"))
-    monkeypatch.setattr(manager, "get", original)
+    monkeypatch.setattr(manager, "live", original)
     assert not allowed(secure, domain, "oz", "anything.at.all", "x")

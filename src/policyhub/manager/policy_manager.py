@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -130,10 +130,14 @@ class PolicyManager:
         return current
 
     @translate_errors()
-    def restore(self, domain_id: str, policy_id: str, now: datetime) -> tuple[dict[str, Any], list[dict]]:
-        """Undoes the latest soft delete of the id; returns the policy and the parked assignments.
-        The index allows one live policy per id, so a create racing with this cannot slip in."""
-        current = self.restorable(domain_id, policy_id, now)
+    def restore(
+        self, domain_id: str, policy_id: str, now: datetime, deleted: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], list[dict]]:
+        """Undoes the latest soft delete of the id (or `deleted`, that record as `restorable` read
+        it: then exactly the record checked comes back, or ABORTED); returns the policy and the
+        parked assignments. The index allows one live policy per id, so a create racing with this
+        cannot slip in."""
+        current = deleted or self.restorable(domain_id, policy_id, now)
         try:
             updated = _compare_and_set(
                 {"_id": current["_id"], "etag": current["etag"]},
@@ -169,7 +173,7 @@ class PolicyManager:
             {"$push": {"parked_assignments": {"$each": assignments}}},
         )
 
-    def explain_no_match(self, domain_id: str, policy_id: str) -> None:
+    def explain_no_match(self, domain_id: str, policy_id: str) -> NoReturn:
         """A deleted policy is not found, as in SpaceONE (deleting twice is NOT_FOUND)."""
         if _live(domain_id, policy_id):
             raise Aborted(
@@ -209,6 +213,15 @@ class PolicyManager:
         return query
 
     @translate_errors()
+    @translate_errors()
+    def live(self, domain_id: str, policy_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The domain's live policies among these ids, as stored (no repository join: the start
+        of a change, read by the escalation rule and the audit trail). One equality read for one
+        id (some MongoDB-compatible servers scan for `$in`)."""
+        selector: dict[str, Any] = {"domain_id": domain_id, "deleted_at": None}
+        selector["policy_id"] = policy_ids[0] if len(policy_ids) == 1 else {"$in": policy_ids}
+        return {raw["policy_id"]: policy_record(raw) for raw in collection(PolicyDocument).find(selector)}
+
     def existing_ids(self, domain_id: str, policy_ids: list[str]) -> set[str]:
         """Which of these ids exist (live) in the domain or among the managed policies."""
         found = collection(PolicyDocument).find(

@@ -68,15 +68,15 @@ class PolicyLifecycleService:
         for policy_id in policy_ids:
             self.guard.require(ctx, POLICY_DELETE, f"policy/{policy_id}")
             refuse_managed_id(policy_id, "deleted")
-        live = self.policies.existing_ids(ctx.domain_id, policy_ids)
-        missing = [policy_id for policy_id in policy_ids if policy_id not in live]
+        current = self.policies.live(ctx.domain_id, policy_ids)
+        missing = [policy_id for policy_id in policy_ids if policy_id not in current]
         if missing:
             raise NotFound("Policy", "policy_id", ",".join(missing))
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, policy_ids, cascade)
         etags: dict[str, str | None] = {}
         for policy_id in policy_ids:
-            before = self.policies.get(ctx.domain_id, policy_id)
+            before = current[policy_id]
             etags[policy_id] = (
                 before["etag"] if require_held(self.guard, ctx, policy_id, lifts=denies(before)) else None
             )
@@ -97,7 +97,7 @@ class PolicyLifecycleService:
         deleted = self.policies.restorable(ctx.domain_id, policy_id, self.clock())
         require_held(self.guard, ctx, policy_id, gives=allows(deleted))
         with invalidating(self.revisions, ctx.domain_id):
-            restored = self._restore(ctx, policy_id)
+            restored = self._restore(ctx, policy_id, deleted)
         self.audit.record(ctx, POLICY_RESTORE, policy_id, None, restored)
         return restored
 
@@ -133,8 +133,8 @@ class PolicyLifecycleService:
                 metadata={"assignments": len(late)},
             )
 
-    def _restore(self, ctx: RequestContext, policy_id: str) -> dict[str, Any]:
-        restored, parked = self.policies.restore(ctx.domain_id, policy_id, self.clock())
+    def _restore(self, ctx: RequestContext, policy_id: str, deleted: dict[str, Any] | None = None) -> dict[str, Any]:
+        restored, parked = self.policies.restore(ctx.domain_id, policy_id, self.clock(), deleted)
         self.assignments.put_back(parked)
         return restored
 

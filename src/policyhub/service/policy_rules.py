@@ -7,7 +7,7 @@ from typing import Any
 
 from policyhub.domain import MANAGED_ID_PREFIX, Effect
 from policyhub.engine import Statement
-from policyhub.errors import ManagedReadOnly, NotFound
+from policyhub.errors import ManagedReadOnly
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.service import validation
 from policyhub.service.context import RequestContext
@@ -24,11 +24,10 @@ def live(policies: PolicyManager, ctx: RequestContext, policy_id: str) -> dict[s
     audit's `before`. Not live: NOT_FOUND before anything is written (acting on whatever holds
     the id by the time of the write would skip the check: a concurrent rename can bring an id
     back)."""
-    try:
-        return policies.get(ctx.domain_id, policy_id)
-    except NotFound:
+    found = policies.live(ctx.domain_id, [policy_id]).get(policy_id)
+    if found is None:
         policies.explain_no_match(ctx.domain_id, policy_id)
-        raise
+    return found
 
 
 def refuse_managed_id(policy_id: str, verb: str) -> None:
