@@ -86,3 +86,16 @@ def expect_unavailable(endpoint: str, call, request, bound: float) -> grpc.RpcEr
     assert error_info(error).metadata["endpoint"] == endpoint
     assert elapsed < bound, f"took {elapsed:.2f}s, bound {bound}s"
     return error
+
+
+def allowed(client, domain: str, user: str, action: str = "a.read", metadata=()) -> bool:
+    """Does `check` allow the user the action on resource `r`?"""
+    result = client.assignment.check(
+        parse(
+            assignment_pb2.CheckRequest,
+            {"subject": {"type": "USER", "id": user}, "action": action, "resource": "r", "domain_id": domain},
+        ),
+        metadata=metadata,
+        timeout=10,
+    )
+    return result.decision == assignment_pb2.CheckResult.ALLOW

@@ -150,18 +150,7 @@ def test_permissions_come_from_assignments(secure, domain):
         metadata=user,
     )
     assert "repository.Policy.create" in error.details()
-    secure.assignment.create(
-        parse(
-            apb.CreateAssignmentRequest,
-            {
-                "subject": {"type": "USER", "id": "bob"},
-                "grant": {"type": "POLICY", "id": "managed-read-only"},
-                "domain_id": domain,
-            },
-        ),
-        metadata=admin(secure, domain),
-        timeout=10,
-    )
+    grant_policy(secure, domain, "bob", "managed-read-only", admin(secure, domain))
     assert secure.policy.list(pb.PolicyQuery(domain_id=domain), metadata=user, timeout=10).total_count >= 4
     expect_error(
         grpc.StatusCode.PERMISSION_DENIED,
@@ -169,18 +158,7 @@ def test_permissions_come_from_assignments(secure, domain):
         pb.CreatePolicyRequest(policy_id="p", name="p", domain_id=domain),
         metadata=user,
     )
-    secure.assignment.create(
-        parse(
-            apb.CreateAssignmentRequest,
-            {
-                "subject": {"type": "USER", "id": "bob"},
-                "grant": {"type": "POLICY", "id": "managed-policy-admin"},
-                "domain_id": domain,
-            },
-        ),
-        metadata=admin(secure, domain),
-        timeout=10,
-    )
+    grant_policy(secure, domain, "bob", "managed-policy-admin", admin(secure, domain))
     # Only what bob holds himself can go into a policy he writes (the escalation rule).
     assert create(secure, domain, "p", user, permissions=["repository.Policy.list"]).policy_id == "p"
     entry = as_dict(
@@ -190,18 +168,7 @@ def test_permissions_come_from_assignments(secure, domain):
     )
     assert (entry["caller_type"], entry["caller_id"]) == ("USER", "bob")
     # The deny guardrail beats the admin policy's allow.
-    secure.assignment.create(
-        parse(
-            apb.CreateAssignmentRequest,
-            {
-                "subject": {"type": "USER", "id": "bob"},
-                "grant": {"type": "POLICY", "id": "managed-deny-policy-changes"},
-                "domain_id": domain,
-            },
-        ),
-        metadata=admin(secure, domain),
-        timeout=10,
-    )
+    grant_policy(secure, domain, "bob", "managed-deny-policy-changes", admin(secure, domain))
     expect_error(
         grpc.StatusCode.PERMISSION_DENIED,
         secure.policy.update,

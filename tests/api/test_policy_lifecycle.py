@@ -9,7 +9,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from helpers import as_dict, error_reason, expect_error, field_violations, parse
+from helpers import allowed, as_dict, error_reason, expect_error, field_violations, grant_policy, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
 from policyhub.service.context import utc_now
@@ -23,31 +23,6 @@ def create(client, domain, policy_id, **fields):
         ),
         timeout=10,
     )
-
-
-def assign(client, domain, user, policy_id):
-    client.assignment.create(
-        parse(
-            apb.CreateAssignmentRequest,
-            {
-                "subject": {"type": "USER", "id": user},
-                "grant": {"type": "POLICY", "id": policy_id},
-                "domain_id": domain,
-            },
-        ),
-        timeout=10,
-    )
-
-
-def allowed(client, domain, user, action="a.read"):
-    result = client.assignment.check(
-        parse(
-            apb.CheckRequest,
-            {"subject": {"type": "USER", "id": user}, "action": action, "resource": "r", "domain_id": domain},
-        ),
-        timeout=10,
-    )
-    return result.decision == apb.CheckResult.ALLOW
 
 
 def get(client, domain, policy_id, **extra):
@@ -100,8 +75,8 @@ def test_purged_policy_cannot_be_restored(client, domain):
 
 def test_delete_with_assignments_needs_cascade_and_restore_brings_them_back(client, domain):
     create(client, domain, "held")
-    assign(client, domain, "u1", "held")
-    assign(client, domain, "u2", "held")
+    grant_policy(client, domain, "u1", "held")
+    grant_policy(client, domain, "u2", "held")
     error = expect_error(
         grpc.StatusCode.FAILED_PRECONDITION, client.policy.delete, pb.PolicyRequest(policy_id="held", domain_id=domain)
     )
@@ -117,7 +92,7 @@ def test_delete_with_assignments_needs_cascade_and_restore_brings_them_back(clie
 
 def test_enable_disable_changes_decisions(client, domain):
     created = create(client, domain, "toggle")
-    assign(client, domain, "u", "toggle")
+    grant_policy(client, domain, "u", "toggle")
     assert allowed(client, domain, "u")
     disabled = client.policy.disable(pb.PolicyRequest(policy_id="toggle", domain_id=domain, etag=created.etag))
     assert disabled.state == pb.PolicyInfo.DISABLED and disabled.version == 2
@@ -147,7 +122,7 @@ def test_delete_many_is_all_or_nothing(client, domain):
     )
     assert "ghost" in error.details()
     assert count(client, domain) == 3
-    assign(client, domain, "u", "m3")
+    grant_policy(client, domain, "u", "m3")
     expect_error(
         grpc.StatusCode.FAILED_PRECONDITION,
         client.policy.delete_many,
@@ -176,7 +151,7 @@ def test_delete_many_is_all_or_nothing(client, domain):
 def test_rename_keeps_assignments_attached(client, domain):
     create(client, domain, "old-name")
     create(client, domain, "taken")
-    assign(client, domain, "u", "old-name")
+    grant_policy(client, domain, "u", "old-name")
     renamed = client.policy.update(
         pb.UpdatePolicyRequest(policy_id="old-name", new_policy_id="new-name", domain_id=domain), timeout=10
     )
@@ -274,7 +249,7 @@ def test_delete_sees_an_assignment_added_during_it(client, domain, monkeypatch, 
 
     def assign_first(*args, **kwargs):
         # An assignment lands after the delete counted assignments, before its write.
-        assign(client, domain, "late", "racy")
+        grant_policy(client, domain, "late", "racy")
         original(*args, **kwargs)
 
     monkeypatch.setattr(manager, "soft_delete", assign_first)

@@ -10,7 +10,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from helpers import expect_error, field_violations, parse
+from helpers import allowed, expect_error, field_violations, grant_policy, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import audit_pb2
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
@@ -23,31 +23,6 @@ def create(client, domain, policy_id, name, permissions):
     )
 
 
-def assign(client, domain, user, policy_id):
-    return client.assignment.create(
-        parse(
-            apb.CreateAssignmentRequest,
-            {
-                "subject": {"type": "USER", "id": user},
-                "grant": {"type": "POLICY", "id": policy_id},
-                "domain_id": domain,
-            },
-        ),
-        timeout=10,
-    )
-
-
-def allowed(client, domain, user, action):
-    result = client.assignment.check(
-        parse(
-            apb.CheckRequest,
-            {"subject": {"type": "USER", "id": user}, "action": action, "resource": "r", "domain_id": domain},
-        ),
-        timeout=10,
-    )
-    return result.decision == apb.CheckResult.ALLOW
-
-
 def assignment_count(client, domain):
     return client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).total_count
 
@@ -58,7 +33,7 @@ def request(domain, policy_id="p", **fields):
 
 def test_a_deleted_id_can_be_created_again_and_the_deleted_one_stays_restorable(client, domain):
     create(client, domain, "p", "first", ["a.read"])
-    assign(client, domain, "u", "p")
+    grant_policy(client, domain, "u", "p")
     client.policy.delete(request(domain, cascade=True), timeout=10)
 
     second = create(client, domain, "p", "second", ["b.read"])
@@ -118,10 +93,10 @@ def test_a_deleted_id_can_be_created_again_and_the_deleted_one_stays_restorable(
 
 def test_restore_of_the_first_record_brings_its_parked_assignments_back(client, domain):
     create(client, domain, "p", "first", ["a.read"])
-    assign(client, domain, "u", "p")
+    grant_policy(client, domain, "u", "p")
     client.policy.delete(request(domain, cascade=True), timeout=10)
     create(client, domain, "p", "second", ["b.read"])
-    assign(client, domain, "v", "p")
+    grant_policy(client, domain, "v", "p")
     assert allowed(client, domain, "v", "b.read") and not allowed(client, domain, "u", "b.read")
     client.policy.delete(request(domain, cascade=True), timeout=10)
     restored = client.policy.restore(request(domain), timeout=10)
@@ -133,7 +108,7 @@ def test_purge_removes_only_the_deleted_record(client, domain, monkeypatch):
     create(client, domain, "p", "first", ["a.read"])
     client.policy.delete(request(domain), timeout=10)
     create(client, domain, "p", "second", ["b.read"])
-    assign(client, domain, "u", "p")
+    grant_policy(client, domain, "u", "p")
     lifecycle = client.app.services.policy_lifecycle
     retention_over = utc_now() + lifecycle.retention + timedelta(seconds=1)
     monkeypatch.setattr(lifecycle, "clock", lambda: retention_over)
@@ -234,7 +209,7 @@ def test_lists_without_sort_come_oldest_first_then_in_insertion_order(client, do
 
     users = ["u-m", "u-z", "u-a", "u-q"]
     for user in users:
-        assign(client, domain, user, "p-a")
+        grant_policy(client, domain, user, "p-a")
     listed = pages(client.assignment.list, apb.AssignmentQuery, domain, 3, len(users))
     assert [a.subject.id for a in listed] == users
 
