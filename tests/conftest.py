@@ -25,8 +25,10 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     api_key_pb2_grpc,
     assignment_pb2_grpc,
     audit_pb2_grpc,
+    group_pb2_grpc,
     policy_pb2_grpc,
     repository_pb2_grpc,
+    role_pb2_grpc,
 )
 from policyhub.bootstrap import Application, bootstrap, build_application
 from policyhub.config import Config
@@ -112,6 +114,8 @@ class Client:
     address: str
     backend: str
     app: Application
+    group: group_pb2_grpc.GroupStub
+    role: role_pb2_grpc.RoleStub
 
 
 @pytest.fixture(scope="session")
@@ -132,6 +136,8 @@ def client(app, backend):
         address,
         backend,
         app,
+        group_pb2_grpc.GroupStub(channel),
+        role_pb2_grpc.RoleStub(channel),
     )
     channel.close()
     server.stop(grace=1)
@@ -160,6 +166,8 @@ class SecureClient:
     api_key: api_key_pb2_grpc.ApiKeyStub
     signing_key: object
     app: Application
+    group: group_pb2_grpc.GroupStub
+    role: role_pb2_grpc.RoleStub
 
     def token(
         self,
@@ -226,6 +234,8 @@ def secure(client, tmp_path_factory):
         api_key_pb2_grpc.ApiKeyStub(channel),
         private_key,
         app,
+        group_pb2_grpc.GroupStub(channel),
+        role_pb2_grpc.RoleStub(channel),
     )
     channel.close()
     server.stop(grace=1)

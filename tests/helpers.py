@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2
+from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, group_pb2, role_pb2
 
 
 def expect_error(code: grpc.StatusCode, call, request, **kwargs) -> grpc.RpcError:
@@ -70,6 +70,21 @@ def grant_policy(stub, domain: str, user: str, policy_id: str, metadata=()):
         metadata=metadata,
         timeout=10,
     )
+
+
+def create_sets(stub, domain: str, groups=(), roles=(), metadata=()) -> None:
+    """Creates groups and roles (name = id), as the caller the metadata names: an assignment may
+    name only groups and roles that exist."""
+    for group_id in groups:
+        stub.group.create(
+            group_pb2.CreateGroupRequest(group_id=group_id, name=group_id, domain_id=domain),
+            metadata=metadata,
+            timeout=10,
+        )
+    for role_id in roles:
+        stub.role.create(
+            role_pb2.CreateRoleRequest(role_id=role_id, name=role_id, domain_id=domain), metadata=metadata, timeout=10
+        )
 
 
 def expect_unavailable(endpoint: str, call, request, bound: float) -> grpc.RpcError:

@@ -13,8 +13,10 @@ from policyhub.api.api_key_api import ApiKeyAPI
 from policyhub.api.assignment_api import AssignmentAPI
 from policyhub.api.audit_api import AuditAPI
 from policyhub.api.context import CallerResolver
+from policyhub.api.group_api import GroupAPI
 from policyhub.api.policy_api import PolicyAPI
 from policyhub.api.repository_api import RepositoryAPI
+from policyhub.api.role_api import RoleAPI
 from policyhub.api.server_info_api import ServerInfoAPI
 from policyhub.config import Config
 from policyhub.errors import ConfigError
@@ -32,6 +34,8 @@ from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.remote_policy_manager import RemotePolicyManager
 from policyhub.manager.repository_manager import RepositoryManager
 from policyhub.manager.revision_manager import RevisionManager
+from policyhub.manager.subject_set_manager import SubjectSetManager
+from policyhub.model import GroupDocument, RoleDocument
 from policyhub.observability.metrics import Metrics
 from policyhub.observability.tracing import make_tracer
 from policyhub.remote.cache import TTLCache
@@ -42,12 +46,15 @@ from policyhub.service.audit_service import AuditService
 from policyhub.service.authentication_service import Authenticator
 from policyhub.service.authorization_service import AuthorizationService
 from policyhub.service.context import utc_now
+from policyhub.service.group_service import GroupService
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache, index_builder
 from policyhub.service.policy_lifecycle import PolicyLifecycleService
 from policyhub.service.policy_service import PolicyService
 from policyhub.service.rate_limit import RateLimiter
 from policyhub.service.repository_service import RepositoryService
+from policyhub.service.role_service import RoleService
+from policyhub.service.subject_set_service import adopt_named_sets
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,8 @@ class Managers:
     revision: RevisionManager
     audit: AuditManager
     api_key: ApiKeyManager
+    group: SubjectSetManager
+    role: SubjectSetManager
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,8 @@ class Services:
     authorization: AuthorizationService
     audit: AuditService
     api_key: ApiKeyService
+    group: GroupService
+    role: RoleService
 
 
 @dataclass
@@ -87,6 +98,8 @@ class Application:
     assignment_api: AssignmentAPI
     audit_api: AuditAPI
     api_key_api: ApiKeyAPI
+    group_api: GroupAPI
+    role_api: RoleAPI
     server_info_api: ServerInfoAPI
     metrics: Metrics
     tracer: Tracer
@@ -99,6 +112,13 @@ class Application:
         idempotent, safe from several processes at once) and starts the background jobs."""
         self.services.repository.ensure_built_in()
         self.services.policy.sync_managed()
+        created = adopt_named_sets(self.managers.assignment, [self.services.group, self.services.role])
+        if any(created.values()):
+            log.info(
+                "created %d group and %d role documents for ids that only assignments named (name = id)",
+                created["GROUP"],
+                created["ROLE"],
+            )
         for job in self.jobs:
             job.start()
         if self.config.metrics_port:
@@ -133,6 +153,8 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     api_keys = ApiKeyManager(limit)
     audits = AuditManager(limit)
     repositories = RepositoryManager(limit)
+    groups = SubjectSetManager(GroupDocument, "Group", "group_id", limit)
+    roles = SubjectSetManager(RoleDocument, "Role", "role_id", limit)
     indexes = IndexCache(index_builder(policies, assignments), revisions, utc_now)
     metrics.watch_index_cache(indexes)
     guard = Guard(indexes)
@@ -146,9 +168,14 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     policy_lifecycle = PolicyLifecycleService(
         policies, assignments, revisions, audit, guard, utc_now, timedelta(seconds=config.soft_delete_retention_seconds)
     )
-    assignment_service = AssignmentService(assignments, policies, revisions, audit, guard, utc_now)
+    assignment_service = AssignmentService(
+        assignments, policies, {"GROUP": groups, "ROLE": roles}, revisions, audit, guard, utc_now
+    )
     audit_service = AuditService(audits, guard)
     authorization_service = AuthorizationService(indexes, guard, limit)
+    set_parts = (assignments, assignment_service, indexes, revisions, audit, guard, utc_now)
+    group_service = GroupService(groups, *set_parts, authorization=authorization_service)
+    role_service = RoleService(roles, *set_parts)
     limits = RateLimiter(
         config.rate_limit_domain_per_second,
         config.rate_limit_domain_burst,
@@ -167,6 +194,8 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         authorization=authorization_service,
         audit=audit_service,
         api_key=api_key_service,
+        group=group_service,
+        role=role_service,
     )
     database_health = DatabaseHealth(database)
     return Application(
@@ -179,6 +208,8 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
             revision=revisions,
             audit=audits,
             api_key=api_keys,
+            group=groups,
+            role=roles,
         ),
         services=services,
         policy_api=PolicyAPI(policy_service, policy_lifecycle, caller, page_bytes),
@@ -186,6 +217,8 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         assignment_api=AssignmentAPI(assignment_service, authorization_service, caller, page_bytes),
         audit_api=AuditAPI(audit_service, caller, page_bytes),
         api_key_api=ApiKeyAPI(api_key_service, caller, page_bytes),
+        group_api=GroupAPI(group_service, caller, page_bytes),
+        role_api=RoleAPI(role_service, caller, page_bytes),
         server_info_api=ServerInfoAPI(),
         metrics=metrics,
         tracer=make_tracer(config.tracing_exporter),

@@ -27,10 +27,14 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     assignment_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
+    group_pb2,
+    group_pb2_grpc,
     policy_pb2,
     policy_pb2_grpc,
     repository_pb2,
     repository_pb2_grpc,
+    role_pb2,
+    role_pb2_grpc,
 )
 from policyhub.api.deadline import DeadlineInterceptor
 from policyhub.api.errors import ErrorInterceptor
@@ -47,6 +51,8 @@ SERVICE_NAMES = (
     assignment_pb2.DESCRIPTOR.services_by_name["Assignment"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
     api_key_pb2.DESCRIPTOR.services_by_name["ApiKey"].full_name,
+    group_pb2.DESCRIPTOR.services_by_name["Group"].full_name,
+    role_pb2.DESCRIPTOR.services_by_name["Role"].full_name,
     server_info_pb2.DESCRIPTOR.services_by_name["ServerInfo"].full_name,
 )
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -67,6 +73,8 @@ class PolicyHubServer:
         assignment_pb2_grpc.add_AssignmentServicer_to_server(app.assignment_api, self.grpc_server)
         audit_pb2_grpc.add_AuditServicer_to_server(app.audit_api, self.grpc_server)
         api_key_pb2_grpc.add_ApiKeyServicer_to_server(app.api_key_api, self.grpc_server)
+        group_pb2_grpc.add_GroupServicer_to_server(app.group_api, self.grpc_server)
+        role_pb2_grpc.add_RoleServicer_to_server(app.role_api, self.grpc_server)
         self._add_common(self.grpc_server, SERVICE_NAMES, pool=None)
         self.port = _listen(self.grpc_server, config.host, config.port)
         self.spaceone_server: grpc.Server | None = None

@@ -87,7 +87,11 @@ def test_spaceone_core_client_reads_a_managed_policy(client, request):
     assert out["ok"] is True, out
     assert out["services"] == ["Health", "Policy", "Repository", "ServerInfo", "ServerReflection"]
     assert [r["repository_id"] for r in out["local_repositories"]] == ["repo-local"]
-    assert out["policy"] == {"policy_id": MANAGED, "name": "Read only", "permissions": ["*.get", "*.list", "*.stat"]}
+    assert out["policy"] == {
+        "policy_id": MANAGED,
+        "name": "Read only",
+        "permissions": ["*.get", "*.list", "*.stat", "*.list_users"],
+    }
     (listed,) = out["listed"]["results"]
     assert out["listed"]["total_count"] == 1
     assert (listed["policy_id"], listed["name"], listed["state"]) == (MANAGED, "Read only", "ENABLED")

@@ -414,6 +414,7 @@ class DomainIndex:
         self._allow_index_built = False
         self._held: dict[Subject, tuple[Statement, ...]] = {}
         self._explicit: dict[Subject, dict[str, tuple[str, ...]]] = {}
+        self._member_lists: dict[tuple[Subject, bool], tuple[tuple[Subject, tuple[Subject, ...]], ...]] = {}
 
     # ------------------------------------------------------------------ properties
 
@@ -664,6 +665,41 @@ class DomainIndex:
                     seen.add(m)
                     stack.append(m)
         return seen
+
+    def members(self, target: Subject, nested: bool = False) -> tuple[tuple[Subject, tuple[Subject, ...]], ...]:
+        """The subjects in a role or group through unexpired edges, each with the roles/groups
+        between it and ``target`` (empty for a direct member): directly only, or also through
+        nested roles/groups (each member once, by its shortest path). Sorted by (type, id)."""
+        key = (target, nested)
+        found = self._member_lists.get(key)
+        if found is not None:
+            return found
+        paths: dict[Subject, tuple[Subject, ...]]
+        if not nested:
+            paths = {m: () for m in self._members.get(target, ())}
+        else:
+            paths = {target: ()}
+            order = [target]
+            i = 0
+            while i < len(order):
+                node = order[i]
+                i += 1
+                via = paths[node] if node == target else (node, *paths[node])
+                for member in self._members.get(node, ()):
+                    if member not in paths:
+                        paths[member] = via
+                        order.append(member)
+            del paths[target]
+        found = self._member_lists[key] = tuple(sorted(paths.items()))
+        return found
+
+    def member_count(self, target: Subject) -> int:
+        """How many subjects are directly in a role or group (through unexpired edges)."""
+        return len(self._members.get(target, ()))
+
+    def granted_policies(self, subject: Subject) -> tuple[str, ...]:
+        """The policy ids granted to the subject itself (not through membership), sorted."""
+        return self._grants.get(subject, ())
 
     def subjects_holding(self, policy_id: str) -> list[SubjectGrant]:
         """Subjects holding the policy directly or through membership (GROUP/ROLE subjects

@@ -214,6 +214,71 @@ class AssignmentManager:
             .modified_count
         )
 
+    @staticmethod
+    def _naming(domain_id: str, set_type: str, set_ids: list[str]) -> dict[str, Any]:
+        """Matches the assignments that name a role/group: as member (grant) or as holder (subject)."""
+        return {
+            "domain_id": domain_id,
+            "$or": [
+                {"grant_type": set_type, "grant_id": {"$in": set_ids}},
+                {"subject_type": set_type, "subject_id": {"$in": set_ids}},
+            ],
+        }
+
+    @translate_errors()
+    def count_naming(self, domain_id: str, set_type: str, set_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """By role/group id: (members, grants) — assignments into it, and assignments it holds.
+        Ids named by none are left out."""
+        assignments = collection(AssignmentDocument)
+        counts: dict[str, list[int]] = {}
+        for position, (type_field, id_field) in enumerate((("grant_type", "grant_id"), ("subject_type", "subject_id"))):
+            found = assignments.aggregate(
+                [
+                    {"$match": {"domain_id": domain_id, type_field: set_type, id_field: {"$in": set_ids}}},
+                    {"$group": {"_id": f"${id_field}", "n": {"$sum": 1}}},
+                ]
+            )
+            for doc in found:
+                counts.setdefault(doc["_id"], [0, 0])[position] = doc["n"]
+        return {set_id: (members, grants) for set_id, (members, grants) in counts.items()}
+
+    @translate_errors()
+    def naming(self, domain_id: str, set_type: str, set_ids: list[str]) -> list[dict[str, Any]]:
+        """The assignments that name the roles/groups (what a cascade delete removes)."""
+        return [
+            _record(raw)
+            for raw in collection(AssignmentDocument).find(self._naming(domain_id, set_type, set_ids), {"_id": 0})
+        ]
+
+    @translate_errors()
+    def delete_naming(self, domain_id: str, set_type: str, set_ids: list[str]) -> int:
+        return collection(AssignmentDocument).delete_many(self._naming(domain_id, set_type, set_ids)).deleted_count
+
+    @translate_errors()
+    def rename_set(self, domain_id: str, set_type: str, set_id: str, new_set_id: str) -> int:
+        """Points every assignment that names a renamed role/group at its new id."""
+        assignments = collection(AssignmentDocument)
+        moved = 0
+        for type_field, id_field in (("grant_type", "grant_id"), ("subject_type", "subject_id")):
+            moved += assignments.update_many(
+                {"domain_id": domain_id, type_field: set_type, id_field: set_id}, {"$set": {id_field: new_set_id}}
+            ).modified_count
+        return moved
+
+    @translate_errors()
+    def named_sets(self) -> list[tuple[str, str, str]]:
+        """(domain_id, GROUP|ROLE, id) of every role and group any assignment names, in any domain."""
+        found: set[tuple[str, str, str]] = set()
+        for type_field, id_field in (("grant_type", "grant_id"), ("subject_type", "subject_id")):
+            for doc in collection(AssignmentDocument).aggregate(
+                [
+                    {"$match": {type_field: {"$in": ["GROUP", "ROLE"]}}},
+                    {"$group": {"_id": {"d": "$domain_id", "t": f"${type_field}", "i": f"${id_field}"}}},
+                ]
+            ):
+                found.add((doc["_id"]["d"], doc["_id"]["t"], doc["_id"]["i"]))
+        return sorted(found)
+
     @translate_errors()
     def edges(self, domain_id: str) -> list[dict[str, Any]]:
         """Every assignment of the domain, reduced to what the evaluation engine needs."""

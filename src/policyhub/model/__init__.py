@@ -6,6 +6,7 @@ from policyhub.model.audit import AuditDocument
 from policyhub.model.policy import SUPERSEDED_INDEXES, PolicyDocument, StatementDocument
 from policyhub.model.repository import RepositoryDocument
 from policyhub.model.revision import RevisionDocument
+from policyhub.model.subject_set import GroupDocument, RoleDocument
 
 ALL_DOCUMENTS = (
     PolicyDocument,
@@ -14,6 +15,8 @@ ALL_DOCUMENTS = (
     RevisionDocument,
     AuditDocument,
     ApiKeyDocument,
+    GroupDocument,
+    RoleDocument,
 )
 
 __all__ = [
@@ -21,9 +24,11 @@ __all__ = [
     "ApiKeyDocument",
     "AssignmentDocument",
     "AuditDocument",
+    "GroupDocument",
     "PolicyDocument",
     "RepositoryDocument",
     "RevisionDocument",
+    "RoleDocument",
     "SUPERSEDED_INDEXES",
     "StatementDocument",
 ]

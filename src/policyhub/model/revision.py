@@ -4,12 +4,17 @@ Every server process compares it with the revision its cached evaluation index w
 from, so a write through any process is seen by the next check in every process.
 """
 
-from mongoengine import Document, IntField, StringField
+from mongoengine import DictField, Document, IntField, StringField
 
 
 class RevisionDocument(Document):
     domain_id = StringField(required=True)
     revision = IntField(default=0)
+    # mark -> until (epoch seconds): writes of several documents under way, which readers wait
+    # for (see RevisionManager.begin_write)
+    writes = DictField()
+    # how many of those have landed
+    landed = IntField(default=0)
 
     meta = {
         "collection": "revision",

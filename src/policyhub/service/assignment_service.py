@@ -7,12 +7,13 @@ from datetime import datetime
 from itertools import product
 from typing import Any
 
-from policyhub.domain import GrantType, as_utc
+from policyhub.domain import GrantType, SubjectType, as_utc
 from policyhub.errors import InvalidArgument, NotFound, RequiredParameter
 from policyhub.manager.assignment_manager import AssignmentManager, key_of
 from policyhub.manager.audit_trail import AuditTrail
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
+from policyhub.manager.subject_set_manager import SubjectSetManager
 from policyhub.service import validation
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
@@ -31,6 +32,8 @@ from policyhub.service.shortcuts import narrowed
 from policyhub.service.undo import Undo
 
 MAX_BATCH = 10_000
+# The roles and groups an assignment can name, as subject or as grant: each must exist.
+SET_TYPES = (SubjectType.GROUP, SubjectType.ROLE)
 
 
 def new_assignment_id() -> str:
@@ -42,6 +45,7 @@ class AssignmentService:
         self,
         assignments: AssignmentManager,
         policies: PolicyManager,
+        sets: dict[str, SubjectSetManager],
         revisions: RevisionManager,
         audit: AuditTrail,
         guard: Guard,
@@ -49,6 +53,8 @@ class AssignmentService:
     ):
         self.assignments = assignments
         self.policies = policies
+        # by type (GROUP, ROLE): the managers of the documents an assignment may name
+        self.sets = sets
         self.revisions = revisions
         self.audit = audit
         self.guard = guard
@@ -59,20 +65,29 @@ class AssignmentService:
         grant = validation.grant(params.get("grant"))
         self._authorize(ctx, ASSIGNMENT_CREATE, [grant])
         extras = self._extras(params)
-        self._require_policies(ctx, [grant])
+        self._require_named(ctx, [(subject, grant)])
         self.guard.require_bindable(ctx, [grant], removing=False)
         record = self._record(ctx, subject, grant, extras)
         with invalidating(self.revisions, ctx.domain_id):
             created = self.assignments.create(record)
-            self._recheck_policies(ctx, [record])
+            self._recheck_named(ctx, [record])
         self.audit.record(ctx, ASSIGNMENT_CREATE, created["assignment_id"], None, created)
         return created
 
     def add(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        pairs = self._pairs(params)
-        self._authorize(ctx, ASSIGNMENT_ADD, [grant for _, grant in pairs])
+        return self.add_pairs(ctx, ASSIGNMENT_ADD, self._pairs(params), params)
+
+    def remove(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        return self.remove_pairs(ctx, ASSIGNMENT_REMOVE, self._pairs(params))
+
+    def add_pairs(
+        self, ctx: RequestContext, permission: Permission, pairs: list[tuple[dict, dict]], params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Creates the (subject, grant) pairs that do not exist yet, all or nothing; each grant
+        authorized as `permission` on it; `params` may set expires_at, labels and tags."""
+        self._authorize(ctx, permission, [grant for _, grant in pairs])
         extras = self._extras(params)
-        self._require_policies(ctx, [grant for _, grant in pairs])
+        self._require_named(ctx, pairs)
         self.guard.require_bindable(ctx, [grant for _, grant in pairs], removing=False)
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
         new_records = {
@@ -86,8 +101,8 @@ class AssignmentService:
                 # Pairs created meanwhile by someone else are theirs: reported, not created.
                 existing.update(self.assignments.insert_new(list(new_records.values())))
                 created = [record for key, record in new_records.items() if key not in existing]
-                self._recheck_policies(ctx, created)
-            self.audit.record_many(ctx, ASSIGNMENT_ADD, [(record["assignment_id"], None, record) for record in created])
+                self._recheck_named(ctx, created)
+            self.audit.record_many(ctx, permission, [(record["assignment_id"], None, record) for record in created])
         results = []
         for subject, grant in pairs:
             found = existing.get(_key(subject, grant))
@@ -97,9 +112,12 @@ class AssignmentService:
                 results.append(_change(subject, grant, "CREATED", new_records[_key(subject, grant)]["assignment_id"]))
         return {"results": results, "changed_count": len(created)}
 
-    def remove(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        pairs = self._pairs(params)
-        self._authorize(ctx, ASSIGNMENT_REMOVE, [grant for _, grant in pairs])
+    def remove_pairs(
+        self, ctx: RequestContext, permission: Permission, pairs: list[tuple[dict, dict]]
+    ) -> dict[str, Any]:
+        """Removes the (subject, grant) pairs that exist, all or nothing; each grant authorized
+        as `permission` on it."""
+        self._authorize(ctx, permission, [grant for _, grant in pairs])
         existing = self.assignments.find_by_keys(ctx.domain_id, [_key(s, g) for s, g in pairs])
         self.guard.require_bindable(
             ctx, [{"type": a["grant_type"], "id": a["grant_id"]} for a in existing.values()], removing=True
@@ -111,7 +129,7 @@ class AssignmentService:
                 removed = self.assignments.remove_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
             self.audit.record_many(
                 ctx,
-                ASSIGNMENT_REMOVE,
+                permission,
                 [(a["assignment_id"], a, None) for a in existing.values() if a["assignment_id"] in removed],
             )
         results = []
@@ -190,28 +208,44 @@ class AssignmentService:
         for resource in sorted({f"{grant['type'].lower()}/{grant['id']}" for grant in grants}):
             self.guard.require(ctx, permission, resource)
 
-    def _recheck_policies(self, ctx: RequestContext, records: list[dict[str, Any]]) -> None:
-        """Closes the race with a concurrent delete or rename of a granted policy: after our
-        insert, each granted policy must still be live, else our insert is undone (a concurrent
-        delete re-counts assignments after its own write, so one of the two always backs off)."""
-        granted = sorted({r["grant_id"] for r in records if r["grant_type"] == GrantType.POLICY})
-        if not granted:
+    def _recheck_named(self, ctx: RequestContext, records: list[dict[str, Any]]) -> None:
+        """Closes the race with a concurrent delete or rename of a granted policy, or of a named
+        role or group: after our insert, each must still exist, else our insert is undone (a
+        concurrent delete re-counts assignments after its own write, and a rename moves them
+        after its own, so one of the two always backs off or carries ours along)."""
+        if not records:
             return
+        pairs = [
+            (
+                {"type": r["subject_type"], "id": r["subject_id"]},
+                {"type": r["grant_type"], "id": r["grant_id"]},
+            )
+            for r in records
+        ]
         with Undo() as undo:
             undo.push(self.assignments.delete_ids, ctx.domain_id, [r["assignment_id"] for r in records])
-            live = self.policies.existing_ids(ctx.domain_id, granted)
-            missing = [policy_id for policy_id in granted if policy_id not in live]
+            self._require_named(ctx, pairs)
+
+    def _require_named(self, ctx: RequestContext, pairs: list[tuple[dict, dict]]) -> None:
+        """Every policy granted, and every role or group named (as subject or grant), exists.
+        Users and service accounts live in the identity service: any id is taken."""
+        wanted = sorted({grant["id"] for _, grant in pairs if grant["type"] == GrantType.POLICY})
+        if wanted:
+            existing = self.policies.existing_ids(ctx.domain_id, wanted)
+            missing = [policy_id for policy_id in wanted if policy_id not in existing]
             if missing:
                 raise NotFound("Policy", "policy_id", ",".join(missing))
-
-    def _require_policies(self, ctx: RequestContext, grants: list[dict[str, str]]) -> None:
-        wanted = sorted({grant["id"] for grant in grants if grant["type"] == GrantType.POLICY})
-        if not wanted:
-            return
-        existing = self.policies.existing_ids(ctx.domain_id, wanted)
-        missing = [policy_id for policy_id in wanted if policy_id not in existing]
-        if missing:
-            raise NotFound("Policy", "policy_id", ",".join(missing))
+        for set_type in SET_TYPES:
+            named = sorted(
+                {part["id"] for subject, grant in pairs for part in (subject, grant) if part["type"] == set_type}
+            )
+            if not named:
+                continue
+            manager = self.sets[set_type]
+            existing = manager.existing_ids(ctx.domain_id, named)
+            missing = [set_id for set_id in named if set_id not in existing]
+            if missing:
+                raise NotFound(manager.resource, manager.id_field, ",".join(missing))
 
     def _extras(self, params: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ from policyhub.service.permissions import (
     ASSIGNMENT_EFFECTIVE_PERMISSIONS,
     ASSIGNMENT_LIST_AUTHORIZED_RESOURCES,
     ASSIGNMENT_LIST_SUBJECTS,
+    Permission,
 )
 
 MAX_BATCH_CHECK = 10_000
@@ -46,11 +47,18 @@ class AuthorizationService:
 
     def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int]:
         subject = _subject(params.get("subject"), "subject")
+        return self.authorized_resources(ctx, subject, params, ASSIGNMENT_LIST_AUTHORIZED_RESOURCES, "assignment")
+
+    def authorized_resources(
+        self, ctx: RequestContext, subject: Subject, params: dict[str, Any], permission: Permission, resource: str
+    ) -> tuple[list, int]:
+        """What the subject may act on (`resource_prefix`, `action`, `page` from params), asked
+        with `permission` on `resource`."""
         prefix = validation.text(params.get("resource_prefix") or "", "resource_prefix", ACTION_MAX)
         action = params.get("action") or None
         if action is not None:
             validation.pattern(action, "action")
-        self.guard.require(ctx, ASSIGNMENT_LIST_AUTHORIZED_RESOURCES, "assignment")
+        self.guard.require(ctx, permission, resource)
         found = self.cache.get(ctx.domain_id).list_authorized_resources(subject, prefix, action)
         return self._page(found, params.get("page")), len(found)
 
@@ -77,9 +85,7 @@ class AuthorizationService:
         return self.cache.get(ctx.domain_id).effective_statements(subject)
 
     def _page(self, items: list, page: dict | None) -> list:
-        page = page or {}
-        start = max(int(page.get("start") or 1), 1)
-        limit = min(int(page.get("limit") or self.page_max_limit), self.page_max_limit)
+        start, limit = validation.page(page, self.page_max_limit)
         return items[start - 1 : start - 1 + limit]
 
 

@@ -4,11 +4,19 @@ The index of a domain is rebuilt when the domain's revision (or the managed poli
 revision) changed since it was built — read with one cheap query per call, so a write
 through any server process is seen by the next call of every process — or when an
 assignment it contains expires.
+
+A write of several documents that must be seen at once (a rename) marks itself under way
+before it starts and lands with the revision bump (see policyhub.service.invalidation). An
+index is kept only when the revisions read after building it equal those read before, with
+no such write under way: so a kept index never holds half of one. While one is under way, an
+index built before it still answers (its revision is unchanged); a reader that needs a new one
+waits for the write to land.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -17,8 +25,14 @@ from policyhub.domain import MANAGED_DOMAIN_ID
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.policy_manager import PolicyManager
-from policyhub.manager.revision_manager import RevisionManager
+from policyhub.manager.revision_manager import RevisionManager, RevisionState
 from policyhub.service.context import Clock
+
+# How often a reader looks again while a write of several documents is under way, and how
+# many times a build that saw the revision move is tried before its index answers uncached.
+WAIT_STEP_SECONDS = 0.005
+WAIT_STEP_MAX_SECONDS = 0.05
+BUILD_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -42,20 +56,46 @@ class IndexCache:
         self.misses = 0
 
     def get(self, domain_id: str) -> DomainIndex:
-        revision = self._revisions.current([domain_id, MANAGED_DOMAIN_ID])
+        domains = [domain_id, MANAGED_DOMAIN_ID]
+        state = self._revisions.state(domains)
         now = self._clock()
         built = self._built.get(domain_id)
-        if built and built.revision == revision and (built.next_expiry is None or now < built.next_expiry):
+        if built and self._current(built, state.revisions, now):
             self.hits += 1
             return built.index
         with self._lock(domain_id):
-            built = self._built.get(domain_id)
-            if not (built and built.revision == revision and (built.next_expiry is None or now < built.next_expiry)):
+            attempts = 0
+            while True:
+                state = self._settled(domains, state)
+                built = self._built.get(domain_id)
+                if built and self._current(built, state.revisions, now):
+                    return built.index
                 self.misses += 1
                 index = self._build(domain_id, now)
-                built = _Built(revision, index, index.next_expiry)
-                self._built[domain_id] = built
-            return built.index
+                after = self._revisions.state(domains)
+                if after == state:
+                    self._built[domain_id] = _Built(state.revisions, index, index.next_expiry)
+                    return index
+                attempts += 1
+                if attempts >= BUILD_ATTEMPTS and after.same_writes(state):
+                    # Single-document writes keep landing while we build: answer from this index
+                    # without keeping it (each of those writes is in it whole, or not at all).
+                    return index
+                state = after
+
+    def _settled(self, domains: list[str], state: RevisionState) -> RevisionState:
+        """The revision state once no write of several documents is under way (their marks run
+        out, so a writer that died does not hold readers back for longer than that)."""
+        step = WAIT_STEP_SECONDS
+        while state.writing:
+            time.sleep(step)
+            step = min(step * 2, WAIT_STEP_MAX_SECONDS)
+            state = self._revisions.state(domains)
+        return state
+
+    @staticmethod
+    def _current(built: _Built, revisions: tuple[int, ...], now: datetime) -> bool:
+        return built.revision == revisions and (built.next_expiry is None or now < built.next_expiry)
 
     def _lock(self, domain_id: str) -> threading.Lock:
         with self._locks_guard:

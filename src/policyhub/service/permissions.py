@@ -54,6 +54,29 @@ ASSIGNMENT_EFFECTIVE_PERMISSIONS = Permission("repository.Assignment.effective_p
 # Lifts the escalation rule on a grant; granted by name only.
 ASSIGNMENT_BIND = Permission("repository.Assignment.bind")
 
+GROUP_CREATE = Permission("repository.Group.create")
+GROUP_UPDATE = Permission("repository.Group.update")
+GROUP_DELETE = Permission("repository.Group.delete")
+# Audited as one call; each id is authorized as GROUP_DELETE.
+GROUP_DELETE_MANY = Permission("repository.Group.delete_many")
+GROUP_GET = Permission("repository.Group.get")
+GROUP_LIST = Permission("repository.Group.list")
+GROUP_STAT = Permission("repository.Group.stat")
+GROUP_ADD_USERS = Permission("repository.Group.add_users")
+GROUP_REMOVE_USERS = Permission("repository.Group.remove_users")
+GROUP_LIST_USERS = Permission("repository.Group.list_users")
+GROUP_LIST_AUTHORIZED_RESOURCES = Permission("repository.Group.list_authorized_resources")
+
+ROLE_CREATE = Permission("repository.Role.create")
+ROLE_UPDATE = Permission("repository.Role.update")
+ROLE_DELETE = Permission("repository.Role.delete")
+ROLE_GET = Permission("repository.Role.get")
+ROLE_LIST = Permission("repository.Role.list")
+ROLE_STAT = Permission("repository.Role.stat")
+ROLE_BIND_USERS = Permission("repository.Role.bind_users")
+ROLE_UNBIND_USERS = Permission("repository.Role.unbind_users")
+ROLE_LIST_USERS = Permission("repository.Role.list_users")
+
 REPOSITORY_REGISTER = Permission("repository.Repository.register", system_only=True)
 REPOSITORY_UPDATE = Permission("repository.Repository.update", system_only=True)
 REPOSITORY_DEREGISTER = Permission("repository.Repository.deregister", system_only=True)

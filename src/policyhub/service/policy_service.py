@@ -22,7 +22,7 @@ from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service import validation
 from policyhub.service.context import Clock, RequestContext, is_anonymous
 from policyhub.service.guard import Guard
-from policyhub.service.invalidation import invalidating
+from policyhub.service.invalidation import invalidating, invalidating_at_once
 from policyhub.service.permissions import (
     POLICY_CREATE,
     POLICY_DISABLE,
@@ -148,7 +148,9 @@ class PolicyService:
         ):
             # The rule was applied to this version: a concurrent change makes the write ABORTED.
             etag = etag or before["etag"]
-        with invalidating(self.revisions, ctx.domain_id), Undo() as undo:
+        # A rename moves the policy's assignments too: checks see the whole of it at once.
+        landing = invalidating_at_once if "policy_id" in changes else invalidating
+        with landing(self.revisions, ctx.domain_id), Undo() as undo:
             updated = self.policies.update(ctx.domain_id, policy_id, changes, etag, self.clock())
             if "policy_id" in changes:
                 # Renamed back if its assignments cannot follow: none may be left on a free id.

@@ -53,13 +53,20 @@ def require(value: Any, field: str) -> Any:
 
 
 def policy_id(value: str, field: str = "policy_id") -> str:
+    return new_id(value, field, spaceone_name="ERROR_INVALID_POLICY_ID_FORMAT")
+
+
+def new_id(value: str, field: str, spaceone_name: str = "") -> str:
+    """The id of a policy, or of a group or role being created or renamed: lower-case letters,
+    digits and hyphens. (Groups and roles that earlier versions knew only as ids inside
+    assignments keep their ids; they are looked up by the looser `identifier` rule.)"""
     require(value, field)
     # fullmatch: SpaceONE's re.match let a bad last character through.
     if len(value) > POLICY_ID_MAX or not POLICY_ID_RE.fullmatch(value):
         raise InvalidArgument(
             field,
             f"must match ^[a-z0-9][a-z0-9-]*$ and have at most {POLICY_ID_MAX} characters",
-            spaceone_name="ERROR_INVALID_POLICY_ID_FORMAT",
+            spaceone_name=spaceone_name,
         )
     return value
 
@@ -269,3 +276,11 @@ def grant(value: dict[str, str] | None, field: str = "grant") -> dict[str, str]:
     if grant_type == GrantType.POLICY:
         return {"type": grant_type, "id": policy_id(value.get("id", ""), f"{field}.id")}
     return {"type": grant_type, "id": identifier(value.get("id", ""), f"{field}.id")}
+
+
+def page(value: dict[str, Any] | None, max_limit: int) -> tuple[int, int]:
+    """(start, limit) of a SpaceONE Page: start counts from 1; limit at most max_limit (0: max)."""
+    value = value or {}
+    start = max(int(value.get("start") or 1), 1)
+    limit = min(int(value.get("limit") or max_limit), max_limit)
+    return start, max(limit, 1)

@@ -1,0 +1,130 @@
+"""Persistence and queries of groups and roles (see policyhub.model.subject_set); one manager
+per collection, the same code for both."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pymongo.errors
+from mongoengine import Document
+from pymongo import ReturnDocument
+
+from policyhub.errors import AlreadyExists, NotFound
+from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
+from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
+
+DUPLICATE_KEY = 11000
+
+
+class SubjectSetManager:
+    def __init__(self, document: type[Document], resource: str, id_field: str, page_max_limit: int):
+        self.document = document
+        # "Group" / "Role": names the resource in NOT_FOUND and ALREADY_EXISTS errors.
+        self.resource = resource
+        self.id_field = id_field
+        self.schema = QuerySchema(
+            keyword_fields=(id_field, "name", "description"),
+            minimal_fields=(id_field, "name", "domain_id"),
+            datetime_fields=frozenset({"created_at", "updated_at"}),
+            default_sort=(("created_at", False),),
+            max_limit=page_max_limit,
+        )
+
+    def _record(self, raw: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in raw.items() if key != "_id"}
+
+    @translate_errors()
+    def create(self, record: dict[str, Any]) -> dict[str, Any]:
+        stored = to_stored(self.document, record)
+        try:
+            collection(self.document).insert_one(stored)
+        except pymongo.errors.DuplicateKeyError:
+            raise AlreadyExists(self.resource, self.id_field, record[self.id_field]) from None
+        return self._record(stored)
+
+    @translate_errors()
+    def get(self, domain_id: str, set_id: str) -> dict[str, Any]:
+        raw = collection(self.document).find_one({"domain_id": domain_id, self.id_field: set_id})
+        if raw is None:
+            raise NotFound(self.resource, self.id_field, set_id)
+        return self._record(raw)
+
+    @translate_errors()
+    def existing_ids(self, domain_id: str, set_ids: list[str]) -> set[str]:
+        if not set_ids:
+            return set()
+        found = collection(self.document).find(
+            {"domain_id": domain_id, self.id_field: {"$in": set_ids}}, {"_id": 0, self.id_field: 1}
+        )
+        return {raw[self.id_field] for raw in found}
+
+    @translate_errors()
+    def get_many(self, domain_id: str, set_ids: list[str]) -> dict[str, dict[str, Any]]:
+        found = collection(self.document).find({"domain_id": domain_id, self.id_field: {"$in": set_ids}})
+        return {raw[self.id_field]: self._record(raw) for raw in found}
+
+    @translate_errors()
+    def update(self, domain_id: str, set_id: str, changes: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Writes the changes (a change of the id field renames: refused when the new id is taken)."""
+        try:
+            updated = collection(self.document).find_one_and_update(
+                {"domain_id": domain_id, self.id_field: set_id},
+                {"$set": {**changes, "updated_at": now}},
+                return_document=ReturnDocument.AFTER,
+            )
+        except pymongo.errors.DuplicateKeyError:
+            raise AlreadyExists(self.resource, self.id_field, changes[self.id_field]) from None
+        if updated is None:
+            raise NotFound(self.resource, self.id_field, set_id)
+        return self._record(updated)
+
+    @translate_errors()
+    def delete_ids(self, domain_id: str, set_ids: list[str]) -> int:
+        return (
+            collection(self.document)
+            .delete_many({"domain_id": domain_id, self.id_field: {"$in": set_ids}})
+            .deleted_count
+        )
+
+    @translate_errors()
+    def put_back(self, records: list[dict[str, Any]]) -> None:
+        """Re-inserts deleted documents (undo); ones that exist again meanwhile are kept as they are."""
+        if not records:
+            return
+        try:
+            collection(self.document).insert_many([to_stored(self.document, r) for r in records], ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
+
+    @translate_errors()
+    def ensure(self, records: list[dict[str, Any]]) -> int:
+        """Creates each document unless its id exists (idempotent, safe from several processes at
+        once); returns how many this call created."""
+        if not records:
+            return 0
+        operations = [
+            pymongo.UpdateOne(
+                {"domain_id": r["domain_id"], self.id_field: r[self.id_field]},
+                {"$setOnInsert": to_stored(self.document, r)},
+                upsert=True,
+            )
+            for r in records
+        ]
+        try:
+            return collection(self.document).bulk_write(operations, ordered=False).upserted_count
+        except pymongo.errors.BulkWriteError as exc:
+            # Two processes upserting the same id: one inserts, the other hits the unique index.
+            if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
+            return int(exc.details.get("nUpserted", 0))
+
+    def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
+        plan = compile_list(query, self.schema, {"domain_id": domain_id})
+        results, total = unpack_list(plan, aggregate(self.document, plan.pipeline))
+        return [self._record(doc) for doc in results], total
+
+    def stat(self, domain_id: str, query: dict | None) -> tuple[list, int | None]:
+        plan = compile_stat(query, self.schema, {"domain_id": domain_id})
+        return unpack_stat(plan, aggregate(self.document, plan.pipeline))
