@@ -108,17 +108,12 @@ class Application:
     jobs: tuple[Periodic, ...] = field(default=())
 
     def start(self) -> None:
-        """Creates the built-in repositories, brings the managed policies up to date (both
-        idempotent, safe from several processes at once) and starts the background jobs."""
+        """Creates the built-in repositories, brings the managed policies up to date, gives the
+        groups and roles that only assignments name a document (all idempotent, safe from several
+        processes at once) and starts the background jobs."""
         self.services.repository.ensure_built_in()
         self.services.policy.sync_managed()
-        created = adopt_named_sets(self.managers.assignment, [self.services.group, self.services.role])
-        if any(created.values()):
-            log.info(
-                "created %d group and %d role documents for ids that only assignments named (name = id)",
-                created["GROUP"],
-                created["ROLE"],
-            )
+        adopt_named_sets(self.managers.assignment, [self.services.group, self.services.role])
         for job in self.jobs:
             job.start()
         if self.config.metrics_port:

@@ -223,3 +223,91 @@ def test_audit_entries_are_listed_per_domain(managers, domain, other_domain):
     results, total = managers.audit.list(domain, None)
     assert total == 1 and results[0]["audit_id"] == "a1" and results[0]["after"] == {"x": 1}
     assert results[0]["created_at"].tzinfo is not None
+
+
+# --- write marks ----------------------------------------------------------------------------
+
+
+def test_a_write_mark_stands_until_it_lands_with_a_bump(managers, domain, other_domain):
+    revisions = managers.revision
+    assert revisions.state([domain, other_domain]).writing is False
+    first = revisions.begin_write(domain)
+    second = revisions.begin_write(domain)
+    state = revisions.state([domain, other_domain])
+    assert state.writing is True and state.revisions == (0, 0) and state.landed == 0
+    revisions.end_write(domain, first)
+    state = revisions.state([domain, other_domain])
+    assert state.writing is True and state.revisions == (1, 0) and state.landed == 1
+    revisions.end_write(domain, second)
+    assert revisions.state([domain, other_domain]) == revisions.state([domain, other_domain])
+    state = revisions.state([domain, other_domain])
+    assert state.writing is False and state.revisions == (2, 0) and state.landed == 2
+
+
+def test_a_run_out_write_mark_is_ignored_and_cleared(managers, domain, monkeypatch):
+    from policyhub.manager import revision_manager
+
+    revisions = managers.revision
+    monkeypatch.setattr(revision_manager, "WRITE_MARK_SECONDS", -1.0)
+    revisions.begin_write(domain)  # a writer that died: its mark has already run out
+    assert revisions.state([domain]).writing is False
+    monkeypatch.setattr(revision_manager, "WRITE_MARK_SECONDS", 30.0)
+    mark = revisions.begin_write(domain)
+    revisions.end_write(domain, mark)
+    stored = managers.revision  # the stale mark went with the next begin_write
+    assert stored.state([domain]).writing is False
+
+
+# --- groups and roles -----------------------------------------------------------------------
+
+
+def subject_set(domain, set_id, id_field="group_id"):
+    now = utc_now()
+    return {id_field: set_id, "name": set_id, "domain_id": domain, "created_at": now, "updated_at": now}
+
+
+def test_group_create_get_update_and_duplicates(managers, domain, other_domain):
+    groups = managers.group
+    created = groups.create(subject_set(domain, "g"))
+    assert groups.get(domain, "g") == created
+    with pytest.raises(AlreadyExists):
+        groups.create(subject_set(domain, "g"))
+    groups.create(subject_set(other_domain, "g"))  # ids are per domain
+    renamed = groups.update(domain, "g", {"group_id": "h", "name": "H"}, utc_now())
+    assert (renamed["group_id"], renamed["name"]) == ("h", "H")
+    with pytest.raises(NotFound):
+        groups.get(domain, "g")
+    groups.create(subject_set(domain, "g"))
+    with pytest.raises(AlreadyExists):
+        groups.update(domain, "g", {"group_id": "h"}, utc_now())
+    assert groups.existing_ids(domain, ["g", "h", "x"]) == {"g", "h"}
+
+
+def test_ensure_creates_only_what_is_missing(managers, domain):
+    roles = managers.role
+    roles.create({**subject_set(domain, "r1", "role_id"), "name": "Kept"})
+    created = roles.ensure([subject_set(domain, "r1", "role_id"), subject_set(domain, "r2", "role_id")])
+    assert created == 1
+    assert roles.get(domain, "r1")["name"] == "Kept"
+    assert roles.ensure([subject_set(domain, "r2", "role_id")]) == 0
+
+
+def test_assignments_naming_a_set_are_counted_moved_and_deleted(managers, domain, other_domain):
+    assignments = managers.assignment
+    member = assignment(domain, "u", "g", grant_type="GROUP")
+    holder = assignment(domain, "g", "p", subject_type="GROUP")
+    nested = assignment(domain, "g", "outer", subject_type="GROUP", grant_type="GROUP")
+    elsewhere = assignment(other_domain, "u", "g", grant_type="GROUP")
+    for record in (member, holder, nested, elsewhere):
+        assignments.create(record)
+    assert assignments.count_naming(domain, "GROUP", ["g", "outer", "none"]) == {"g": (1, 2), "outer": (1, 0)}
+    assert (domain, "GROUP", "outer") in assignments.named_sets()
+    assert assignments.rename_set(domain, "GROUP", "g", "g2") == 3
+    assert assignments.count_naming(domain, "GROUP", ["g"]) == {}
+    assert {a["assignment_id"] for a in assignments.naming(domain, "GROUP", ["g2"])} == {
+        member["assignment_id"],
+        holder["assignment_id"],
+        nested["assignment_id"],
+    }
+    assert assignments.delete_naming(domain, "GROUP", ["g2"]) == 3
+    assert assignments.count_naming(other_domain, "GROUP", ["g"]) == {"g": (1, 0)}

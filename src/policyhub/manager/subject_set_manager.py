@@ -101,24 +101,21 @@ class SubjectSetManager:
     @translate_errors()
     def ensure(self, records: list[dict[str, Any]]) -> int:
         """Creates each document unless its id exists (idempotent, safe from several processes at
-        once); returns how many this call created."""
-        if not records:
-            return 0
-        operations = [
-            pymongo.UpdateOne(
-                {"domain_id": r["domain_id"], self.id_field: r[self.id_field]},
-                {"$setOnInsert": to_stored(self.document, r)},
-                upsert=True,
-            )
-            for r in records
-        ]
-        try:
-            return collection(self.document).bulk_write(operations, ordered=False).upserted_count
-        except pymongo.errors.BulkWriteError as exc:
-            # Two processes upserting the same id: one inserts, the other hits the unique index.
-            if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
-                raise
-            return int(exc.details.get("nUpserted", 0))
+        once); returns how many this call created. One upsert each: it runs at start, once per set
+        that only assignments name."""
+        sets = collection(self.document)
+        created = 0
+        for record in records:
+            try:
+                result = sets.update_one(
+                    {"domain_id": record["domain_id"], self.id_field: record[self.id_field]},
+                    {"$setOnInsert": to_stored(self.document, record)},
+                    upsert=True,
+                )
+            except pymongo.errors.DuplicateKeyError:
+                continue  # another process starting at the same time created it
+            created += result.upserted_id is not None
+        return created
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})

@@ -306,10 +306,16 @@ class SubjectSetService:
 
 
 def adopt_named_sets(assignments: AssignmentManager, services: list[SubjectSetService]) -> dict[str, int]:
-    """The start-up migration: every group and role that an assignment names has a document."""
+    """The start-up migration: every group and role that an assignment names has a document
+    (earlier versions knew them only as ids). Returns how many of each kind it created."""
     named = assignments.named_sets()
     created = {}
     for service in services:
         mine = [(domain_id, set_id) for domain_id, set_type, set_id in named if set_type == service.kind.type]
         created[service.kind.type] = service.adopt_named(mine) if mine else 0
+    if any(created.values()):
+        log.info(
+            "created documents (name = id) for groups and roles that only assignments named: %s",
+            ", ".join(f"{count} {kind.lower()}" for kind, count in sorted(created.items())),
+        )
     return created
