@@ -74,14 +74,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from policyhub.domain import as_utc
+from policyhub.engine.conditions import Unknown
 from policyhub.engine.coverage import Budget, BudgetExceeded, PatternIndex, contains, overlaps
 from policyhub.engine.model import (
     ALLOWED,
     EXPLICIT_DENY,
     GRANT_TYPES,
+    MISSING_CONTEXT,
     NO_MATCHING_ALLOW,
     AuthorizedException,
     AuthorizedResource,
@@ -255,21 +257,29 @@ class _EffectView:
 
 
 class _HolderView:
-    """The statements of the policies a subject holds DIRECTLY, by effect (shared by every
-    subject that reaches this holder)."""
+    """The statements of the policies a subject holds DIRECTLY, by effect, those with
+    conditions apart (shared by every subject that reaches this holder)."""
 
-    __slots__ = ("deny", "allow")
+    __slots__ = ("deny", "allow", "conditional_deny", "conditional_allow")
 
-    def __init__(self, deny: _EffectView | None, allow: _EffectView | None):
+    def __init__(
+        self,
+        deny: _EffectView | None,
+        allow: _EffectView | None,
+        conditional_deny: _EffectView | None = None,
+        conditional_allow: _EffectView | None = None,
+    ):
         self.deny = deny
         self.allow = allow
+        self.conditional_deny = conditional_deny
+        self.conditional_allow = conditional_allow
 
 
 class _View:
     """What one subject holds: one layer per reached holder with applying statements,
     in BFS order (path length, then lexicographic path), plus a Decision cache."""
 
-    __slots__ = ("deny_layers", "allow_layers", "held", "decisions")
+    __slots__ = ("deny_layers", "allow_layers", "conditional_deny_layers", "conditional_allow_layers", "held", "decisions")
 
     def __init__(
         self,
@@ -278,6 +288,12 @@ class _View:
     ):
         self.deny_layers = tuple((depth, hv.deny, via) for depth, hv, via in layers if hv.deny is not None)
         self.allow_layers = tuple((depth, hv.allow, via) for depth, hv, via in layers if hv.allow is not None)
+        self.conditional_deny_layers = tuple(
+            (depth, hv.conditional_deny, via) for depth, hv, via in layers if hv.conditional_deny is not None
+        )
+        self.conditional_allow_layers = tuple(
+            (depth, hv.conditional_allow, via) for depth, hv, via in layers if hv.conditional_allow is not None
+        )
         self.held = held  # (policy_id, via) of applying policies, sorted by (len(via), policy_id)
         self.decisions: dict[tuple[bool, _Key, tuple[Subject, ...]], Decision] = {}
 
@@ -313,6 +329,14 @@ def _search(
         if key is not None and (best is None or key < best):
             best, best_depth, best_via = key, depth, via
     return best, best_via
+
+
+# (depth, key, via): how statements of one effect rank for the deciding chain.
+_Ranked = tuple[int, _Key, tuple[Subject, ...]]
+
+
+def _conditional(first: _Ranked, missing: set[str]) -> Decision:
+    return Decision(False, MISSING_CONTEXT, first[1][0], first[1][1], first[2], tuple(sorted(missing)))
 
 
 class _Closure:
@@ -463,8 +487,10 @@ class DomainIndex:
     def _holder_view(self, holder: Subject) -> _HolderView | None:
         if holder in self._holder_views:
             return self._holder_views[holder]
-        deny: list[tuple[_Key, _CompiledStatement]] = []
-        allow: list[tuple[_Key, _CompiledStatement]] = []
+        # by (conditional, effect): (key, compiled statement), keys ascending
+        parts: dict[tuple[bool, str], list[tuple[_Key, _CompiledStatement]]] = {
+            (conditional, effect): [] for conditional in (False, True) for effect in ("DENY", "ALLOW")
+        }
         for pid in self._grants.get(holder, ()):  # sorted, so keys ascend
             policy = self._applying(pid)
             if policy is None:
@@ -472,10 +498,15 @@ class DomainIndex:
             for idx, statement in enumerate(policy.statements):
                 cs = _compile_statement(statement)
                 if cs is not None:
-                    (deny if cs.effect == "DENY" else allow).append(((pid, idx), cs))
+                    parts[(statement.condition is not None, cs.effect)].append(((pid, idx), cs))
         view = None
-        if deny or allow:
-            view = _HolderView(_EffectView.build(deny), _EffectView.build(allow))
+        if any(parts.values()):
+            view = _HolderView(
+                _EffectView.build(parts[(False, "DENY")]),
+                _EffectView.build(parts[(False, "ALLOW")]),
+                _EffectView.build(parts[(True, "DENY")]),
+                _EffectView.build(parts[(True, "ALLOW")]),
+            )
         self._holder_views[holder] = view
         return view
 
@@ -504,11 +535,17 @@ class DomainIndex:
 
     # ------------------------------------------------------------------ questions
 
-    def check(self, subject: Subject, action: str, resource: str) -> Decision:
+    def check(
+        self, subject: Subject, action: str, resource: str, context: Mapping[str, Any] | None = None
+    ) -> Decision:
+        """The decision; ``context`` (flat, dotted keys: see conditions.flatten_context) is what
+        conditional statements are evaluated against."""
         view = self._views.get(subject) or self._view(subject)
         action = action.lower()
         dot = action.find(".")
         segment = action if dot < 0 else action[:dot]
+        if view.conditional_deny_layers or view.conditional_allow_layers:
+            return self._check_with_conditions(view, action, segment, resource, context or {})
         if view.deny_layers:
             key, via = _search(view.deny_layers, action, segment, resource)
             if key is not None:
@@ -519,9 +556,76 @@ class DomainIndex:
                 return view.decision(True, key, via)
         return NO_ALLOW_DECISION
 
-    def batch_check(self, items: Iterable[tuple[Subject, str, str]]) -> list[Decision]:
+    def _check_with_conditions(
+        self, view: _View, action: str, segment: str, resource: str, context: Mapping[str, Any]
+    ) -> Decision:
+        """As check, when some applying statements have conditions: a true condition applies
+        its statement, a false one drops it, an unknown one (missing context) may do either,
+        so it decides nothing on its own: a definite DENY still wins; otherwise an undecided
+        DENY, or an undecided ALLOW without a definite one, makes the answer CONDITIONAL."""
+        deny, deny_open = self._best_applying(
+            view.deny_layers, view.conditional_deny_layers, action, segment, resource, context
+        )
+        if deny is not None:
+            return view.decision(False, deny[1], deny[2])
+        allow, allow_open = self._best_applying(
+            view.allow_layers, view.conditional_allow_layers, action, segment, resource, context
+        )
+        if deny_open and (allow is not None or allow_open):
+            missing = set().union(*(keys for _, keys in deny_open))
+            if allow is None:
+                missing = missing.union(*(keys for _, keys in allow_open))
+            return _conditional(deny_open[0][0], missing)
+        if allow is not None:
+            return view.decision(True, allow[1], allow[2])
+        if allow_open:
+            return _conditional(allow_open[0][0], set().union(*(keys for _, keys in allow_open)))
+        return NO_ALLOW_DECISION
+
+    def _best_applying(
+        self,
+        layers: tuple[_Layer, ...],
+        conditional_layers: tuple[_Layer, ...],
+        action: str,
+        segment: str,
+        resource: str,
+        context: Mapping[str, Any],
+    ) -> tuple[_Ranked | None, list[tuple[_Ranked, frozenset[str]]]]:
+        """The best applying statement of one effect by (depth, key, via), conditions
+        evaluated, and the undecided ones (with the keys they miss) in that order."""
+        best: _Ranked | None = None
+        for depth, effect_view, via in layers:
+            if best is not None and depth > best[0]:
+                break
+            key = effect_view.first(action, segment, resource)
+            if key is not None and (best is None or (depth, key) < best[:2]):
+                best = (depth, key, via)
+        matched = sorted(
+            (depth, key, via)
+            for depth, effect_view, via in conditional_layers
+            for key in set(effect_view.all_keys(action, segment, resource))
+        )
+        undecided: list[tuple[_Ranked, frozenset[str]]] = []
+        for ranked in matched:
+            if best is not None and ranked >= best:
+                break
+            condition = self._policies[ranked[1][0]].statements[ranked[1][1]].condition
+            outcome = condition.evaluate(context) if condition is not None else True
+            if outcome is True:
+                best = ranked
+                break
+            if isinstance(outcome, Unknown):
+                undecided.append((ranked, outcome.missing))
+        if best is not None:
+            # Undecided statements ranked after a definite one cannot change the answer.
+            undecided = [(ranked, keys) for ranked, keys in undecided if ranked < best]
+        return best, undecided
+
+    def batch_check(
+        self, items: Iterable[tuple[Subject, str, str]], context: Mapping[str, Any] | None = None
+    ) -> list[Decision]:
         check = self.check
-        return [check(subject, action, resource) for subject, action, resource in items]
+        return [check(subject, action, resource, context) for subject, action, resource in items]
 
     def reachable(self, subject: Subject) -> dict[Subject, tuple[Subject, ...]]:
         """The subject itself and every role/group it reaches -> its shortest path (BFS order)."""
@@ -533,7 +637,7 @@ class DomainIndex:
         out: list[EffectiveStatement] = []
         for pid, via in self._view(subject).held:
             for idx, s in enumerate(self._policies[pid].statements):
-                out.append(EffectiveStatement(pid, idx, s.effect, s.actions, s.resources, via))
+                out.append(EffectiveStatement(pid, idx, s.effect, s.actions, s.resources, via, s.condition))
         return out
 
     def policy_statements(self, policy_id: str) -> tuple[Statement, ...] | None:
@@ -554,11 +658,16 @@ class DomainIndex:
         ]
 
     def held_statements(self, subject: Subject) -> tuple[Statement, ...]:
-        """The statements that apply to the subject (those of :meth:`effective_statements`)."""
+        """The statements that apply to the subject whatever the context: those of
+        :meth:`effective_statements`, but for ALLOW statements with conditions (they may not
+        apply; DENY statements with conditions are kept, as they may)."""
         held = self._held.get(subject)
         if held is None:
             held = self._held[subject] = tuple(
-                s for pid, _via in self._view(subject).held for s in self._policies[pid].statements
+                s
+                for pid, _via in self._view(subject).held
+                for s in self._policies[pid].statements
+                if s.condition is None or s.effect == "DENY"
             )
         return held
 
@@ -583,10 +692,18 @@ class DomainIndex:
         )
 
     def list_authorized_resources(
-        self, subject: Subject, resource_prefix: str = "", action: str | None = None
+        self,
+        subject: Subject,
+        resource_prefix: str = "",
+        action: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        missing: set[str] | None = None,
     ) -> list[AuthorizedResource]:
         """Resource patterns with their allowed action patterns and the denies carved out of
-        them (see module doc): exact with respect to ``check``."""
+        them (see module doc): exact with respect to ``check`` under the same ``context``. A
+        statement whose condition is false is left out; one whose condition is undecided
+        (the context lacks keys: added to ``missing``) is left out when it allows and carved
+        out when it denies, so the listing holds what ``check`` answers ALLOW for."""
         candidates: dict[str, set[str]] = {}
         denies: list[Statement] = []
         prefix_ok: dict[str, bool] = {}
@@ -598,8 +715,18 @@ class DomainIndex:
                 ok = action_ok[a] = match_action(a, action or "")
             return ok
 
+        context = context or {}
         for pid, _via in self._view(subject).held:
             for s in self._policies[pid].statements:
+                if s.condition is not None:
+                    outcome = s.condition.evaluate(context)
+                    if outcome is False:
+                        continue
+                    if isinstance(outcome, Unknown):
+                        if missing is not None:
+                            missing |= outcome.missing
+                        if s.effect == "ALLOW":
+                            continue
                 if s.effect == "DENY":
                     denies.append(s)
                     continue

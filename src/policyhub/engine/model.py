@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from policyhub.domain import Effect, GrantType, values
+from policyhub.engine.conditions import Condition, stored_conditions
 
 GRANT_TYPES = values(GrantType)
 EFFECTS = values(Effect)
@@ -15,6 +16,7 @@ EFFECTS = values(Effect)
 ALLOWED = "ALLOWED"
 EXPLICIT_DENY = "EXPLICIT_DENY"
 NO_MATCHING_ALLOW = "NO_MATCHING_ALLOW"
+MISSING_CONTEXT = "MISSING_CONTEXT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,8 @@ class Statement:
     effect: str  # "ALLOW" | "DENY"
     actions: tuple[str, ...]  # patterns
     resources: tuple[str, ...]  # patterns
+    # None: applies whatever the context (see policyhub.engine.conditions)
+    condition: Condition | None = None
 
     def __post_init__(self) -> None:
         if self.effect not in EFFECTS:
@@ -53,10 +57,15 @@ class PolicyRules:
         enabled: bool = True,
     ) -> "PolicyRules":
         """Effective statements of a stored policy: ``statements`` (dicts with keys
-        effect/actions/resources; other keys such as ``conditions`` are ignored) in
-        order, followed by one allow-on-``*`` statement per ``permissions`` entry."""
+        effect/actions/resources/conditions) in order, followed by one allow-on-``*``
+        statement per ``permissions`` entry."""
         built = [
-            Statement(str(s["effect"]).upper(), tuple(s.get("actions") or ()), tuple(s.get("resources") or ()))
+            Statement(
+                str(s["effect"]).upper(),
+                tuple(s.get("actions") or ()),
+                tuple(s.get("resources") or ()),
+                stored_conditions(s.get("conditions")),
+            )
             for s in (statements or ())
         ]
         built.extend(Statement("ALLOW", (p,), ("*",)) for p in (permissions or ()))
@@ -88,10 +97,16 @@ class Edge:
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
-    reason: str  # ALLOWED | EXPLICIT_DENY | NO_MATCHING_ALLOW
-    policy_id: str = ""  # deciding policy (the deny's or the allow's)
+    reason: str  # ALLOWED | EXPLICIT_DENY | NO_MATCHING_ALLOW | MISSING_CONTEXT
+    policy_id: str = ""  # deciding policy (the deny's or the allow's; CONDITIONAL: the first undecided)
     statement_index: int = -1  # index into that policy's effective statements
     via: tuple[Subject, ...] = ()  # asked subject first, policy holder last; () when nothing matched
+    # CONDITIONAL (neither allowed nor denied): the context keys whose absence left it open
+    missing_context: tuple[str, ...] = ()
+
+    @property
+    def conditional(self) -> bool:
+        return self.reason == MISSING_CONTEXT
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +117,7 @@ class EffectiveStatement:
     actions: tuple[str, ...]
     resources: tuple[str, ...]
     via: tuple[Subject, ...]
+    condition: Condition | None = None
 
 
 @dataclass(frozen=True, slots=True)
