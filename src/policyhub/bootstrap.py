@@ -152,7 +152,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     roles = SubjectSetManager(RoleDocument, "Role", "role_id", limit)
     indexes = IndexCache(index_builder(policies, assignments), revisions, utc_now)
     metrics.watch_index_cache(indexes)
-    guard = Guard(indexes)
+    guard = Guard(indexes, utc_now)
     audit = AuditTrail(audits, utc_now)
     remote = _remote_client(config)
     remote_policies = RemotePolicyManager(remote, repositories)
@@ -167,7 +167,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         assignments, policies, {"GROUP": groups, "ROLE": roles}, revisions, audit, guard, utc_now
     )
     audit_service = AuditService(audits, guard)
-    authorization_service = AuthorizationService(indexes, guard, limit)
+    authorization_service = AuthorizationService(indexes, guard, limit, utc_now)
     set_parts = (assignments, assignment_service, indexes, revisions, audit, guard, utc_now)
     group_service = GroupService(groups, *set_parts, authorization=authorization_service)
     role_service = RoleService(roles, *set_parts)

@@ -24,6 +24,7 @@ from policyhub.engine import (
     SubjectDecision,
     SubjectGrant,
 )
+from policyhub.engine.conditions import UNREADABLE
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 PAST = NOW - timedelta(days=1)
@@ -594,7 +595,8 @@ def test_from_policy_builds_effective_statements():
         "p",
         (
             Statement("DENY", ("a.*",), ("r1", "r2")),
-            Statement("ALLOW", ("b",), ("*",)),
+            # conditions that do not parse (checked when written) never let a statement apply
+            Statement("ALLOW", ("b",), ("*",), UNREADABLE),
             Statement("ALLOW", ("identity.*",), ("*",)),
             Statement("ALLOW", ("inventory.Server.read",), ("*",)),
         ),

@@ -12,13 +12,20 @@ from policyhub.api.context import CallerResolver
 from policyhub.api.info.assignment import (
     to_assignment_changes_info,
     to_assignment_info,
-    to_authorized_resource,
+    to_authorized_resources_info,
     to_check_result,
     to_decision_entry,
     to_effective_statement,
     to_holder_entry,
 )
-from policyhub.api.info.common import enum_name, list_values, optional_message, struct_dict, to_stat_struct
+from policyhub.api.info.common import (
+    enum_name,
+    list_values,
+    message_dict,
+    optional_message,
+    struct_dict,
+    to_stat_struct,
+)
 from policyhub.api.paging import fitted
 from policyhub.service.assignment_service import AssignmentService
 from policyhub.service.authorization_service import AuthorizationService
@@ -82,15 +89,26 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
         return to_stat_struct(results, total)
 
     def check(self, request, context):
-        params = {"subject": _subject_dict(request, "subject"), "action": request.action, "resource": request.resource}
+        params = {
+            "subject": _subject_dict(request, "subject"),
+            "action": request.action,
+            "resource": request.resource,
+            "context": optional_message(request, "context"),
+        }
         return to_check_result(self.authorization.check(self.caller(request, context), params))
 
     def batch_check(self, request, context):
         items = [
-            {"subject": _subject_dict(item, "subject"), "action": item.action, "resource": item.resource}
-            for item in request.items
+            {
+                "subject": _subject_dict(item, "subject"),
+                "action": item.action,
+                "resource": item.resource,
+                "context": message_dict(item.context, f"items[{index}].context") if item.HasField("context") else None,
+            }
+            for index, item in enumerate(request.items)
         ]
-        decisions = self.authorization.batch_check(self.caller(request, context), {"items": items})
+        params = {"items": items, "context": optional_message(request, "context")}
+        decisions = self.authorization.batch_check(self.caller(request, context), params)
         return pb.BatchCheckResult(results=[to_check_result(d) for d in decisions])
 
     def list_authorized_resources(self, request, context):
@@ -99,11 +117,10 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
             "resource_prefix": request.resource_prefix,
             "action": request.action,
             "page": optional_message(request, "page"),
+            "context": optional_message(request, "context"),
         }
-        found, total = self.authorization.list_authorized_resources(self.caller(request, context), params)
-        return pb.AuthorizedResourcesInfo(
-            results=fitted([to_authorized_resource(r) for r in found], self.max_message_bytes), total_count=total
-        )
+        listing = self.authorization.list_authorized_resources(self.caller(request, context), params)
+        return to_authorized_resources_info(listing, self.max_message_bytes)
 
     def list_subjects(self, request, context):
         params = {

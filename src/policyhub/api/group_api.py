@@ -6,7 +6,7 @@ from google.protobuf import empty_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, group_pb2, group_pb2_grpc
 from policyhub.api.context import CallerResolver
-from policyhub.api.info.assignment import to_assignment_changes_info, to_authorized_resource
+from policyhub.api.info.assignment import to_assignment_changes_info, to_authorized_resources_info
 from policyhub.api.info.common import list_values, optional_message, struct_dict, to_stat_struct
 from policyhub.api.info.subject_set import to_group_info, to_member_info
 from policyhub.api.paging import fitted
@@ -91,8 +91,7 @@ class GroupAPI(group_pb2_grpc.GroupServicer):
             "resource_prefix": request.resource_prefix,
             "action": request.action,
             "page": optional_message(request, "page"),
+            "context": optional_message(request, "context"),
         }
-        found, total = self.groups.list_authorized_resources(self.caller(request, context), params)
-        return assignment_pb2.AuthorizedResourcesInfo(
-            results=fitted([to_authorized_resource(r) for r in found], self.max_message_bytes), total_count=total
-        )
+        listing = self.groups.list_authorized_resources(self.caller(request, context), params)
+        return to_authorized_resources_info(listing, self.max_message_bytes)

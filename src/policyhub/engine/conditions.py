@@ -203,7 +203,8 @@ def _rule(raw: Any, path: str) -> Rule:
         key = TIME_KEY
     if not isinstance(key, str) or not key or len(key) > MAX_KEY or not _clean(key):
         raise ConditionError(
-            f"{path}.key", f"must be a non-empty context key of at most {MAX_KEY} characters, without control characters"
+            f"{path}.key",
+            f"must be a non-empty context key of at most {MAX_KEY} characters, without control characters",
         )
     if "value" not in raw:
         raise ConditionError(f"{path}.value", "is required")
@@ -257,9 +258,9 @@ def _number(value: Any) -> float:
 
 def _instant(value: Any, path: str = "") -> datetime:
     parsed = _read_instant(value)
-    if parsed is _INVALID:
+    if not isinstance(parsed, datetime):
         raise _fail("must be an ISO-8601 date-time, e.g. 2030-01-31T00:00:00Z", path)
-    return parsed  # type: ignore[return-value]
+    return parsed
 
 
 def _boolean(value: Any) -> bool:
@@ -275,7 +276,9 @@ def _networks(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
-            raise _fail("must be an IP address or CIDR, e.g. 10.0.0.0/8", f"[{index}]" if isinstance(value, list) else "") from None
+            raise _fail(
+                "must be an IP address or CIDR, e.g. 10.0.0.0/8", f"[{index}]" if isinstance(value, list) else ""
+            ) from None
     return tuple(networks)
 
 
@@ -425,7 +428,7 @@ def _like(value: str, patterns: tuple[str, ...]) -> bool:
     return any(compile_pattern(pattern)(value) for pattern in patterns)
 
 
-def _in_network(address: Any, networks: tuple) -> bool:
+def _in_network(address: Any, networks: tuple[Any, ...]) -> bool:
     return any(address.version == network.version and address in network for network in networks)
 
 

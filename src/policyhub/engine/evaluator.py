@@ -279,7 +279,14 @@ class _View:
     """What one subject holds: one layer per reached holder with applying statements,
     in BFS order (path length, then lexicographic path), plus a Decision cache."""
 
-    __slots__ = ("deny_layers", "allow_layers", "conditional_deny_layers", "conditional_allow_layers", "held", "decisions")
+    __slots__ = (
+        "deny_layers",
+        "allow_layers",
+        "conditional_deny_layers",
+        "conditional_allow_layers",
+        "held",
+        "decisions",
+    )
 
     def __init__(
         self,
@@ -535,9 +542,7 @@ class DomainIndex:
 
     # ------------------------------------------------------------------ questions
 
-    def check(
-        self, subject: Subject, action: str, resource: str, context: Mapping[str, Any] | None = None
-    ) -> Decision:
+    def check(self, subject: Subject, action: str, resource: str, context: Mapping[str, Any] | None = None) -> Decision:
         """The decision; ``context`` (flat, dotted keys: see conditions.flatten_context) is what
         conditional statements are evaluated against."""
         view = self._views.get(subject) or self._view(subject)

@@ -3,12 +3,13 @@ answered from the per-domain compiled evaluation index (see policyhub.service.in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from policyhub.engine import Subject
 from policyhub.errors import InvalidArgument, RequiredParameter
 from policyhub.service import validation
-from policyhub.service.context import RequestContext
+from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache
 from policyhub.service.permissions import (
@@ -22,18 +23,30 @@ from policyhub.service.permissions import (
 
 MAX_BATCH_CHECK = 10_000
 ACTION_MAX = 512
+# Filled with the time of the request unless the caller's context gives it.
+REQUEST_TIME = "request.time"
+
+
+@dataclass(frozen=True)
+class AuthorizedListing:
+    results: list
+    total_count: int
+    # context keys that statement conditions needed and the request lacked
+    missing_context: tuple[str, ...]
 
 
 class AuthorizationService:
-    def __init__(self, cache: IndexCache, guard: Guard, page_max_limit: int):
+    def __init__(self, cache: IndexCache, guard: Guard, page_max_limit: int, clock: Clock):
         self.cache = cache
         self.guard = guard
         self.page_max_limit = page_max_limit
+        self.clock = clock
 
     def check(self, ctx: RequestContext, params: dict[str, Any]):
         subject, action, resource = _question(params, "")
+        context = self._context(params.get("context"), "context")
         self.guard.require(ctx, ASSIGNMENT_CHECK, "assignment")
-        return self.cache.get(ctx.domain_id).check(subject, action, resource)
+        return self.cache.get(ctx.domain_id).check(subject, action, resource, context)
 
     def batch_check(self, ctx: RequestContext, params: dict[str, Any]) -> list:
         items = params.get("items") or []
@@ -42,25 +55,41 @@ class AuthorizationService:
         if len(items) > MAX_BATCH_CHECK:
             raise InvalidArgument("items", f"at most {MAX_BATCH_CHECK} items per call, got {len(items)}")
         questions = [_question(item, f"items[{index}].") for index, item in enumerate(items)]
+        shared = self._context(params.get("context"), "context")
+        contexts = [
+            {**shared, **validation.context(item.get("context"), f"items[{index}].context")}
+            if item.get("context")
+            else shared
+            for index, item in enumerate(items)
+        ]
         self.guard.require(ctx, ASSIGNMENT_BATCH_CHECK, "assignment")
-        return self.cache.get(ctx.domain_id).batch_check(questions)
+        index = self.cache.get(ctx.domain_id)
+        return [index.check(*question, context) for question, context in zip(questions, contexts, strict=True)]
 
-    def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int]:
+    def _context(self, value: dict[str, Any] | None, field: str) -> dict[str, Any]:
+        """The request's context, flattened, with request.time (now) unless the caller gave it."""
+        context = validation.context(value, field)
+        context.setdefault(REQUEST_TIME, self.clock().isoformat())
+        return context
+
+    def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> AuthorizedListing:
         subject = _subject(params.get("subject"), "subject")
         return self.authorized_resources(ctx, subject, params, ASSIGNMENT_LIST_AUTHORIZED_RESOURCES, "assignment")
 
     def authorized_resources(
         self, ctx: RequestContext, subject: Subject, params: dict[str, Any], permission: Permission, resource: str
-    ) -> tuple[list, int]:
-        """What the subject may act on (`resource_prefix`, `action`, `page` from params), asked
-        with `permission` on `resource`."""
+    ) -> AuthorizedListing:
+        """What the subject may act on (`resource_prefix`, `action`, `context`, `page` from
+        params), asked with `permission` on `resource`."""
         prefix = validation.text(params.get("resource_prefix") or "", "resource_prefix", ACTION_MAX)
         action = params.get("action") or None
         if action is not None:
             validation.pattern(action, "action")
+        context = self._context(params.get("context"), "context")
         self.guard.require(ctx, permission, resource)
-        found = self.cache.get(ctx.domain_id).list_authorized_resources(subject, prefix, action)
-        return self._page(found, params.get("page")), len(found)
+        missing: set[str] = set()
+        found = self.cache.get(ctx.domain_id).list_authorized_resources(subject, prefix, action, context, missing)
+        return AuthorizedListing(self._page(found, params.get("page")), len(found), tuple(sorted(missing)))
 
     def list_subjects(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int]:
         policy_id = params.get("policy_id") or ""

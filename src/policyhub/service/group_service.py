@@ -10,7 +10,7 @@ from policyhub.domain import SubjectType
 from policyhub.engine import Subject
 from policyhub.errors import InvalidArgument, RequiredParameter
 from policyhub.service import validation
-from policyhub.service.authorization_service import AuthorizationService
+from policyhub.service.authorization_service import AuthorizationService, AuthorizedListing
 from policyhub.service.context import RequestContext
 from policyhub.service.permissions import (
     GROUP_ADD_USERS,
@@ -64,7 +64,7 @@ class GroupService(SubjectSetService):
             "deleted_count": len(group_ids),
         }
 
-    def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int]:
+    def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> AuthorizedListing:
         """What the group's members may act on through the group (exceptions included)."""
         group_id = validation.identifier(params.get("group_id", ""), "group_id")
         found = self.authorization.authorized_resources(

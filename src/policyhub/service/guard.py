@@ -27,7 +27,7 @@ from policyhub.domain import Effect, GrantType, RoleType
 from policyhub.engine import DomainIndex, Statement, Subject
 from policyhub.engine.coverage import BudgetExceeded, first_uncovered
 from policyhub.errors import PermissionDenied
-from policyhub.service.context import RequestContext, is_anonymous
+from policyhub.service.context import Clock, RequestContext, is_anonymous
 from policyhub.service.index_cache import IndexCache
 from policyhub.service.permissions import ASSIGNMENT_BIND, POLICY_ESCALATE, SYSTEM_ONLY, Permission
 
@@ -43,8 +43,9 @@ BY_NAME = frozenset({POLICY_ESCALATE.name.lower(), ASSIGNMENT_BIND.name.lower()}
 
 
 class Guard:
-    def __init__(self, indexes: IndexCache):
+    def __init__(self, indexes: IndexCache, clock: Clock):
         self.indexes = indexes
+        self.clock = clock
 
     def require(self, ctx: RequestContext, permission: Permission, resource: str) -> None:
         if ctx.role_type == RoleType.SYSTEM:
@@ -57,7 +58,9 @@ class Guard:
             raise PermissionDenied(f"{permission.name} is for system callers only")
         if ctx.role_type == RoleType.DOMAIN_ADMIN:
             return
-        decision = self.indexes.get(ctx.domain_id).check(_caller(ctx), permission.name, resource)
+        # Conditions on the caller's own statements see the time of the call (time windows).
+        context = {"request.time": self.clock().isoformat()}
+        decision = self.indexes.get(ctx.domain_id).check(_caller(ctx), permission.name, resource, context)
         if not decision.allowed:
             raise PermissionDenied(
                 f"{ctx.caller_type} {ctx.caller_id} may not {permission.name} on {resource}",

@@ -18,6 +18,7 @@ from policyhub.domain import (
     SubjectType,
     values,
 )
+from policyhub.engine.conditions import MAX_CONTEXT_KEYS, ConditionError, flatten_context, parse_conditions
 from policyhub.errors import InvalidArgument, RequiredParameter, clip
 
 NAME_MAX = 255
@@ -38,6 +39,7 @@ STRING_VALUE_MAX = 4096
 POLICY_MAX_BYTES = 64 * 1024
 ASSIGNMENT_TAGS_MAX_BYTES = 16 * 1024
 ASSIGNMENT_LABELS_MAX_BYTES = 16 * 1024
+CONTEXT_MAX_BYTES = 16 * 1024
 # Descriptions are prose: line breaks and tabs are fine there, nowhere else.
 DESCRIPTION_CHARACTERS = "\n\t"
 # Control (Cc), format (Cf: zero-width characters, bidirectional overrides such as U+202E),
@@ -146,11 +148,29 @@ def statement(value: dict[str, Any], field: str) -> dict[str, Any]:
         if len(patterns) > MAX_PATTERNS_PER_STATEMENT:
             raise InvalidArgument(f"{field}.{key}", f"must have at most {MAX_PATTERNS_PER_STATEMENT} patterns")
         result[key] = [pattern(item, f"{field}.{key}[{index}]") for index, item in enumerate(patterns)]
-    if value.get("conditions"):
-        # Refused rather than ignored: an unevaluated condition on an ALLOW would over-grant.
-        raise InvalidArgument(f"{field}.conditions", "conditions are not evaluated by this version; leave it empty")
-    result["conditions"] = {}
+    result["conditions"] = conditions(value.get("conditions") or {}, f"{field}.conditions")
     return result
+
+
+def conditions(value: dict[str, Any], field: str) -> dict[str, Any]:
+    """A statement's conditions, checked as the engine will evaluate them (stored as given)."""
+    try:
+        parse_conditions(value)
+    except ConditionError as error:
+        raise InvalidArgument(f"{field}.{error.path}" if error.path else field, error.message) from None
+    return value
+
+
+def context(value: dict[str, Any] | None, field: str = "context") -> dict[str, Any]:
+    """A request's context for conditions, flattened to dotted keys (bounded in size, depth
+    and number of keys)."""
+    if not value:
+        return {}
+    json_object(value, field, max_bytes=CONTEXT_MAX_BYTES)
+    flat = flatten_context(value)
+    if len(flat) > MAX_CONTEXT_KEYS:
+        raise InvalidArgument(field, f"must have at most {MAX_CONTEXT_KEYS} keys, got {len(flat)}")
+    return flat
 
 
 def labels(values: list[Any], field: str = "labels", max_bytes: int | None = None) -> list[Any]:

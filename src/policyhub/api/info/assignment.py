@@ -3,11 +3,13 @@ authorized resources) <-> spaceone.api.repository.v1 assignment messages."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
 from policyhub.api.info.common import to_iso, to_list_value, to_struct
+from policyhub.api.paging import fitted
 
 
 def to_assignment_info(record: dict[str, Any], only: list[str] | None = None) -> pb.AssignmentInfo:
@@ -53,11 +55,12 @@ def to_subject(subject) -> pb.Subject:
 
 def to_check_result(decision) -> pb.CheckResult:
     return pb.CheckResult(
-        decision="ALLOW" if decision.allowed else "DENY",
+        decision="ALLOW" if decision.allowed else "CONDITIONAL" if decision.conditional else "DENY",
         reason=decision.reason,
         policy_id=decision.policy_id,
         statement_index=decision.statement_index,
         via=[to_subject(s) for s in decision.via],
+        missing_context=decision.missing_context,
     )
 
 
@@ -78,13 +81,25 @@ def to_decision_entry(allowed) -> pb.SubjectEntry:
 
 
 def to_effective_statement(statement) -> pb.EffectiveStatement:
+    conditions = json.loads(statement.condition.source) if statement.condition is not None else {}
     return pb.EffectiveStatement(
         policy_id=statement.policy_id,
         statement_index=statement.statement_index,
         statement=policy_pb2.Statement(
-            effect=statement.effect, actions=statement.actions, resources=statement.resources
+            effect=statement.effect,
+            actions=statement.actions,
+            resources=statement.resources,
+            conditions=to_struct(conditions),
         ),
         via=[to_subject(s) for s in statement.via],
+    )
+
+
+def to_authorized_resources_info(listing, max_message_bytes: int) -> pb.AuthorizedResourcesInfo:
+    return pb.AuthorizedResourcesInfo(
+        results=fitted([to_authorized_resource(r) for r in listing.results], max_message_bytes),
+        total_count=listing.total_count,
+        missing_context=listing.missing_context,
     )
 
 
