@@ -18,7 +18,7 @@ from policyhub.domain import (
     SubjectType,
     values,
 )
-from policyhub.engine.conditions import MAX_CONTEXT_KEYS, ConditionError, flatten_context, parse_conditions
+from policyhub.engine.conditions import MAX_CONTEXT_KEYS, MAX_KEY as MAX_CONTEXT_KEY, ConditionError, flatten_context, parse_conditions
 from policyhub.errors import InvalidArgument, RequiredParameter, clip
 
 NAME_MAX = 255
@@ -166,10 +166,15 @@ def context(value: dict[str, Any] | None, field: str = "context") -> dict[str, A
     and number of keys)."""
     if not value:
         return {}
-    json_object(value, field, max_bytes=CONTEXT_MAX_BYTES)
+    # Not stored: its keys may have dots (`{"request.ip": ...}` is the same as the nested form).
+    bounded_size(value, field, CONTEXT_MAX_BYTES)
     flat = flatten_context(value)
     if len(flat) > MAX_CONTEXT_KEYS:
         raise InvalidArgument(field, f"must have at most {MAX_CONTEXT_KEYS} keys, got {len(flat)}")
+    for key in flat:
+        if len(key) > MAX_CONTEXT_KEY:
+            raise InvalidArgument(field, f"keys must have at most {MAX_CONTEXT_KEY} characters")
+        clean(key, field)
     return flat
 
 
