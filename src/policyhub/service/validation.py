@@ -18,7 +18,8 @@ from policyhub.domain import (
     SubjectType,
     values,
 )
-from policyhub.engine.conditions import MAX_CONTEXT_KEYS, MAX_KEY as MAX_CONTEXT_KEY, ConditionError, flatten_context, parse_conditions
+from policyhub.engine.conditions import MAX_CONTEXT_KEYS, ConditionError, flatten_context, parse_conditions
+from policyhub.engine.conditions import MAX_KEY as MAX_CONTEXT_KEY
 from policyhub.errors import InvalidArgument, RequiredParameter, clip
 
 NAME_MAX = 255
