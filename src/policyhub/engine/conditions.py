@@ -121,8 +121,19 @@ class Group:
 
 Condition = Group
 
-# Stands for stored conditions that no longer parse: its key is never in a context.
-UNREADABLE = Group("all", (Rule("(unreadable conditions)", "string_equals", ("",)),), "{}")
+UNREADABLE_KEY = "(unreadable conditions)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreadable(Group):
+    """Unknown whatever the context: no context key, even one named like its rule's, makes it hold."""
+
+    def evaluate(self, context: Mapping[str, Any]) -> Truth:
+        return Unknown(frozenset((UNREADABLE_KEY,)))
+
+
+# Stands for stored conditions that no longer parse: never true, never false.
+UNREADABLE: Group = _Unreadable("all", (Rule(UNREADABLE_KEY, "string_equals", ("",)),), "{}")
 
 
 # -- context --------------------------------------------------------------------------------
@@ -250,10 +261,20 @@ def _patterns(value: Any) -> tuple[str, ...]:
     return patterns
 
 
+def _finite(value: int | float) -> float | None:
+    """The number as a finite float; None for NaN, the infinities and integers too large for a float."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    number = None if isinstance(value, bool) or not isinstance(value, int | float) else _finite(value)
+    if number is None:
         raise _fail("must be a finite number")
-    return float(value)
+    return number
 
 
 def _instant(value: Any, path: str = "") -> datetime:
@@ -300,7 +321,7 @@ def _zone(value: Mapping[str, Any]) -> str:
         raise _fail("must be an IANA time zone such as Europe/Paris", ".time_zone")
     try:
         _zone_info(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of the database ("America")
         raise _fail(f"unknown time zone {name[:64]!r}", ".time_zone") from None
     return name
 
@@ -316,7 +337,14 @@ def _object(value: Any, fields: set[str], required: set[str]) -> Mapping[str, An
 
 
 def _clock(text: Any, path: str) -> int:
-    if isinstance(text, str) and len(text) == 5 and text[2] == ":" and text[:2].isdigit() and text[3:].isdigit():
+    if (
+        isinstance(text, str)
+        and len(text) == 5
+        and text.isascii()  # not the other digits int() reads ("٠٩:٣٠") or refuses ("0²:00")
+        and text[2] == ":"
+        and text[:2].isdigit()
+        and text[3:].isdigit()
+    ):
         hours, minutes = int(text[:2]), int(text[3:])
         if hours < 24 and minutes < 60:
             return hours * 60 + minutes
@@ -370,7 +398,8 @@ def _read_number(value: Any) -> Any:
     if isinstance(value, bool):
         return _INVALID
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else _INVALID
+        number = _finite(value)
+        return _INVALID if number is None else number
     if isinstance(value, str) and len(value) <= 64:
         try:
             number = float(value)
@@ -415,7 +444,8 @@ def _member(value: Any) -> Any:
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, int | float):
-        return ("number", float(value)) if math.isfinite(value) else _INVALID
+        number = _finite(value)
+        return _INVALID if number is None else ("number", number)
     if isinstance(value, str):
         return ("string", value)
     return _INVALID
@@ -434,14 +464,20 @@ def _in_network(address: Any, networks: tuple[Any, ...]) -> bool:
 
 def _in_window(moment: datetime, window: tuple[int, int, str]) -> bool:
     start, end, zone = window
-    local = moment.astimezone(_zone_info(zone))
+    try:
+        local = moment.astimezone(_zone_info(zone))
+    except OverflowError:  # an instant at the edge of the calendar has no local time there
+        return False
     minute = local.hour * 60 + local.minute
     return start <= minute < end if start < end else minute >= start or minute < end
 
 
 def _on_day(moment: datetime, spec: tuple[frozenset[int], str]) -> bool:
     days, zone = spec
-    return moment.astimezone(_zone_info(zone)).weekday() in days
+    try:
+        return moment.astimezone(_zone_info(zone)).weekday() in days
+    except OverflowError:  # as in _in_window
+        return False
 
 
 # operator -> (positive, test, context reader)

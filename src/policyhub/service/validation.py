@@ -166,7 +166,8 @@ def context(value: dict[str, Any] | None, field: str = "context") -> dict[str, A
     and number of keys)."""
     if not value:
         return {}
-    json_object(value, field, max_bytes=CONTEXT_MAX_BYTES)
+    # as many keys at the top as flattened (not the 100 of tags): a flat context may use them all
+    json_object(value, field, max_keys=MAX_CONTEXT_KEYS, max_bytes=CONTEXT_MAX_BYTES)
     flat = flatten_context(value)
     if len(flat) > MAX_CONTEXT_KEYS:
         raise InvalidArgument(field, f"must have at most {MAX_CONTEXT_KEYS} keys, got {len(flat)}")
