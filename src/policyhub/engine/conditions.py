@@ -57,6 +57,7 @@ MAX_CONTEXT_KEYS = 256
 MAX_CONTEXT_DEPTH = 8
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 TIME_KEY = "request.time"
 
 
@@ -121,8 +122,19 @@ class Group:
 
 Condition = Group
 
-# Stands for stored conditions that no longer parse: its key is never in a context.
-UNREADABLE = Group("all", (Rule("(unreadable conditions)", "string_equals", ("",)),), "{}")
+UNREADABLE_KEY = "(unreadable conditions)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreadable(Group):
+    """Unknown whatever the context: no context key, even one named like its rule's, makes it hold."""
+
+    def evaluate(self, context: Mapping[str, Any]) -> Truth:
+        return Unknown(frozenset((UNREADABLE_KEY,)))
+
+
+# Stands for stored conditions that no longer parse: never true, never false.
+UNREADABLE: Group = _Unreadable("all", (Rule(UNREADABLE_KEY, "string_equals", ("",)),), "{}")
 
 
 # -- context --------------------------------------------------------------------------------
@@ -216,7 +228,8 @@ def _rule(raw: Any, path: str) -> Rule:
 
 
 def _clean(text: str) -> bool:
-    return text.isprintable() or not any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co") for c in text)
+    # control, format (bidi overrides), surrogate, private-use, line/paragraph separators
+    return text.isprintable() or not any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp") for c in text)
 
 
 # -- value parsers: request values (the rule's) and context values (the request's) ------------
@@ -250,10 +263,20 @@ def _patterns(value: Any) -> tuple[str, ...]:
     return patterns
 
 
+def _finite(value: int | float) -> float | None:
+    """The number as a finite float; None for NaN, the infinities and integers too large for a float."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    number = None if isinstance(value, bool) or not isinstance(value, int | float) else _finite(value)
+    if number is None:
         raise _fail("must be a finite number")
-    return float(value)
+    return number
 
 
 def _instant(value: Any, path: str = "") -> datetime:
@@ -300,7 +323,7 @@ def _zone(value: Mapping[str, Any]) -> str:
         raise _fail("must be an IANA time zone such as Europe/Paris", ".time_zone")
     try:
         _zone_info(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of the database ("America")
         raise _fail(f"unknown time zone {name[:64]!r}", ".time_zone") from None
     return name
 
@@ -316,7 +339,14 @@ def _object(value: Any, fields: set[str], required: set[str]) -> Mapping[str, An
 
 
 def _clock(text: Any, path: str) -> int:
-    if isinstance(text, str) and len(text) == 5 and text[2] == ":" and text[:2].isdigit() and text[3:].isdigit():
+    if (
+        isinstance(text, str)
+        and len(text) == 5
+        and text.isascii()  # not the other digits int() reads ("٠٩:٣٠") or refuses ("0²:00")
+        and text[2] == ":"
+        and text[:2].isdigit()
+        and text[3:].isdigit()
+    ):
         hours, minutes = int(text[:2]), int(text[3:])
         if hours < 24 and minutes < 60:
             return hours * 60 + minutes
@@ -328,6 +358,8 @@ def _clock(text: Any, path: str) -> int:
 def _time_window(value: Any) -> tuple[int, int, str]:
     window = _object(value, {"start", "end", "time_zone"}, {"start", "end"})
     start, end = _clock(window["start"], ".start"), _clock(window["end"], ".end")
+    if start == 24 * 60:
+        raise _fail('must be a time of day "HH:MM" before 24:00', ".start")
     if start == end:
         raise _fail("must differ from start", ".end")
     return start, end, _zone(window)
@@ -340,9 +372,10 @@ def _weekdays(value: Any) -> tuple[frozenset[int], str]:
         raise _fail("must be a list of days: mon, tue, wed, thu, fri, sat, sun", ".days")
     found = set()
     for index, day in enumerate(days):
-        if not isinstance(day, str) or day.lower()[:3] not in DAYS:
-            raise _fail("must be a day: mon, tue, wed, thu, fri, sat, sun", f".days[{index}]")
-        found.add(DAYS.index(day.lower()[:3]))
+        name = day.lower() if isinstance(day, str) else ""
+        if name not in DAYS and name not in FULL_DAYS:
+            raise _fail("must be a day: mon, tue, wed, thu, fri, sat, sun (or its full name)", f".days[{index}]")
+        found.add(DAYS.index(name[:3]))
     return frozenset(found), _zone(spec)
 
 
@@ -370,7 +403,8 @@ def _read_number(value: Any) -> Any:
     if isinstance(value, bool):
         return _INVALID
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else _INVALID
+        number = _finite(value)
+        return _INVALID if number is None else number
     if isinstance(value, str) and len(value) <= 64:
         try:
             number = float(value)
@@ -415,7 +449,8 @@ def _member(value: Any) -> Any:
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, int | float):
-        return ("number", float(value)) if math.isfinite(value) else _INVALID
+        number = _finite(value)
+        return _INVALID if number is None else ("number", number)
     if isinstance(value, str):
         return ("string", value)
     return _INVALID
@@ -434,14 +469,20 @@ def _in_network(address: Any, networks: tuple[Any, ...]) -> bool:
 
 def _in_window(moment: datetime, window: tuple[int, int, str]) -> bool:
     start, end, zone = window
-    local = moment.astimezone(_zone_info(zone))
+    try:
+        local = moment.astimezone(_zone_info(zone))
+    except OverflowError:  # an instant at the edge of the calendar has no local time there
+        return False
     minute = local.hour * 60 + local.minute
     return start <= minute < end if start < end else minute >= start or minute < end
 
 
 def _on_day(moment: datetime, spec: tuple[frozenset[int], str]) -> bool:
     days, zone = spec
-    return moment.astimezone(_zone_info(zone)).weekday() in days
+    try:
+        return moment.astimezone(_zone_info(zone)).weekday() in days
+    except OverflowError:  # as in _in_window
+        return False
 
 
 # operator -> (positive, test, context reader)

@@ -168,11 +168,12 @@ def context(value: dict[str, Any] | None, field: str = "context") -> dict[str, A
     if not value:
         return {}
     # Not stored: its keys may have dots (`{"request.ip": ...}` is the same as the nested form).
+    json_value(value, field, stored=False)
     bounded_size(value, field, CONTEXT_MAX_BYTES)
     flat = flatten_context(value)
     if len(flat) > MAX_CONTEXT_KEYS:
         raise InvalidArgument(field, f"must have at most {MAX_CONTEXT_KEYS} keys, got {len(flat)}")
-    for key in flat:
+    for key, item in flat.items():
         if len(key) > MAX_CONTEXT_KEY:
             raise InvalidArgument(field, f"keys must have at most {MAX_CONTEXT_KEY} characters")
         clean(key, field)
@@ -202,9 +203,9 @@ def json_object(
     return result
 
 
-def json_value(value: Any, field: str, depth: int = 0) -> None:
+def json_value(value: Any, field: str, depth: int = 0, stored: bool = True) -> None:
     """Values stored verbatim must be safe MongoDB documents: no `$` or `.` in keys, bounded depth,
-    bounded strings, clean keys."""
+    bounded strings, clean keys. Values that are not stored (`stored=False`) may have such keys."""
     if depth > 10:
         raise InvalidArgument(field, "is nested too deeply (at most 10 levels)")
     if isinstance(value, dict):
@@ -212,13 +213,13 @@ def json_value(value: Any, field: str, depth: int = 0) -> None:
             path = f"{field}.{clip(key)}"
             if len(key) > TAG_KEY_MAX:
                 raise InvalidArgument(path, f"keys must have at most {TAG_KEY_MAX} characters")
-            if not key or key.startswith("$") or "." in key:
+            if not key or (stored and (key.startswith("$") or "." in key)):
                 raise InvalidArgument(path, "keys must be non-empty and contain no '$' prefix or '.'")
             clean(key, path)
-            json_value(item, path, depth + 1)
+            json_value(item, path, depth + 1, stored)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            json_value(item, f"{field}[{index}]", depth + 1)
+            json_value(item, f"{field}[{index}]", depth + 1, stored)
     elif isinstance(value, str) and len(value) > STRING_VALUE_MAX:
         raise InvalidArgument(field, f"strings must have at most {STRING_VALUE_MAX} characters")
     elif isinstance(value, float) and not math.isfinite(value):
