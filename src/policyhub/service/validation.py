@@ -173,7 +173,7 @@ def context(value: dict[str, Any] | None, field: str = "context") -> dict[str, A
     flat = flatten_context(value)
     if len(flat) > MAX_CONTEXT_KEYS:
         raise InvalidArgument(field, f"must have at most {MAX_CONTEXT_KEYS} keys, got {len(flat)}")
-    for key, item in flat.items():
+    for key in flat:
         if len(key) > MAX_CONTEXT_KEY:
             raise InvalidArgument(field, f"keys must have at most {MAX_CONTEXT_KEY} characters")
         clean(key, field)
