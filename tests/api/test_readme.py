@@ -128,4 +128,4 @@ def test_readme_groups_walkthrough_delete_without_cascade_is_refused(client):
         client.group.delete,
         group_pb2.DeleteGroupRequest(group_id="sre", domain_id=domain),
     )
-    assert "sre has 3 members and 1 grants" in error.details()
+    assert "sre has 3 members and 1 grant;" in error.details()

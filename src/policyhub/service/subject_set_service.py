@@ -186,7 +186,7 @@ class SubjectSetService:
 
     def _still_named(self, counts: dict[str, tuple[int, int]]) -> FailedPrecondition:
         parts = [
-            f"{set_id} has {members} members and {grants} grants"
+            f"{set_id} has {_count(members, 'member')} and {_count(grants, 'grant')}"
             for set_id, (members, grants) in sorted(counts.items())
         ]
         return FailedPrecondition(
@@ -240,11 +240,11 @@ class SubjectSetService:
         start, limit = validation.page(params.get("page"), self.sets.schema.max_limit)
         self.guard.require(ctx, self.kind.permissions.list_users, self.kind.resource(set_id))
         self.sets.get(ctx.domain_id, set_id)
-        members = self.indexes.get(ctx.domain_id).members(
-            Subject(self.kind.type, set_id), bool(params.get("include_nested"))
+        users = self.indexes.get(ctx.domain_id).members(
+            Subject(self.kind.type, set_id), bool(params.get("include_nested")), SubjectType.USER
         )
-        users = [(member.id, via) for member, via in members if member.type == SubjectType.USER]
-        return [{"user_id": user_id, "via": via} for user_id, via in users[start - 1 : start - 1 + limit]], len(users)
+        page = users[start - 1 : start - 1 + limit]
+        return [{"user_id": user.id, "via": via} for user, via in page], len(users)
 
     def _user_pairs(self, params: dict[str, Any]) -> tuple[str, list[tuple[dict, dict]]]:
         id_field = self.kind.id_field
@@ -303,6 +303,10 @@ class SubjectSetService:
                 for domain_id, set_id in named
             ]
         )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def adopt_named_sets(assignments: AssignmentManager, services: list[SubjectSetService]) -> dict[str, int]:
