@@ -330,7 +330,7 @@ def test_delete_is_refused_while_the_group_has_members_or_grants(client, domain)
         client.group.delete,
         gpb.DeleteGroupRequest(group_id="busy", domain_id=domain),
     )
-    assert "busy has 2 members and 1 grants" in error.details()
+    assert "busy has 2 members and 1 grant" in error.details()
     metadata = error_info(error).metadata
     assert (metadata["group_id"], metadata["member_count"], metadata["grant_count"]) == ("busy", "2", "1")
     error = expect_error(
@@ -338,7 +338,7 @@ def test_delete_is_refused_while_the_group_has_members_or_grants(client, domain)
         client.group.delete,
         gpb.DeleteGroupRequest(group_id="holder", domain_id=domain),
     )
-    assert "holder has 0 members and 1 grants" in error.details()
+    assert "holder has 0 members and 1 grant" in error.details()
     assert get(client, domain, "busy")["member_count"] == 2 and get(client, domain, "holder")["policy_ids"] == ["p"]
     assert len(edges(client, domain)) == 4
     client.group.delete(gpb.DeleteGroupRequest(group_id="empty", domain_id=domain), timeout=10)
@@ -414,7 +414,7 @@ def test_delete_many_is_all_or_nothing(client, domain):
         client.group.delete_many,
         gpb.DeleteGroupsRequest(group_ids=["a", "busy"], domain_id=domain),
     )
-    assert "busy has 1 members and 0 grants" in error.details()
+    assert "busy has 1 member and 0 grants" in error.details()
     assert remaining() == ["a", "b", "busy"] and edges(client, domain) == {("USER", "u", "GROUP", "busy")}
 
     done = as_dict(
@@ -482,6 +482,12 @@ def test_add_and_remove_users_report_each_user(client, domain):
         "repository.Group.add_users",
         "repository.Group.add_users",
         "repository.Group.remove_users",
+    ]
+    # Each is filed under the assignment it changed, so the audit of an assignment finds it.
+    removed_id = removed["results"][0]["assignment_id"]
+    assert sorted((e["resource_type"], e["method"]) for e in audits(client, domain, resource_id=removed_id)) == [
+        ("Assignment", "repository.Group.add_users"),
+        ("Assignment", "repository.Group.remove_users"),
     ]
 
 

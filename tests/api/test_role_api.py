@@ -315,7 +315,7 @@ def test_delete_refused_in_use_and_cascade_takes_the_assignments(client, domain)
     error = expect_error(
         grpc.StatusCode.FAILED_PRECONDITION, client.role.delete, rpb.DeleteRoleRequest(role_id="ops", domain_id=domain)
     )
-    assert "ops has 2 members and 1 grants" in error.details()
+    assert "ops has 2 members and 1 grant" in error.details()
     metadata = error_info(error).metadata
     assert (metadata["role_id"], metadata["member_count"], metadata["grant_count"]) == ("ops", "2", "1")
     assert len(edges(client, domain)) == 4 and get(client, domain, "ops")["member_count"] == 2
