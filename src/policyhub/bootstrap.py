@@ -42,6 +42,7 @@ from policyhub.remote.cache import TTLCache
 from policyhub.remote.client import RemotePolicyClient
 from policyhub.service.api_key_service import ApiKeyService
 from policyhub.service.assignment_service import AssignmentService
+from policyhub.service.assignment_writer import AssignmentWriter
 from policyhub.service.audit_service import AuditService
 from policyhub.service.authentication_service import Authenticator
 from policyhub.service.authorization_service import AuthorizationService
@@ -163,12 +164,11 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     policy_lifecycle = PolicyLifecycleService(
         policies, assignments, revisions, audit, guard, utc_now, timedelta(seconds=config.soft_delete_retention_seconds)
     )
-    assignment_service = AssignmentService(
-        assignments, policies, {"GROUP": groups, "ROLE": roles}, revisions, audit, guard, utc_now
-    )
+    writer = AssignmentWriter(assignments, policies, {"GROUP": groups, "ROLE": roles}, revisions, audit, guard, utc_now)
+    assignment_service = AssignmentService(assignments, writer, guard)
     audit_service = AuditService(audits, guard)
     authorization_service = AuthorizationService(indexes, guard, limit, utc_now)
-    set_parts = (assignments, assignment_service, indexes, revisions, audit, guard, utc_now)
+    set_parts = (assignments, writer, indexes, revisions, audit, guard, utc_now)
     group_service = GroupService(groups, *set_parts, authorization=authorization_service)
     role_service = RoleService(roles, *set_parts)
     limits = RateLimiter(

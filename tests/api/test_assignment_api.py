@@ -6,7 +6,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from helpers import as_dict, expect_error, field_violations, parse
+from helpers import as_dict, create_sets, expect_error, field_violations, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
 
@@ -84,6 +84,7 @@ def test_create_get_list_delete(client, domain):
 def test_check_right_after_writes_sees_them(client, domain):
     policy(client, domain, "reader", ["inventory.Server.read"])
     assert check(client, domain, "bob", "inventory.Server.read", "srv/1")["reason"] == "NO_MATCHING_ALLOW"
+    create_sets(client, domain, groups=["everyone"], roles=["ops"])
     assign(client, domain, "USER", "bob", "ROLE", "ops")
     assign(client, domain, "ROLE", "ops", "POLICY", "reader")
     allowed = check(client, domain, "bob", "inventory.server.READ", "srv/1")
@@ -118,6 +119,7 @@ def test_managed_policy_can_be_assigned(client, domain):
 
 def test_group_cycle_is_harmless(client, domain):
     policy(client, domain, "p", ["a.b"])
+    create_sets(client, domain, groups=["g1", "g2"])
     assign(client, domain, "GROUP", "g1", "GROUP", "g2")
     assign(client, domain, "GROUP", "g2", "GROUP", "g1")
     assign(client, domain, "GROUP", "g2", "POLICY", "p")
@@ -181,6 +183,7 @@ def test_batch_with_a_missing_policy_writes_nothing(client, domain):
 
 
 def test_batch_of_10001_is_refused_and_writes_nothing(client, domain):
+    create_sets(client, domain, groups=["g"])
     request = parse(
         pb.AssignmentsRequest,
         {
@@ -225,6 +228,8 @@ def test_bad_assignments_are_invalid_argument(client, domain, body, field):
         with pytest.raises(json_format.ParseError):
             parse(pb.CreateAssignmentRequest, {**body, "domain_id": domain})
         return
+    # The group exists: the bad input is the only thing wrong (not a NOT_FOUND in disguise).
+    create_sets(client, domain, groups=["g"])
     error = expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,
         client.assignment.create,
@@ -234,6 +239,7 @@ def test_bad_assignments_are_invalid_argument(client, domain, body, field):
 
 
 def test_unknown_enum_number_on_the_wire_is_invalid_argument(client, domain):
+    create_sets(client, domain, groups=["g"])
     request = pb.CreateAssignmentRequest(
         subject=pb.Subject(type=42, id="x"), grant=pb.Grant(type=pb.Grant.GROUP, id="g"), domain_id=domain
     )
@@ -259,6 +265,7 @@ def test_assigning_a_missing_or_foreign_policy_is_not_found(client, domain, othe
 
 
 def test_duplicate_create_is_already_exists(client, domain):
+    create_sets(client, domain, groups=["g"])
     assign(client, domain, "USER", "u", "GROUP", "g")
     expect_error(
         grpc.StatusCode.ALREADY_EXISTS,
@@ -312,6 +319,7 @@ def test_list_authorized_resources_and_subjects(client, domain):
             {"effect": "DENY", "actions": ["inventory.Server.write"], "resources": ["srv/db/*"]},
         ],
     )
+    create_sets(client, domain, groups=["ops"])
     assign(client, domain, "GROUP", "ops", "POLICY", "srv")
     assign(client, domain, "USER", "carol", "GROUP", "ops")
     found = as_dict(
@@ -406,6 +414,7 @@ def test_expired_assignment_does_not_apply_and_future_one_does(client, domain):
 
 
 def test_stat_on_assignments(client, domain):
+    create_sets(client, domain, groups=["g"], roles=["r"])
     assign(client, domain, "USER", "u1", "GROUP", "g")
     assign(client, domain, "USER", "u2", "GROUP", "g")
     assign(client, domain, "GROUP", "g", "ROLE", "r")
@@ -453,6 +462,7 @@ def test_check_requires_a_subject(client, domain):
 
 
 def test_unknown_grant_type_in_a_batch_is_invalid_argument_and_writes_nothing(client, domain):
+    create_sets(client, domain, groups=["g"])
     request = pb.AssignmentsRequest(
         domain_id=domain,
         subject_type=pb.Subject.USER,
@@ -486,6 +496,7 @@ def test_list_authorized_resources_is_paginated(client, domain):
 
 
 def test_expires_at_out_of_range_is_invalid_argument(client, domain):
+    create_sets(client, domain, groups=["g"])
     error = expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,
         client.assignment.create,

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import grpc
 
-from helpers import as_dict, expect_error, parse
+from helpers import as_dict, create_sets, expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import audit_pb2, policy_pb2
 from policyhub.manager.assignment_manager import CLAIM_SECONDS
@@ -108,6 +108,7 @@ def item_key(item) -> tuple:
 
 def test_concurrent_adds_on_overlapping_pairs_never_fail(client, domain):
     policies(client, domain, "p1", "p2")
+    create_sets(client, domain, groups=["g1"], roles=["r1"])
     answers = hammer(client, client.assignment.add, overlapping_requests(domain, 1))
     final = stored(client, domain)
     items = [item for answer in answers for item in answer["results"]]
@@ -122,6 +123,7 @@ def test_concurrent_adds_on_overlapping_pairs_never_fail(client, domain):
 
 def test_concurrent_removes_on_overlapping_pairs_never_fail(client, domain):
     policies(client, domain, "p1", "p2")
+    create_sets(client, domain, groups=["g1"], roles=["r1"])
     client.assignment.add(batch(domain, GRANTS, SUBJECTS), timeout=30)
     before = stored(client, domain)
     answers = hammer(client, client.assignment.remove, overlapping_requests(domain, 2))
@@ -227,6 +229,7 @@ def test_recheck_undoes_only_our_inserts_when_a_pair_was_taken(client, domain, m
 
 
 def test_a_pair_removed_between_read_and_delete_is_reported_not_found(client, domain, monkeypatch):
+    create_sets(client, domain, groups=["g"])
     client.assignment.add(batch(domain, [{"type": "GROUP", "id": "g"}], ["a", "b", "c"]), timeout=10)
     before = stored(client, domain)
     assert check(client, domain, "a", "x") == pb.CheckResult.DENY
@@ -251,6 +254,7 @@ def test_a_pair_removed_between_read_and_delete_is_reported_not_found(client, do
 def test_a_removers_standing_claim_is_respected_until_it_runs_out(client, domain):
     """Another remover's claim means that remover deletes it; a claim left by one that died
     stops counting after CLAIM_SECONDS."""
+    create_sets(client, domain, groups=["g"])
     client.assignment.add(batch(domain, [{"type": "GROUP", "id": "g"}], ["a", "b"]), timeout=10)
     ids = stored(client, domain)
     manager = client.app.managers.assignment

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from helpers import as_dict, expect_error, field_violations, parse
+from helpers import as_dict, create_sets, expect_error, field_violations, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import audit_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
@@ -39,6 +39,7 @@ def test_policy_mutations_are_recorded_with_before_and_after(client, domain, oth
 
 
 def test_batch_assignment_changes_are_recorded_per_assignment(client, domain):
+    create_sets(client, domain, groups=["g"])
     client.assignment.add(
         parse(
             apb.AssignmentsRequest,

@@ -11,7 +11,7 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import expect_error, parse
+from helpers import create_sets, expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
 
@@ -183,6 +183,7 @@ def test_policy_admin_cannot_give_itself_full_access(secure, domain):
             metadata=erin,
         )
     # Nor through a group that carries it.
+    create_sets(secure, domain, groups=["admins"], metadata=admin(secure, domain))
     grant(secure, domain, admin(secure, domain), "admins", "POLICY", "managed-full-access", subject_type="GROUP")
     error = expect_error(
         grpc.StatusCode.PERMISSION_DENIED,
@@ -412,6 +413,8 @@ def test_no_sequence_of_calls_gives_anyone_more_than_the_caller_held(secure, ini
     grant(secure, domain, boss, "eve", "POLICY", "operator")
     for policy_id, content in zip(POLICY_IDS, initial, strict=True):
         create(secure, domain, boss, policy_id, statements=content)
+    # The group and role exist, else every edge naming them is refused and nothing is tried.
+    create_sets(secure, domain, groups=["g1"], roles=["r1"], metadata=boss)
     for (subject_type, subject_id), (grant_type, grant_id) in edges:
         run(secure, domain, boss, ("add", (subject_type, subject_id), (grant_type, grant_id)))
     before = permissions_of_everyone(secure, domain)
@@ -484,6 +487,7 @@ def test_joining_a_group_counts_its_disabled_policies(secure, domain):
     create(secure, domain, boss, "operator", statements=[OPERATOR])
     grant(secure, domain, boss, "nia", "POLICY", "operator")
     create(secure, domain, boss, "breakglass", permissions=["*"])
+    create_sets(secure, domain, groups=["admins"], metadata=boss)
     grant(secure, domain, boss, "admins", "POLICY", "breakglass", subject_type="GROUP")
     secure.policy.disable(pb.PolicyRequest(policy_id="breakglass", domain_id=domain), metadata=boss, timeout=10)
     error = expect_error(

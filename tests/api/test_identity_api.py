@@ -175,6 +175,17 @@ def test_permissions_come_from_assignments(secure, domain):
         pb.UpdatePolicyRequest(policy_id="p", name="x", domain_id=domain),
         metadata=user,
     )
+    # Every write, including the lifecycle ones; reads and checks stay allowed.
+    for call in (secure.policy.disable, secure.policy.enable, secure.policy.delete):
+        expect_error(
+            grpc.StatusCode.PERMISSION_DENIED, call, pb.PolicyRequest(policy_id="p", domain_id=domain), metadata=user
+        )
+    assert secure.policy.get(pb.GetRepositoryPolicyRequest(policy_id="p", domain_id=domain), metadata=user).name
+    check = parse(
+        apb.CheckRequest,
+        {"subject": {"type": "USER", "id": "bob"}, "action": "x", "resource": "y", "domain_id": domain},
+    )
+    assert secure.assignment.check(check, metadata=user, timeout=10).decision == apb.CheckResult.DENY
 
 
 def test_repository_changes_are_system_only(secure, domain):

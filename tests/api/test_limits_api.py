@@ -11,7 +11,7 @@ from conftest import free_port
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from helpers import as_dict, error_reason, expect_error, field_violations, parse
+from helpers import as_dict, create_sets, error_reason, expect_error, field_violations, parse
 from policyhub._gen.spaceone.api.repository.v1 import api_key_pb2 as kpb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, audit_pb2, policy_pb2_grpc
@@ -172,6 +172,7 @@ def test_hostile_tag_keys_are_clipped_in_the_field_path(client, domain):
 
 @pytest.mark.parametrize("value", UNSAFE)
 def test_unsafe_characters_in_names_and_ids_are_invalid_argument(client, domain, value):
+    create_sets(client, domain, roles=["r"])
     cases = [
         (client.policy.create, pb.CreatePolicyRequest(policy_id="p", name=value, domain_id=domain), "name"),
         (
@@ -268,6 +269,7 @@ def test_policy_documents_are_at_most_64_kib(client, domain):
 
 
 def test_tag_and_label_strings_are_at_most_4096_characters(client, domain):
+    create_sets(client, domain, roles=["r"])
     error = expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,
         client.policy.create,
@@ -295,6 +297,7 @@ def test_tag_and_label_strings_are_at_most_4096_characters(client, domain):
 
 
 def test_assignment_tags_and_labels_are_capped(client, domain):
+    create_sets(client, domain, roles=["r"])
     request_ = {"subject": {"type": "USER", "id": "u"}, "grant": {"type": "ROLE", "id": "r"}, "domain_id": domain}
     error = expect_error(
         grpc.StatusCode.INVALID_ARGUMENT,

@@ -1,34 +1,131 @@
-"""The README's grpcurl walk-through, run line by line against a test server."""
+"""The README's grpcurl walk-throughs, run line by line against a test server."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
+
+from helpers import expect_error
+from policyhub._gen.spaceone.api.repository.v1 import group_pb2
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 GRPCURL = Path(sys.executable).parent / "grpcurl"
+README_ADDRESS = "127.0.0.1:50051"
+README_DOMAIN = "domain-demo"
+GROUPS_SECTION = "Walk-through: groups and roles (Authing-style)"
 
 
-def walkthrough_commands() -> list[list[str]]:
+def section_commands(title: str) -> list[list[str]]:
+    """The `.venv/bin/grpcurl` lines of every ```sh block of the README section `## <title>`, split
+    as a shell would."""
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Walk-through with grpcurl", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
-    return [shlex.split(line) for line in block.splitlines() if line.startswith(".venv/bin/grpcurl")]
+    heading = f"\n## {title}\n"
+    assert heading in text, f"README.md has no section '## {title}'"
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert blocks, f"README.md section '{title}' has no sh block"
+    return [
+        shlex.split(line) for block in blocks for line in block.splitlines() if line.startswith(".venv/bin/grpcurl")
+    ]
+
+
+def run_commands(client, commands: list[list[str]], domain: str) -> list[tuple[str, str]]:
+    """Runs README commands in order against the test server, in `domain`; every one must exit 0.
+    Returns (method, stdout) per command (method: grpcurl's last argument)."""
+    if client.backend != "mongomock":
+        pytest.skip("the walk-through is about the commands, not the backend: run once")
+    outputs = []
+    for command in commands:
+        command = [str(GRPCURL) if part == ".venv/bin/grpcurl" else part for part in command]
+        command = [client.address if part == README_ADDRESS else part for part in command]
+        command = [part.replace(README_DOMAIN, domain) for part in command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"{' '.join(command)}\n{result.stderr}"
+        outputs.append((command[-1], result.stdout))
+    return outputs
+
+
+def answers(outputs: list[tuple[str, str]], method: str) -> list[dict]:
+    """The JSON answers of the commands calling `method` (`Group/create`, …), in order."""
+    return [json.loads(out) for called, out in outputs if called == f"spaceone.api.repository.v1.{method}"]
+
+
+def via(answer: dict) -> list[tuple[str, str]]:
+    return [(step["type"], step["id"]) for step in answer.get("via", [])]
 
 
 def test_readme_walkthrough_works_as_written(client):
-    if client.backend != "mongomock":
-        pytest.skip("the walk-through is about the commands, not the backend: run once")
-    commands = walkthrough_commands()
-    assert len(commands) >= 10
-    for command in commands:
-        command = [str(GRPCURL) if part == ".venv/bin/grpcurl" else part for part in command]
-        command = [client.address if part == "127.0.0.1:50051" else part for part in command]
-        command = [part.replace("domain-demo", "domain-readme") for part in command]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, f"{' '.join(command)}\n{result.stderr}"
+    outputs = run_commands(client, section_commands("Walk-through with grpcurl"), "domain-readme")
+    assert len(outputs) >= 10
+
+
+def test_readme_groups_walkthrough_works_as_written(client):
+    domain = "domain-readme-groups"
+    outputs = run_commands(client, section_commands(GROUPS_SECTION), domain)
+
+    before, after_rename, after_delete = answers(outputs, "Assignment/check")
+    assert (before["decision"], before["reason"], before["policy_id"]) == ("ALLOW", "ALLOWED", "ops-servers")
+    assert before["statement_index"] == 1
+    assert via(before) == [("USER", "alice"), ("GROUP", "ops")]
+    # After the rename, a nested member is allowed through the renamed group.
+    assert (after_rename["decision"], after_rename["policy_id"]) == ("ALLOW", "ops-servers")
+    assert via(after_rename) == [("USER", "carol"), ("GROUP", "oncall"), ("GROUP", "sre")]
+    # After the cascade delete the group's grant is gone.
+    assert (after_delete["decision"], after_delete["reason"]) == ("DENY", "NO_MATCHING_ALLOW")
+
+    (renamed,) = answers(outputs, "Group/update")
+    assert (renamed["group_id"], renamed["name"]) == ("sre", "Site reliability")
+    assert (renamed["member_count"], renamed["policy_ids"]) == (3, ["ops-servers"])
+
+    (users,) = answers(outputs, "Group/list_users")
+    assert [(u["user_id"], via(u)) for u in users["results"]] == [
+        ("alice", []),
+        ("bob", []),
+        ("carol", [("GROUP", "oncall")]),
+    ]
+    assert users["total_count"] == 3
+
+    (resources,) = answers(outputs, "Group/list_authorized_resources")
+    assert resources["results"] == [
+        {
+            "resource": "*",
+            "actions": ["inventory.Server.*"],
+            "exceptions": [{"resource": "prod/*", "actions": ["inventory.Server.delete"]}],
+        }
+    ]
+
+    # Deleted with its memberships and grants; the nested group stays, in no group now.
+    expect_error(grpc.StatusCode.NOT_FOUND, client.group.get, group_pb2.GroupRequest(group_id="sre", domain_id=domain))
+    oncall = client.group.get(group_pb2.GroupRequest(group_id="oncall", domain_id=domain), timeout=10)
+    assert oncall.member_count == 1
+
+    (role,) = answers(outputs, "Role/get")
+    assert (role["role_id"], role["member_count"], role["is_bound"]) == ("auditor", 2, True)
+    assert role["policy_ids"] == ["inventory-reader"]
+    grouped = {
+        group["service"]: [action for s in group["statements"] for action in s["statement"]["actions"]]
+        for group in role["permission_groups"]
+    }
+    assert grouped == {"identity": ["identity.Project.get"], "inventory": ["inventory.*.get", "inventory.*.list"]}
+
+
+def test_readme_groups_walkthrough_delete_without_cascade_is_refused(client):
+    """What the README says `Group/delete` without `cascade` answers, at the same point of the
+    walk-through (not in the block: a command there must succeed)."""
+    domain = "domain-readme-refused"
+    commands = section_commands(GROUPS_SECTION)
+    cascade = next(i for i, c in enumerate(commands) if c[-1].endswith(".Group/delete"))
+    run_commands(client, commands[:cascade], domain)
+    error = expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.group.delete,
+        group_pb2.DeleteGroupRequest(group_id="sre", domain_id=domain),
+    )
+    assert "sre has 3 members and 1 grant;" in error.details()

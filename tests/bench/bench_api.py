@@ -495,9 +495,9 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def start_servers(backend: str, processes: list[subprocess.Popen]) -> str:
-    """Optional secantusdb, then policyhub; appended to `processes` as started so the caller's
-    finally stops whatever did start."""
+def start_servers(backend: str, processes: list[subprocess.Popen], settings: dict[str, str] | None = None) -> str:
+    """Optional secantusdb, then policyhub (with `settings`, extra POLICYHUB_* variables); appended
+    to `processes` as started so the caller's finally stops whatever did start."""
     uri = ""
     if backend == "wire":
         db_port = free_port()
@@ -508,7 +508,9 @@ def start_servers(backend: str, processes: list[subprocess.Popen]) -> str:
         uri = f"mongodb://{HOST}:{db_port}"
         wait_for_wire_db(process, log, uri)
     port = free_port()
-    process, log = start_process([sys.executable, "-m", "policyhub"], env=policyhub_env(port, uri))
+    process, log = start_process(
+        [sys.executable, "-m", "policyhub"], env={**policyhub_env(port, uri), **(settings or {})}
+    )
     processes.append(process)
     address = f"{HOST}:{port}"
     wait_for_policyhub(process, log, address)

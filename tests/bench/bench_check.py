@@ -55,8 +55,15 @@ from bench_api import (
 )
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, policy_pb2_grpc
+from policyhub._gen.spaceone.api.repository.v1 import (
+    assignment_pb2_grpc,
+    group_pb2_grpc,
+    policy_pb2_grpc,
+    role_pb2_grpc,
+)
+from policyhub._gen.spaceone.api.repository.v1 import group_pb2 as gpb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
+from policyhub._gen.spaceone.api.repository.v1 import role_pb2 as rpb
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
@@ -558,14 +565,30 @@ def run_all(calls: list, workers: int = SEED_WORKERS) -> list:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def create_sets(channel: grpc.Channel, domain: str, edges: list[tuple[str, str, str, str]]) -> None:
+    """Group/create and Role/create of every group and role the edges name (name = id)."""
+    groups, roles = group_pb2_grpc.GroupStub(channel), role_pb2_grpc.RoleStub(channel)
+    named = {(t, i) for st, sid, gt, gid in edges for t, i in ((st, sid), (gt, gid)) if t in ("GROUP", "ROLE")}
+    calls = []
+    for set_type, set_id in sorted(named):
+        if set_type == "GROUP":
+            group = gpb.CreateGroupRequest(group_id=set_id, name=set_id, domain_id=domain)
+            calls.append(lambda r=group: groups.create(r, timeout=SEED_TIMEOUT))
+        else:
+            role = rpb.CreateRoleRequest(role_id=set_id, name=set_id, domain_id=domain)
+            calls.append(lambda r=role: roles.create(r, timeout=SEED_TIMEOUT))
+    run_all(calls)
+
+
 def seed_domain(address: str, workload: Workload) -> tuple[int, int, float]:
-    """Policies first (POLICY grants must name existing policies), then the assignments."""
+    """Policies, groups and roles first (assignments may name only existing ones), then the assignments."""
     domain, began = domain_of(workload.size), time.perf_counter()
     with make_channel(address) as channel:
         policies = policy_pb2_grpc.PolicyStub(channel)
         assignments = assignment_pb2_grpc.AssignmentStub(channel)
         creates = [create_request(domain, pid, statements) for pid, statements in workload.policies.items()]
         run_all([lambda r=r: policies.create(r, timeout=SEED_TIMEOUT) for r in creates])
+        create_sets(channel, domain, workload.edges)
         adds = add_requests(domain, workload.edges)
         replies = run_all([lambda r=r: assignments.add(r, timeout=SEED_TIMEOUT) for r in adds])
     created = sum(reply.changed_count for reply in replies)

@@ -445,7 +445,7 @@ class DomainIndex:
         self._allow_index_built = False
         self._held: dict[Subject, tuple[Statement, ...]] = {}
         self._explicit: dict[Subject, dict[str, tuple[str, ...]]] = {}
-        self._member_lists: dict[tuple[Subject, bool], tuple[tuple[Subject, tuple[Subject, ...]], ...]] = {}
+        self._member_lists: dict[tuple[Subject, bool, str | None], tuple[tuple[Subject, tuple[Subject, ...]], ...]] = {}
 
     # ------------------------------------------------------------------ properties
 
@@ -798,13 +798,21 @@ class DomainIndex:
                     stack.append(m)
         return seen
 
-    def members(self, target: Subject, nested: bool = False) -> tuple[tuple[Subject, tuple[Subject, ...]], ...]:
+    def members(
+        self, target: Subject, nested: bool = False, subject_type: str | None = None
+    ) -> tuple[tuple[Subject, tuple[Subject, ...]], ...]:
         """The subjects in a role or group through unexpired edges, each with the roles/groups
         between it and ``target`` (empty for a direct member): directly only, or also through
-        nested roles/groups (each member once, by its shortest path). Sorted by (type, id)."""
-        key = (target, nested)
+        nested roles/groups (each member once, by its shortest path); only those of
+        ``subject_type`` when given. Sorted by (type, id); memoized, so paging through a large
+        set costs the page, not the set."""
+        key = (target, nested, subject_type)
         found = self._member_lists.get(key)
         if found is not None:
+            return found
+        if subject_type is not None:
+            found = tuple(m for m in self.members(target, nested) if m[0].type == subject_type)
+            self._member_lists[key] = found
             return found
         paths: dict[Subject, tuple[Subject, ...]]
         if not nested:

@@ -21,7 +21,8 @@ from policyhub.manager.audit_trail import AuditTrail
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.manager.subject_set_manager import SubjectSetManager
 from policyhub.service import validation
-from policyhub.service.assignment_service import MAX_BATCH, AssignmentService
+from policyhub.service.assignment_service import MAX_BATCH
+from policyhub.service.assignment_writer import AssignmentWriter
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache
@@ -32,6 +33,8 @@ from policyhub.service.undo import Undo
 
 log = logging.getLogger(__name__)
 
+# What a field the stored document leaves out stands for.
+UNSET: dict[str, Any] = {"description": "", "labels": [], "tags": {}}
 SET_LABELS_MAX_BYTES = validation.ASSIGNMENT_LABELS_MAX_BYTES
 SET_TAGS_MAX_BYTES = validation.ASSIGNMENT_TAGS_MAX_BYTES
 
@@ -70,7 +73,7 @@ class SubjectSetService:
         kind: SetKind,
         sets: SubjectSetManager,
         assignments: AssignmentManager,
-        assignment_service: AssignmentService,
+        writer: AssignmentWriter,
         indexes: IndexCache,
         revisions: RevisionManager,
         audit: AuditTrail,
@@ -80,7 +83,7 @@ class SubjectSetService:
         self.kind = kind
         self.sets = sets
         self.assignments = assignments
-        self.assignment_service = assignment_service
+        self.writer = writer
         self.indexes = indexes
         self.revisions = revisions
         self.audit = audit
@@ -130,18 +133,28 @@ class SubjectSetService:
         if id_field not in changes:
             updated = self.sets.update(ctx.domain_id, set_id, changes, self.clock()) if changes else before
         else:
-            updated = self._rename(ctx, set_id, new_id, changes)
+            updated = self._rename(ctx, before, new_id, changes)
         if changes:
             self.audit.record(ctx, permissions.update, set_id, before, updated)
         return self._described(ctx, [updated])[0]
 
-    def _rename(self, ctx: RequestContext, set_id: str, new_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def _rename(
+        self, ctx: RequestContext, before: dict[str, Any], new_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        set_id = before[self.kind.id_field]
         # The document first: an assignment added to the old id from now on fails its own
         # re-check (the old id is gone), and one added before is moved below.
         with invalidating_at_once(self.revisions, ctx.domain_id), Undo() as undo:
             updated = self.sets.update(ctx.domain_id, set_id, changes, self.clock())
             undo.push(self.assignments.rename_set, ctx.domain_id, self.kind.type, new_id, set_id)
-            undo.push(self.sets.update, ctx.domain_id, new_id, {self.kind.id_field: set_id}, self.clock())
+            # Back to what it was: its id and whatever else this call changed.
+            undo.push(
+                self.sets.update,
+                ctx.domain_id,
+                new_id,
+                {key: before.get(key, UNSET.get(key)) for key in changes},
+                before["updated_at"],
+            )
             self.assignments.rename_set(ctx.domain_id, self.kind.type, set_id, new_id)
         return updated
 
@@ -186,7 +199,7 @@ class SubjectSetService:
 
     def _still_named(self, counts: dict[str, tuple[int, int]]) -> FailedPrecondition:
         parts = [
-            f"{set_id} has {members} members and {grants} grants"
+            f"{set_id} has {_count(members, 'member')} and {_count(grants, 'grant')}"
             for set_id, (members, grants) in sorted(counts.items())
         ]
         return FailedPrecondition(
@@ -224,13 +237,13 @@ class SubjectSetService:
         """Puts users in the set (per-user outcomes, as Assignment.add). Adding a user gives it
         what the set holds: the escalation rule applies as to any grant."""
         set_id, pairs = self._user_pairs(params)
-        return self.assignment_service.add_pairs(ctx, self.kind.permissions.add_users, pairs, params)
+        return self.writer.add(ctx, self.kind.permissions.add_users, pairs, params)
 
     def remove_users(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         set_id, pairs = self._user_pairs(params)
         self.guard.require(ctx, self.kind.permissions.remove_users, self.kind.resource(set_id))
         self.sets.get(ctx.domain_id, set_id)
-        return self.assignment_service.remove_pairs(ctx, self.kind.permissions.remove_users, pairs)
+        return self.writer.remove(ctx, self.kind.permissions.remove_users, pairs)
 
     def list_users(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """The users in the set, directly or (include_nested) through sets in it, with the sets
@@ -240,11 +253,11 @@ class SubjectSetService:
         start, limit = validation.page(params.get("page"), self.sets.schema.max_limit)
         self.guard.require(ctx, self.kind.permissions.list_users, self.kind.resource(set_id))
         self.sets.get(ctx.domain_id, set_id)
-        members = self.indexes.get(ctx.domain_id).members(
-            Subject(self.kind.type, set_id), bool(params.get("include_nested"))
+        users = self.indexes.get(ctx.domain_id).members(
+            Subject(self.kind.type, set_id), bool(params.get("include_nested")), SubjectType.USER
         )
-        users = [(member.id, via) for member, via in members if member.type == SubjectType.USER]
-        return [{"user_id": user_id, "via": via} for user_id, via in users[start - 1 : start - 1 + limit]], len(users)
+        page = users[start - 1 : start - 1 + limit]
+        return [{"user_id": user.id, "via": via} for user, via in page], len(users)
 
     def _user_pairs(self, params: dict[str, Any]) -> tuple[str, list[tuple[dict, dict]]]:
         id_field = self.kind.id_field
@@ -303,6 +316,10 @@ class SubjectSetService:
                 for domain_id, set_id in named
             ]
         )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def adopt_named_sets(assignments: AssignmentManager, services: list[SubjectSetService]) -> dict[str, int]:
