@@ -77,7 +77,14 @@ from bench_api import (
 )
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, policy_pb2_grpc
+from policyhub._gen.spaceone.api.repository.v1 import (
+    assignment_pb2_grpc,
+    group_pb2,
+    group_pb2_grpc,
+    policy_pb2_grpc,
+    role_pb2,
+    role_pb2_grpc,
+)
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
 from policyhub.engine.conditions import flatten_context, parse_conditions
@@ -825,11 +832,25 @@ def run_all(calls: list, workers: int = SEED_WORKERS) -> list:
 
 
 def seed_domain(address: str, workload: Workload) -> tuple[int, int, float]:
-    """Policies first (POLICY grants must name existing policies), then the assignments."""
+    """Policies, groups and roles first (assignments may name only existing ones), then the assignments."""
     domain, began = domain_of(workload.size), time.perf_counter()
     with make_channel(address) as channel:
         policies = policy_pb2_grpc.PolicyStub(channel)
         assignments = assignment_pb2_grpc.AssignmentStub(channel)
+        groups, roles = group_pb2_grpc.GroupStub(channel), role_pb2_grpc.RoleStub(channel)
+        top, mid, leaf = group_ids()
+        sets = [
+            lambda g=g: groups.create(
+                group_pb2.CreateGroupRequest(group_id=g, name=g, domain_id=domain), timeout=SEED_TIMEOUT
+            )
+            for g in top + mid + leaf
+        ] + [
+            lambda r=f"r{i:02d}": roles.create(
+                role_pb2.CreateRoleRequest(role_id=r, name=r, domain_id=domain), timeout=SEED_TIMEOUT
+            )
+            for i in range(ROLES)
+        ]
+        run_all(sets)
         creates = [create_request(domain, pid, statements) for pid, statements in workload.policies.items()]
         run_all([lambda r=r: policies.create(r, timeout=SEED_TIMEOUT) for r in creates])
         adds = add_requests(domain, workload.edges)
