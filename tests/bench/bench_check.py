@@ -8,22 +8,44 @@ action patterns like `svcN.ResourceM.verb` / `svcN.ResourceM.*` / `svcN.*`, reso
 1. In process: the same rules are loaded into pycasbin (RBAC with domains, custom glob functions with our
    pattern semantics). Casbin must agree with `DomainIndex.check` on every sampled question it is asked,
    else the run aborts listing the mismatches. Then p50/p99/mean µs per check, warm, and the ratio.
+   Then the same again, with conditions: the same statements, a seeded fraction of them (--conditions,
+   default 25%) given a condition of a realistic shape: `ip_address` on `request.ip` (a /16 of
+   10.0.0.0/13), `string_equals` on `resource.tags.env` (prod/staging/dev, one or two of them),
+   `numeric_lte` on `request.risk` (ALLOW) or `numeric_gte` (DENY), or `all` of two of those. Every
+   question carries a full context (request.ip, request.risk, resource.tags.env), so every decision is
+   definite: a CONDITIONAL (MISSING_CONTEXT) one aborts the run. Contexts are random, except that when
+   conditional statements match a question's action and resource, half the time one of them is picked
+   and the context made to satisfy it; the report counts those questions, and the decisions that
+   differ from the plain workload's on the same questions.
+   Our engine is asked `DomainIndex.check(subject, action, resource, context)` with the context
+   flattened once beforehand (flatten_context, timed apart: the server pays it once per request).
+   Casbin gets the same rules as ABAC: each p line carries the condition in a compact field (`op:key:v1|v2`
+   per rule, `;` between rules that must all hold), each request the nested context, and the matcher
+   calls condMatch(r.ctx, p.cond), parsed and evaluated here (ipaddress, float) independently of
+   policyhub.engine.conditions. Casbin must agree on every question there too. Its sample is the
+   start of the plain one (the same questions, so the two tables compare like with like), cut to a
+   quarter of the plain line budget (500 questions at 10k, 100 at 100k) to bound the run's time. A
+   summary table then puts both workloads side by side per size.
 2. Over gRPC: `python -m policyhub` (embedded mongomock store, or `--backend wire` for secantusdb) is
    seeded with the same workload through the API, its answers are compared with the in-process ones, and
    Assignment.check is timed at concurrency 1 and 16 next to grpc.health.v1.Health/Check.
 
     .venv/bin/python tests/bench/bench_check.py [--sizes 1000,10000,100000] [--backend mongomock|wire]
                                                 [--questions N] [--seconds S] [--quick]
+                                                [--conditions FRACTION] [--no-grpc]
 
-Targets (printed at the end): in-process check >= 50x faster than casbin at 100k statements, and
-Assignment.check p99 < 5 ms at concurrency 16. All traffic goes to 127.0.0.1; every loop is bounded; the
-servers are stopped on exit, errors and Ctrl-C.
+(--conditions 0 skips the workload with conditions, --no-grpc the gRPC part.)
+
+Targets (printed at the end): in-process check >= 50x faster than casbin at 100k statements, without and
+with conditions, and Assignment.check p99 < 5 ms at concurrency 16. All traffic goes to 127.0.0.1; every
+loop is bounded; the servers are stopped on exit, errors and Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import ipaddress
 import math
 import os
 import platform
@@ -65,6 +87,7 @@ from policyhub._gen.spaceone.api.repository.v1 import group_pb2 as gpb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
 from policyhub._gen.spaceone.api.repository.v1 import role_pb2 as rpb
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
+from policyhub.engine.conditions import flatten_context, parse_conditions
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 TARGET_SIZE = 100_000
@@ -97,6 +120,16 @@ SEED_TIMEOUT = 120.0
 FIRST_CHECK_TIMEOUT = 300.0  # the first check of a domain builds the server's index from the store
 MAX_ASSIGNMENTS_PER_ADD = 10_000
 
+# The workload with conditions (same statements, a fraction of them conditional).
+CONDITION_FRACTION = 0.25  # default --conditions
+# Casbin's line budget there: a quarter of the plain one (MIN_QUESTIONS = 100 at 100k, 500 at 10k, 1,000
+# at 1k), so the second workload adds well under half the plain one's time to the run.
+CONDITIONS_LINE_BUDGET = CASBIN_LINE_BUDGET // 4
+NETWORKS = 8  # request.ip lies in 10.0.0.0/13; ip_address conditions name one of its /16s
+ENVS = ("prod", "staging", "dev")
+RISK_MAX = 100  # request.risk is an integer in [0, RISK_MAX]
+SATISFY_FRACTION = 0.5  # questions with a matching conditional statement whose context is made to satisfy it
+
 Question = tuple[str, str, str]  # (user id, action, resource)
 
 
@@ -110,10 +143,18 @@ class Workload:
     policies: dict[str, list[dict]] = field(default_factory=dict)  # policy id -> statements
     edges: list[tuple[str, str, str, str]] = field(default_factory=list)  # (subject type, id, grant type, id)
     questions: list[Question] = field(default_factory=list)
+    # The workload with conditions only: one nested context per question, and how many questions some
+    # conditional statement matches by action and resource (so its condition is evaluated).
+    contexts: list[dict] = field(default_factory=list)
+    touched: int = 0
 
     @property
     def statements(self) -> int:
         return sum(len(s) for s in self.policies.values())
+
+    @property
+    def conditional(self) -> int:
+        return sum(1 for statements in self.policies.values() for s in statements if "conditions" in s)
 
 
 def statements_per_policy(size: int) -> int:
@@ -334,6 +375,89 @@ def generate_workload(size: int, seed: int, questions: int) -> Workload:
     return workload
 
 
+def random_condition(rng: random.Random, effect: str) -> dict:
+    """A statement's conditions, of a few realistic shapes: from a network, on an environment, under a
+    risk score (ALLOW) or from one (DENY), or two of those together."""
+    ip = {"key": "request.ip", "operator": "ip_address", "value": f"10.{rng.randrange(NETWORKS)}.0.0/16"}
+    if effect == "ALLOW":
+        envs = rng.sample(ENVS, 2 if rng.random() < 0.3 else 1)
+        env = {"key": "resource.tags.env", "operator": "string_equals", "value": envs if len(envs) > 1 else envs[0]}
+        risk = {"key": "request.risk", "operator": "numeric_lte", "value": rng.choice((30, 50, 70))}
+        pair = [ip, env]
+    else:
+        env = {"key": "resource.tags.env", "operator": "string_equals", "value": rng.choice(ENVS)}
+        risk = {"key": "request.risk", "operator": "numeric_gte", "value": rng.choice((70, 80, 90))}
+        pair = [env, risk]
+    roll = rng.random()
+    rules = [ip] if roll < 0.3 else [env] if roll < 0.6 else [risk] if roll < 0.85 else pair
+    return {"all": rules}
+
+
+def random_context(rng: random.Random) -> dict:
+    return {
+        "request": {
+            "ip": f"10.{rng.randrange(NETWORKS)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+            "risk": rng.randrange(RISK_MAX + 1),
+        },
+        "resource": {"tags": {"env": rng.choice(ENVS)}},
+    }
+
+
+def satisfy(rng: random.Random, conditions: dict, context: dict) -> None:
+    """Sets the context values that make every rule of `conditions` hold."""
+    for rule in conditions["all"]:
+        operator, value = rule["operator"], rule["value"]
+        if operator == "ip_address":
+            network = ipaddress.ip_network(value)
+            wanted: object = str(network.network_address + rng.randrange(1, network.num_addresses - 1))
+        elif operator == "string_equals":
+            wanted = rng.choice(value) if isinstance(value, list) else value
+        elif operator == "numeric_lte":
+            wanted = rng.randint(0, value)
+        elif operator == "numeric_gte":
+            wanted = rng.randint(value, RISK_MAX)
+        else:
+            raise AssertionError(operator)
+        *parents, leaf = rule["key"].split(".")
+        node = context
+        for name in parents:
+            node = node[name]
+        node[leaf] = wanted
+
+
+def with_conditions(base: Workload, fraction: float, questions: int) -> Workload:
+    """The same statements and assignments, a seeded `fraction` of the statements given conditions,
+    the first `questions` of the base sample (as sampled with that count), each with a full context."""
+    rng = random.Random(f"{base.seed}-{base.size}-conditions")
+    policies = {
+        pid: [dict(s, conditions=random_condition(rng, s["effect"])) if rng.random() < fraction else s for s in sts]
+        for pid, sts in base.policies.items()
+    }
+    for statements in policies.values():
+        for s in statements:
+            if "conditions" in s:
+                parse_conditions(s["conditions"])  # loud: from_policy would turn a bad one into UNREADABLE
+    workload = Workload(base.size, base.seed, policies, base.edges, base.questions[:questions])
+    reached = reached_policies(workload)
+    for user, action, resource in workload.questions:
+        # Independent of the engine: the casbin side's glob functions pick the matching statements.
+        matching = [
+            s
+            for pid in sorted(reached[user])
+            for s in policies[pid]
+            if "conditions" in s
+            and casbin_action_match(action, s["actions"][0])
+            and casbin_resource_match(resource, s["resources"][0])
+        ]
+        context = random_context(rng)
+        if matching:
+            workload.touched += 1
+            if rng.random() < SATISFY_FRACTION:
+                satisfy(rng, rng.choice(matching)["conditions"], context)
+        workload.contexts.append(context)
+    return workload
+
+
 # ---------------------------------------------------------------------------------------------- our engine
 
 
@@ -345,8 +469,11 @@ def build_index(workload: Workload) -> tuple[DomainIndex, float]:
     return index, time.perf_counter() - began
 
 
-def time_ours(index: DomainIndex, questions: list[Question]) -> list[int]:
-    """ns per warm check: whole passes over the sample until OURS_SECONDS (the caller warmed it)."""
+def time_ours(index: DomainIndex, questions: list[Question], contexts: list[dict] | None = None) -> list[int]:
+    """ns per warm check: whole passes over the sample until OURS_SECONDS (the caller warmed it). With
+    `contexts` (flat, one per question) each check is asked with its question's context."""
+    if contexts is not None:
+        return time_ours_with_context(index, questions, contexts)
     asked = [(Subject("USER", user), action, resource) for user, action, resource in questions]
     check, clock = index.check, time.perf_counter_ns
     samples: list[int] = []
@@ -355,6 +482,24 @@ def time_ours(index: DomainIndex, questions: list[Question]) -> list[int]:
         for subject, action, resource in asked:
             began = clock()
             check(subject, action, resource)
+            samples.append(clock() - began)
+        if clock() > deadline:
+            break
+    return samples
+
+
+def time_ours_with_context(index: DomainIndex, questions: list[Question], contexts: list[dict]) -> list[int]:
+    asked = [
+        (Subject("USER", user), action, resource, context)
+        for (user, action, resource), context in zip(questions, contexts, strict=True)
+    ]
+    check, clock = index.check, time.perf_counter_ns
+    samples: list[int] = []
+    deadline = clock() + int(OURS_SECONDS * 1e9)
+    for _ in range(OURS_MAX_PASSES):
+        for subject, action, resource, context in asked:
+            began = clock()
+            check(subject, action, resource, context)
             samples.append(clock() - began)
         if clock() > deadline:
             break
@@ -406,16 +551,95 @@ def casbin_resource_match(requested: str, pattern: str) -> bool:
     return _glob_regex(pattern)(requested) is not None
 
 
+def _with_conditions_model(model: str) -> str:
+    for old, new in (
+        ("r = sub, dom, obj, act\n", "r = sub, dom, obj, act, ctx\n"),
+        ("p = sub, dom, obj, act, eft\n", "p = sub, dom, obj, act, eft, cond\n"),
+        ("resourceMatch(r.obj, p.obj) && ", "resourceMatch(r.obj, p.obj) && condMatch(r.ctx, p.cond) && "),
+    ):
+        if model.count(old) != 1:
+            raise AssertionError(f"CASBIN_MODEL changed: {old!r}")
+        model = model.replace(old, new)
+    return model
+
+
+# ABAC for the workload with conditions: the plain model, plus the context on the request (a nested
+# dict), the statement's condition on each p line (a compact text field, empty for none), and a
+# condMatch term after the cheaper ones (only lines whose action, holder and resource match reach it).
+CASBIN_MODEL_CONDITIONS = _with_conditions_model(CASBIN_MODEL)
+CASBIN_CONDITION_FUNCTION = "condMatch (custom: `op:key:v1|v2` rules joined by `;`, ipaddress/float/str)"
+CASBIN_CONDITION_CODES = {"ip_address": "ip", "string_equals": "eq", "numeric_lte": "le", "numeric_gte": "ge"}
+
+
+def casbin_condition(conditions: dict | None) -> str:
+    """A statement's conditions as casbin's p.cond field: `op:key:v1|v2` per rule (the values are
+    alternatives), `;` between rules that must all hold; empty for no condition."""
+    if not conditions:
+        return ""
+    ((mode, rules),) = conditions.items()
+    if mode != "all":
+        raise ValueError(f"casbin encoding: unsupported group {mode!r}")
+    parts = []
+    for rule in rules:
+        values = rule["value"] if isinstance(rule["value"], list) else [rule["value"]]
+        parts.append(f"{CASBIN_CONDITION_CODES[rule['operator']]}:{rule['key']}:{'|'.join(map(str, values))}")
+    return ";".join(parts)
+
+
+@lru_cache(maxsize=None)
+def _casbin_condition_tests(cond: str) -> tuple:
+    """(context path, test of the value found there) per rule of a p.cond field."""
+    tests = []
+    for part in cond.split(";"):
+        code, key, raw = part.split(":", 2)
+        values = raw.split("|")
+        tests.append((tuple(key.split(".")), _condition_test(code, values)))
+    return tuple(tests)
+
+
+def _condition_test(code: str, values: list[str]):
+    if code == "ip":
+        networks = tuple(ipaddress.ip_network(v) for v in values)
+        return lambda value: any(ipaddress.ip_address(value) in network for network in networks)
+    if code == "eq":
+        allowed = frozenset(values)
+        return lambda value: value in allowed
+    if code == "le":
+        limit = float(values[0])
+        return lambda value: float(value) <= limit
+    if code == "ge":
+        limit = float(values[0])
+        return lambda value: float(value) >= limit
+    raise ValueError(f"unknown condition code {code!r}")
+
+
+def casbin_condition_match(context: dict, cond: str) -> bool:
+    if not cond:
+        return True
+    for path, test in _casbin_condition_tests(cond):
+        value = context
+        for name in path:
+            value = value[name]  # every question carries the full context; a KeyError is a bench bug
+        if not test(value):
+            return False
+    return True
+
+
 def build_enforcer(workload: Workload):
-    """No adapter: policies are added through the API and live in the enforcer's in-memory model."""
+    """No adapter: policies are added through the API and live in the enforcer's in-memory model.
+    The workload with conditions (it has contexts) gets the ABAC model and a condition per p line."""
     import casbin
 
     began = time.perf_counter()
-    enforcer = casbin.Enforcer(casbin.Enforcer.new_model(text=CASBIN_MODEL))
+    conditional = bool(workload.contexts)
+    enforcer = casbin.Enforcer(casbin.Enforcer.new_model(text=CASBIN_MODEL_CONDITIONS if conditional else CASBIN_MODEL))
     enforcer.add_function("actionMatch", casbin_action_match)
     enforcer.add_function("resourceMatch", casbin_resource_match)
+    if conditional:
+        enforcer.add_function("condMatch", casbin_condition_match)
     lines = [
         [f"POLICY:{pid}", CASBIN_DOMAIN, s["resources"][0], s["actions"][0], s["effect"].lower()]
+        + ([casbin_condition(s.get("conditions"))] if conditional else [])
         for pid, statements in workload.policies.items()
         for s in statements
     ]
@@ -427,8 +651,10 @@ def build_enforcer(workload: Workload):
     return enforcer, time.perf_counter() - began
 
 
-def casbin_enforce(enforcer, question: Question) -> bool:
+def casbin_enforce(enforcer, question: Question, context: dict | None = None) -> bool:
     user, action, resource = question
+    if context is not None:
+        return enforcer.enforce(f"USER:{user}", CASBIN_DOMAIN, resource, action, context)
     return enforcer.enforce(f"USER:{user}", CASBIN_DOMAIN, resource, action)
 
 
@@ -449,27 +675,38 @@ class InProcess:
     casbin_first_seconds: float
     ours_ns: list[int]
     casbin_ns: list[int]
+    allowed: list[bool] = field(default_factory=list)  # our decision per question
+    # The workload with conditions only.
+    conditions: bool = False
+    conditional: int = 0  # statements with conditions
+    touched: int = 0  # questions some conditional statement matches by action and resource
+    flatten_ns: float = math.nan  # flatten_context per context, mean
+    changed: int = -1  # decisions that differ from the same questions without conditions (-1: unknown)
 
 
-def casbin_sample_size(size: int, wanted: int) -> int:
-    return max(MIN_QUESTIONS, min(wanted, CASBIN_LINE_BUDGET // size))
+def casbin_sample_size(size: int, wanted: int, budget: int = CASBIN_LINE_BUDGET) -> int:
+    return max(MIN_QUESTIONS, min(wanted, budget // size))
 
 
-def verify_and_time_casbin(enforcer, questions: list[Question], expected: list[bool]) -> list[int]:
-    """One enforce per question, each timed and compared; aborts on any mismatch or at CASBIN_SECONDS."""
+def verify_and_time_casbin(
+    enforcer, questions: list[Question], expected: list[bool], contexts: list[dict] | None = None
+) -> list[int]:
+    """One enforce per question, each timed and compared; aborts on any mismatch or at CASBIN_SECONDS.
+    With `contexts` (nested, one per question) each enforce carries its question's context."""
     samples, mismatches = [], []
     deadline = time.perf_counter() + CASBIN_SECONDS
-    for question, ours in zip(questions, expected, strict=True):
+    asked = contexts if contexts is not None else [None] * len(questions)
+    for question, ours, context in zip(questions, expected, asked, strict=True):
         if time.perf_counter() > deadline:
             raise RuntimeError(
                 f"casbin answered only {len(samples)} of {len(questions)} questions in "
                 f"{CASBIN_SECONDS:g} s; agreement not verified, lower --questions"
             )
         began = time.perf_counter_ns()
-        theirs = casbin_enforce(enforcer, question)
+        theirs = casbin_enforce(enforcer, question, context)
         samples.append(time.perf_counter_ns() - began)
         if theirs != ours:
-            mismatches.append((question, ours, theirs))
+            mismatches.append((question if context is None else (*question, context), ours, theirs))
     if mismatches:
         lines = [f"  {q}: ours allowed={o} casbin allowed={t}" for q, o, t in mismatches[:50]]
         raise RuntimeError(
@@ -479,24 +716,48 @@ def verify_and_time_casbin(enforcer, questions: list[Question], expected: list[b
     return samples
 
 
+def open_decisions(workload: Workload, decisions: list) -> None:
+    """Every question carries a full context: a CONDITIONAL decision is a bug of the bench or the engine."""
+    found = [
+        (q, c, d) for q, c, d in zip(workload.questions, workload.contexts, decisions, strict=True) if d.conditional
+    ]
+    if found:
+        lines = [f"  {q} {c}: {d}" for q, c, d in found[:20]]
+        raise RuntimeError(
+            f"{len(found)} decisions are CONDITIONAL although every context is full:\n" + "\n".join(lines)
+        )
+
+
 def in_process(workload: Workload) -> InProcess:
     index, index_seconds = build_index(workload)
     subjects = [Subject("USER", user) for user, _a, _r in workload.questions]
+    # The workload with conditions: contexts flattened once, as the server does once per request.
+    contexts, flatten_ns = None, math.nan
+    if workload.contexts:
+        began_ns = time.perf_counter_ns()
+        contexts = [flatten_context(c) for c in workload.contexts]
+        flatten_ns = (time.perf_counter_ns() - began_ns) / len(contexts)
+    asked = contexts or [None] * len(subjects)
     # Warm: the first check of a user builds its view; every later one is what a steady server sees.
     began = time.perf_counter()
     decisions = [
-        index.check(s, action, resource) for s, (_u, action, resource) in zip(subjects, workload.questions, strict=True)
+        index.check(s, action, resource, context)
+        for s, (_u, action, resource), context in zip(subjects, workload.questions, asked, strict=True)
     ]
     warm_seconds = time.perf_counter() - began
+    if contexts is not None:
+        open_decisions(workload, decisions)
     mix = collections.Counter(d.reason for d in decisions)
     enforcer, load_seconds = build_enforcer(workload)
     # The first enforce builds the domain's role manager (every g line) and compiles every distinct
     # pattern's regex: a load cost, not a steady-state one.
     began = time.perf_counter()
-    casbin_enforce(enforcer, workload.questions[0])
+    casbin_enforce(enforcer, workload.questions[0], workload.contexts[0] if contexts is not None else None)
     first_seconds = time.perf_counter() - began
-    casbin_ns = verify_and_time_casbin(enforcer, workload.questions, [d.allowed for d in decisions])
-    ours_ns = time_ours(index, workload.questions)
+    casbin_ns = verify_and_time_casbin(
+        enforcer, workload.questions, [d.allowed for d in decisions], workload.contexts if contexts else None
+    )
+    ours_ns = time_ours(index, workload.questions, contexts)
     return InProcess(
         workload.size,
         workload.statements,
@@ -510,6 +771,11 @@ def in_process(workload: Workload) -> InProcess:
         first_seconds,
         ours_ns,
         casbin_ns,
+        [d.allowed for d in decisions],
+        contexts is not None,
+        workload.conditional,
+        workload.touched,
+        flatten_ns,
     )
 
 
@@ -686,19 +952,37 @@ def print_in_process(result: InProcess) -> None:
     ours, theirs = result.ours_ns, result.casbin_ns
     mix = ", ".join(f"{k} {v}" for k, v in sorted(result.mix.items()))
     print(
-        f"\n== in process, S={result.size:,} statements: {result.policies:,} policies, "
-        f"{result.assignments:,} assignments, {result.questions} questions ({mix})"
+        f"\n== in process{', WITH CONDITIONS' if result.conditions else ''}, S={result.size:,} statements: "
+        f"{result.policies:,} policies, {result.assignments:,} assignments, {result.questions} questions ({mix})"
     )
+    if result.conditions:
+        changed = f"{result.changed}" if result.changed >= 0 else "?"
+        print(
+            f"   conditions on {result.conditional:,} statements ({result.conditional / result.statements:.0%}); "
+            f"{result.touched} questions meet a conditional statement matching their action and resource; "
+            f"{changed} decisions differ from the same questions without conditions; none CONDITIONAL"
+        )
     print(
         f"   ours:   DomainIndex() {result.index_seconds * 1000:.0f} ms, warm-up of the sampled users "
         f"{result.warm_seconds * 1000:.0f} ms"
+        + (
+            f"; flatten_context {us(result.flatten_ns)} us per context (once per request, not in the timings)"
+            if result.conditions
+            else ""
+        )
     )
     print(
         f"   casbin: add_policies+add_grouping_policies {result.casbin_load_seconds * 1000:.0f} ms, "
         f"first enforce {result.casbin_first_seconds * 1000:.0f} ms (builds the domain's role links, "
         "compiles the patterns)"
     )
-    print("   agreement: casbin.enforce == DomainIndex.check(...).allowed on every question")
+    if result.conditions:
+        print(
+            "   agreement: casbin.enforce(..., ctx) [condMatch(r.ctx, p.cond)] == "
+            "DomainIndex.check(..., context).allowed on every question"
+        )
+    else:
+        print("   agreement: casbin.enforce == DomainIndex.check(...).allowed on every question")
     header = f"   {'engine':<8} {'calls':>9} {'p50 us':>10} {'p99 us':>10} {'mean us':>10}"
     print(header)
     for name, values in (("ours", ours), ("casbin", theirs)):
@@ -715,6 +999,25 @@ def speedup(result: InProcess, fraction: float) -> float:
 
 def mean_speedup(result: InProcess) -> float:
     return (sum(result.casbin_ns) / len(result.casbin_ns)) / (sum(result.ours_ns) / len(result.ours_ns))
+
+
+def print_in_process_summary(results: list[InProcess]) -> None:
+    """Both workloads side by side (ratio = casbin / ours)."""
+    print("\nin process, both workloads (us per check; x = casbin / ours)")
+    header = (
+        f"{'S':>8} {'workload':<11} {'questions':>9} {'ours p50':>9} {'ours p99':>9} {'ours mean':>9} "
+        f"{'casbin p50':>10} {'casbin mean':>11} {'x p50':>6} {'x mean':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        ours, theirs = r.ours_ns, r.casbin_ns
+        print(
+            f"{r.size:>8} {'conditions' if r.conditions else 'plain':<11} {r.questions:>9} "
+            f"{us(percentile(ours, 0.5)):>9} {us(percentile(ours, 0.99)):>9} {us(sum(ours) / len(ours)):>9} "
+            f"{us(percentile(theirs, 0.5)):>10} {us(sum(theirs) / len(theirs)):>11} "
+            f"{speedup(r, 0.5):>6.0f} {mean_speedup(r):>6.0f}"
+        )
 
 
 def print_grpc(results: list[OverGrpc]) -> None:
@@ -744,13 +1047,18 @@ def print_grpc(results: list[OverGrpc]) -> None:
 
 def print_targets(local: list[InProcess], remote: list[OverGrpc]) -> None:
     print()
-    at = {r.size: r for r in local}.get(TARGET_SIZE)
-    if at is None:
-        print(f"target in-process >= {TARGET_RATIO:g}x casbin at S={TARGET_SIZE:,}: not evaluated (size not run)")
-    else:
+    for conditions in sorted({r.conditions for r in local}):
+        what = " with conditions" if conditions else ""
+        at = {r.size: r for r in local if r.conditions == conditions}.get(TARGET_SIZE)
+        if at is None:
+            print(
+                f"target in-process >= {TARGET_RATIO:g}x casbin at S={TARGET_SIZE:,}{what}: "
+                "not evaluated (size not run)"
+            )
+            continue
         low = min(speedup(at, 0.5), mean_speedup(at))
         print(
-            f"target in-process check >= {TARGET_RATIO:g}x faster than casbin at S={TARGET_SIZE:,}: "
+            f"target in-process check >= {TARGET_RATIO:g}x faster than casbin at S={TARGET_SIZE:,}{what}: "
             f"{'HOLDS' if low >= TARGET_RATIO else 'MISSED'} (x{low:.0f}, the lower of p50 and mean ratios)"
         )
     for r in remote:
@@ -797,6 +1105,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=None, help="gRPC measuring time per cell (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: sizes 1000,10000, 200 questions, 1 s cells")
+    parser.add_argument(
+        "--conditions",
+        type=float,
+        default=CONDITION_FRACTION,
+        help=f"fraction of statements given a condition in the second in-process workload "
+        f"(default {CONDITION_FRACTION:g}; 0 skips that workload)",
+    )
+    parser.add_argument("--no-grpc", action="store_true", help="in process only: skip the gRPC part")
     args = parser.parse_args(argv)
     # Explicit values win over --quick.
     try:
@@ -808,6 +1124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 3.0)
     if min(args.sizes) < 1 or args.questions < 1 or args.seconds <= 0:
         parser.error("--sizes and --questions must be positive, --seconds positive")
+    if not 0 <= args.conditions <= 1:
+        parser.error("--conditions must be a fraction in [0, 1]")
     return args
 
 
@@ -826,6 +1144,12 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"casbin: RBAC with domains, effect allow-and-no-deny, {CASBIN_FUNCTIONS}", flush=True)
+    if args.conditions:
+        print(
+            f"with conditions ({args.conditions:.0%} of the statements): casbin ABAC, the same plus "
+            f"{CASBIN_CONDITION_FUNCTION}",
+            flush=True,
+        )
     workloads, local, remote = [], [], []
     processes: list[subprocess.Popen] = []  # the running servers, stopped in reverse
     try:
@@ -836,7 +1160,18 @@ def main(argv: list[str] | None = None) -> int:
             local.append(in_process(workload))
             print_in_process(local[-1])
             sys.stdout.flush()
-        for workload in workloads:
+            if args.conditions:
+                plain = local[-1]
+                count = casbin_sample_size(size, args.questions, CONDITIONS_LINE_BUDGET)
+                # A prefix of the plain sample (the same questions), each with a context.
+                result = in_process(with_conditions(workload, args.conditions, min(count, plain.questions)))
+                result.changed = sum(a != b for a, b in zip(plain.allowed, result.allowed, strict=False))
+                local.append(result)
+                print_in_process(result)
+                sys.stdout.flush()
+        if local and args.conditions:
+            print_in_process_summary(local)
+        for workload in workloads if not args.no_grpc else []:
             # A fresh server (and database) per size: each size is measured with only its own data, and
             # seeding does not pay for the previous sizes' documents.
             address = start_servers(args.backend, processes)
@@ -852,7 +1187,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         stop_servers(processes)
-    print_grpc(remote)
+    if remote:
+        print_grpc(remote)
     print_targets(local, remote)
     failed = print_errors(remote)
     if failed:
