@@ -87,11 +87,18 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
 
     def batch_check(self, request, context):
         items = [
-            {"subject": _subject_dict(item, "subject"), "action": item.action, "resource": item.resource}
+            {
+                "subject": _subject_dict(item, "subject"),
+                "action": item.action,
+                "resource": item.resource,
+                "correlation_id": item.correlation_id,
+            }
             for item in request.items
         ]
-        decisions = self.authorization.batch_check(self.caller(request, context), {"items": items})
-        return pb.BatchCheckResult(results=[to_check_result(d) for d in decisions])
+        answers = self.authorization.batch_check(self.caller(request, context), {"items": items})
+        return pb.BatchCheckResult(
+            results=[to_check_result(a.decision, correlation_id=a.correlation_id) for a in answers]
+        )
 
     def list_authorized_resources(self, request, context):
         params = {

@@ -51,13 +51,14 @@ def to_subject(subject) -> pb.Subject:
     return pb.Subject(type=subject.type, id=subject.id)
 
 
-def to_check_result(decision) -> pb.CheckResult:
+def to_check_result(decision, correlation_id: str = "") -> pb.CheckResult:
     return pb.CheckResult(
         decision="ALLOW" if decision.allowed else "DENY",
         reason=decision.reason,
         policy_id=decision.policy_id,
         statement_index=decision.statement_index,
         via=[to_subject(s) for s in decision.via],
+        correlation_id=correlation_id,
     )
 
 
