@@ -168,6 +168,7 @@ class SecureClient:
     app: Application
     group: group_pb2_grpc.GroupStub
     role: role_pb2_grpc.RoleStub
+    address: str
 
     def token(
         self,
@@ -236,6 +237,7 @@ def secure(client, tmp_path_factory):
         app,
         group_pb2_grpc.GroupStub(channel),
         role_pb2_grpc.RoleStub(channel),
+        f"127.0.0.1:{server.port}",
     )
     channel.close()
     server.stop(grace=1)

@@ -76,8 +76,8 @@ class InvalidArgument(PolicyHubError):
 class RequiredParameter(InvalidArgument):
     name = "REQUIRED_PARAMETER"
 
-    def __init__(self, field_path: str):
-        super().__init__(field_path, "is required")
+    def __init__(self, field_path: str, why: str = ""):
+        super().__init__(field_path, f"is required ({why})" if why else "is required")
 
 
 class NotFound(PolicyHubError):

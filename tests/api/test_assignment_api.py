@@ -299,7 +299,7 @@ def test_batch_check_in_order(client, domain):
     ]
     too_many = pb.BatchCheckRequest(
         domain_id=domain,
-        items=[pb.CheckItem(subject=pb.Subject(type=pb.Subject.USER, id="u"), action="a", resource="r")] * 10_001,
+        items=[pb.CheckItem(subject=pb.Subject(type=pb.Subject.USER, id="u"), action="a", resource="r")] * 1_001,
     )
     error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, client.assignment.batch_check, too_many)
     assert field_violations(error) == ["items"]

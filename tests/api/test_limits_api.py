@@ -393,6 +393,13 @@ def test_an_oversized_token_is_refused_unverified(secure, domain):
         metadata=(("token", "e" * 5000),),
     )
     assert error.details() == "ERROR_AUTHENTICATE_FAILURE: token too long"
+    error = expect_error(
+        grpc.StatusCode.UNAUTHENTICATED,
+        secure.policy.list,
+        pb.PolicyQuery(domain_id=domain),
+        metadata=(("authorization", "Bearer " + "e" * 5000),),
+    )
+    assert error.details() == "ERROR_AUTHENTICATE_FAILURE: token too long"
 
 
 def test_api_key_and_service_account_ids_are_bounded(secure):
@@ -430,6 +437,28 @@ def test_failed_authentications_are_rate_limited(secure, server_with, domain):
     good = secure.metadata(f"admin-{domain}", did=domain, rol="DOMAIN_ADMIN")
     expect_error(grpc.StatusCode.RESOURCE_EXHAUSTED, stub.list, pb.PolicyQuery(domain_id=domain), metadata=good)
     assert app.metrics.registry.get_sample_value("policyhub_rate_limited_total", {"kind": "auth_failure_peer"}) == 2
+
+
+def test_malformed_authorization_counts_as_a_failed_authentication(secure, server_with, domain):
+    app, channel = server_with(secure.app, auth_failure_per_minute=3)
+    stub = policy_pb2_grpc.PolicyStub(channel)
+    good = f"Bearer {secure.token(f'admin-{domain}', did=domain, rol='DOMAIN_ADMIN')}"
+    assert stub.list(pb.PolicyQuery(domain_id=domain), metadata=(("authorization", good),), timeout=10)
+    for value in ["Basic dXNlcjpwYXNz", "Bearer", f"Bearer phk_{'0' * 12}_{'A' * 43}"]:
+        expect_error(
+            grpc.StatusCode.UNAUTHENTICATED,
+            stub.list,
+            pb.PolicyQuery(domain_id=domain),
+            metadata=(("authorization", value),),
+        )
+    error = expect_error(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        stub.list,
+        pb.PolicyQuery(domain_id=domain),
+        metadata=(("authorization", good),),
+    )
+    assert error_reason(error) == "ERROR_RATE_LIMITED"
+    assert app.metrics.registry.get_sample_value("policyhub_rate_limited_total", {"kind": "auth_failure_peer"}) == 1
 
 
 def test_a_domain_over_its_budget_is_limited_and_others_still_answer(client, server_with, domain, other_domain):

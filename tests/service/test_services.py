@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from policyhub.errors import Aborted, NotFound, PermissionDenied
-from policyhub.service.context import RequestContext
+from policyhub.errors import Aborted, NotFound, PermissionDenied, RequiredParameter
+from policyhub.service.context import ANONYMOUS, RequestContext
 
 
 def context(domain, caller_id="root", role_type="SYSTEM"):
     return RequestContext(
-        domain_id=domain, caller_type="USER", caller_id=caller_id, role_type=role_type, transaction_id="tx-test"
+        domain_id=domain,
+        caller_type="USER",
+        caller_id=caller_id,
+        role_type=role_type,
+        transaction_id="tx-test",
+        authenticated=True,
     )
 
 
@@ -67,3 +72,39 @@ def test_assignment_add_reports_each_pair(services, domain):
     assert [r["outcome"] for r in again["results"]] == ["ALREADY_EXISTS", "CREATED"]
     assert again["results"][0]["assignment_id"] == first["results"][0]["assignment_id"]
     assert again["changed_count"] == 1
+
+
+def test_a_check_about_the_caller_needs_no_permission_only_an_authenticated_caller(services, domain):
+    carol = context(domain, "carol", "USER")
+    question = {"action": "a.read", "resource": "r"}
+    assert not services.authorization.check(carol, question).allowed
+    assert not services.authorization.check(carol, {**question, "subject": {"type": "USER", "id": "carol"}}).allowed
+    with pytest.raises(PermissionDenied):
+        services.authorization.check(carol, {**question, "subject": {"type": "USER", "id": "dave"}})
+    # Without authentication (development mode's stand-in, an anonymous reader) nobody is "the
+    # caller": the subject stays required, and an anonymous reader may ask about nobody.
+    developer = RequestContext(
+        domain_id=domain,
+        caller_type="USER",
+        caller_id="developer",
+        role_type="SYSTEM",
+        transaction_id="tx-test",
+        authenticated=False,
+    )
+    anonymous = RequestContext(
+        domain_id=domain,
+        caller_type=ANONYMOUS,
+        caller_id="anonymous",
+        role_type=ANONYMOUS,
+        transaction_id="tx-test",
+        authenticated=False,
+    )
+    for ctx in (developer, anonymous):
+        with pytest.raises(RequiredParameter) as info:
+            services.authorization.check(ctx, question)
+        assert info.value.field == "subject"
+        with pytest.raises(RequiredParameter) as info:
+            services.authorization.batch_check(ctx, {"items": [question]})
+        assert info.value.field == "items[0].subject"
+    with pytest.raises(PermissionDenied):
+        services.authorization.check(anonymous, {**question, "subject": {"type": "USER", "id": "anonymous"}})

@@ -104,12 +104,15 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
                 "action": item.action,
                 "resource": item.resource,
                 "context": message_dict(item.context, f"items[{index}].context") if item.HasField("context") else None,
+                "correlation_id": item.correlation_id,
             }
             for index, item in enumerate(request.items)
         ]
         params = {"items": items, "context": optional_message(request, "context")}
-        decisions = self.authorization.batch_check(self.caller(request, context), params)
-        return pb.BatchCheckResult(results=[to_check_result(d) for d in decisions])
+        answers = self.authorization.batch_check(self.caller(request, context), params)
+        return pb.BatchCheckResult(
+            results=[to_check_result(a.decision, correlation_id=a.correlation_id) for a in answers]
+        )
 
     def list_authorized_resources(self, request, context):
         params = {

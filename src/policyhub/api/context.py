@@ -1,8 +1,11 @@
 """The one place that decides who is calling and for which domain.
 
-- Authenticated mode: exactly one `token` metadata value (a JWT or an API key) is required and
-  verified; several `token` values, several `authorization` values, or `token` together with
-  `authorization` are ambiguous and UNAUTHENTICATED (never "last one wins"). The caller's own
+- Authenticated mode: exactly one credential (a JWT or an API key) is required and verified,
+  sent as SpaceONE's `token` metadata or as `authorization: Bearer <credential>` (the gRPC
+  convention; see `bearer_token`). Several `token` values, several `authorization` values, or
+  `token` together with `authorization` are ambiguous and UNAUTHENTICATED (never "last one
+  wins"); so is an `authorization` value of any other shape, counted as a failed
+  authentication like a credential that fails verification. The caller's own
   domain replaces any `domain_id` in the request body (SpaceONE's mutation handler), so a body
   can never widen what a caller sees. Only SYSTEM callers may act for another domain, named in
   the `x_domain_id` metadata (or the request's `domain_id`).
@@ -40,6 +43,9 @@ from policyhub.service.context import ANONYMOUS, RequestContext
 from policyhub.service.rate_limit import RateLimiter
 
 DEVELOPER = "developer"
+TOKEN = "token"
+AUTHORIZATION = "authorization"
+BEARER = "bearer"
 
 
 class CallerResolver:
@@ -74,6 +80,7 @@ class CallerResolver:
                 caller_id=DEVELOPER,
                 role_type="SYSTEM",
                 transaction_id=transaction_id(),
+                authenticated=False,
             )
         else:
             caller = self._authenticate(metadata, context.peer() or "")
@@ -89,6 +96,7 @@ class CallerResolver:
                 caller_id=caller.caller_id,
                 role_type=caller.role_type,
                 transaction_id=transaction_id(),
+                authenticated=True,
             )
         _bound(ctx)
         self.limits.call(ctx.domain_id)
@@ -102,29 +110,48 @@ class CallerResolver:
             caller_id=ANONYMOUS.lower(),
             role_type=ANONYMOUS,
             transaction_id=transaction_id(),
+            authenticated=False,
         )
         _bound(ctx)
         self.limits.anonymous_call(peer_address(peer))
         return ctx
 
     def _authenticate(self, metadata: list[tuple[str, str]], peer: str):
-        tokens = [value for key, value in metadata if key == "token"]
-        authorizations = [value for key, value in metadata if key == "authorization"]
-        if len(tokens) > 1 or len(authorizations) > 1 or (tokens and authorizations):
-            raise Unauthenticated("ambiguous credentials: send exactly one token metadata value and no authorization")
-        if not tokens or not tokens[0]:
-            raise Unauthenticated("missing token metadata")
-        token = tokens[0]
+        name, value = _credential(metadata)
+        token, malformed = value, None
+        if name == AUTHORIZATION:
+            try:
+                token = bearer_token(value)
+            except Unauthenticated as exc:
+                token, malformed = "", exc
         address = peer_address(peer)
         key_id = _api_key_id(token)
         self.limits.before_authentication(address, key_id)
         try:
+            if malformed is not None:
+                raise malformed
             if len(token) > MAX_TOKEN_LENGTH:
                 raise Unauthenticated("token too long")
             return self.authenticator.authenticate(token)
         except Unauthenticated:
             self.limits.authentication_failed(address, key_id)
             raise
+
+
+def bearer_token(value: str) -> str:
+    """The credential of an `authorization` metadata value `Bearer <credential>`: the scheme in
+    any case, one space, exactly one credential. Anything else is Unauthenticated with a short
+    reason (the value itself is never repeated: it may be a secret)."""
+    if not value:
+        raise Unauthenticated("empty authorization metadata; send `Bearer <token>`")
+    scheme, *credentials = value.split(" ")
+    if scheme.lower() != BEARER:
+        raise Unauthenticated("authorization metadata must use the Bearer scheme (`Bearer <token>`)")
+    if not any(credentials):
+        raise Unauthenticated("authorization metadata has no credential after Bearer")
+    if len(credentials) != 1:
+        raise Unauthenticated("authorization metadata must be `Bearer <token>`: one space, then exactly one credential")
+    return credentials[0]
 
 
 def from_remote_installation(context: grpc.ServicerContext) -> bool:
@@ -141,7 +168,23 @@ def peer_address(peer: str) -> str:
 
 
 def _has_credentials(metadata: list[tuple[str, str]]) -> bool:
-    return any(key in ("token", "authorization") for key, _ in metadata)
+    return any(key in (TOKEN, AUTHORIZATION) for key, _ in metadata)
+
+
+def _credential(metadata: list[tuple[str, str]]) -> tuple[str, str]:
+    """(metadata name, value) of the one credential the call presents: `token` or
+    `authorization`. Unauthenticated when there is none, or more than one."""
+    tokens = [value for key, value in metadata if key == TOKEN]
+    authorizations = [value for key, value in metadata if key == AUTHORIZATION]
+    if len(tokens) + len(authorizations) > 1:
+        raise Unauthenticated(
+            "ambiguous credentials: send exactly one token or one authorization metadata value, not both or several"
+        )
+    if authorizations:
+        return AUTHORIZATION, authorizations[0]
+    if not tokens or not tokens[0]:
+        raise Unauthenticated("missing token metadata")
+    return TOKEN, tokens[0]
 
 
 def _single(metadata: list[tuple[str, str]], key: str) -> str:

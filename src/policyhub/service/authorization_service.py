@@ -1,12 +1,24 @@
 """Authorization questions (check, list-authorized, who-can, effective permissions),
-answered from the per-domain compiled evaluation index (see policyhub.service.index_cache)."""
+answered from the per-domain compiled evaluation index (see policyhub.service.index_cache).
+
+"May I?": `check` and `batch_check` about the caller itself need no permission, so any
+authenticated caller (a sibling service, a user's front end) can ask what it may do. A question
+is about the caller when its subject is left empty (it then stands for the caller) or equals the
+caller's own subject (its token's `typ` and `sub`, or its API key's service account). Only
+authenticated callers have such a subject: in development mode (a stand-in caller, every caller
+SYSTEM) and for anonymous readers the subject stays required. The answer is the subject's own,
+from its assignments, as if another caller had asked: a caller's role (SYSTEM, DOMAIN_ADMIN)
+bypasses the service's permissions but is not an assignment, so it is not in the answer.
+Questions about anyone else need `repository.Assignment.check` (`batch_check`: once, if any item
+is about someone else).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from policyhub.engine import Subject
+from policyhub.engine import Decision, Subject
 from policyhub.errors import InvalidArgument, RequiredParameter
 from policyhub.service import validation
 from policyhub.service.context import Clock, RequestContext
@@ -21,7 +33,7 @@ from policyhub.service.permissions import (
     Permission,
 )
 
-MAX_BATCH_CHECK = 10_000
+MAX_BATCH_CHECK = 1_000
 ACTION_MAX = 512
 # Filled with the time of the request unless the caller's context gives it.
 REQUEST_TIME = "request.time"
@@ -35,6 +47,25 @@ class AuthorizedListing:
     missing_context: tuple[str, ...]
 
 
+# Bounded and clean like an id: it comes back in the answer (and may end up in a caller's logs).
+CORRELATION_ID_MAX = validation.IDENTIFIER_MAX
+
+
+class Answer(NamedTuple):
+    """One batch_check answer: the decision and the correlation id of the item it answers."""
+
+    decision: Decision
+    correlation_id: str
+
+
+class Question(NamedTuple):
+    subject: Subject
+    action: str
+    resource: str
+    # The subject is the caller: no permission is needed to ask.
+    for_self: bool
+
+
 class AuthorizationService:
     def __init__(self, cache: IndexCache, guard: Guard, page_max_limit: int, clock: Clock):
         self.cache = cache
@@ -43,18 +74,26 @@ class AuthorizationService:
         self.clock = clock
 
     def check(self, ctx: RequestContext, params: dict[str, Any]):
-        subject, action, resource = _question(params, "")
+        question = _question(ctx, params, "")
         context = self._context(params.get("context"), "context")
-        self.guard.require(ctx, ASSIGNMENT_CHECK, "assignment")
-        return self.cache.get(ctx.domain_id).check(subject, action, resource, context)
+        if not question.for_self:
+            self.guard.require(ctx, ASSIGNMENT_CHECK, "assignment")
+        return self.cache.get(ctx.domain_id).check(question.subject, question.action, question.resource, context)
 
-    def batch_check(self, ctx: RequestContext, params: dict[str, Any]) -> list:
+    def batch_check(self, ctx: RequestContext, params: dict[str, Any]) -> list[Answer]:
+        """The decisions in the order of the items, each with its item's `correlation_id`."""
         items = params.get("items") or []
         if not items:
             raise RequiredParameter("items")
         if len(items) > MAX_BATCH_CHECK:
             raise InvalidArgument("items", f"at most {MAX_BATCH_CHECK} items per call, got {len(items)}")
-        questions = [_question(item, f"items[{index}].") for index, item in enumerate(items)]
+        questions, correlation_ids = [], []
+        for index, item in enumerate(items):
+            prefix = f"items[{index}]."
+            questions.append(_question(ctx, item, prefix))
+            correlation_ids.append(
+                validation.text(item.get("correlation_id") or "", f"{prefix}correlation_id", CORRELATION_ID_MAX)
+            )
         shared = self._context(params.get("context"), "context")
         contexts = [
             {**shared, **validation.context(item.get("context"), f"items[{index}].context")}
@@ -62,9 +101,13 @@ class AuthorizationService:
             else shared
             for index, item in enumerate(items)
         ]
-        self.guard.require(ctx, ASSIGNMENT_BATCH_CHECK, "assignment")
+        if not all(question.for_self for question in questions):
+            self.guard.require(ctx, ASSIGNMENT_BATCH_CHECK, "assignment")
         index = self.cache.get(ctx.domain_id)
-        return [index.check(*question, context) for question, context in zip(questions, contexts, strict=True)]
+        return [
+            Answer(index.check(q.subject, q.action, q.resource, context), correlation_id)
+            for q, context, correlation_id in zip(questions, contexts, correlation_ids, strict=True)
+        ]
 
     def _context(self, value: dict[str, Any] | None, field: str) -> dict[str, Any]:
         """The request's context, flattened, with request.time (now) unless the caller gave it."""
@@ -123,8 +166,25 @@ def _subject(value: dict | None, field: str) -> Subject:
     return Subject(checked["type"], checked["id"])
 
 
-def _question(item: dict[str, Any], prefix: str) -> tuple[Subject, str, str]:
-    subject = _subject(item.get("subject"), f"{prefix}subject")
+def _question(ctx: RequestContext, item: dict[str, Any], prefix: str) -> Question:
+    field = f"{prefix}subject"
+    caller = _caller_subject(ctx)
+    if not _is_empty(item.get("subject")):
+        subject = _subject(item.get("subject"), field)
+    elif caller is not None:
+        subject = caller
+    else:
+        raise RequiredParameter(field, "left empty it stands for the caller, and without authentication there is none")
     action = validation.pattern(item.get("action") or "", f"{prefix}action")
     resource = validation.pattern(item.get("resource") or "", f"{prefix}resource")
-    return subject, action, resource
+    return Question(subject, action, resource, for_self=subject == caller)
+
+
+def _caller_subject(ctx: RequestContext) -> Subject | None:
+    """The caller as a subject of its domain, when it was authenticated (else it names nobody)."""
+    return Subject(ctx.caller_type, ctx.caller_id) if ctx.authenticated else None
+
+
+def _is_empty(subject: dict[str, str] | None) -> bool:
+    """A subject left out: not set, or set to its zero value (TYPE_NONE, no id)."""
+    return not subject or (subject.get("type", "") in ("", "TYPE_NONE") and not subject.get("id"))

@@ -19,6 +19,9 @@ class RequestContext:
     role_type: str  # SYSTEM | DOMAIN_ADMIN | USER | ANONYMOUS
     # Ties the audit entries and log lines of one call (and of a caller's trace) together.
     transaction_id: str
+    # The caller was verified (a JWT or an API key), so caller_type and caller_id name a real
+    # subject of the domain. False in development mode (a stand-in caller) and for anonymous readers.
+    authenticated: bool
 
 
 # The role of an anonymous reader of the public catalogue (SpaceONE listener only). Not a

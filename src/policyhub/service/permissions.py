@@ -46,6 +46,8 @@ ASSIGNMENT_DELETE = Permission("repository.Assignment.delete")
 ASSIGNMENT_GET = Permission("repository.Assignment.get")
 ASSIGNMENT_LIST = Permission("repository.Assignment.list")
 ASSIGNMENT_STAT = Permission("repository.Assignment.stat")
+# Needed to ask about others only: a caller's questions about itself need none
+# (see policyhub.service.authorization_service).
 ASSIGNMENT_CHECK = Permission("repository.Assignment.check")
 ASSIGNMENT_BATCH_CHECK = Permission("repository.Assignment.batch_check")
 ASSIGNMENT_LIST_AUTHORIZED_RESOURCES = Permission("repository.Assignment.list_authorized_resources")

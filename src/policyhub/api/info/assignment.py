@@ -53,7 +53,7 @@ def to_subject(subject) -> pb.Subject:
     return pb.Subject(type=subject.type, id=subject.id)
 
 
-def to_check_result(decision) -> pb.CheckResult:
+def to_check_result(decision, correlation_id: str = "") -> pb.CheckResult:
     return pb.CheckResult(
         decision="ALLOW" if decision.allowed else "CONDITIONAL" if decision.conditional else "DENY",
         reason=decision.reason,
@@ -61,6 +61,7 @@ def to_check_result(decision) -> pb.CheckResult:
         statement_index=decision.statement_index,
         via=[to_subject(s) for s in decision.via],
         missing_context=decision.missing_context,
+        correlation_id=correlation_id,
     )
 
 
