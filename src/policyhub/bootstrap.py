@@ -54,6 +54,7 @@ from policyhub.service.policy_lifecycle import PolicyLifecycleService
 from policyhub.service.policy_service import PolicyService
 from policyhub.service.rate_limit import RateLimiter
 from policyhub.service.repository_service import RepositoryService
+from policyhub.service.resource_listing import ResourceListing
 from policyhub.service.role_service import RoleService
 from policyhub.service.subject_set_service import adopt_named_sets
 
@@ -167,9 +168,10 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     writer = AssignmentWriter(assignments, policies, {"GROUP": groups, "ROLE": roles}, revisions, audit, guard, utc_now)
     assignment_service = AssignmentService(assignments, writer, guard)
     audit_service = AuditService(audits, guard)
-    authorization_service = AuthorizationService(indexes, guard, limit, utc_now)
+    listing = ResourceListing(indexes, guard, limit, utc_now)
+    authorization_service = AuthorizationService(indexes, guard, listing, limit, utc_now)
     set_parts = (assignments, writer, indexes, revisions, audit, guard, utc_now)
-    group_service = GroupService(groups, *set_parts, authorization=authorization_service)
+    group_service = GroupService(groups, *set_parts, listing=listing)
     role_service = RoleService(roles, *set_parts)
     limits = RateLimiter(
         config.rate_limit_domain_per_second,

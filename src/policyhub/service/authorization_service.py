@@ -15,7 +15,6 @@ is about someone else).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from policyhub.engine import Decision, Subject
@@ -30,21 +29,10 @@ from policyhub.service.permissions import (
     ASSIGNMENT_EFFECTIVE_PERMISSIONS,
     ASSIGNMENT_LIST_AUTHORIZED_RESOURCES,
     ASSIGNMENT_LIST_SUBJECTS,
-    Permission,
 )
+from policyhub.service.resource_listing import AuthorizedListing, ResourceListing, condition_context
 
 MAX_BATCH_CHECK = 1_000
-ACTION_MAX = 512
-# Filled with the time of the request unless the caller's context gives it.
-REQUEST_TIME = "request.time"
-
-
-@dataclass(frozen=True)
-class AuthorizedListing:
-    results: list
-    total_count: int
-    # context keys that statement conditions needed and the request lacked
-    missing_context: tuple[str, ...]
 
 
 # Bounded and clean like an id: it comes back in the answer (and may end up in a caller's logs).
@@ -67,9 +55,10 @@ class Question(NamedTuple):
 
 
 class AuthorizationService:
-    def __init__(self, cache: IndexCache, guard: Guard, page_max_limit: int, clock: Clock):
+    def __init__(self, cache: IndexCache, guard: Guard, listing: ResourceListing, page_max_limit: int, clock: Clock):
         self.cache = cache
         self.guard = guard
+        self.listing = listing
         self.page_max_limit = page_max_limit
         self.clock = clock
 
@@ -110,29 +99,13 @@ class AuthorizationService:
         ]
 
     def _context(self, value: dict[str, Any] | None, field: str) -> dict[str, Any]:
-        """The request's context, flattened, with request.time (now) unless the caller gave it."""
-        context = validation.context(value, field)
-        context.setdefault(REQUEST_TIME, self.clock().isoformat())
-        return context
+        return condition_context(value, field, self.clock)
 
     def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> AuthorizedListing:
         subject = _subject(params.get("subject"), "subject")
-        return self.authorized_resources(ctx, subject, params, ASSIGNMENT_LIST_AUTHORIZED_RESOURCES, "assignment")
-
-    def authorized_resources(
-        self, ctx: RequestContext, subject: Subject, params: dict[str, Any], permission: Permission, resource: str
-    ) -> AuthorizedListing:
-        """What the subject may act on (`resource_prefix`, `action`, `context`, `page` from
-        params), asked with `permission` on `resource`."""
-        prefix = validation.text(params.get("resource_prefix") or "", "resource_prefix", ACTION_MAX)
-        action = params.get("action") or None
-        if action is not None:
-            validation.pattern(action, "action")
-        context = self._context(params.get("context"), "context")
-        self.guard.require(ctx, permission, resource)
-        missing: set[str] = set()
-        found = self.cache.get(ctx.domain_id).list_authorized_resources(subject, prefix, action, context, missing)
-        return AuthorizedListing(self._page(found, params.get("page")), len(found), tuple(sorted(missing)))
+        return self.listing.authorized_resources(
+            ctx, subject, params, ASSIGNMENT_LIST_AUTHORIZED_RESOURCES, "assignment"
+        )
 
     def list_subjects(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int]:
         policy_id = params.get("policy_id") or ""

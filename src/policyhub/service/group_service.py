@@ -10,7 +10,6 @@ from policyhub.domain import SubjectType
 from policyhub.engine import Subject
 from policyhub.errors import InvalidArgument, RequiredParameter
 from policyhub.service import validation
-from policyhub.service.authorization_service import AuthorizationService, AuthorizedListing
 from policyhub.service.context import RequestContext
 from policyhub.service.permissions import (
     GROUP_ADD_USERS,
@@ -25,6 +24,7 @@ from policyhub.service.permissions import (
     GROUP_STAT,
     GROUP_UPDATE,
 )
+from policyhub.service.resource_listing import AuthorizedListing, ResourceListing
 from policyhub.service.subject_set_service import SetKind, SetPermissions, SubjectSetService
 
 GROUP = SetKind(
@@ -44,9 +44,9 @@ GROUP = SetKind(
 
 
 class GroupService(SubjectSetService):
-    def __init__(self, *args: Any, authorization: AuthorizationService, **kwargs: Any):
+    def __init__(self, *args: Any, listing: ResourceListing, **kwargs: Any):
         super().__init__(GROUP, *args, **kwargs)
-        self.authorization = authorization
+        self.listing = listing
 
     def delete_many(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """All or nothing: every id is checked before anything is deleted."""
@@ -67,7 +67,7 @@ class GroupService(SubjectSetService):
     def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> AuthorizedListing:
         """What the group's members may act on through the group (exceptions included)."""
         group_id = validation.identifier(params.get("group_id", ""), "group_id")
-        found = self.authorization.authorized_resources(
+        found = self.listing.authorized_resources(
             ctx, Subject(GROUP.type, group_id), params, GROUP_LIST_AUTHORIZED_RESOURCES, GROUP.resource(group_id)
         )
         self.sets.get(ctx.domain_id, group_id)
