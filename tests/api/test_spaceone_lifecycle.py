@@ -179,7 +179,7 @@ def frozen(client, monkeypatch):
     """Every clock that stamps created_at stops: equal created_at everywhere."""
     instant = utc_now()
     services = client.app.services
-    for owner in (services.policy, services.assignment, services.policy.audit):
+    for owner in (services.policy, services.assignment.writer, services.policy.audit):
         monkeypatch.setattr(owner, "clock", lambda: instant)
     return instant
 
