@@ -82,16 +82,13 @@ def to_decision_entry(allowed) -> pb.SubjectEntry:
 
 
 def to_effective_statement(statement) -> pb.EffectiveStatement:
-    conditions = json.loads(statement.condition.source) if statement.condition is not None else {}
+    shown = policy_pb2.Statement(effect=statement.effect, actions=statement.actions, resources=statement.resources)
+    if statement.condition is not None:
+        shown.conditions.CopyFrom(to_struct(json.loads(statement.condition.source)))
     return pb.EffectiveStatement(
         policy_id=statement.policy_id,
         statement_index=statement.statement_index,
-        statement=policy_pb2.Statement(
-            effect=statement.effect,
-            actions=statement.actions,
-            resources=statement.resources,
-            conditions=to_struct(conditions),
-        ),
+        statement=shown,
         via=[to_subject(s) for s in statement.via],
     )
 
