@@ -66,6 +66,13 @@ def via(answer: dict) -> list[tuple[str, str]]:
 def test_readme_walkthrough_works_as_written(client):
     outputs = run_commands(client, section_commands("Walk-through with grpcurl"), "domain-readme")
     assert len(outputs) >= 10
+    # carol's checks: from the office in office hours, then without the request's context
+    *_, in_office, without_context = answers(outputs, "Assignment/check")
+    assert (in_office["decision"], in_office["policy_id"]) == ("ALLOW", "office-hours")
+    assert (without_context["decision"], without_context["reason"]) == ("CONDITIONAL", "MISSING_CONTEXT")
+    assert without_context["missing_context"] == ["request.ip"]
+    (batch,) = answers(outputs, "Assignment/batch_check")
+    assert all(result["correlation_id"] for result in batch["results"])
 
 
 def test_readme_groups_walkthrough_works_as_written(client):
