@@ -24,8 +24,10 @@ action patterns like `svcN.ResourceM.verb` / `svcN.ResourceM.*` / `svcN.*`, reso
    calls condMatch(r.ctx, p.cond), parsed and evaluated here (ipaddress, float) independently of
    policyhub.engine.conditions. Casbin must agree on every question there too. Its sample is the
    start of the plain one (the same questions, so the two tables compare like with like), cut to a
-   quarter of the plain line budget (500 questions at 10k, 100 at 100k) to bound the run's time. A
-   summary table then puts both workloads side by side per size.
+   quarter of the plain line budget (500 questions at 10k, 100 at 100k) to bound the run's time. As
+   that makes the two samples differ at 10k and 100k, our engine is also timed on the conditions
+   sample's own questions with the conditions removed ("w/o"): the cost of conditions on identical
+   questions. A summary table then puts both workloads side by side per size.
 2. Over gRPC: `python -m policyhub` (embedded mongomock store, or `--backend wire` for secantusdb) is
    seeded with the same workload through the API, its answers are compared with the in-process ones, and
    Assignment.check is timed at concurrency 1 and 16 next to grpc.health.v1.Health/Check.
@@ -675,13 +677,13 @@ class InProcess:
     casbin_first_seconds: float
     ours_ns: list[int]
     casbin_ns: list[int]
-    allowed: list[bool] = field(default_factory=list)  # our decision per question
     # The workload with conditions only.
     conditions: bool = False
     conditional: int = 0  # statements with conditions
     touched: int = 0  # questions some conditional statement matches by action and resource
     flatten_ns: float = math.nan  # flatten_context per context, mean
     changed: int = -1  # decisions that differ from the same questions without conditions (-1: unknown)
+    plain_ns: list[int] = field(default_factory=list)  # ours on the same questions, conditions removed
 
 
 def casbin_sample_size(size: int, wanted: int, budget: int = CASBIN_LINE_BUDGET) -> int:
@@ -728,7 +730,9 @@ def open_decisions(workload: Workload, decisions: list) -> None:
         )
 
 
-def in_process(workload: Workload) -> InProcess:
+def in_process(workload: Workload, unconditioned: Workload | None = None) -> InProcess:
+    """`unconditioned` (the workload with conditions only): the same statements without conditions, asked
+    the same questions and timed too, so the cost of conditions is read on identical questions."""
     index, index_seconds = build_index(workload)
     subjects = [Subject("USER", user) for user, _a, _r in workload.questions]
     # The workload with conditions: contexts flattened once, as the server does once per request.
@@ -758,6 +762,15 @@ def in_process(workload: Workload) -> InProcess:
         enforcer, workload.questions, [d.allowed for d in decisions], workload.contexts if contexts else None
     )
     ours_ns = time_ours(index, workload.questions, contexts)
+    changed, plain_ns = -1, []
+    if unconditioned is not None:
+        plain_index, _ = build_index(unconditioned)
+        plain = [
+            plain_index.check(s, action, resource)
+            for s, (_u, action, resource) in zip(subjects, workload.questions, strict=True)
+        ]
+        changed = sum(p.allowed != d.allowed for p, d in zip(plain, decisions, strict=True))
+        plain_ns = time_ours(plain_index, workload.questions)
     return InProcess(
         workload.size,
         workload.statements,
@@ -771,11 +784,12 @@ def in_process(workload: Workload) -> InProcess:
         first_seconds,
         ours_ns,
         casbin_ns,
-        [d.allowed for d in decisions],
         contexts is not None,
         workload.conditional,
         workload.touched,
         flatten_ns,
+        changed,
+        plain_ns,
     )
 
 
@@ -991,6 +1005,14 @@ def print_in_process(result: InProcess) -> None:
             f"{us(sum(values) / len(values)):>10}"
         )
     print(f"   casbin / ours: p50 x{speedup(result, 0.5):.0f}, mean x{mean_speedup(result):.0f}")
+    if result.plain_ns:
+        plain = result.plain_ns
+        print(
+            f"   ours on the same questions, conditions removed: p50 {us(percentile(plain, 0.5))}, "
+            f"p99 {us(percentile(plain, 0.99))}, mean {us(sum(plain) / len(plain))} us; with conditions: "
+            f"p50 x{percentile(ours, 0.5) / percentile(plain, 0.5):.2f}, "
+            f"mean x{(sum(ours) / len(ours)) / (sum(plain) / len(plain)):.2f}"
+        )
 
 
 def speedup(result: InProcess, fraction: float) -> float:
@@ -1006,18 +1028,23 @@ def print_in_process_summary(results: list[InProcess]) -> None:
     print("\nin process, both workloads (us per check; x = casbin / ours)")
     header = (
         f"{'S':>8} {'workload':<11} {'questions':>9} {'ours p50':>9} {'ours p99':>9} {'ours mean':>9} "
-        f"{'casbin p50':>10} {'casbin mean':>11} {'x p50':>6} {'x mean':>6}"
+        f"{'casbin p50':>10} {'casbin mean':>11} {'x p50':>6} {'x mean':>6} {'w/o p50':>8} {'w/o mean':>8}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
-        ours, theirs = r.ours_ns, r.casbin_ns
+        ours, theirs, plain = r.ours_ns, r.casbin_ns, r.plain_ns
         print(
             f"{r.size:>8} {'conditions' if r.conditions else 'plain':<11} {r.questions:>9} "
             f"{us(percentile(ours, 0.5)):>9} {us(percentile(ours, 0.99)):>9} {us(sum(ours) / len(ours)):>9} "
             f"{us(percentile(theirs, 0.5)):>10} {us(sum(theirs) / len(theirs)):>11} "
-            f"{speedup(r, 0.5):>6.0f} {mean_speedup(r):>6.0f}"
+            f"{speedup(r, 0.5):>6.0f} {mean_speedup(r):>6.0f} "
+            f"{us(percentile(plain, 0.5)):>8} {us(sum(plain) / len(plain) if plain else math.nan):>8}"
         )
+    print(
+        "w/o = ours on the conditions rows' own questions with the conditions removed (the conditions sample is "
+        "the start of the plain one, shorter at 10k and 100k)"
+    )
 
 
 def print_grpc(results: list[OverGrpc]) -> None:
@@ -1161,11 +1188,10 @@ def main(argv: list[str] | None = None) -> int:
             print_in_process(local[-1])
             sys.stdout.flush()
             if args.conditions:
-                plain = local[-1]
                 count = casbin_sample_size(size, args.questions, CONDITIONS_LINE_BUDGET)
                 # A prefix of the plain sample (the same questions), each with a context.
-                result = in_process(with_conditions(workload, args.conditions, min(count, plain.questions)))
-                result.changed = sum(a != b for a, b in zip(plain.allowed, result.allowed, strict=False))
+                conditional = with_conditions(workload, args.conditions, min(count, len(workload.questions)))
+                result = in_process(conditional, unconditioned=workload)
                 local.append(result)
                 print_in_process(result)
                 sys.stdout.flush()
