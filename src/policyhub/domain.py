@@ -49,6 +49,23 @@ class GrantType(StrEnum):
     GROUP = "GROUP"
 
 
+class ChangeKind(StrEnum):
+    """What a change log entry is about."""
+
+    POLICY = "POLICY"
+    ASSIGNMENT = "ASSIGNMENT"
+    GROUP = "GROUP"
+    ROLE = "ROLE"
+
+
+class Operation(StrEnum):
+    """What happened to it (a rename is the old id's DELETE and the new id's CREATE)."""
+
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
 class RoleType(StrEnum):
     SYSTEM = "SYSTEM"
     DOMAIN_ADMIN = "DOMAIN_ADMIN"

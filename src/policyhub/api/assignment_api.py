@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import empty_pb2
-
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc
+from policyhub.api.consistency import empty_with_token
 from policyhub.api.context import CallerResolver
 from policyhub.api.info.assignment import (
     to_assignment_changes_info,
@@ -63,8 +62,8 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
         )
 
     def delete(self, request, context):
-        self.assignments.delete(self.caller(request, context), {"assignment_id": request.assignment_id})
-        return empty_pb2.Empty()
+        token = self.assignments.delete(self.caller(request, context), {"assignment_id": request.assignment_id})
+        return empty_with_token(context, token)
 
     def get(self, request, context):
         record = self.assignments.get(self.caller(request, context), {"assignment_id": request.assignment_id})

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from google.protobuf import empty_pb2
-
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, group_pb2, group_pb2_grpc
+from policyhub.api.consistency import empty_with_token
 from policyhub.api.context import CallerResolver
 from policyhub.api.info.assignment import to_assignment_changes_info, to_authorized_resources_info
 from policyhub.api.info.common import list_values, optional_message, struct_dict, to_stat_struct
@@ -41,8 +40,10 @@ class GroupAPI(group_pb2_grpc.GroupServicer):
         return to_group_info(self.groups.update(self.caller(request, context), params))
 
     def delete(self, request, context):
-        self.groups.delete(self.caller(request, context), {"group_id": request.group_id, "cascade": request.cascade})
-        return empty_pb2.Empty()
+        token = self.groups.delete(
+            self.caller(request, context), {"group_id": request.group_id, "cascade": request.cascade}
+        )
+        return empty_with_token(context, token)
 
     def delete_many(self, request, context):
         params = {"group_ids": list(request.group_ids), "cascade": request.cascade}
@@ -50,6 +51,7 @@ class GroupAPI(group_pb2_grpc.GroupServicer):
         return group_pb2.DeleteGroupsInfo(
             results=[group_pb2.GroupOutcome(**result) for result in outcome["results"]],
             deleted_count=outcome["deleted_count"],
+            consistency_token=outcome["consistency_token"],
         )
 
     def get(self, request, context):

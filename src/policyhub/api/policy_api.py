@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import empty_pb2
-
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
+from policyhub.api.consistency import empty_with_token
 from policyhub.api.context import CallerResolver, from_remote_installation
 from policyhub.api.info.common import enum_name, list_values, optional_message, struct_dict, to_stat_struct
 from policyhub.api.info.policy import to_delete_policies_info, to_policy_info
@@ -61,8 +60,8 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
         return to_policy_info(self.service.update(self.caller(request, context), params))
 
     def delete(self, request, context):
-        self.lifecycle.delete(self.caller(request, context), _policy_request(request))
-        return empty_pb2.Empty()
+        token = self.lifecycle.delete(self.caller(request, context), _policy_request(request))
+        return empty_with_token(context, token)
 
     def restore(self, request, context):
         return to_policy_info(self.lifecycle.restore(self.caller(request, context), _policy_request(request)))

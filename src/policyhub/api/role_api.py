@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from google.protobuf import empty_pb2
-
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, role_pb2, role_pb2_grpc
+from policyhub.api.consistency import empty_with_token
 from policyhub.api.context import CallerResolver
 from policyhub.api.info.assignment import to_assignment_changes_info
 from policyhub.api.info.common import list_values, optional_message, struct_dict, to_stat_struct
@@ -41,8 +40,10 @@ class RoleAPI(role_pb2_grpc.RoleServicer):
         return to_role_info(self.roles.update(self.caller(request, context), params))
 
     def delete(self, request, context):
-        self.roles.delete(self.caller(request, context), {"role_id": request.role_id, "cascade": request.cascade})
-        return empty_pb2.Empty()
+        token = self.roles.delete(
+            self.caller(request, context), {"role_id": request.role_id, "cascade": request.cascade}
+        )
+        return empty_with_token(context, token)
 
     def get(self, request, context):
         return to_role_info(self.roles.get(self.caller(request, context), {"role_id": request.role_id}))

@@ -1,14 +1,24 @@
-"""Per-domain revision counters (see policyhub.model.revision), and the marks of writes that
-span several documents but must be seen all at once."""
+"""Per-domain revision counters (see policyhub.model.revision), the marks of writes that span
+several documents but must be seen all at once, and the change log record each bump writes
+(see policyhub.model.change)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pymongo.errors
+from pymongo import ReturnDocument
 
 from policyhub.manager.database import collection, translate_errors
-from policyhub.model import RevisionDocument
+from policyhub.model import ChangeDocument, RevisionDocument
+
+# One change: {"kind": POLICY|ASSIGNMENT|GROUP|ROLE, "id": ..., "operation": CREATE|UPDATE|DELETE}.
+Change = dict[str, str]
 
 # How long the mark of a write in progress stands: far longer than such a write takes (each of
 # its database calls is bounded by the connection timeout), short enough that the mark of a
@@ -31,9 +41,37 @@ class RevisionState:
 
 
 class RevisionManager:
+    def __init__(self, change_retention: timedelta = timedelta(days=7)):
+        self.change_retention = change_retention
+
     @translate_errors()
-    def bump(self, domain_id: str) -> None:
-        collection(RevisionDocument).update_one({"domain_id": domain_id}, {"$inc": {"revision": 1}}, upsert=True)
+    def bump(self, domain_id: str, changes: list[Change] | None = None, transaction_id: str = "") -> int:
+        """Moves the domain's revision on and logs what changed at the new revision (an empty
+        record for a write that changed nothing, so the log has no holes). Returns it."""
+        return self._land(domain_id, {"$inc": {"revision": 1}}, changes or [], transaction_id)
+
+    def _land(self, domain_id: str, update: dict[str, Any], changes: list[Change], transaction_id: str) -> int:
+        stored = collection(RevisionDocument).find_one_and_update(
+            {"domain_id": domain_id},
+            update,
+            projection={"_id": 0, "revision": 1},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        revision = int(stored["revision"])
+        now = datetime.now(timezone.utc)
+        with contextlib.suppress(pymongo.errors.DuplicateKeyError):  # written already (a retried call)
+            collection(ChangeDocument).insert_one(
+                {
+                    "domain_id": domain_id,
+                    "seq": revision,
+                    "changes": changes,
+                    "transaction_id": transaction_id,
+                    "created_at": now,
+                    "purge_at": now + self.change_retention,
+                }
+            )
+        return revision
 
     @translate_errors()
     def current(self, domain_ids: list[str]) -> tuple[int, ...]:
@@ -75,10 +113,14 @@ class RevisionManager:
         return mark
 
     @translate_errors()
-    def end_write(self, domain_id: str, mark: str) -> None:
-        """Lands the write: one update removes its mark and bumps the revision."""
-        collection(RevisionDocument).update_one(
-            {"domain_id": domain_id},
+    def end_write(
+        self, domain_id: str, mark: str, changes: list[Change] | None = None, transaction_id: str = ""
+    ) -> int:
+        """Lands the write: one update removes its mark and bumps the revision (then its change
+        record is written, as for bump). Returns the new revision."""
+        return self._land(
+            domain_id,
             {"$inc": {"revision": 1, "landed": 1}, "$unset": {f"writes.{mark}": ""}},
-            upsert=True,
+            changes or [],
+            transaction_id,
         )

@@ -3,6 +3,7 @@
 from policyhub.model.api_key import ApiKeyDocument
 from policyhub.model.assignment import AssignmentDocument
 from policyhub.model.audit import AuditDocument
+from policyhub.model.change import ChangeDocument
 from policyhub.model.policy import SUPERSEDED_INDEXES, PolicyDocument, StatementDocument
 from policyhub.model.repository import RepositoryDocument
 from policyhub.model.revision import RevisionDocument
@@ -17,6 +18,7 @@ ALL_DOCUMENTS = (
     ApiKeyDocument,
     GroupDocument,
     RoleDocument,
+    ChangeDocument,
 )
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "ApiKeyDocument",
     "AssignmentDocument",
     "AuditDocument",
+    "ChangeDocument",
     "GroupDocument",
     "PolicyDocument",
     "RepositoryDocument",

@@ -42,10 +42,11 @@ class AssignmentService:
     def remove(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         return self.writer.remove(ctx, ASSIGNMENT_REMOVE, self._pairs(params))
 
-    def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
+    def delete(self, ctx: RequestContext, params: dict[str, Any]) -> str:
+        """Returns the consistency token of the write."""
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")
         self.guard.require(ctx, ASSIGNMENT_DELETE, "assignment")
-        self.writer.delete(ctx, ASSIGNMENT_DELETE, assignment_id)
+        return self.writer.delete(ctx, ASSIGNMENT_DELETE, assignment_id)
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         assignment_id = validation.identifier(params.get("assignment_id", ""), "assignment_id")

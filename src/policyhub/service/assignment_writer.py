@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from policyhub.domain import GrantType, SubjectType, as_utc
+from policyhub.domain import ChangeKind, GrantType, Operation, SubjectType, as_utc
 from policyhub.errors import InvalidArgument, NotFound
 from policyhub.manager.assignment_manager import AssignmentManager, key_of
 from policyhub.manager.audit_trail import AuditTrail
@@ -69,11 +69,12 @@ class AssignmentWriter:
         self._require_named(ctx, [(subject, grant)])
         self.guard.require_bindable(ctx, [grant], removing=False)
         record = self._record(ctx, subject, grant, extras)
-        with invalidating(self.revisions, ctx.domain_id):
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
             created = self.assignments.create(record)
             self._recheck_named(ctx, [record])
+            changes.add(ChangeKind.ASSIGNMENT, created["assignment_id"], Operation.CREATE)
         self.audit.record(ctx, permission, created["assignment_id"], None, created)
-        return created
+        return {**created, "consistency_token": changes.token}
 
     def add(
         self, ctx: RequestContext, permission: Permission, pairs: list[tuple[dict, dict]], params: dict[str, Any]
@@ -91,12 +92,16 @@ class AssignmentWriter:
             if pair_key(subject, grant) not in existing
         }
         created: list[dict[str, Any]] = []
+        token = ""
         if new_records:
-            with invalidating(self.revisions, ctx.domain_id):
+            with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
                 # Pairs created meanwhile by someone else are theirs: reported, not created.
                 existing.update(self.assignments.insert_new(list(new_records.values())))
                 created = [record for key, record in new_records.items() if key not in existing]
                 self._recheck_named(ctx, created)
+                for record in created:
+                    changes.add(ChangeKind.ASSIGNMENT, record["assignment_id"], Operation.CREATE)
+            token = changes.token
             self.audit.record_many(
                 ctx, _AssignmentAction(permission.name), [(record["assignment_id"], None, record) for record in created]
             )
@@ -109,7 +114,7 @@ class AssignmentWriter:
                 results.append(
                     _change(subject, grant, "CREATED", new_records[pair_key(subject, grant)]["assignment_id"])
                 )
-        return {"results": results, "changed_count": len(created)}
+        return {"results": results, "changed_count": len(created), "consistency_token": token}
 
     def remove(self, ctx: RequestContext, permission: Permission, pairs: list[tuple[dict, dict]]) -> dict[str, Any]:
         """Removes the (subject, grant) pairs that exist, all or nothing; each grant authorized
@@ -120,10 +125,14 @@ class AssignmentWriter:
             ctx, [{"type": a["grant_type"], "id": a["grant_id"]} for a in existing.values()], removing=True
         )
         removed: set[str] = set()
+        token = ""
         if existing:
-            with invalidating(self.revisions, ctx.domain_id):
+            with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
                 # Pairs removed meanwhile by someone else are not counted as ours.
                 removed = self.assignments.remove_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
+                for assignment_id in sorted(removed):
+                    changes.add(ChangeKind.ASSIGNMENT, assignment_id, Operation.DELETE)
+            token = changes.token
             self.audit.record_many(
                 ctx,
                 _AssignmentAction(permission.name),
@@ -136,17 +145,20 @@ class AssignmentWriter:
                 results.append(_change(subject, grant, "REMOVED", found["assignment_id"]))
             else:
                 results.append(_change(subject, grant, "NOT_FOUND", ""))
-        return {"results": results, "changed_count": len(removed)}
+        return {"results": results, "changed_count": len(removed), "consistency_token": token}
 
-    def delete(self, ctx: RequestContext, permission: Permission, assignment_id: str) -> None:
-        """One assignment by id (the caller holds `permission` on `assignment`)."""
+    def delete(self, ctx: RequestContext, permission: Permission, assignment_id: str) -> str:
+        """One assignment by id (the caller holds `permission` on `assignment`); returns the
+        consistency token of the write."""
         before = self.assignments.get(ctx.domain_id, assignment_id)
         grant = {"type": before["grant_type"], "id": before["grant_id"]}
         self._authorize(ctx, permission, [grant])
         self.guard.require_bindable(ctx, [grant], removing=True)
-        with invalidating(self.revisions, ctx.domain_id):
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
             self.assignments.delete(ctx.domain_id, assignment_id)
+            changes.add(ChangeKind.ASSIGNMENT, assignment_id, Operation.DELETE)
         self.audit.record(ctx, permission, assignment_id, before, None)
+        return changes.token
 
     def _authorize(self, ctx: RequestContext, permission: Permission, grants: list[dict[str, str]]) -> None:
         """Granting is authorized per grant (like IAM's PassRole): holding Assignment.add on

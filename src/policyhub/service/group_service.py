@@ -58,10 +58,11 @@ class GroupService(SubjectSetService):
         group_ids = list(
             dict.fromkeys(validation.identifier(value, f"group_ids[{i}]") for i, value in enumerate(raw_ids))
         )
-        self.delete_ids(ctx, group_ids, bool(params.get("cascade")), GROUP_DELETE_MANY)
+        token = self.delete_ids(ctx, group_ids, bool(params.get("cascade")), GROUP_DELETE_MANY)
         return {
             "results": [{"group_id": group_id, "outcome": "DELETED"} for group_id in group_ids],
             "deleted_count": len(group_ids),
+            "consistency_token": token,
         }
 
     def list_authorized_resources(self, ctx: RequestContext, params: dict[str, Any]) -> AuthorizedListing:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from policyhub.domain import ChangeKind, Operation
 from policyhub.errors import FailedPrecondition, InvalidArgument, NotFound, RequiredParameter
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.audit_trail import AuditTrail
@@ -14,7 +15,7 @@ from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service import validation
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
-from policyhub.service.invalidation import invalidating
+from policyhub.service.invalidation import ChangeSet, invalidating
 from policyhub.service.permissions import POLICY_DELETE, POLICY_DELETE_MANY, POLICY_RESTORE
 from policyhub.service.policy_rules import allows, denies, live, refuse_managed_id, require_held
 from policyhub.service.policy_rules import etag as request_etag
@@ -40,7 +41,8 @@ class PolicyLifecycleService:
         self.clock = clock
         self.retention = retention
 
-    def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
+    def delete(self, ctx: RequestContext, params: dict[str, Any]) -> str:
+        """Returns the consistency token of the write."""
         policy_id = validation.policy_id(params.get("policy_id", ""))
         etag = request_etag(params)
         self.guard.require(ctx, POLICY_DELETE, f"policy/{policy_id}")
@@ -50,9 +52,10 @@ class PolicyLifecycleService:
         before = live(self.policies, ctx, policy_id)
         if require_held(self.guard, ctx, policy_id, lifts=denies(before)):
             etag = etag or before["etag"]
-        with invalidating(self.revisions, ctx.domain_id):
-            self._soft_delete(ctx, policy_id, etag, cascade)
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
+            self._soft_delete(ctx, policy_id, etag, cascade, changes)
         self.audit.record(ctx, POLICY_DELETE, policy_id, before, None)
+        return changes.token
 
     def delete_many(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """All or nothing: every id is checked before anything is deleted, and a failure
@@ -80,14 +83,15 @@ class PolicyLifecycleService:
             etags[policy_id] = (
                 before["etag"] if require_held(self.guard, ctx, policy_id, lifts=denies(before)) else None
             )
-        with invalidating(self.revisions, ctx.domain_id), Undo() as undo:
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes, Undo() as undo:
             for policy_id in policy_ids:
-                self._soft_delete(ctx, policy_id, etags[policy_id], cascade)
+                self._soft_delete(ctx, policy_id, etags[policy_id], cascade, changes)
                 undo.push(self._restore, ctx, policy_id)
         self.audit.record_many(ctx, POLICY_DELETE_MANY, [(policy_id, None, None) for policy_id in policy_ids])
         return {
             "results": [{"policy_id": policy_id, "outcome": "DELETED"} for policy_id in policy_ids],
             "deleted_count": len(policy_ids),
+            "consistency_token": changes.token,
         }
 
     def restore(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -96,10 +100,10 @@ class PolicyLifecycleService:
         refuse_managed_id(policy_id, "restored")
         deleted = self.policies.restorable(ctx.domain_id, policy_id, self.clock())
         require_held(self.guard, ctx, policy_id, gives=allows(deleted))
-        with invalidating(self.revisions, ctx.domain_id):
-            restored = self._restore(ctx, policy_id, deleted)
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
+            restored = self._restore(ctx, policy_id, deleted, changes)
         self.audit.record(ctx, POLICY_RESTORE, policy_id, None, restored)
-        return restored
+        return {**restored, "consistency_token": changes.token}
 
     def purge_expired(self) -> int:
         purged = self.policies.purge_expired(self.clock())
@@ -107,25 +111,33 @@ class PolicyLifecycleService:
             if self.policies.existing_ids(domain_id, [policy_id]):
                 continue  # created again: the grants left on the id are the live policy's
             # Nothing may grant an id that is free again: a new policy must not inherit grants.
-            with invalidating(self.revisions, domain_id):
-                self.assignments.delete_ids(
-                    domain_id, [a["assignment_id"] for a in self.assignments.for_policy(domain_id, policy_id)]
-                )
+            with invalidating(self.revisions, domain_id) as changes:
+                granted = [a["assignment_id"] for a in self.assignments.for_policy(domain_id, policy_id)]
+                self.assignments.delete_ids(domain_id, granted)
+                for assignment_id in granted:
+                    changes.add(ChangeKind.ASSIGNMENT, assignment_id, Operation.DELETE)
         return len(purged)
 
-    def _soft_delete(self, ctx: RequestContext, policy_id: str, etag: str | None, cascade: bool) -> None:
+    def _soft_delete(
+        self, ctx: RequestContext, policy_id: str, etag: str | None, cascade: bool, changes: ChangeSet
+    ) -> None:
         parked = self.assignments.for_policy(ctx.domain_id, policy_id) if cascade else []
         now = self.clock()
         self.policies.soft_delete(ctx.domain_id, policy_id, etag, now, now + self.retention, parked)
+        changes.add(ChangeKind.POLICY, policy_id, Operation.DELETE)
         if parked:
             # Parked on the policy first, so a failure here loses nothing: restore re-inserts them.
             self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in parked])
+            for assignment in parked:
+                changes.add(ChangeKind.ASSIGNMENT, assignment["assignment_id"], Operation.DELETE)
         # Assignments added while we deleted (their re-check may have run before our write):
         # a cascade parks them too; otherwise the delete backs off, as if it had seen them.
         late = self.assignments.for_policy(ctx.domain_id, policy_id)
         if late and cascade:
             self.policies.park(ctx.domain_id, policy_id, now, late)
             self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in late])
+            for assignment in late:
+                changes.add(ChangeKind.ASSIGNMENT, assignment["assignment_id"], Operation.DELETE)
         elif late:
             self._restore(ctx, policy_id)
             raise FailedPrecondition(
@@ -133,9 +145,19 @@ class PolicyLifecycleService:
                 metadata={"assignments": len(late)},
             )
 
-    def _restore(self, ctx: RequestContext, policy_id: str, deleted: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _restore(
+        self,
+        ctx: RequestContext,
+        policy_id: str,
+        deleted: dict[str, Any] | None = None,
+        changes: ChangeSet | None = None,
+    ) -> dict[str, Any]:
         restored, parked = self.policies.restore(ctx.domain_id, policy_id, self.clock(), deleted)
         self.assignments.put_back(parked)
+        if changes is not None:
+            changes.add(ChangeKind.POLICY, policy_id, Operation.CREATE)
+            for assignment in parked:
+                changes.add(ChangeKind.ASSIGNMENT, assignment["assignment_id"], Operation.CREATE)
         return restored
 
     def _refuse_if_assigned(self, ctx: RequestContext, policy_ids: list[str], cascade: bool) -> None:

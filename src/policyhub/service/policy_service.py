@@ -11,6 +11,8 @@ from policyhub.domain import (
     MANAGED_DOMAIN_ID,
     MANAGED_ID_PREFIX,
     MANAGED_REPOSITORY_ID,
+    ChangeKind,
+    Operation,
     PolicyState,
 )
 from policyhub.errors import InvalidArgument, NotFound, RequiredParameter
@@ -114,10 +116,11 @@ class PolicyService:
         }
         _within_size(record)
         require_held(self.guard, ctx, policy_id, gives=allows(record))
-        with invalidating(self.revisions, ctx.domain_id):
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
             created = self.policies.create(record)
+            changes.add(ChangeKind.POLICY, policy_id, Operation.CREATE)
         self.audit.record(ctx, POLICY_CREATE, policy_id, None, created)
-        return created
+        return {**created, "consistency_token": changes.token}
 
     def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
@@ -150,9 +153,13 @@ class PolicyService:
             etag = etag or before["etag"]
         # A rename moves the policy's assignments too: checks see the whole of it at once.
         landing = invalidating_at_once if "policy_id" in changes else invalidating
-        with landing(self.revisions, ctx.domain_id), Undo() as undo:
+        with landing(self.revisions, ctx.domain_id, ctx.transaction_id) as logged, Undo() as undo:
             updated = self.policies.update(ctx.domain_id, policy_id, changes, etag, self.clock())
-            if "policy_id" in changes:
+            if "policy_id" not in changes:
+                logged.add(ChangeKind.POLICY, policy_id, Operation.UPDATE)
+            else:
+                logged.add(ChangeKind.POLICY, policy_id, Operation.DELETE)
+                logged.add(ChangeKind.POLICY, changes["policy_id"], Operation.CREATE)
                 # Renamed back if its assignments cannot follow: none may be left on a free id.
                 undo.push(
                     self.policies.update,
@@ -166,7 +173,7 @@ class PolicyService:
                 # concurrently to the old id is undone by its own re-check (the old id is gone).
                 self.assignments.regrant(ctx.domain_id, policy_id, changes["policy_id"])
         self.audit.record(ctx, POLICY_UPDATE, policy_id, before, updated)
-        return updated
+        return {**updated, "consistency_token": logged.token}
 
     def set_state(self, ctx: RequestContext, params: dict[str, Any], state: PolicyState) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
@@ -179,10 +186,11 @@ class PolicyService:
         gives, lifts = (allows(before), ()) if enabling else ((), denies(before))
         if require_held(self.guard, ctx, policy_id, gives=gives, lifts=lifts):
             etag = etag or before["etag"]
-        with invalidating(self.revisions, ctx.domain_id):
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
             updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, etag, self.clock())
+            changes.add(ChangeKind.POLICY, policy_id, Operation.UPDATE)
         self.audit.record(ctx, permission, policy_id, before, updated)
-        return updated
+        return {**updated, "consistency_token": changes.token}
 
     def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """With repository_id: only there (a remote repository asks its endpoint). Without:

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from policyhub.domain import SubjectType
+from policyhub.domain import ChangeKind, Operation, SubjectType
 from policyhub.engine import DomainIndex, Subject
 from policyhub.errors import FailedPrecondition, InvalidArgument, NotFound, RequiredParameter
 from policyhub.manager.assignment_manager import AssignmentManager
@@ -26,7 +26,7 @@ from policyhub.service.assignment_writer import AssignmentWriter
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache
-from policyhub.service.invalidation import invalidating_at_once
+from policyhub.service.invalidation import invalidating, invalidating_at_once
 from policyhub.service.permissions import ASSIGNMENT_DELETE, Permission
 from policyhub.service.shortcuts import narrowed
 from policyhub.service.undo import Undo
@@ -104,9 +104,11 @@ class SubjectSetService:
         }
         self.guard.require(ctx, self.kind.permissions.create, self.kind.resource(set_id))
         record["created_at"] = record["updated_at"] = self.clock()
-        created = self.sets.create(record)
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as logged:
+            created = self.sets.create(record)
+            logged.add(self.kind.type, set_id, Operation.CREATE)
         self.audit.record(ctx, self.kind.permissions.create, set_id, None, created)
-        return self._described(ctx, [created])[0]
+        return {**self._described(ctx, [created])[0], "consistency_token": logged.token}
 
     def update(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Sets the fields given (name, description, labels, tags); `new_<kind>_id` renames the
@@ -130,21 +132,25 @@ class SubjectSetService:
             # A rename creates the new id: scoped permissions must not be escaped by renaming.
             self.guard.require(ctx, permissions.create, self.kind.resource(new_id))
         before = self.sets.get(ctx.domain_id, set_id)
+        if not changes:
+            return self._described(ctx, [before])[0]
         if id_field not in changes:
-            updated = self.sets.update(ctx.domain_id, set_id, changes, self.clock()) if changes else before
+            with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as logged:
+                updated = self.sets.update(ctx.domain_id, set_id, changes, self.clock())
+                logged.add(self.kind.type, set_id, Operation.UPDATE)
+            token = logged.token
         else:
-            updated = self._rename(ctx, before, new_id, changes)
-        if changes:
-            self.audit.record(ctx, permissions.update, set_id, before, updated)
-        return self._described(ctx, [updated])[0]
+            updated, token = self._rename(ctx, before, new_id, changes)
+        self.audit.record(ctx, permissions.update, set_id, before, updated)
+        return {**self._described(ctx, [updated])[0], "consistency_token": token}
 
     def _rename(
         self, ctx: RequestContext, before: dict[str, Any], new_id: str, changes: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str]:
         set_id = before[self.kind.id_field]
         # The document first: an assignment added to the old id from now on fails its own
         # re-check (the old id is gone), and one added before is moved below.
-        with invalidating_at_once(self.revisions, ctx.domain_id), Undo() as undo:
+        with invalidating_at_once(self.revisions, ctx.domain_id, ctx.transaction_id) as logged, Undo() as undo:
             updated = self.sets.update(ctx.domain_id, set_id, changes, self.clock())
             undo.push(self.assignments.rename_set, ctx.domain_id, self.kind.type, new_id, set_id)
             # Back to what it was: its id and whatever else this call changed.
@@ -156,14 +162,18 @@ class SubjectSetService:
                 before["updated_at"],
             )
             self.assignments.rename_set(ctx.domain_id, self.kind.type, set_id, new_id)
-        return updated
+            # Its assignments move with it: no change of their own.
+            logged.add(self.kind.type, set_id, Operation.DELETE)
+            logged.add(self.kind.type, new_id, Operation.CREATE)
+        return updated, logged.token
 
-    def delete(self, ctx: RequestContext, params: dict[str, Any]) -> None:
+    def delete(self, ctx: RequestContext, params: dict[str, Any]) -> str:
+        """Returns the consistency token of the write."""
         id_field = self.kind.id_field
         set_id = validation.identifier(params.get(id_field, ""), id_field)
-        self.delete_ids(ctx, [set_id], bool(params.get("cascade")), self.kind.permissions.delete)
+        return self.delete_ids(ctx, [set_id], bool(params.get("cascade")), self.kind.permissions.delete)
 
-    def delete_ids(self, ctx: RequestContext, set_ids: list[str], cascade: bool, audited_as: Permission) -> None:
+    def delete_ids(self, ctx: RequestContext, set_ids: list[str], cascade: bool, audited_as: Permission) -> str:
         """Deletes the sets, all or nothing. One that still has members or grants is refused,
         unless `cascade`: those assignments are then deleted with it (and audited)."""
         for set_id in set_ids:
@@ -179,7 +189,7 @@ class SubjectSetService:
         if members:
             # Taking members out of a set lifts whatever it denies them: the escalation rule.
             self.guard.require_bindable(ctx, [{"type": self.kind.type, "id": i} for i in members], removing=True)
-        with invalidating_at_once(self.revisions, ctx.domain_id), Undo() as undo:
+        with invalidating_at_once(self.revisions, ctx.domain_id, ctx.transaction_id) as logged, Undo() as undo:
             # The documents first: an assignment added from now on fails its own re-check.
             self.sets.delete_ids(ctx.domain_id, set_ids)
             undo.push(self.sets.put_back, [found[i] for i in set_ids])
@@ -194,8 +204,13 @@ class SubjectSetService:
                 late = self.assignments.count_naming(ctx.domain_id, self.kind.type, set_ids)
                 if late:
                     raise self._still_named(late)
+            for set_id in set_ids:
+                logged.add(self.kind.type, set_id, Operation.DELETE)
+            for assignment in removed:
+                logged.add(ChangeKind.ASSIGNMENT, assignment["assignment_id"], Operation.DELETE)
         self.audit.record_many(ctx, audited_as, [(i, found[i], None) for i in set_ids])
         self.audit.record_many(ctx, ASSIGNMENT_DELETE, [(a["assignment_id"], a, None) for a in removed])
+        return logged.token
 
     def _still_named(self, counts: dict[str, tuple[int, int]]) -> FailedPrecondition:
         parts = [

@@ -23,6 +23,7 @@ def to_assignment_info(record: dict[str, Any], only: list[str] | None = None) ->
         "tags": to_struct(record.get("tags", {})),
         "domain_id": record.get("domain_id", ""),
         "created_at": to_iso(record.get("created_at")),
+        "consistency_token": record.get("consistency_token", ""),
     }
     fields = {key: value for key, value in fields.items() if value is not None and (not only or key in only)}
     return pb.AssignmentInfo(**fields)
@@ -37,6 +38,7 @@ def _pair(message_type, record: dict[str, Any], prefix: str):
 def to_assignment_changes_info(outcome: dict[str, Any]) -> pb.AssignmentChangesInfo:
     return pb.AssignmentChangesInfo(
         changed_count=outcome["changed_count"],
+        consistency_token=outcome.get("consistency_token", ""),
         results=[
             pb.AssignmentChange(
                 subject=pb.Subject(**change["subject"]),

@@ -29,6 +29,7 @@ def to_policy_info(record: dict[str, Any], only: list[str] | None = None) -> pol
         "is_managed": record.get("is_managed", False),
         "deleted_at": to_iso(record.get("deleted_at")),
         "purge_at": to_iso(record.get("purge_at")),
+        "consistency_token": record.get("consistency_token", ""),
     }
     if "repository_info" in record:
         fields["repository_info"] = to_repository_info(record["repository_info"])
@@ -90,4 +91,5 @@ def to_delete_policies_info(outcome: dict[str, Any]) -> policy_pb2.DeletePolicie
     return policy_pb2.DeletePoliciesInfo(
         results=[policy_pb2.PolicyOutcome(**result) for result in outcome["results"]],
         deleted_count=outcome["deleted_count"],
+        consistency_token=outcome.get("consistency_token", ""),
     )

@@ -20,6 +20,7 @@ def _common(record: dict[str, Any]) -> dict[str, Any]:
         "domain_id": record.get("domain_id", ""),
         "created_at": to_iso(record.get("created_at")),
         "updated_at": to_iso(record.get("updated_at")),
+        "consistency_token": record.get("consistency_token", ""),
     }
 
 
