@@ -114,3 +114,16 @@ def allowed(client, domain: str, user: str, action: str = "a.read", metadata=())
         timeout=10,
     )
     return result.decision == assignment_pb2.CheckResult.ALLOW
+
+
+def without_token(answer):
+    """A write's answer (a message or its dict) without its consistency token, which must be
+    there: what a read of the same resource answers."""
+    if isinstance(answer, dict):
+        assert answer.get("consistency_token", "").startswith("ct1."), answer
+        return {key: value for key, value in answer.items() if key != "consistency_token"}
+    assert answer.consistency_token.startswith("ct1."), answer
+    copy = type(answer)()
+    copy.CopyFrom(answer)
+    copy.ClearField("consistency_token")
+    return copy
