@@ -144,7 +144,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     """Wires an application on a connected database without touching its data."""
     metrics = metrics or Metrics()
     limit = config.page_max_limit
-    revisions = RevisionManager()
+    revisions = RevisionManager(timedelta(seconds=config.change_retention_seconds))
     policies = PolicyManager(limit)
     assignments = AssignmentManager(limit)
     api_keys = ApiKeyManager(limit)

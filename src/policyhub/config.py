@@ -40,6 +40,9 @@ class Config:
     soft_delete_retention_seconds: int = 30 * 24 * 3600
     # How often the purge sweep runs (MongoDB's TTL index purges too; the embedded store has none).
     purge_interval_seconds: float = 60.0
+    # The change log (Change service, consistency tokens) keeps each domain's changes this long
+    # (7 days); a continuation token older than that must resync.
+    change_retention_seconds: int = 7 * 24 * 3600
     log_level: str = "INFO"
     # json: one JSON object per line (trace id, domain, caller, method; secrets masked). text: for people.
     log_format: str = "json"
@@ -158,6 +161,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("config key soft_delete_retention_seconds: must be at least 1")
     if config.health_interval_seconds <= 0:
         raise ConfigError("config key health_interval_seconds: must be positive")
+    if config.change_retention_seconds < 60:
+        raise ConfigError("config key change_retention_seconds: must be at least 60")
     if config.purge_interval_seconds <= 0:
         raise ConfigError("config key purge_interval_seconds: must be positive")
     if config.shutdown_grace_seconds < 0:
