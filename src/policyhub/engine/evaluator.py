@@ -342,6 +342,14 @@ def _search(
 _Ranked = tuple[int, _Key, tuple[Subject, ...]]
 
 
+def _may_apply(layers: tuple[_Layer, ...], action: str, segment: str) -> bool:
+    """Whether a statement of these layers may match the action: a bucket lookup, no matching."""
+    return any(
+        effect_view.catch or action in effect_view.exact or segment in effect_view.segments
+        for _depth, effect_view, _via in layers
+    )
+
+
 def _conditional(first: _Ranked, missing: set[str]) -> Decision:
     return Decision(False, MISSING_CONTEXT, first[1][0], first[1][1], first[2], tuple(sorted(missing)))
 
@@ -549,7 +557,9 @@ class DomainIndex:
         action = action.lower()
         dot = action.find(".")
         segment = action if dot < 0 else action[:dot]
-        if view.conditional_deny_layers or view.conditional_allow_layers:
+        if _may_apply(view.conditional_deny_layers, action, segment) or _may_apply(
+            view.conditional_allow_layers, action, segment
+        ):
             return self._check_with_conditions(view, action, segment, resource, context or {})
         if view.deny_layers:
             key, via = _search(view.deny_layers, action, segment, resource)
@@ -605,9 +615,11 @@ class DomainIndex:
             key = effect_view.first(action, segment, resource)
             if key is not None and (best is None or (depth, key) < best[:2]):
                 best = (depth, key, via)
+        # Layers deeper than the best definite statement cannot outrank it.
         matched = sorted(
             (depth, key, via)
             for depth, effect_view, via in conditional_layers
+            if best is None or depth <= best[0]
             for key in set(effect_view.all_keys(action, segment, resource))
         )
         undecided: list[tuple[_Ranked, frozenset[str]]] = []
