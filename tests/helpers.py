@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, group_pb2, role_pb2
+from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, audit_pb2, group_pb2, policy_pb2, role_pb2
 
 
 def expect_error(code: grpc.StatusCode, call, request, **kwargs) -> grpc.RpcError:
@@ -127,3 +127,76 @@ def without_token(answer):
     copy.CopyFrom(answer)
     copy.ClearField("consistency_token")
     return copy
+
+
+def outcomes(answer):
+    """(subject id, outcome) of each item of an AssignmentChangesInfo answer (as a dict)."""
+    return [(r["subject"]["id"], r["outcome"]) for r in answer.get("results", [])]
+
+
+def create_policy(stub, domain, policy_id, permissions=(), statements=(), metadata=()):
+    stub.policy.create(
+        parse(
+            policy_pb2.CreatePolicyRequest,
+            {
+                "policy_id": policy_id,
+                "name": policy_id,
+                "domain_id": domain,
+                "permissions": list(permissions),
+                "statements": list(statements),
+            },
+        ),
+        metadata=metadata,
+        timeout=10,
+    )
+
+
+def assign(stub, domain, subject_type, subject_id, grant_type, grant_id, metadata=()):
+    return as_dict(
+        stub.assignment.create(
+            parse(
+                assignment_pb2.CreateAssignmentRequest,
+                {
+                    "subject": {"type": subject_type, "id": subject_id},
+                    "grant": {"type": grant_type, "id": grant_id},
+                    "domain_id": domain,
+                },
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
+    )
+
+
+def edges(stub, domain, metadata=()) -> set[tuple[str, str, str, str]]:
+    """(subject type, subject id, grant type, grant id) of every assignment of the domain."""
+    found = stub.assignment.list(assignment_pb2.AssignmentQuery(domain_id=domain), metadata=metadata, timeout=10)
+    assert found.total_count == len(found.results)
+    return {
+        (
+            assignment_pb2.Subject.Type.Name(a.subject.type),
+            a.subject.id,
+            assignment_pb2.Grant.Type.Name(a.grant.type),
+            a.grant.id,
+        )
+        for a in found.results
+    }
+
+
+def check_user(stub, domain, user, action, resource="r", metadata=()):
+    return as_dict(
+        stub.assignment.check(
+            parse(
+                assignment_pb2.CheckRequest,
+                {"subject": {"type": "USER", "id": user}, "action": action, "resource": resource, "domain_id": domain},
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
+    )
+
+
+def audits(stub, domain, metadata=(), **fields):
+    """The domain's audit entries (as dicts) matching the AuditQuery fields."""
+    found = stub.audit.list(audit_pb2.AuditQuery(domain_id=domain, **fields), metadata=metadata, timeout=10)
+    return [as_dict(a) for a in found.results]

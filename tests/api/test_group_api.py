@@ -7,11 +7,23 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from helpers import as_dict, create_sets, error_info, expect_error, field_violations, parse, without_token
+from helpers import (
+    as_dict,
+    assign,
+    audits,
+    check_user,
+    create_policy,
+    create_sets,
+    edges,
+    error_info,
+    expect_error,
+    field_violations,
+    outcomes,
+    parse,
+    without_token,
+)
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
-from policyhub._gen.spaceone.api.repository.v1 import audit_pb2
 from policyhub._gen.spaceone.api.repository.v1 import group_pb2 as gpb
-from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
 from policyhub._gen.spaceone.api.repository.v1 import role_pb2 as rpb
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -43,75 +55,9 @@ def add_users(stub, domain, group_id, user_ids, metadata=()):
     return as_dict(stub.group.add_users(users_request(domain, group_id, user_ids), metadata=metadata, timeout=10))
 
 
-def outcomes(answer):
-    return [(r["subject"]["id"], r["outcome"]) for r in answer.get("results", [])]
-
-
 def list_users(stub, domain, group_id, metadata=(), **fields):
     body = {"group_id": group_id, "domain_id": domain, **fields}
     return as_dict(stub.group.list_users(parse(gpb.ListGroupUsersRequest, body), metadata=metadata, timeout=10))
-
-
-def policy(stub, domain, policy_id, permissions=(), statements=(), metadata=()):
-    stub.policy.create(
-        parse(
-            ppb.CreatePolicyRequest,
-            {
-                "policy_id": policy_id,
-                "name": policy_id,
-                "domain_id": domain,
-                "permissions": list(permissions),
-                "statements": list(statements),
-            },
-        ),
-        metadata=metadata,
-        timeout=10,
-    )
-
-
-def assign(stub, domain, subject_type, subject_id, grant_type, grant_id, metadata=()):
-    return as_dict(
-        stub.assignment.create(
-            parse(
-                apb.CreateAssignmentRequest,
-                {
-                    "subject": {"type": subject_type, "id": subject_id},
-                    "grant": {"type": grant_type, "id": grant_id},
-                    "domain_id": domain,
-                },
-            ),
-            metadata=metadata,
-            timeout=10,
-        )
-    )
-
-
-def edges(stub, domain, metadata=()) -> set[tuple[str, str, str, str]]:
-    """(subject type, subject id, grant type, grant id) of every assignment of the domain."""
-    found = stub.assignment.list(apb.AssignmentQuery(domain_id=domain), metadata=metadata, timeout=10)
-    assert found.total_count == len(found.results)
-    return {
-        (apb.Subject.Type.Name(a.subject.type), a.subject.id, apb.Grant.Type.Name(a.grant.type), a.grant.id)
-        for a in found.results
-    }
-
-
-def check(stub, domain, user, action, resource="r", metadata=()):
-    return as_dict(
-        stub.assignment.check(
-            parse(
-                apb.CheckRequest,
-                {"subject": {"type": "USER", "id": user}, "action": action, "resource": resource, "domain_id": domain},
-            ),
-            metadata=metadata,
-            timeout=10,
-        )
-    )
-
-
-def audits(stub, domain, metadata=(), **fields):
-    found = stub.audit.list(audit_pb2.AuditQuery(domain_id=domain, **fields), metadata=metadata, timeout=10)
-    return [as_dict(a) for a in found.results]
 
 
 # --- the document -------------------------------------------------------------------------------
@@ -219,8 +165,8 @@ def test_update_sets_the_fields_given_and_is_audited(client, domain):
 
 
 def test_member_count_and_policy_ids_follow_the_assignments(client, domain):
-    policy(client, domain, "p1", ["a.read"])
-    policy(client, domain, "p2", ["a.write"])
+    create_policy(client, domain, "p1", ["a.read"])
+    create_policy(client, domain, "p2", ["a.write"])
     create_sets(client, domain, groups=["ops", "sub"])
     add_users(client, domain, "ops", ["u1", "u2"])
     assign(client, domain, "SERVICE_ACCOUNT", "robot", "GROUP", "ops")
@@ -239,19 +185,19 @@ def test_member_count_and_policy_ids_follow_the_assignments(client, domain):
 
 
 def test_rename_keeps_members_and_grants(client, domain):
-    policy(client, domain, "reader", ["inventory.Server.read"])
+    create_policy(client, domain, "reader", ["inventory.Server.read"])
     create_sets(client, domain, groups=["ops", "sub", "everyone"])
     add_users(client, domain, "ops", ["bob"])
     add_users(client, domain, "sub", ["carol"])
     assign(client, domain, "GROUP", "sub", "GROUP", "ops")
     assign(client, domain, "GROUP", "ops", "POLICY", "reader")
     assign(client, domain, "GROUP", "ops", "GROUP", "everyone")
-    before = check(client, domain, "bob", "inventory.Server.read")
+    before = check_user(client, domain, "bob", "inventory.Server.read")
     assert before["decision"] == "ALLOW" and before["via"] == [
         {"type": "USER", "id": "bob"},
         {"type": "GROUP", "id": "ops"},
     ]
-    assert check(client, domain, "carol", "inventory.Server.read")["decision"] == "ALLOW"
+    assert check_user(client, domain, "carol", "inventory.Server.read")["decision"] == "ALLOW"
 
     renamed = as_dict(
         client.group.update(
@@ -261,10 +207,10 @@ def test_rename_keeps_members_and_grants(client, domain):
     )
     assert renamed["group_id"] == "operators" and renamed["name"] == "Operators"
     assert renamed["member_count"] == 2 and renamed["policy_ids"] == ["reader"]
-    after = check(client, domain, "bob", "inventory.Server.read")
+    after = check_user(client, domain, "bob", "inventory.Server.read")
     assert after["decision"] == before["decision"] and after["policy_id"] == before["policy_id"]
     assert after["via"] == [{"type": "USER", "id": "bob"}, {"type": "GROUP", "id": "operators"}]
-    carol = check(client, domain, "carol", "inventory.Server.read")
+    carol = check_user(client, domain, "carol", "inventory.Server.read")
     assert carol["decision"] == "ALLOW"
     assert carol["via"] == [
         {"type": "USER", "id": "carol"},
@@ -292,7 +238,7 @@ def test_rename_keeps_members_and_grants(client, domain):
 
 
 def test_rename_onto_an_existing_id_is_already_exists_and_changes_nothing(client, domain):
-    policy(client, domain, "p", ["a.read"])
+    create_policy(client, domain, "p", ["a.read"])
     create(client, domain, "blue", name="Blue")
     create(client, domain, "green", name="Green")
     add_users(client, domain, "blue", ["b1"])
@@ -307,8 +253,8 @@ def test_rename_onto_an_existing_id_is_already_exists_and_changes_nothing(client
     )
     assert edges(client, domain) == before
     assert get(client, domain, "blue") == blue and get(client, domain, "green") == green
-    assert check(client, domain, "b1", "a.read")["decision"] == "ALLOW"
-    assert check(client, domain, "g1", "a.read")["decision"] == "DENY"
+    assert check_user(client, domain, "b1", "a.read")["decision"] == "ALLOW"
+    assert check_user(client, domain, "g1", "a.read")["decision"] == "DENY"
     # Renaming onto its own id is no rename at all.
     same = as_dict(
         client.group.update(gpb.UpdateGroupRequest(group_id="blue", new_group_id="blue", domain_id=domain), timeout=10)
@@ -320,7 +266,7 @@ def test_rename_onto_an_existing_id_is_already_exists_and_changes_nothing(client
 
 
 def test_delete_is_refused_while_the_group_has_members_or_grants(client, domain):
-    policy(client, domain, "p", ["a.read"])
+    create_policy(client, domain, "p", ["a.read"])
     create_sets(client, domain, groups=["busy", "holder", "empty"])
     add_users(client, domain, "busy", ["u1", "u2"])
     assign(client, domain, "GROUP", "busy", "POLICY", "p")
@@ -353,8 +299,8 @@ def test_delete_is_refused_while_the_group_has_members_or_grants(client, domain)
 
 
 def test_cascade_delete_removes_every_assignment_naming_the_group_and_audits_each(client, domain):
-    policy(client, domain, "p", ["a.read"])
-    policy(client, domain, "q", ["a.write"])
+    create_policy(client, domain, "p", ["a.read"])
+    create_policy(client, domain, "q", ["a.write"])
     create_sets(client, domain, groups=["ops", "sub", "all"], roles=["oncall"])
     add_users(client, domain, "ops", ["u1", "u2"])
     assign(client, domain, "SERVICE_ACCOUNT", "robot", "GROUP", "ops")
@@ -369,8 +315,8 @@ def test_cascade_delete_removes_every_assignment_naming_the_group_and_audits_eac
     named = client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).results
     doomed = {a.assignment_id for a in named if "ops" in (a.subject.id, a.grant.id)}
     assert len(doomed) == 7
-    assert check(client, domain, "u1", "a.read")["decision"] == "ALLOW"
-    assert check(client, domain, "u3", "a.write")["decision"] == "ALLOW"  # sub -> ops -> all -> q
+    assert check_user(client, domain, "u1", "a.read")["decision"] == "ALLOW"
+    assert check_user(client, domain, "u3", "a.write")["decision"] == "ALLOW"  # sub -> ops -> all -> q
 
     client.group.delete(gpb.DeleteGroupRequest(group_id="ops", cascade=True, domain_id=domain), timeout=10)
     expect_error(grpc.StatusCode.NOT_FOUND, client.group.get, gpb.GroupRequest(group_id="ops", domain_id=domain))
@@ -379,9 +325,9 @@ def test_cascade_delete_removes_every_assignment_naming_the_group_and_audits_eac
         ("GROUP", "all", "POLICY", "q"),
         ("USER", "u2", "POLICY", "q"),
     }
-    assert check(client, domain, "u1", "a.read")["decision"] == "DENY"
-    assert check(client, domain, "u3", "a.write")["decision"] == "DENY"
-    assert check(client, domain, "u2", "a.write")["decision"] == "ALLOW"
+    assert check_user(client, domain, "u1", "a.read")["decision"] == "DENY"
+    assert check_user(client, domain, "u3", "a.write")["decision"] == "DENY"
+    assert check_user(client, domain, "u2", "a.write")["decision"] == "ALLOW"
     assert get(client, domain, "sub").get("member_count", 0) == 1
     assert get(client, domain, "all").get("member_count", 0) == 0
 
@@ -436,8 +382,8 @@ def test_delete_many_is_all_or_nothing(client, domain):
 
 
 def test_a_group_and_a_role_of_the_same_id_are_kept_apart(client, domain):
-    policy(client, domain, "p", ["a.read"])
-    policy(client, domain, "q", ["a.write"])
+    create_policy(client, domain, "p", ["a.read"])
+    create_policy(client, domain, "q", ["a.write"])
     create_sets(client, domain, groups=["ops"], roles=["ops"])
     add_users(client, domain, "ops", ["gus"])
     client.role.bind_users(rpb.RoleUsersRequest(role_id="ops", user_ids=["rob"], domain_id=domain), timeout=10)
@@ -455,7 +401,7 @@ def test_a_group_and_a_role_of_the_same_id_are_kept_apart(client, domain):
     client.group.delete(gpb.DeleteGroupRequest(group_id="ops", cascade=True, domain_id=domain), timeout=10)
     client.group.delete(gpb.DeleteGroupRequest(group_id="team", cascade=True, domain_id=domain), timeout=10)
     assert edges(client, domain) == role_edges
-    assert check(client, domain, "rob", "a.write")["decision"] == "ALLOW"
+    assert check_user(client, domain, "rob", "a.write")["decision"] == "ALLOW"
 
 
 # --- members ------------------------------------------------------------------------------------
@@ -569,7 +515,7 @@ def test_list_users_pages_with_an_exact_total(client, domain):
 
 
 def test_list_authorized_resources_of_a_group_carries_its_exceptions(client, domain):
-    policy(
+    create_policy(
         client,
         domain,
         "srv",
@@ -578,7 +524,9 @@ def test_list_authorized_resources_of_a_group_carries_its_exceptions(client, dom
             {"effect": "DENY", "actions": ["inventory.Server.delete"], "resources": ["srv/prod/*"]},
         ],
     )
-    policy(client, domain, "net", statements=[{"effect": "ALLOW", "actions": ["network.read"], "resources": ["net/*"]}])
+    create_policy(
+        client, domain, "net", statements=[{"effect": "ALLOW", "actions": ["network.read"], "resources": ["net/*"]}]
+    )
     create_sets(client, domain, groups=["ops", "parent"])
     assign(client, domain, "GROUP", "ops", "POLICY", "srv")
     assign(client, domain, "GROUP", "ops", "GROUP", "parent")
@@ -623,7 +571,7 @@ def test_list_authorized_resources_of_a_group_carries_its_exceptions(client, dom
 
 
 def test_assignments_naming_a_missing_group_are_not_found_and_write_nothing(client, domain, other_domain):
-    policy(client, domain, "p", ["a.read"])
+    create_policy(client, domain, "p", ["a.read"])
     create_sets(client, domain, groups=["real"])
     create_sets(client, other_domain, groups=["theirs"])
     for subject, grant in (
@@ -860,7 +808,7 @@ TEAM_ADMIN = {"effect": "ALLOW", "actions": ["repository.Group.*"], "resources":
 
 def test_scoped_grants_manage_only_the_groups_they_name(secure, domain):
     boss = admin(secure, domain)
-    policy(secure, domain, "team-admin", statements=[TEAM_ADMIN], metadata=boss)
+    create_policy(secure, domain, "team-admin", statements=[TEAM_ADMIN], metadata=boss)
     assign(secure, domain, "USER", "tara", "POLICY", "team-admin", metadata=boss)
     create_sets(secure, domain, groups=["admins"], metadata=boss)
     tara = user(secure, domain, "tara")
@@ -912,8 +860,8 @@ def test_scoped_grants_manage_only_the_groups_they_name(secure, domain):
 def test_a_rename_needs_create_on_the_new_id(secure, domain):
     boss = admin(secure, domain)
     updater = {"effect": "ALLOW", "actions": ["repository.Group.update"], "resources": ["group/team-*"]}
-    policy(secure, domain, "team-updater", statements=[updater], metadata=boss)
-    policy(secure, domain, "team-admin", statements=[TEAM_ADMIN], metadata=boss)
+    create_policy(secure, domain, "team-updater", statements=[updater], metadata=boss)
+    create_policy(secure, domain, "team-admin", statements=[TEAM_ADMIN], metadata=boss)
     assign(secure, domain, "USER", "uma", "POLICY", "team-updater", metadata=boss)
     assign(secure, domain, "USER", "tara", "POLICY", "team-admin", metadata=boss)
     create_sets(secure, domain, groups=["team-a"], metadata=boss)
@@ -942,8 +890,8 @@ def test_a_rename_needs_create_on_the_new_id(secure, domain):
 def test_adding_users_gives_what_the_group_holds_the_escalation_rule(secure, domain):
     boss = admin(secure, domain)
     adder = {"effect": "ALLOW", "actions": ["repository.Group.add_users"], "resources": ["group/admins"]}
-    policy(secure, domain, "admins-adder", statements=[adder], metadata=boss)
-    policy(secure, domain, "inventory-admin", permissions=["inventory.*"], metadata=boss)
+    create_policy(secure, domain, "admins-adder", statements=[adder], metadata=boss)
+    create_policy(secure, domain, "inventory-admin", permissions=["inventory.*"], metadata=boss)
     assign(secure, domain, "USER", "greg", "POLICY", "admins-adder", metadata=boss)
     create_sets(secure, domain, groups=["admins"], metadata=boss)
     greg = user(secure, domain, "greg")
@@ -959,18 +907,18 @@ def test_adding_users_gives_what_the_group_holds_the_escalation_rule(secure, dom
         )
         assert "via group/admins" in error.details() and "inventory.*" in error.details()
     assert [m["user_id"] for m in list_users(secure, domain, "admins", metadata=boss)["results"]] == ["hal"]
-    assert check(secure, domain, "greg", "inventory.Server.read", metadata=boss)["decision"] == "DENY"
+    assert check_user(secure, domain, "greg", "inventory.Server.read", metadata=boss)["decision"] == "DENY"
     assert outcomes(add_users(secure, domain, "admins", ["ivy"], metadata=boss)) == [("ivy", "CREATED")]
-    assert check(secure, domain, "ivy", "inventory.Server.read", metadata=boss)["decision"] == "ALLOW"
+    assert check_user(secure, domain, "ivy", "inventory.Server.read", metadata=boss)["decision"] == "ALLOW"
 
 
 def test_taking_members_out_lifts_what_the_group_denies_them_the_escalation_rule(secure, domain):
     boss = admin(secure, domain)
     any_group = {"effect": "ALLOW", "actions": ["repository.Group.*"], "resources": ["group/*"]}
-    policy(secure, domain, "group-admin", statements=[any_group], metadata=boss)
+    create_policy(secure, domain, "group-admin", statements=[any_group], metadata=boss)
     no_prod = {"effect": "DENY", "actions": ["inventory.*"], "resources": ["prod/*"]}
-    policy(secure, domain, "no-prod", statements=[no_prod], metadata=boss)
-    policy(secure, domain, "inventory-reader", permissions=["inventory.Server.read"], metadata=boss)
+    create_policy(secure, domain, "no-prod", statements=[no_prod], metadata=boss)
+    create_policy(secure, domain, "inventory-reader", permissions=["inventory.Server.read"], metadata=boss)
     assign(secure, domain, "USER", "tara", "POLICY", "group-admin", metadata=boss)
     assign(secure, domain, "USER", "u1", "POLICY", "inventory-reader", metadata=boss)
     create_sets(secure, domain, groups=["quarantine", "plain"], metadata=boss)
@@ -980,7 +928,7 @@ def test_taking_members_out_lifts_what_the_group_denies_them_the_escalation_rule
     assign(secure, domain, "GROUP", "plain", "POLICY", "inventory-reader", metadata=boss)
     tara = user(secure, domain, "tara")
     before = edges(secure, domain, metadata=boss)
-    assert check(secure, domain, "u1", "inventory.Server.read", "prod/1", metadata=boss)["decision"] == "DENY"
+    assert check_user(secure, domain, "u1", "inventory.Server.read", "prod/1", metadata=boss)["decision"] == "DENY"
     for method, request_ in [
         ("remove_users", users_request(domain, "quarantine", ["u1"])),
         ("delete", gpb.DeleteGroupRequest(group_id="quarantine", cascade=True, domain_id=domain)),
@@ -990,7 +938,7 @@ def test_taking_members_out_lifts_what_the_group_denies_them_the_escalation_rule
         assert "deny removed" in error.details() and "group/quarantine" in error.details(), error.details()
     assert edges(secure, domain, metadata=boss) == before
     assert sorted(ids(list_groups(secure, domain, metadata=boss))) == ["plain", "quarantine"]
-    assert check(secure, domain, "u1", "inventory.Server.read", "prod/1", metadata=boss)["decision"] == "DENY"
+    assert check_user(secure, domain, "u1", "inventory.Server.read", "prod/1", metadata=boss)["decision"] == "DENY"
     # Taking away what only allows lifts nothing: the same caller may.
     removed = as_dict(secure.group.remove_users(users_request(domain, "plain", ["u2"]), metadata=tara, timeout=10))
     assert outcomes(removed) == [("u2", "REMOVED")]
@@ -1001,7 +949,7 @@ def test_taking_members_out_lifts_what_the_group_denies_them_the_escalation_rule
     secure.group.delete(
         gpb.DeleteGroupRequest(group_id="quarantine", cascade=True, domain_id=domain), metadata=boss, timeout=10
     )
-    assert check(secure, domain, "u1", "inventory.Server.read", "prod/1", metadata=boss)["decision"] == "ALLOW"
+    assert check_user(secure, domain, "u1", "inventory.Server.read", "prod/1", metadata=boss)["decision"] == "ALLOW"
 
 
 def test_a_caller_of_one_domain_cannot_see_or_change_groups_of_another(secure, domain, other_domain):

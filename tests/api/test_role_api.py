@@ -8,10 +8,22 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from helpers import as_dict, create_sets, error_info, expect_error, field_violations, parse, without_token
+from helpers import (
+    as_dict,
+    assign,
+    audits,
+    check_user,
+    create_policy,
+    create_sets,
+    edges,
+    error_info,
+    expect_error,
+    field_violations,
+    outcomes,
+    parse,
+    without_token,
+)
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
-from policyhub._gen.spaceone.api.repository.v1 import audit_pb2
-from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
 from policyhub._gen.spaceone.api.repository.v1 import role_pb2 as rpb
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -43,74 +55,9 @@ def bind(stub, domain, role_id, user_ids, metadata=()):
     return as_dict(stub.role.bind_users(users_request(domain, role_id, user_ids), metadata=metadata, timeout=10))
 
 
-def outcomes(answer):
-    return [(r["subject"]["id"], r["outcome"]) for r in answer.get("results", [])]
-
-
 def list_users(stub, domain, role_id, metadata=(), **fields):
     body = {"role_id": role_id, "domain_id": domain, **fields}
     return as_dict(stub.role.list_users(parse(rpb.ListRoleUsersRequest, body), metadata=metadata, timeout=10))
-
-
-def policy(stub, domain, policy_id, permissions=(), statements=(), metadata=()):
-    stub.policy.create(
-        parse(
-            ppb.CreatePolicyRequest,
-            {
-                "policy_id": policy_id,
-                "name": policy_id,
-                "domain_id": domain,
-                "permissions": list(permissions),
-                "statements": list(statements),
-            },
-        ),
-        metadata=metadata,
-        timeout=10,
-    )
-
-
-def assign(stub, domain, subject_type, subject_id, grant_type, grant_id, metadata=()):
-    return as_dict(
-        stub.assignment.create(
-            parse(
-                apb.CreateAssignmentRequest,
-                {
-                    "subject": {"type": subject_type, "id": subject_id},
-                    "grant": {"type": grant_type, "id": grant_id},
-                    "domain_id": domain,
-                },
-            ),
-            metadata=metadata,
-            timeout=10,
-        )
-    )
-
-
-def edges(stub, domain, metadata=()) -> set[tuple[str, str, str, str]]:
-    found = stub.assignment.list(apb.AssignmentQuery(domain_id=domain), metadata=metadata, timeout=10)
-    assert found.total_count == len(found.results)
-    return {
-        (apb.Subject.Type.Name(a.subject.type), a.subject.id, apb.Grant.Type.Name(a.grant.type), a.grant.id)
-        for a in found.results
-    }
-
-
-def check(stub, domain, user, action, resource="r", metadata=()):
-    return as_dict(
-        stub.assignment.check(
-            parse(
-                apb.CheckRequest,
-                {"subject": {"type": "USER", "id": user}, "action": action, "resource": resource, "domain_id": domain},
-            ),
-            metadata=metadata,
-            timeout=10,
-        )
-    )
-
-
-def audits(stub, domain, metadata=(), **fields):
-    found = stub.audit.list(audit_pb2.AuditQuery(domain_id=domain, **fields), metadata=metadata, timeout=10)
-    return [as_dict(a) for a in found.results]
 
 
 # --- the document -------------------------------------------------------------------------------
@@ -163,7 +110,7 @@ def test_create_get_list_stat_and_update(client, domain, other_domain):
 
 
 def test_get_groups_the_effective_statements_by_service(client, domain):
-    policy(
+    create_policy(
         client,
         domain,
         "p-inv",
@@ -177,8 +124,8 @@ def test_get_groups_the_effective_statements_by_service(client, domain):
         ],
     )
     wild = ["*", "billing.export", "*.get", "inv*.list"]
-    policy(client, domain, "p-wild", statements=[{"effect": "ALLOW", "actions": wild, "resources": ["*"]}])
-    policy(client, domain, "p-other", permissions=["billing.read"])
+    create_policy(client, domain, "p-wild", statements=[{"effect": "ALLOW", "actions": wild, "resources": ["*"]}])
+    create_policy(client, domain, "p-other", permissions=["billing.read"])
     create_sets(client, domain, roles=["ops", "base"])
     assign(client, domain, "ROLE", "ops", "POLICY", "p-wild")
     assign(client, domain, "ROLE", "ops", "POLICY", "p-inv")
@@ -239,7 +186,7 @@ def test_list_items_carry_is_bound_and_member_count(client, domain):
 
 
 def test_bind_unbind_and_list_users(client, domain):
-    policy(client, domain, "reader", ["inventory.Server.read"])
+    create_policy(client, domain, "reader", ["inventory.Server.read"])
     create_sets(client, domain, roles=["ops"], groups=["team", "subteam"])
     assign(client, domain, "ROLE", "ops", "POLICY", "reader")
     first = bind(client, domain, "ops", ["u1", "u2", "u1"])
@@ -247,10 +194,10 @@ def test_bind_unbind_and_list_users(client, domain):
     assert all(r["grant"] == {"type": "ROLE", "id": "ops"} for r in first["results"])
     again = bind(client, domain, "ops", ["u2", "u3"])
     assert outcomes(again) == [("u2", "ALREADY_EXISTS"), ("u3", "CREATED")] and again["changed_count"] == 1
-    assert check(client, domain, "u3", "inventory.Server.read")["decision"] == "ALLOW"
+    assert check_user(client, domain, "u3", "inventory.Server.read")["decision"] == "ALLOW"
     unbound = as_dict(client.role.unbind_users(users_request(domain, "ops", ["u3", "u9"]), timeout=10))
     assert outcomes(unbound) == [("u3", "REMOVED"), ("u9", "NOT_FOUND")] and unbound["changed_count"] == 1
-    assert check(client, domain, "u3", "inventory.Server.read")["decision"] == "DENY"
+    assert check_user(client, domain, "u3", "inventory.Server.read")["decision"] == "DENY"
 
     assign(client, domain, "GROUP", "team", "ROLE", "ops")
     assign(client, domain, "GROUP", "subteam", "GROUP", "team")
@@ -281,11 +228,11 @@ def test_bind_unbind_and_list_users(client, domain):
 
 
 def test_rename_keeps_bindings_and_policies(client, domain):
-    policy(client, domain, "reader", ["inventory.Server.read"])
+    create_policy(client, domain, "reader", ["inventory.Server.read"])
     create_sets(client, domain, roles=["ops", "taken"])
     bind(client, domain, "ops", ["bob"])
     assign(client, domain, "ROLE", "ops", "POLICY", "reader")
-    before = check(client, domain, "bob", "inventory.Server.read")
+    before = check_user(client, domain, "bob", "inventory.Server.read")
     assert before["decision"] == "ALLOW" and before["via"][-1] == {"type": "ROLE", "id": "ops"}
     expect_error(
         grpc.StatusCode.ALREADY_EXISTS,
@@ -297,7 +244,7 @@ def test_rename_keeps_bindings_and_policies(client, domain):
         client.role.update(rpb.UpdateRoleRequest(role_id="ops", new_role_id="operators", domain_id=domain), timeout=10)
     )
     assert renamed["role_id"] == "operators" and renamed["is_bound"] and renamed["policy_ids"] == ["reader"]
-    after = check(client, domain, "bob", "inventory.Server.read")
+    after = check_user(client, domain, "bob", "inventory.Server.read")
     assert after["decision"] == "ALLOW" and after["policy_id"] == before["policy_id"]
     assert after["via"] == [{"type": "USER", "id": "bob"}, {"type": "ROLE", "id": "operators"}]
     expect_error(grpc.StatusCode.NOT_FOUND, client.role.get, rpb.RoleRequest(role_id="ops", domain_id=domain))
@@ -306,7 +253,7 @@ def test_rename_keeps_bindings_and_policies(client, domain):
 
 
 def test_delete_refused_in_use_and_cascade_takes_the_assignments(client, domain):
-    policy(client, domain, "p", ["a.read"])
+    create_policy(client, domain, "p", ["a.read"])
     create_sets(client, domain, roles=["ops", "empty"], groups=["team"])
     bind(client, domain, "ops", ["u1"])
     assign(client, domain, "GROUP", "team", "ROLE", "ops")
@@ -323,8 +270,8 @@ def test_delete_refused_in_use_and_cascade_takes_the_assignments(client, domain)
     client.role.delete(rpb.DeleteRoleRequest(role_id="ops", cascade=True, domain_id=domain), timeout=10)
     assert ids(list_roles(client, domain)) == []
     assert edges(client, domain) == {("USER", "u2", "GROUP", "team")}
-    assert check(client, domain, "u1", "a.read")["decision"] == "DENY"
-    assert check(client, domain, "u2", "a.read")["decision"] == "DENY"
+    assert check_user(client, domain, "u1", "a.read")["decision"] == "DENY"
+    assert check_user(client, domain, "u2", "a.read")["decision"] == "DENY"
     deleted = [e for e in audits(client, domain, resource_type="Role") if e["method"] == "repository.Role.delete"]
     assert sorted(e["resource_id"] for e in deleted) == ["empty", "ops"]
     removed = [e for e in audits(client, domain, resource_type="Assignment") if e["method"].endswith(".delete")]
@@ -333,7 +280,7 @@ def test_delete_refused_in_use_and_cascade_takes_the_assignments(client, domain)
 
 
 def test_assignments_naming_a_missing_role_are_not_found_and_write_nothing(client, domain, other_domain):
-    policy(client, domain, "p", ["a.read"])
+    create_policy(client, domain, "p", ["a.read"])
     create_sets(client, domain, roles=["real"])
     create_sets(client, other_domain, roles=["theirs"])
     for subject, grant in (
@@ -475,9 +422,9 @@ def test_scoped_grants_rename_and_the_escalation_rule(secure, domain):
     boss = admin(secure, domain)
     team_admin = {"effect": "ALLOW", "actions": ["repository.Role.*"], "resources": ["role/team-*"]}
     binder = {"effect": "ALLOW", "actions": ["repository.Role.bind_users"], "resources": ["role/admins"]}
-    policy(secure, domain, "team-admin", statements=[team_admin], metadata=boss)
-    policy(secure, domain, "admins-binder", statements=[binder], metadata=boss)
-    policy(secure, domain, "inventory-admin", permissions=["inventory.*"], metadata=boss)
+    create_policy(secure, domain, "team-admin", statements=[team_admin], metadata=boss)
+    create_policy(secure, domain, "admins-binder", statements=[binder], metadata=boss)
+    create_policy(secure, domain, "inventory-admin", permissions=["inventory.*"], metadata=boss)
     assign(secure, domain, "USER", "tara", "POLICY", "team-admin", metadata=boss)
     assign(secure, domain, "USER", "greg", "POLICY", "admins-binder", metadata=boss)
     create_sets(secure, domain, roles=["admins"], metadata=boss)
@@ -513,9 +460,9 @@ def test_scoped_grants_rename_and_the_escalation_rule(secure, domain):
         metadata=greg,
     )
     assert "via role/admins" in error.details()
-    assert check(secure, domain, "greg", "inventory.Server.read", metadata=boss)["decision"] == "DENY"
+    assert check_user(secure, domain, "greg", "inventory.Server.read", metadata=boss)["decision"] == "DENY"
     assert outcomes(bind(secure, domain, "admins", ["greg"], metadata=boss)) == [("greg", "CREATED")]
-    assert check(secure, domain, "greg", "inventory.Server.read", metadata=boss)["decision"] == "ALLOW"
+    assert check_user(secure, domain, "greg", "inventory.Server.read", metadata=boss)["decision"] == "ALLOW"
 
 
 def test_a_caller_of_one_domain_cannot_see_or_change_roles_of_another(secure, domain, other_domain):
