@@ -439,10 +439,11 @@ def print_table(cells: list[Cell]) -> None:
     print("x thru = calls/s / health calls/s, x p50 = p50 / health p50, at the same concurrency in this run")
 
 
-def print_errors(cells: list[Cell]) -> int:
+def print_errors(cells: list[Cell], where: str = "") -> int:
+    """Prints the failed calls of each cell (`where` says which run, e.g. `, S=1,000`)."""
     failed = [cell for cell in cells if cell.errors]
     for cell in failed:
-        print(f"errors in {cell.operation} at concurrency {cell.concurrency}:")
+        print(f"errors in {cell.operation} at concurrency {cell.concurrency}{where}:")
         for message, count in cell.errors.most_common():
             print(f"  {count:>6} x {message}")
     if failed:

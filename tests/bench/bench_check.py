@@ -73,6 +73,7 @@ from bench_api import (
     health_call,
     interrupt_on_sigterm,
     make_channel,
+    print_errors,
     run_cell,
     start_servers,
     stop_servers,
@@ -1099,18 +1100,6 @@ def print_targets(local: list[InProcess], remote: list[OverGrpc]) -> None:
         )
 
 
-def print_errors(remote: list[OverGrpc]) -> int:
-    failed = 0
-    for r in remote:
-        for c in r.cells:
-            if c.errors:
-                failed += 1
-                print(f"errors in {c.operation} at concurrency {c.concurrency}, S={r.size:,}:")
-                for message, count in c.errors.most_common():
-                    print(f"  {count:>6} x {message}")
-    return failed
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -1216,7 +1205,7 @@ def main(argv: list[str] | None = None) -> int:
     if remote:
         print_grpc(remote)
     print_targets(local, remote)
-    failed = print_errors(remote)
+    failed = sum(print_errors(r.cells, f", S={r.size:,}") for r in remote)
     if failed:
         print(f"FAILED: {failed} cell(s) had failed calls", file=sys.stderr)
     return 1 if failed else 0

@@ -54,6 +54,7 @@ from bench_api import (
     health_call,
     interrupt_on_sigterm,
     make_channel,
+    print_errors,
     run_cell,
     start_servers,
     stop_servers,
@@ -319,18 +320,6 @@ def print_results(results: list[Seeded]) -> None:
         )
 
 
-def print_errors(results: list[Seeded]) -> int:
-    failed = 0
-    for r in results:
-        for c in r.cells:
-            if c.errors:
-                failed += 1
-                print(f"errors in {c.operation} at concurrency {c.concurrency}, N={r.size:,}:")
-                for message, count in c.errors.most_common():
-                    print(f"  {count:>6} x {message}")
-    return failed
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -385,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_servers(processes)
     print_results(results)
-    failed = print_errors(results)
+    failed = sum(print_errors(r.cells, f", N={r.size:,}") for r in results)
     if failed:
         print(f"FAILED: {failed} cell(s) had failed calls", file=sys.stderr)
     return 1 if failed else 0
