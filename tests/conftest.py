@@ -25,6 +25,7 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     api_key_pb2_grpc,
     assignment_pb2_grpc,
     audit_pb2_grpc,
+    change_pb2_grpc,
     group_pb2_grpc,
     policy_pb2_grpc,
     repository_pb2_grpc,
@@ -116,6 +117,7 @@ class Client:
     app: Application
     group: group_pb2_grpc.GroupStub
     role: role_pb2_grpc.RoleStub
+    change: change_pb2_grpc.ChangeStub
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +140,7 @@ def client(app, backend):
         app,
         group_pb2_grpc.GroupStub(channel),
         role_pb2_grpc.RoleStub(channel),
+        change_pb2_grpc.ChangeStub(channel),
     )
     channel.close()
     server.stop(grace=1)

@@ -12,6 +12,7 @@ from opentelemetry.trace import Tracer
 from policyhub.api.api_key_api import ApiKeyAPI
 from policyhub.api.assignment_api import AssignmentAPI
 from policyhub.api.audit_api import AuditAPI
+from policyhub.api.change_api import ChangeAPI
 from policyhub.api.context import CallerResolver
 from policyhub.api.group_api import GroupAPI
 from policyhub.api.policy_api import PolicyAPI
@@ -29,6 +30,7 @@ from policyhub.manager.api_key_manager import ApiKeyManager
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.audit_manager import AuditManager
 from policyhub.manager.audit_trail import AuditTrail
+from policyhub.manager.change_manager import ChangeManager
 from policyhub.manager.database import Database
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.remote_policy_manager import RemotePolicyManager
@@ -46,6 +48,8 @@ from policyhub.service.assignment_writer import AssignmentWriter
 from policyhub.service.audit_service import AuditService
 from policyhub.service.authentication_service import Authenticator
 from policyhub.service.authorization_service import AuthorizationService
+from policyhub.service.change_feed import Limits
+from policyhub.service.change_service import ChangeService, WatchSlots, hole_grace
 from policyhub.service.context import utc_now
 from policyhub.service.group_service import GroupService
 from policyhub.service.guard import Guard
@@ -71,6 +75,7 @@ class Managers:
     api_key: ApiKeyManager
     group: SubjectSetManager
     role: SubjectSetManager
+    change: ChangeManager
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class Services:
     api_key: ApiKeyService
     group: GroupService
     role: RoleService
+    change: ChangeService
 
 
 @dataclass
@@ -102,6 +108,7 @@ class Application:
     api_key_api: ApiKeyAPI
     group_api: GroupAPI
     role_api: RoleAPI
+    change_api: ChangeAPI
     server_info_api: ServerInfoAPI
     metrics: Metrics
     tracer: Tracer
@@ -152,6 +159,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     repositories = RepositoryManager(limit)
     groups = SubjectSetManager(GroupDocument, "Group", "group_id", limit)
     roles = SubjectSetManager(RoleDocument, "Role", "role_id", limit)
+    changes = ChangeManager()
     indexes = IndexCache(index_builder(policies, assignments), revisions, utc_now)
     metrics.watch_index_cache(indexes)
     guard = Guard(indexes, utc_now)
@@ -183,6 +191,15 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     caller = CallerResolver(authenticator, limits, config.public_domain_id)
     page_bytes = config.max_message_bytes
     api_key_service = ApiKeyService(api_keys, guard, audit, utc_now)
+    change_service = ChangeService(
+        changes,
+        revisions,
+        guard,
+        utc_now,
+        limit,
+        Limits(grace=hole_grace(config.db_timeout_ms), retention=config.change_retention_seconds),
+        WatchSlots.for_workers(config.max_workers),
+    )
     services = Services(
         policy=policy_service,
         policy_lifecycle=policy_lifecycle,
@@ -193,6 +210,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         api_key=api_key_service,
         group=group_service,
         role=role_service,
+        change=change_service,
     )
     database_health = DatabaseHealth(database)
     return Application(
@@ -207,6 +225,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
             api_key=api_keys,
             group=groups,
             role=roles,
+            change=changes,
         ),
         services=services,
         policy_api=PolicyAPI(policy_service, policy_lifecycle, caller, page_bytes),
@@ -216,6 +235,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         api_key_api=ApiKeyAPI(api_key_service, caller, page_bytes),
         group_api=GroupAPI(group_service, caller, page_bytes),
         role_api=RoleAPI(role_service, caller, page_bytes),
+        change_api=ChangeAPI(change_service, caller, database.bounded, page_bytes),
         server_info_api=ServerInfoAPI(),
         metrics=metrics,
         tracer=make_tracer(config.tracing_exporter),
@@ -223,7 +243,14 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         database_health=database_health,
         jobs=(
             Periodic(
-                "purge-sweep", config.purge_interval_seconds, purge_sweep(services.policy_lifecycle.purge_expired)
+                "purge-sweep",
+                config.purge_interval_seconds,
+                purge_sweep(
+                    {
+                        "soft-deleted policies": services.policy_lifecycle.purge_expired,
+                        "change records": services.change.purge_expired,
+                    }
+                ),
             ),
             Periodic("db-health", config.health_interval_seconds, database_health.check),
         ),

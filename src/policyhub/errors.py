@@ -110,6 +110,22 @@ class FailedPrecondition(PolicyHubError):
     name = "FAILED_PRECONDITION"
 
 
+class ResyncRequired(FailedPrecondition):
+    """A reader of the change log cannot go on from its position (changes it needs may have
+    expired, or were too many to keep): it must re-read the state it follows, then follow the
+    log from `continuation_token` (taken before that re-read, so nothing is missed)."""
+
+    name = "RESYNC_REQUIRED"
+
+    def __init__(self, why: str, continuation_token: str):
+        super().__init__(
+            f"{why}; resync: re-read the state you follow, then follow the change log from the "
+            "continuation_token of this error's ErrorInfo metadata (or from an empty `after`)",
+            metadata={"continuation_token": continuation_token},
+        )
+        self.continuation_token = continuation_token
+
+
 class ManagedReadOnly(FailedPrecondition):
     name = "MANAGED_RESOURCE_READ_ONLY"
 
@@ -146,6 +162,20 @@ class ResultTooLarge(PolicyHubError):
 
     code = "RESOURCE_EXHAUSTED"
     name = "RESULT_TOO_LARGE"
+
+
+class TooManyWatches(PolicyHubError):
+    """The process (or the domain) already has as many watches as it serves at once."""
+
+    code = "RESOURCE_EXHAUSTED"
+    name = "TOO_MANY_WATCHES"
+
+
+class SlowConsumer(PolicyHubError):
+    """A watcher that stopped reading what the server sends."""
+
+    code = "RESOURCE_EXHAUSTED"
+    name = "SLOW_CONSUMER"
 
 
 class Unknown(PolicyHubError):

@@ -32,16 +32,19 @@ class Periodic:
         self._stopped.set()
 
 
-def purge_sweep(purge_expired: Callable[[], int]) -> Callable[[], None]:
-    """Purges soft-deleted policies past their retention; a failure waits for the next round."""
+def purge_sweep(purges: dict[str, Callable[[], int]]) -> Callable[[], None]:
+    """Purges what is past its retention, by what it is (soft-deleted policies, change
+    records, ...): each purge returns how many it removed; a failure waits for the next round
+    and does not keep the others from running."""
 
     def step() -> None:
-        try:
-            purged = purge_expired()
-            if purged:
-                log.info("purged %d soft-deleted policies", purged)
-        except PolicyHubError as exc:
-            log.warning("purge sweep failed: %s", exc)
+        for what, purge_expired in purges.items():
+            try:
+                purged = purge_expired()
+                if purged:
+                    log.info("purged %d %s", purged, what)
+            except PolicyHubError as exc:
+                log.warning("purge sweep of %s failed: %s", what, exc)
 
     return step
 

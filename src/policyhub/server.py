@@ -27,6 +27,8 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     assignment_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
+    change_pb2,
+    change_pb2_grpc,
     group_pb2,
     group_pb2_grpc,
     policy_pb2,
@@ -53,6 +55,7 @@ SERVICE_NAMES = (
     api_key_pb2.DESCRIPTOR.services_by_name["ApiKey"].full_name,
     group_pb2.DESCRIPTOR.services_by_name["Group"].full_name,
     role_pb2.DESCRIPTOR.services_by_name["Role"].full_name,
+    change_pb2.DESCRIPTOR.services_by_name["Change"].full_name,
     server_info_pb2.DESCRIPTOR.services_by_name["ServerInfo"].full_name,
 )
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -69,12 +72,15 @@ class PolicyHubServer:
         self.app = app
         config = app.config
         self.health = health.HealthServicer()
+        # Set when stop() begins: this server's watches end at once (see ChangeAPI.serving).
+        self._stopped = threading.Event()
         self.grpc_server = self._grpc_server("rpc")
         assignment_pb2_grpc.add_AssignmentServicer_to_server(app.assignment_api, self.grpc_server)
         audit_pb2_grpc.add_AuditServicer_to_server(app.audit_api, self.grpc_server)
         api_key_pb2_grpc.add_ApiKeyServicer_to_server(app.api_key_api, self.grpc_server)
         group_pb2_grpc.add_GroupServicer_to_server(app.group_api, self.grpc_server)
         role_pb2_grpc.add_RoleServicer_to_server(app.role_api, self.grpc_server)
+        change_pb2_grpc.add_ChangeServicer_to_server(app.change_api.serving(self._stopped), self.grpc_server)
         self._add_common(self.grpc_server, SERVICE_NAMES, pool=None)
         self.port = _listen(self.grpc_server, config.host, config.port)
         self.spaceone_server: grpc.Server | None = None
@@ -93,7 +99,6 @@ class PolicyHubServer:
                 ),
             )
             self.spaceone_port = _listen(self.spaceone_server, config.host, config.spaceone_port)
-        self._stopped = threading.Event()
         self.serving: bool | None = None
         # Health follows the database: NOT_SERVING while it is unreachable.
         app.database_health.subscribe(self._set_serving)

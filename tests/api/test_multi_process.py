@@ -1,5 +1,6 @@
 """Two server processes on one database (wire protocol): a write through one is seen by the
-next check of the other, whose compiled evaluation index was already warm."""
+next check of the other, whose compiled evaluation index was already warm, and by a watcher of
+the change log on the other."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from conftest import free_port
 
 from helpers import parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, policy_pb2, policy_pb2_grpc
+from policyhub._gen.spaceone.api.repository.v1 import (
+    assignment_pb2_grpc,
+    change_pb2,
+    change_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
+)
 
 
 @pytest.fixture
@@ -37,7 +44,9 @@ def second_process(client):
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
         yield SimpleNamespace(
-            check=assignment_pb2_grpc.AssignmentStub(channel).check, policy=policy_pb2_grpc.PolicyStub(channel)
+            check=assignment_pb2_grpc.AssignmentStub(channel).check,
+            policy=policy_pb2_grpc.PolicyStub(channel),
+            change=change_pb2_grpc.ChangeStub(channel),
         )
     finally:
         channel.close()
@@ -103,3 +112,37 @@ def test_concurrent_creates_of_one_id_through_both_processes_give_one_success(cl
         codes = list(pool.map(create, range(len(stubs))))
     assert codes.count(grpc.StatusCode.OK) == 1
     assert codes.count(grpc.StatusCode.ALREADY_EXISTS) == len(stubs) - 1
+
+
+def test_a_watcher_on_one_process_sees_the_writes_made_through_the_other(client, second_process, domain):
+    seen = []
+    call = second_process.change.watch(change_pb2.WatchChangesRequest(domain_id=domain), timeout=60)
+    try:
+        first = next(call)
+        assert first.HasField("heartbeat")  # caught up: the watch is live
+        for i in range(3):
+            client.policy.create(
+                policy_pb2.CreatePolicyRequest(policy_id=f"p{i}", name="p", domain_id=domain), timeout=10
+            )
+        client.policy.delete(policy_pb2.PolicyRequest(policy_id="p1", domain_id=domain), timeout=10)
+        second_process.policy.create(
+            policy_pb2.CreatePolicyRequest(policy_id="theirs", name="t", domain_id=domain), timeout=10
+        )
+        for message in call:
+            if message.HasField("change"):
+                seen.append(message.change)
+            if len(seen) == 5:
+                break
+    finally:
+        call.cancel()
+    operation = change_pb2.ChangeInfo.Operation
+    assert [(c.id, operation.Name(c.operation)) for c in seen] == [
+        ("p0", "CREATE"),
+        ("p1", "CREATE"),
+        ("p2", "CREATE"),
+        ("p1", "DELETE"),
+        ("theirs", "CREATE"),
+    ]
+    # both processes list the same log
+    listed = client.change.list(change_pb2.ChangeQuery(domain_id=domain), timeout=10).results
+    assert [c.continuation_token for c in listed] == [c.continuation_token for c in seen]

@@ -1,5 +1,6 @@
 """A client in another language: Node.js (@grpc/grpc-js, the .proto files loaded at run time by
-@grpc/proto-loader) creates, reads, assigns and checks a policy against the real server.
+@grpc/proto-loader) creates, reads, assigns and checks a policy against the real server, and
+follows the change log across a reconnect.
 
 Node.js is a requirement of the test suite: without `node` on PATH this test fails. The npm
 packages are pinned in tests/node/package-lock.json and installed with `npm ci` when missing."""
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import empty_pb2
 
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, policy_pb2
+from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, change_pb2, policy_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "node"
@@ -128,3 +129,75 @@ def test_node_client_creates_assigns_and_checks(client, domain, request):
         timeout=10,
     )
     assert assignment.subject.id == "node-alice" and assignment.grant.id == "node-reader"
+
+
+WATCHER = NODE_DIR / "watch.mjs"
+
+
+class NodeWatcher:
+    """tests/node/watch.mjs running: the JSON lines it prints, as they come."""
+
+    def __init__(self, node: str, address: str, domain: str, after: str, count: int):
+        self.process = subprocess.Popen(
+            [node, str(WATCHER), address, domain, after or "-", str(count)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def next(self) -> dict:
+        line = self.process.stdout.readline()
+        assert line, f"the node watcher ended: {self.process.wait(timeout=10)} {self.process.stderr.read()}"
+        return json.loads(line)
+
+    def live(self) -> dict:
+        """Reads up to its first heartbeat (it has caught up); returns the changes before it."""
+        changes = []
+        while "heartbeat" not in (message := self.next()):
+            changes.append(message["change"])
+        return changes
+
+    def changes(self) -> list[dict]:
+        """The rest of its changes, until it exits (0: it got all it asked for)."""
+        rest = [message["change"] for line in self.process.stdout if "change" in (message := json.loads(line))]
+        assert self.process.wait(timeout=60) == 0, self.process.stderr.read()
+        return rest
+
+
+def test_node_client_follows_the_change_log_across_a_reconnect(client, domain, request):
+    if client.backend != "mongomock":
+        pytest.skip("the Node client tests the gRPC surface, the same on every backend; it runs on mongomock")
+    node = request.getfixturevalue("node")
+    client.policy.create(policy_pb2.CreatePolicyRequest(policy_id="before", name="b", domain_id=domain), timeout=10)
+    watcher = NodeWatcher(node, client.address, domain, "", 4)
+    try:
+        assert [c["id"] for c in watcher.live()] == ["before"]
+        for policy_id in ("p1", "p2"):
+            client.policy.create(
+                policy_pb2.CreatePolicyRequest(policy_id=policy_id, name=policy_id, domain_id=domain), timeout=10
+            )
+        client.policy.delete(policy_pb2.PolicyRequest(policy_id="p1", domain_id=domain), timeout=10)
+        first = watcher.changes()
+    finally:
+        watcher.process.kill()
+    assert [(c["kind"], c["id"], c["operation"]) for c in first] == [
+        ("POLICY", "p1", "CREATE"),
+        ("POLICY", "p2", "CREATE"),
+        ("POLICY", "p1", "DELETE"),
+    ]
+    # Written while no watcher runs; then it reconnects with its last token.
+    client.policy.update(policy_pb2.UpdatePolicyRequest(policy_id="p2", name="two", domain_id=domain), timeout=10)
+    again = NodeWatcher(node, client.address, domain, first[-1]["continuation_token"], 2)
+    try:
+        missed = again.live()
+        client.policy.create(policy_pb2.CreatePolicyRequest(policy_id="p3", name="p3", domain_id=domain), timeout=10)
+        second = missed + again.changes()
+    finally:
+        again.process.kill()
+    assert [(c["id"], c["operation"]) for c in second] == [("p2", "UPDATE"), ("p3", "CREATE")]
+    # What Node saw is the log as Python lists it, tokens and all.
+    listed = client.change.list(change_pb2.ChangeQuery(domain_id=domain), timeout=10).results
+    assert [(c.id, c.continuation_token, c.consistency_token) for c in listed[1:]] == [
+        (c["id"], c["continuation_token"], c["consistency_token"]) for c in first + second
+    ]

@@ -15,7 +15,7 @@ import pytest
 from helpers import expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import api_key_pb2 as kpb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
-from policyhub._gen.spaceone.api.repository.v1 import group_pb2
+from policyhub._gen.spaceone.api.repository.v1 import group_pb2, policy_pb2
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 GRPCURL = Path(sys.executable).parent / "grpcurl"
@@ -73,6 +73,36 @@ def test_readme_walkthrough_works_as_written(client):
     assert without_context["missing_context"] == ["request.ip"]
     (batch,) = answers(outputs, "Assignment/batch_check")
     assert all(result["correlation_id"] for result in batch["results"])
+    # the policy changes so far, oldest first, each with the token its write answered
+    (changes,) = answers(outputs, "Change/list")
+    assert [(c["kind"], c["id"], c["operation"]) for c in changes["results"]] == [
+        ("POLICY", "ops-admin", "CREATE"),
+        ("POLICY", "ops-admin", "UPDATE"),
+        ("POLICY", "office-hours", "CREATE"),
+        ("POLICY", "ops-admin", "DELETE"),
+    ]
+    (created, *_) = answers(outputs, "Policy/create")
+    assert changes["results"][0]["consistency_token"] == created["consistency_token"]
+    assert changes["continuation_token"] == changes["results"][-1]["continuation_token"]
+
+
+def test_readme_watch_example_streams_the_log(client):
+    """The walk-through's `Change/watch` line (outside the block: it runs until -max-time)."""
+    if client.backend != "mongomock":
+        pytest.skip("the walk-through is about the commands, not the backend: run once")
+    text = README.read_text(encoding="utf-8")
+    (line,) = [line for line in text.splitlines() if line.startswith(".venv/bin/grpcurl") and "Change/watch" in line]
+    domain = "domain-readme-watch"
+    client.policy.create(policy_pb2.CreatePolicyRequest(policy_id="watched", name="w", domain_id=domain), timeout=10)
+    command = [str(GRPCURL) if part == ".venv/bin/grpcurl" else part for part in shlex.split(line)]
+    command = [client.address if part == README_ADDRESS else part.replace(README_DOMAIN, domain) for part in command]
+    command[command.index("-max-time") + 1] = "2"
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    # grpcurl ends the stream at -max-time: DeadlineExceeded, after what it received
+    assert "DeadlineExceeded" in result.stderr, result.stderr
+    received = [json.loads(part) for part in re.split(r"(?<=\n})\n", result.stdout.strip()) if part]
+    assert received[0]["change"]["id"] == "watched" and received[0]["change"]["operation"] == "CREATE"
+    assert "heartbeat" in received[1]
 
 
 def test_readme_groups_walkthrough_works_as_written(client):

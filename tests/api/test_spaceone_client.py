@@ -90,7 +90,7 @@ def test_spaceone_core_client_reads_a_managed_policy(client, request):
     assert out["policy"] == {
         "policy_id": MANAGED,
         "name": "Read only",
-        "permissions": ["*.get", "*.list", "*.stat", "*.list_users"],
+        "permissions": ["*.get", "*.list", "*.stat", "*.list_users", "repository.Change.watch"],
     }
     (listed,) = out["listed"]["results"]
     assert out["listed"]["total_count"] == 1

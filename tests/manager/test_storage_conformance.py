@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from policyhub.errors import Aborted, AlreadyExists, NotFound
+from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service.context import utc_now
 from policyhub.service.repository_service import LOCAL_REPOSITORY_ID
 
@@ -311,3 +312,32 @@ def test_assignments_naming_a_set_are_counted_moved_and_deleted(managers, domain
     }
     assert assignments.delete_naming(domain, "GROUP", ["g2"]) == 3
     assert assignments.count_naming(other_domain, "GROUP", ["g"]) == {"g": (1, 0)}
+
+
+# --- the change log ---------------------------------------------------------------------------
+
+
+def test_each_bump_writes_one_change_record_at_the_new_revision(managers, domain):
+    revisions, changes = managers.revision, managers.change
+    assert revisions.bump(domain, [{"kind": "POLICY", "id": "p", "operation": "CREATE"}], "tx-1") == 1
+    assert revisions.bump(domain) == 2  # a write that changed nothing: an empty record
+    mark = revisions.begin_write(domain)
+    assert revisions.end_write(domain, mark, [{"kind": "GROUP", "id": "g", "operation": "DELETE"}]) == 3
+    records = changes.after(domain, 1, 10)
+    assert [(r["seq"], r["changes"], r["transaction_id"]) for r in records] == [
+        (1, [{"kind": "POLICY", "id": "p", "operation": "CREATE"}], "tx-1"),
+        (2, [], ""),
+        (3, [{"kind": "GROUP", "id": "g", "operation": "DELETE"}], ""),
+    ]
+    assert all(r["created_at"].tzinfo is not None and r["purge_at"] > r["created_at"] for r in records)
+    # after a position, ascending, limited; never another domain's
+    assert [r["seq"] for r in changes.after(domain, 2, 1)] == [2]
+    assert changes.after(f"{domain}-other", 0, 10) == []
+
+
+def test_expired_change_records_are_purged(managers, domain):
+    RevisionManager(timedelta(seconds=1)).bump(domain, [{"kind": "ROLE", "id": "r", "operation": "CREATE"}])
+    (record,) = managers.change.after(domain, 0, 10)
+    assert managers.change.purge_expired(record["purge_at"] - timedelta(seconds=1)) == 0
+    assert managers.change.purge_expired(record["purge_at"] + timedelta(seconds=1)) >= 1
+    assert managers.change.after(domain, 0, 10) == []

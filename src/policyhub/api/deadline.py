@@ -1,5 +1,9 @@
 """Every RPC's database work ends by the call's gRPC deadline (and never later than the
-connection's own limit): a caller that gave up costs the database nothing more."""
+connection's own limit): a caller that gave up costs the database nothing more.
+
+Unary calls are bounded here as a whole. A server-streaming call may last hours, so it is left
+alone here and bounds each of its database reads itself with the same `bounded` (see
+policyhub.api.change_api)."""
 
 from __future__ import annotations
 

@@ -69,13 +69,20 @@ def _abort(context: grpc.ServicerContext, error: PolicyHubError):
 class ErrorInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         method = handler_call_details.method
-        return handler._replace(
-            request_deserializer=_safe_deserializer(handler.request_deserializer),
-            unary_unary=_guarded(handler.unary_unary, method),
-        )
+        if handler.unary_unary is not None:
+            return handler._replace(
+                request_deserializer=_safe_deserializer(handler.request_deserializer),
+                unary_unary=_guarded(handler.unary_unary, method),
+            )
+        if handler.unary_stream is not None:
+            return handler._replace(
+                request_deserializer=_safe_deserializer(handler.request_deserializer),
+                unary_stream=_guarded_stream(handler.unary_stream, method),
+            )
+        return handler
 
 
 def _safe_deserializer(deserialize):
@@ -88,21 +95,45 @@ def _safe_deserializer(deserialize):
     return wrapper
 
 
+def _refuse_undecodable(request, context: grpc.ServicerContext) -> None:
+    if isinstance(request, _Undecodable):
+        _abort(
+            context,
+            InvalidArgument("request", f"not a valid message ({request.reason}); strings must be valid UTF-8"),
+        )
+
+
+def _translate(context: grpc.ServicerContext, method: str, error: Exception):
+    """Ends the call with the status of `error` (re-raised when the call has its status already)."""
+    if isinstance(error, PolicyHubError):
+        _abort(context, error)
+    if context.code() is not None:
+        raise error
+    # a real bug: log it, answer INTERNAL without internals
+    log.error("unhandled error in %s", method, exc_info=error)
+    _abort(context, Unknown("internal error; see the server log"))
+
+
 def _guarded(behavior, method: str):
     def wrapper(request, context):
-        if isinstance(request, _Undecodable):
-            _abort(
-                context,
-                InvalidArgument("request", f"not a valid message ({request.reason}); strings must be valid UTF-8"),
-            )
+        _refuse_undecodable(request, context)
         try:
             return behavior(request, context)
-        except PolicyHubError as error:
-            _abort(context, error)
-        except Exception:  # noqa: BLE001 - a real bug: log it, answer INTERNAL without internals
-            if context.code() is not None:
-                raise
-            log.exception("unhandled error in %s", method)
-            _abort(context, Unknown("internal error; see the server log"))
+        except Exception as error:  # noqa: BLE001 - every error ends as a status
+            _translate(context, method, error)
+
+    return wrapper
+
+
+def _guarded_stream(behavior, method: str):
+    """As _guarded, for a server-streaming handler: errors raised while the stream runs end it
+    with their status (after what it sent so far)."""
+
+    def wrapper(request, context):
+        _refuse_undecodable(request, context)
+        try:
+            yield from behavior(request, context)
+        except Exception as error:  # noqa: BLE001 - every error ends as a status
+            _translate(context, method, error)
 
     return wrapper

@@ -20,6 +20,11 @@ from policyhub.model import ChangeDocument, RevisionDocument
 # One change: {"kind": POLICY|ASSIGNMENT|GROUP|ROLE, "id": ..., "operation": CREATE|UPDATE|DELETE}.
 Change = dict[str, str]
 
+# The most changes one record keeps: a write of more (a cascade delete of a group with hundreds of
+# thousands of members) would not fit one document (16 MiB). The rest is counted in `omitted`,
+# and readers of the log are told to resync when they reach such a record.
+MAX_CHANGES_PER_RECORD = 50_000
+
 # How long the mark of a write in progress stands: far longer than such a write takes (each of
 # its database calls is bounded by the connection timeout), short enough that the mark of a
 # process that died half-way does not hold readers back for long.
@@ -65,7 +70,8 @@ class RevisionManager:
                 {
                     "domain_id": domain_id,
                     "seq": revision,
-                    "changes": changes,
+                    "changes": changes[:MAX_CHANGES_PER_RECORD],
+                    "omitted": max(0, len(changes) - MAX_CHANGES_PER_RECORD),
                     "transaction_id": transaction_id,
                     "created_at": now,
                     "purge_at": now + self.change_retention,

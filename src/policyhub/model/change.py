@@ -14,6 +14,9 @@ class ChangeDocument(Document):
     seq = IntField(required=True)
     # [{kind: POLICY|ASSIGNMENT|GROUP|ROLE, id, operation: CREATE|UPDATE|DELETE}] in the order made
     changes = ListField(DictField())
+    # changes beyond the most one record keeps (see RevisionManager): left out, but counted, so
+    # a reader knows the record is not whole
+    omitted = IntField(default=0)
     transaction_id = StringField(default="")
     created_at = DateTimeField(required=True)
     purge_at = DateTimeField(required=True)

@@ -86,6 +86,10 @@ REPOSITORY_GET = Permission("repository.Repository.get", public_read=True)
 REPOSITORY_LIST = Permission("repository.Repository.list", public_read=True)
 REPOSITORY_STAT = Permission("repository.Repository.stat")
 
+# The change log: kinds, ids and operations of the domain's writes (not their contents).
+CHANGE_LIST = Permission("repository.Change.list")
+CHANGE_WATCH = Permission("repository.Change.watch")
+
 AUDIT_LIST = Permission("repository.Audit.list")
 AUDIT_STAT = Permission("repository.Audit.stat")
 

@@ -13,6 +13,7 @@ from policyhub.domain import (
     DOMAIN_ID_RE,
     POLICY_ID_MAX,
     POLICY_ID_RE,
+    ChangeKind,
     Effect,
     GrantType,
     SubjectType,
@@ -311,3 +312,35 @@ def page(value: dict[str, Any] | None, max_limit: int) -> tuple[int, int]:
     start = max(int(value.get("start") or 1), 1)
     limit = min(int(value.get("limit") or max_limit), max_limit)
     return start, max(limit, 1)
+
+
+def change_kinds(value: list[str] | None, field: str = "kinds") -> frozenset[str] | None:
+    """The kinds of changes asked for (None: all of them)."""
+    known = values(ChangeKind)
+    for i, kind in enumerate(value or ()):
+        if kind not in known:
+            raise InvalidArgument(f"{field}[{i}]", f"{clip(kind)!r} is not one of {', '.join(known)}")
+    return frozenset(value) if value else None
+
+
+HEARTBEAT_DEFAULT = 5
+HEARTBEAT_MAX = 60
+
+
+def heartbeat_seconds(value: int | None, field: str = "heartbeat_seconds") -> int:
+    """Seconds between heartbeats of a watch: 1 to 60; 0 (unset) is the default, 5."""
+    if not value:
+        return HEARTBEAT_DEFAULT
+    if not 1 <= value <= HEARTBEAT_MAX:
+        raise InvalidArgument(field, f"must be between 1 and {HEARTBEAT_MAX} (0: {HEARTBEAT_DEFAULT})")
+    return value
+
+
+def continuation_page(value: dict[str, Any] | None, max_limit: int, field: str = "page") -> int:
+    """The limit of a page of a log read with continuation tokens: `start` may only be 0 or 1."""
+    value = value or {}
+    if int(value.get("start") or 0) > 1:
+        raise InvalidArgument(
+            f"{field}.start", "must be 0 or 1: the change log pages with continuation tokens (`after`)"
+        )
+    return page(value, max_limit)[1]
