@@ -25,6 +25,7 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     api_key_pb2_grpc,
     assignment_pb2_grpc,
     audit_pb2_grpc,
+    bulk_pb2_grpc,
     group_pb2_grpc,
     policy_pb2_grpc,
     repository_pb2_grpc,
@@ -116,6 +117,7 @@ class Client:
     app: Application
     group: group_pb2_grpc.GroupStub
     role: role_pb2_grpc.RoleStub
+    bulk: bulk_pb2_grpc.BulkStub
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +140,7 @@ def client(app, backend):
         app,
         group_pb2_grpc.GroupStub(channel),
         role_pb2_grpc.RoleStub(channel),
+        bulk_pb2_grpc.BulkStub(channel),
     )
     channel.close()
     server.stop(grace=1)
@@ -169,6 +172,7 @@ class SecureClient:
     group: group_pb2_grpc.GroupStub
     role: role_pb2_grpc.RoleStub
     address: str
+    bulk: bulk_pb2_grpc.BulkStub
 
     def token(
         self,
@@ -238,6 +242,7 @@ def secure(client, tmp_path_factory):
         group_pb2_grpc.GroupStub(channel),
         role_pb2_grpc.RoleStub(channel),
         f"127.0.0.1:{server.port}",
+        bulk_pb2_grpc.BulkStub(channel),
     )
     channel.close()
     server.stop(grace=1)

@@ -12,6 +12,7 @@ from opentelemetry.trace import Tracer
 from policyhub.api.api_key_api import ApiKeyAPI
 from policyhub.api.assignment_api import AssignmentAPI
 from policyhub.api.audit_api import AuditAPI
+from policyhub.api.bulk_api import BulkAPI
 from policyhub.api.context import CallerResolver
 from policyhub.api.group_api import GroupAPI
 from policyhub.api.policy_api import PolicyAPI
@@ -46,6 +47,7 @@ from policyhub.service.assignment_writer import AssignmentWriter
 from policyhub.service.audit_service import AuditService
 from policyhub.service.authentication_service import Authenticator
 from policyhub.service.authorization_service import AuthorizationService
+from policyhub.service.bulk_service import BulkService
 from policyhub.service.context import utc_now
 from policyhub.service.group_service import GroupService
 from policyhub.service.guard import Guard
@@ -84,6 +86,7 @@ class Services:
     api_key: ApiKeyService
     group: GroupService
     role: RoleService
+    bulk: BulkService
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Application:
     api_key_api: ApiKeyAPI
     group_api: GroupAPI
     role_api: RoleAPI
+    bulk_api: BulkAPI
     server_info_api: ServerInfoAPI
     metrics: Metrics
     tracer: Tracer
@@ -173,6 +177,8 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     set_parts = (assignments, writer, indexes, revisions, audit, guard, utc_now)
     group_service = GroupService(groups, *set_parts, listing=listing)
     role_service = RoleService(roles, *set_parts)
+    retention = timedelta(seconds=config.soft_delete_retention_seconds)
+    bulk_service = BulkService(policies, groups, roles, assignments, revisions, audit, guard, utc_now, retention)
     limits = RateLimiter(
         config.rate_limit_domain_per_second,
         config.rate_limit_domain_burst,
@@ -193,6 +199,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         api_key=api_key_service,
         group=group_service,
         role=role_service,
+        bulk=bulk_service,
     )
     database_health = DatabaseHealth(database)
     return Application(
@@ -216,6 +223,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         api_key_api=ApiKeyAPI(api_key_service, caller, page_bytes),
         group_api=GroupAPI(group_service, caller, page_bytes),
         role_api=RoleAPI(role_service, caller, page_bytes),
+        bulk_api=BulkAPI(bulk_service, caller, page_bytes, config.import_max_items, config.import_max_bytes),
         server_info_api=ServerInfoAPI(),
         metrics=metrics,
         tracer=make_tracer(config.tracing_exporter),

@@ -27,6 +27,8 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     assignment_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
+    bulk_pb2,
+    bulk_pb2_grpc,
     group_pb2,
     group_pb2_grpc,
     policy_pb2,
@@ -53,6 +55,7 @@ SERVICE_NAMES = (
     api_key_pb2.DESCRIPTOR.services_by_name["ApiKey"].full_name,
     group_pb2.DESCRIPTOR.services_by_name["Group"].full_name,
     role_pb2.DESCRIPTOR.services_by_name["Role"].full_name,
+    bulk_pb2.DESCRIPTOR.services_by_name["Bulk"].full_name,
     server_info_pb2.DESCRIPTOR.services_by_name["ServerInfo"].full_name,
 )
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -75,6 +78,7 @@ class PolicyHubServer:
         api_key_pb2_grpc.add_ApiKeyServicer_to_server(app.api_key_api, self.grpc_server)
         group_pb2_grpc.add_GroupServicer_to_server(app.group_api, self.grpc_server)
         role_pb2_grpc.add_RoleServicer_to_server(app.role_api, self.grpc_server)
+        bulk_pb2_grpc.add_BulkServicer_to_server(app.bulk_api, self.grpc_server)
         self._add_common(self.grpc_server, SERVICE_NAMES, pool=None)
         self.port = _listen(self.grpc_server, config.host, config.port)
         self.spaceone_server: grpc.Server | None = None
@@ -107,7 +111,7 @@ class PolicyHubServer:
             interceptors=[
                 ObservabilityInterceptor(self.app.metrics, self.app.tracer),
                 ErrorInterceptor(),
-                DeadlineInterceptor(self.app.database.bounded),
+                DeadlineInterceptor(self.app.database.bounded, self.app.database.bounded_by_deadline),
                 *innermost,
             ],
             options=[

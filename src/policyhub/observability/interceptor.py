@@ -18,10 +18,18 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         self.tracer = tracer
 
     def intercept_service(self, continuation, handler_call_details):
+        """Unary and streaming calls alike; for a server-streaming call the span and the metrics
+        cover the call up to its answer's first message being ready (the iteration of an
+        answer computed up front, as the bulk export's, is not measured)."""
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        return handler._replace(unary_unary=self._observed(handler.unary_unary, handler_call_details.method))
+        method = handler_call_details.method
+        for kind in ("unary_unary", "unary_stream", "stream_unary"):
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return handler._replace(**{kind: self._observed(behavior, method)})
+        return handler
 
     def _observed(self, behavior, method: str):
         def wrapper(request, context):
