@@ -25,6 +25,7 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     api_key_pb2_grpc,
     assignment_pb2_grpc,
     audit_pb2_grpc,
+    bulk_pb2_grpc,
     change_pb2_grpc,
     group_pb2_grpc,
     policy_pb2_grpc,
@@ -118,6 +119,7 @@ class Client:
     group: group_pb2_grpc.GroupStub
     role: role_pb2_grpc.RoleStub
     change: change_pb2_grpc.ChangeStub
+    bulk: bulk_pb2_grpc.BulkStub
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +143,7 @@ def client(app, backend):
         group_pb2_grpc.GroupStub(channel),
         role_pb2_grpc.RoleStub(channel),
         change_pb2_grpc.ChangeStub(channel),
+        bulk_pb2_grpc.BulkStub(channel),
     )
     channel.close()
     server.stop(grace=1)
@@ -172,6 +175,7 @@ class SecureClient:
     group: group_pb2_grpc.GroupStub
     role: role_pb2_grpc.RoleStub
     address: str
+    bulk: bulk_pb2_grpc.BulkStub
 
     def token(
         self,
@@ -241,6 +245,7 @@ def secure(client, tmp_path_factory):
         group_pb2_grpc.GroupStub(channel),
         role_pb2_grpc.RoleStub(channel),
         f"127.0.0.1:{server.port}",
+        bulk_pb2_grpc.BulkStub(channel),
     )
     channel.close()
     server.stop(grace=1)

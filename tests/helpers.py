@@ -10,7 +10,14 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, audit_pb2, group_pb2, policy_pb2, role_pb2
+from policyhub._gen.spaceone.api.repository.v1 import (
+    assignment_pb2,
+    audit_pb2,
+    bulk_pb2,
+    group_pb2,
+    policy_pb2,
+    role_pb2,
+)
 
 
 def expect_error(code: grpc.StatusCode, call, request, **kwargs) -> grpc.RpcError:
@@ -200,3 +207,28 @@ def audits(stub, domain, metadata=(), **fields):
     """The domain's audit entries (as dicts) matching the AuditQuery fields."""
     found = stub.audit.list(audit_pb2.AuditQuery(domain_id=domain, **fields), metadata=metadata, timeout=10)
     return [as_dict(a) for a in found.results]
+
+
+def bulk_export(stub, domain: str, metadata=()) -> tuple[dict, list[dict]]:
+    """Bulk/export_domain: (the header, every item in order), as JSON dicts."""
+    messages = list(
+        stub.bulk.export_domain(bulk_pb2.ExportDomainRequest(domain_id=domain), metadata=metadata, timeout=30)
+    )
+    assert messages and messages[0].HasField("header"), messages
+    items = [as_dict(item) for message in messages for item in message.items]
+    return as_dict(messages[0].header), items
+
+
+def bulk_import(stub, domain: str, items: list[dict], metadata=(), per_message: int = 50, **header) -> dict:
+    """Bulk/import_domain of JSON items (as bulk_export gives them), `per_message` items per
+    message after the header's; `header` fields: mode, dry_run, counts. Returns the answer as a dict."""
+    return as_dict(
+        stub.bulk.import_domain(bulk_stream(domain, items, per_message, **header), metadata=metadata, timeout=60)
+    )
+
+
+def bulk_stream(domain: str, items: list[dict], per_message: int = 50, **header):
+    """The messages of an import: the header first, then the items in messages of `per_message`."""
+    yield parse(bulk_pb2.BulkChunk, {"header": {"domain_id": domain, **header}})
+    for start in range(0, len(items), per_message):
+        yield parse(bulk_pb2.BulkChunk, {"items": items[start : start + per_message]})

@@ -12,6 +12,7 @@ from opentelemetry.trace import Tracer
 from policyhub.api.api_key_api import ApiKeyAPI
 from policyhub.api.assignment_api import AssignmentAPI
 from policyhub.api.audit_api import AuditAPI
+from policyhub.api.bulk_api import BulkAPI
 from policyhub.api.change_api import ChangeAPI
 from policyhub.api.context import CallerResolver
 from policyhub.api.group_api import GroupAPI
@@ -48,6 +49,7 @@ from policyhub.service.assignment_writer import AssignmentWriter
 from policyhub.service.audit_service import AuditService
 from policyhub.service.authentication_service import Authenticator
 from policyhub.service.authorization_service import AuthorizationService
+from policyhub.service.bulk_service import BulkService
 from policyhub.service.change_feed import Limits
 from policyhub.service.change_service import ChangeService, WatchSlots, hole_grace
 from policyhub.service.context import utc_now
@@ -90,6 +92,7 @@ class Services:
     group: GroupService
     role: RoleService
     change: ChangeService
+    bulk: BulkService
 
 
 @dataclass
@@ -109,6 +112,7 @@ class Application:
     group_api: GroupAPI
     role_api: RoleAPI
     change_api: ChangeAPI
+    bulk_api: BulkAPI
     server_info_api: ServerInfoAPI
     metrics: Metrics
     tracer: Tracer
@@ -181,6 +185,8 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     set_parts = (assignments, writer, indexes, revisions, audit, guard, utc_now)
     group_service = GroupService(groups, *set_parts, listing=listing)
     role_service = RoleService(roles, *set_parts)
+    retention = timedelta(seconds=config.soft_delete_retention_seconds)
+    bulk_service = BulkService(policies, groups, roles, assignments, revisions, audit, guard, utc_now, retention)
     limits = RateLimiter(
         config.rate_limit_domain_per_second,
         config.rate_limit_domain_burst,
@@ -211,6 +217,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         group=group_service,
         role=role_service,
         change=change_service,
+        bulk=bulk_service,
     )
     database_health = DatabaseHealth(database)
     return Application(
@@ -236,6 +243,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         group_api=GroupAPI(group_service, caller, page_bytes),
         role_api=RoleAPI(role_service, caller, page_bytes),
         change_api=ChangeAPI(change_service, caller, database.bounded, page_bytes),
+        bulk_api=BulkAPI(bulk_service, caller, page_bytes, config.import_max_items, config.import_max_bytes),
         server_info_api=ServerInfoAPI(),
         metrics=metrics,
         tracer=make_tracer(config.tracing_exporter),

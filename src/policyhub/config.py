@@ -79,6 +79,10 @@ class Config:
     # (0: no limit). Far above what one tenant needs, far below what would starve the others.
     rate_limit_domain_per_second: float = 1000.0
     rate_limit_domain_burst: int = 2000
+    # Bulk/import_domain: at most this many items, and this many bytes of messages, per import
+    # (read into memory, checked whole, then written at once).
+    import_max_items: int = 200_000
+    import_max_bytes: int = 64 * 1024 * 1024
     # Failed authentications allowed per minute per peer address and per API-key id (0: no limit);
     # once used up, further attempts are refused without being verified.
     auth_failure_per_minute: int = 60
@@ -154,7 +158,14 @@ def _convert(key: str, value: Any) -> Any:
 def _validate(config: Config) -> None:
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"config key port: {config.port} is not a TCP port")
-    for key in ("db_timeout_ms", "max_workers", "max_message_bytes", "page_max_limit"):
+    for key in (
+        "db_timeout_ms",
+        "max_workers",
+        "max_message_bytes",
+        "page_max_limit",
+        "import_max_items",
+        "import_max_bytes",
+    ):
         if getattr(config, key) < 1:
             raise ConfigError(f"config key {key}: must be at least 1")
     if config.soft_delete_retention_seconds < 1:

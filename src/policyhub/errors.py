@@ -135,6 +135,20 @@ class Aborted(PolicyHubError):
     name = "ETAG_MISMATCH"
 
 
+class ConcurrentChange(Aborted):
+    """The domain changed under a call that needs it to hold still (an export read across
+    writes, an import whose plan went stale while it was written); a retry can succeed."""
+
+    name = "CONCURRENT_CHANGE"
+
+
+class DeadlineExceeded(PolicyHubError):
+    """The call's deadline passed (or the client went away) before its work could start."""
+
+    code = "DEADLINE_EXCEEDED"
+    name = "DEADLINE_EXCEEDED"
+
+
 class PermissionDenied(PolicyHubError):
     code = "PERMISSION_DENIED"
     name = "PERMISSION_DENIED"

@@ -27,6 +27,8 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     assignment_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
+    bulk_pb2,
+    bulk_pb2_grpc,
     change_pb2,
     change_pb2_grpc,
     group_pb2,
@@ -56,6 +58,7 @@ SERVICE_NAMES = (
     group_pb2.DESCRIPTOR.services_by_name["Group"].full_name,
     role_pb2.DESCRIPTOR.services_by_name["Role"].full_name,
     change_pb2.DESCRIPTOR.services_by_name["Change"].full_name,
+    bulk_pb2.DESCRIPTOR.services_by_name["Bulk"].full_name,
     server_info_pb2.DESCRIPTOR.services_by_name["ServerInfo"].full_name,
 )
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -81,6 +84,7 @@ class PolicyHubServer:
         group_pb2_grpc.add_GroupServicer_to_server(app.group_api, self.grpc_server)
         role_pb2_grpc.add_RoleServicer_to_server(app.role_api, self.grpc_server)
         change_pb2_grpc.add_ChangeServicer_to_server(app.change_api.serving(self._stopped), self.grpc_server)
+        bulk_pb2_grpc.add_BulkServicer_to_server(app.bulk_api, self.grpc_server)
         self._add_common(self.grpc_server, SERVICE_NAMES, pool=None)
         self.port = _listen(self.grpc_server, config.host, config.port)
         self.spaceone_server: grpc.Server | None = None
@@ -112,7 +116,7 @@ class PolicyHubServer:
             interceptors=[
                 ObservabilityInterceptor(self.app.metrics, self.app.tracer),
                 ErrorInterceptor(),
-                DeadlineInterceptor(self.app.database.bounded),
+                DeadlineInterceptor(self.app.database.bounded, self.app.database.bounded_by_deadline),
                 *innermost,
             ],
             options=[

@@ -23,7 +23,6 @@ from policyhub._gen.spaceone.api.repository.v1 import group_pb2 as gpb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
 from policyhub._gen.spaceone.api.repository.v1 import role_pb2 as rpb
 from policyhub.bootstrap import build_application
-from policyhub.manager import revision_manager
 from policyhub.manager.database import collection
 from policyhub.model import ChangeDocument, RevisionDocument
 from policyhub.server import PolicyHubServer
@@ -521,37 +520,6 @@ def test_retention_with_a_short_change_retention(client, domain, server_with, mo
     fresh = error_info(error).metadata["continuation_token"]
     assert list_changes(stub, domain, fresh).results == []
     assert list_changes(stub, domain).results == []  # nothing is kept; an empty token is the head
-
-
-def test_a_write_of_more_changes_than_a_record_keeps_asks_readers_to_resync(client, domain, monkeypatch):
-    monkeypatch.setattr(revision_manager, "MAX_CHANGES_PER_RECORD", 2)
-    create_policy(client, domain, "p")
-    client.assignment.add(
-        parse(
-            apb.AssignmentsRequest,
-            {
-                "grants": [{"type": "POLICY", "id": "p"}],
-                "subject_type": "USER",
-                "subject_ids": ["u1", "u2", "u3"],
-                "domain_id": domain,
-            },
-        ),
-        timeout=10,
-    )
-    create_policy(client, domain, "q")
-    page = list_changes(client.change, domain)
-    assert [KIND.Name(c.kind) for c in page.results] == ["POLICY", "ASSIGNMENT", "ASSIGNMENT"]
-    error = expect_error(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        client.change.list,
-        cpb.ChangeQuery(domain_id=domain, after=page.continuation_token),
-    )
-    assert "more than 2 items" in error.details()
-    fresh = error_info(error).metadata["continuation_token"]
-    assert list_changes(client.change, domain, fresh).results == []  # after q: the state re-read holds it
-
-
-# -- watch -------------------------------------------------------------------------------------
 
 
 def test_a_watcher_sees_writes_made_after_it_started(client, domain, watchers):

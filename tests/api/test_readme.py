@@ -73,6 +73,14 @@ def test_readme_walkthrough_works_as_written(client):
     assert without_context["missing_context"] == ["request.ip"]
     (batch,) = answers(outputs, "Assignment/batch_check")
     assert all(result["correlation_id"] for result in batch["results"])
+    # the bulk export of the domain as it was then, and a dry-run import of three items inline
+    (exported,) = [out for called, out in outputs if called.endswith("Bulk/export_domain")]
+    header = json.JSONDecoder().raw_decode(exported)[0]["header"]
+    assert header["counts"] == {"policies": 2, "assignments": 3}
+    (dry,) = answers(outputs, "Bulk/import_domain")
+    assert (dry["dry_run"], dry["groups"], dry["assignments"]) == (True, {"created": 1}, {"created": 1})
+    assert [(c["kind"], c["operation"]) for c in dry["changes"]] == [("GROUP", "CREATE"), ("ASSIGNMENT", "CREATE")]
+    assert [(r["item_index"], r["code"], r["field"]) for r in dry["refused"]] == [(2, "NOT_FOUND", "items[2].grant.id")]
     # the policy changes so far, oldest first, each with the token its write answered
     (changes,) = answers(outputs, "Change/list")
     assert [(c["kind"], c["id"], c["operation"]) for c in changes["results"]] == [
@@ -168,6 +176,48 @@ def test_readme_groups_walkthrough_delete_without_cascade_is_refused(client):
         group_pb2.DeleteGroupRequest(group_id="sre", domain_id=domain),
     )
     assert "sre has 3 members and 1 grant;" in error.details()
+
+
+BACKUP_SECTION = "Backup and restore with grpcurl"
+
+
+def section_lines(title: str) -> list[str]:
+    """The command lines of every ```sh block of the README section `## <title>`, as written."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_backup_and_restore_works_as_written(client, tmp_path):
+    """The backup section's lines (redirections and a pipe: run by a shell, in a temporary
+    directory) after the walk-through, in the walk-through's domain."""
+    domain = "domain-readme-backup"
+    run_commands(client, section_commands("Walk-through with grpcurl"), domain)
+    outputs = []
+    for line in section_lines(BACKUP_SECTION):
+        command = line.replace(".venv/bin/grpcurl", str(GRPCURL)).replace(README_ADDRESS, client.address)
+        command = command.replace(README_DOMAIN, domain)
+        result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+        outputs.append(result.stdout)
+    assert len(outputs) == 4
+    saved = (tmp_path / f"{domain}.json").read_text()
+    decoder, position, messages = json.JSONDecoder(), 0, []
+    while saved[position:].strip():
+        message, end = decoder.raw_decode(saved, position)
+        messages.append(message)
+        position = end
+        while position < len(saved) and saved[position].isspace():
+            position += 1
+    assert messages[0]["header"]["counts"] == {"policies": 1, "assignments": 3}
+    dry, imported, check = (json.loads(out) for out in outputs[1:])
+    assert (dry["mode"], dry["dry_run"]) == ("REPLACE", True)
+    assert (dry["policies"], dry["assignments"]) == ({"created": 1}, {"created": 3})
+    assert [c["operation"] for c in dry["changes"]] == ["CREATE"] * 4
+    assert (imported["domain_id"], imported["assignments"]) == (f"{domain}-copy", {"created": 3})
+    assert "dry_run" not in imported and imported["consistency_token"] != dry["consistency_token"]
+    assert (check["decision"], check["policy_id"]) == ("ALLOW", "office-hours")
 
 
 def bearer_examples() -> list[list[str]]:

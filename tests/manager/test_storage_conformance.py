@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from policyhub.errors import Aborted, AlreadyExists, NotFound
+from policyhub.errors import Aborted, AlreadyExists, ConcurrentChange, NotFound
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service.context import utc_now
 from policyhub.service.repository_service import LOCAL_REPOSITORY_ID
@@ -341,3 +341,76 @@ def test_expired_change_records_are_purged(managers, domain):
     assert managers.change.purge_expired(record["purge_at"] - timedelta(seconds=1)) == 0
     assert managers.change.purge_expired(record["purge_at"] + timedelta(seconds=1)) >= 1
     assert managers.change.after(domain, 0, 10) == []
+
+
+# --- bulk writes (the bulk import's) ----------------------------------------------------------
+
+
+def no_progress():
+    pass
+
+
+def test_bulk_insert_is_all_or_nothing_and_undone_exactly(managers, domain):
+    kept = assignment(domain, subject_id="kept")
+    managers.assignment.create(kept)
+    ids = managers.assignment.insert_bulk([assignment(domain, subject_id=f"u{i}") for i in range(3)], no_progress)
+    assert len(managers.assignment.snapshot(domain)) == 4
+    # a pair taken (here: by the first insert) refuses the whole batch and leaves nothing of it
+    with pytest.raises(ConcurrentChange):
+        managers.assignment.insert_bulk(
+            [assignment(domain, subject_id="new"), assignment(domain, subject_id="u1")], no_progress
+        )
+    assert sorted(a["subject_id"] for a in managers.assignment.snapshot(domain)) == ["kept", "u0", "u1", "u2"]
+    managers.assignment.remove_bulk(ids, no_progress)
+    assert [a["subject_id"] for a in managers.assignment.snapshot(domain)] == ["kept"]
+
+
+def test_bulk_update_is_compare_and_set_and_its_undo_spares_later_changes(managers, domain):
+    managers.policy.create(policy(domain, "a"))
+    managers.policy.create(policy(domain, "b"))
+    raws = {raw["policy_id"]: raw for raw in managers.policy.local_snapshot(domain)}
+    # b changes after it was read: the update of both is refused, a is left as it was
+    managers.policy.update(domain, "b", {"name": "changed meanwhile"}, None, utc_now())
+    with pytest.raises(ConcurrentChange):
+        managers.policy.update_bulk([(raws["a"], {"name": "A"}), (raws["b"], {"name": "B"})], utc_now(), no_progress)
+    assert managers.policy.get(domain, "a")["etag"] == raws["a"]["etag"]
+    # applied, then a changes again, then the update is undone: only b goes back
+    fresh = {raw["policy_id"]: raw for raw in managers.policy.local_snapshot(domain)}
+    reverts = managers.policy.update_bulk(
+        [(fresh["a"], {"name": "A"}), (fresh["b"], {"name": "B"})], utc_now(), no_progress
+    )
+    assert managers.policy.get(domain, "a")["version"] == fresh["a"]["version"] + 1
+    managers.policy.update(domain, "a", {"name": "changed after"}, None, utc_now())
+    managers.policy.revert_bulk(reverts, no_progress)
+    assert managers.policy.get(domain, "a")["name"] == "changed after"
+    assert managers.policy.get(domain, "b")["etag"] == fresh["b"]["etag"]
+
+
+def test_bulk_delete_is_undone_without_overwriting_what_took_its_place(managers, domain):
+    for group_id in ("g1", "g2"):
+        managers.group.create(
+            {
+                "group_id": group_id,
+                "name": group_id,
+                "domain_id": domain,
+                "created_at": utc_now(),
+                "updated_at": utc_now(),
+            }
+        )
+    raws = managers.group.snapshot(domain)
+    removed = managers.group.delete_bulk(raws, no_progress)
+    assert managers.group.ids(domain) == set()
+    with pytest.raises(ConcurrentChange):  # already gone
+        managers.group.delete_bulk(raws, no_progress)
+    managers.group.create(
+        {
+            "group_id": "g1",
+            "name": "taken meanwhile",
+            "domain_id": domain,
+            "created_at": utc_now(),
+            "updated_at": utc_now(),
+        }
+    )
+    managers.group.put_back_bulk(removed, no_progress)
+    assert managers.group.ids(domain) == {"g1", "g2"}
+    assert managers.group.get(domain, "g1")["name"] == "taken meanwhile"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policyhub.service import change_feed as feed
-from policyhub.service.change_feed import EXPIRED, MISMATCH, NEEDS_HEAD, ORIGIN, TRUNCATED, Head, Limits, Position
+from policyhub.service.change_feed import EXPIRED, MISMATCH, NEEDS_HEAD, ORIGIN, Head, Limits, Position
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NOW = T0.timestamp()
@@ -21,10 +21,10 @@ def change(kind: str, item_id: str, operation: str = "CREATE") -> dict[str, str]
     return {"kind": kind, "id": item_id, "operation": operation}
 
 
-def record(seq: int, *changes: dict[str, str], age: float = 60, omitted: int = 0) -> feed.Record:
+def record(seq: int, *changes: dict[str, str], age: float = 60) -> feed.Record:
     """A record written `age` seconds before NOW."""
     created = T0 - timedelta(seconds=age)
-    return feed.Record(seq, list(changes), f"tx-{seq}", created, created + timedelta(seconds=LIMITS.retention), omitted)
+    return feed.Record(seq, list(changes), f"tx-{seq}", created, created + timedelta(seconds=LIMITS.retention))
 
 
 def read(records, start=ORIGIN, *, now=NOW, head=None, limit=100, kinds=None, complete=True) -> feed.Step:
@@ -96,14 +96,6 @@ def test_kinds_filter_moves_the_position_past_what_it_leaves_out():
     step = read(records, kinds={"GROUP"})
     assert ids(step) == ["g"]
     assert step.position.seq == 3
-
-
-def test_a_record_with_omitted_changes_stops_the_reader_at_its_end():
-    records = [record(1, change("GROUP", "g", "DELETE"), change("ASSIGNMENT", "a", "DELETE"), omitted=5), record(2)]
-    step = read(records)
-    assert ids(step) == ["g", "a"] and step.stop == TRUNCATED
-    assert (step.position.seq, step.position.index) == (1, 2)
-    assert read(records[:1] + records[1:], step.position).stop == TRUNCATED  # and stays stopped there
 
 
 def test_an_index_past_the_record_is_a_mismatch():

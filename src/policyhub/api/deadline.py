@@ -1,9 +1,13 @@
 """Every RPC's database work ends by the call's gRPC deadline (and never later than the
 connection's own limit): a caller that gave up costs the database nothing more.
 
-Unary calls are bounded here as a whole. A server-streaming call may last hours, so it is left
-alone here and bounds each of its database reads itself with the same `bounded` (see
-policyhub.api.change_api)."""
+Unary calls are bounded here as a whole. Streaming calls move many documents or last long, so no
+single limit fits their whole work: a server-streaming handler that does its reads before its
+first message (the bulk export) is bounded here by the call's deadline alone; a long-lived one
+(the Change watch) bounds each of its reads itself with the same `bounded`; the bulk import reads
+its stream within the deadline and, once it starts writing, finishes (or undoes) its write
+whatever the deadline, each database call bounded by the connection's limit, since a write cut
+off half-way could not be undone."""
 
 from __future__ import annotations
 
@@ -17,18 +21,27 @@ Bounded = Callable[[float | None], AbstractContextManager[object]]
 
 
 class DeadlineInterceptor(grpc.ServerInterceptor):
-    def __init__(self, bounded: Bounded):
+    """`bounded`: the database's bound of a unary call (the deadline, at most the connection's
+    limit); `by_deadline`: its bound of a streaming call's reads (the deadline alone)."""
+
+    def __init__(self, bounded: Bounded, by_deadline: Bounded):
         self.bounded = bounded
+        self.by_deadline = by_deadline
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        return handler._replace(unary_unary=self._bounded(handler.unary_unary))
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._bounded(handler.unary_unary, self.bounded))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=self._bounded(handler.unary_stream, self.by_deadline))
+        return handler
 
-    def _bounded(self, behavior):
+    @staticmethod
+    def _bounded(behavior, bound: Bounded):
         def wrapper(request, context):
-            with self.bounded(context.time_remaining()):
+            with bound(context.time_remaining()):
                 return behavior(request, context)
 
         return wrapper

@@ -67,20 +67,26 @@ def _abort(context: grpc.ServicerContext, error: PolicyHubError):
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
+    """Unary calls, server-streaming calls (the call and the iteration of its answer) and
+    client-streaming calls (each message read) alike."""
+
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None:
             return handler
         method = handler_call_details.method
+        deserializer = _safe_deserializer(handler.request_deserializer)
         if handler.unary_unary is not None:
             return handler._replace(
-                request_deserializer=_safe_deserializer(handler.request_deserializer),
-                unary_unary=_guarded(handler.unary_unary, method),
+                request_deserializer=deserializer, unary_unary=_guarded(handler.unary_unary, method)
             )
         if handler.unary_stream is not None:
             return handler._replace(
-                request_deserializer=_safe_deserializer(handler.request_deserializer),
-                unary_stream=_guarded_stream(handler.unary_stream, method),
+                request_deserializer=deserializer, unary_stream=_guarded_stream(handler.unary_stream, method)
+            )
+        if handler.stream_unary is not None:
+            return handler._replace(
+                request_deserializer=deserializer, stream_unary=_guarded(handler.stream_unary, method, streamed=True)
             )
         return handler
 
@@ -95,45 +101,55 @@ def _safe_deserializer(deserialize):
     return wrapper
 
 
-def _refuse_undecodable(request, context: grpc.ServicerContext) -> None:
-    if isinstance(request, _Undecodable):
-        _abort(
-            context,
-            InvalidArgument("request", f"not a valid message ({request.reason}); strings must be valid UTF-8"),
-        )
+def _undecodable(request: _Undecodable) -> InvalidArgument:
+    return InvalidArgument("request", f"not a valid message ({request.reason}); strings must be valid UTF-8")
 
 
-def _translate(context: grpc.ServicerContext, method: str, error: Exception):
-    """Ends the call with the status of `error` (re-raised when the call has its status already)."""
-    if isinstance(error, PolicyHubError):
-        _abort(context, error)
-    if context.code() is not None:
-        raise error
-    # a real bug: log it, answer INTERNAL without internals
-    log.error("unhandled error in %s", method, exc_info=error)
-    _abort(context, Unknown("internal error; see the server log"))
+def _decoded(requests):
+    """A client stream's messages; one that is not a valid message is INVALID_ARGUMENT."""
+    for request in requests:
+        if isinstance(request, _Undecodable):
+            raise _undecodable(request)
+        yield request
 
 
-def _guarded(behavior, method: str):
+def _guarded(behavior, method: str, streamed: bool = False):
     def wrapper(request, context):
-        _refuse_undecodable(request, context)
+        if streamed:
+            request = _decoded(request)
+        elif isinstance(request, _Undecodable):
+            _abort(context, _undecodable(request))
         try:
             return behavior(request, context)
-        except Exception as error:  # noqa: BLE001 - every error ends as a status
-            _translate(context, method, error)
+        except PolicyHubError as error:
+            _abort(context, error)
+        except Exception:  # noqa: BLE001 - a real bug: log it, answer INTERNAL without internals
+            _unexpected(context, method)
 
     return wrapper
 
 
 def _guarded_stream(behavior, method: str):
-    """As _guarded, for a server-streaming handler: errors raised while the stream runs end it
-    with their status (after what it sent so far)."""
+    """A server-streaming call: its errors, and those of producing each message of its answer."""
+    call = _guarded(behavior, method)
 
     def wrapper(request, context):
-        _refuse_undecodable(request, context)
-        try:
-            yield from behavior(request, context)
-        except Exception as error:  # noqa: BLE001 - every error ends as a status
-            _translate(context, method, error)
+        return _guarded_iteration(call(request, context), context, method)
 
     return wrapper
+
+
+def _guarded_iteration(responses, context: grpc.ServicerContext, method: str):
+    try:
+        yield from responses
+    except PolicyHubError as error:
+        _abort(context, error)
+    except Exception:  # noqa: BLE001 - as in _guarded
+        _unexpected(context, method)
+
+
+def _unexpected(context: grpc.ServicerContext, method: str):
+    if context.code() is not None:
+        raise
+    log.exception("unhandled error in %s", method)
+    _abort(context, Unknown("internal error; see the server log"))

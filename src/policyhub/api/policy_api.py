@@ -7,8 +7,8 @@ from typing import Any
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
 from policyhub.api.consistency import empty_with_token
 from policyhub.api.context import CallerResolver, from_remote_installation
-from policyhub.api.info.common import enum_name, list_values, optional_message, struct_dict, to_stat_struct
-from policyhub.api.info.policy import to_delete_policies_info, to_policy_info
+from policyhub.api.info.common import list_values, optional_message, struct_dict, to_stat_struct
+from policyhub.api.info.policy import requested_statement, to_delete_policies_info, to_policy_info
 from policyhub.api.paging import fitted
 from policyhub.domain import PolicyState
 from policyhub.service.policy_lifecycle import PolicyLifecycleService
@@ -36,7 +36,7 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "name": request.name,
             "description": request.description,
             "permissions": list(request.permissions),
-            "statements": [_statement(s, i) for i, s in enumerate(request.statements)],
+            "statements": [requested_statement(s, f"statements[{i}]") for i, s in enumerate(request.statements)],
             "labels": list_values(request.labels, "labels"),
             "tags": struct_dict(request.tags, "tags"),
             "project_id": request.project_id,
@@ -49,7 +49,7 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
             "name": request.name,
             "description": request.description,
             "permissions": list(request.permissions),
-            "statements": [_statement(s, i) for i, s in enumerate(request.statements)],
+            "statements": [requested_statement(s, f"statements[{i}]") for i, s in enumerate(request.statements)],
             "labels": list_values(request.labels, "labels") if request.HasField("labels") else None,
             "tags": struct_dict(request.tags, "tags") if request.HasField("tags") else None,
             "etag": request.etag,
@@ -119,14 +119,3 @@ class PolicyAPI(policy_pb2_grpc.PolicyServicer):
 
 def _policy_request(request) -> dict[str, Any]:
     return {"policy_id": request.policy_id, "etag": request.etag, "cascade": request.cascade}
-
-
-def _statement(statement, index: int) -> dict[str, Any]:
-    """A requested statement, checked: a bad effect or a non-finite condition is INVALID_ARGUMENT
-    (info.policy.from_statement reads a remote's answer and is lenient instead)."""
-    return {
-        "effect": enum_name(policy_pb2.Statement.Effect, statement.effect),
-        "actions": list(statement.actions),
-        "resources": list(statement.resources),
-        "conditions": struct_dict(statement.conditions, f"statements[{index}].conditions"),
-    }

@@ -10,6 +10,8 @@ from typing import Any, Iterable
 import pymongo.errors
 
 from policyhub.errors import Aborted, AlreadyExists, NotFound
+from policyhub.manager import bulk_writes
+from policyhub.manager.bulk_writes import Progress, Revert, Update
 from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
 from policyhub.model import AssignmentDocument
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
@@ -17,6 +19,16 @@ from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list
 # (subject_type, subject_id, grant_type, grant_id): what makes an assignment unique in a domain.
 Key = tuple[str, str, str, str]
 KEY_FIELDS = ("subject_type", "subject_id", "grant_type", "grant_id")
+# An assignment as stored (what AssignmentDocument declares).
+STORED_FIELDS = (
+    "assignment_id",
+    *KEY_FIELDS,
+    "expires_at",
+    "labels",
+    "tags",
+    "domain_id",
+    "created_at",
+)
 EDGE_FIELDS = {"_id": 0, **{field: 1 for field in KEY_FIELDS}, "expires_at": 1}
 DUPLICATE_KEY = 11000
 # Rounds of inserting: a pair taken when we inserted but free again when we read its holder
@@ -283,6 +295,64 @@ class AssignmentManager:
     def edges(self, domain_id: str) -> list[dict[str, Any]]:
         """Every assignment of the domain, reduced to what the evaluation engine needs."""
         return list(collection(AssignmentDocument).find({"domain_id": domain_id}, EDGE_FIELDS))
+
+    # -- bulk (export and import of a domain) ----------------------------------------------------
+
+    @translate_errors()
+    def snapshot(self, domain_id: str) -> list[dict[str, Any]]:
+        """Every assignment of the domain (expired ones too), as stored (with `_id`, for a bulk
+        write's undo; without a remover's claim)."""
+        return list(
+            collection(AssignmentDocument).find({"domain_id": domain_id}, {"removal": 0}).batch_size(bulk_writes.BATCH)
+        )
+
+    @translate_errors()
+    def insert_bulk(self, records: list[dict[str, Any]], progress: Progress) -> list[Any]:
+        """Creates the assignments (checked records), all or nothing; returns what `remove_bulk`
+        takes to undo it. A (subject, grant) pair or an id taken meanwhile is ConcurrentChange."""
+        stored = [{field: record.get(field) for field in STORED_FIELDS} for record in records]
+        return bulk_writes.insert(AssignmentDocument, stored, progress, "assignments")
+
+    @translate_errors()
+    def update_bulk(self, updates: list[tuple[dict[str, Any], dict[str, Any]]], progress: Progress) -> list[Revert]:
+        """Writes each (assignment as read, changes); one removed (or being removed) meanwhile is
+        ConcurrentChange, nothing written. Returns what `revert_bulk` takes to undo it."""
+        unclaimed = _unclaimed(time.time())
+        return bulk_writes.update(
+            AssignmentDocument,
+            [
+                Update(
+                    selector={"_id": raw["_id"], **unclaimed},
+                    update={"$set": changes},
+                    after={"_id": raw["_id"], **changes},
+                    raw=raw,
+                )
+                for raw, changes in updates
+            ],
+            progress,
+            "assignments",
+        )
+
+    @translate_errors()
+    def delete_bulk(self, raws: list[dict[str, Any]], progress: Progress) -> list[dict[str, Any]]:
+        """Deletes the assignments as read (none a remover has claimed); returns what
+        `put_back_bulk` takes to undo it."""
+        return bulk_writes.delete(AssignmentDocument, raws, progress, "assignments")
+
+    @translate_errors()
+    def remove_bulk(self, ids: list[Any], progress: Progress) -> None:
+        """Undoes insert_bulk."""
+        bulk_writes.remove(AssignmentDocument, ids, progress)
+
+    @translate_errors()
+    def revert_bulk(self, reverts: list[Revert], progress: Progress) -> None:
+        """Undoes update_bulk."""
+        bulk_writes.revert(AssignmentDocument, reverts, progress)
+
+    @translate_errors()
+    def put_back_bulk(self, raws: list[dict[str, Any]], progress: Progress) -> None:
+        """Undoes delete_bulk."""
+        bulk_writes.put_back(AssignmentDocument, raws, progress)
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})

@@ -8,7 +8,7 @@ from typing import Any
 from policyhub.manager.database import collection, translate_errors
 from policyhub.model import ChangeDocument
 
-_FIELDS = {"_id": 0, "seq": 1, "changes": 1, "omitted": 1, "transaction_id": 1, "created_at": 1, "purge_at": 1}
+_FIELDS = {"_id": 0, "seq": 1, "changes": 1, "transaction_id": 1, "created_at": 1, "purge_at": 1}
 
 
 class ChangeManager:

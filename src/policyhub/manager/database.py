@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -80,6 +81,13 @@ class Database:
         if seconds_left is not None:
             limit = max(min(limit, seconds_left), 0.001)  # 0 would mean "no limit" to pymongo
         return pymongo.timeout(limit)
+
+    def bounded_by_deadline(self, seconds_left: float | None):
+        """A block of many operations (a bulk export's reads) that ends by the caller's deadline;
+        without one, each operation ends by the connection's own limit."""
+        if seconds_left is None:
+            return contextlib.nullcontext()
+        return pymongo.timeout(max(seconds_left, 0.001))
 
     def ensure_indexes(self) -> None:
         with translate_errors():
@@ -241,14 +249,15 @@ def aggregate(document, pipeline: list[dict]) -> list[dict]:
     except EMBEDDED_QUERY_ERRORS as exc:
         # The embedded store evaluates pipelines in Python and fails with plain exceptions where
         # MongoDB answers OperationFailure (e.g. $dateToString of a string); those are the query's.
-        if not _embedded(stored):
+        if not embedded(stored):
             raise
         raise InvalidArgument("query", f"the embedded store cannot evaluate this query: {type(exc).__name__}") from exc
-    if _embedded(stored):
+    if embedded(stored):
         # The embedded store applies tz_aware to cursors only: its pipeline results carry naive UTC datetimes.
         return mongomock.helpers.make_datetime_timezone_aware_in_document(results)
     return results
 
 
-def _embedded(stored: pymongo.collection.Collection) -> bool:
+def embedded(stored: pymongo.collection.Collection) -> bool:
+    """Whether the collection lives in the embedded store (mongomock)."""
     return isinstance(stored.database.client, mongomock.MongoClient)

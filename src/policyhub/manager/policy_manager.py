@@ -11,6 +11,8 @@ from pymongo.errors import DuplicateKeyError
 
 from policyhub.domain import MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX, PolicyState
 from policyhub.errors import Aborted, AlreadyExists, NotFound
+from policyhub.manager import bulk_writes
+from policyhub.manager.bulk_writes import Progress, Revert, Update
 from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
 from policyhub.manager.records import policy_record, repository_info_lookup, repository_record
 from policyhub.model import PolicyDocument, RepositoryDocument, StatementDocument
@@ -267,6 +269,86 @@ class PolicyManager:
         removed = policies_stored.delete_many({"domain_id": MANAGED_DOMAIN_ID, "policy_id": {"$nin": shipped}})
         return changed or removed.deleted_count > 0
 
+    # -- bulk (export and import of a domain) ----------------------------------------------------
+
+    @translate_errors()
+    def local_snapshot(self, domain_id: str) -> list[dict[str, Any]]:
+        """Every live policy of the domain, as stored (with `_id`, for a bulk write's undo)."""
+        return list(
+            collection(PolicyDocument).find({"domain_id": domain_id, "deleted_at": None}).batch_size(bulk_writes.BATCH)
+        )
+
+    @translate_errors()
+    def live_ids(self, domain_id: str) -> set[str]:
+        found = collection(PolicyDocument).find(
+            {"domain_id": domain_id, "deleted_at": None}, {"_id": 0, "policy_id": 1}
+        )
+        return {raw["policy_id"] for raw in found}
+
+    @translate_errors()
+    def managed_ids(self) -> set[str]:
+        return self.live_ids(MANAGED_DOMAIN_ID)
+
+    @translate_errors()
+    def insert_bulk(self, records: list[dict[str, Any]], progress: Progress) -> list[Any]:
+        """Creates the policies (version 1, a new etag each), all or nothing; returns what
+        `remove_bulk` takes to undo it."""
+        stored = [to_stored(PolicyDocument, {**record, "etag": new_etag(), "version": 1}) for record in records]
+        return bulk_writes.insert(PolicyDocument, stored, progress, "policies")
+
+    @translate_errors()
+    def update_bulk(
+        self, updates: list[tuple[dict[str, Any], dict[str, Any]]], now: datetime, progress: Progress
+    ) -> list[Revert]:
+        """Writes each (policy as read, changes) with a new etag and version, compare-and-set on
+        the etag read (a policy changed meanwhile is ConcurrentChange, nothing written); returns
+        what `revert_bulk` takes to undo it."""
+        return bulk_writes.update(
+            PolicyDocument,
+            [
+                _etag_update(raw, now, {key: _stored_value(key, value) for key, value in changes.items()})
+                for raw, changes in updates
+            ],
+            progress,
+            "policies",
+        )
+
+    @translate_errors()
+    def soft_delete_bulk(
+        self, raws: list[dict[str, Any]], now: datetime, purge_at: datetime, progress: Progress
+    ) -> list[Revert]:
+        """Soft-deletes the policies as read (restorable until purge_at, as Policy/delete does);
+        compare-and-set on the etag read."""
+        return bulk_writes.update(
+            PolicyDocument,
+            [
+                _etag_update(
+                    raw,
+                    now,
+                    {
+                        "state": PolicyState.DELETED,
+                        "state_before_delete": raw["state"],
+                        "deleted_at": now,
+                        "purge_at": purge_at,
+                        "parked_assignments": [],
+                    },
+                )
+                for raw in raws
+            ],
+            progress,
+            "policies",
+        )
+
+    @translate_errors()
+    def remove_bulk(self, ids: list[Any], progress: Progress) -> None:
+        """Undoes insert_bulk."""
+        bulk_writes.remove(PolicyDocument, ids, progress)
+
+    @translate_errors()
+    def revert_bulk(self, reverts: list[Revert], progress: Progress) -> None:
+        """Undoes update_bulk and soft_delete_bulk."""
+        bulk_writes.revert(PolicyDocument, reverts, progress)
+
     @staticmethod
     def _with_repository(record: dict[str, Any]) -> dict[str, Any]:
         """Joins a single policy to its repository (a second read; list joins with $lookup instead)."""
@@ -311,3 +393,14 @@ def _last_deleted(domain_id: str, policy_id: str) -> dict[str, Any] | None:
         .limit(1)
     )
     return next(iter(found), None)
+
+
+def _etag_update(raw: dict[str, Any], now: datetime, sets: dict[str, Any]) -> Update:
+    """A compare-and-set on the etag read, giving the policy a new etag and version."""
+    etag = new_etag()
+    return Update(
+        selector={"_id": raw["_id"], "etag": raw["etag"]},
+        update={"$set": {**sets, "etag": etag, "updated_at": now}, "$inc": {"version": 1}},
+        after={"_id": raw["_id"], "etag": etag},
+        raw=raw,
+    )

@@ -4,7 +4,6 @@ several documents but must be seen all at once, and the change log record each b
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,18 +16,19 @@ from pymongo import ReturnDocument
 from policyhub.manager.database import collection, translate_errors
 from policyhub.model import ChangeDocument, RevisionDocument
 
+DUPLICATE_KEY = 11000
 # One change: {"kind": POLICY|ASSIGNMENT|GROUP|ROLE, "id": ..., "operation": CREATE|UPDATE|DELETE}.
 Change = dict[str, str]
 
-# The most changes one record keeps: a write of more (a cascade delete of a group with hundreds of
-# thousands of members) would not fit one document (16 MiB). The rest is counted in `omitted`,
-# and readers of the log are told to resync when they reach such a record.
-MAX_CHANGES_PER_RECORD = 50_000
-
 # How long the mark of a write in progress stands: far longer than such a write takes (each of
-# its database calls is bounded by the connection timeout), short enough that the mark of a
-# process that died half-way does not hold readers back for long.
+# its database calls is bounded by the connection timeout; a longer one, a bulk import, renews
+# its mark as it goes, see keep_write), short enough that the mark of a process that died
+# half-way does not hold readers back for long.
 WRITE_MARK_SECONDS = 30.0
+# The most changes one change record holds: a write that changed more (a bulk import) lands as
+# several consecutive revisions at once, one record each, so no record nears MongoDB's 16 MiB
+# document limit (a change is at most ~200 bytes).
+CHANGES_PER_RECORD = 10_000
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ class RevisionManager:
         return self._land(domain_id, {"$inc": {"revision": 1}}, changes or [], transaction_id)
 
     def _land(self, domain_id: str, update: dict[str, Any], changes: list[Change], transaction_id: str) -> int:
+        """Moves the revision on by one, or by one per CHANGES_PER_RECORD changes (in the same
+        update, so readers see all of them land at once), and writes a record per revision."""
+        parts = [changes[i : i + CHANGES_PER_RECORD] for i in range(0, len(changes), CHANGES_PER_RECORD)] or [[]]
+        update["$inc"]["revision"] = len(parts)
         stored = collection(RevisionDocument).find_one_and_update(
             {"domain_id": domain_id},
             update,
@@ -65,19 +69,36 @@ class RevisionManager:
         )
         revision = int(stored["revision"])
         now = datetime.now(timezone.utc)
-        with contextlib.suppress(pymongo.errors.DuplicateKeyError):  # written already (a retried call)
-            collection(ChangeDocument).insert_one(
-                {
-                    "domain_id": domain_id,
-                    "seq": revision,
-                    "changes": changes[:MAX_CHANGES_PER_RECORD],
-                    "omitted": max(0, len(changes) - MAX_CHANGES_PER_RECORD),
-                    "transaction_id": transaction_id,
-                    "created_at": now,
-                    "purge_at": now + self.change_retention,
-                }
-            )
+        first = revision - len(parts) + 1
+        records = [
+            {
+                "domain_id": domain_id,
+                "seq": first + offset,
+                "changes": part,
+                "transaction_id": transaction_id,
+                "created_at": now,
+                "purge_at": now + self.change_retention,
+            }
+            for offset, part in enumerate(parts)
+        ]
+        try:
+            collection(ChangeDocument).insert_many(records, ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            # Written already (a retried call) is fine; anything else is not.
+            if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
         return revision
+
+    @translate_errors()
+    def changes_after(self, domain_id: str, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """The domain's change records after `seq`, in order (at most `limit`)."""
+        found = (
+            collection(ChangeDocument)
+            .find({"domain_id": domain_id, "seq": {"$gt": seq}}, {"_id": 0})
+            .sort("seq", 1)
+            .limit(limit)
+        )
+        return list(found)
 
     @translate_errors()
     def current(self, domain_ids: list[str]) -> tuple[int, ...]:
@@ -117,6 +138,15 @@ class RevisionManager:
             update["$unset"] = stale
         revisions.update_one({"domain_id": domain_id}, update, upsert=True)
         return mark
+
+    @translate_errors()
+    def keep_write(self, domain_id: str, mark: str) -> None:
+        """Renews the mark of a write that is still under way (a long one renews it as it goes,
+        so readers keep waiting for it; a writer that died stops renewing, and its mark runs out)."""
+        collection(RevisionDocument).update_one(
+            {"domain_id": domain_id, f"writes.{mark}": {"$exists": True}},
+            {"$set": {f"writes.{mark}": time.time() + WRITE_MARK_SECONDS}},
+        )
 
     @translate_errors()
     def end_write(

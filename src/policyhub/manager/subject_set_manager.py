@@ -11,6 +11,8 @@ from mongoengine import Document
 from pymongo import ReturnDocument
 
 from policyhub.errors import AlreadyExists, NotFound
+from policyhub.manager import bulk_writes
+from policyhub.manager.bulk_writes import Progress, Revert, Update
 from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
 from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
 
@@ -116,6 +118,75 @@ class SubjectSetManager:
                 continue  # another process starting at the same time created it
             created += result.upserted_id is not None
         return created
+
+    # -- bulk (export and import of a domain) ----------------------------------------------------
+
+    @translate_errors()
+    def snapshot(self, domain_id: str) -> list[dict[str, Any]]:
+        """Every set of the domain, as stored (with `_id`, for a bulk write's undo; without a
+        bulk delete's claim)."""
+        return list(
+            collection(self.document)
+            .find({"domain_id": domain_id}, {bulk_writes.CLAIM: 0})
+            .batch_size(bulk_writes.BATCH)
+        )
+
+    @translate_errors()
+    def ids(self, domain_id: str) -> set[str]:
+        found = collection(self.document).find({"domain_id": domain_id}, {"_id": 0, self.id_field: 1})
+        return {raw[self.id_field] for raw in found}
+
+    @translate_errors()
+    def insert_bulk(self, records: list[dict[str, Any]], progress: Progress) -> list[Any]:
+        """Creates the sets, all or nothing; returns what `remove_bulk` takes to undo it."""
+        stored = [to_stored(self.document, record) for record in records]
+        return bulk_writes.insert(self.document, stored, progress, self._plural)
+
+    @translate_errors()
+    def update_bulk(
+        self, updates: list[tuple[dict[str, Any], dict[str, Any]]], now: datetime, progress: Progress
+    ) -> list[Revert]:
+        """Writes each (set as read, changes), compare-and-set on the `updated_at` read (a set
+        changed or deleted meanwhile is ConcurrentChange, nothing written); returns what
+        `revert_bulk` takes to undo it."""
+        return bulk_writes.update(
+            self.document,
+            [
+                Update(
+                    selector={"_id": raw["_id"], "updated_at": raw["updated_at"]},
+                    update={"$set": {**changes, "updated_at": now}},
+                    after={"_id": raw["_id"], "updated_at": now},
+                    raw=raw,
+                )
+                for raw, changes in updates
+            ],
+            progress,
+            self._plural,
+        )
+
+    @translate_errors()
+    def delete_bulk(self, raws: list[dict[str, Any]], progress: Progress) -> list[dict[str, Any]]:
+        """Deletes the sets as read; returns what `put_back_bulk` takes to undo it."""
+        return bulk_writes.delete(self.document, raws, progress, self._plural)
+
+    @translate_errors()
+    def remove_bulk(self, ids: list[Any], progress: Progress) -> None:
+        """Undoes insert_bulk."""
+        bulk_writes.remove(self.document, ids, progress)
+
+    @translate_errors()
+    def revert_bulk(self, reverts: list[Revert], progress: Progress) -> None:
+        """Undoes update_bulk."""
+        bulk_writes.revert(self.document, reverts, progress)
+
+    @translate_errors()
+    def put_back_bulk(self, raws: list[dict[str, Any]], progress: Progress) -> None:
+        """Undoes delete_bulk."""
+        bulk_writes.put_back(self.document, raws, progress)
+
+    @property
+    def _plural(self) -> str:
+        return f"{self.resource.lower()}s"
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})

@@ -2,7 +2,9 @@
 
 Every revision bump of a domain writes exactly one record with that revision as `seq`, so a
 domain's records are numbered 1, 2, 3, ... without holes; a hole means a writer died between
-its bump and its record (readers wait briefly, then step over it). Records expire at
+its bump and its record (readers wait briefly, then step over it). A write that changed more
+than fits one record (a bulk import: over 10,000 changes) moves the revision on by several at
+once, one record per revision, each with the write's transaction id. Records expire at
 `purge_at` (the configured retention).
 """
 
@@ -14,9 +16,6 @@ class ChangeDocument(Document):
     seq = IntField(required=True)
     # [{kind: POLICY|ASSIGNMENT|GROUP|ROLE, id, operation: CREATE|UPDATE|DELETE}] in the order made
     changes = ListField(DictField())
-    # changes beyond the most one record keeps (see RevisionManager): left out, but counted, so
-    # a reader knows the record is not whole
-    omitted = IntField(default=0)
     transaction_id = StringField(default="")
     created_at = DateTimeField(required=True)
     purge_at = DateTimeField(required=True)

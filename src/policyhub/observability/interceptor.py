@@ -18,6 +18,9 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         self.tracer = tracer
 
     def intercept_service(self, continuation, handler_call_details):
+        """Unary and streaming calls alike; for a server-streaming call the span and the metrics
+        cover the call up to its answer's first message being ready (the iteration of an
+        answer computed up front, as the bulk export's, is not measured)."""
         handler = continuation(handler_call_details)
         if handler is None:
             return handler
@@ -26,6 +29,9 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
             return handler._replace(unary_unary=self._observed(handler.unary_unary, method))
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=self._observed_stream(handler.unary_stream, method))
+        if handler.stream_unary is not None:
+            # A client stream is read inside the handler: one observation for the whole call.
+            return handler._replace(stream_unary=self._observed(handler.stream_unary, method))
         return handler
 
     def _observed_stream(self, behavior, method: str):

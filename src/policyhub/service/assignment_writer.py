@@ -206,28 +206,7 @@ class AssignmentWriter:
                 raise NotFound(manager.resource, manager.id_field, ",".join(missing))
 
     def _extras(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "expires_at": self._expiry(params.get("expires_at") or ""),
-            "labels": validation.labels(params.get("labels") or [], max_bytes=validation.ASSIGNMENT_LABELS_MAX_BYTES),
-            "tags": validation.json_object(
-                params.get("tags") or {}, "tags", max_bytes=validation.ASSIGNMENT_TAGS_MAX_BYTES
-            ),
-        }
-
-    def _expiry(self, value: str) -> datetime | None:
-        if not value:
-            return None
-        try:
-            expires_at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidArgument("expires_at", "must be an ISO-8601 date-time, e.g. 2030-01-31T00:00:00Z") from None
-        try:
-            expires_at = as_utc(expires_at)
-        except OverflowError:
-            raise InvalidArgument("expires_at", "is out of range") from None
-        if expires_at <= self.clock():
-            raise InvalidArgument("expires_at", "must be in the future")
-        return expires_at
+        return assignment_extras(params, self.clock())
 
     def _record(self, ctx: RequestContext, subject: dict, grant: dict, extras: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -240,6 +219,34 @@ class AssignmentWriter:
             "created_at": self.clock(),
             **extras,
         }
+
+
+def assignment_extras(params: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """An assignment's optional fields, checked: expires_at (ISO-8601, in the future), labels
+    and tags (bounded)."""
+    return {
+        "expires_at": _expiry(params.get("expires_at") or "", now),
+        "labels": validation.labels(params.get("labels") or [], max_bytes=validation.ASSIGNMENT_LABELS_MAX_BYTES),
+        "tags": validation.json_object(
+            params.get("tags") or {}, "tags", max_bytes=validation.ASSIGNMENT_TAGS_MAX_BYTES
+        ),
+    }
+
+
+def _expiry(value: str, now: datetime) -> datetime | None:
+    if not value:
+        return None
+    try:
+        expires_at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument("expires_at", "must be an ISO-8601 date-time, e.g. 2030-01-31T00:00:00Z") from None
+    try:
+        expires_at = as_utc(expires_at)
+    except OverflowError:
+        raise InvalidArgument("expires_at", "is out of range") from None
+    if expires_at <= now:
+        raise InvalidArgument("expires_at", "must be in the future")
+    return expires_at
 
 
 def pair_key(subject: dict[str, str], grant: dict[str, str]) -> tuple[str, str, str, str]:

@@ -37,7 +37,6 @@ TOKEN_MAX = 128
 
 # Why a read stopped short (besides "nothing more to read now").
 EXPIRED = "expired"  # a record the reader needs may have expired: resync
-TRUNCATED = "truncated"  # the record the reader is at was too large to keep whole: resync
 MISMATCH = "mismatch"  # the position is not one this domain's log can have given: resync
 NEEDS_HEAD = "needs_head"  # the answer depends on the head revision: read it, then read again
 
@@ -83,7 +82,6 @@ class Record:
     transaction_id: str
     created_at: datetime
     purge_at: datetime
-    omitted: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,7 +109,7 @@ class Step:
     position: Position
     # more may be readable at once (a limit was reached)
     more: bool = False
-    # "" or why the reader cannot go on from `position` (EXPIRED, TRUNCATED, MISMATCH, NEEDS_HEAD)
+    # "" or why the reader cannot go on from `position` (EXPIRED, MISMATCH, NEEDS_HEAD)
     stop: str = ""
 
 
@@ -179,12 +177,10 @@ def read(
             if len(entries) >= limit:
                 return Step(entries, Position(record.seq, index, bound), more=True)
             change = record.changes[index]
-            last = index + 1 == len(record.changes) and not record.omitted
+            last = index + 1 == len(record.changes)
             after = after_record if last else Position(record.seq, index + 1, bound)
             if kinds is None or change.get("kind") in kinds:
                 entries.append(Entry(record, index, change, after))
-        if record.omitted:
-            return Step(entries, Position(record.seq, len(record.changes), bound), stop=TRUNCATED)
         bound = after_record.bound
         expected, skip = record.seq + 1, 0
         position = after_record

@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterator
 
 from policyhub.domain import as_utc
 from policyhub.errors import InvalidArgument, ResyncRequired, TooManyWatches, Unavailable
-from policyhub.manager import revision_manager
 from policyhub.manager.change_manager import ChangeManager
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service import change_feed as feed
@@ -40,11 +39,6 @@ MIN_HOLE_GRACE_SECONDS = 10.0
 
 
 def _why(stop: str) -> str:
-    if stop == feed.TRUNCATED:
-        return (
-            f"a write here changed more than {revision_manager.MAX_CHANGES_PER_RECORD} items; the change log "
-            "lists only the first ones"
-        )
     if stop == feed.MISMATCH:
         return "this position is not in this domain's change log"
     return "changes after this position may have expired (the change log keeps them change_retention_seconds)"
@@ -289,5 +283,4 @@ def _record(raw: dict[str, Any]) -> feed.Record:
         transaction_id=raw.get("transaction_id") or "",
         created_at=as_utc(raw["created_at"]),
         purge_at=as_utc(raw["purge_at"]),
-        omitted=int(raw.get("omitted") or 0),
     )

@@ -3,9 +3,11 @@
 Every RPC names a permission (`repository.Policy.create`, ...) and a resource
 (`policy/<policy_id>` for one policy; `policy/<id>`, `role/<id>` or `group/<id>` for each grant
 of an assignment write; otherwise the resource kind: `policy`, `assignment`, `audit`,
-`repository`, `api_key`). SYSTEM callers may do everything, DOMAIN_ADMIN callers
+`repository`, `api_key`, `domain` for a whole domain's export). SYSTEM callers may do everything, DOMAIN_ADMIN callers
 everything within their own domain, and other callers what their assignments allow
-(e.g. the managed policy `managed-policy-admin`). Some permissions are for SYSTEM callers only.
+(e.g. the managed policy `managed-policy-admin`). Some permissions are for SYSTEM callers only,
+some (the bulk import of a domain, which gives whatever its stream holds) for SYSTEM and
+DOMAIN_ADMIN callers only.
 
 The escalation rule (Kubernetes RBAC's escalate/bind, adapted to allow and deny statements):
 a caller other than SYSTEM or DOMAIN_ADMIN may only give what it already holds. Whatever a
@@ -58,6 +60,11 @@ class Guard:
             raise PermissionDenied(f"{permission.name} is for system callers only")
         if ctx.role_type == RoleType.DOMAIN_ADMIN:
             return
+        if permission.unrestricted_only:
+            raise PermissionDenied(
+                f"{permission.name} is for SYSTEM and DOMAIN_ADMIN callers only, whatever assignments say",
+                metadata={"permission": permission.name, "resource": resource},
+            )
         # Conditions on the caller's own statements see the time of the call (time windows).
         context = {"request.time": self.clock().isoformat()}
         decision = self.indexes.get(ctx.domain_id).check(_caller(ctx), permission.name, resource, context)

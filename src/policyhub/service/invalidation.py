@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from policyhub.manager.revision_manager import RevisionManager
 
@@ -15,12 +16,26 @@ def consistency_token(revision: int) -> str:
     return f"{TOKEN_PREFIX}{revision}"
 
 
+# How often a long write under way renews its mark (see RevisionManager.keep_write): well within
+# the mark's lifetime.
+KEEP_WRITE_SECONDS = 5.0
+
+
 class ChangeSet:
     """What a write changed, told by the service as it goes; its token once the write landed."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Callable[[], None] | None = None) -> None:
         self.items: list[dict[str, str]] = []
         self.revision = 0
+        self._keep = keep
+        self._kept_at = time.monotonic()
+
+    def keep_alive(self) -> None:
+        """Called as a long write goes on (between its batches): renews the write-under-way mark
+        of an `invalidating_at_once` write every few seconds, so readers keep waiting for it."""
+        if self._keep is not None and time.monotonic() - self._kept_at >= KEEP_WRITE_SECONDS:
+            self._keep()
+            self._kept_at = time.monotonic()
 
     def add(self, kind: str, item_id: str, operation: str) -> None:
         self.items.append({"kind": kind, "id": item_id, "operation": operation})
@@ -50,7 +65,7 @@ def invalidating_at_once(revisions: RevisionManager, domain_id: str, transaction
     rename moving every assignment that names the old id): no evaluation index is built while
     it is under way, so no check ever answers from half of it (see IndexCache.get)."""
     mark = revisions.begin_write(domain_id)
-    changes = ChangeSet()
+    changes = ChangeSet(keep=lambda: revisions.keep_write(domain_id, mark))
     failed = True
     try:
         yield changes

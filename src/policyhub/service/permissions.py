@@ -16,6 +16,9 @@ class Permission:
     system_only: bool = False
     # Allowed to anonymous callers on the SpaceONE listener (the public catalogue).
     public_read: bool = False
+    # Refused to every caller but SYSTEM and DOMAIN_ADMIN (those the escalation rule does not
+    # apply to), whatever its assignments say: the call gives whatever its input holds.
+    unrestricted_only: bool = False
 
     @property
     def resource_type(self) -> str:
@@ -89,6 +92,11 @@ REPOSITORY_STAT = Permission("repository.Repository.stat")
 # The change log: kinds, ids and operations of the domain's writes (not their contents).
 CHANGE_LIST = Permission("repository.Change.list")
 CHANGE_WATCH = Permission("repository.Change.watch")
+# A consistent snapshot of the domain (on the resource `domain`).
+BULK_EXPORT_DOMAIN = Permission("repository.Bulk.export_domain")
+# An import gives whatever its stream holds (policies, grants): callers the escalation rule
+# applies to could give more than they hold, so only SYSTEM and DOMAIN_ADMIN may import.
+BULK_IMPORT_DOMAIN = Permission("repository.Bulk.import_domain", unrestricted_only=True)
 
 AUDIT_LIST = Permission("repository.Audit.list")
 AUDIT_STAT = Permission("repository.Audit.stat")

@@ -1,5 +1,6 @@
-"""Rules shared by the policy services (PolicyService, PolicyLifecycleService): reserved ids,
-the escalation rule applied to a policy's statements, and the request's etag."""
+"""Rules shared by the policy services (PolicyService, PolicyLifecycleService) and the bulk
+import: reserved ids, what a policy's content may be, the escalation rule applied to a policy's
+statements, and the request's etag."""
 
 from __future__ import annotations
 
@@ -13,6 +14,33 @@ from policyhub.service import validation
 from policyhub.service.context import RequestContext
 from policyhub.service.guard import Guard, Labelled
 from policyhub.service.permissions import POLICY_ESCALATE
+
+# What a caller writes into a policy: the field named when the stored record would be too large.
+WRITTEN_FIELDS = ("name", "description", "permissions", "statements", "labels", "tags", "project_id")
+# Not part of the stored record (joined at read time).
+_NOT_STORED = ("repository_info",)
+
+
+def content(params: dict[str, Any], partial: bool) -> dict[str, Any]:
+    """The optional content fields of a policy, checked; with partial, only those the request sets."""
+    checked: dict[str, Any] = {}
+    if not partial or params.get("description"):
+        checked["description"] = validation.description(params.get("description", ""))
+    if not partial or params.get("permissions"):
+        checked["permissions"] = validation.permissions(params.get("permissions") or [])
+    if not partial or params.get("statements"):
+        checked["statements"] = validation.statements(params.get("statements") or [])
+    if not partial or params.get("labels") is not None:
+        checked["labels"] = validation.labels(params.get("labels") or [])
+    if not partial or params.get("tags") is not None:
+        checked["tags"] = validation.json_object(params.get("tags") or {}, "tags")
+    return checked
+
+
+def within_size(record: dict[str, Any]) -> None:
+    """The stored policy within POLICY_MAX_BYTES (too large names its largest written field)."""
+    stored = {key: value for key, value in record.items() if key not in _NOT_STORED}
+    validation.record_size(stored, validation.POLICY_MAX_BYTES, WRITTEN_FIELDS, "policy")
 
 
 def require_held(guard: Guard, ctx: RequestContext, policy_id: str, gives: Labelled = (), lifts: Labelled = ()) -> bool:

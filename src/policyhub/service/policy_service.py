@@ -36,11 +36,13 @@ from policyhub.service.permissions import (
 )
 from policyhub.service.policy_rules import (
     allows,
+    content,
     denies,
     live,
     refuse_managed_id,
     removed_denies,
     require_held,
+    within_size,
 )
 from policyhub.service.policy_rules import (
     etag as request_etag,
@@ -52,10 +54,6 @@ from policyhub.service.undo import Undo
 UPDATABLE_FIELDS = ("name", "description", "permissions", "statements", "labels", "tags")
 # PolicyQuery's own fields that narrow a list (stored under the same names).
 LIST_SHORTCUTS = ("policy_id", "name", "project_id", "repository_id", "state")
-# What a caller writes into a policy: the field named when the stored record would be too large.
-WRITTEN_FIELDS = ("name", "description", "permissions", "statements", "labels", "tags", "project_id")
-# Not part of the stored record (joined at read time).
-_NOT_STORED = ("repository_info",)
 
 
 class PolicyService:
@@ -97,7 +95,7 @@ class PolicyService:
     def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         policy_id = validation.policy_id(params.get("policy_id", ""))
         name = validation.name(params.get("name", ""), required=True)
-        content = self._content(params, partial=False)
+        checked = content(params, partial=False)
         project_id = validation.name(params.get("project_id", ""), "project_id")
         self.guard.require(ctx, POLICY_CREATE, f"policy/{policy_id}")
         refuse_managed_id(policy_id, "created")
@@ -105,7 +103,7 @@ class PolicyService:
         record = {
             "policy_id": policy_id,
             "name": name,
-            **content,
+            **checked,
             "state": PolicyState.ENABLED,
             "project_id": project_id,
             "repository_id": LOCAL_REPOSITORY_ID,
@@ -114,7 +112,7 @@ class PolicyService:
             "created_at": now,
             "updated_at": now,
         }
-        _within_size(record)
+        within_size(record)
         require_held(self.guard, ctx, policy_id, gives=allows(record))
         with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
             created = self.policies.create(record)
@@ -129,14 +127,14 @@ class PolicyService:
         if mask is not None:
             changes = self._masked_changes(params, mask)
         else:
-            changes = self._content(params, partial=True)
+            changes = content(params, partial=True)
             if params.get("name"):
                 changes["name"] = validation.name(params["name"])
         new_policy_id = params.get("new_policy_id") or ""
         if new_policy_id and new_policy_id != policy_id:
             changes["policy_id"] = validation.policy_id(new_policy_id, "new_policy_id")
         # The changes alone may already be too large: refused before any lookup.
-        _within_size(changes)
+        within_size(changes)
         self.guard.require(ctx, POLICY_UPDATE, f"policy/{policy_id}")
         refuse_managed_id(policy_id, "updated")
         if "policy_id" in changes:
@@ -145,7 +143,7 @@ class PolicyService:
             refuse_managed_id(new_policy_id, "created")
         before = live(self.policies, ctx, policy_id)
         after = {**before, **changes}
-        _within_size(after)
+        within_size(after)
         if {"policy_id", "permissions", "statements"} & changes.keys() and require_held(
             self.guard, ctx, policy_id, gives=allows(after), lifts=removed_denies(before, after)
         ):
@@ -262,33 +260,13 @@ class PolicyService:
             query = narrowed(query, {"repository_id": repository_id})
         return self.policies.stat(ctx.domain_id, query)
 
-    def _content(self, params: dict[str, Any], partial: bool) -> dict[str, Any]:
-        """The optional content fields; with partial, only those the request sets."""
-        content: dict[str, Any] = {}
-        if not partial or params.get("description"):
-            content["description"] = validation.description(params.get("description", ""))
-        if not partial or params.get("permissions"):
-            content["permissions"] = validation.permissions(params.get("permissions") or [])
-        if not partial or params.get("statements"):
-            content["statements"] = validation.statements(params.get("statements") or [])
-        if not partial or params.get("labels") is not None:
-            content["labels"] = validation.labels(params.get("labels") or [])
-        if not partial or params.get("tags") is not None:
-            content["tags"] = validation.json_object(params.get("tags") or {}, "tags")
-        return content
-
     def _masked_changes(self, params: dict[str, Any], mask: list[str]) -> dict[str, Any]:
         if not mask:
             raise InvalidArgument("update_mask", "must name at least one path")
         unknown = [path for path in mask if path not in UPDATABLE_FIELDS]
         if unknown:
             raise InvalidArgument("update_mask", f"unknown paths {unknown}; allowed: {list(UPDATABLE_FIELDS)}")
-        full = {"name": validation.name(params.get("name", "")), **self._content(params, partial=False)}
+        full = {"name": validation.name(params.get("name", "")), **content(params, partial=False)}
         if "name" in mask and not full["name"]:
             raise InvalidArgument("name", "cannot be cleared")
         return {path: full[path] for path in mask}
-
-
-def _within_size(record: dict[str, Any]) -> None:
-    stored = {key: value for key, value in record.items() if key not in _NOT_STORED}
-    validation.record_size(stored, validation.POLICY_MAX_BYTES, WRITTEN_FIELDS, "policy")

@@ -289,10 +289,7 @@ class SubjectSetService:
     # -- helpers ------------------------------------------------------------------------------
 
     def _labels_and_tags(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "labels": validation.labels(params.get("labels") or [], max_bytes=SET_LABELS_MAX_BYTES),
-            "tags": validation.json_object(params.get("tags") or {}, "tags", max_bytes=SET_TAGS_MAX_BYTES),
-        }
+        return set_labels_and_tags(params)
 
     def _described(self, ctx: RequestContext, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records with what the assignments say about each set: its direct member count
@@ -331,6 +328,14 @@ class SubjectSetService:
                 for domain_id, set_id in named
             ]
         )
+
+
+def set_labels_and_tags(params: dict[str, Any]) -> dict[str, Any]:
+    """A group's or role's labels and tags, checked (bounded)."""
+    return {
+        "labels": validation.labels(params.get("labels") or [], max_bytes=SET_LABELS_MAX_BYTES),
+        "tags": validation.json_object(params.get("tags") or {}, "tags", max_bytes=SET_TAGS_MAX_BYTES),
+    }
 
 
 def _count(number: int, noun: str) -> str:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
-from policyhub.api.info.common import enum_name, from_iso, from_value_field, to_iso, to_list_value, to_struct
+from policyhub.api.info.common import (
+    enum_name,
+    from_iso,
+    from_value_field,
+    struct_dict,
+    to_iso,
+    to_list_value,
+    to_struct,
+)
 from policyhub.api.info.repository import to_repository_info
 
 
@@ -72,6 +80,17 @@ def to_statement(statement: dict[str, Any]) -> policy_pb2.Statement:
         resources=statement.get("resources", []),
         conditions=to_struct(statement.get("conditions") or {}),
     )
+
+
+def requested_statement(statement: policy_pb2.Statement, field: str) -> dict[str, Any]:
+    """A statement of a request, read strictly: a bad effect or a non-finite condition is
+    INVALID_ARGUMENT naming `field` (from_statement reads a remote's answer and is lenient instead)."""
+    return {
+        "effect": enum_name(policy_pb2.Statement.Effect, statement.effect),
+        "actions": list(statement.actions),
+        "resources": list(statement.resources),
+        "conditions": struct_dict(statement.conditions, f"{field}.conditions"),
+    }
 
 
 def from_statement(statement: policy_pb2.Statement) -> dict[str, Any]:
