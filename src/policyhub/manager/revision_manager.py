@@ -51,13 +51,17 @@ class RevisionManager:
         return self._land(domain_id, {"$inc": {"revision": 1}}, changes or [], transaction_id)
 
     def _land(self, domain_id: str, update: dict[str, Any], changes: list[Change], transaction_id: str) -> int:
-        stored = collection(RevisionDocument).find_one_and_update(
-            {"domain_id": domain_id},
-            update,
-            projection={"_id": 0, "revision": 1},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
+        revisions = collection(RevisionDocument)
+        stored = _count(revisions, domain_id, update)
+        if stored is None:
+            # The domain's first write: its counter is created apart, then counted. An upsert that
+            # counts could race another process's first write, and a racing upsert may answer
+            # without the document although it counted (its revision would be unknown).
+            with contextlib.suppress(pymongo.errors.DuplicateKeyError):
+                revisions.update_one({"domain_id": domain_id}, {"$setOnInsert": {"revision": 0}}, upsert=True)
+            stored = _count(revisions, domain_id, update)
+        if stored is None:
+            raise RuntimeError(f"the revision counter of domain {domain_id} vanished while it was counted")
         revision = int(stored["revision"])
         now = datetime.now(timezone.utc)
         with contextlib.suppress(pymongo.errors.DuplicateKeyError):  # written already (a retried call)
@@ -124,3 +128,12 @@ class RevisionManager:
             changes or [],
             transaction_id,
         )
+
+
+def _count(revisions, domain_id: str, update: dict[str, Any]) -> dict | None:
+    """Applies `update` to the domain's revision counter; the counter after it, None when the
+    domain has none yet. (The projection keeps `_id`: the embedded store takes a document it
+    projects to nothing, one whose counter a begin_write created, for no document at all.)"""
+    return revisions.find_one_and_update(
+        {"domain_id": domain_id}, update, projection={"revision": 1}, return_document=ReturnDocument.AFTER
+    )
