@@ -164,7 +164,9 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     groups = SubjectSetManager(GroupDocument, "Group", "group_id", limit)
     roles = SubjectSetManager(RoleDocument, "Role", "role_id", limit)
     changes = ChangeManager()
-    indexes = IndexCache(index_builder(policies, assignments), revisions, utc_now)
+    indexes = IndexCache(
+        index_builder(policies, assignments), revisions, utc_now, max_staleness=config.max_staleness_seconds
+    )
     metrics.watch_index_cache(indexes)
     guard = Guard(indexes, utc_now)
     audit = AuditTrail(audits, utc_now)

@@ -43,6 +43,10 @@ class Config:
     # The change log (Change service, consistency tokens) keeps each domain's changes this long
     # (7 days); a continuation token older than that must resync.
     change_retention_seconds: int = 7 * 24 * 3600
+    # A MINIMIZE_LATENCY authorization question is answered from this process's cached evaluation
+    # index without reading the domain's revision for at most this long after a read found that
+    # index current: it may miss the writes of that window (0: always read, as FULLY_CONSISTENT).
+    max_staleness_seconds: float = 5.0
     log_level: str = "INFO"
     # json: one JSON object per line (trace id, domain, caller, method; secrets masked). text: for people.
     log_format: str = "json"
@@ -174,6 +178,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("config key health_interval_seconds: must be positive")
     if config.change_retention_seconds < 60:
         raise ConfigError("config key change_retention_seconds: must be at least 60")
+    if not 0 <= config.max_staleness_seconds <= 3600:
+        raise ConfigError("config key max_staleness_seconds: must be between 0 and 3600")
     if config.purge_interval_seconds <= 0:
         raise ConfigError("config key purge_interval_seconds: must be positive")
     if config.shutdown_grace_seconds < 0:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from helpers import as_dict, expect_error, field_violations, grant_policy, parse
+from helpers import as_dict, expect_error, field_violations, grant_policy, parse, without_token
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
 
@@ -151,8 +151,10 @@ def test_list_authorized_resources_follows_the_context(client, domain, office_re
         body = {"subject": {"type": "USER", "id": office_reader}, "domain_id": domain}
         if context is not None:
             body["context"] = context
-        return as_dict(
-            client.assignment.list_authorized_resources(parse(apb.ListAuthorizedResourcesRequest, body), timeout=10)
+        return without_token(
+            as_dict(
+                client.assignment.list_authorized_resources(parse(apb.ListAuthorizedResourcesRequest, body), timeout=10)
+            )
         )
 
     assert listing() == {"missing_context": ["request.ip", "request.mfa", "resource.tags.env"]}

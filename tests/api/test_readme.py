@@ -73,6 +73,18 @@ def test_readme_walkthrough_works_as_written(client):
     assert without_context["missing_context"] == ["request.ip"]
     (batch,) = answers(outputs, "Assignment/batch_check")
     assert all(result["correlation_id"] for result in batch["results"])
+    # Consistency: each write's token, then alice's checks (the default, MINIMIZE_LATENCY) and
+    # bob's with the token of Assignment/add, all at that revision.
+    tokens = [answers(outputs, method)[0]["consistency_token"] for method in ("Policy/create", "Policy/update")]
+    (added,) = answers(outputs, "Assignment/add")
+    assert tokens + [added["consistency_token"]] == ["ct1.1", "ct1.2", "ct1.3"]
+    alice, alice_fast, bob_fresh, *_ = answers(outputs, "Assignment/check")
+    for answer in (alice, alice_fast, bob_fresh):
+        assert (answer["decision"], answer["consistency_token"]) == ("ALLOW", "ct1.3"), answer
+    assert bob_fresh["via"][0]["id"] == "bob"
+    # Policy/delete (-v) shows its token in the trailing metadata.
+    (deleted,) = [out for called, out in outputs if called.endswith(".Policy/delete")]
+    assert "consistency-token: ct1.6" in deleted
     # the bulk export of the domain as it was then, and a dry-run import of three items inline
     (exported,) = [out for called, out in outputs if called.endswith("Bulk/export_domain")]
     header = json.JSONDecoder().raw_decode(exported)[0]["header"]

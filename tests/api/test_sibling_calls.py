@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from helpers import as_dict, expect_error, field_violations, grant_policy, parse
+from helpers import as_dict, expect_error, field_violations, grant_policy, parse, without_token
 from policyhub._gen.spaceone.api.repository.v1 import api_key_pb2 as kpb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
@@ -37,7 +37,7 @@ def create_policy(stub, domain, policy_id, permissions, metadata=()):
 
 def check(stub, domain, metadata=(), **fields) -> dict:
     request = parse(apb.CheckRequest, {"action": "a.read", "resource": "r", "domain_id": domain, **fields})
-    return as_dict(stub.assignment.check(request, metadata=metadata, timeout=10))
+    return without_token(as_dict(stub.assignment.check(request, metadata=metadata, timeout=10)))
 
 
 def batch(domain, items) -> apb.BatchCheckRequest:

@@ -30,7 +30,10 @@ action patterns like `svcN.ResourceM.verb` / `svcN.ResourceM.*` / `svcN.*`, reso
    questions. A summary table then puts both workloads side by side per size.
 2. Over gRPC: `python -m policyhub` (embedded mongomock store, or `--backend wire` for secantusdb) is
    seeded with the same workload through the API, its answers are compared with the in-process ones, and
-   Assignment.check is timed at concurrency 1 and 16 next to grpc.health.v1.Health/Check.
+   Assignment.check is timed at concurrency 1 and 16 next to grpc.health.v1.Health/Check: fully consistent
+   (the default: every check reads the domain's revision, one indexed lookup) and with
+   `consistency: MINIMIZE_LATENCY` (answered from the server's cached index without that read; the server
+   runs with the default max_staleness_seconds, longer than a cell, so nearly every call takes that path).
 
     .venv/bin/python tests/bench/bench_check.py [--sizes 1000,10000,100000] [--backend mongomock|wire]
                                                 [--questions N] [--seconds S] [--quick]
@@ -878,11 +881,19 @@ def seed_domain(address: str, workload: Workload) -> tuple[int, int, float]:
     return len(creates), len(adds), time.perf_counter() - began
 
 
-def check_request(domain: str, question: Question) -> apb.CheckRequest:
+# The consistency of the timed checks: the default (FULLY_CONSISTENT), and MINIMIZE_LATENCY.
+MINIMIZE_LATENCY = apb.Consistency(requirement=apb.Consistency.MINIMIZE_LATENCY)
+CHECK_CELLS = (("Assignment.check", None), ("check MIN_LATENCY", MINIMIZE_LATENCY))
+
+
+def check_request(domain: str, question: Question, consistency: apb.Consistency | None = None) -> apb.CheckRequest:
     user, action, resource = question
-    return apb.CheckRequest(
+    request = apb.CheckRequest(
         subject=apb.Subject(type=apb.Subject.USER, id=user), action=action, resource=resource, domain_id=domain
     )
+    if consistency is not None:
+        request.consistency.CopyFrom(consistency)
+    return request
 
 
 def verify_over_grpc(address: str, workload: Workload, index: DomainIndex) -> float:
@@ -908,12 +919,12 @@ def verify_over_grpc(address: str, workload: Workload, index: DomainIndex) -> fl
     return first
 
 
-def check_call_factory(workload: Workload):
+def check_call_factory(workload: Workload, consistency: apb.Consistency | None = None):
     domain = domain_of(workload.size)
 
     def factory(channel: grpc.Channel, thread: int, concurrency: int):
         stub = assignment_pb2_grpc.AssignmentStub(channel)
-        requests = [check_request(domain, q) for q in workload.questions]
+        requests = [check_request(domain, q, consistency) for q in workload.questions]
         # Each thread walks the sample from its own offset, so concurrent calls ask different questions.
         position = iter(range(thread * 37, 10**12))
         return lambda: stub.check(requests[next(position) % len(requests)], timeout=CALL_TIMEOUT)
@@ -944,7 +955,9 @@ def over_grpc(address: str, workload: Workload, index: DomainIndex, seconds: flo
     # Concurrency-major: each baseline is measured right before the check it is compared with.
     for concurrency in CONCURRENCIES:
         cells.append(run_cell(address, "health.Check", health_call, concurrency, seconds))
-        cells.append(run_cell(address, "Assignment.check", check_call_factory(workload), concurrency, seconds))
+        for operation, consistency in CHECK_CELLS:
+            factory = check_call_factory(workload, consistency)
+            cells.append(run_cell(address, operation, factory, concurrency, seconds))
     return OverGrpc(workload.size, creates, adds, seed_seconds, first, cells)
 
 
@@ -1070,7 +1083,19 @@ def print_grpc(results: list[OverGrpc]) -> None:
                 f"{c.percentile_ms(0.99):>8.2f} {p50 / base[c.concurrency].percentile_ms(0.5):>6.2f} "
                 f"{sum(c.errors.values()):>6}"
             )
-    print("x p50 = p50 / health.Check p50 at the same concurrency in the same run")
+    print(
+        "x p50 = p50 / health.Check p50 at the same concurrency in the same run; Assignment.check is fully "
+        "consistent (the default), check MIN_LATENCY asks consistency MINIMIZE_LATENCY"
+    )
+    print("MINIMIZE_LATENCY / FULLY_CONSISTENT (p50, p99, calls/s):")
+    for r in results:
+        for concurrency in CONCURRENCIES:
+            cells = {c.operation: c for c in r.cells if c.concurrency == concurrency}
+            full, fast = (cells[operation] for operation, _ in CHECK_CELLS)
+            p50 = fast.percentile_ms(0.5) / full.percentile_ms(0.5)
+            p99 = fast.percentile_ms(0.99) / full.percentile_ms(0.99)
+            rate = fast.calls_per_second / full.calls_per_second
+            print(f"   S={r.size:>7,} conc {concurrency:>2}: p50 x{p50:.2f}, p99 x{p99:.2f}, calls/s x{rate:.2f}")
 
 
 def print_targets(local: list[InProcess], remote: list[OverGrpc]) -> None:

@@ -5,6 +5,7 @@ behaviour one store has and the other lacks fails here rather than in an API tes
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -204,6 +205,17 @@ def test_revision_starts_at_zero_and_bumps(managers, domain, other_domain):
     managers.revision.bump(domain)
     managers.revision.bump(domain)
     assert managers.revision.current([domain, other_domain]) == (2, 0)
+
+
+def test_concurrent_first_bumps_of_a_domain_each_get_their_own_revision(managers):
+    """The first writes of a domain race to create its counter: each bump still learns the
+    revision it counted (the wire server may answer a racing counting upsert without it)."""
+    for trial in range(10):
+        domain = f"domain-race-{uuid.uuid4().hex[:8]}-{trial}"
+        with ThreadPoolExecutor(8) as pool:
+            revisions = list(pool.map(managers.revision.bump, [domain] * 8))
+        assert sorted(revisions) == list(range(1, 9))
+        assert managers.revision.current([domain]) == (8,)
 
 
 def test_audit_entries_are_listed_per_domain(managers, domain, other_domain):

@@ -77,8 +77,9 @@ def test_assignment_add_reports_each_pair(services, domain):
 def test_a_check_about_the_caller_needs_no_permission_only_an_authenticated_caller(services, domain):
     carol = context(domain, "carol", "USER")
     question = {"action": "a.read", "resource": "r"}
-    assert not services.authorization.check(carol, question).allowed
-    assert not services.authorization.check(carol, {**question, "subject": {"type": "USER", "id": "carol"}}).allowed
+    assert not services.authorization.check(carol, question).decision.allowed
+    itself = {**question, "subject": {"type": "USER", "id": "carol"}}
+    assert not services.authorization.check(carol, itself).decision.allowed
     with pytest.raises(PermissionDenied):
         services.authorization.check(carol, {**question, "subject": {"type": "USER", "id": "dave"}})
     # Without authentication (development mode's stand-in, an anonymous reader) nobody is "the

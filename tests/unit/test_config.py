@@ -41,6 +41,8 @@ def test_config_file_from_env(tmp_path):
         ("rate_limit_domain_per_second: -1\n", "must not be negative"),
         ("auth_failure_per_minute: -5\n", "must not be negative"),
         ("rate_limit_domain_burst: 0\n", "rate_limit_domain_burst: must be at least 1"),
+        ("max_staleness_seconds: -1\n", "max_staleness_seconds: must be between 0 and 3600"),
+        ("max_staleness_seconds: 3601\n", "max_staleness_seconds: must be between 0 and 3600"),
         ("- a\n", "must be a mapping"),
         ("port: [\n", "not valid YAML"),
     ],
@@ -102,3 +104,9 @@ def test_spaceone_listener_keys():
 def test_bad_spaceone_listener_keys(env, message):
     with pytest.raises(ConfigError, match=message):
         load_config(env=env)
+
+
+def test_max_staleness_default_and_env():
+    assert load_config(env={}).max_staleness_seconds == 5.0
+    assert load_config(env={"POLICYHUB_MAX_STALENESS_SECONDS": "0"}).max_staleness_seconds == 0.0
+    assert load_config(env={"POLICYHUB_MAX_STALENESS_SECONDS": "0.25"}).max_staleness_seconds == 0.25

@@ -1,13 +1,15 @@
 """IndexCache against a scripted revision state: a kept index never holds part of a write of
-several documents (policyhub.service.invalidation.invalidating_at_once)."""
+several documents (policyhub.service.invalidation.invalidating_at_once); and how each consistency
+requirement reads the revision and builds (policyhub.service.consistency)."""
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from policyhub.engine import DomainIndex
+from policyhub.engine import DomainIndex, Edge, Subject
 from policyhub.manager.revision_manager import RevisionState
+from policyhub.service.consistency import FULLY_CONSISTENT, Consistency, Requirement
 from policyhub.service.index_cache import BUILD_ATTEMPTS, IndexCache
 
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
@@ -116,3 +118,171 @@ def test_writes_of_several_documents_during_every_build_are_never_answered_from(
     indexes.get("d")
     # every build that overlapped one was thrown away; the first clean one answered
     assert builds.count == BUILD_ATTEMPTS + 3
+
+
+# -- consistency requirements ------------------------------------------------------------------
+
+MINIMIZE_LATENCY = Consistency(Requirement.MINIMIZE_LATENCY)
+STALENESS = 5.0
+
+
+def fresh(revision: int) -> Consistency:
+    return Consistency(Requirement.AT_LEAST_AS_FRESH, revision)
+
+
+class Clocks:
+    """The wall clock (assignment expiry) and the monotonic clock (staleness), moved by the test."""
+
+    def __init__(self):
+        self.now = NOW
+        self.seconds = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.seconds += seconds
+
+
+def timed_cache(revisions, builds, clocks, max_staleness=STALENESS):
+    return IndexCache(builds, revisions, lambda: clocks.now, max_staleness, lambda: clocks.seconds)
+
+
+def counts(revisions, builds) -> tuple[int, int]:
+    return revisions.reads, builds.count
+
+
+def test_fully_consistent_reads_the_revision_on_every_call_and_answers_at_it():
+    revisions, builds, clocks = ScriptedRevisions(), Builds(), Clocks()
+    indexes = timed_cache(revisions, builds, clocks)
+    revisions.revision = 4
+    first = indexes.at("d", FULLY_CONSISTENT)
+    assert first.revision == 4 and first.token == "ct1.4"
+    assert counts(revisions, builds) == (2, 1)  # read, build, read again to keep it
+    assert indexes.at("d").index is first.index and indexes.get("d") is first.index
+    assert counts(revisions, builds) == (4, 1)  # one read each, no build
+    revisions.single_write()
+    second = indexes.at("d", FULLY_CONSISTENT)
+    assert second.revision == 5 and second.index is not first.index
+    assert counts(revisions, builds) == (6, 2)
+
+
+def test_minimize_latency_answers_from_the_cached_index_without_reading_the_revision():
+    revisions, builds, clocks = ScriptedRevisions(), Builds(), Clocks()
+    indexes = timed_cache(revisions, builds, clocks)
+    # Nothing cached: it reads and builds as usual.
+    cached = indexes.at("d", MINIMIZE_LATENCY)
+    assert cached.revision == 0 and counts(revisions, builds) == (2, 1)
+    revisions.single_write()  # through another process: this one does not know
+    for _ in range(10):
+        answer = indexes.at("d", MINIMIZE_LATENCY)
+        assert answer.index is cached.index and answer.revision == 0  # stale, and its token says so
+    assert counts(revisions, builds) == (2, 1)
+    # A fully consistent read sees the write.
+    assert indexes.at("d").revision == 1
+    assert counts(revisions, builds) == (4, 2)
+
+
+def test_minimize_latency_reads_again_once_the_index_was_confirmed_longer_ago_than_max_staleness():
+    revisions, builds, clocks = ScriptedRevisions(), Builds(), Clocks()
+    indexes = timed_cache(revisions, builds, clocks)
+    first = indexes.at("d", MINIMIZE_LATENCY)
+    clocks.advance(STALENESS - 0.5)
+    assert indexes.at("d", MINIMIZE_LATENCY).index is first.index
+    assert counts(revisions, builds) == (2, 1)
+    # A fully consistent read that finds the index current confirms it again...
+    indexes.get("d")
+    assert counts(revisions, builds) == (3, 1)
+    clocks.advance(STALENESS - 0.5)
+    assert indexes.at("d", MINIMIZE_LATENCY).index is first.index
+    assert counts(revisions, builds) == (3, 1)
+    # ... and past the window a MINIMIZE_LATENCY call reads: unchanged, the index stays.
+    clocks.advance(1.0)
+    assert indexes.at("d", MINIMIZE_LATENCY).index is first.index
+    assert counts(revisions, builds) == (4, 1)
+    assert indexes.at("d", MINIMIZE_LATENCY).index is first.index  # confirmed by that read
+    assert counts(revisions, builds) == (4, 1)
+    # Moved on meanwhile: past the window the write is seen.
+    revisions.single_write()
+    clocks.advance(STALENESS)
+    assert indexes.at("d", MINIMIZE_LATENCY).revision == 1
+    assert counts(revisions, builds) == (6, 2)
+
+
+def test_minimize_latency_with_no_staleness_allowed_always_reads():
+    revisions, builds, clocks = ScriptedRevisions(), Builds(), Clocks()
+    indexes = timed_cache(revisions, builds, clocks, max_staleness=0)
+    indexes.at("d", MINIMIZE_LATENCY)
+    indexes.at("d", MINIMIZE_LATENCY)
+    revisions.single_write()
+    assert indexes.at("d", MINIMIZE_LATENCY).revision == 1
+    assert counts(revisions, builds) == (5, 2)
+
+
+def test_at_least_as_fresh_answers_from_a_cached_index_at_or_after_the_token():
+    revisions, builds, clocks = ScriptedRevisions(), Builds(), Clocks()
+    indexes = timed_cache(revisions, builds, clocks, max_staleness=0)
+    revisions.revision = 7
+    cached = indexes.at("d", fresh(7))  # nothing cached: read and build
+    assert cached.revision == 7 and counts(revisions, builds) == (2, 1)
+    revisions.single_write()  # revision 8, elsewhere
+    for token in (0, 6, 7):
+        answer = indexes.at("d", fresh(token))
+        assert answer.index is cached.index and answer.revision == 7
+    assert counts(revisions, builds) == (2, 1)  # never read: the cached index is fresh enough
+    # The token of the write at 8: read, rebuild, answer at 8.
+    answer = indexes.at("d", fresh(8))
+    assert answer.revision == 8 and answer.index is not cached.index
+    assert counts(revisions, builds) == (4, 2)
+    assert indexes.at("d", fresh(8)).index is answer.index
+    assert counts(revisions, builds) == (4, 2)
+
+
+def test_at_least_as_fresh_beyond_the_current_revision_answers_at_the_current_one_without_waiting():
+    revisions, builds, clocks = ScriptedRevisions(), Builds(), Clocks()
+    indexes = timed_cache(revisions, builds, clocks)
+    revisions.revision = 3
+    cached = indexes.at("d")
+    assert counts(revisions, builds) == (2, 1)
+    for _ in range(3):
+        # a token of another domain, or made up: one read each time, no build, the current revision
+        answer = indexes.at("d", fresh(10**17))
+        assert answer.index is cached.index and answer.revision == 3 and answer.token == "ct1.3"
+    assert counts(revisions, builds) == (5, 1)
+
+
+def test_a_cached_index_past_an_assignment_expiry_is_never_answered_from_unread():
+    revisions, clocks = ScriptedRevisions(), Clocks()
+    expiring = Edge(Subject("USER", "u"), "POLICY", "p", NOW + timedelta(seconds=1))
+    indexes = IndexCache(
+        lambda domain_id, now: DomainIndex([], [expiring], now), revisions, lambda: clocks.now, STALENESS
+    )
+    first = indexes.at("d", MINIMIZE_LATENCY)
+    assert indexes.at("d", MINIMIZE_LATENCY).index is first.index
+    assert indexes.at("d", fresh(0)).index is first.index
+    reads = revisions.reads
+    clocks.now += timedelta(seconds=2)  # expired: rebuilt whatever the requirement
+    for consistency in (MINIMIZE_LATENCY, fresh(0)):
+        assert indexes.at("d", consistency).index is not first.index
+    assert revisions.reads > reads
+
+
+def test_the_uncached_answer_is_at_the_revision_read_before_its_build():
+    revisions, builds, clocks = ScriptedRevisions(), Builds(), Clocks()
+    indexes = timed_cache(revisions, builds, clocks)
+    builds.during.extend([revisions.single_write] * BUILD_ATTEMPTS)
+    answer = indexes.at("d", fresh(0))
+    assert builds.count == BUILD_ATTEMPTS
+    # the last build started after the revision read at BUILD_ATTEMPTS - 1 writes
+    assert answer.revision == BUILD_ATTEMPTS - 1 and revisions.revision == BUILD_ATTEMPTS
+
+
+def test_with_no_index_every_requirement_waits_for_a_write_under_way_to_land():
+    for consistency in (MINIMIZE_LATENCY, fresh(1), FULLY_CONSISTENT):
+        revisions, builds, clocks = ScriptedRevisions(), Builds(), Clocks()
+        indexes = timed_cache(revisions, builds, clocks)
+        revisions.begin()
+        landed = threading.Timer(0.05, revisions.land)
+        landed.start()
+        answer = indexes.at("d", consistency)
+        landed.join()
+        # built once, after the write landed: it holds the whole write
+        assert answer.revision == 1 and builds.count == 1

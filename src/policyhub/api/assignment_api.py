@@ -6,7 +6,7 @@ from typing import Any
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc
-from policyhub.api.consistency import empty_with_token
+from policyhub.api.consistency import consistency_params, empty_with_token
 from policyhub.api.context import CallerResolver
 from policyhub.api.info.assignment import (
     to_assignment_changes_info,
@@ -93,8 +93,10 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
             "action": request.action,
             "resource": request.resource,
             "context": optional_message(request, "context"),
+            "consistency": consistency_params(request),
         }
-        return to_check_result(self.authorization.check(self.caller(request, context), params))
+        checked = self.authorization.check(self.caller(request, context), params)
+        return to_check_result(checked.decision, consistency_token=checked.consistency_token)
 
     def batch_check(self, request, context):
         items = [
@@ -107,10 +109,15 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
             }
             for index, item in enumerate(request.items)
         ]
-        params = {"items": items, "context": optional_message(request, "context")}
-        answers = self.authorization.batch_check(self.caller(request, context), params)
+        params = {
+            "items": items,
+            "context": optional_message(request, "context"),
+            "consistency": consistency_params(request),
+        }
+        answers, token = self.authorization.batch_check(self.caller(request, context), params)
         return pb.BatchCheckResult(
-            results=[to_check_result(a.decision, correlation_id=a.correlation_id) for a in answers]
+            results=[to_check_result(a.decision, correlation_id=a.correlation_id) for a in answers],
+            consistency_token=token,
         )
 
     def list_authorized_resources(self, request, context):
@@ -120,6 +127,7 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
             "action": request.action,
             "page": optional_message(request, "page"),
             "context": optional_message(request, "context"),
+            "consistency": consistency_params(request),
         }
         listing = self.authorization.list_authorized_resources(self.caller(request, context), params)
         return to_authorized_resources_info(listing, self.max_message_bytes)
@@ -130,20 +138,29 @@ class AssignmentAPI(assignment_pb2_grpc.AssignmentServicer):
             "action": request.action,
             "resource": request.resource,
             "page": optional_message(request, "page"),
+            "consistency": consistency_params(request),
         }
-        found, total = self.authorization.list_subjects(self.caller(request, context), params)
+        found = self.authorization.list_subjects(self.caller(request, context), params)
         # Asked by policy_id the service answers its holders, else the subjects the policies allow.
         entries = (
-            [to_holder_entry(grant, request.policy_id) for grant in found]
+            [to_holder_entry(grant, request.policy_id) for grant in found.results]
             if request.policy_id
-            else [to_decision_entry(allowed) for allowed in found]
+            else [to_decision_entry(allowed) for allowed in found.results]
         )
-        return pb.SubjectsInfo(results=fitted(entries, self.max_message_bytes), total_count=total)
+        return pb.SubjectsInfo(
+            results=fitted(entries, self.max_message_bytes),
+            total_count=found.total_count,
+            consistency_token=found.consistency_token,
+        )
 
     def effective_permissions(self, request, context):
-        params = {"subject": _subject_dict(request, "subject")}
+        params = {"subject": _subject_dict(request, "subject"), "consistency": consistency_params(request)}
         found = self.authorization.effective_permissions(self.caller(request, context), params)
-        return pb.EffectivePermissionsInfo(results=[to_effective_statement(s) for s in found], total_count=len(found))
+        return pb.EffectivePermissionsInfo(
+            results=[to_effective_statement(s) for s in found.results],
+            total_count=found.total_count,
+            consistency_token=found.consistency_token,
+        )
 
 
 def _subject_dict(request, field: str) -> dict[str, str] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2, group_pb2, group_pb2_grpc
-from policyhub.api.consistency import empty_with_token
+from policyhub.api.consistency import consistency_params, empty_with_token
 from policyhub.api.context import CallerResolver
 from policyhub.api.info.assignment import to_assignment_changes_info, to_authorized_resources_info
 from policyhub.api.info.common import list_values, optional_message, struct_dict, to_stat_struct
@@ -94,6 +94,7 @@ class GroupAPI(group_pb2_grpc.GroupServicer):
             "action": request.action,
             "page": optional_message(request, "page"),
             "context": optional_message(request, "context"),
+            "consistency": consistency_params(request),
         }
         listing = self.groups.list_authorized_resources(self.caller(request, context), params)
         return to_authorized_resources_info(listing, self.max_message_bytes)

@@ -4,6 +4,7 @@ several documents but must be seen all at once, and the change log record each b
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -60,13 +61,17 @@ class RevisionManager:
         update, so readers see all of them land at once), and writes a record per revision."""
         parts = [changes[i : i + CHANGES_PER_RECORD] for i in range(0, len(changes), CHANGES_PER_RECORD)] or [[]]
         update["$inc"]["revision"] = len(parts)
-        stored = collection(RevisionDocument).find_one_and_update(
-            {"domain_id": domain_id},
-            update,
-            projection={"_id": 0, "revision": 1},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
+        revisions = collection(RevisionDocument)
+        stored = _count(revisions, domain_id, update)
+        if stored is None:
+            # The domain's first write: its counter is created apart, then counted. An upsert that
+            # counts could race another process's first write, and a racing upsert may answer
+            # without the document although it counted (its revision would be unknown).
+            with contextlib.suppress(pymongo.errors.DuplicateKeyError):
+                revisions.update_one({"domain_id": domain_id}, {"$setOnInsert": {"revision": 0}}, upsert=True)
+            stored = _count(revisions, domain_id, update)
+        if stored is None:
+            raise RuntimeError(f"the revision counter of domain {domain_id} vanished while it was counted")
         revision = int(stored["revision"])
         now = datetime.now(timezone.utc)
         first = revision - len(parts) + 1
@@ -160,3 +165,12 @@ class RevisionManager:
             changes or [],
             transaction_id,
         )
+
+
+def _count(revisions, domain_id: str, update: dict[str, Any]) -> dict | None:
+    """Applies `update` to the domain's revision counter; the counter after it, None when the
+    domain has none yet. (The projection keeps `_id`: the embedded store takes a document it
+    projects to nothing, one whose counter a begin_write created, for no document at all.)"""
+    return revisions.find_one_and_update(
+        {"domain_id": domain_id}, update, projection={"revision": 1}, return_document=ReturnDocument.AFTER
+    )

@@ -11,6 +11,11 @@ from its assignments, as if another caller had asked: a caller's role (SYSTEM, D
 bypasses the service's permissions but is not an assignment, so it is not in the answer.
 Questions about anyone else need `repository.Assignment.check` (`batch_check`: once, if any item
 is about someone else).
+
+Every question takes a `consistency` requirement (policyhub.service.consistency), checked with the
+rest of the request before any authorization, and every answer carries the consistency token of
+the domain revision it was computed at. The service's own permission check stays fully consistent
+(see Guard).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, NamedTuple
 
 from policyhub.engine import Decision, Subject
 from policyhub.errors import InvalidArgument, RequiredParameter
-from policyhub.service import validation
+from policyhub.service import consistency, validation
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache
@@ -46,6 +51,22 @@ class Answer(NamedTuple):
     correlation_id: str
 
 
+class Checked(NamedTuple):
+    """check's answer: the decision and the consistency token of the revision it was made at."""
+
+    decision: Decision
+    consistency_token: str
+
+
+class Answered(NamedTuple):
+    """An answer of list_subjects (a page) or effective_permissions (all of them), with the total
+    and the consistency token of the revision it was computed at."""
+
+    results: list
+    total_count: int
+    consistency_token: str
+
+
 class Question(NamedTuple):
     subject: Subject
     action: str
@@ -62,15 +83,18 @@ class AuthorizationService:
         self.page_max_limit = page_max_limit
         self.clock = clock
 
-    def check(self, ctx: RequestContext, params: dict[str, Any]):
+    def check(self, ctx: RequestContext, params: dict[str, Any]) -> Checked:
         question = _question(ctx, params, "")
         context = self._context(params.get("context"), "context")
+        required = consistency.requested(params.get("consistency"))
         if not question.for_self:
             self.guard.require(ctx, ASSIGNMENT_CHECK, "assignment")
-        return self.cache.get(ctx.domain_id).check(question.subject, question.action, question.resource, context)
+        at = self.cache.at(ctx.domain_id, required)
+        return Checked(at.index.check(question.subject, question.action, question.resource, context), at.token)
 
-    def batch_check(self, ctx: RequestContext, params: dict[str, Any]) -> list[Answer]:
-        """The decisions in the order of the items, each with its item's `correlation_id`."""
+    def batch_check(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list[Answer], str]:
+        """The decisions in the order of the items, each with its item's `correlation_id`, all at
+        one revision, and that revision's consistency token."""
         items = params.get("items") or []
         if not items:
             raise RequiredParameter("items")
@@ -90,13 +114,15 @@ class AuthorizationService:
             else shared
             for index, item in enumerate(items)
         ]
+        required = consistency.requested(params.get("consistency"))
         if not all(question.for_self for question in questions):
             self.guard.require(ctx, ASSIGNMENT_BATCH_CHECK, "assignment")
-        index = self.cache.get(ctx.domain_id)
-        return [
-            Answer(index.check(q.subject, q.action, q.resource, context), correlation_id)
+        at = self.cache.at(ctx.domain_id, required)
+        answers = [
+            Answer(at.index.check(q.subject, q.action, q.resource, context), correlation_id)
             for q, context, correlation_id in zip(questions, contexts, correlation_ids, strict=True)
         ]
+        return answers, at.token
 
     def _context(self, value: dict[str, Any] | None, field: str) -> dict[str, Any]:
         return condition_context(value, field, self.clock)
@@ -107,7 +133,7 @@ class AuthorizationService:
             ctx, subject, params, ASSIGNMENT_LIST_AUTHORIZED_RESOURCES, "assignment"
         )
 
-    def list_subjects(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[list, int]:
+    def list_subjects(self, ctx: RequestContext, params: dict[str, Any]) -> Answered:
         policy_id = params.get("policy_id") or ""
         action, resource = params.get("action") or "", params.get("resource") or ""
         if policy_id:
@@ -119,15 +145,19 @@ class AuthorizationService:
             validation.pattern(resource, "resource")
         else:
             raise RequiredParameter("policy_id")
+        required = consistency.requested(params.get("consistency"))
         self.guard.require(ctx, ASSIGNMENT_LIST_SUBJECTS, "assignment")
-        index = self.cache.get(ctx.domain_id)
-        found = index.subjects_holding(policy_id) if policy_id else index.who_can(action, resource)
-        return self._page(found, params.get("page")), len(found)
+        at = self.cache.at(ctx.domain_id, required)
+        found = at.index.subjects_holding(policy_id) if policy_id else at.index.who_can(action, resource)
+        return Answered(self._page(found, params.get("page")), len(found), at.token)
 
-    def effective_permissions(self, ctx: RequestContext, params: dict[str, Any]) -> list:
+    def effective_permissions(self, ctx: RequestContext, params: dict[str, Any]) -> Answered:
         subject = _subject(params.get("subject"), "subject")
+        required = consistency.requested(params.get("consistency"))
         self.guard.require(ctx, ASSIGNMENT_EFFECTIVE_PERMISSIONS, "assignment")
-        return self.cache.get(ctx.domain_id).effective_statements(subject)
+        at = self.cache.at(ctx.domain_id, required)
+        found = at.index.effective_statements(subject)
+        return Answered(found, len(found), at.token)
 
     def _page(self, items: list, page: dict | None) -> list:
         start, limit = validation.page(page, self.page_max_limit)

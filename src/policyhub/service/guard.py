@@ -45,6 +45,14 @@ BY_NAME = frozenset({POLICY_ESCALATE.name.lower(), ASSIGNMENT_BIND.name.lower()}
 
 
 class Guard:
+    """Reads the caller's own statements fully consistently (`IndexCache.get`), whatever
+    consistency the request asks for its answer: that requirement is the caller's trade between
+    latency and freshness of what it is told, not of what it is allowed. A permission (or a DENY)
+    revoked through any process must stop (or start) applying to the very next call, and a caller
+    must not get an answer or a write past a revocation by asking for MINIMIZE_LATENCY or by
+    presenting an old token. The same goes for the escalation rule: what a caller holds is judged
+    at the current revision."""
+
     def __init__(self, indexes: IndexCache, clock: Clock):
         self.indexes = indexes
         self.clock = clock

@@ -7,14 +7,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from policyhub.manager.revision_manager import RevisionManager
-
-TOKEN_PREFIX = "ct1."
-
-
-def consistency_token(revision: int) -> str:
-    """The opaque token of a domain revision: written at, or computed at."""
-    return f"{TOKEN_PREFIX}{revision}"
-
+from policyhub.service.consistency import consistency_token
 
 # How often a long write under way renews its mark (see RevisionManager.keep_write): well within
 # the mark's lifetime.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policyhub.engine import Subject
-from policyhub.service import validation
+from policyhub.service import consistency, validation
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
 from policyhub.service.index_cache import IndexCache
@@ -31,6 +31,8 @@ class AuthorizedListing:
     total_count: int
     # context keys that statement conditions needed and the request lacked
     missing_context: tuple[str, ...]
+    # the consistency token of the domain revision the listing was computed at
+    consistency_token: str
 
 
 class ResourceListing:
@@ -43,15 +45,17 @@ class ResourceListing:
     def authorized_resources(
         self, ctx: RequestContext, subject: Subject, params: dict[str, Any], permission: Permission, resource: str
     ) -> AuthorizedListing:
-        """What the subject may act on (`resource_prefix`, `action`, `context`, `page` from
-        params), asked with `permission` on `resource`."""
+        """What the subject may act on (`resource_prefix`, `action`, `context`, `page`,
+        `consistency` from params), asked with `permission` on `resource`."""
         prefix = validation.text(params.get("resource_prefix") or "", "resource_prefix", ACTION_MAX)
         action = params.get("action") or None
         if action is not None:
             validation.pattern(action, "action")
         context = condition_context(params.get("context"), "context", self.clock)
+        required = consistency.requested(params.get("consistency"))
         self.guard.require(ctx, permission, resource)
         missing: set[str] = set()
-        found = self.indexes.get(ctx.domain_id).list_authorized_resources(subject, prefix, action, context, missing)
+        at = self.indexes.at(ctx.domain_id, required)
+        found = at.index.list_authorized_resources(subject, prefix, action, context, missing)
         start, limit = validation.page(params.get("page"), self.page_max_limit)
-        return AuthorizedListing(found[start - 1 : start - 1 + limit], len(found), tuple(sorted(missing)))
+        return AuthorizedListing(found[start - 1 : start - 1 + limit], len(found), tuple(sorted(missing)), at.token)

@@ -55,7 +55,7 @@ def to_subject(subject) -> pb.Subject:
     return pb.Subject(type=subject.type, id=subject.id)
 
 
-def to_check_result(decision, correlation_id: str = "") -> pb.CheckResult:
+def to_check_result(decision, correlation_id: str = "", consistency_token: str = "") -> pb.CheckResult:
     return pb.CheckResult(
         decision="ALLOW" if decision.allowed else "CONDITIONAL" if decision.conditional else "DENY",
         reason=decision.reason,
@@ -64,6 +64,7 @@ def to_check_result(decision, correlation_id: str = "") -> pb.CheckResult:
         via=[to_subject(s) for s in decision.via],
         missing_context=decision.missing_context,
         correlation_id=correlation_id,
+        consistency_token=consistency_token,
     )
 
 
@@ -100,6 +101,7 @@ def to_authorized_resources_info(listing, max_message_bytes: int) -> pb.Authoriz
         results=fitted([to_authorized_resource(r) for r in listing.results], max_message_bytes),
         total_count=listing.total_count,
         missing_context=listing.missing_context,
+        consistency_token=listing.consistency_token,
     )
 
 
