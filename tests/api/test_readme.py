@@ -103,7 +103,9 @@ def test_readme_walkthrough_works_as_written(client):
     ]
     (created, *_) = answers(outputs, "Policy/create")
     assert changes["results"][0]["consistency_token"] == created["consistency_token"]
-    assert changes["continuation_token"] == changes["results"][-1]["continuation_token"]
+    # the page resumes where its last change does (the token's last part is a time bound, read apart)
+    position = changes["continuation_token"].rsplit(".", 1)[0]
+    assert position == changes["results"][-1]["continuation_token"].rsplit(".", 1)[0]
 
 
 def test_readme_watch_example_streams_the_log(client):
