@@ -2,7 +2,8 @@
 
     python healthcheck.py [PORT]
 
-Asks 127.0.0.1:PORT (PORT from the argument, else POLICYHUB_PORT when it is a number, else 50051) for the
+Asks 127.0.0.1:PORT (PORT from the argument, else POLICYHUB_PORT unless it is a Kubernetes
+service link such as tcp://10.0.0.1:50051, else 50051) for the
 overall health ("" service) with a 2 s deadline. Exit 0 only when the answer is SERVING;
 1 for any other status, an error or a timeout (a server in graceful shutdown answers
 NOT_SERVING). Needs only grpcio and grpcio-health-checking, which the image has; the image
