@@ -195,7 +195,7 @@ def test_dockerfile_is_multi_stage_on_python_slim(stages):
 def test_dockerfile_generates_stubs_in_the_build_stage(stages):
     build = " ".join(" ".join(_args(stage, "RUN")) for stage in stages[:-1])
     tools_pin = next(
-        dep for dep in PYPROJECT["project"]["optional-dependencies"]["dev"] if dep.startswith("grpcio-tools==")
+        dep for dep in PYPROJECT["project"]["optional-dependencies"]["codegen"] if dep.startswith("grpcio-tools==")
     )
     assert tools_pin in build, "grpcio-tools must be installed with pyproject's pin in the build stage"
     assert "proto/generate.py" in build
