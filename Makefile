@@ -13,7 +13,7 @@ DEV := $(VENV)/.dev
 GENERATED := src/policyhub/_gen/.generated
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: run test lint bench clean
+.PHONY: run dev test lint bench clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ $(GENERATED): $(RUNTIME) $(PROTOS) proto/generate.py
 
 run: $(GENERATED)
 	$(BIN)/python -m policyhub
+
+# The dev set alone (grpcurl for the README's walk-through, helm, buf, pytest...).
+dev: $(DEV) $(GENERATED)
 
 lint: $(DEV) $(GENERATED)
 	cd proto && ../$(BIN)/buf lint

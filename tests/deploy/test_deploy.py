@@ -434,6 +434,47 @@ def test_every_values_reference_exists_in_values_yaml(values):
     assert not missing, f"referenced but not in values.yaml: {sorted(set(missing))}"
 
 
+def _documented_values() -> set[str]:
+    """The value paths named in deploy/README.md's table of chart values (`config.*` names `config`)."""
+    text = (DEPLOY / "README.md").read_text()
+    table = text.split("Every value (", 1)[1].split("\n\n", 2)[1]
+    names = set()
+    for row in table.splitlines():
+        first_cell = row.split("|")[1]
+        names |= {name.removesuffix(".*") for name in re.findall(r"`([^`]+)`", first_cell)}
+    return names
+
+
+def test_every_value_is_documented_in_the_deploy_readme(values):
+    """A value is documented when the table names it, or names the mapping that holds it."""
+    documented = _documented_values()
+    missing = []
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if path in documented:
+                continue
+            if isinstance(value, dict) and value:
+                walk(value, f"{path}.")
+            else:
+                missing.append(path)
+
+    walk(values, "")
+    assert not missing, f"values.yaml keys missing from deploy/README.md's table: {missing}"
+    stale = {name for name in documented if _lookup(values, name) is None}
+    assert not stale, f"deploy/README.md's table names values that do not exist: {sorted(stale)}"
+
+
+def _lookup(values: dict, path: str):
+    node = values
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def test_values_configure_only_known_policyhub_keys(values):
     known = set(Config.__dataclass_fields__)
     assert set(values["config"]) <= known - {"host", "port", "mongodb_uri"}
