@@ -142,7 +142,7 @@ def test_a_plain_number_in_policyhub_port_is_the_port_setting():
 
 
 def test_a_link_url_under_a_port_setting_is_ignored(tmp_path):
-    """Services named policyhub-metrics / policyhub-spaceone give POLICYHUB_METRICS_PORT=tcp://…; the file's ports stay."""
+    """Services named policyhub-metrics or policyhub-spaceone give POLICYHUB_METRICS_PORT=tcp://…: not settings."""
     path = tmp_path / "c.yaml"
     path.write_text("port: 6000\nmetrics_port: 6001\nspaceone_port: 6002\n")
     env = {
