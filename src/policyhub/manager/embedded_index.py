@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+import mongomock.aggregate
 import mongomock.collection
 import mongomock.filtering
 import mongomock.helpers
@@ -36,6 +37,9 @@ from bson import ObjectId
 _PLAIN_TYPES = frozenset({str, int, bool, float, type(None), datetime, ObjectId})
 # Bounds the buckets one query reads through `$in` on several keys before it scans instead.
 _MAX_LOOKUPS = 1024
+# Bounds the keys one document takes in a table (arrays at several keys multiply); beyond, it is
+# matched by every query of that table.
+_MAX_KEYS_PER_DOCUMENT = 64
 _IRREGULAR = object()
 
 
@@ -52,9 +56,11 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def _value_at(document: Mapping, path: str) -> Any:
-    """The plain value an equality on `path` compares with: None when the path is missing (as
-    MongoDB's `{path: null}` matches), _IRREGULAR when arrays or non-plain values are involved."""
+def _values_at(document: Mapping, path: str) -> tuple | object:
+    """The plain values an equality on `path` compares with: (None,) when the path is missing (as
+    MongoDB's `{path: null}` matches), each element of an array of plain values (an equality
+    matches any of them), _IRREGULAR for anything else (empty or nested arrays, arrays on the way,
+    embedded documents, other types)."""
     value: Any = document
     for part in path.split("."):
         if isinstance(value, Mapping):
@@ -62,15 +68,19 @@ def _value_at(document: Mapping, path: str) -> Any:
         elif isinstance(value, (list, tuple)):
             return _IRREGULAR
         else:
-            return None
+            return (None,)
+    if isinstance(value, (list, tuple)):
+        if not value or not all(_plain(item) for item in value):
+            return _IRREGULAR
+        return tuple(dict.fromkeys(_normal(item) for item in value))
     if not _plain(value):
         return _IRREGULAR
-    return _normal(value)
+    return (_normal(value),)
 
 
 class _Table:
     """One key set: value tuple -> {document id: None} (a dict, so buckets keep insertion order
-    and copy in one step), plus the documents with an irregular value and each document's entry."""
+    and copy in one step), plus the documents with an irregular value and each document's keys."""
 
     def __init__(self, paths: tuple[str, ...]):
         self.paths = paths
@@ -78,32 +88,47 @@ class _Table:
         self.irregular: dict[Any, None] = {}
         self.entries: dict[Any, Any] = {}
 
-    def add(self, doc_id: Any, document: Mapping) -> None:
-        values = tuple(_value_at(document, path) for path in self.paths)
-        if any(value is _IRREGULAR for value in values):
+    def keys(self, document: Mapping) -> list[tuple] | object:
+        per_path = [_values_at(document, path) for path in self.paths]
+        if any(values is _IRREGULAR for values in per_path):
+            return _IRREGULAR
+        keys = list(itertools.islice(itertools.product(*per_path), _MAX_KEYS_PER_DOCUMENT + 1))  # type: ignore[arg-type]
+        return keys if len(keys) <= _MAX_KEYS_PER_DOCUMENT else _IRREGULAR
+
+    def put(self, doc_id: Any, document: Mapping | None) -> None:
+        """Files the document under its keys now (None: removed). The new keys are filed before the
+        old ones are dropped, so a concurrent reader never misses a document whose key stays."""
+        old = self.entries.get(doc_id)
+        new = None if document is None else self.keys(document)
+        if new == old:
+            return
+        if new is _IRREGULAR:
             self.irregular[doc_id] = None
-            self.entries[doc_id] = _IRREGULAR
-            return
-        self.buckets.setdefault(values, {})[doc_id] = None
-        self.entries[doc_id] = values
+        elif new is not None:
+            for key in new:  # type: ignore[attr-defined]
+                self.buckets.setdefault(key, {})[doc_id] = None
+        if new is None:
+            self.entries.pop(doc_id, None)
+        else:
+            self.entries[doc_id] = new
+        if old is _IRREGULAR:
+            if new is not _IRREGULAR:
+                self.irregular.pop(doc_id, None)
+        elif old is not None:
+            kept = set(new) if isinstance(new, list) else set()
+            for key in old:
+                if key in kept:
+                    continue
+                bucket = self.buckets.get(key)
+                if bucket is not None:
+                    bucket.pop(doc_id, None)
+                    if not bucket:
+                        del self.buckets[key]
 
-    def remove(self, doc_id: Any) -> None:
-        values = self.entries.pop(doc_id, None)
-        if values is None:
-            return
-        if values is _IRREGULAR:
-            self.irregular.pop(doc_id, None)
-            return
-        bucket = self.buckets.get(values)
-        if bucket is not None:
-            bucket.pop(doc_id, None)
-            if not bucket:
-                del self.buckets[values]
-
-    def lookup(self, choices: list[tuple]) -> list[Any]:
+    def lookup(self, choices: list[list]) -> list[Any]:
         ids: list[Any] = list(self.irregular)
-        for values in itertools.product(*choices):
-            bucket = self.buckets.get(values)
+        for key in itertools.product(*choices):
+            bucket = self.buckets.get(key)
             if bucket:
                 ids.extend(list(bucket))
         return ids
@@ -145,7 +170,7 @@ class _HashIndexes:
             tables = {paths: _Table(paths) for paths in key_sets}
             for doc_id, document in list(documents.items()):
                 for table in tables.values():
-                    table.add(doc_id, document)
+                    table.put(doc_id, document)
             self.tables, self.key_sets = tables, key_sets
             return tables
 
@@ -155,13 +180,12 @@ class _HashIndexes:
             if doc_id not in self.positions:
                 self.positions[doc_id] = next(self.counter)
             for table in tables.values():
-                table.remove(doc_id)
-                table.add(doc_id, document)
+                table.put(doc_id, document)
 
     def removed(self, doc_id: Any) -> None:
         with self.lock:
             for table in self.sync().values():
-                table.remove(doc_id)
+                table.put(doc_id, None)
             self.positions.pop(doc_id, None)
 
     def candidates(self, filter: Mapping) -> list[Any] | None:
@@ -291,12 +315,16 @@ def index_embedded_store() -> None:
     def aggregate_from_match(self, pipeline, session=None, **kwargs):
         # mongomock copies the whole collection into a pipeline, then matches; a leading $match is
         # the find it stands for (same filter semantics, same natural order), served by the indexes.
-        if pipeline and len(pipeline[0]) == 1 and isinstance(pipeline[0].get("$match"), Mapping) and not session:
-            from mongomock import aggregate as stages
-
-            matched = list(self.find(pipeline[0]["$match"]))
-            return stages.process_pipeline(matched, self.database, pipeline[1:], session)
-        return aggregate(self, pipeline, session=session, **kwargs)
+        if not (pipeline and len(pipeline[0]) == 1 and isinstance(pipeline[0].get("$match"), Mapping)) or session:
+            return aggregate(self, pipeline, session=session, **kwargs)
+        spec = mongomock.helpers.patch_datetime_awareness_in_document(pipeline[0]["$match"])
+        if self.codec_options.tz_aware:
+            # What a find returns, copied once: this rebuilds every dict and list of the document.
+            aware = mongomock.helpers.make_datetime_timezone_aware_in_document
+            matched = [aware(document) for document in self._iter_documents(spec)]
+        else:
+            matched = list(self.find(spec))
+        return mongomock.aggregate.process_pipeline(matched, self.database, pipeline[1:], session)
 
     store_class.__setitem__, store_class.__delitem__ = __setitem__, __delitem__
     store_class._remove_expired_documents = _remove_expired_documents
