@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import random
+import re
 import sys
 import threading
 import time
@@ -137,12 +139,17 @@ def an_update(rng: random.Random) -> dict:
 def outcome(action):
     try:
         result = action()
-    except Exception as error:  # mongomock fails some updates with plain exceptions: both sides must
+    except Exception as error:  # mongomock fails some updates with plain exceptions, on both sides alike
         return type(error).__name__
     for attribute in ("inserted_id", "inserted_ids", "deleted_count", "matched_count", "upserted_id"):
         if hasattr(result, attribute):
             return attribute, getattr(result, attribute)
     return result
+
+
+def without_object_ids(value) -> str:
+    """Generated ObjectIds differ between the two sides; everything else must not."""
+    return re.sub(r"ObjectId\('[0-9a-f]+'\)", "ObjectId", repr(value))
 
 
 def same(first, second) -> bool:
@@ -224,15 +231,12 @@ def test_the_indexed_store_answers_as_the_scan_does(seed):
     indexed, scanned = twins(f"prop{seed}")
     for step in range(60):
         kind, run = operation(rng)
-        # ObjectIds generated on either side differ: results are compared by shape, not by id.
-        first, second = outcome(lambda: run(indexed)), outcome(lambda: run(scanned))
-        assert type(first) is type(second) or first == second, (step, kind, first, second)
+        first, second = outcome(functools.partial(run, indexed)), outcome(functools.partial(run, scanned))
+        assert without_object_ids(first) == without_object_ids(second), (step, kind, first, second)
         assert same(list(indexed.find({}, {"_id": 0})), list(scanned.find({}, {"_id": 0}))), (step, kind)
         for _ in range(8):
             query = a_filter(rng)
-            assert same(
-                list(indexed.find(query, {"_id": 0})), list(scanned.find(query, {"_id": 0}))
-            ), (step, query)
+            assert same(list(indexed.find(query, {"_id": 0})), list(scanned.find(query, {"_id": 0}))), (step, query)
             assert indexed.count_documents(query) == scanned.count_documents(query), (step, query)
             pipeline = [{"$match": query}, {"$project": {"_id": 0, "a": 1, "n": 1}}]
             assert same(list(indexed.aggregate(pipeline)), list(scanned.aggregate(pipeline))), (step, query)
