@@ -125,7 +125,7 @@ class Supervisor:
                 log.info("metrics of every worker on http://%s:%d/metrics", self.config.host, self.config.metrics_port)
             return self._supervise()
         except OSError as exc:
-            print(f"cannot start: {exc}", file=sys.stderr)
+            print(f"policyhub: cannot start: {exc}", file=sys.stderr)
             self._stop_all()
             return 1
         finally:
