@@ -44,6 +44,9 @@ class Config:
     # Bounds every database call so a dead database answers UNAVAILABLE instead of hanging.
     db_timeout_ms: int = 5000
     max_workers: int = 16
+    # Server processes sharing the port (SO_REUSEPORT). 0 (the default): one per CPU this process may
+    # run on with a MongoDB URI, 1 on the embedded store (it lives inside one process).
+    workers: int = 0
     max_message_bytes: int = 4 * 1024 * 1024
     # list/stat return at most this many results per page (page.limit above it is capped).
     page_max_limit: int = 1000
@@ -105,6 +108,10 @@ class Config:
     # once used up, further attempts are refused without being verified.
     auth_failure_per_minute: int = 60
 
+    def __post_init__(self) -> None:
+        if self.workers == 0:
+            object.__setattr__(self, "workers", 1 if self.embedded_store else len(os.sched_getaffinity(0)))
+
     @property
     def embedded_store(self) -> bool:
         return not self.mongodb_uri
@@ -116,6 +123,7 @@ class Config:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+WORKERS_MAX = 128
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -195,6 +203,15 @@ def _validate(config: Config) -> None:
     ):
         if getattr(config, key) < 1:
             raise ConfigError(f"config key {key}: must be at least 1")
+    if not 1 <= config.workers <= WORKERS_MAX:
+        raise ConfigError(f"config key workers: must be between 0 (one per CPU) and {WORKERS_MAX}")
+    if config.workers > 1 and config.embedded_store:
+        raise ConfigError(
+            "config key workers: the embedded store lives inside one process, so it cannot serve "
+            f"{config.workers} workers; set mongodb_uri or workers: 1"
+        )
+    if config.workers > 1 and config.port == 0:
+        raise ConfigError("config key workers: several workers share one port, so port must not be 0")
     if config.soft_delete_retention_seconds < 1:
         raise ConfigError("config key soft_delete_retention_seconds: must be at least 1")
     if config.health_interval_seconds <= 0:

@@ -423,7 +423,7 @@ def print_table(cells: list[Cell]) -> None:
     """
     baseline = {cell.concurrency: cell for cell in cells if cell.operation == "health.Check"}
     header = (
-        f"{'operation':<14} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x thru':>7} {'x p50':>6} "
+        f"{'operation':<17} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x thru':>7} {'x p50':>6} "
         f"{'errors':>6}"
     )
     print(header)
@@ -432,7 +432,7 @@ def print_table(cells: list[Cell]) -> None:
         base = baseline[cell.concurrency]
         p50 = cell.percentile_ms(0.50)
         print(
-            f"{cell.operation:<14} {cell.concurrency:>4} {cell.calls_per_second:>9.0f} {ms(p50):>8} "
+            f"{cell.operation:<17} {cell.concurrency:>4} {cell.calls_per_second:>9.0f} {ms(p50):>8} "
             f"{ms(cell.percentile_ms(0.99)):>8} {ratio(cell.calls_per_second, base.calls_per_second):>7} "
             f"{ratio(p50, base.percentile_ms(0.50)):>6} {sum(cell.errors.values()):>6}"
         )

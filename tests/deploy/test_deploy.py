@@ -737,6 +737,8 @@ def test_rendered_configuration_is_accepted_by_policyhub(helm, values):
     assert config.log_level == "DEBUG"
     assert config.max_message_bytes == values["config"]["max_message_bytes"]  # not 4.194304e+06
     assert config.shutdown_grace_seconds == values["config"]["shutdown_grace_seconds"]
+    # Set by the chart: unset, a pod would start one worker per CPU of its node.
+    assert config.workers == values["config"]["workers"] == 1
 
 
 def test_chart_development_mode_only_when_asked_and_announced(helm):

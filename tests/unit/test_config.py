@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from policyhub.config import Config, load_config
@@ -43,6 +45,11 @@ def test_config_file_from_env(tmp_path):
         ("rate_limit_domain_burst: 0\n", "rate_limit_domain_burst: must be at least 1"),
         ("max_staleness_seconds: -1\n", "max_staleness_seconds: must be between 0 and 3600"),
         ("max_staleness_seconds: 3601\n", "max_staleness_seconds: must be between 0 and 3600"),
+        ("workers: -1\nmongodb_uri: mongodb://db\n", "config key workers: must be between 0 (one per CPU) and 128"),
+        ("workers: 129\nmongodb_uri: mongodb://db\n", "config key workers: must be between 0 (one per CPU) and 128"),
+        ("workers: two\n", "config key workers: expected int"),
+        ("workers: 2\n", "config key workers: the embedded store lives inside one process"),
+        ("workers: 2\nport: 0\nmongodb_uri: mongodb://db\n", "config key workers: several workers share one port"),
         ("- a\n", "must be a mapping"),
         ("port: [\n", "not valid YAML"),
     ],
@@ -186,3 +193,14 @@ def test_no_configuration_key_looks_like_a_service_link():
 
     for key in Config.__dataclass_fields__:
         assert not _SERVICE_LINK_NAME.fullmatch("POLICYHUB_" + key.upper()), key
+
+
+def test_workers_default_to_one_per_cpu_with_a_database_and_one_on_the_embedded_store(tmp_path):
+    cpus = len(os.sched_getaffinity(0))
+    assert load_config(env={}).workers == 1
+    assert load_config(env={"POLICYHUB_MONGODB_URI": "mongodb://db"}).workers == cpus
+    path = tmp_path / "c.yaml"
+    path.write_text("workers: 0\nmongodb_uri: mongodb://db\n")
+    assert load_config(str(path), env={}).workers == cpus
+    assert load_config(str(path), env={"POLICYHUB_WORKERS": "3"}).workers == 3
+    assert load_config(env={"POLICYHUB_WORKERS": "1"}).workers == 1

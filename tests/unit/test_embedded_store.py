@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+import datetime
+import functools
+import random
+import re
+import sys
 import threading
+import time
 
 import mongomock
+import mongomock.filtering
 import pymongo
 import pytest
 
+from policyhub.manager import embedded_index
 from policyhub.manager.database import serialize_embedded_writes
+from policyhub.manager.embedded_index import index_embedded_store
 
 
 def test_a_duplicate_insert_is_never_visible_to_readers(monkeypatch):
@@ -56,3 +66,256 @@ def test_two_compare_and_sets_on_one_version_cannot_both_win(monkeypatch):
     )
     rival.join(timeout=5)
     assert collection.find_one({"_id": "p"})["writers"] == ["me"]
+
+
+# -- hash indexes --------------------------------------------------------------------------------
+# Every result of the indexed store is compared with mongomock's own scan of the same documents:
+# a twin collection whose index lookups are switched off answers by scanning.
+
+UTC = datetime.timezone.utc
+MOMENT = datetime.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+SCALARS = [None, 0, 1, 1.0, True, False, 2, "x", "y", "", MOMENT, MOMENT.replace(tzinfo=None), float("nan")]
+
+
+def a_value(rng: random.Random):
+    roll = rng.random()
+    if roll < 0.6:
+        return rng.choice(SCALARS)
+    if roll < 0.75:
+        return [rng.choice(SCALARS) for _ in range(rng.randrange(0, 4))]
+    if roll < 0.85:
+        return {"c": rng.choice(SCALARS)}
+    if roll < 0.9:
+        return [{"c": rng.choice(SCALARS)}, [rng.choice(SCALARS)]]
+    return {"$missing": True}
+
+
+def a_document(rng: random.Random) -> dict:
+    document = {}
+    for key in ("a", "b", "u"):
+        value = a_value(rng)
+        if value != {"$missing": True}:
+            document[key] = value
+    nested = a_value(rng)
+    if nested != {"$missing": True}:
+        document["n"] = {"c": nested} if rng.random() < 0.8 else nested
+    if rng.random() < 0.3:
+        document["_id"] = rng.randrange(30)
+    return document
+
+
+def a_filter(rng: random.Random) -> dict:
+    def condition():
+        roll = rng.random()
+        if roll < 0.5:
+            return rng.choice(SCALARS)
+        if roll < 0.65:
+            return {"$eq": rng.choice(SCALARS)}
+        if roll < 0.8:
+            return {"$in": [rng.choice(SCALARS) for _ in range(rng.randrange(0, 4))]}
+        if roll < 0.9:
+            return [rng.choice(SCALARS)]
+        return {"$exists": rng.random() < 0.5}
+
+    keys = rng.sample(["a", "b", "u", "n.c", "_id"], rng.randrange(1, 4))
+    fixed = {key: condition() for key in keys}
+    if rng.random() < 0.2:
+        return {"$and": [fixed, {"b": {"$ne": rng.choice(SCALARS)}}]}
+    if rng.random() < 0.1:
+        return {"$or": [fixed, {"a": 2}]}
+    return fixed
+
+
+def an_update(rng: random.Random) -> dict:
+    roll = rng.random()
+    key = rng.choice(["a", "b", "u", "n.c", "n"])
+    if roll < 0.6:
+        return {"$set": {key: a_value(rng) if rng.random() < 0.8 else rng.choice(SCALARS)}}
+    if roll < 0.8:
+        return {"$unset": {key: ""}}
+    return {"$push": {"a": rng.choice(SCALARS)}}
+
+
+def outcome(action):
+    try:
+        result = action()
+    except Exception as error:  # mongomock fails some updates with plain exceptions, on both sides alike
+        return type(error).__name__
+    for attribute in ("inserted_id", "inserted_ids", "deleted_count", "matched_count", "upserted_id"):
+        if hasattr(result, attribute):
+            return attribute, getattr(result, attribute)
+    return result
+
+
+def without_object_ids(value) -> str:
+    """Generated ObjectIds differ between the two sides; everything else must not."""
+    return re.sub(r"ObjectId\('[0-9a-f]+'\)", "ObjectId", repr(value))
+
+
+def same(first, second) -> bool:
+    """Equality where NaN equals NaN (a NaN stored on both sides)."""
+    return repr(first) == repr(second)
+
+
+def twins(name: str):
+    index_embedded_store()
+    serialize_embedded_writes()
+    client = mongomock.MongoClient(tz_aware=True)
+    indexed, scanned = client.db[f"{name}_indexed"], client.db[f"{name}_scanned"]
+    for collection in (indexed, scanned):
+        collection.create_index([("a", 1), ("b", 1)])
+        collection.create_index([("n.c", 1)])
+        collection.create_index([("u", 1)], unique=True)
+        collection.find_one({})  # creates the store
+    scanned_indexes = embedded_index._indexes(scanned._store)
+    scanned_indexes.candidates = lambda filter: None  # the scan, as mongomock does it
+    return indexed, scanned
+
+
+def operation(rng: random.Random):
+    doc, filter_, update = a_document(rng), a_filter(rng), an_update(rng)
+    kind = rng.choice(
+        [
+            "insert_one",
+            "insert_many",
+            "update_one",
+            "update_many",
+            "upsert",
+            "replace_one",
+            "find_one_and_update",
+            "delete_one",
+            "delete_many",
+            "bulk_write",
+        ]
+    )
+    many = [a_document(rng) for _ in range(3)]
+
+    def run(collection):
+        doc_copy, many_copy = copy.deepcopy(doc), copy.deepcopy(many)
+        if kind == "insert_one":
+            return collection.insert_one(doc_copy)
+        if kind == "insert_many":
+            return collection.insert_many(many_copy, ordered=False)
+        if kind == "update_one":
+            return collection.update_one(filter_, update)
+        if kind == "update_many":
+            return collection.update_many(filter_, update)
+        if kind == "upsert":
+            return collection.update_one(filter_, update, upsert=True)
+        if kind == "replace_one":
+            doc_copy.pop("_id", None)
+            return collection.replace_one(filter_, doc_copy, upsert=rng_flag)
+        if kind == "find_one_and_update":
+            return collection.find_one_and_update(filter_, update, return_document=pymongo.ReturnDocument.AFTER)
+        if kind == "delete_one":
+            return collection.delete_one(filter_)
+        if kind == "delete_many":
+            return collection.delete_many(filter_)
+        return collection.bulk_write(
+            [
+                pymongo.InsertOne(doc_copy),
+                pymongo.UpdateMany(filter_, update),
+                pymongo.DeleteOne({"a": 1}),
+                pymongo.ReplaceOne({"b": "x"}, {"b": "y", "a": [1, 2]}, upsert=True),
+            ],
+            ordered=False,
+        )
+
+    rng_flag = rng.random() < 0.5
+    return kind, run
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_the_indexed_store_answers_as_the_scan_does(seed):
+    rng = random.Random(seed)
+    indexed, scanned = twins(f"prop{seed}")
+    for step in range(60):
+        kind, run = operation(rng)
+        first, second = outcome(functools.partial(run, indexed)), outcome(functools.partial(run, scanned))
+        assert without_object_ids(first) == without_object_ids(second), (step, kind, first, second)
+        assert same(list(indexed.find({}, {"_id": 0})), list(scanned.find({}, {"_id": 0}))), (step, kind)
+        for _ in range(8):
+            query = a_filter(rng)
+            assert same(list(indexed.find(query, {"_id": 0})), list(scanned.find(query, {"_id": 0}))), (step, query)
+            assert indexed.count_documents(query) == scanned.count_documents(query), (step, query)
+            pipeline = [{"$match": query}, {"$project": {"_id": 0, "a": 1, "n": 1}}]
+            assert same(list(indexed.aggregate(pipeline)), list(scanned.aggregate(pipeline))), (step, query)
+
+
+def test_a_point_read_and_a_unique_check_do_not_scan(monkeypatch):
+    index_embedded_store()
+    serialize_embedded_writes()
+    collection = mongomock.MongoClient().db.points
+    collection.create_index([("domain_id", 1), ("policy_id", 1), ("deleted_at", 1)], unique=True)
+    collection.insert_many([{"domain_id": "d", "policy_id": f"p{i}", "deleted_at": None} for i in range(200)])
+    matched = []
+    applies = mongomock.filtering.filter_applies
+
+    def counting(filter, document):
+        matched.append(document)
+        return applies(filter, document)
+
+    monkeypatch.setattr(mongomock.filtering, "filter_applies", counting)
+    monkeypatch.setattr(mongomock.collection, "filter_applies", counting)  # the scan's own import
+    assert collection.find_one({"domain_id": "d", "policy_id": "p7", "deleted_at": None})["policy_id"] == "p7"
+    assert collection.count_documents({"domain_id": "d", "policy_id": "p8"}) == 1
+    with pytest.raises(pymongo.errors.DuplicateKeyError):
+        collection.insert_one({"domain_id": "d", "policy_id": "p9"})
+    # A handful of documents matched, not the 200 of the collection per call.
+    assert len(matched) <= 10
+    matched.clear()
+    assert collection.count_documents({"policy_id": "p9"}) == 1  # no index starts with policy_id
+    assert len(matched) == 200
+
+
+def test_readers_never_miss_a_document_whose_key_stays_while_others_are_written():
+    index_embedded_store()
+    serialize_embedded_writes()
+    collection = mongomock.MongoClient().db.churn
+    collection.create_index([("g", 1)])
+    collection.insert_many([{"_id": i, "g": "stable", "n": 0} for i in range(20)])
+    stop, failures = threading.Event(), []
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to meet every window
+
+    def write(offset):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            collection.update_many({"g": "stable"}, {"$inc": {"n": 1}})  # re-indexes each, same key
+            collection.insert_one({"_id": f"c{offset}-{i}", "g": f"churn-{i % 3}"})
+            collection.update_one({"_id": f"c{offset}-{i}"}, {"$set": {"g": ["churn", i]}})
+            collection.delete_many({"g": "churn"})
+
+    def read():
+        while not stop.is_set():
+            found = [doc["_id"] for doc in collection.find({"g": "stable"})]
+            if found != list(range(20)):
+                failures.append(found)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    threads += [threading.Thread(target=read) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        sys.setswitchinterval(switch)
+    assert failures == []
+    assert collection.count_documents({"g": "churn"}) == 0
+    assert [doc["_id"] for doc in collection.find({"g": "stable"})] == list(range(20))
+
+
+def test_expired_documents_stay_until_the_sweep_purges_them():
+    index_embedded_store()
+    collection = mongomock.MongoClient(tz_aware=True).db.ttl
+    collection.create_index([("purge_at", 1)], expireAfterSeconds=0)
+    past = datetime.datetime.now(UTC) - datetime.timedelta(days=1)
+    collection.insert_many([{"k": 1, "purge_at": past}, {"k": 2, "purge_at": past + datetime.timedelta(days=2)}])
+    # mongomock would delete the first on this read (walking every document on every read).
+    assert collection.count_documents({}) == 2
+    assert collection.delete_many({"purge_at": {"$lte": datetime.datetime.now(UTC)}}).deleted_count == 1
+    assert [doc["k"] for doc in collection.find()] == [2]

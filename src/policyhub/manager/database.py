@@ -22,6 +22,7 @@ from mongoengine import Document
 from mongoengine.connection import DEFAULT_CONNECTION_NAME
 
 from policyhub.errors import InvalidArgument, Unavailable
+from policyhub.manager.embedded_index import index_embedded_store
 from policyhub.model import ALL_DOCUMENTS, SUPERSEDED_INDEXES
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Database:
         if self.embedded:
             use_re2_in_embedded_store()
             serialize_embedded_writes()
+            index_embedded_store()
             # mongoengine 0.29 wants the client class, not a mongomock:// URI.
             mongoengine.connect(
                 db=self.name,
@@ -198,6 +200,8 @@ def _refuse_duplicate(collection, document: Mapping) -> None:
                 spec[key] = mongomock.helpers.get_value_by_dot(document, key)
             except KeyError:
                 spec[key] = None
+        # Compared in the stored form (naive UTC dates to the millisecond), as mongomock's own check does.
+        spec = mongomock.helpers.patch_datetime_awareness_in_document(spec)
         if next(iter(collection._iter_documents(spec)), None) is not None:
             raise pymongo.errors.DuplicateKeyError("E11000 Duplicate Key Error", 11000)
 
