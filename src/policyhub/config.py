@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -18,6 +19,19 @@ from policyhub.errors import ConfigError
 ENV_PREFIX = "POLICYHUB_"
 # Names the YAML file itself; not a configuration key.
 CONFIG_FILE_ENV = "POLICYHUB_CONFIG"
+
+# Kubernetes gives every pod (unless its spec sets enableServiceLinks: false) variables for each
+# Service of its namespace, named after the Service: `policyhub` (or `policyhub-<x>`) yields
+# POLICYHUB[_<X>]_SERVICE_HOST, _SERVICE_PORT, _SERVICE_PORT_<PORT NAME>, _PORT and
+# _PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]. They share our prefix but are no settings, and refusing
+# them would stop the server in any namespace with such a Service.
+_SERVICE_LINK_NAME = re.compile(
+    r"POLICYHUB(?:_[A-Z0-9_]+)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT_[0-9]+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)"
+)
+# <SERVICE>_PORT carries the Service's first port as tcp://<cluster ip>:<port>, under the name of a
+# port setting (POLICYHUB_PORT; POLICYHUB_METRICS_PORT for a Service named policyhub-metrics). A
+# port setting is a plain number, so a value of this form can only be the link, and is ignored.
+_SERVICE_LINK_URL = re.compile(r"(?:tcp|udp|sctp)://(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -122,10 +136,19 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV:
             continue
         key = name[len(ENV_PREFIX) :].lower()
+        if _is_service_link(name, key, raw):
+            continue
         if key not in _FIELDS:
             raise ConfigError(f"unknown environment variable {name} (known: {_known_env()})")
         values[key] = raw
     return _build(values)
+
+
+def _is_service_link(name: str, key: str, value: str) -> bool:
+    if name.endswith("_PORT") and _SERVICE_LINK_URL.fullmatch(value):
+        return True
+    # A configuration key always wins over the shape of a link (no key has that shape today).
+    return key not in _FIELDS and _SERVICE_LINK_NAME.fullmatch(name) is not None
 
 
 def _read_yaml(path: str) -> dict[str, Any]:
