@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 from pymongo import ReturnDocument
@@ -19,6 +19,8 @@ from policyhub.manager.records import policy_record, repository_info_lookup, rep
 from policyhub.model import PolicyDocument, RepositoryDocument, StatementDocument
 from policyhub.query import QuerySchema, compile_list, compile_stat
 
+# Before every deleted_at: `deleted_at > _EPOCH` is "deleted", as a range an index serves.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
 POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
 
@@ -387,8 +389,8 @@ def _last_deleted(domain_id: str, policy_id: str) -> dict[str, Any] | None:
     again has several); restore brings back this one."""
     found = (
         collection(PolicyDocument)
-        # Deleted: a date in deleted_at, a range of the unique index (`$ne: None` would scan).
-        .find({"domain_id": domain_id, "policy_id": policy_id, "deleted_at": {"$type": "date"}})
+        # Deleted: deleted_at is set, a range of the unique index (`$ne: None` would scan).
+        .find({"domain_id": domain_id, "policy_id": policy_id, "deleted_at": {"$gt": _EPOCH}})
         .sort([("deleted_at", -1), ("_id", -1)])
         .limit(1)
     )
