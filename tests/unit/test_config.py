@@ -110,3 +110,26 @@ def test_max_staleness_default_and_env():
     assert load_config(env={}).max_staleness_seconds == 5.0
     assert load_config(env={"POLICYHUB_MAX_STALENESS_SECONDS": "0"}).max_staleness_seconds == 0.0
     assert load_config(env={"POLICYHUB_MAX_STALENESS_SECONDS": "0.25"}).max_staleness_seconds == 0.25
+
+
+def test_query_timeout_default_and_env():
+    config = load_config(env={})
+    assert (config.db_timeout_ms, config.db_query_timeout_ms) == (5000, 20000)
+    config = load_config(env={"POLICYHUB_DB_QUERY_TIMEOUT_MS": "60000", "POLICYHUB_DB_TIMEOUT_MS": "2000"})
+    assert (config.db_timeout_ms, config.db_query_timeout_ms) == (2000, 60000)
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "soon"}, "config key db_query_timeout_ms: expected int, got 'soon'"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "0"}, "config key db_query_timeout_ms: must be at least 1"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "4999"}, "db_query_timeout_ms: 4999 is below db_timeout_ms (5000)"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "9000", "POLICYHUB_DB_TIMEOUT_MS": "10000"}, "is below db_timeout_ms"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUTMS": "9000"}, "unknown environment variable POLICYHUB_DB_QUERY_TIMEOUTMS"),
+    ],
+)
+def test_bad_query_timeouts(env, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(env=env)
+    assert message in str(info.value)
