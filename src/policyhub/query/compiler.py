@@ -116,10 +116,10 @@ class _Context:
 def compile_list(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: datetime | None = None) -> ListPlan:
     query = _root(query, _LIST_FIELDS)
     ctx = _Context(schema, now or datetime.now(timezone.utc))
-    match = {"$match": _match(query, scope, ctx)}
-    sort = {"$sort": _list_sort(query.get("sort"), schema)}
+    match: Doc = {"$match": _match(query, scope, ctx)}
+    sort: Doc = {"$sort": _list_sort(query.get("sort"), schema)}
     skip, limit = _page(query.get("page"), schema)
-    page = [match, sort, {"$skip": skip}, {"$limit": limit}, *_projection(query, schema)]
+    page: list[Doc] = [match, sort, {"$skip": skip}, {"$limit": limit}, *_projection(query, schema)]
     count_only = _flag(query, "count_only", _ROOT)
     return ListPlan(page, [match, {"$count": _COUNT}], count_only=count_only, skip=skip, limit=limit)
 
