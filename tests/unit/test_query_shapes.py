@@ -109,10 +109,25 @@ def test_the_count_runs_only_when_the_page_cannot_tell_the_total(monkeypatch, re
         return [{"n": 42}] if pipeline[-1] == {"$count": "n"} else [{"policy_id": f"p{i}"} for i in range(returned)]
 
     monkeypatch.setattr(queries, "aggregate", aggregate)
-    results, total = POLICY_MANAGER.list("d1", LABEL_FILTER, include_managed=True)
+    results, total = POLICY_MANAGER.list("d1", LABEL_FILTER, include_managed=False)
     assert len(results) == returned
     assert total == (42 if counted else returned)
     assert len(sent) == (2 if counted else 1)
+
+
+def test_the_domains_and_the_managed_policies_are_counted_apart_by_equalities(monkeypatch):
+    sent: list[list[dict]] = []
+
+    def aggregate(document, pipeline):
+        sent.append(pipeline)
+        return [{"n": 21}] if pipeline[-1] == {"$count": "n"} else [{"policy_id": f"p{i}"} for i in range(10)]
+
+    monkeypatch.setattr(queries, "aggregate", aggregate)
+    assert POLICY_MANAGER.list("d1", LABEL_FILTER, include_managed=True)[1] == 42
+    page, *counts = sent
+    assert page[0]["$match"]["domain_id"] == {"$in": ["d1", "*"]}
+    assert [count[0]["$match"]["domain_id"] for count in counts] == ["d1", "*"]
+    assert all(count[0]["$match"]["deleted_at"] is None and count[1] == {"$count": "n"} for count in counts)
 
 
 def test_count_only_runs_the_count_alone(monkeypatch):

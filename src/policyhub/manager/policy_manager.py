@@ -194,9 +194,19 @@ class PolicyManager:
     def list(
         self, domain_id: str, query: dict | None, include_managed: bool, include_deleted: bool = False
     ) -> tuple[list[dict], int]:
-        plan = compile_list(query, self.schema, self.scope(domain_id, include_managed, include_deleted))
+        now = datetime.now(timezone.utc)
+        plan = compile_list(query, self.schema, self.scope(domain_id, include_managed, include_deleted), now=now)
+        # The domain's and the managed policies are counted apart, each by an equality on domain_id.
+        parts = (
+            tuple(
+                compile_list(query, self.schema, self.scope(owner, False, include_deleted), now=now)
+                for owner in (domain_id, MANAGED_DOMAIN_ID)
+            )
+            if include_managed
+            else ()
+        )
         # The repository is joined to the page only.
-        results, total = run_list(PolicyDocument, plan, joins=(repository_info_lookup(),))
+        results, total = run_list(PolicyDocument, plan, joins=(repository_info_lookup(),), counted_apart=parts)
         return [policy_record(doc) for doc in results], total
 
     def stat(self, domain_id: str, query: dict | None) -> tuple[list, int | None]:
