@@ -144,7 +144,11 @@ def bootstrap(config: Config) -> Application:
     """Connects to the database, then wires everything on it."""
     metrics = Metrics()
     database = Database(
-        config.mongodb_uri, config.database, config.db_timeout_ms, listeners=(metrics.command_listener(),)
+        config.mongodb_uri,
+        config.database,
+        config.db_timeout_ms,
+        config.db_query_timeout_ms,
+        listeners=(metrics.command_listener(),),
     )
     database.connect()
     return build_application(config, database, metrics)

@@ -43,6 +43,9 @@ class Config:
     database: str = "policyhub"
     # Bounds every database call so a dead database answers UNAVAILABLE instead of hanging.
     db_timeout_ms: int = 5000
+    # The bound of list and stat calls instead: they read a page and count, or aggregate, over
+    # what a filter matches, which can be a large domain's every policy (at least db_timeout_ms).
+    db_query_timeout_ms: int = 20000
     max_workers: int = 16
     # Server processes sharing the port (SO_REUSEPORT). 0 (the default): one per CPU this process may
     # run on with a MongoDB URI, 1 on the embedded store (it lives inside one process).
@@ -195,6 +198,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"config key port: {config.port} is not a TCP port")
     for key in (
         "db_timeout_ms",
+        "db_query_timeout_ms",
         "max_workers",
         "max_message_bytes",
         "page_max_limit",
@@ -212,6 +216,11 @@ def _validate(config: Config) -> None:
         )
     if config.workers > 1 and config.port == 0:
         raise ConfigError("config key workers: several workers share one port, so port must not be 0")
+    if config.db_query_timeout_ms < config.db_timeout_ms:
+        raise ConfigError(
+            f"config key db_query_timeout_ms: {config.db_query_timeout_ms} is below db_timeout_ms "
+            f"({config.db_timeout_ms}); list and stat get at least the bound of a point read"
+        )
     if config.soft_delete_retention_seconds < 1:
         raise ConfigError("config key soft_delete_retention_seconds: must be at least 1")
     if config.health_interval_seconds <= 0:

@@ -119,7 +119,9 @@ class PolicyHubServer:
             interceptors=[
                 ObservabilityInterceptor(self.app.metrics, self.app.tracer),
                 ErrorInterceptor(),
-                DeadlineInterceptor(self.app.database.bounded, self.app.database.bounded_by_deadline),
+                DeadlineInterceptor(
+                    self.app.database.bounded, self.app.database.bounded_query, self.app.database.bounded_by_deadline
+                ),
                 *innermost,
             ],
             options=[

@@ -204,3 +204,26 @@ def test_workers_default_to_one_per_cpu_with_a_database_and_one_on_the_embedded_
     assert load_config(str(path), env={}).workers == cpus
     assert load_config(str(path), env={"POLICYHUB_WORKERS": "3"}).workers == 3
     assert load_config(env={"POLICYHUB_WORKERS": "1"}).workers == 1
+
+
+def test_query_timeout_default_and_env():
+    config = load_config(env={})
+    assert (config.db_timeout_ms, config.db_query_timeout_ms) == (5000, 20000)
+    config = load_config(env={"POLICYHUB_DB_QUERY_TIMEOUT_MS": "60000", "POLICYHUB_DB_TIMEOUT_MS": "2000"})
+    assert (config.db_timeout_ms, config.db_query_timeout_ms) == (2000, 60000)
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "soon"}, "config key db_query_timeout_ms: expected int, got 'soon'"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "0"}, "config key db_query_timeout_ms: must be at least 1"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "4999"}, "db_query_timeout_ms: 4999 is below db_timeout_ms (5000)"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "9000", "POLICYHUB_DB_TIMEOUT_MS": "10000"}, "is below db_timeout_ms"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUTMS": "9000"}, "unknown environment variable POLICYHUB_DB_QUERY_TIMEOUTMS"),
+    ],
+)
+def test_bad_query_timeouts(env, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(env=env)
+    assert message in str(info.value)
