@@ -31,9 +31,7 @@ def _certificate(subject: str, key, issuer_name: str, issuer_key, *, ca: bool) -
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
     if not ca:
         builder = builder.add_extension(
@@ -103,7 +101,12 @@ class JwksServer:
 
     def _jwks(self) -> bytes:
         keys = [
-            {**jwt.algorithms.ECAlgorithm.to_jwk(k.public_key(), as_dict=True), "kid": kid, "use": "sig", "alg": "ES256"}
+            {
+                **jwt.algorithms.ECAlgorithm.to_jwk(k.public_key(), as_dict=True),
+                "kid": kid,
+                "use": "sig",
+                "alg": "ES256",
+            }
             for kid, k in self.signing_keys.items()
         ]
         return json.dumps({"keys": keys}).encode()

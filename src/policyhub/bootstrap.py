@@ -306,9 +306,7 @@ def _verification_keys(config: Config) -> KeySource | None:
     try:
         tls = ssl.create_default_context(cafile=config.jwks_ca_file or None)
     except OSError as exc:  # ssl.SSLError too: not a PEM bundle of certificates
-        raise ConfigError(
-            f"config key jwks_ca_file: cannot load {config.jwks_ca_file}: {exc.strerror or exc}"
-        ) from exc
+        raise ConfigError(f"config key jwks_ca_file: cannot load {config.jwks_ca_file}: {exc.strerror or exc}") from exc
     try:
         return ProviderKeys(config.jwks_uri, tls, config.jwks_refresh_min_seconds)
     except KeyConfigError as exc:

@@ -16,9 +16,9 @@ import jwt
 import pytest
 from conftest import free_port
 from cryptography.hazmat.primitives.asymmetric import ec
-from helpers import expect_error
 from jwks_server import JwksServer
 
+from helpers import expect_error
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2_grpc
 from policyhub.bootstrap import build_application

@@ -127,7 +127,9 @@ def test_a_token_waiting_behind_a_fetch_sees_its_keys(provider):
     v = verifier(keys)
     new = provider.rotate("key-2")
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(v.verify(token(new, "key-2")).caller_id)) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(v.verify(token(new, "key-2")).caller_id)) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
