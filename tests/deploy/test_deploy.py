@@ -643,6 +643,19 @@ def test_chart_identity_keys_are_mounted_and_passed_as_a_file(helm, tmp_path):
     assert (config.jwks_file, config.jwt_issuer, config.jwt_audience) == (path, "https://idp.test", "policyhub")
 
 
+def test_chart_identity_from_a_jwks_uri_mounts_nothing(helm, tmp_path):
+    uri = "https://idp.test/.well-known/jwks.json"
+    identity = {"enabled": True, "jwksUri": uri, "issuer": "https://idp.test", "audience": "policyhub"}
+    objects = by_kind(helm.render({"identity": identity, "config": {"jwks_refresh_seconds": 600}}, tmp_path))
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert all(m["name"] != "identity-keys" for m in container["volumeMounts"])
+    assert all(v["name"] != "identity-keys" for v in pod["volumes"])
+    config = accepted_by_policyhub(_pod_environment(objects))
+    assert (config.jwks_uri, config.jwks_file, config.jwks_refresh_seconds) == (uri, "", 600)
+    assert not config.development_mode
+
+
 def test_chart_existing_secret_and_fixed_replicas(helm, tmp_path):
     objects = by_kind(
         helm.render({"existingSecret": "my-policyhub", "autoscaling": {"enabled": False}, "replicaCount": 3}, tmp_path)
@@ -683,6 +696,11 @@ def test_chart_single_replica_has_no_disruption_budget(helm, tmp_path):
         ({"config": {"spaceone_port": 50061}}, "set by the chart"),
         ({"spaceone": {"enabled": True, "containerPort": 50051}}, "spaceone.containerPort must differ"),
         ({"identity": {"enabled": True}}, "identity.enabled needs identity.keys"),
+        ({"config": {"jwks_uri": "https://idp.test/jwks"}}, "set by the chart"),
+        (
+            {"identity": {"enabled": True, "keys": "{}", "jwksUri": "https://idp.test/jwks"}},
+            "identity.keys and identity.jwksUri: set one of them, not both",
+        ),
         ({"identity": {"enabled": True, "keys": "{}", "issuer": "x"}}, "needs identity.issuer and identity.audience"),
     ],
 )

@@ -67,7 +67,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.mongodb.uri (not (or (hasPrefix "mongodb://" .Values.mongodb.uri) (hasPrefix "mongodb+srv://" .Values.mongodb.uri))) }}
 {{- fail "mongodb.uri must start with mongodb:// or mongodb+srv://" }}
 {{- end }}
-{{- range $key := list "host" "port" "mongodb_uri" "jwks_file" "jwt_issuer" "jwt_audience" "spaceone_port" "public_domain_id" }}
+{{- range $key := list "host" "port" "mongodb_uri" "jwks_file" "jwks_uri" "jwt_issuer" "jwt_audience" "spaceone_port" "public_domain_id" }}
 {{- if hasKey $.Values.config $key }}
 {{- fail (printf "config.%s is set by the chart (containerPort, mongodb.uri, identity.*, spaceone.*)" $key) }}
 {{- end }}
@@ -76,8 +76,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "spaceone.containerPort must differ from containerPort" }}
 {{- end }}
 {{- if .Values.identity.enabled }}
-{{- if and (not .Values.existingSecret) (not .Values.identity.keys) }}
-{{- fail "identity.enabled needs identity.keys (or an existingSecret with the key `keys`)" }}
+{{- if and .Values.identity.keys .Values.identity.jwksUri }}
+{{- fail "identity.keys and identity.jwksUri: set one of them, not both" }}
+{{- end }}
+{{- if and (not .Values.existingSecret) (not .Values.identity.keys) (not .Values.identity.jwksUri) }}
+{{- fail "identity.enabled needs identity.keys (or an existingSecret with the key `keys`) or identity.jwksUri" }}
 {{- end }}
 {{- if not (and .Values.identity.issuer .Values.identity.audience) }}
 {{- fail "identity.enabled needs identity.issuer and identity.audience" }}
