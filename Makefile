@@ -1,41 +1,55 @@
 # `make run` serves on 127.0.0.1:50051; `make test` runs the whole suite.
-# Both create .venv, install the pinned dependencies and generate the stubs first.
+# Both create .venv and generate the stubs first. `make run` installs only what the server
+# needs (plus grpcio-tools for the stubs); test, bench and lint add the dev set to the same venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+PIP := $(BIN)/pip install -q --disable-pip-version-check
+# Stamps: the runtime set is installed / the dev set is installed on top of it. A change to
+# pyproject.toml redoes both in turn; the dev stamp is newer than the runtime one, so
+# `make test` then `make run` installs nothing.
+RUNTIME := $(VENV)/.runtime
+DEV := $(VENV)/.dev
 GENERATED := src/policyhub/_gen/.generated
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: run test unit lint bench clean
+.PHONY: run dev test lint bench clean
 
-$(INSTALLED): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PIP) -e '.[codegen]'
 	touch $@
 
-$(GENERATED): $(INSTALLED) $(PROTOS) proto/generate.py
+$(DEV): $(RUNTIME)
+	$(PIP) -e '.[dev]'
+	touch $@
+
+$(GENERATED): $(RUNTIME) $(PROTOS) proto/generate.py
 	$(BIN)/python proto/generate.py
 	touch $@
 
 run: $(GENERATED)
 	$(BIN)/python -m policyhub
 
-lint: $(GENERATED)
+# The dev set alone (grpcurl for the README's walk-through, helm, buf, pytest...).
+dev: $(DEV) $(GENERATED)
+
+lint: $(DEV) $(GENERATED)
 	cd proto && ../$(BIN)/buf lint
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-test: $(GENERATED) lint
+test: $(DEV) $(GENERATED) lint
 	$(BIN)/python -m pytest
 
-bench: $(GENERATED)
+bench: $(DEV) $(GENERATED)
 	$(BIN)/python tests/bench/bench_api.py
 	$(BIN)/python tests/bench/bench_check.py
 	$(BIN)/python tests/bench/bench_trust.py
 	$(BIN)/python tests/bench/bench_sets.py
 	$(BIN)/python tests/bench/bench_bulk.py
+	$(BIN)/python tests/bench/bench_workers.py
 
 clean:
 	rm -rf $(VENV) src/policyhub/_gen .pytest_cache

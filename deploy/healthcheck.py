@@ -2,7 +2,8 @@
 
     python healthcheck.py [PORT]
 
-Asks 127.0.0.1:PORT (PORT from the argument, else POLICYHUB_PORT, else 50051) for the
+Asks 127.0.0.1:PORT (PORT from the argument, else POLICYHUB_PORT unless it is a Kubernetes
+service link such as tcp://10.0.0.1:50051, else 50051) for the
 overall health ("" service) with a 2 s deadline. Exit 0 only when the answer is SERVING;
 1 for any other status, an error or a timeout (a server in graceful shutdown answers
 NOT_SERVING). Needs only grpcio and grpcio-health-checking, which the image has; the image
@@ -19,6 +20,10 @@ DEFAULT_PORT = 50051
 
 def port_from(argv: list[str]) -> int:
     raw = argv[1] if len(argv) > 1 else os.environ.get("POLICYHUB_PORT", str(DEFAULT_PORT))
+    if len(argv) == 1 and "://" in raw:
+        # Kubernetes' service link of a Service named policyhub (tcp://<cluster ip>:<port>), not a
+        # port setting: the server ignores it too.
+        raw = str(DEFAULT_PORT)
     port = int(raw)
     if not 0 < port < 65536:
         raise ValueError(f"{raw} is not a TCP port")

@@ -1,4 +1,5 @@
-"""`python -m policyhub [--config FILE]`: serve until SIGTERM/SIGINT."""
+"""`python -m policyhub [--config FILE]`: serve until SIGTERM/SIGINT; with `workers` > 1, as the
+parent of that many server processes (see policyhub.workers)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,22 @@ import logging
 import signal
 import sys
 
-from policyhub.bootstrap import bootstrap
-from policyhub.config import load_config
+from policyhub.bootstrap import Application, bootstrap
+from policyhub.config import Config, load_config
 from policyhub.errors import ConfigError, PolicyHubError
 from policyhub.observability import logs
 from policyhub.server import PolicyHubServer
+from policyhub.workers import STOP_SIGNALS, Supervisor, WorkerLink
 
 log = logging.getLogger("policyhub")
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="policyhub", description="policyhub gRPC server")
     parser.add_argument("--config", help="YAML configuration file (or POLICYHUB_CONFIG)")
+    # Set by the parent of several workers on the processes it starts.
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--link-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -27,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"policyhub: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(config.log_level, config.log_format)
+    if args.worker is not None:
+        return serve(config, WorkerLink(args.worker, args.link_fd))
     if config.embedded_store:
         log.warning("no mongodb_uri configured: using the EMBEDDED IN-MEMORY store; data is lost at exit")
     if config.development_mode:
@@ -34,23 +40,48 @@ def main(argv: list[str] | None = None) -> int:
             "!!! DEVELOPMENT MODE: no jwks_file or jwks_uri configured, so NOBODY IS AUTHENTICATED: every caller "
             "acts as SYSTEM for the domain in its request. Never run this way in production. !!!"
         )
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    if config.workers > 1:
+        return Supervisor(config, ["--config", args.config] if args.config else []).run()
+    return serve(config, None)
+
+
+def serve(config: Config, worker: WorkerLink | None) -> int:
+    """One server process: alone, or the worker of a parent (`worker`)."""
+    # Exactly the stop signals (a worker inherits the parent's mask through exec, SIGCHLD included).
+    signal.pthread_sigmask(signal.SIG_SETMASK, STOP_SIGNALS)
+    if worker is not None:
+        worker.stop_with_parent()
     try:
         app = bootstrap(config)
-        server = PolicyHubServer(app)
-        app.start()
+        server = PolicyHubServer(app, reuse_port=worker is not None)
+        app.start(sweeps=worker is None or worker.slot == 0)
+        metrics_port = _serve_metrics(app, config, worker)
     except (ConfigError, PolicyHubError, OSError) as exc:
         print(f"policyhub: cannot start: {exc}", file=sys.stderr)
         return 1
     server.start()
+    if worker is not None:
+        worker.ready(metrics_port)
     # Signals were blocked before any thread started (all threads inherit the mask), so
     # they wait here for the main thread; a second signal during shutdown cannot re-enter.
     signal.sigwait(STOP_SIGNALS)
     # In-flight calls finish within the grace period; new ones are refused.
     server.stop()
     app.close()
-    log.info("policyhub stopped")
+    log.info("policyhub stopped" if worker is None else f"worker {worker.slot} stopped")
     return 0
+
+
+def _serve_metrics(app: Application, config: Config, worker: WorkerLink | None) -> int:
+    """A worker serves its registry on a free loopback port that its parent reads (the parent
+    serves metrics_port); a server alone serves metrics_port itself. 0: metrics are off."""
+    if not config.metrics_port:
+        return 0
+    if worker is not None:
+        return app.metrics.serve("127.0.0.1", 0)
+    app.metrics.serve(config.host, config.metrics_port)
+    log.info("metrics on http://%s:%d/metrics", config.host, config.metrics_port)
+    return config.metrics_port
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ Building touches no data; `Application.start()` prepares the database and starts
 
 from __future__ import annotations
 
-import logging
 import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -66,8 +65,6 @@ from policyhub.service.resource_listing import ResourceListing
 from policyhub.service.role_service import RoleService
 from policyhub.service.subject_set_service import adopt_named_sets
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class Managers:
@@ -120,23 +117,25 @@ class Application:
     tracer: Tracer
     remote: RemotePolicyClient
     database_health: DatabaseHealth
+    # Every process runs these (each one's health follows the database).
     jobs: tuple[Periodic, ...] = field(default=())
+    # The purge sweeps: safe from several processes at once (each purge deletes what is expired by
+    # one filtered delete), but one process per host is enough (see `start`).
+    sweeps: tuple[Periodic, ...] = field(default=())
 
-    def start(self) -> None:
+    def start(self, sweeps: bool = True) -> None:
         """Creates the built-in repositories, brings the managed policies up to date, gives the
         groups and roles that only assignments name a document (all idempotent, safe from several
-        processes at once) and starts the background jobs."""
+        processes at once) and starts the background jobs; the sweeps only with `sweeps` (the
+        workers of one server run them in one of them)."""
         self.services.repository.ensure_built_in()
         self.services.policy.sync_managed()
         adopt_named_sets(self.managers.assignment, [self.services.group, self.services.role])
-        for job in self.jobs:
+        for job in (*self.jobs, *self.sweeps) if sweeps else self.jobs:
             job.start()
-        if self.config.metrics_port:
-            self.metrics.serve(self.config.host, self.config.metrics_port)
-            log.info("metrics on http://%s:%d/metrics", self.config.host, self.config.metrics_port)
 
     def close(self) -> None:
-        for job in self.jobs:
+        for job in (*self.jobs, *self.sweeps):
             job.stop()
         self.remote.close()
         self.database.close()
@@ -147,7 +146,11 @@ def bootstrap(config: Config) -> Application:
     """Connects to the database, then wires everything on it."""
     metrics = Metrics()
     database = Database(
-        config.mongodb_uri, config.database, config.db_timeout_ms, listeners=(metrics.command_listener(),)
+        config.mongodb_uri,
+        config.database,
+        config.db_timeout_ms,
+        config.db_query_timeout_ms,
+        listeners=(metrics.command_listener(),),
     )
     database.connect()
     return build_application(config, database, metrics)
@@ -258,6 +261,10 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         remote=remote,
         database_health=database_health,
         jobs=(
+            Periodic("db-health", config.health_interval_seconds, database_health.check),
+            *_key_refresh(config, keys),
+        ),
+        sweeps=(
             Periodic(
                 "purge-sweep",
                 config.purge_interval_seconds,
@@ -268,8 +275,6 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
                     }
                 ),
             ),
-            Periodic("db-health", config.health_interval_seconds, database_health.check),
-            *_key_refresh(config, keys),
         ),
     )
 

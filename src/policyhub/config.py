@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -19,6 +20,19 @@ ENV_PREFIX = "POLICYHUB_"
 # Names the YAML file itself; not a configuration key.
 CONFIG_FILE_ENV = "POLICYHUB_CONFIG"
 
+# Kubernetes gives every pod (unless its spec sets enableServiceLinks: false) variables for each
+# Service of its namespace, named after the Service: `policyhub` (or `policyhub-<x>`) yields
+# POLICYHUB[_<X>]_SERVICE_HOST, _SERVICE_PORT, _SERVICE_PORT_<PORT NAME>, _PORT and
+# _PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]. They share our prefix but are no settings, and refusing
+# them would stop the server in any namespace with such a Service.
+_SERVICE_LINK_NAME = re.compile(
+    r"POLICYHUB(?:_[A-Z0-9_]+)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT_[0-9]+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)"
+)
+# <SERVICE>_PORT carries the Service's first port as tcp://<cluster ip>:<port>, under the name of a
+# port setting (POLICYHUB_PORT; POLICYHUB_METRICS_PORT for a Service named policyhub-metrics). A
+# port setting is a plain number, so a value of this form can only be the link, and is ignored.
+_SERVICE_LINK_URL = re.compile(r"(?:tcp|udp|sctp)://(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):[0-9]+")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -29,7 +43,13 @@ class Config:
     database: str = "policyhub"
     # Bounds every database call so a dead database answers UNAVAILABLE instead of hanging.
     db_timeout_ms: int = 5000
+    # The bound of list and stat calls instead: they read a page and count, or aggregate, over
+    # what a filter matches, which can be a large domain's every policy (at least db_timeout_ms).
+    db_query_timeout_ms: int = 20000
     max_workers: int = 16
+    # Server processes sharing the port (SO_REUSEPORT). 0 (the default): one per CPU this process may
+    # run on with a MongoDB URI, 1 on the embedded store (it lives inside one process).
+    workers: int = 0
     max_message_bytes: int = 4 * 1024 * 1024
     # list/stat return at most this many results per page (page.limit above it is capped).
     page_max_limit: int = 1000
@@ -102,6 +122,10 @@ class Config:
     # once used up, further attempts are refused without being verified.
     auth_failure_per_minute: int = 60
 
+    def __post_init__(self) -> None:
+        if self.workers == 0:
+            object.__setattr__(self, "workers", 1 if self.embedded_store else len(os.sched_getaffinity(0)))
+
     @property
     def embedded_store(self) -> bool:
         return not self.mongodb_uri
@@ -113,6 +137,7 @@ class Config:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+WORKERS_MAX = 128
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -125,10 +150,19 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV:
             continue
         key = name[len(ENV_PREFIX) :].lower()
+        if _is_service_link(name, key, raw):
+            continue
         if key not in _FIELDS:
             raise ConfigError(f"unknown environment variable {name} (known: {_known_env()})")
         values[key] = raw
     return _build(values)
+
+
+def _is_service_link(name: str, key: str, value: str) -> bool:
+    if name.endswith("_PORT") and _SERVICE_LINK_URL.fullmatch(value):
+        return True
+    # A configuration key always wins over the shape of a link (no key has that shape today).
+    return key not in _FIELDS and _SERVICE_LINK_NAME.fullmatch(name) is not None
 
 
 def _read_yaml(path: str) -> dict[str, Any]:
@@ -175,6 +209,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"config key port: {config.port} is not a TCP port")
     for key in (
         "db_timeout_ms",
+        "db_query_timeout_ms",
         "max_workers",
         "max_message_bytes",
         "page_max_limit",
@@ -183,6 +218,20 @@ def _validate(config: Config) -> None:
     ):
         if getattr(config, key) < 1:
             raise ConfigError(f"config key {key}: must be at least 1")
+    if not 1 <= config.workers <= WORKERS_MAX:
+        raise ConfigError(f"config key workers: must be between 0 (one per CPU) and {WORKERS_MAX}")
+    if config.workers > 1 and config.embedded_store:
+        raise ConfigError(
+            "config key workers: the embedded store lives inside one process, so it cannot serve "
+            f"{config.workers} workers; set mongodb_uri or workers: 1"
+        )
+    if config.workers > 1 and config.port == 0:
+        raise ConfigError("config key workers: several workers share one port, so port must not be 0")
+    if config.db_query_timeout_ms < config.db_timeout_ms:
+        raise ConfigError(
+            f"config key db_query_timeout_ms: {config.db_query_timeout_ms} is below db_timeout_ms "
+            f"({config.db_timeout_ms}); list and stat get at least the bound of a point read"
+        )
     if config.soft_delete_retention_seconds < 1:
         raise ConfigError("config key soft_delete_retention_seconds: must be at least 1")
     if config.health_interval_seconds <= 0:

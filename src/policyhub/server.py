@@ -71,8 +71,11 @@ SPACEONE_SERVICE_NAMES = (
 
 
 class PolicyHubServer:
-    def __init__(self, app: Application):
+    def __init__(self, app: Application, reuse_port: bool = False):
+        """`reuse_port`: bind with SO_REUSEPORT, so the workers of one server share its ports (off,
+        a port in use is an error at start instead of a silent share)."""
         self.app = app
+        self.reuse_port = reuse_port
         config = app.config
         self.health = health.HealthServicer()
         # Set when stop() begins: this server's watches end at once (see ChangeAPI.serving).
@@ -116,13 +119,15 @@ class PolicyHubServer:
             interceptors=[
                 ObservabilityInterceptor(self.app.metrics, self.app.tracer),
                 ErrorInterceptor(),
-                DeadlineInterceptor(self.app.database.bounded, self.app.database.bounded_by_deadline),
+                DeadlineInterceptor(
+                    self.app.database.bounded, self.app.database.bounded_query, self.app.database.bounded_by_deadline
+                ),
                 *innermost,
             ],
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self.reuse_port)),
             ],
         )
 

@@ -55,6 +55,8 @@ SEED_DOMAIN = "bench-domain"
 # create writes into its own domain so the read operations always see exactly N policies.
 CREATE_DOMAIN = "bench-create"
 SEED_WORKERS = 8
+# A console's page: the list operation asks for this many of the policies one label filters.
+LIST_PAGE = 10
 
 # A call: one RPC, made by one worker thread; raising means the call failed.
 Call = Callable[[], object]
@@ -214,7 +216,7 @@ def seed(address: str, policies: int) -> None:
 def list_request(label: str) -> pb.PolicyQuery:
     query = query_pb2.Query(
         filter=[query_pb2.Filter(k="labels", v=struct_pb2.Value(string_value=label), o="eq")],
-        page=query_pb2.Page(limit=20),
+        page=query_pb2.Page(limit=LIST_PAGE),
     )
     return pb.PolicyQuery(domain_id=SEED_DOMAIN, query=query)
 
@@ -234,7 +236,7 @@ def check_seeded_data(address: str, policies: int) -> None:
         stub = policy_pb2_grpc.PolicyStub(channel)
         listed = stub.list(list_request(LABELS[0]), timeout=CALL_TIMEOUT)
         expected = len(range(0, policies, len(LABELS)))
-        if listed.total_count != expected or len(listed.results) != min(20, expected):
+        if listed.total_count != expected or len(listed.results) != min(LIST_PAGE, expected):
             raise RuntimeError(f"list saw {listed.total_count} / {len(listed.results)} policies, expected {expected}")
         stat = json_format.MessageToDict(stub.stat(stat_request(), timeout=CALL_TIMEOUT))
         counted = sum(row["count"] for row in stat["results"] if row.get("label") in ([label] for label in LABELS))
@@ -275,6 +277,26 @@ def get_call_factory(policies: int) -> CallFactory:
             pb.GetRepositoryPolicyRequest(policy_id=f"seed-{i:06d}", domain_id=SEED_DOMAIN) for i in range(policies)
         ]
         return lambda: stub.get(rng.choice(requests), timeout=CALL_TIMEOUT)
+
+    return factory
+
+
+def update_call_factory(policies: int) -> CallFactory:
+    """Updates a random seeded policy's description (a write of one policy: the compare-and-set on
+    its live record, the revision bump and the audit entry)."""
+
+    def factory(channel: grpc.Channel, thread: int, concurrency: int) -> Call:
+        stub, rng, counter = policy_pb2_grpc.PolicyStub(channel), random.Random(thread), iter(range(10**9))
+
+        def call():
+            request = pb.UpdatePolicyRequest(
+                policy_id=f"seed-{rng.randrange(policies):06d}",
+                description=f"updated by thread {thread} at {concurrency}: {next(counter)}",
+                domain_id=SEED_DOMAIN,
+            )
+            return stub.update(request, timeout=CALL_TIMEOUT)
+
+        return call
 
     return factory
 
@@ -404,6 +426,7 @@ def operations(policies: int) -> list[tuple[str, CallFactory]]:
         ("Policy.get", get_call_factory(policies)),
         ("Policy.list", list_call),
         ("Policy.stat", stat_call),
+        ("Policy.update", update_call_factory(policies)),
     ]
 
 
@@ -423,7 +446,7 @@ def print_table(cells: list[Cell]) -> None:
     """
     baseline = {cell.concurrency: cell for cell in cells if cell.operation == "health.Check"}
     header = (
-        f"{'operation':<14} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x thru':>7} {'x p50':>6} "
+        f"{'operation':<17} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x thru':>7} {'x p50':>6} "
         f"{'errors':>6}"
     )
     print(header)
@@ -432,7 +455,7 @@ def print_table(cells: list[Cell]) -> None:
         base = baseline[cell.concurrency]
         p50 = cell.percentile_ms(0.50)
         print(
-            f"{cell.operation:<14} {cell.concurrency:>4} {cell.calls_per_second:>9.0f} {ms(p50):>8} "
+            f"{cell.operation:<17} {cell.concurrency:>4} {cell.calls_per_second:>9.0f} {ms(p50):>8} "
             f"{ms(cell.percentile_ms(0.99)):>8} {ratio(cell.calls_per_second, base.calls_per_second):>7} "
             f"{ratio(p50, base.percentile_ms(0.50)):>6} {sum(cell.errors.values()):>6}"
         )

@@ -1,14 +1,14 @@
 """deploy/: the image, the compose stack, the Helm chart and the container health check.
 
-Offline and fast: nothing is built or pulled. The chart is rendered and linted with Helm's
-own Go library through helm-python-sdk (a dev dependency), or with a `helm` binary when one
-is on PATH; with neither, the render checks are skipped with a reason and only the static
-checks run.
+Offline and fast: nothing is built or pulled. The chart is rendered and linted by the real
+`helm` binary (the helm-binary dev dependency), and every rendered object is validated against
+Kubernetes' own schemas bundled by kubernetes-validate (a dev dependency).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import fnmatch
 import os
 import re
@@ -16,12 +16,16 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
+import urllib.request
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
 import grpc
+import kubernetes_validate
 import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -191,7 +195,7 @@ def test_dockerfile_is_multi_stage_on_python_slim(stages):
 def test_dockerfile_generates_stubs_in_the_build_stage(stages):
     build = " ".join(" ".join(_args(stage, "RUN")) for stage in stages[:-1])
     tools_pin = next(
-        dep for dep in PYPROJECT["project"]["optional-dependencies"]["dev"] if dep.startswith("grpcio-tools==")
+        dep for dep in PYPROJECT["project"]["optional-dependencies"]["codegen"] if dep.startswith("grpcio-tools==")
     )
     assert tools_pin in build, "grpcio-tools must be installed with pyproject's pin in the build stage"
     assert "proto/generate.py" in build
@@ -285,20 +289,16 @@ def _clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("POLICYHUB_")}
 
 
-@pytest.fixture(scope="module")
-def policyhub_port(tmp_path_factory):
-    """`python -m policyhub` (embedded store) on a free loopback port."""
-    port = free_port()
-    env = {
-        **_clean_env(),
-        "POLICYHUB_HOST": "127.0.0.1",
-        "POLICYHUB_PORT": str(port),
-        "POLICYHUB_SHUTDOWN_GRACE_SECONDS": "1",
-    }
-    log_path = tmp_path_factory.mktemp("policyhub") / "server.log"
+@contextlib.contextmanager
+def running_policyhub(env: dict[str, str], port: int, log_path: Path) -> Iterator[None]:
+    """`python -m policyhub` (embedded store) with exactly these POLICYHUB_* variables, until it serves on port."""
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "policyhub"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "policyhub"],
+            env={**_clean_env(), **env},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 30
@@ -310,7 +310,7 @@ def policyhub_port(tmp_path_factory):
                 except grpc.FutureTimeoutError:
                     if process.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"policyhub did not start:\n{log_path.read_text()}") from None
-        yield port
+        yield
     finally:
         process.terminate()
         try:
@@ -320,10 +320,26 @@ def policyhub_port(tmp_path_factory):
             process.wait()
 
 
+@pytest.fixture(scope="module")
+def policyhub_port(tmp_path_factory):
+    """A server on a free loopback port."""
+    port = free_port()
+    env = {"POLICYHUB_HOST": "127.0.0.1", "POLICYHUB_PORT": str(port), "POLICYHUB_SHUTDOWN_GRACE_SECONDS": "1"}
+    with running_policyhub(env, port, tmp_path_factory.mktemp("policyhub") / "server.log"):
+        yield port
+
+
 def test_healthcheck_passes_against_a_running_server(policyhub_port):
     result = run_healthcheck(env={"POLICYHUB_PORT": str(policyhub_port)})
     assert result.returncode == 0, result.stderr
     assert run_healthcheck(str(policyhub_port)).returncode == 0  # the port as an argument
+
+
+def test_healthcheck_ignores_a_service_link_in_policyhub_port():
+    """POLICYHUB_PORT=tcp://… is Kubernetes' link, not a port: the default port is asked, not a bad-port exit."""
+    result = run_healthcheck(env={"POLICYHUB_PORT": "tcp://10.96.0.10:50051"})
+    assert result.returncode in (0, 1), result.stderr
+    assert result.returncode == 0 or "127.0.0.1:50051" in result.stderr
 
 
 def test_healthcheck_fails_fast_on_a_closed_port():
@@ -398,6 +414,7 @@ def test_chart_has_the_expected_templates():
         "secret.yaml",
         "hpa.yaml",
         "pdb.yaml",
+        "servicemonitor.yaml",
     } <= names
 
 
@@ -415,6 +432,47 @@ def test_every_values_reference_exists_in_values_yaml(values):
                     break
                 node = node[key]
     assert not missing, f"referenced but not in values.yaml: {sorted(set(missing))}"
+
+
+def _documented_values() -> set[str]:
+    """The value paths named in deploy/README.md's table of chart values (`config.*` names `config`)."""
+    text = (DEPLOY / "README.md").read_text()
+    table = text.split("Every value (", 1)[1].split("\n\n", 2)[1]
+    names = set()
+    for row in table.splitlines():
+        first_cell = row.split("|")[1]
+        names |= {name.removesuffix(".*") for name in re.findall(r"`([^`]+)`", first_cell)}
+    return names
+
+
+def test_every_value_is_documented_in_the_deploy_readme(values):
+    """A value is documented when the table names it, or names the mapping that holds it."""
+    documented = _documented_values()
+    missing = []
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if path in documented:
+                continue
+            if isinstance(value, dict) and value:
+                walk(value, f"{path}.")
+            else:
+                missing.append(path)
+
+    walk(values, "")
+    assert not missing, f"values.yaml keys missing from deploy/README.md's table: {missing}"
+    stale = {name for name in documented if _lookup(values, name) is None}
+    assert not stale, f"deploy/README.md's table names values that do not exist: {sorted(stale)}"
+
+
+def _lookup(values: dict, path: str):
+    node = values
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
 
 
 def test_values_configure_only_known_policyhub_keys(values):
@@ -447,77 +505,92 @@ def test_template_skeleton_is_a_kubernetes_object(template):
 
 # ---------------------------------------------------------------- Helm chart: rendered
 
-
-class HelmBinary:
-    name = "helm binary"
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def render(self, overrides: dict, tmp_path: Path) -> list[dict]:
-        values_file = tmp_path / "values.yaml"
-        values_file.write_text(yaml.safe_dump(overrides))
-        result = subprocess.run(
-            [self.path, "template", "policyhub", str(CHART), "--namespace", "test", "--values", str(values_file)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if result.returncode != 0:
-            raise RenderFailed(result.stderr)
-        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-    def lint(self) -> list[str]:
-        result = subprocess.run([self.path, "lint", "--strict", str(CHART)], capture_output=True, text=True, timeout=60)
-        return [] if result.returncode == 0 else [result.stdout + result.stderr]
+JWKS = '{"keys": [{"kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB"}]}'
+# The least a production install needs besides mongodb.uri (which has a placeholder default).
+SECURE = {"auth": {"keys": JWKS, "issuer": "https://idp.test", "audience": "policyhub"}}
+DEVELOPMENT = {"auth": {"developmentMode": True}}
+# Kinds whose schema is a CRD's, not Kubernetes' own: checked field by field in their tests.
+CUSTOM_KINDS = {"ServiceMonitor"}
+# Every rendered object is validated against the schemas of the oldest Kubernetes that
+# kubernetes-validate bundles (the chart needs >= 1.24) and of the newest, in strict mode
+# (an unknown field is an error, as `kubectl apply --validate=strict` makes it).
+KUBERNETES_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 
 
-class HelmLibrary:
-    """Helm's Go SDK (v4) through helm-python-sdk."""
-
-    name = "helm-python-sdk"
-
-    def __init__(self, module):
-        self.helm = module
-
-    def render(self, overrides: dict, tmp_path: Path) -> list[dict]:
-        try:
-            rendered = self.helm.Chart.load(str(CHART)).render(
-                overrides, name="policyhub", namespace="test", is_install=True
-            )
-        except self.helm.HelmError as exc:
-            raise RenderFailed(str(exc)) from None
-        return [
-            doc
-            for path, text in sorted(rendered.items())
-            if not path.endswith("NOTES.txt")
-            for doc in yaml.safe_load_all(text)
-            if doc
-        ]
-
-    def lint(self) -> list[str]:
-        report = self.helm.lint(str(CHART), strict=True)
-        # Severity 1 is informational ("icon is recommended"); 2 is a warning, 3 an error.
-        return report["errors"] + [f"{m['path']}: {m['error']}" for m in report["messages"] if m["severity"] >= 2]
+def merged(*layers: dict) -> dict:
+    result: dict = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(result.get(key), dict):
+                result[key] = merged(result[key], value)
+            else:
+                result[key] = value
+    return result
 
 
 class RenderFailed(Exception):
     pass
 
 
-@pytest.fixture(scope="module")
-def helm():
-    path = shutil.which("helm")
-    if path:
-        return HelmBinary(path)
-    try:
-        import helm_python
-    except ImportError:
-        pytest.skip(
-            "cannot render the chart: no `helm` binary on PATH and helm-python-sdk (dev dependency) "
-            "is not installed; only the static chart checks ran"
+class Helm:
+    """The real helm binary (the helm-binary dev dependency), offline: template and lint need no cluster."""
+
+    def __init__(self, path: str, tmp_path: Path):
+        self.path = path
+        self.tmp_path = tmp_path
+
+    def _values_file(self, overrides: dict) -> Path:
+        handle, name = tempfile.mkstemp(suffix=".yaml", dir=self.tmp_path)
+        with os.fdopen(handle, "w") as out:
+            yaml.safe_dump(overrides, out)
+        return Path(name)
+
+    def template(self, overrides: dict, *args: str, chart: Path = CHART) -> str:
+        command = [self.path, "template", "policyhub", str(chart), "--namespace", "test"]
+        command += ["--values", str(self._values_file(overrides)), *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise RenderFailed(result.stderr)
+        return result.stdout
+
+    def render(self, overrides: dict) -> list[dict]:
+        documents = [doc for doc in yaml.safe_load_all(self.template(overrides)) if doc]
+        for document in documents:
+            if document["kind"] in CUSTOM_KINDS:
+                continue
+            for version in KUBERNETES_VERSIONS:
+                try:
+                    kubernetes_validate.validate(document, version, strict=True)
+                except kubernetes_validate.ValidationError as exc:
+                    raise AssertionError(f"{document['kind']} is invalid for Kubernetes {version}: {exc}") from None
+        return documents
+
+    def notes(self, overrides: dict) -> str:
+        """NOTES.txt as an install prints it (helm template leaves it out, so a copy of the chart renders it)."""
+        chart = self.tmp_path / "notes-chart"
+        shutil.rmtree(chart, ignore_errors=True)
+        shutil.copytree(CHART, chart)
+        notes = (chart / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "zz-notes.yaml").write_text(
+            '{{- define "test.notes" }}' + notes + "{{ end }}\n"
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+            'data:\n  notes: {{ include "test.notes" . | quote }}\n'
         )
-    return HelmLibrary(helm_python)
+        text = self.template(overrides, "--show-only", "templates/zz-notes.yaml", chart=chart)
+        return yaml.safe_load(text)["data"]["notes"]
+
+    def lint(self, overrides: dict) -> list[str]:
+        command = [self.path, "lint", "--strict", str(CHART), "--values", str(self._values_file(overrides))]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        return [] if result.returncode == 0 else [result.stdout + result.stderr]
+
+
+@pytest.fixture
+def helm(tmp_path):
+    path = shutil.which("helm", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if not path:
+        pytest.fail("no helm binary: the helm-binary dev dependency is not installed (make test installs it)")
+    return Helm(path, tmp_path)
 
 
 def by_kind(documents: list[dict]) -> dict[str, dict]:
@@ -529,11 +602,33 @@ def by_kind(documents: list[dict]) -> dict[str, dict]:
 
 
 def test_chart_lints(helm):
-    assert helm.lint() == []
+    assert helm.lint(SECURE) == []
+    assert helm.lint(DEVELOPMENT) == []
+    # helm lint reports a template's `fail` as information only, so the defaults lint too.
+    assert helm.lint({}) == []
 
 
-def test_chart_renders_with_defaults(helm, tmp_path, values):
-    objects = by_kind(helm.render({}, tmp_path))
+def test_chart_defaults_refuse_to_render_without_keys(helm):
+    """Authentication is on by default: no keys and no explicit development mode is no install."""
+    with pytest.raises(RenderFailed, match="authentication is on by default and needs the JWT public keys"):
+        helm.render({})
+
+
+def test_validation_catches_what_kubernetes_would_refuse(helm):
+    """The schema check is real: a Deployment with an unknown field or a wrong type is refused."""
+    deployment = by_kind(helm.render(SECURE))["Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    container["ports"][0]["containerPort"] = "grpc"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+    container["ports"][0]["containerPort"] = 50051
+    container["livenessProbe"]["grpcc"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_chart_renders_with_keys(helm, values):
+    objects = by_kind(helm.render(SECURE))
     assert set(objects) == {
         "Deployment",
         "Service",
@@ -552,11 +647,16 @@ def test_chart_renders_with_defaults(helm, tmp_path, values):
     deployment = objects["Deployment"]
     assert "replicas" not in deployment["spec"]  # the HPA owns it
     pod = deployment["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     (container,) = pod["containers"]
     port = values["containerPort"]
-    assert container["ports"] == [{"name": "grpc", "containerPort": port, "protocol": "TCP"}]
+    metrics_port = values["metrics"]["containerPort"]
+    assert container["ports"] == [
+        {"name": "grpc", "containerPort": port, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"},
+    ]
 
     # Native gRPC probes on the serving port.
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -577,16 +677,30 @@ def test_chart_renders_with_defaults(helm, tmp_path, values):
     sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
     assert pod["terminationGracePeriodSeconds"] > sleep + values["config"]["shutdown_grace_seconds"]
 
-    # Environment: the ConfigMap (envFrom) and the Secret's URI.
+    # Environment: the ConfigMap (envFrom), the Secret's URI, the mounted keys.
     assert container["envFrom"] == [{"configMapRef": {"name": objects["ConfigMap"]["metadata"]["name"]}}]
-    uri_env = {e["name"]: e for e in container["env"]}["POLICYHUB_MONGODB_URI"]
+    env = {e["name"]: e for e in container["env"]}
+    uri_env = env["POLICYHUB_MONGODB_URI"]
     assert uri_env["valueFrom"]["secretKeyRef"] == {"name": objects["Secret"]["metadata"]["name"], "key": "mongodb-uri"}
-    assert "POLICYHUB_JWKS_FILE" not in {e["name"] for e in container["env"]}  # identity is off by default
-    assert "POLICYHUB_SPACEONE_PORT" not in objects["ConfigMap"]["data"]  # the SpaceONE listener too
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "auth-keys"]
+    assert mount["readOnly"] is True and env["POLICYHUB_JWKS_FILE"]["value"] == f"{mount['mountPath']}/jwks.json"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "auth-keys"]
+    assert volume["secret"]["secretName"] == objects["Secret"]["metadata"]["name"]
+    assert volume["secret"]["items"] == [{"key": "keys", "path": "jwks.json"}]
+    assert base64.b64decode(objects["Secret"]["data"]["keys"]).decode() == JWKS
+    assert "POLICYHUB_SPACEONE_PORT" not in objects["ConfigMap"]["data"]  # the SpaceONE listener is off
+
+    # Metrics: the port, Prometheus' scrape annotations on the pods, no ServiceMonitor by default.
+    assert objects["ConfigMap"]["data"]["POLICYHUB_METRICS_PORT"] == str(metrics_port)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+    assert annotations["prometheus.io/path"] == "/metrics"
 
     service = objects["Service"]
     assert service["spec"]["ports"] == [
-        {"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
+        {"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP", "appProtocol": "http"},
     ]
     assert service["spec"]["selector"] == selector
     assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == selector
@@ -594,8 +708,12 @@ def test_chart_renders_with_defaults(helm, tmp_path, values):
     metric = objects["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["resource"]
     assert metric["name"] == "cpu" and metric["target"]["type"] == "Utilization"
 
+    config = accepted_by_policyhub(_pod_environment(objects))
+    assert not config.development_mode
+    assert (config.jwt_issuer, config.jwt_audience, config.metrics_port) == ("https://idp.test", "policyhub", 9090)
 
-def _pod_environment(objects: dict[str, dict]) -> dict[str, str]:
+
+def _pod_environment(objects: dict[str, dict], key_files: dict[str, str] | None = None) -> dict[str, str]:
     """The POLICYHUB_* variables a pod would see (Secret values decoded)."""
     env = dict(objects["ConfigMap"]["data"])
     secret = {key: base64.b64decode(value).decode() for key, value in objects["Secret"]["data"].items()}
@@ -608,9 +726,9 @@ def _pod_environment(objects: dict[str, dict]) -> dict[str, str]:
     return env
 
 
-def test_rendered_configuration_is_accepted_by_policyhub(helm, tmp_path, values):
+def test_rendered_configuration_is_accepted_by_policyhub(helm, values):
     uri = "mongodb://user:pw@db-0.db,db-1.db,db-2.db/?replicaSet=rs0&authSource=admin"
-    objects = by_kind(helm.render({"mongodb": {"uri": uri}, "config": {"log_level": "DEBUG"}}, tmp_path))
+    objects = by_kind(helm.render(merged(SECURE, {"mongodb": {"uri": uri}, "config": {"log_level": "DEBUG"}})))
     env = _pod_environment(objects)
     assert all(key.startswith("POLICYHUB_") for key in env)
     config = accepted_by_policyhub(env)
@@ -619,57 +737,82 @@ def test_rendered_configuration_is_accepted_by_policyhub(helm, tmp_path, values)
     assert config.log_level == "DEBUG"
     assert config.max_message_bytes == values["config"]["max_message_bytes"]  # not 4.194304e+06
     assert config.shutdown_grace_seconds == values["config"]["shutdown_grace_seconds"]
+    # Set by the chart: unset, a pod would start one worker per CPU of its node.
+    assert config.workers == values["config"]["workers"] == 1
 
 
-def test_chart_identity_keys_are_mounted_and_passed_as_a_file(helm, tmp_path):
-    jwks = '{"keys": [{"kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB"}]}'
+def test_chart_development_mode_only_when_asked_and_announced(helm):
+    objects = by_kind(helm.render(DEVELOPMENT))
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "POLICYHUB_JWKS_FILE" not in {e["name"] for e in container["env"]}
+    assert not [m for m in container["volumeMounts"] if m["name"] == "auth-keys"]
+    assert "keys" not in objects["Secret"]["data"]
+    config = accepted_by_policyhub(_pod_environment(objects))
+    assert config.development_mode
+    notes = helm.notes(DEVELOPMENT)
+    assert "WARNING: auth.developmentMode is true" in notes and "NOBODY IS AUTHENTICATED" in notes
+    secure_notes = helm.notes(SECURE)
+    assert "WARNING" not in secure_notes and "NOBODY" not in secure_notes
+    assert "Authentication: JWTs from https://idp.test for policyhub" in secure_notes
+
+
+def test_chart_keys_from_an_existing_secret(helm):
     objects = by_kind(
         helm.render(
-            {"identity": {"enabled": True, "keys": jwks, "issuer": "https://idp.test", "audience": "policyhub"}},
-            tmp_path,
+            merged(
+                SECURE,
+                {"auth": {"keys": "", "existingSecret": "idp-keys", "existingSecretKey": "jwks"}},
+            )
         )
     )
     pod = objects["Deployment"]["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    path = env["POLICYHUB_JWKS_FILE"]
-    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "identity-keys"]
-    assert mount["readOnly"] is True and path == f"{mount['mountPath']}/jwks.json"
-    (volume,) = [v for v in pod["volumes"] if v["name"] == "identity-keys"]
-    assert volume["secret"]["secretName"] == objects["Secret"]["metadata"]["name"]
-    assert volume["secret"]["items"] == [{"key": "keys", "path": "jwks.json"}]
-    assert base64.b64decode(objects["Secret"]["data"]["keys"]).decode() == jwks
-    config = accepted_by_policyhub(_pod_environment(objects))
-    assert (config.jwks_file, config.jwt_issuer, config.jwt_audience) == (path, "https://idp.test", "policyhub")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "auth-keys"]
+    assert volume["secret"]["secretName"] == "idp-keys"
+    assert volume["secret"]["items"] == [{"key": "jwks", "path": "jwks.json"}]
+    assert "keys" not in objects["Secret"]["data"]  # the chart's Secret holds only the URI
+    notes = helm.notes(merged(SECURE, {"auth": {"keys": "", "existingSecret": "idp-keys"}}))
+    assert "of Secret idp-keys (key keys)" in notes
 
 
-def test_chart_identity_from_a_jwks_uri_mounts_nothing(helm, tmp_path):
+def test_chart_keys_from_a_jwks_uri_mount_nothing(helm):
     uri = "https://idp.test/.well-known/jwks.json"
-    identity = {"enabled": True, "jwksUri": uri, "issuer": "https://idp.test", "audience": "policyhub"}
-    objects = by_kind(helm.render({"identity": identity, "config": {"jwks_refresh_seconds": 600}}, tmp_path))
+    values = merged(SECURE, {"auth": {"keys": "", "jwksUri": uri}, "config": {"jwks_refresh_seconds": 600}})
+    objects = by_kind(helm.render(values))
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert all(m["name"] != "identity-keys" for m in container["volumeMounts"])
-    assert all(v["name"] != "identity-keys" for v in pod["volumes"])
+    assert not [m for m in container["volumeMounts"] if m["name"] == "auth-keys"]
+    assert not [v for v in pod["volumes"] if v["name"] == "auth-keys"]
     config = accepted_by_policyhub(_pod_environment(objects))
     assert (config.jwks_uri, config.jwks_file, config.jwks_refresh_seconds) == (uri, "", 600)
     assert not config.development_mode
+    assert f"verified with the keys published at {uri}." in helm.notes(values)
 
 
-def test_chart_existing_secret_and_fixed_replicas(helm, tmp_path):
+def test_chart_existing_secret_and_fixed_replicas(helm):
     objects = by_kind(
-        helm.render({"existingSecret": "my-policyhub", "autoscaling": {"enabled": False}, "replicaCount": 3}, tmp_path)
+        helm.render(
+            {
+                "existingSecret": "my-policyhub",
+                "auth": {"existingSecret": "my-policyhub", "issuer": "https://idp.test", "audience": "policyhub"},
+                "autoscaling": {"enabled": False},
+                "replicaCount": 3,
+            }
+        )
     )
     assert "Secret" not in objects and "HorizontalPodAutoscaler" not in objects
     deployment = objects["Deployment"]
     assert deployment["spec"]["replicas"] == 3
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
     assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "my-policyhub"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "auth-keys"]
+    assert volume["secret"]["secretName"] == "my-policyhub" and volume["secret"]["items"][0]["key"] == "keys"
     assert objects["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
 
 
-def test_chart_spaceone_listener_has_its_own_port(helm, tmp_path):
-    objects = by_kind(helm.render({"spaceone": {"enabled": True, "publicDomainId": "domain-public"}}, tmp_path))
+def test_chart_spaceone_listener_has_its_own_port(helm):
+    objects = by_kind(helm.render(merged(SECURE, {"spaceone": {"enabled": True, "publicDomainId": "domain-public"}})))
     config = accepted_by_policyhub(_pod_environment(objects))
     assert (config.spaceone_port, config.public_domain_id) == (50061, "domain-public")
     (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
@@ -681,8 +824,50 @@ def test_chart_spaceone_listener_has_its_own_port(helm, tmp_path):
     assert container["readinessProbe"]["grpc"]["port"] == 50051
 
 
-def test_chart_single_replica_has_no_disruption_budget(helm, tmp_path):
-    objects = by_kind(helm.render({"autoscaling": {"enabled": False}, "replicaCount": 1}, tmp_path))
+def test_chart_metrics_off(helm):
+    objects = by_kind(helm.render(merged(SECURE, {"metrics": {"enabled": False}})))
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert [p["name"] for p in container["ports"]] == ["grpc"]
+    assert [p["name"] for p in objects["Service"]["spec"]["ports"]] == ["grpc"]
+    assert "POLICYHUB_METRICS_PORT" not in objects["ConfigMap"]["data"]
+    assert not any(
+        a.startswith("prometheus.io/") for a in objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    )
+    assert accepted_by_policyhub(_pod_environment(objects)).metrics_port == 0
+
+
+def test_chart_service_monitor(helm):
+    objects = by_kind(
+        helm.render(
+            merged(
+                SECURE,
+                {
+                    "metrics": {
+                        "scrapeAnnotations": False,
+                        "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
+                    }
+                },
+            )
+        )
+    )
+    monitor = objects["ServiceMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["name"] == "policyhub" and monitor["metadata"]["labels"]["release"] == "kps"
+    service = objects["Service"]
+    # It selects the chart's Service, in its namespace, by the name of its metrics port.
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["test"]}
+    assert set(monitor["spec"]) == {"selector", "namespaceSelector", "endpoints"}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    assert not any(
+        a.startswith("prometheus.io/") for a in objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    )
+
+
+def test_chart_single_replica_has_no_disruption_budget(helm):
+    objects = by_kind(helm.render(merged(SECURE, {"autoscaling": {"enabled": False}, "replicaCount": 1})))
     assert "PodDisruptionBudget" not in objects
 
 
@@ -694,16 +879,79 @@ def test_chart_single_replica_has_no_disruption_budget(helm, tmp_path):
         ({"config": {"port": 1}}, "set by the chart"),
         ({"config": {"jwks_file": "/keys"}}, "set by the chart"),
         ({"config": {"spaceone_port": 50061}}, "set by the chart"),
+        ({"config": {"metrics_port": 9100}}, "set by the chart"),
         ({"spaceone": {"enabled": True, "containerPort": 50051}}, "spaceone.containerPort must differ"),
-        ({"identity": {"enabled": True}}, "identity.enabled needs identity.keys"),
-        ({"config": {"jwks_uri": "https://idp.test/jwks"}}, "set by the chart"),
+        ({"metrics": {"containerPort": 50051}}, "metrics.containerPort must differ"),
         (
-            {"identity": {"enabled": True, "keys": "{}", "jwksUri": "https://idp.test/jwks"}},
-            "identity.keys and identity.jwksUri: set one of them, not both",
+            {"metrics": {"containerPort": 50061}, "spaceone": {"enabled": True}},
+            "metrics.containerPort must differ from containerPort and spaceone.containerPort",
         ),
-        ({"identity": {"enabled": True, "keys": "{}", "issuer": "x"}}, "needs identity.issuer and identity.audience"),
+        ({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}, "serviceMonitor.enabled needs metrics"),
+        ({"auth": {"keys": ""}}, "authentication is on by default and needs the JWT public keys"),
+        ({"auth": {"issuer": ""}}, "authentication needs auth.issuer and auth.audience"),
+        ({"auth": {"audience": ""}}, "authentication needs auth.issuer and auth.audience"),
+        ({"auth": {"existingSecret": "idp-keys"}}, "set auth.keys or auth.existingSecret, not both"),
+        ({"existingSecret": "mine"}, "auth.keys is stored in the chart's Secret, which existingSecret replaces"),
+        ({"auth": {"developmentMode": True}}, "auth.developmentMode turns authentication off"),
+        ({"config": {"jwks_uri": "https://idp.test/jwks"}}, "set by the chart"),
+        ({"auth": {"jwksUri": "https://idp.test/jwks"}}, "set auth.jwksUri or the keys"),
+        (
+            {"auth": {"keys": "", "developmentMode": True, "jwksUri": "https://idp.test/jwks"}},
+            "auth.developmentMode turns authentication off",
+        ),
     ],
 )
-def test_chart_refuses_bad_values(helm, tmp_path, overrides, message):
+def test_chart_refuses_bad_values(helm, overrides, message):
     with pytest.raises(RenderFailed, match=re.escape(message)):
-        helm.render(overrides, tmp_path)
+        helm.render(merged(SECURE, overrides))
+
+
+# ---------------------------------------------------------------- Kubernetes service links
+
+
+def service_links(service: dict, cluster_ip: str) -> dict[str, str]:
+    """The variables Kubernetes gives every pod of the namespace for this Service (docker-link style)."""
+    if service["spec"].get("clusterIP") == "None":
+        return {}  # headless Services get none
+    prefix = service["metadata"]["name"].upper().replace("-", "_")
+    ports = service["spec"]["ports"]
+    env = {f"{prefix}_SERVICE_HOST": cluster_ip, f"{prefix}_SERVICE_PORT": str(ports[0]["port"])}
+    for port in ports:
+        if port.get("name"):
+            env[f"{prefix}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(port["port"])
+    for index, port in enumerate(ports):
+        protocol = port.get("protocol", "TCP")
+        url = f"{protocol.lower()}://{cluster_ip}:{port['port']}"
+        if index == 0:
+            env[f"{prefix}_PORT"] = url
+        link = f"{prefix}_PORT_{port['port']}_{protocol}"
+        env[link] = url
+        env[f"{link}_PROTO"] = protocol.lower()
+        env[f"{link}_PORT"] = str(port["port"])
+        env[f"{link}_ADDR"] = cluster_ip
+    return env
+
+
+def test_service_links_of_the_chart_are_the_expected_variables(helm):
+    objects = by_kind(helm.render(merged(SECURE, {"spaceone": {"enabled": True}})))
+    env = service_links(objects["Service"], "10.96.0.10")
+    assert env["POLICYHUB_PORT"] == "tcp://10.96.0.10:50051"
+    assert env["POLICYHUB_SERVICE_PORT_METRICS"] == "9090"
+    assert env["POLICYHUB_PORT_50061_TCP_ADDR"] == "10.96.0.10"
+    assert len(env) == 2 + 3 + 1 + 3 * 4  # host, port, one per named port, the first as a URL, four per port
+    assert accepted_by_policyhub(env) == Config()
+
+
+def test_server_starts_and_serves_under_the_chart_service_links(helm, tmp_path):
+    """`python -m policyhub` in a pod of a namespace with the chart's Service and no enableServiceLinks: false."""
+    objects = by_kind(helm.render(merged(SECURE, {"spaceone": {"enabled": True}})))
+    links = service_links(objects["Service"], "10.96.0.10")
+    port, metrics_port = free_port(), free_port()
+    config_file = tmp_path / "policyhub.yaml"
+    config_file.write_text(
+        yaml.safe_dump({"host": "127.0.0.1", "port": port, "metrics_port": metrics_port, "shutdown_grace_seconds": 1})
+    )
+    with running_policyhub({**links, "POLICYHUB_CONFIG": str(config_file)}, port, tmp_path / "server.log"):
+        assert run_healthcheck(str(port)).returncode == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            assert b"policyhub_" in response.read()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from policyhub.config import Config, load_config
@@ -43,6 +45,11 @@ def test_config_file_from_env(tmp_path):
         ("rate_limit_domain_burst: 0\n", "rate_limit_domain_burst: must be at least 1"),
         ("max_staleness_seconds: -1\n", "max_staleness_seconds: must be between 0 and 3600"),
         ("max_staleness_seconds: 3601\n", "max_staleness_seconds: must be between 0 and 3600"),
+        ("workers: -1\nmongodb_uri: mongodb://db\n", "config key workers: must be between 0 (one per CPU) and 128"),
+        ("workers: 129\nmongodb_uri: mongodb://db\n", "config key workers: must be between 0 (one per CPU) and 128"),
+        ("workers: two\n", "config key workers: expected int"),
+        ("workers: 2\n", "config key workers: the embedded store lives inside one process"),
+        ("workers: 2\nport: 0\nmongodb_uri: mongodb://db\n", "config key workers: several workers share one port"),
         ("- a\n", "must be a mapping"),
         ("port: [\n", "not valid YAML"),
     ],
@@ -110,6 +117,116 @@ def test_max_staleness_default_and_env():
     assert load_config(env={}).max_staleness_seconds == 5.0
     assert load_config(env={"POLICYHUB_MAX_STALENESS_SECONDS": "0"}).max_staleness_seconds == 0.0
     assert load_config(env={"POLICYHUB_MAX_STALENESS_SECONDS": "0.25"}).max_staleness_seconds == 0.25
+
+
+# What Kubernetes injects for a Service named `policyhub` with ports grpc 50051 and metrics 9090.
+SERVICE_LINKS = {
+    "POLICYHUB_SERVICE_HOST": "10.0.0.1",
+    "POLICYHUB_SERVICE_PORT": "50051",
+    "POLICYHUB_SERVICE_PORT_GRPC": "50051",
+    "POLICYHUB_SERVICE_PORT_METRICS": "9090",
+    "POLICYHUB_PORT": "tcp://10.0.0.1:50051",
+    "POLICYHUB_PORT_50051_TCP": "tcp://10.0.0.1:50051",
+    "POLICYHUB_PORT_50051_TCP_PROTO": "tcp",
+    "POLICYHUB_PORT_50051_TCP_PORT": "50051",
+    "POLICYHUB_PORT_50051_TCP_ADDR": "10.0.0.1",
+    "POLICYHUB_PORT_9090_TCP": "tcp://10.0.0.1:9090",
+    "POLICYHUB_PORT_9090_TCP_PROTO": "tcp",
+    "POLICYHUB_PORT_9090_TCP_PORT": "9090",
+    "POLICYHUB_PORT_9090_TCP_ADDR": "10.0.0.1",
+}
+
+
+def test_kubernetes_service_links_are_not_settings():
+    assert load_config(env=SERVICE_LINKS) == Config()
+    # Real settings next to them still apply.
+    config = load_config(env={**SERVICE_LINKS, "POLICYHUB_METRICS_PORT": "9090", "POLICYHUB_HOST": "0.0.0.0"})
+    assert (config.host, config.port, config.metrics_port) == ("0.0.0.0", 50051, 9090)
+
+
+def test_a_plain_number_in_policyhub_port_is_the_port_setting():
+    assert load_config(env={**SERVICE_LINKS, "POLICYHUB_PORT": "6000"}).port == 6000
+
+
+def test_a_link_url_under_a_port_setting_is_ignored(tmp_path):
+    """Services named policyhub-metrics or policyhub-spaceone give POLICYHUB_METRICS_PORT=tcp://…: not settings."""
+    path = tmp_path / "c.yaml"
+    path.write_text("port: 6000\nmetrics_port: 6001\nspaceone_port: 6002\n")
+    env = {
+        "POLICYHUB_PORT": "tcp://[fd00::1]:50051",
+        "POLICYHUB_METRICS_PORT": "tcp://10.0.0.2:9090",
+        "POLICYHUB_METRICS_SERVICE_HOST": "10.0.0.2",
+        "POLICYHUB_METRICS_PORT_9090_TCP_ADDR": "10.0.0.2",
+        "POLICYHUB_SPACEONE_PORT": "udp://10.0.0.3:50061",
+        "POLICYHUB_SPACEONE_SERVICE_PORT_SPACEONE": "50061",
+        "POLICYHUB_CANARY_PORT_50051_SCTP_PROTO": "sctp",
+    }
+    config = load_config(str(path), env=env)
+    assert (config.port, config.metrics_port, config.spaceone_port) == (6000, 6001, 6002)
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        # Not quite a link: still unknown settings.
+        ("POLICYHUB_SERVICE_HOSTNAME", "x", "unknown environment variable POLICYHUB_SERVICE_HOSTNAME"),
+        ("POLICYHUB_PORT_50051_HTTP", "x", "unknown environment variable POLICYHUB_PORT_50051_HTTP"),
+        ("POLICYHUB_PORT_GRPC_TCP", "x", "unknown environment variable POLICYHUB_PORT_GRPC_TCP"),
+        ("POLICYHUB_LOG_LEVL", "DEBUG", "unknown environment variable POLICYHUB_LOG_LEVL"),
+        # A link URL under a name that is neither a port setting nor a link name is no link.
+        ("POLICYHUB_DATABASE_URL", "tcp://10.0.0.1:1", "unknown environment variable POLICYHUB_DATABASE_URL"),
+        # A port setting that is neither a number nor a link URL is a bad value, not a link.
+        ("POLICYHUB_PORT", "tcp://10.0.0.1", "config key port: expected int"),
+        ("POLICYHUB_PORT", "http://10.0.0.1:50051", "config key port: expected int"),
+        ("POLICYHUB_METRICS_PORT", "tcp://10.0.0.1:x", "config key metrics_port: expected int"),
+    ],
+)
+def test_near_links_are_still_refused(name, value, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(env={name: value})
+    assert message in str(info.value)
+
+
+def test_no_configuration_key_looks_like_a_service_link():
+    """A key of that shape would still be read (keys win), but Kubernetes could inject it by accident."""
+    from policyhub.config import _SERVICE_LINK_NAME
+
+    for key in Config.__dataclass_fields__:
+        assert not _SERVICE_LINK_NAME.fullmatch("POLICYHUB_" + key.upper()), key
+
+
+def test_workers_default_to_one_per_cpu_with_a_database_and_one_on_the_embedded_store(tmp_path):
+    cpus = len(os.sched_getaffinity(0))
+    assert load_config(env={}).workers == 1
+    assert load_config(env={"POLICYHUB_MONGODB_URI": "mongodb://db"}).workers == cpus
+    path = tmp_path / "c.yaml"
+    path.write_text("workers: 0\nmongodb_uri: mongodb://db\n")
+    assert load_config(str(path), env={}).workers == cpus
+    assert load_config(str(path), env={"POLICYHUB_WORKERS": "3"}).workers == 3
+    assert load_config(env={"POLICYHUB_WORKERS": "1"}).workers == 1
+
+
+def test_query_timeout_default_and_env():
+    config = load_config(env={})
+    assert (config.db_timeout_ms, config.db_query_timeout_ms) == (5000, 20000)
+    config = load_config(env={"POLICYHUB_DB_QUERY_TIMEOUT_MS": "60000", "POLICYHUB_DB_TIMEOUT_MS": "2000"})
+    assert (config.db_timeout_ms, config.db_query_timeout_ms) == (2000, 60000)
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "soon"}, "config key db_query_timeout_ms: expected int, got 'soon'"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "0"}, "config key db_query_timeout_ms: must be at least 1"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "4999"}, "db_query_timeout_ms: 4999 is below db_timeout_ms (5000)"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "9000", "POLICYHUB_DB_TIMEOUT_MS": "10000"}, "is below db_timeout_ms"),
+        ({"POLICYHUB_DB_QUERY_TIMEOUTMS": "9000"}, "unknown environment variable POLICYHUB_DB_QUERY_TIMEOUTMS"),
+    ],
+)
+def test_bad_query_timeouts(env, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(env=env)
+    assert message in str(info.value)
 
 
 IDENTITY = {"POLICYHUB_JWT_ISSUER": "https://idp.example", "POLICYHUB_JWT_AUDIENCE": "policyhub"}

@@ -32,7 +32,8 @@ from policyhub.query import (
     compile_list,
     compile_stat,
     compiler,
-    unpack_list,
+    count_of,
+    page_total,
     unpack_stat,
 )
 
@@ -142,8 +143,14 @@ def coll():
 
 
 def run_list(coll, query, schema=SCHEMA, scope=SCOPE):
+    """As the managers run a plan, but always counting: whenever the page tells the total, it is
+    the count's."""
     plan = compile_list(query, schema, scope, now=NOW)
-    results, total = unpack_list(plan, list(coll.aggregate(plan.pipeline)))
+    total = count_of(list(coll.aggregate(plan.count_pipeline)))
+    if plan.count_only:
+        return [], total
+    results = list(coll.aggregate(plan.pipeline))
+    assert page_total(plan, len(results)) in (None, total)
     return results, total
 
 
@@ -209,13 +216,13 @@ def test_empty_query_lists_the_scope_sorted_by_default(coll):
 
 def test_list_pipeline_shape():
     plan = compile_list({"filter": [{"k": "name", "v": "x"}]}, SCHEMA, SCOPE, now=NOW)
+    match = {"$match": {"domain_id": "d1", "name": {"$eq": "x"}}}
     assert plan == ListPlan(
-        pipeline=[
-            {"$match": {"domain_id": "d1", "name": {"$eq": "x"}}},
-            {"$sort": {"name": 1, "_id": 1}},
-            {"$facet": {"results": [{"$skip": 0}, {"$limit": 50}], "total_count": [{"$count": "n"}]}},
-        ],
+        pipeline=[match, {"$sort": {"name": 1, "_id": 1}}, {"$skip": 0}, {"$limit": 50}],
+        count_pipeline=[match, {"$count": "n"}],
         count_only=False,
+        skip=0,
+        limit=50,
     )
 
 
@@ -233,12 +240,13 @@ def test_scope_is_first_in_the_match():
 def test_conditions_on_the_same_key_are_anded_not_merged():
     # Merging would let the second condition overwrite the first.
     match = first_match({"filter": [{"k": "version", "v": 1, "o": "gte"}, {"k": "version", "v": 2, "o": "lte"}]})
-    assert match == {"$and": [SCOPE, {"version": {"$gte": 1}}, {"version": {"$lte": 2}}]}
+    assert match == {**SCOPE, "version": {"$gte": 1}, "$and": [{"version": {"$lte": 2}}]}
+    assert list(match)[0] == "domain_id"
 
 
 def test_filter_on_the_scope_key_cannot_widen_the_scope(coll):
     match = first_match({"filter": [{"k": "domain_id", "v": "d2"}]})
-    assert match == {"$and": [SCOPE, {"domain_id": {"$eq": "d2"}}]}
+    assert match == {**SCOPE, "$and": [{"domain_id": {"$eq": "d2"}}]}
     assert list_ids(coll, {"filter": [{"k": "domain_id", "v": "d2"}]}) == []
     assert list_ids(coll, {"filter_or": [{"k": "domain_id", "v": "d2"}, {"k": "policy_id", "v": "policy-x"}]}) == []
 
@@ -252,7 +260,7 @@ def test_scope_with_in_includes_shared_documents(coll):
 def test_trusted_scope_with_operators_is_kept_verbatim():
     scope = {"domain_id": {"$in": ["d1", ""]}}
     match = compile_list({"filter": [{"k": "domain_id", "v": "x", "o": "not"}]}, SCHEMA, scope).pipeline[0]["$match"]
-    assert match["$and"][0] is scope or match["$and"][0] == scope
+    assert match == {**scope, "$and": [{"domain_id": {"$ne": "x"}}]}
 
 
 def test_now_defaults_to_the_current_time():
@@ -688,7 +696,7 @@ def test_keyword_ands_with_filter_or(coll):
     query = {"filter_or": [{"k": "version", "v": 1}, {"k": "version", "v": 3}], "keyword": "access"}
     assert list_ids(coll, query) == ["policy-a"]
     match = first_match(query)
-    assert match["$and"][0] == SCOPE and len(match["$and"]) == 3
+    assert list(match) == ["domain_id", "$or", "$and"] and len(match["$and"]) == 1
 
 
 def test_keyword_structure_searches_every_field_for_every_token():
@@ -745,8 +753,9 @@ def test_page_start_and_limit(coll):
     ],
 )
 def test_page_structure(page, skip, limit):
-    results = compile_list({"page": page}, SCHEMA, SCOPE).pipeline[-1]["$facet"]["results"]
-    assert results == [{"$skip": skip}, {"$limit": limit}]
+    plan = compile_list({"page": page}, SCHEMA, SCOPE)
+    assert plan.pipeline[2:] == [{"$skip": skip}, {"$limit": limit}]
+    assert (plan.skip, plan.limit) == (skip, limit)
 
 
 def test_no_page_returns_at_most_max_limit(coll):
@@ -868,12 +877,12 @@ def test_minimal_projects_the_schema_fields(coll):
 
 
 def test_only_wins_over_minimal():
-    results = compile_list({"only": ["state"], "minimal": True}, SCHEMA, SCOPE).pipeline[-1]["$facet"]["results"]
-    assert results[-1] == {"$project": {"state": 1}}
+    pipeline = compile_list({"only": ["state"], "minimal": True}, SCHEMA, SCOPE).pipeline
+    assert pipeline[-1] == {"$project": {"state": 1}}
 
 
 def test_no_projection_by_default():
-    assert compile_list({"minimal": False, "only": []}, SCHEMA, SCOPE).pipeline[-1]["$facet"]["results"] == [
+    assert compile_list({"minimal": False, "only": []}, SCHEMA, SCOPE).pipeline[2:] == [
         {"$skip": 0},
         {"$limit": 50},
     ]
@@ -881,7 +890,7 @@ def test_no_projection_by_default():
 
 def test_minimal_with_no_minimal_fields_projects_nothing():
     plan = compile_list({"minimal": True}, QuerySchema((), ()), SCOPE)
-    assert plan.pipeline[-1]["$facet"]["results"] == [{"$skip": 0}, {"$limit": 1000}]
+    assert plan.pipeline[2:] == [{"$skip": 0}, {"$limit": 1000}]
 
 
 @pytest.mark.parametrize(
@@ -903,7 +912,8 @@ def test_projection_errors(query, path):
 
 def test_count_only(coll):
     plan = compile_list({"count_only": True, "filter": [{"k": "state", "v": "ENABLED"}]}, SCHEMA, SCOPE)
-    assert plan == ListPlan([{"$match": {**SCOPE, "state": {"$eq": "ENABLED"}}}, {"$count": "n"}], count_only=True)
+    assert plan.count_only
+    assert plan.count_pipeline == [{"$match": {**SCOPE, "state": {"$eq": "ENABLED"}}}, {"$count": "n"}]
     assert run_list(coll, {"count_only": True, "filter": [{"k": "state", "v": "ENABLED"}]}) == ([], 2)
     assert run_list(coll, {"count_only": True, "page": {"limit": 1}}) == ([], 4)
 
@@ -913,15 +923,31 @@ def test_count_only_still_validates_the_whole_query():
     list_error({"count_only": True, "sort": {"key": "$x"}}, "query.sort.key")
 
 
-def test_unpack_list_on_empty_outputs():
-    listed = compile_list({}, SCHEMA, SCOPE)
-    counted = compile_list({"count_only": True}, SCHEMA, SCOPE)
-    assert unpack_list(listed, []) == ([], 0)
-    assert unpack_list(listed, [{"results": [], "total_count": []}]) == ([], 0)  # MongoDB: $count of nothing
-    assert unpack_list(listed, [{"results": [], "total_count": [{"n": 0}]}]) == ([], 0)
-    assert unpack_list(listed, [{"results": [{"a": 1}], "total_count": [{"n": 7}]}]) == ([{"a": 1}], 7)
-    assert unpack_list(counted, []) == ([], 0)
-    assert unpack_list(counted, [{"n": 3}]) == ([], 3)
+def test_count_of_on_empty_outputs():
+    assert count_of([]) == 0  # MongoDB: $count of nothing emits no document
+    assert count_of([{"n": 0}]) == 0
+    assert count_of([{"n": 3}]) == 3
+
+
+@pytest.mark.parametrize(
+    "page, returned, total",
+    [
+        ({"limit": 10}, 3, 3),  # a short first page is everything
+        ({"limit": 10}, 0, 0),  # an empty first page: nothing matched
+        ({"start": 21, "limit": 10}, 4, 24),  # a short later page ends the results
+        ({"limit": 10}, 10, None),  # a full page: more may follow
+        ({"start": 21, "limit": 10}, 0, None),  # empty past the start: anything up to 20 matched
+    ],
+)
+def test_page_total_tells_the_total_only_from_a_page_that_ends_the_results(page, returned, total):
+    assert page_total(compile_list({"page": page}, SCHEMA, SCOPE), returned) == total
+
+
+@pytest.mark.parametrize("start", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 5])
+def test_every_page_reports_the_exact_total(coll, start, limit):
+    # run_list checks that page_total, when it answers, agrees with the count.
+    assert run_list(coll, {"page": {"start": start, "limit": limit}})[1] == 4
 
 
 # ======================================================================== top level

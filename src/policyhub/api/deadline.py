@@ -18,14 +18,19 @@ import grpc
 
 # The database's `bounded(seconds_left)`: a block whose operations end by then.
 Bounded = Callable[[float | None], AbstractContextManager[object]]
+# The methods that run a user's query (a page and its count, or an aggregation): bounded by the
+# database's larger query limit.
+QUERY_METHODS = frozenset({"list", "stat"})
 
 
 class DeadlineInterceptor(grpc.ServerInterceptor):
     """`bounded`: the database's bound of a unary call (the deadline, at most the connection's
-    limit); `by_deadline`: its bound of a streaming call's reads (the deadline alone)."""
+    limit); `bounded_query`: the same for `list` and `stat` (at most the query limit);
+    `by_deadline`: its bound of a streaming call's reads (the deadline alone)."""
 
-    def __init__(self, bounded: Bounded, by_deadline: Bounded):
+    def __init__(self, bounded: Bounded, bounded_query: Bounded, by_deadline: Bounded):
         self.bounded = bounded
+        self.bounded_query = bounded_query
         self.by_deadline = by_deadline
 
     def intercept_service(self, continuation, handler_call_details):
@@ -33,7 +38,9 @@ class DeadlineInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return handler
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._bounded(handler.unary_unary, self.bounded))
+            query = handler_call_details.method.rpartition("/")[2] in QUERY_METHODS
+            bound = self.bounded_query if query else self.bounded
+            return handler._replace(unary_unary=self._bounded(handler.unary_unary, bound))
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=self._bounded(handler.unary_stream, self.by_deadline))
         return handler

@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from policyhub.errors import NotFound
-from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
+from policyhub.manager.database import collection, to_stored, translate_errors
+from policyhub.manager.queries import run_list
 from policyhub.model import ApiKeyDocument
-from policyhub.query import QuerySchema, compile_list, unpack_list
+from policyhub.query import QuerySchema, compile_list
 
 # Never leaves the manager: not in answers, audit entries or logs.
 _SECRET_FIELDS = {"_id": 0, "key_hash": 0}
@@ -46,5 +47,5 @@ class ApiKeyManager:
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})
-        results, total = unpack_list(plan, aggregate(ApiKeyDocument, plan.pipeline))
+        results, total = run_list(ApiKeyDocument, plan)
         return [{k: v for k, v in doc.items() if k not in _SECRET_FIELDS} for doc in results], total

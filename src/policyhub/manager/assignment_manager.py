@@ -12,9 +12,10 @@ import pymongo.errors
 from policyhub.errors import Aborted, AlreadyExists, NotFound
 from policyhub.manager import bulk_writes
 from policyhub.manager.bulk_writes import Progress, Revert, Update
-from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
+from policyhub.manager.database import collection, to_stored, translate_errors
+from policyhub.manager.queries import run_list, run_stat
 from policyhub.model import AssignmentDocument
-from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
+from policyhub.query import QuerySchema, compile_list, compile_stat
 
 # (subject_type, subject_id, grant_type, grant_id): what makes an assignment unique in a domain.
 Key = tuple[str, str, str, str]
@@ -356,9 +357,9 @@ class AssignmentManager:
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})
-        results, total = unpack_list(plan, aggregate(AssignmentDocument, plan.pipeline))
+        results, total = run_list(AssignmentDocument, plan)
         return [_record(doc) for doc in results], total
 
     def stat(self, domain_id: str, query: dict | None) -> tuple[list, int | None]:
         plan = compile_stat(query, self.schema, {"domain_id": domain_id})
-        return unpack_stat(plan, aggregate(AssignmentDocument, plan.pipeline))
+        return run_stat(AssignmentDocument, plan)

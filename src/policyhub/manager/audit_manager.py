@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
+from policyhub.manager.database import collection, to_stored, translate_errors
+from policyhub.manager.queries import run_list, run_stat
 from policyhub.model import AuditDocument
-from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
+from policyhub.query import QuerySchema, compile_list, compile_stat
 
 
 def _record(raw: dict[str, Any]) -> dict[str, Any]:
@@ -37,9 +38,9 @@ class AuditManager:
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})
-        results, total = unpack_list(plan, aggregate(AuditDocument, plan.pipeline))
+        results, total = run_list(AuditDocument, plan)
         return [_record(doc) for doc in results], total
 
     def stat(self, domain_id: str, query: dict | None) -> tuple[list, int | None]:
         plan = compile_stat(query, self.schema, {"domain_id": domain_id})
-        return unpack_stat(plan, aggregate(AuditDocument, plan.pipeline))
+        return run_stat(AuditDocument, plan)

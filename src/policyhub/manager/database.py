@@ -31,10 +31,12 @@ log = logging.getLogger(__name__)
 class Database:
     """Owns the connection: opened by bootstrap, closed at shutdown."""
 
-    def __init__(self, uri: str, name: str, timeout_ms: int, listeners: tuple = ()):
+    def __init__(self, uri: str, name: str, timeout_ms: int, query_timeout_ms: int, listeners: tuple = ()):
         self.uri = uri
         self.name = name
         self.timeout_ms = timeout_ms
+        # list and stat: a page and a count, or an aggregation, over what a filter matches
+        self.query_timeout_ms = query_timeout_ms
         # pymongo command listeners (e.g. the metrics' command timer)
         self.listeners = listeners
 
@@ -79,10 +81,11 @@ class Database:
         """A block whose operations end by the caller's deadline or the connection's own limit,
         whichever is sooner: the server-side limit (maxTimeMS) of each operation is what
         remains, so the database stops working for a caller that has given up."""
-        limit = self.timeout_ms / 1000
-        if seconds_left is not None:
-            limit = max(min(limit, seconds_left), 0.001)  # 0 would mean "no limit" to pymongo
-        return pymongo.timeout(limit)
+        return _bounded(self.timeout_ms, seconds_left)
+
+    def bounded_query(self, seconds_left: float | None):
+        """`bounded` for a list or stat call: the larger query limit instead of the connection's."""
+        return _bounded(self.query_timeout_ms, seconds_left)
 
     def bounded_by_deadline(self, seconds_left: float | None):
         """A block of many operations (a bulk export's reads) that ends by the caller's deadline;
@@ -113,6 +116,13 @@ class Database:
 
     def close(self) -> None:
         mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
+
+
+def _bounded(limit_ms: int, seconds_left: float | None):
+    limit = limit_ms / 1000
+    if seconds_left is not None:
+        limit = max(min(limit, seconds_left), 0.001)  # 0 would mean "no limit" to pymongo
+    return pymongo.timeout(limit)
 
 
 def collection(document: type[Document]) -> pymongo.collection.Collection:

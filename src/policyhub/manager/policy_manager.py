@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 from pymongo import ReturnDocument
@@ -13,11 +13,14 @@ from policyhub.domain import MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX, PolicyState
 from policyhub.errors import Aborted, AlreadyExists, NotFound
 from policyhub.manager import bulk_writes
 from policyhub.manager.bulk_writes import Progress, Revert, Update
-from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
+from policyhub.manager.database import collection, to_stored, translate_errors
+from policyhub.manager.queries import run_list, run_stat
 from policyhub.manager.records import policy_record, repository_info_lookup, repository_record
 from policyhub.model import PolicyDocument, RepositoryDocument, StatementDocument
-from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
+from policyhub.query import QuerySchema, compile_list, compile_stat
 
+# Before every deleted_at: `deleted_at > _EPOCH` is "deleted", as a range an index serves.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
 POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
 
@@ -38,9 +41,11 @@ class PolicyManager:
 
     @staticmethod
     def scope(domain_id: str, include_managed: bool, include_deleted: bool = False) -> dict:
+        """The policies a domain's query may see. Live ones have no `deleted_at`: an equality the
+        `domain_live_*` indexes serve right after domain_id (`state` $ne DELETED would scan)."""
         scope: dict[str, Any] = {"domain_id": {"$in": [domain_id, MANAGED_DOMAIN_ID]} if include_managed else domain_id}
         if not include_deleted:
-            scope["state"] = {"$ne": PolicyState.DELETED}
+            scope["deleted_at"] = None
         return scope
 
     @translate_errors()
@@ -189,17 +194,24 @@ class PolicyManager:
     def list(
         self, domain_id: str, query: dict | None, include_managed: bool, include_deleted: bool = False
     ) -> tuple[list[dict], int]:
-        plan = compile_list(query, self.schema, self.scope(domain_id, include_managed, include_deleted))
-        pipeline = plan.pipeline
-        if not plan.count_only:
-            # Join the repository inside the page branch: still one round trip.
-            pipeline[-1]["$facet"]["results"].append(repository_info_lookup())
-        results, total = unpack_list(plan, aggregate(PolicyDocument, pipeline))
+        now = datetime.now(timezone.utc)
+        plan = compile_list(query, self.schema, self.scope(domain_id, include_managed, include_deleted), now=now)
+        # The domain's and the managed policies are counted apart, each by an equality on domain_id.
+        parts = (
+            tuple(
+                compile_list(query, self.schema, self.scope(owner, False, include_deleted), now=now)
+                for owner in (domain_id, MANAGED_DOMAIN_ID)
+            )
+            if include_managed
+            else ()
+        )
+        # The repository is joined to the page only.
+        results, total = run_list(PolicyDocument, plan, joins=(repository_info_lookup(),), counted_apart=parts)
         return [policy_record(doc) for doc in results], total
 
     def stat(self, domain_id: str, query: dict | None) -> tuple[list, int | None]:
         plan = compile_stat(query, self.schema, self.scope(domain_id, include_managed=True))
-        return unpack_stat(plan, aggregate(PolicyDocument, plan.pipeline))
+        return run_stat(PolicyDocument, plan)
 
     def remote_query(self, query: dict | None, stat: bool = False) -> dict:
         """A query another installation will run: validated here without running it
@@ -214,7 +226,6 @@ class PolicyManager:
             query["page"] = page
         return query
 
-    @translate_errors()
     @translate_errors()
     def live(self, domain_id: str, policy_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The domain's live policies among these ids, as stored (no repository join: the start
@@ -388,7 +399,8 @@ def _last_deleted(domain_id: str, policy_id: str) -> dict[str, Any] | None:
     again has several); restore brings back this one."""
     found = (
         collection(PolicyDocument)
-        .find({"domain_id": domain_id, "policy_id": policy_id, "deleted_at": {"$ne": None}})
+        # Deleted: deleted_at is set, a range of the unique index (`$ne: None` would scan).
+        .find({"domain_id": domain_id, "policy_id": policy_id, "deleted_at": {"$gt": _EPOCH}})
         .sort([("deleted_at", -1), ("_id", -1)])
         .limit(1)
     )

@@ -8,10 +8,11 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from policyhub.errors import AlreadyExists, NotFound
-from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
+from policyhub.manager.database import collection, to_stored, translate_errors
+from policyhub.manager.queries import run_list, run_stat
 from policyhub.manager.records import repository_record
 from policyhub.model import RepositoryDocument
-from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
+from policyhub.query import QuerySchema, compile_list, compile_stat
 
 # Repositories are installation-wide: their queries have no tenant scope.
 INSTALLATION_SCOPE: dict = {}
@@ -90,9 +91,9 @@ class RepositoryManager:
 
     def list(self, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, INSTALLATION_SCOPE)
-        results, total = unpack_list(plan, aggregate(RepositoryDocument, plan.pipeline))
+        results, total = run_list(RepositoryDocument, plan)
         return [repository_record(doc) for doc in results], total
 
     def stat(self, query: dict | None) -> tuple[list, int | None]:
         plan = compile_stat(query, self.schema, INSTALLATION_SCOPE)
-        return unpack_stat(plan, aggregate(RepositoryDocument, plan.pipeline))
+        return run_stat(RepositoryDocument, plan)

@@ -13,8 +13,9 @@ from pymongo import ReturnDocument
 from policyhub.errors import AlreadyExists, NotFound
 from policyhub.manager import bulk_writes
 from policyhub.manager.bulk_writes import Progress, Revert, Update
-from policyhub.manager.database import aggregate, collection, to_stored, translate_errors
-from policyhub.query import QuerySchema, compile_list, compile_stat, unpack_list, unpack_stat
+from policyhub.manager.database import collection, to_stored, translate_errors
+from policyhub.manager.queries import run_list, run_stat
+from policyhub.query import QuerySchema, compile_list, compile_stat
 
 DUPLICATE_KEY = 11000
 
@@ -190,9 +191,9 @@ class SubjectSetManager:
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})
-        results, total = unpack_list(plan, aggregate(self.document, plan.pipeline))
+        results, total = run_list(self.document, plan)
         return [self._record(doc) for doc in results], total
 
     def stat(self, domain_id: str, query: dict | None) -> tuple[list, int | None]:
         plan = compile_stat(query, self.schema, {"domain_id": domain_id})
-        return unpack_stat(plan, aggregate(self.document, plan.pipeline))
+        return run_stat(self.document, plan)

@@ -1,10 +1,11 @@
 """mongoengine documents and their indexes. Only the manager layer imports these."""
 
+from policyhub.model import api_key, assignment, audit, policy, subject_set
 from policyhub.model.api_key import ApiKeyDocument
 from policyhub.model.assignment import AssignmentDocument
 from policyhub.model.audit import AuditDocument
 from policyhub.model.change import ChangeDocument
-from policyhub.model.policy import SUPERSEDED_INDEXES, PolicyDocument, StatementDocument
+from policyhub.model.policy import PolicyDocument, StatementDocument
 from policyhub.model.repository import RepositoryDocument
 from policyhub.model.revision import RevisionDocument
 from policyhub.model.subject_set import GroupDocument, RoleDocument
@@ -20,6 +21,16 @@ ALL_DOCUMENTS = (
     RoleDocument,
     ChangeDocument,
 )
+
+# By document: the names of indexes earlier versions created that are dropped at start.
+SUPERSEDED_INDEXES = {
+    PolicyDocument: policy.SUPERSEDED_INDEXES,
+    AssignmentDocument: assignment.SUPERSEDED_INDEXES,
+    AuditDocument: audit.SUPERSEDED_INDEXES,
+    ApiKeyDocument: api_key.SUPERSEDED_INDEXES,
+    GroupDocument: subject_set.SUPERSEDED_INDEXES,
+    RoleDocument: subject_set.SUPERSEDED_INDEXES,
+}
 
 __all__ = [
     "ALL_DOCUMENTS",

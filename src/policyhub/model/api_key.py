@@ -20,6 +20,11 @@ class ApiKeyDocument(Document):
         "indexes": [
             # Looked up by id on every call that presents a key.
             {"fields": ["api_key_id"], "unique": True, "name": "api_key_id"},
-            {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
+            # The default order of list (oldest first; _id breaks ties).
+            {"fields": ["domain_id", "created_at", "_id"], "name": "domain_created_at_id"},
         ],
     }
+
+
+# Indexes earlier versions created, dropped at start: no _id, so list's sort was not served.
+SUPERSEDED_INDEXES = ("domain_created_at",)

@@ -31,6 +31,11 @@ class AssignmentDocument(Document):
                 "name": "domain_subject_grant",
             },
             {"fields": ["domain_id", "grant_type", "grant_id"], "name": "domain_grant"},
-            {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
+            # The default order of list (oldest first; _id breaks ties), created_at filters.
+            {"fields": ["domain_id", "created_at", "_id"], "name": "domain_created_at_id"},
         ],
     }
+
+
+# Indexes earlier versions created, dropped at start: no _id, so list's sort was not served.
+SUPERSEDED_INDEXES = ("domain_created_at",)

@@ -20,8 +20,14 @@ class AuditDocument(Document):
         "collection": "audit",
         "auto_create_index": False,
         "indexes": [
-            {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
+            # The default order of list (oldest first; _id breaks ties), created_at filters.
+            {"fields": ["domain_id", "created_at", "_id"], "name": "domain_created_at_id"},
+            # What happened to one resource, and what one transaction did.
             {"fields": ["domain_id", "resource_type", "resource_id"], "name": "domain_resource"},
             {"fields": ["domain_id", "transaction_id"], "name": "domain_transaction"},
         ],
     }
+
+
+# Indexes earlier versions created, dropped at start: no _id, so list's sort was not served.
+SUPERSEDED_INDEXES = ("domain_created_at",)

@@ -47,7 +47,9 @@ class PolicyDocument(Document):
     state_before_delete = StringField(null=True)
     parked_assignments = ListField(DictField())
 
-    # Every list filter starts with domain_id, so every index does too.
+    # Every query starts with domain_id, so every index does too; the domain_live_* ones follow it
+    # with deleted_at, the equality that scopes a query to live policies (null: live), then the
+    # field a list filters or sorts by, and _id, the tie-breaker of every list sort.
     meta = {
         "collection": "policy",
         "auto_create_index": False,
@@ -55,12 +57,13 @@ class PolicyDocument(Document):
             # One live policy per id (deleted_at null); each soft-deleted one keeps its id under
             # its own deleted_at, so a deleted id can be created again while it stays restorable.
             {"fields": ["domain_id", "policy_id", "deleted_at"], "unique": True, "name": "domain_policy_id_deleted_at"},
-            {"fields": ["domain_id", "name"], "name": "domain_name"},
-            {"fields": ["domain_id", "state"], "name": "domain_state"},
-            {"fields": ["domain_id", "repository_id"], "name": "domain_repository"},
-            {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
-            {"fields": ["domain_id", "labels"], "name": "domain_labels"},
-            {"fields": ["domain_id", "project_id"], "name": "domain_project"},
+            # The default order of list (oldest first), stat's and count's scope, created_at filters.
+            {"fields": ["domain_id", "deleted_at", "created_at", "_id"], "name": "domain_live_created_at"},
+            {"fields": ["domain_id", "deleted_at", "name", "_id"], "name": "domain_live_name"},
+            {"fields": ["domain_id", "deleted_at", "state", "created_at", "_id"], "name": "domain_live_state"},
+            {"fields": ["domain_id", "deleted_at", "labels", "created_at", "_id"], "name": "domain_live_labels"},
+            {"fields": ["domain_id", "deleted_at", "repository_id"], "name": "domain_live_repository"},
+            {"fields": ["domain_id", "deleted_at", "project_id"], "name": "domain_live_project"},
             # MongoDB removes soft-deleted policies once purge_at passes (the sweep does it too).
             {"fields": ["purge_at"], "expireAfterSeconds": 0, "name": "purge_ttl"},
         ],
@@ -68,5 +71,14 @@ class PolicyDocument(Document):
 
 
 # Indexes earlier versions created, dropped at start: the unique (domain_id, policy_id) one
-# would keep a soft-deleted policy's id from being created again.
-SUPERSEDED_INDEXES = {PolicyDocument: ("domain_policy_id",)}
+# would keep a soft-deleted policy's id from being created again; the others lacked deleted_at
+# (and _id), so live-scoped queries and their sorts were not served by them.
+SUPERSEDED_INDEXES = (
+    "domain_policy_id",
+    "domain_name",
+    "domain_state",
+    "domain_repository",
+    "domain_created_at",
+    "domain_labels",
+    "domain_project",
+)

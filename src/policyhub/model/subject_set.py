@@ -21,12 +21,17 @@ class _SubjectSetDocument(Document):
 
 
 def _indexes(id_field: str) -> list[dict]:
-    # Every list filter starts with domain_id, so every index does too.
+    # Every query starts with domain_id, so every index does too; _id ends the ones a list sorts
+    # by, as it ends every list sort (the tie-breaker).
     return [
         {"fields": ["domain_id", id_field], "unique": True, "name": f"domain_{id_field}"},
-        {"fields": ["domain_id", "name"], "name": "domain_name"},
-        {"fields": ["domain_id", "created_at"], "name": "domain_created_at"},
+        {"fields": ["domain_id", "name", "_id"], "name": "domain_name_id"},
+        {"fields": ["domain_id", "created_at", "_id"], "name": "domain_created_at_id"},
     ]
+
+
+# Indexes earlier versions created, dropped at start: no _id, so list's sort was not served.
+SUPERSEDED_INDEXES = ("domain_name", "domain_created_at")
 
 
 class GroupDocument(_SubjectSetDocument):

@@ -37,8 +37,10 @@ class Metrics:
     def command_listener(self) -> monitoring.CommandListener:
         return _CommandTimer(self.db_seconds)
 
-    def serve(self, host: str, port: int) -> None:
+    def serve(self, host: str, port: int) -> int:
+        """Serves /metrics on host:port (0: a free port); returns the port."""
         self._http = start_http_server(port, addr=host, registry=self.registry)
+        return self._http[0].server_port
 
     def close(self) -> None:
         if self._http:

@@ -6,7 +6,8 @@ from policyhub.query.compiler import (
     StatPlan,
     compile_list,
     compile_stat,
-    unpack_list,
+    count_of,
+    page_total,
     unpack_stat,
 )
 from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
@@ -18,8 +19,9 @@ __all__ = [
     "TimeExprError",
     "compile_list",
     "compile_stat",
+    "count_of",
+    "page_total",
     "parse_iso_datetime",
     "parse_timediff",
-    "unpack_list",
     "unpack_stat",
 ]

@@ -8,8 +8,14 @@ checked for `$` keys, regexes are escaped or kept to a subset that cannot backtr
 catastrophically (regex_safety), and values inside
 aggregation expressions are wrapped in `$literal`.
 
-The caller's `scope` filter is trusted and is the first condition of the first
-`$match`, so every document any pipeline touches is inside the caller's scope.
+The caller's `scope` filter is trusted and its fields open the first `$match`, so every
+document any pipeline touches is inside the caller's scope, and the index that starts with
+the scope's fields (domain_id first) serves the match.
+
+A list is two pipelines: the page (`$match`, `$sort`, `$skip`, `$limit`, then any projection,
+so whatever a caller appends, e.g. a `$lookup`, runs on the page only and an index can serve
+the sort), and the total (the same `$match` and a `$count`), run only when the page cannot
+tell it (`page_total`).
 """
 
 from __future__ import annotations
@@ -64,8 +70,13 @@ class QuerySchema:
 
 @dataclass(frozen=True)
 class ListPlan:
+    # The page; a caller appends its joins after it.
     pipeline: list[Doc]
+    # The total: the page's $match and a $count.
+    count_pipeline: list[Doc]
     count_only: bool
+    skip: int
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -105,12 +116,12 @@ class _Context:
 def compile_list(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: datetime | None = None) -> ListPlan:
     query = _root(query, _LIST_FIELDS)
     ctx = _Context(schema, now or datetime.now(timezone.utc))
-    match = {"$match": _match(query, scope, ctx)}
-    sort = {"$sort": _list_sort(query.get("sort"), schema)}
-    results = [*_page_stages(query.get("page"), schema), *_projection(query, schema)]
-    if _flag(query, "count_only", _ROOT):
-        return ListPlan([match, {"$count": _COUNT}], count_only=True)
-    return ListPlan([match, sort, _facet(results)], count_only=False)
+    match: Doc = {"$match": _match(query, scope, ctx)}
+    sort: Doc = {"$sort": _list_sort(query.get("sort"), schema)}
+    skip, limit = _page(query.get("page"), schema)
+    page: list[Doc] = [match, sort, {"$skip": skip}, {"$limit": limit}, *_projection(query, schema)]
+    count_only = _flag(query, "count_only", _ROOT)
+    return ListPlan(page, [match, {"$count": _COUNT}], count_only=count_only, skip=skip, limit=limit)
 
 
 def compile_stat(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: datetime | None = None) -> StatPlan:
@@ -125,12 +136,18 @@ def compile_stat(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: dat
     return StatPlan([match, *body, _facet(page)], paged=True, distinct=distinct)
 
 
-def unpack_list(plan: ListPlan, docs: list[Doc]) -> tuple[list[Doc], int]:
-    if plan.count_only:
-        return [], _count_of(docs)
-    if not docs:
-        return [], 0
-    return docs[0]["results"], _count_of(docs[0]["total_count"])
+def page_total(plan: ListPlan, returned: int) -> int | None:
+    """The total when the page tells it, else None (run `count_pipeline`): a page shorter than its
+    limit holds the last results, unless it is empty past the first result (the total could then
+    be anything up to the skip)."""
+    if returned < plan.limit and (returned or not plan.skip):
+        return plan.skip + returned
+    return None
+
+
+def count_of(docs: list[Doc]) -> int:
+    """The total a `count_pipeline` answered."""
+    return _count_of(docs)
 
 
 def unpack_stat(plan: StatPlan, docs: list[Doc]) -> tuple[list[Doc] | list[Any], int | None]:
@@ -531,24 +548,28 @@ def _keyword(value: Any, ctx: _Context) -> list[Doc]:
 
 
 def _match(query: Doc, scope: Doc, ctx: _Context) -> Doc:
-    """scope AND filter items AND (any filter_or item) AND keyword; scope comes first."""
+    """scope AND filter items AND (any filter_or item) AND keyword; the scope's fields first."""
     conditions = _filter_group(query.get("filter"), f"{_ROOT}.filter", ctx)
     alternatives = _filter_group(query.get("filter_or"), f"{_ROOT}.filter_or", ctx)
     if alternatives:
         conditions.append(_any_of(alternatives))
     conditions += _keyword(query.get("keyword"), ctx)
-    return _all_of([scope, *conditions])
+    return _all_of(scope, conditions)
 
 
-def _all_of(conditions: list[Doc]) -> Doc:
-    """AND as flat as possible: conditions on disjoint top-level keys merge into one
-    document (keeping order, so scope stays first); any overlap needs an explicit $and,
-    because merging would let one condition overwrite another."""
-    merged: Doc = {}
+def _all_of(scope: Doc, conditions: list[Doc]) -> Doc:
+    """AND as flat as possible, the scope's fields first: conditions on fresh top-level keys
+    merge into one document; one whose key is taken (merging would overwrite) goes into an
+    explicit $and after them (no condition has `$and` of its own)."""
+    merged: Doc = dict(scope)
+    overlapping: list[Doc] = []
     for condition in conditions:
         if merged.keys() & condition.keys():
-            return {"$and": conditions}
-        merged.update(condition)
+            overlapping.append(condition)
+        else:
+            merged.update(condition)
+    if overlapping:
+        merged["$and"] = overlapping
     return merged
 
 
@@ -619,14 +640,19 @@ def _list_sort(sort: Any, schema: QuerySchema) -> Doc:
 _PAGE_FIELDS = frozenset({"start", "limit"})
 
 
-def _page_stages(page: Any, schema: QuerySchema) -> list[Doc]:
-    """$skip/$limit for a 1-based `start` and a `limit` capped at schema.max_limit."""
+def _page(page: Any, schema: QuerySchema) -> tuple[int, int]:
+    """(skip, limit) for a 1-based `start` and a `limit` capped at schema.max_limit."""
     path = f"{_ROOT}.page"
     page = _object(page, path) if page is not None else {}
     _known_fields(page, _PAGE_FIELDS, path)
     start = _integer(page.get("start", 0), f"{path}.start", 0)
     limit = _integer(page.get("limit", 0), f"{path}.limit", 0)
-    return [{"$skip": max(start, 1) - 1}, {"$limit": min(limit or schema.max_limit, schema.max_limit)}]
+    return max(start, 1) - 1, min(limit or schema.max_limit, schema.max_limit)
+
+
+def _page_stages(page: Any, schema: QuerySchema) -> list[Doc]:
+    skip, limit = _page(page, schema)
+    return [{"$skip": skip}, {"$limit": limit}]
 
 
 def _projection(query: Doc, schema: QuerySchema) -> list[Doc]:

@@ -56,7 +56,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Path of the mounted JWKS file, passed as POLICYHUB_JWKS_FILE. */}}
 {{- define "policyhub.jwksFile" -}}
-{{- printf "%s/%s" (.Values.identity.mountPath | trimSuffix "/") .Values.identity.fileName }}
+{{- printf "%s/%s" (.Values.auth.mountPath | trimSuffix "/") .Values.auth.fileName }}
+{{- end }}
+
+{{/* The Secret and the key in it holding the JWT public keys: auth.existingSecret, or the chart's own. */}}
+{{- define "policyhub.keysSecretName" -}}
+{{- default (include "policyhub.fullname" .) .Values.auth.existingSecret }}
+{{- end }}
+
+{{- define "policyhub.keysSecretKey" -}}
+{{- ternary .Values.auth.existingSecretKey "keys" (not (empty .Values.auth.existingSecret)) }}
 {{- end }}
 
 {{/* Settings the chart refuses to render. */}}
@@ -67,23 +76,40 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.mongodb.uri (not (or (hasPrefix "mongodb://" .Values.mongodb.uri) (hasPrefix "mongodb+srv://" .Values.mongodb.uri))) }}
 {{- fail "mongodb.uri must start with mongodb:// or mongodb+srv://" }}
 {{- end }}
-{{- range $key := list "host" "port" "mongodb_uri" "jwks_file" "jwks_uri" "jwt_issuer" "jwt_audience" "spaceone_port" "public_domain_id" }}
+{{- range $key := list "host" "port" "mongodb_uri" "jwks_file" "jwks_uri" "jwt_issuer" "jwt_audience" "metrics_port" "spaceone_port" "public_domain_id" }}
 {{- if hasKey $.Values.config $key }}
-{{- fail (printf "config.%s is set by the chart (containerPort, mongodb.uri, identity.*, spaceone.*)" $key) }}
+{{- fail (printf "config.%s is set by the chart (containerPort, mongodb.uri, auth.*, metrics.*, spaceone.*)" $key) }}
 {{- end }}
 {{- end }}
 {{- if and .Values.spaceone.enabled (eq (int .Values.spaceone.containerPort) (int .Values.containerPort)) }}
 {{- fail "spaceone.containerPort must differ from containerPort" }}
 {{- end }}
-{{- if .Values.identity.enabled }}
-{{- if and .Values.identity.keys .Values.identity.jwksUri }}
-{{- fail "identity.keys and identity.jwksUri: set one of them, not both" }}
+{{- if .Values.metrics.enabled }}
+{{- if or (eq (int .Values.metrics.containerPort) (int .Values.containerPort)) (and .Values.spaceone.enabled (eq (int .Values.metrics.containerPort) (int .Values.spaceone.containerPort))) }}
+{{- fail "metrics.containerPort must differ from containerPort and spaceone.containerPort" }}
 {{- end }}
-{{- if and (not .Values.existingSecret) (not .Values.identity.keys) (not .Values.identity.jwksUri) }}
-{{- fail "identity.enabled needs identity.keys (or an existingSecret with the key `keys`) or identity.jwksUri" }}
+{{- else if .Values.metrics.serviceMonitor.enabled }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
 {{- end }}
-{{- if not (and .Values.identity.issuer .Values.identity.audience) }}
-{{- fail "identity.enabled needs identity.issuer and identity.audience" }}
+{{- if .Values.auth.developmentMode }}
+{{- if or .Values.auth.keys .Values.auth.existingSecret .Values.auth.jwksUri }}
+{{- fail "auth.developmentMode turns authentication off: unset auth.keys, auth.existingSecret and auth.jwksUri, or leave developmentMode false" }}
+{{- end }}
+{{- else }}
+{{- if and .Values.auth.jwksUri (or .Values.auth.keys .Values.auth.existingSecret) }}
+{{- fail "set auth.jwksUri or the keys (auth.keys, auth.existingSecret), not both" }}
+{{- end }}
+{{- if not (or .Values.auth.keys .Values.auth.existingSecret .Values.auth.jwksUri) }}
+{{- fail "authentication is on by default and needs the JWT public keys: set auth.keys (--set-file auth.keys=jwks.json), auth.existingSecret or auth.jwksUri, with auth.issuer and auth.audience; or set auth.developmentMode=true for a trial WITHOUT authentication" }}
+{{- end }}
+{{- if and .Values.auth.keys .Values.auth.existingSecret }}
+{{- fail "set auth.keys or auth.existingSecret, not both" }}
+{{- end }}
+{{- if and .Values.auth.keys .Values.existingSecret }}
+{{- fail "auth.keys is stored in the chart's Secret, which existingSecret replaces: put the keys in a Secret and name it in auth.existingSecret" }}
+{{- end }}
+{{- if not (and .Values.auth.issuer .Values.auth.audience) }}
+{{- fail "authentication needs auth.issuer and auth.audience (the iss and aud every token must carry)" }}
 {{- end }}
 {{- end }}
 {{- end }}

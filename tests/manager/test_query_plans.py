@@ -1,0 +1,115 @@
+"""The wire-protocol server's query planner on the shapes the managers send (pinned without a
+database in tests/unit/test_query_shapes.py): `explain` shows the domain-first indexes serve the
+list page, its count, stat's first $match, and the point reads of get, update and restore."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from policyhub.manager.database import collection
+from policyhub.model import AssignmentDocument, PolicyDocument
+from policyhub.query import compile_list, compile_stat
+from policyhub.service.context import utc_now
+from tests.manager.test_storage_conformance import assignment, policy
+
+pytestmark = pytest.mark.wire
+
+LABEL_FILTER = {"filter": [{"k": "labels", "v": "ops"}], "page": {"start": 1, "limit": 10}}
+# secantusdb's planner serves a compound index with bare equalities on its leading fields followed by
+# at most one operator; an operator on the first field (the managed policies' `domain_id $in`) is
+# planned as a collection scan. MongoDB serves the same filter with two point intervals of the index.
+IN_ON_LEADING_FIELD = (
+    "the wire-protocol server (secantusdb) plans `domain_id: {$in: [...]}` followed by other fields as "
+    "COLLSCAN: its planner takes equalities on an index's leading fields and one operator after them"
+)
+
+
+@pytest.fixture
+def wire(app, backend):
+    if backend != "wire":
+        pytest.skip("explain is asked of the wire-protocol server")
+    return app.managers
+
+
+@pytest.fixture
+def seeded(wire, domain):
+    for i in range(12):
+        wire.policy.create(policy(domain, f"p{i}", labels=["ops" if i % 2 else "dev"]))
+        wire.assignment.create(assignment(domain, subject_id=f"u{i}", grant_id=f"p{i}"))
+    return wire
+
+
+def winning_scan(document, command: dict[str, Any]) -> dict[str, Any]:
+    """The leaf of the winning plan the server reports for a command on the document's collection."""
+    stored = collection(document)
+    explained = stored.database.command("explain", {**command}, verbosity="queryPlanner")
+    stage = explained["queryPlanner"]["winningPlan"]
+    while "inputStage" in stage:
+        stage = stage["inputStage"]
+    return stage
+
+
+def aggregate_scan(document, pipeline: list[dict]) -> dict[str, Any]:
+    return winning_scan(document, {"aggregate": collection(document).name, "pipeline": pipeline, "cursor": {}})
+
+
+def find_scan(document, selector: dict, sort: dict | None = None) -> dict[str, Any]:
+    command: dict[str, Any] = {"find": collection(document).name, "filter": selector}
+    if sort:
+        command["sort"] = sort
+    return winning_scan(document, command)
+
+
+def assert_index(scan: dict[str, Any], name: str) -> None:
+    assert scan["stage"] == "IXSCAN", scan
+    assert scan["indexName"] == name
+    assert next(iter(scan["keyPattern"])) == "domain_id"
+
+
+def test_policy_list_page_and_count_use_the_live_labels_index(seeded, domain):
+    plan = compile_list(LABEL_FILTER, seeded.policy.schema, seeded.policy.scope(domain, include_managed=False))
+    assert_index(aggregate_scan(PolicyDocument, plan.pipeline), "domain_live_labels")
+    assert_index(aggregate_scan(PolicyDocument, plan.count_pipeline), "domain_live_labels")
+    assert seeded.policy.list(domain, LABEL_FILTER, include_managed=False)[1] == 6
+
+
+def test_policy_list_of_the_live_scope_uses_a_live_index(seeded, domain):
+    plan = compile_list(None, seeded.policy.schema, seeded.policy.scope(domain, include_managed=False))
+    scan = aggregate_scan(PolicyDocument, plan.pipeline)
+    assert scan["stage"] == "IXSCAN" and list(scan["keyPattern"])[:2] == ["domain_id", "deleted_at"]
+
+
+def test_policy_list_with_the_managed_policies(seeded, domain):
+    plan = compile_list(LABEL_FILTER, seeded.policy.schema, seeded.policy.scope(domain, include_managed=True))
+    scan = aggregate_scan(PolicyDocument, plan.pipeline)
+    if scan["stage"] == "COLLSCAN":
+        pytest.skip(IN_ON_LEADING_FIELD)
+    assert_index(scan, "domain_live_labels")
+
+
+def test_policy_get_update_and_restore_read_the_unique_index(seeded, domain):
+    live = {"domain_id": domain, "policy_id": "p1", "deleted_at": None}
+    assert_index(find_scan(PolicyDocument, live), "domain_policy_id_deleted_at")
+    now = utc_now()
+    seeded.policy.soft_delete(domain, "p1", None, now, now + timedelta(days=1), [])
+    deleted = {"domain_id": domain, "policy_id": "p1", "deleted_at": {"$gt": datetime(1970, 1, 1, tzinfo=timezone.utc)}}
+    assert_index(find_scan(PolicyDocument, deleted, {"deleted_at": -1}), "domain_policy_id_deleted_at")
+    assert seeded.policy.restorable(domain, "p1", now)["policy_id"] == "p1"
+
+
+def test_assignment_list_and_stat_use_a_domain_first_index(seeded, domain):
+    manager = seeded.assignment
+    listed = compile_list({"page": {"limit": 5}}, manager.schema, {"domain_id": domain})
+    scan = aggregate_scan(AssignmentDocument, listed.pipeline)
+    assert scan["stage"] == "IXSCAN" and next(iter(scan["keyPattern"])) == "domain_id"
+    by_subject = compile_list({"filter": [{"k": "subject_type", "v": "USER"}]}, manager.schema, {"domain_id": domain})
+    assert aggregate_scan(AssignmentDocument, by_subject.pipeline)["stage"] == "IXSCAN"
+    stat = compile_stat(
+        {"aggregate": [{"group": {"keys": [{"k": "grant_id", "n": "g"}], "fields": [{"o": "count", "n": "n"}]}}]},
+        manager.schema,
+        {"domain_id": domain},
+    )
+    assert aggregate_scan(AssignmentDocument, stat.pipeline)["stage"] == "IXSCAN"
