@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("no mongodb_uri configured: using the EMBEDDED IN-MEMORY store; data is lost at exit")
     if config.development_mode:
         log.warning(
-            "!!! DEVELOPMENT MODE: no jwks_file configured, so NOBODY IS AUTHENTICATED: every caller "
+            "!!! DEVELOPMENT MODE: no jwks_file or jwks_uri configured, so NOBODY IS AUTHENTICATED: every caller "
             "acts as SYSTEM for the domain in its request. Never run this way in production. !!!"
         )
     if config.workers > 1:

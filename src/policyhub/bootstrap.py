@@ -3,6 +3,7 @@ Building touches no data; `Application.start()` prepares the database and starts
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -22,7 +23,8 @@ from policyhub.api.server_info_api import ServerInfoAPI
 from policyhub.config import Config
 from policyhub.errors import ConfigError
 from policyhub.identity.errors import KeyConfigError
-from policyhub.identity.keys import load_verification_keys
+from policyhub.identity.keys import KeySource, load_verification_keys
+from policyhub.identity.provider_keys import ProviderKeys
 from policyhub.identity.tokens import TokenVerifier
 from policyhub.jobs import DatabaseHealth, Periodic, purge_sweep
 from policyhub.managed_policies import load_managed_policies
@@ -198,7 +200,11 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         config.auth_failure_per_minute,
         on_limited=lambda kind: metrics.rate_limited.labels(kind).inc(),
     )
-    authenticator = None if config.development_mode else Authenticator(_token_verifier(config), api_keys)
+    keys = _verification_keys(config)
+    authenticator = None
+    if keys is not None:
+        verifier = TokenVerifier(keys, issuer=config.jwt_issuer, audience=config.jwt_audience)
+        authenticator = Authenticator(verifier, api_keys)
     caller = CallerResolver(authenticator, limits, config.public_domain_id)
     page_bytes = config.max_message_bytes
     api_key_service = ApiKeyService(api_keys, guard, audit, utc_now)
@@ -254,7 +260,10 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         tracer=make_tracer(config.tracing_exporter),
         remote=remote,
         database_health=database_health,
-        jobs=(Periodic("db-health", config.health_interval_seconds, database_health.check),),
+        jobs=(
+            Periodic("db-health", config.health_interval_seconds, database_health.check),
+            *_key_refresh(config, keys),
+        ),
         sweeps=(
             Periodic(
                 "purge-sweep",
@@ -290,9 +299,26 @@ def _remote_client(config: Config) -> RemotePolicyClient:
     )
 
 
-def _token_verifier(config: Config) -> TokenVerifier:
+def _verification_keys(config: Config) -> KeySource | None:
+    """The configured keys (None: development mode). Those of a jwks_uri are fetched now."""
+    if config.jwks_file:
+        try:
+            return load_verification_keys(config.jwks_file)
+        except KeyConfigError as exc:
+            raise ConfigError(f"config key jwks_file: {exc}") from exc
+    if not config.jwks_uri:
+        return None
     try:
-        keys = load_verification_keys(config.jwks_file)
+        tls = ssl.create_default_context(cafile=config.jwks_ca_file or None)
+    except OSError as exc:  # ssl.SSLError too: not a PEM bundle of certificates
+        raise ConfigError(f"config key jwks_ca_file: cannot load {config.jwks_ca_file}: {exc.strerror or exc}") from exc
+    try:
+        return ProviderKeys(config.jwks_uri, tls, config.jwks_refresh_min_seconds)
     except KeyConfigError as exc:
-        raise ConfigError(f"config key jwks_file: {exc}") from exc
-    return TokenVerifier(keys, issuer=config.jwt_issuer, audience=config.jwt_audience)
+        raise ConfigError(f"config key jwks_uri: {exc}") from exc
+
+
+def _key_refresh(config: Config, keys: KeySource | None) -> tuple[Periodic, ...]:
+    if not isinstance(keys, ProviderKeys):
+        return ()
+    return (Periodic("jwks-refresh", config.jwks_refresh_seconds, keys.refresh),)

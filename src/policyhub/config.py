@@ -82,9 +82,20 @@ class Config:
     # OpenTelemetry tracing: spans per RPC, `traceparent` propagated; exported to the console when
     # "console", else not exported (the trace id still ties logs and audit entries together).
     tracing_exporter: str = "none"
-    # Caller identity. Empty jwks_file: DEVELOPMENT MODE (no authentication, the domain comes from
-    # the request, announced loudly at start). Otherwise a JWKS JSON or PEM file of public keys.
+    # Caller identity: the public keys that verify tokens, from at most one of jwks_file (a JWKS
+    # JSON or PEM file, read at start) and jwks_uri (an identity provider's https:// JWKS URL).
+    # Neither: DEVELOPMENT MODE (no authentication, the domain comes from the request, announced
+    # loudly at start).
     jwks_file: str = ""
+    jwks_uri: str = ""
+    # PEM bundle of CA certificates trusted for jwks_uri; empty: the system's roots.
+    jwks_ca_file: str = ""
+    # jwks_uri's keys are fetched at start (unreachable: the server does not start), again every
+    # jwks_refresh_seconds, and when a token names an unknown kid, at most once per
+    # jwks_refresh_min_seconds (a flood of forged kids cannot hammer the provider). A failed fetch
+    # keeps the keys of the last successful one.
+    jwks_refresh_seconds: float = 300.0
+    jwks_refresh_min_seconds: float = 30.0
     jwt_issuer: str = ""
     jwt_audience: str = ""
     # Remote repositories (another installation's Policy API). One remote operation, retries
@@ -121,7 +132,7 @@ class Config:
 
     @property
     def development_mode(self) -> bool:
-        return not self.jwks_file
+        return not (self.jwks_file or self.jwks_uri)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -250,8 +261,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"config key tracing_exporter: {config.tracing_exporter!r} is not one of ['none', 'console']")
     if config.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"config key log_level: {config.log_level!r} is not one of {sorted(_LOG_LEVELS)}")
-    if config.jwks_file and not (config.jwt_issuer and config.jwt_audience):
-        raise ConfigError("config keys jwt_issuer and jwt_audience are required when jwks_file is set")
+    _validate_identity(config)
     if config.mongodb_uri and not config.mongodb_uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("config key mongodb_uri: must start with mongodb:// or mongodb+srv://")
     if not 0 < config.remote_timeout_seconds <= 300:
@@ -267,6 +277,21 @@ def _validate(config: Config) -> None:
         )
     if config.rate_limit_domain_per_second > 0 and config.rate_limit_domain_burst < 1:
         raise ConfigError("config key rate_limit_domain_burst: must be at least 1")
+
+
+def _validate_identity(config: Config) -> None:
+    if config.jwks_file and config.jwks_uri:
+        raise ConfigError("config keys jwks_file and jwks_uri: set one of them, not both")
+    if not config.development_mode and not (config.jwt_issuer and config.jwt_audience):
+        raise ConfigError("config keys jwt_issuer and jwt_audience are required when jwks_file or jwks_uri is set")
+    if config.jwks_uri and not config.jwks_uri.startswith("https://"):
+        raise ConfigError("config key jwks_uri: must start with https:// (keys are never fetched unencrypted)")
+    if config.jwks_ca_file and not config.jwks_uri:
+        raise ConfigError("config key jwks_ca_file: only jwks_uri reads it; set jwks_uri")
+    if not 1 <= config.jwks_refresh_seconds <= 86400:
+        raise ConfigError("config key jwks_refresh_seconds: must be between 1 and 86400")
+    if not 1 <= config.jwks_refresh_min_seconds <= config.jwks_refresh_seconds:
+        raise ConfigError("config key jwks_refresh_min_seconds: must be at least 1 and at most jwks_refresh_seconds")
 
 
 def _known_env() -> str:

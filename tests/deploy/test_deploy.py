@@ -775,6 +775,20 @@ def test_chart_keys_from_an_existing_secret(helm):
     assert "of Secret idp-keys (key keys)" in notes
 
 
+def test_chart_keys_from_a_jwks_uri_mount_nothing(helm):
+    uri = "https://idp.test/.well-known/jwks.json"
+    values = merged(SECURE, {"auth": {"keys": "", "jwksUri": uri}, "config": {"jwks_refresh_seconds": 600}})
+    objects = by_kind(helm.render(values))
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert not [m for m in container["volumeMounts"] if m["name"] == "auth-keys"]
+    assert not [v for v in pod["volumes"] if v["name"] == "auth-keys"]
+    config = accepted_by_policyhub(_pod_environment(objects))
+    assert (config.jwks_uri, config.jwks_file, config.jwks_refresh_seconds) == (uri, "", 600)
+    assert not config.development_mode
+    assert f"verified with the keys published at {uri}." in helm.notes(values)
+
+
 def test_chart_existing_secret_and_fixed_replicas(helm):
     objects = by_kind(
         helm.render(
@@ -879,6 +893,12 @@ def test_chart_single_replica_has_no_disruption_budget(helm):
         ({"auth": {"existingSecret": "idp-keys"}}, "set auth.keys or auth.existingSecret, not both"),
         ({"existingSecret": "mine"}, "auth.keys is stored in the chart's Secret, which existingSecret replaces"),
         ({"auth": {"developmentMode": True}}, "auth.developmentMode turns authentication off"),
+        ({"config": {"jwks_uri": "https://idp.test/jwks"}}, "set by the chart"),
+        ({"auth": {"jwksUri": "https://idp.test/jwks"}}, "set auth.jwksUri or the keys"),
+        (
+            {"auth": {"keys": "", "developmentMode": True, "jwksUri": "https://idp.test/jwks"}},
+            "auth.developmentMode turns authentication off",
+        ),
     ],
 )
 def test_chart_refuses_bad_values(helm, overrides, message):

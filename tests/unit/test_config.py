@@ -227,3 +227,49 @@ def test_bad_query_timeouts(env, message):
     with pytest.raises(ConfigError) as info:
         load_config(env=env)
     assert message in str(info.value)
+
+
+IDENTITY = {"POLICYHUB_JWT_ISSUER": "https://idp.example", "POLICYHUB_JWT_AUDIENCE": "policyhub"}
+
+
+def test_keys_from_a_jwks_uri():
+    config = load_config(
+        env={
+            **IDENTITY,
+            "POLICYHUB_JWKS_URI": "https://idp.example/.well-known/jwks.json",
+            "POLICYHUB_JWKS_CA_FILE": "/etc/ssl/private-ca.pem",
+            "POLICYHUB_JWKS_REFRESH_SECONDS": "600",
+            "POLICYHUB_JWKS_REFRESH_MIN_SECONDS": "10",
+        }
+    )
+    assert not config.development_mode
+    assert (config.jwks_refresh_seconds, config.jwks_refresh_min_seconds) == (600.0, 10.0)
+    defaults = load_config(env={**IDENTITY, "POLICYHUB_JWKS_URI": "https://idp.example/jwks"})
+    assert (defaults.jwks_refresh_seconds, defaults.jwks_refresh_min_seconds) == (300.0, 30.0)
+    assert load_config(env={}).development_mode
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {**IDENTITY, "POLICYHUB_JWKS_FILE": "/keys/jwks.json", "POLICYHUB_JWKS_URI": "https://idp.example/jwks"},
+            "config keys jwks_file and jwks_uri: set one of them, not both",
+        ),
+        ({"POLICYHUB_JWKS_URI": "https://idp.example/jwks"}, "jwt_issuer and jwt_audience are required"),
+        ({**IDENTITY, "POLICYHUB_JWKS_URI": "http://idp.example/jwks"}, "jwks_uri: must start with https://"),
+        ({**IDENTITY, "POLICYHUB_JWKS_URI": "file:///etc/jwks.json"}, "jwks_uri: must start with https://"),
+        ({"POLICYHUB_JWKS_CA_FILE": "/ca.pem"}, "jwks_ca_file: only jwks_uri reads it"),
+        ({"POLICYHUB_JWKS_REFRESH_SECONDS": "0"}, "jwks_refresh_seconds: must be between 1 and 86400"),
+        ({"POLICYHUB_JWKS_REFRESH_MIN_SECONDS": "0.5"}, "jwks_refresh_min_seconds: must be at least 1"),
+        (
+            {"POLICYHUB_JWKS_REFRESH_SECONDS": "60", "POLICYHUB_JWKS_REFRESH_MIN_SECONDS": "120"},
+            "at most jwks_refresh_seconds",
+        ),
+        ({"POLICYHUB_JWKS_REFRESH_SECONDS": "soon"}, "config key jwks_refresh_seconds: expected float"),
+    ],
+)
+def test_bad_jwks_uri_keys(env, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(env=env)
+    assert message in str(info.value)

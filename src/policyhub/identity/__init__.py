@@ -1,7 +1,8 @@
-"""Verifying who is calling. Pure: no gRPC, no database.
+"""Verifying who is calling. No gRPC, no database (only `provider_keys` does I/O: HTTPS).
 
 - `errors`    `AuthenticationError` and `KeyConfigError`, which every other submodule raises.
-- `keys`      loads the configured verification keys (JWKS JSON or PEM public keys).
+- `keys`      the rules every verification key passes; loads a key file (JWKS JSON or PEM).
+- `provider_keys`  fetches and refreshes the keys an identity provider publishes at its jwks_uri.
 - `tokens`    verifies a JWT from the `token` metadata and yields a `Caller`.
 - `api_keys`  formats, parses and hashes `phk_<key_id>_<secret>` API keys.
 
@@ -24,9 +25,11 @@ from policyhub.identity.errors import AuthenticationError, KeyConfigError
 from policyhub.identity.keys import (
     ALLOWED_ALGORITHMS,
     KeySet,
+    KeySource,
     VerificationKey,
     load_verification_keys,
 )
+from policyhub.identity.provider_keys import ProviderKeys
 from policyhub.identity.tokens import (
     CALLER_TYPES,
     ROLE_TYPES,
@@ -42,6 +45,8 @@ __all__ = [
     "Caller",
     "KeyConfigError",
     "KeySet",
+    "KeySource",
+    "ProviderKeys",
     "ROLE_TYPES",
     "TokenVerifier",
     "VerificationKey",

@@ -12,4 +12,5 @@ class AuthenticationError(Exception):
 
 
 class KeyConfigError(ValueError):
-    """The configured key file cannot be used. The message names the file and the problem."""
+    """The configured keys cannot be used (a key file, or what a provider's jwks_uri serves).
+    The message names the file or URI and the problem."""

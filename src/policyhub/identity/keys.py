@@ -1,25 +1,26 @@
-"""Loading the public keys that verify caller tokens.
+"""The public keys that verify caller tokens, and the rules every such key must pass.
 
-A key file is either a JWKS document (`{"keys": [{"kty": "RSA"|"EC", ...}]}`) or a
-PEM file holding one or more `-----BEGIN PUBLIC KEY-----` blocks. Only RSA keys of at
-least 2048 bits (used with RS256) and EC P-256 keys (used with ES256) are accepted.
-Anything else — including private keys, certificates and symmetric keys — is refused
-with a `KeyConfigError` naming the file and the problem, so a misconfiguration stops
-the service at start instead of silently weakening it.
+Keys come as a JWKS document (`{"keys": [{"kty": "RSA"|"EC", ...}]}`, parsed by PyJWT's
+`PyJWK`), from a file or from an identity provider's `jwks_uri` (see `provider_keys`), or as
+a PEM file of `-----BEGIN PUBLIC KEY-----` blocks (parsed by `cryptography`). Only RSA keys
+of at least 2048 bits (used with RS256) and EC P-256 keys (used with ES256) are accepted.
+Anything else, including private keys, certificates and symmetric keys, is refused with a
+`KeyConfigError` naming the source and the problem, so a misconfiguration stops the service
+at start instead of silently weakening it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt import PyJWK
+from jwt.exceptions import PyJWTError
 
 from policyhub.identity.errors import AuthenticationError, KeyConfigError
 
@@ -27,34 +28,17 @@ from policyhub.identity.errors import AuthenticationError, KeyConfigError
 ALLOWED_ALGORITHMS: dict[str, str] = {"RS256": "RSA", "ES256": "EC"}
 
 MIN_RSA_BITS = 2048
-MAX_KEY_FILE_BYTES = 1024 * 1024
+# The most a key file or a provider's JWKS document may hold.
+MAX_KEYS_BYTES = 1024 * 1024
 
 # Well-known JWA names we may name back in a refusal. Anything else in a token's
 # `alg` is attacker-controlled text and is not echoed.
 _KNOWN_ALG_NAMES = frozenset(
-    {
-        "none",
-        "HS256",
-        "HS384",
-        "HS512",
-        "RS256",
-        "RS384",
-        "RS512",
-        "PS256",
-        "PS384",
-        "PS512",
-        "ES256",
-        "ES384",
-        "ES512",
-        "ES256K",
-        "EdDSA",
-        "Ed25519",
-        "Ed448",
-    }
+    "none HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 ES256K EdDSA Ed25519 Ed448".split()
 )
 
 _PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_PUBLIC_JWK_MEMBERS = {"RSA": ("n", "e"), "EC": ("x", "y")}
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
 
@@ -70,7 +54,14 @@ class VerificationKey:
     kty: str  # "RSA" | "EC"
     alg: str  # "RS256" | "ES256"
     key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey = field(repr=False)
-    source: str  # "<path>#<index>", for logs and error messages
+    source: str  # "<path or URI>#<index>", for logs and error messages
+
+
+class KeySource(Protocol):
+    """Where a TokenVerifier finds the candidate keys of a token: a fixed KeySet, or the
+    keys of an identity provider that change over time."""
+
+    def for_token(self, kid: str | None, alg: str) -> tuple[VerificationKey, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -86,6 +77,9 @@ class KeySet:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def has_kid(self, kid: str) -> bool:
+        return any(k.kid == kid for k in self.keys)
 
     def for_token(self, kid: str | None, alg: str) -> tuple[VerificationKey, ...]:
         """Candidate keys for a token with this header `kid` and `alg`.
@@ -118,11 +112,11 @@ def load_verification_keys(path: str) -> KeySet:
     """Read a JWKS JSON file or a PEM file of public keys. Raises KeyConfigError."""
     try:
         with open(path, "rb") as fh:
-            raw = fh.read(MAX_KEY_FILE_BYTES + 1)
+            raw = fh.read(MAX_KEYS_BYTES + 1)
     except OSError as e:
         raise KeyConfigError(f"key file {path}: cannot read ({e.strerror or e})") from e
-    if len(raw) > MAX_KEY_FILE_BYTES:
-        raise KeyConfigError(f"key file {path}: larger than {MAX_KEY_FILE_BYTES} bytes")
+    if len(raw) > MAX_KEYS_BYTES:
+        raise KeyConfigError(f"key file {path}: larger than {MAX_KEYS_BYTES} bytes")
     try:
         text = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -131,48 +125,59 @@ def load_verification_keys(path: str) -> KeySet:
         raise KeyConfigError(f"key file {path}: file is empty")
 
     if text.startswith("{"):
-        keys = _load_jwks(path, text)
-    elif "-----BEGIN " in text:
-        keys = _load_pem(path, text)
-    else:
-        raise KeyConfigError(f"key file {path}: neither JWKS JSON nor PEM")
-    try:
-        return KeySet(tuple(keys))
-    except ValueError as e:  # pragma: no cover - duplicates/emptiness are caught earlier
-        raise KeyConfigError(f"key file {path}: {e}") from e
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise KeyConfigError(f"key file {path}: not valid JSON ({e})") from None
+        keys, _ = jwks_keys(doc, f"key file {path}", path, strict=True)
+        return keys
+    if "-----BEGIN " in text:
+        return KeySet(tuple(_load_pem(path, text)))
+    raise KeyConfigError(f"key file {path}: neither JWKS JSON nor PEM")
 
 
 # ---------------------------------------------------------------- JWKS
 
 
-def _load_jwks(path: str, text: str) -> list[VerificationKey]:
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise KeyConfigError(f"key file {path}: not valid JSON ({e})") from None
+def jwks_keys(doc: Any, where: str, source: str, strict: bool) -> tuple[KeySet, list[str]]:
+    """The keys of a JWKS document and why any were left out. `strict` (a key file the
+    operator wrote) refuses the whole document for one bad key; otherwise (a provider's
+    published set, which may also hold encryption keys or algorithms we do not accept) bad
+    keys are left out and the set is refused only when none is usable. Raises KeyConfigError."""
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
-        raise KeyConfigError(f'key file {path}: expected a JWKS object with a "keys" list')
+        raise KeyConfigError(f'{where}: expected a JWKS object with a "keys" list')
     if not doc["keys"]:
-        raise KeyConfigError(f"key file {path}: JWKS holds no keys")
+        raise KeyConfigError(f"{where}: JWKS holds no keys")
     out: list[VerificationKey] = []
+    skipped: list[str] = []
     seen: set[str] = set()
     for i, jwk in enumerate(doc["keys"]):
-        where = f"key file {path}, key #{i}"
-        if not isinstance(jwk, dict):
-            raise KeyConfigError(f"{where}: not a JSON object")
-        kid = jwk.get("kid")
-        if kid is not None:
-            if not isinstance(kid, str) or not kid:
-                raise KeyConfigError(f"{where}: kid must be a non-empty string")
-            where += f" (kid {kid!r})"
-            if kid in seen:
-                raise KeyConfigError(f"{where}: duplicate kid")
+        here = f"{where}, key #{i}"
+        kid = jwk.get("kid") if isinstance(jwk, dict) else None
+        if isinstance(kid, str) and kid:
+            here += f" (kid {kid!r})"
+            if kid in seen:  # never left out: which of the two keys is meant cannot be known
+                raise KeyConfigError(f"{here}: duplicate kid")
+        try:
+            out.append(_jwk_to_key(here, jwk, f"{source}#{i}"))
+        except KeyConfigError as e:
+            if strict:
+                raise
+            skipped.append(str(e))
+            continue
+        if isinstance(kid, str):
             seen.add(kid)
-        out.append(_jwk_to_key(where, jwk, kid, f"{path}#{i}"))
-    return out
+    if not out:
+        raise KeyConfigError(f"{where}: no usable key ({'; '.join(skipped)})")
+    return KeySet(tuple(out)), skipped
 
 
-def _jwk_to_key(where: str, jwk: dict[str, Any], kid: str | None, source: str) -> VerificationKey:
+def _jwk_to_key(where: str, jwk: Any, source: str) -> VerificationKey:
+    if not isinstance(jwk, dict):
+        raise KeyConfigError(f"{where}: not a JSON object")
+    kid = jwk.get("kid")
+    if kid is not None and (not isinstance(kid, str) or not kid):
+        raise KeyConfigError(f"{where}: kid must be a non-empty string")
     kty = jwk.get("kty")
     private = [m for m in _PRIVATE_JWK_MEMBERS if m in jwk]
     if private:
@@ -190,44 +195,21 @@ def _jwk_to_key(where: str, jwk: dict[str, Any], kid: str | None, source: str) -
     alg = jwk.get("alg")
     if alg is not None and alg != expected_alg:
         raise KeyConfigError(f"{where}: alg {alg!r} not supported (only {expected_alg} for {kty} keys)")
-
-    if kty == "RSA":
-        n = _b64url_int(where, jwk, "n")
-        e = _b64url_int(where, jwk, "e")
-        try:
-            key: Any = rsa.RSAPublicNumbers(e, n).public_key()
-        except ValueError as err:
-            raise KeyConfigError(f"{where}: invalid RSA public key ({err})") from None
-    else:
-        crv = jwk.get("crv")
-        if crv != "P-256":
-            shown = crv if isinstance(crv, str) else repr(crv)
-            raise KeyConfigError(f"{where}: unsupported EC curve {shown} (only P-256)")
-        x = _b64url_bytes(where, jwk, "x")
-        y = _b64url_bytes(where, jwk, "y")
-        if len(x) != 32 or len(y) != 32:
-            raise KeyConfigError(f"{where}: EC P-256 coordinates must be 32 bytes each")
-        try:
-            key = ec.EllipticCurvePublicNumbers(
-                int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
-            ).public_key()
-        except ValueError:
-            raise KeyConfigError(f"{where}: invalid EC public key (point not on P-256)") from None
-    return _checked(where, key, kid, source)
-
-
-def _b64url_bytes(where: str, jwk: dict[str, Any], member: str) -> bytes:
-    value = jwk.get(member)
-    if not isinstance(value, str) or not _B64URL.fullmatch(value):
-        raise KeyConfigError(f"{where}: member {member!r} missing or not base64url")
+    crv = jwk.get("crv")
+    if kty == "EC" and crv != "P-256":
+        shown = crv if isinstance(crv, str) else repr(crv)
+        raise KeyConfigError(f"{where}: unsupported EC curve {shown} (only P-256)")
+    for member in _PUBLIC_JWK_MEMBERS[kty]:
+        if not isinstance(jwk.get(member), str):
+            raise KeyConfigError(f"{where}: member {member!r} missing or not base64url")
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        raise KeyConfigError(f"{where}: member {member!r} is not valid base64url") from None
-
-
-def _b64url_int(where: str, jwk: dict[str, Any], member: str) -> int:
-    return int.from_bytes(_b64url_bytes(where, jwk, member), "big")
+        # The algorithm is pinned by the key type: PyJWK never picks one from the document.
+        parsed = PyJWK(jwk, algorithm=expected_alg)
+    except PyJWTError as e:
+        if kty == "EC":
+            raise KeyConfigError(f"{where}: invalid EC public key, not on P-256 ({e})") from None
+        raise KeyConfigError(f"{where}: invalid RSA public key ({e})") from None
+    return _checked(where, parsed.key, kid, source)
 
 
 # ---------------------------------------------------------------- PEM

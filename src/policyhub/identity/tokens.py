@@ -20,7 +20,7 @@ from jwt.exceptions import InvalidSignatureError, InvalidTokenError, PyJWTError
 
 from policyhub.domain import DOMAIN_ID_MAX, DOMAIN_ID_RE, RoleType, SubjectType, values
 from policyhub.identity.errors import AuthenticationError
-from policyhub.identity.keys import ALLOWED_ALGORITHMS, KeySet, unsupported_algorithm_reason
+from policyhub.identity.keys import ALLOWED_ALGORITHMS, KeySource, unsupported_algorithm_reason
 
 CALLER_TYPES = (SubjectType.USER.value, SubjectType.SERVICE_ACCOUNT.value)
 ROLE_TYPES = values(RoleType)
@@ -68,14 +68,12 @@ def _is_number(v: Any) -> bool:
 class TokenVerifier:
     def __init__(
         self,
-        keys: KeySet,
+        keys: KeySource,
         issuer: str,
         audience: str,
         leeway_seconds: int = 30,
         clock: Callable[[], float] = time.time,
     ):
-        if not isinstance(keys, KeySet) or len(keys) == 0:
-            raise ValueError("TokenVerifier needs a non-empty KeySet")
         if not isinstance(issuer, str) or not issuer:
             raise ValueError("issuer must be a non-empty string")
         if not isinstance(audience, str) or not audience:

@@ -76,7 +76,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.mongodb.uri (not (or (hasPrefix "mongodb://" .Values.mongodb.uri) (hasPrefix "mongodb+srv://" .Values.mongodb.uri))) }}
 {{- fail "mongodb.uri must start with mongodb:// or mongodb+srv://" }}
 {{- end }}
-{{- range $key := list "host" "port" "mongodb_uri" "jwks_file" "jwt_issuer" "jwt_audience" "metrics_port" "spaceone_port" "public_domain_id" }}
+{{- range $key := list "host" "port" "mongodb_uri" "jwks_file" "jwks_uri" "jwt_issuer" "jwt_audience" "metrics_port" "spaceone_port" "public_domain_id" }}
 {{- if hasKey $.Values.config $key }}
 {{- fail (printf "config.%s is set by the chart (containerPort, mongodb.uri, auth.*, metrics.*, spaceone.*)" $key) }}
 {{- end }}
@@ -92,12 +92,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
 {{- end }}
 {{- if .Values.auth.developmentMode }}
-{{- if or .Values.auth.keys .Values.auth.existingSecret }}
-{{- fail "auth.developmentMode turns authentication off: unset auth.keys and auth.existingSecret, or leave developmentMode false" }}
+{{- if or .Values.auth.keys .Values.auth.existingSecret .Values.auth.jwksUri }}
+{{- fail "auth.developmentMode turns authentication off: unset auth.keys, auth.existingSecret and auth.jwksUri, or leave developmentMode false" }}
 {{- end }}
 {{- else }}
-{{- if not (or .Values.auth.keys .Values.auth.existingSecret) }}
-{{- fail "authentication is on by default and needs the JWT public keys: set auth.keys (--set-file auth.keys=jwks.json) or auth.existingSecret, with auth.issuer and auth.audience; or set auth.developmentMode=true for a trial WITHOUT authentication" }}
+{{- if and .Values.auth.jwksUri (or .Values.auth.keys .Values.auth.existingSecret) }}
+{{- fail "set auth.jwksUri or the keys (auth.keys, auth.existingSecret), not both" }}
+{{- end }}
+{{- if not (or .Values.auth.keys .Values.auth.existingSecret .Values.auth.jwksUri) }}
+{{- fail "authentication is on by default and needs the JWT public keys: set auth.keys (--set-file auth.keys=jwks.json), auth.existingSecret or auth.jwksUri, with auth.issuer and auth.audience; or set auth.developmentMode=true for a trial WITHOUT authentication" }}
 {{- end }}
 {{- if and .Values.auth.keys .Values.auth.existingSecret }}
 {{- fail "set auth.keys or auth.existingSecret, not both" }}
