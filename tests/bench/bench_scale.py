@@ -4,7 +4,8 @@ sequential workloads, each as a ratio to grpc.health.v1.Health/Check measured in
 Scale section (the MongoDB wire protocol by default: a secantusdb server started alongside `python -m
 policyhub`, both fresh for each size): one domain is seeded with N policies and A = N x
 --assignments-per-policy assignments (user -> policy) through Bulk/import_domain (MERGE streams of at most
-IMPORT_ITEMS items: bulk inserts, never one RPC per item), then, one call at a time:
+IMPORT_ITEMS items: bulk inserts, never one RPC per item; on the wire protocol by a seeding server whose bound on
+database calls fits the import, then the measured server starts on the seeded database), then, one call at a time:
 
 - health: grpc.health.v1.Health/Check, the baseline;
 - first check: the first Assignment/check after seeding (builds the domain's evaluation index), once;
@@ -15,7 +16,7 @@ IMPORT_ITEMS items: bulk inserts, never one RPC per item), then, one call at a t
 - update / check after write: Policy.update of one policy's permissions, then Assignment/check, repeated.
 
 Each line gives calls, p50 and p99 latency, `x health` = health p50 / p50 (1.00: as fast as a no-op RPC; the
-issue's targets are in this sense) and `cost` = p50 / health p50. The memory line gives the server's RSS
+targets below are in this sense) and `cost` = p50 / health p50. The memory line gives the server's RSS
 (/proc/<pid>/status VmRSS, its worker processes included) after seeding and after the first check, and their
 difference: what the domain's evaluation index holds. Then the targets, each PASS or MISS: get >= 0.4x health,
 list page >= 0.2x health, check after a write <= 3x warm check; at the end, how each p50 grew from the smallest
@@ -32,8 +33,8 @@ through spaceone-core's client (tests/spaceone/sequential.py) on the server's Sp
         [--backend wire|mongomock] [--sequential N] [--sections scale,sequential] [--quick]
 
 `make bench` runs the default sizes, 1k and 10k policies (110k items to seed at 10k: about a minute on the wire
-protocol). The issue's 100k row (100k policies, 1M assignments: 1.1M items, ~10-15 minutes of seeding on a
-2-CPU machine, secantusdb being the bottleneck; the server needs ~2 GB) runs alone:
+protocol). The 100k row (100k policies, 1M assignments: 1.1M items, ~10-15 minutes of seeding on a
+2-CPU machine, secantusdb being the bottleneck) runs alone:
 
     .venv/bin/python tests/bench/bench_scale.py --sizes 100000 --sections scale
 
