@@ -51,6 +51,7 @@ Ctrl-C. Exits 1 if any call failed (each failure is shown with its line); nothin
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -505,22 +506,32 @@ def sequential_ours(address: str, domain_id: str, args: argparse.Namespace) -> l
         policy = policy_pb2_grpc.PolicyStub(channel)
         health_request = health_pb2.HealthCheckRequest()
         creates = iter([create_request(domain_id, i) for i in range(count)])
-        gets = iter([pb.GetRepositoryPolicyRequest(policy_id=f"s-{i:06d}", domain_id=domain_id) for i in range(count)])
+        created: list[pb.GetRepositoryPolicyRequest] = []
+        # get walks what was created (the creates may have stopped at their deadline), each in turn.
+        gets = itertools.cycle(created)
+
+        def create() -> None:
+            request = next(creates)
+            policy.create(request, timeout=CALL_TIMEOUT)
+            created.append(pb.GetRepositoryPolicyRequest(policy_id=request.policy_id, domain_id=domain_id))
+
         lists = [list_request(domain_id, label) for label in LABELS]
         list_index = iter(range(10**9))
         stat = stat_request(domain_id)
         operations: list[tuple[str, Call, int]] = [
-            ("create", lambda: policy.create(next(creates), timeout=CALL_TIMEOUT), 0),
+            ("create", create, 0),
             ("get", lambda: policy.get(next(gets), timeout=CALL_TIMEOUT), 0),
             ("list", lambda: policy.list(lists[next(list_index) % len(lists)], timeout=CALL_TIMEOUT), 1),
             ("stat", lambda: policy.stat(stat, timeout=CALL_TIMEOUT), 1),
         ]
         for name, call, warmup in operations:
+            if name == "get" and not created:
+                continue  # every create failed, and their line shows why
             cell = measure(
                 f"health before {name}", lambda: health.Check(health_request, timeout=CALL_TIMEOUT), count, seconds
             )
             cells.append(cell)
-            # create and get walk their ids once: no untimed warm-up call would leave one out of the count.
+            # create walks its ids once, and get what was created: no untimed warm-up call leaves one out.
             cells.append(measure(name, call, count, seconds, warmup=warmup))
     return cells
 
