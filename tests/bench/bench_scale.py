@@ -365,7 +365,10 @@ def run_size(args: argparse.Namespace, policies: int) -> SizeRun:
             # The wire backend's data outlives a server: a seeding server imports with a bound on each database
             # call that fits the import (its batches outgrow the default on a busy machine), then the measured
             # server starts on the seeded database with its own settings and a memory of its own.
-            seeder = start_policyhub(uri, processes, {"POLICYHUB_DB_TIMEOUT_MS": str(int(args.seed_timeout * 1000))})
+            bound = str(int(args.seed_timeout * 1000))
+            seeder = start_policyhub(
+                uri, processes, {"POLICYHUB_DB_TIMEOUT_MS": bound, "POLICYHUB_DB_QUERY_TIMEOUT_MS": bound}
+            )
             with make_channel(seeder) as channel:
                 run.seed_seconds = seed(channel, run.policies, run.assignments, args.seed_timeout)
             stop_process(processes.pop())
