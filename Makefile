@@ -50,6 +50,7 @@ bench: $(DEV) $(GENERATED)
 	$(BIN)/python tests/bench/bench_sets.py
 	$(BIN)/python tests/bench/bench_bulk.py
 	$(BIN)/python tests/bench/bench_workers.py
+	$(BIN)/python tests/bench/bench_scale.py
 
 clean:
 	rm -rf $(VENV) src/policyhub/_gen .pytest_cache

@@ -522,15 +522,23 @@ def interrupt_on_sigterm() -> None:
 def start_servers(backend: str, processes: list[subprocess.Popen], settings: dict[str, str] | None = None) -> str:
     """Optional secantusdb, then policyhub (with `settings`, extra POLICYHUB_* variables); appended
     to `processes` as started so the caller's finally stops whatever did start."""
-    uri = ""
-    if backend == "wire":
-        db_port = free_port()
-        process, log = start_process(
-            [str(BIN / "secantusd-py"), "--host", HOST, "--port", str(db_port), "--storage-path", ":memory:"]
-        )
-        processes.append(process)
-        uri = f"mongodb://{HOST}:{db_port}"
-        wait_for_wire_db(process, log, uri)
+    return start_policyhub(start_database(processes) if backend == "wire" else "", processes, settings)
+
+
+def start_database(processes: list[subprocess.Popen]) -> str:
+    """A secantusdb wire-protocol server, appended to `processes`; returns its MongoDB URI."""
+    db_port = free_port()
+    process, log = start_process(
+        [str(BIN / "secantusd-py"), "--host", HOST, "--port", str(db_port), "--storage-path", ":memory:"]
+    )
+    processes.append(process)
+    uri = f"mongodb://{HOST}:{db_port}"
+    wait_for_wire_db(process, log, uri)
+    return uri
+
+
+def start_policyhub(uri: str, processes: list[subprocess.Popen], settings: dict[str, str] | None = None) -> str:
+    """policyhub on `uri` (empty: the embedded store), appended to `processes`; returns its address."""
     port = free_port()
     process, log = start_process(
         [sys.executable, "-m", "policyhub"], env={**policyhub_env(port, uri), **(settings or {})}
