@@ -34,6 +34,7 @@ from policyhub.manager.audit_manager import AuditManager
 from policyhub.manager.audit_trail import AuditTrail
 from policyhub.manager.change_manager import ChangeManager
 from policyhub.manager.database import Database
+from policyhub.manager.migration_manager import MigrationManager
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.remote_policy_manager import RemotePolicyManager
 from policyhub.manager.repository_manager import RepositoryManager
@@ -65,6 +66,9 @@ from policyhub.service.resource_listing import ResourceListing
 from policyhub.service.role_service import RoleService
 from policyhub.service.subject_set_service import adopt_named_sets
 
+# The start-up migration that gives groups and roles only assignments named a document.
+ADOPT_NAMED_SETS = "adopt_named_sets"
+
 
 @dataclass(frozen=True)
 class Managers:
@@ -77,6 +81,7 @@ class Managers:
     group: SubjectSetManager
     role: SubjectSetManager
     change: ChangeManager
+    migration: MigrationManager
 
 
 @dataclass(frozen=True)
@@ -124,15 +129,23 @@ class Application:
     sweeps: tuple[Periodic, ...] = field(default=())
 
     def start(self, sweeps: bool = True) -> None:
-        """Creates the built-in repositories, brings the managed policies up to date, gives the
-        groups and roles that only assignments name a document (all idempotent, safe from several
-        processes at once) and starts the background jobs; the sweeps only with `sweeps` (the
-        workers of one server run them in one of them)."""
-        self.services.repository.ensure_built_in()
-        self.services.policy.sync_managed()
-        adopt_named_sets(self.managers.assignment, [self.services.group, self.services.role])
+        """Prepares the database and starts the background jobs; the sweeps only with `sweeps`
+        (the workers of one server run them in one of them)."""
+        self.prepare()
         for job in (*self.jobs, *self.sweeps) if sweeps else self.jobs:
             job.start()
+
+    def prepare(self) -> None:
+        """Creates the built-in repositories, brings the managed policies up to date and gives the
+        groups and roles that only assignments name a document (all idempotent, safe from several
+        processes at once)."""
+        self.services.repository.ensure_built_in()
+        self.services.policy.sync_managed()
+        # Reads every assignment of every domain: once per installation (each new group or role
+        # has had its document since), not at every start of a server over a large database.
+        if not self.managers.migration.done(ADOPT_NAMED_SETS):
+            adopt_named_sets(self.managers.assignment, [self.services.group, self.services.role])
+            self.managers.migration.record(ADOPT_NAMED_SETS, utc_now())
 
     def close(self) -> None:
         for job in (*self.jobs, *self.sweeps):
@@ -244,6 +257,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
             group=groups,
             role=roles,
             change=changes,
+            migration=MigrationManager(),
         ),
         services=services,
         policy_api=PolicyAPI(policy_service, policy_lifecycle, caller, page_bytes),

@@ -426,3 +426,30 @@ def test_bulk_delete_is_undone_without_overwriting_what_took_its_place(managers,
     managers.group.put_back_bulk(removed, no_progress)
     assert managers.group.ids(domain) == {"g1", "g2"}
     assert managers.group.get(domain, "g1")["name"] == "taken meanwhile"
+
+
+# --- start-up migrations --------------------------------------------------------------------
+
+
+def test_a_migration_is_recorded_once_and_seen_by_every_process(managers):
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    migrations = managers.migration
+    assert not migrations.done(name)
+    first = utc_now()
+    with ThreadPoolExecutor(4) as pool:  # processes starting together record it together
+        list(pool.map(lambda _: migrations.record(name, first), range(4)))
+    migrations.record(name, first + timedelta(days=1))
+    assert migrations.done(name)
+
+
+def test_the_named_sets_migration_runs_at_the_first_start_only(app, monkeypatch):
+    from policyhub.bootstrap import ADOPT_NAMED_SETS
+
+    # The fixture's application started on this database: the migration ran and was recorded.
+    assert app.managers.migration.done(ADOPT_NAMED_SETS)
+
+    def scan():
+        raise AssertionError("a later start read every assignment again")
+
+    monkeypatch.setattr(app.managers.assignment, "named_sets", scan)
+    app.prepare()

@@ -5,6 +5,7 @@ from policyhub.model.api_key import ApiKeyDocument
 from policyhub.model.assignment import AssignmentDocument
 from policyhub.model.audit import AuditDocument
 from policyhub.model.change import ChangeDocument
+from policyhub.model.migration import MigrationDocument
 from policyhub.model.policy import PolicyDocument, StatementDocument
 from policyhub.model.repository import RepositoryDocument
 from policyhub.model.revision import RevisionDocument
@@ -20,6 +21,7 @@ ALL_DOCUMENTS = (
     GroupDocument,
     RoleDocument,
     ChangeDocument,
+    MigrationDocument,
 )
 
 # By document: the names of indexes earlier versions created that are dropped at start.
@@ -39,6 +41,7 @@ __all__ = [
     "AuditDocument",
     "ChangeDocument",
     "GroupDocument",
+    "MigrationDocument",
     "PolicyDocument",
     "RepositoryDocument",
     "RevisionDocument",
