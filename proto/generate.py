@@ -4,7 +4,8 @@ The stubs live under policyhub._gen so that they never collide with the
 module paths of the `spaceone-api` distribution; the generated absolute
 imports (`from spaceone.api... import`) are rewritten accordingly.
 The vendored google/api protos are not generated: googleapis-common-protos
-provides them at run time.
+provides them at run time. grpc/reflection/v1 is generated (grpcio-reflection
+ships only v1alpha) into policyhub._gen.grpc.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from grpc_tools import protoc
 PROTO_DIR = pathlib.Path(__file__).resolve().parent
 OUT_DIR = PROTO_DIR.parent / "src" / "policyhub" / "_gen"
 OWN_ROOT = "spaceone"
+GENERATED_ROOTS = (OWN_ROOT, "grpc")
 IMPORT_RE = re.compile(r"^(from|import) spaceone\.", re.MULTILINE)
 
 
@@ -25,7 +27,9 @@ def main() -> int:
     if OUT_DIR.exists():
         shutil.rmtree(OUT_DIR)
     OUT_DIR.mkdir(parents=True)
-    sources = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / OWN_ROOT).rglob("*.proto"))
+    sources = sorted(
+        str(p.relative_to(PROTO_DIR)) for root in GENERATED_ROOTS for p in (PROTO_DIR / root).rglob("*.proto")
+    )
     include = pathlib.Path(protoc.__file__).parent / "_proto"
     args = [
         "grpc_tools.protoc",

@@ -17,7 +17,6 @@ from concurrent import futures
 import grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2, server_info_pb2_grpc
 from policyhub._gen.spaceone.api.repository.v1 import (
@@ -43,6 +42,8 @@ from policyhub._gen.spaceone.api.repository.v1 import (
 from policyhub.api.deadline import DeadlineInterceptor
 from policyhub.api.errors import ErrorInterceptor
 from policyhub.api.listener import SpaceOneListenerInterceptor
+from policyhub.api.reflection import DESCRIPTORS as REFLECTION_DESCRIPTORS
+from policyhub.api.reflection import enable_reflection
 from policyhub.api.spaceone_view import spaceone_pool
 from policyhub.bootstrap import Application
 from policyhub.observability.interceptor import ObservabilityInterceptor
@@ -102,7 +103,7 @@ class PolicyHubServer:
                     repository_pb2.DESCRIPTOR,
                     server_info_pb2.DESCRIPTOR,
                     health_pb2.DESCRIPTOR,
-                    reflection_pb2.DESCRIPTOR,
+                    *REFLECTION_DESCRIPTORS,
                 ),
             )
             self.spaceone_port = _listen(self.spaceone_server, config.host, config.spaceone_port)
@@ -132,16 +133,14 @@ class PolicyHubServer:
     def _add_common(
         self, server: grpc.Server, reflected: tuple[str, ...], pool: descriptor_pool.DescriptorPool | None
     ) -> None:
-        """The servicers both listeners serve, and reflection listing `reflected` and the common
-        ones, described by `pool` (None: the descriptors we are built with)."""
+        """The servicers both listeners serve, and reflection (v1 and v1alpha) listing `reflected`
+        and the common ones, described by `pool` (None: the descriptors we are built with)."""
         app = self.app
         policy_pb2_grpc.add_PolicyServicer_to_server(app.policy_api, server)
         repository_pb2_grpc.add_RepositoryServicer_to_server(app.repository_api, server)
         server_info_pb2_grpc.add_ServerInfoServicer_to_server(app.server_info_api, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*reflected, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server, pool=pool
-        )
+        enable_reflection((*reflected, HEALTH_SERVICE_NAME), server, pool)
 
     def _set_serving(self, serving: bool) -> None:
         if serving == self.serving:
