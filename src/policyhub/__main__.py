@@ -78,7 +78,10 @@ def serve(config: Config, worker: WorkerLink | None) -> int:
         server = PolicyHubServer(app, reuse_port=worker is not None)
         app.start(sweeps=worker is None or worker.slot == 0)
         metrics_port = _serve_metrics(app, config, worker)
-    except (ConfigError, PolicyHubError, OSError) as exc:
+    except PolicyHubError as exc:
+        print(f"policyhub: cannot start: {exc.message}", file=sys.stderr)
+        return 1
+    except (ConfigError, OSError) as exc:
         print(f"policyhub: cannot start: {exc}", file=sys.stderr)
         return 1
     server.start()

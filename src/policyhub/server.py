@@ -47,6 +47,7 @@ from policyhub.api.reflection import enable_reflection
 from policyhub.api.spaceone_view import spaceone_pool
 from policyhub.bootstrap import Application
 from policyhub.observability.interceptor import ObservabilityInterceptor
+from policyhub.workers import refuse_port_in_use
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class PolicyHubServer:
         change_pb2_grpc.add_ChangeServicer_to_server(app.change_api.serving(self._stopped), self.grpc_server)
         bulk_pb2_grpc.add_BulkServicer_to_server(app.bulk_api, self.grpc_server)
         self._add_common(self.grpc_server, SERVICE_NAMES, pool=None)
-        self.port = _listen(self.grpc_server, config.host, config.port)
+        self.port = self._listen(self.grpc_server, config.port)
         self.spaceone_server: grpc.Server | None = None
         self.spaceone_port = 0
         if config.spaceone_port:
@@ -106,7 +107,7 @@ class PolicyHubServer:
                     *REFLECTION_DESCRIPTORS,
                 ),
             )
-            self.spaceone_port = _listen(self.spaceone_server, config.host, config.spaceone_port)
+            self.spaceone_port = self._listen(self.spaceone_server, config.spaceone_port)
         self.serving: bool | None = None
         # Health follows the database: NOT_SERVING while it is unreachable.
         app.database_health.subscribe(self._set_serving)
@@ -141,6 +142,20 @@ class PolicyHubServer:
         server_info_pb2_grpc.add_ServerInfoServicer_to_server(app.server_info_api, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection((*reflected, HEALTH_SERVICE_NAME), server, pool)
+
+    def _listen(self, server: grpc.Server, port: int) -> int:
+        """Binds `port` (0: a free one); one in use is an OSError naming it. Probed first, unless
+        the port is shared on purpose, so gRPC's own bind never fails (it would log its error too)."""
+        host = self.app.config.host
+        if port and not self.reuse_port:
+            refuse_port_in_use(host, port)
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        return bound
 
     def _set_serving(self, serving: bool) -> None:
         if serving == self.serving:
@@ -177,10 +192,3 @@ class PolicyHubServer:
             stopping.append(self.spaceone_server.stop(grace))
         for event in stopping:
             event.wait()
-
-
-def _listen(server: grpc.Server, host: str, port: int) -> int:
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port}")
-    return bound
