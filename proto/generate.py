@@ -20,7 +20,8 @@ PROTO_DIR = pathlib.Path(__file__).resolve().parent
 OUT_DIR = PROTO_DIR.parent / "src" / "policyhub" / "_gen"
 OWN_ROOT = "spaceone"
 GENERATED_ROOTS = (OWN_ROOT, "grpc")
-IMPORT_RE = re.compile(r"^(from|import) spaceone\.", re.MULTILINE)
+# Imports of generated modules (not of the grpc library itself) point into policyhub._gen.
+IMPORT_RE = re.compile(r"^(from|import) (spaceone|grpc\.reflection)\.", re.MULTILINE)
 
 
 def main() -> int:
@@ -45,7 +46,7 @@ def main() -> int:
         return 1
     for path in OUT_DIR.rglob("*.py*"):
         text = path.read_text()
-        path.write_text(IMPORT_RE.sub(r"\1 policyhub._gen.spaceone.", text))
+        path.write_text(IMPORT_RE.sub(r"\1 policyhub._gen.\2.", text))
     for directory in [OUT_DIR, *[d for d in OUT_DIR.rglob("*") if d.is_dir()]]:
         (directory / "__init__.py").touch()
     print(f"generated {len(sources)} proto files into {OUT_DIR}")
