@@ -28,6 +28,7 @@ SPACEONE_SERVICES = {
     "spaceone.api.core.v1.ServerInfo",
     "grpc.health.v1.Health",
     "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
 }
 
 
