@@ -43,7 +43,7 @@ from policyhub.api.deadline import DeadlineInterceptor
 from policyhub.api.errors import ErrorInterceptor
 from policyhub.api.listener import SpaceOneListenerInterceptor
 from policyhub.api.reflection import DESCRIPTORS as REFLECTION_DESCRIPTORS
-from policyhub.api.reflection import enable_reflection
+from policyhub.api.reflection import V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME, enable_reflection
 from policyhub.api.spaceone_view import spaceone_pool
 from policyhub.bootstrap import Application
 from policyhub.observability.interceptor import ObservabilityInterceptor
@@ -90,15 +90,19 @@ class PolicyHubServer:
         role_pb2_grpc.add_RoleServicer_to_server(app.role_api, self.grpc_server)
         change_pb2_grpc.add_ChangeServicer_to_server(app.change_api.serving(self._stopped), self.grpc_server)
         bulk_pb2_grpc.add_BulkServicer_to_server(app.bulk_api, self.grpc_server)
-        self._add_common(self.grpc_server, SERVICE_NAMES, pool=None)
+        self._add_common(
+            self.grpc_server, (*SERVICE_NAMES, HEALTH_SERVICE_NAME, V1ALPHA_SERVICE_NAME, V1_SERVICE_NAME), pool=None
+        )
         self.port = self._listen(self.grpc_server, config.port)
         self.spaceone_server: grpc.Server | None = None
         self.spaceone_port = 0
         if config.spaceone_port:
             self.spaceone_server = self._grpc_server("spaceone-rpc", SpaceOneListenerInterceptor())
+            # spaceone-core imports the stubs of every service listed, and only v1alpha's exist
+            # where it runs: v1 is served here but not listed.
             self._add_common(
                 self.spaceone_server,
-                SPACEONE_SERVICE_NAMES,
+                (*SPACEONE_SERVICE_NAMES, HEALTH_SERVICE_NAME, V1ALPHA_SERVICE_NAME),
                 pool=spaceone_pool(
                     policy_pb2.DESCRIPTOR,
                     repository_pb2.DESCRIPTOR,
@@ -134,14 +138,14 @@ class PolicyHubServer:
     def _add_common(
         self, server: grpc.Server, reflected: tuple[str, ...], pool: descriptor_pool.DescriptorPool | None
     ) -> None:
-        """The servicers both listeners serve, and reflection (v1 and v1alpha) listing `reflected`
-        and the common ones, described by `pool` (None: the descriptors we are built with)."""
+        """The servicers both listeners serve, and reflection (v1 and v1alpha) listing `reflected`,
+        described by `pool` (None: the descriptors we are built with)."""
         app = self.app
         policy_pb2_grpc.add_PolicyServicer_to_server(app.policy_api, server)
         repository_pb2_grpc.add_RepositoryServicer_to_server(app.repository_api, server)
         server_info_pb2_grpc.add_ServerInfoServicer_to_server(app.server_info_api, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        enable_reflection((*reflected, HEALTH_SERVICE_NAME), server, pool)
+        enable_reflection(reflected, server, pool)
 
     def _listen(self, server: grpc.Server, port: int) -> int:
         """Binds `port` (0: a free one); one in use is an OSError naming it. Probed first, unless

@@ -17,11 +17,11 @@ DESCRIPTORS = (reflection_pb2.DESCRIPTOR, reflection_v1_pb2.DESCRIPTOR)
 
 
 def enable_reflection(
-    service_names: tuple[str, ...], server: grpc.Server, pool: descriptor_pool.DescriptorPool | None
+    listed: tuple[str, ...], server: grpc.Server, pool: descriptor_pool.DescriptorPool | None
 ) -> None:
-    """Both reflection services on `server`, each listing `service_names` and both reflection
-    services, described by `pool` (None: the default pool)."""
-    servicer = reflection.ReflectionServicer((*service_names, V1ALPHA_SERVICE_NAME, V1_SERVICE_NAME), pool=pool)
+    """Both reflection services on `server`, each listing exactly `listed`, described by `pool`
+    (None: the default pool)."""
+    servicer = reflection.ReflectionServicer(listed, pool=pool)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     v1 = grpc.method_handlers_generic_handler(
         V1_SERVICE_NAME,
