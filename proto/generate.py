@@ -4,7 +4,8 @@ The stubs live under policyhub._gen so that they never collide with the
 module paths of the `spaceone-api` distribution; the generated absolute
 imports (`from spaceone.api... import`) are rewritten accordingly.
 The vendored google/api protos are not generated: googleapis-common-protos
-provides them at run time.
+provides them at run time. grpc/reflection/v1 is generated (grpcio-reflection
+ships only v1alpha) into policyhub._gen.grpc.
 """
 from __future__ import annotations
 
@@ -18,14 +19,18 @@ from grpc_tools import protoc
 PROTO_DIR = pathlib.Path(__file__).resolve().parent
 OUT_DIR = PROTO_DIR.parent / "src" / "policyhub" / "_gen"
 OWN_ROOT = "spaceone"
-IMPORT_RE = re.compile(r"^(from|import) spaceone\.", re.MULTILINE)
+GENERATED_ROOTS = (OWN_ROOT, "grpc")
+# Imports of generated modules (not of the grpc library itself) point into policyhub._gen.
+IMPORT_RE = re.compile(r"^(from|import) (spaceone|grpc\.reflection)\.", re.MULTILINE)
 
 
 def main() -> int:
     if OUT_DIR.exists():
         shutil.rmtree(OUT_DIR)
     OUT_DIR.mkdir(parents=True)
-    sources = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / OWN_ROOT).rglob("*.proto"))
+    sources = sorted(
+        str(p.relative_to(PROTO_DIR)) for root in GENERATED_ROOTS for p in (PROTO_DIR / root).rglob("*.proto")
+    )
     include = pathlib.Path(protoc.__file__).parent / "_proto"
     args = [
         "grpc_tools.protoc",
@@ -41,7 +46,7 @@ def main() -> int:
         return 1
     for path in OUT_DIR.rglob("*.py*"):
         text = path.read_text()
-        path.write_text(IMPORT_RE.sub(r"\1 policyhub._gen.spaceone.", text))
+        path.write_text(IMPORT_RE.sub(r"\1 policyhub._gen.\2.", text))
     for directory in [OUT_DIR, *[d for d in OUT_DIR.rglob("*") if d.is_dir()]]:
         (directory / "__init__.py").touch()
     print(f"generated {len(sources)} proto files into {OUT_DIR}")

@@ -1,5 +1,7 @@
-"""`python -m policyhub [--config FILE]`: serve until SIGTERM/SIGINT; with `workers` > 1, as the
-parent of that many server processes (see policyhub.workers)."""
+"""`policyhub [serve] [--config FILE]` (or `python -m policyhub`): serve until SIGTERM/SIGINT;
+with `workers` > 1, as the parent of that many server processes (see policyhub.workers).
+`policyhub policy|assign|check|export|import …`: the client subcommands (policyhub.cli).
+`policyhub --version`: the installed package's version."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import argparse
 import logging
 import signal
 import sys
+from importlib import metadata
 
+from policyhub import cli
 from policyhub.bootstrap import Application, bootstrap
 from policyhub.config import Config, load_config
 from policyhub.errors import ConfigError, PolicyHubError
@@ -19,12 +23,9 @@ log = logging.getLogger("policyhub")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="policyhub", description="policyhub gRPC server")
-    parser.add_argument("--config", help="YAML configuration file (or POLICYHUB_CONFIG)")
-    # Set by the parent of several workers on the processes it starts.
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--link-fd", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    if args.run is not None:
+        return cli.run(args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -45,6 +46,27 @@ def main(argv: list[str] | None = None) -> int:
     return serve(config, None)
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="policyhub",
+        description="policyhub: the gRPC server (no subcommand, or serve) and a command-line client of it.",
+        epilog="Client exit codes: 0 done (check: ALLOW), 1 DENY (or an import dry run refusing items), "
+        "2 usage error, 3 CONDITIONAL, 4 refused by the server, 5 no answer (UNAVAILABLE, DEADLINE_EXCEEDED).",
+    )
+    parser.add_argument("--version", action="version", version=f"policyhub {metadata.version('policyhub')}")
+    parser.add_argument("--config", help="YAML configuration file of the server (or POLICYHUB_CONFIG)")
+    # Set by the parent of several workers on the processes it starts.
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--link-fd", type=int, help=argparse.SUPPRESS)
+    cli.add_client_options(parser, defaults=True)
+    parser.set_defaults(run=None)
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    serve_command = subparsers.add_parser("serve", help="serve (the default without a command)")
+    serve_command.add_argument("--config", default=argparse.SUPPRESS, help="YAML configuration file")
+    cli.add_subcommands(subparsers)
+    return parser
+
+
 def serve(config: Config, worker: WorkerLink | None) -> int:
     """One server process: alone, or the worker of a parent (`worker`)."""
     # Exactly the stop signals (a worker inherits the parent's mask through exec, SIGCHLD included).
@@ -56,7 +78,10 @@ def serve(config: Config, worker: WorkerLink | None) -> int:
         server = PolicyHubServer(app, reuse_port=worker is not None)
         app.start(sweeps=worker is None or worker.slot == 0)
         metrics_port = _serve_metrics(app, config, worker)
-    except (ConfigError, PolicyHubError, OSError) as exc:
+    except PolicyHubError as exc:
+        print(f"policyhub: cannot start: {exc.message}", file=sys.stderr)
+        return 1
+    except (ConfigError, OSError) as exc:
         print(f"policyhub: cannot start: {exc}", file=sys.stderr)
         return 1
     server.start()

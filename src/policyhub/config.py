@@ -19,6 +19,11 @@ from policyhub.errors import ConfigError
 ENV_PREFIX = "POLICYHUB_"
 # Names the YAML file itself; not a configuration key.
 CONFIG_FILE_ENV = "POLICYHUB_CONFIG"
+# The command-line client's (policyhub.cli): where the server is and the caller's token. Not
+# settings of the server, which ignores them (a shell may set them for both).
+CLIENT_ENDPOINT_ENV = "POLICYHUB_ENDPOINT"
+CLIENT_TOKEN_ENV = "POLICYHUB_TOKEN"
+NOT_SETTINGS_ENV = frozenset({CONFIG_FILE_ENV, CLIENT_ENDPOINT_ENV, CLIENT_TOKEN_ENV})
 
 # Kubernetes gives every pod (unless its spec sets enableServiceLinks: false) variables for each
 # Service of its namespace, named after the Service: `policyhub` (or `policyhub-<x>`) yields
@@ -147,7 +152,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     if path:
         values.update(_read_yaml(path))
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV:
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS_ENV:
             continue
         key = name[len(ENV_PREFIX) :].lower()
         if _is_service_link(name, key, raw):

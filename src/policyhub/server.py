@@ -17,7 +17,6 @@ from concurrent import futures
 import grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from policyhub._gen.spaceone.api.core.v1 import server_info_pb2, server_info_pb2_grpc
 from policyhub._gen.spaceone.api.repository.v1 import (
@@ -43,9 +42,12 @@ from policyhub._gen.spaceone.api.repository.v1 import (
 from policyhub.api.deadline import DeadlineInterceptor
 from policyhub.api.errors import ErrorInterceptor
 from policyhub.api.listener import SpaceOneListenerInterceptor
+from policyhub.api.reflection import DESCRIPTORS as REFLECTION_DESCRIPTORS
+from policyhub.api.reflection import V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME, enable_reflection
 from policyhub.api.spaceone_view import spaceone_pool
 from policyhub.bootstrap import Application
 from policyhub.observability.interceptor import ObservabilityInterceptor
+from policyhub.workers import refuse_port_in_use
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +90,28 @@ class PolicyHubServer:
         role_pb2_grpc.add_RoleServicer_to_server(app.role_api, self.grpc_server)
         change_pb2_grpc.add_ChangeServicer_to_server(app.change_api.serving(self._stopped), self.grpc_server)
         bulk_pb2_grpc.add_BulkServicer_to_server(app.bulk_api, self.grpc_server)
-        self._add_common(self.grpc_server, SERVICE_NAMES, pool=None)
-        self.port = _listen(self.grpc_server, config.host, config.port)
+        self._add_common(
+            self.grpc_server, (*SERVICE_NAMES, HEALTH_SERVICE_NAME, V1ALPHA_SERVICE_NAME, V1_SERVICE_NAME), pool=None
+        )
+        self.port = self._listen(self.grpc_server, config.port)
         self.spaceone_server: grpc.Server | None = None
         self.spaceone_port = 0
         if config.spaceone_port:
             self.spaceone_server = self._grpc_server("spaceone-rpc", SpaceOneListenerInterceptor())
+            # spaceone-core imports the stubs of every service listed, and only v1alpha's exist
+            # where it runs: v1 is served here but not listed.
             self._add_common(
                 self.spaceone_server,
-                SPACEONE_SERVICE_NAMES,
+                (*SPACEONE_SERVICE_NAMES, HEALTH_SERVICE_NAME, V1ALPHA_SERVICE_NAME),
                 pool=spaceone_pool(
                     policy_pb2.DESCRIPTOR,
                     repository_pb2.DESCRIPTOR,
                     server_info_pb2.DESCRIPTOR,
                     health_pb2.DESCRIPTOR,
-                    reflection_pb2.DESCRIPTOR,
+                    *REFLECTION_DESCRIPTORS,
                 ),
             )
-            self.spaceone_port = _listen(self.spaceone_server, config.host, config.spaceone_port)
+            self.spaceone_port = self._listen(self.spaceone_server, config.spaceone_port)
         self.serving: bool | None = None
         # Health follows the database: NOT_SERVING while it is unreachable.
         app.database_health.subscribe(self._set_serving)
@@ -134,16 +140,28 @@ class PolicyHubServer:
     def _add_common(
         self, server: grpc.Server, reflected: tuple[str, ...], pool: descriptor_pool.DescriptorPool | None
     ) -> None:
-        """The servicers both listeners serve, and reflection listing `reflected` and the common
-        ones, described by `pool` (None: the descriptors we are built with)."""
+        """The servicers both listeners serve, and reflection (v1 and v1alpha) listing `reflected`,
+        described by `pool` (None: the descriptors we are built with)."""
         app = self.app
         policy_pb2_grpc.add_PolicyServicer_to_server(app.policy_api, server)
         repository_pb2_grpc.add_RepositoryServicer_to_server(app.repository_api, server)
         server_info_pb2_grpc.add_ServerInfoServicer_to_server(app.server_info_api, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*reflected, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server, pool=pool
-        )
+        enable_reflection(reflected, server, pool)
+
+    def _listen(self, server: grpc.Server, port: int) -> int:
+        """Binds `port` (0: a free one); one in use is an OSError naming it. Probed first, unless
+        the port is shared on purpose, so gRPC's own bind never fails (it would log its error too)."""
+        host = self.app.config.host
+        if port and not self.reuse_port:
+            refuse_port_in_use(host, port)
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        return bound
 
     def _set_serving(self, serving: bool) -> None:
         if serving == self.serving:
@@ -180,10 +198,3 @@ class PolicyHubServer:
             stopping.append(self.spaceone_server.stop(grace))
         for event in stopping:
             event.wait()
-
-
-def _listen(server: grpc.Server, host: str, port: int) -> int:
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port}")
-    return bound

@@ -114,7 +114,7 @@ class Supervisor:
         try:
             for port in (self.config.port, self.config.spaceone_port):
                 if port:
-                    _refuse_port_in_use(self.config.host, port)
+                    refuse_port_in_use(self.config.host, port)
             if self.config.metrics_port:
                 self.metrics = WorkerMetrics(self._running)
                 http = start_http_server(
@@ -260,7 +260,7 @@ class Supervisor:
         return 0 if clean else 1
 
 
-def _refuse_port_in_use(host: str, port: int) -> None:
+def refuse_port_in_use(host: str, port: int) -> None:
     """Raises OSError when something already listens on host:port. The workers bind with
     SO_REUSEPORT, which would silently share a port held by another such server of this user:
     this probe, without it, refuses that too."""

@@ -69,6 +69,15 @@ def test_missing_file_and_unknown_env_var(tmp_path):
         load_config(env={"POLICYHUB_PROT": "1"})
 
 
+def test_the_command_line_clients_variables_are_not_settings():
+    """POLICYHUB_ENDPOINT and POLICYHUB_TOKEN belong to the `policyhub` client subcommands: a shell
+    that sets them can still start the server, and neither becomes a setting."""
+    config = load_config(env={"POLICYHUB_ENDPOINT": "10.0.0.1:50051", "POLICYHUB_TOKEN": "t", "POLICYHUB_PORT": "7"})
+    assert config == Config(port=7)
+    with pytest.raises(ConfigError, match="POLICYHUB_ENDPOINTS"):
+        load_config(env={"POLICYHUB_ENDPOINTS": "x"})
+
+
 def test_rate_limits_from_env_and_zero_turns_them_off():
     config = load_config(
         env={

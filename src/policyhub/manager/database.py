@@ -21,7 +21,7 @@ import re2
 from mongoengine import Document
 from mongoengine.connection import DEFAULT_CONNECTION_NAME
 
-from policyhub.errors import InvalidArgument, Unavailable
+from policyhub.errors import ConfigError, InvalidArgument, Unavailable
 from policyhub.manager.embedded_index import index_embedded_store
 from policyhub.model import ALL_DOCUMENTS, SUPERSEDED_INDEXES
 
@@ -59,23 +59,38 @@ class Database:
                 uuidRepresentation="standard",
             )
         else:
-            mongoengine.connect(
-                db=self.name,
-                host=self.uri,
-                tz_aware=True,
-                uuidRepresentation="standard",
-                serverSelectionTimeoutMS=self.timeout_ms,
-                connectTimeoutMS=self.timeout_ms,
-                socketTimeoutMS=self.timeout_ms,
-                event_listeners=list(self.listeners),
-                # Also a server-side limit (maxTimeMS) on every operation: a heavy user
-                # query cannot keep running on the database after we gave up on it.
-                timeoutMS=self.timeout_ms,
-            )
+            try:
+                mongoengine.connect(
+                    db=self.name,
+                    host=self.uri,
+                    tz_aware=True,
+                    uuidRepresentation="standard",
+                    serverSelectionTimeoutMS=self.timeout_ms,
+                    connectTimeoutMS=self.timeout_ms,
+                    socketTimeoutMS=self.timeout_ms,
+                    event_listeners=list(self.listeners),
+                    # Also a server-side limit (maxTimeMS) on every operation: a heavy user
+                    # query cannot keep running on the database after we gave up on it.
+                    timeoutMS=self.timeout_ms,
+                )
+            except pymongo.errors.ConfigurationError as exc:
+                raise ConfigError(f"config key mongodb_uri: {exc}") from None
+            self._answers()
         for document in ALL_DOCUMENTS:
             # Documents cache their collection; a new connection must not reuse the old one.
             document._collection = None
         self.ensure_indexes()
+
+    def _answers(self) -> None:
+        """A database that does not answer at start (or refuses us, e.g. bad credentials) stops
+        the start with one line naming it (credentials left out), within db_timeout_ms."""
+        shown = re.sub(r"//[^@/]*@", "//", self.uri)
+        try:
+            mongoengine.get_db().command("ping")
+        except pymongo.errors.ConnectionFailure:
+            raise Unavailable(f"database {shown} did not answer within db_timeout_ms ({self.timeout_ms} ms)") from None
+        except pymongo.errors.PyMongoError as exc:
+            raise Unavailable(f"database {shown} refused us: {exc}") from None
 
     def bounded(self, seconds_left: float | None):
         """A block whose operations end by the caller's deadline or the connection's own limit,
