@@ -78,10 +78,12 @@ def backend(request) -> str:
     return request.param
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def app(backend, request) -> Application:
-    """The started application of `backend`; the managers, services and servers of every test
-    of that backend run on its database (mongoengine's connection is process-wide)."""
+    """The started application of `backend` for one test module, on a database of its own; the
+    managers, services and servers of the module's tests run on it (mongoengine's connection is
+    process-wide). Per module, not per session: the embedded store scans whole collections, so
+    a database holding every earlier module's documents would make each call slower than the last."""
     uri = request.getfixturevalue("wire_mongodb_uri") if backend == "wire" else ""
     config = Config(
         host="127.0.0.1",
@@ -94,6 +96,9 @@ def app(backend, request) -> Application:
     app.start()
     yield app
     app.close()
+    if uri:  # the embedded store goes with its client; the wire server keeps what it is not told to drop
+        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as admin:
+            admin.drop_database(config.database)
 
 
 @pytest.fixture
@@ -122,9 +127,9 @@ class Client:
     bulk: bulk_pb2_grpc.BulkStub
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def client(app, backend):
-    """One server per backend; tests keep apart by using their own domain ids."""
+    """One server per backend and module; tests keep apart by using their own domain ids."""
     server = PolicyHubServer(app)
     server.start()
     address = f"127.0.0.1:{server.port}"
@@ -216,12 +221,19 @@ SECURE_AUDIENCE = "policyhub"
 
 
 @pytest.fixture(scope="session")
-def secure(client, tmp_path_factory):
-    """Shares `client`'s database connection (mongoengine's is process-wide), so it follows its backend."""
+def jwt_keys(tmp_path_factory):
+    """The token signing key of the session and the JWKS file that publishes it."""
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key()))
     jwks_file = tmp_path_factory.mktemp("keys") / "jwks.json"
     jwks_file.write_text(json.dumps({"keys": [{**public_jwk, "kid": "test-key", "use": "sig", "alg": "RS256"}]}))
+    return private_key, jwks_file
+
+
+@pytest.fixture(scope="module")
+def secure(client, jwt_keys):
+    """Shares `client`'s database connection (mongoengine's is process-wide), so it follows its backend."""
+    private_key, jwks_file = jwt_keys
     config = replace(
         client.app.config,
         port=free_port(),
