@@ -59,3 +59,15 @@ def test_the_query_bound_is_the_query_limit_or_the_deadline_whichever_is_sooner(
     ):
         with block:
             assert _csot.get_timeout() == pytest.approx(expected)
+
+
+def test_a_call_without_a_deadline_is_bounded_by_the_limits_alone():
+    """gRPC reports no deadline as one ~2**63 ns away; pymongo could not turn that into a time."""
+    database = Database("mongodb://db", "policyhub", timeout_ms=5000, query_timeout_ms=20000)
+    no_deadline = 2**63 / 1e9
+    with database.bounded(no_deadline):
+        assert _csot.get_timeout() == pytest.approx(5.0)
+    with database.bounded_by_deadline(no_deadline):
+        assert _csot.get_timeout() is None
+    with database.bounded_by_deadline(3.0):
+        assert _csot.get_timeout() == pytest.approx(3.0)

@@ -105,7 +105,7 @@ class Database:
     def bounded_by_deadline(self, seconds_left: float | None):
         """A block of many operations (a bulk export's reads) that ends by the caller's deadline;
         without one, each operation ends by the connection's own limit."""
-        if seconds_left is None:
+        if seconds_left is None or seconds_left > NO_DEADLINE_SECONDS:
             return contextlib.nullcontext()
         return pymongo.timeout(max(seconds_left, 0.001))
 
@@ -131,6 +131,11 @@ class Database:
 
     def close(self) -> None:
         mongoengine.disconnect(DEFAULT_CONNECTION_NAME)
+
+
+# gRPC reports a call without a deadline as one about 2**63 ns away, which pymongo cannot turn
+# into a time; anything further than this is no deadline.
+NO_DEADLINE_SECONDS = 365 * 24 * 3600.0
 
 
 def _bounded(limit_ms: int, seconds_left: float | None):
