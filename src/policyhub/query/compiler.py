@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from policyhub.errors import InvalidArgument, RequiredParameter
 from policyhub.query import regex_safety
-from policyhub.query.keys import Join, QueryKeys, UnknownKey, outputs
+from policyhub.query.keys import Join, QueryKeys, Resolved, UnknownKey, outputs
 from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
 
 # A MongoDB document (filter, stage, projection) as the compiler builds it.
@@ -129,15 +129,14 @@ class _Context:
     now: datetime
     regex_budget: _RegexBudget = field(default_factory=_RegexBudget)
     # The keys the next part may name: the resource's, then a stat stage's outputs.
-    keys: QueryKeys | None = None
+    keys: QueryKeys = field(init=False)
     # The joins the query's keys need, in the order first named; `join_uses` counts the keys
     # that named one, so a caller can tell whether a part did.
     joins: list[Join] = field(default_factory=list)
     join_uses: int = 0
 
     def __post_init__(self) -> None:
-        if self.keys is None:
-            self.keys = self.schema.keys
+        self.keys = self.schema.keys
 
     def join_stages(self) -> list[Doc]:
         return [stage for join in self.joins for stage in join.stages]
@@ -297,15 +296,17 @@ def _key(value: Any, path: str) -> str:
     return value
 
 
-def _field(value: Any, path: str, ctx: _Context) -> str:
-    """A key naming a field of what the query reads (the resource, or a stat stage's outputs),
-    as stored; a joined field's join is added to the query's."""
-    key = _key(value, path)
-    assert ctx.keys is not None
+def _resolved(value: Any, path: str, ctx: _Context) -> Resolved:
+    """A key naming a field of what the query reads: the resource, or a stat stage's outputs."""
     try:
-        resolved = ctx.keys.resolve(key)
+        return ctx.keys.resolve(_key(value, path))
     except UnknownKey as error:
         raise InvalidArgument(path, str(error)) from None
+
+
+def _field(value: Any, path: str, ctx: _Context) -> str:
+    """A key as stored; a joined field's join is added to the query's."""
+    resolved = _resolved(value, path, ctx)
     if resolved.join is not None:
         ctx.join_uses += 1
         if resolved.join not in ctx.joins:
@@ -742,12 +743,7 @@ def _projection(query: Doc, ctx: _Context) -> list[Doc]:
 def _only_key(value: Any, path: str, ctx: _Context) -> str:
     """A key of `only`, as stored; a joined key keeps the field its join matches on (the answer
     joins on the page), so naming one costs no join here."""
-    key = _key(value, path)
-    assert ctx.keys is not None
-    try:
-        resolved = ctx.keys.resolve(key)
-    except UnknownKey as error:
-        raise InvalidArgument(path, str(error)) from None
+    resolved = _resolved(value, path, ctx)
     return resolved.join.local_field if resolved.join else resolved.path
 
 
