@@ -7,7 +7,9 @@ import pytest
 
 from helpers import as_dict, expect_error, field_violations, grant_policy, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
+from policyhub._gen.spaceone.api.repository.v1 import group_pb2 as gpb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
+from policyhub._gen.spaceone.api.repository.v1 import role_pb2 as rpb
 
 MANAGED_COUNT = 4
 
@@ -198,3 +200,103 @@ def test_stat_the_store_cannot_evaluate_is_invalid_argument_not_internal(client,
         parse(pb.PolicyStatQuery, {"domain_id": domain, "query": query}),
     )
     assert field_violations(error) == ["query"]
+
+
+# ---------------------------------------------------------------- keys: the names answers show
+
+
+def stat_(client, domain, query):
+    return as_dict(client.policy.stat(parse(pb.PolicyStatQuery, {"domain_id": domain, "query": query}), timeout=10))
+
+
+def test_list_filters_and_sorts_by_repository_info(client, seeded):
+    managed = list_(client, seeded, {"filter": [{"k": "repository_info.repository_id", "v": "repo-managed"}]})
+    assert managed["total_count"] == MANAGED_COUNT
+    assert {r["repository_info"]["repository_id"] for r in managed["results"]} == {"repo-managed"}
+    local = list_(client, seeded, {"filter": [{"k": "repository_info.name", "v": "Local", "o": "contain"}]})
+    assert local["total_count"] == 12 and ids(local) == [f"pol-{i:02d}" for i in range(12)]
+    assert {r["repository_info"]["name"] for r in local["results"]} == {"Local Repository"}
+    for key in ("repository_info.repository_id", "repository_info.repository_type", "repository_info.name"):
+        page = list_(client, seeded, {"sort": {"key": key, "desc": True}, "page": {"limit": 5}})
+        # repo-managed / MANAGED / "Managed Repository" sort after their local counterparts.
+        assert [r.get("is_managed", False) for r in page["results"]] == [True] * 4 + [False], key
+        assert page["total_count"] == 12 + MANAGED_COUNT
+
+
+def test_stat_groups_and_filters_by_repository_info(client, seeded):
+    def counts(key, **query):
+        group = {"keys": [{"k": key, "n": "repo"}], "fields": [{"o": "count", "n": "n"}]}
+        results = stat_(client, seeded, {"aggregate": [{"group": group}, {"sort": {"key": "repo"}}], **query})
+        return [(r["repo"], r["n"]) for r in results["results"]]
+
+    assert counts("repository_info.repository_id") == [("repo-local", 12), ("repo-managed", MANAGED_COUNT)]
+    assert counts("repository_info.repository_type") == [("local", 12), ("managed", MANAGED_COUNT)]
+    only_managed = [{"k": "repository_info.name", "v": "Managed Repository"}]
+    assert counts("repository_info.repository_id", filter=only_managed) == [("repo-managed", MANAGED_COUNT)]
+    assert stat_(client, seeded, {"distinct": "repository_info.name"})["results"] == [
+        "Local Repository",
+        "Managed Repository",
+    ]
+
+
+@pytest.mark.parametrize(
+    "call, query, field",
+    [
+        ("list", {"filter": [{"k": "repository_info.nmae", "v": "x"}]}, "query.filter[0].k"),
+        ("list", {"filter_or": [{"k": "name", "v": "x"}, {"key": "nmae", "value": "x"}]}, "query.filter_or[1].key"),
+        ("list", {"sort": {"key": "nmae"}}, "query.sort.key"),
+        ("list", {"only": ["name", "nmae"]}, "query.only[1]"),
+        ("stat", {"distinct": "nmae"}, "query.distinct"),
+        ("stat", {"aggregate": [{"group": {"keys": [{"k": "nmae", "n": "x"}]}}]}, "query.aggregate[0].group.keys[0].k"),
+        (
+            "stat",
+            {"aggregate": [{"group": {"fields": [{"k": "nmae", "n": "x", "o": "sum"}]}}]},
+            "query.aggregate[0].group.fields[0].k",
+        ),
+    ],
+)
+def test_a_key_naming_no_field_is_invalid_argument_listing_the_valid_keys(client, domain, call, query, field):
+    request = (pb.PolicyQuery if call == "list" else pb.PolicyStatQuery)(domain_id=domain)
+    request = parse(type(request), {"domain_id": domain, "query": query})
+    error = expect_error(grpc.StatusCode.INVALID_ARGUMENT, getattr(client.policy, call), request)
+    assert field_violations(error) == [field]
+    assert "names no field; valid keys: " in error.details()
+    for key in ("policy_id", "repository_info.name", "repository_info.repository_id", "tags.<key>"):
+        assert key in error.details()
+    assert "parked_assignments" not in error.details()
+
+
+def test_assignment_keys_under_the_names_answers_show(client, domain):
+    grant_policy(client, domain, "u1", "managed-read-only")
+    grant_policy(client, domain, "u2", "managed-full-access")
+
+    def listed(query):
+        answer = client.assignment.list(parse(apb.AssignmentQuery, {"domain_id": domain, "query": query}), timeout=10)
+        return [a.subject.id for a in answer.results]
+
+    assert listed({"filter": [{"k": "grant.id", "v": "managed-full-access"}]}) == ["u2"]
+    assert listed({"sort": {"key": "subject.id", "desc": True}}) == ["u2", "u1"]
+    assert listed({"filter": [{"k": "subject_id", "v": "u1"}]}) == ["u1"]  # the stored name works too
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.assignment.list,
+        parse(apb.AssignmentQuery, {"domain_id": domain, "query": {"filter": [{"k": "subject", "v": "u1"}]}}),
+    )
+    assert field_violations(error) == ["query.filter[0].k"] and "subject.id" in error.details()
+
+
+def test_a_computed_field_is_invalid_argument_saying_why(client, domain):
+    for call, request_type in ((client.group.list, gpb.GroupQuery), (client.role.list, rpb.RoleQuery)):
+        error = expect_error(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            call,
+            parse(request_type, {"domain_id": domain, "query": {"sort": {"key": "member_count"}}}),
+        )
+        assert field_violations(error) == ["query.sort.key"]
+        assert "counted from the assignments when the answer is built" in error.details()
+    error = expect_error(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        client.role.list,
+        parse(rpb.RoleQuery, {"domain_id": domain, "query": {"filter": [{"k": "is_bound", "v": True}]}}),
+    )
+    assert field_violations(error) == ["query.filter[0].k"] and "is_bound" in error.details()

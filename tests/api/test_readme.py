@@ -17,6 +17,13 @@ from helpers import expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import api_key_pb2 as kpb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import group_pb2, policy_pb2
+from policyhub.manager.api_key_manager import ApiKeyManager
+from policyhub.manager.assignment_manager import AssignmentManager
+from policyhub.manager.audit_manager import AuditManager
+from policyhub.manager.policy_manager import PolicyManager
+from policyhub.manager.repository_manager import RepositoryManager
+from policyhub.manager.subject_set_manager import SubjectSetManager
+from policyhub.model import GroupDocument, RoleDocument
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 GRPCURL = Path(sys.executable).parent / "grpcurl"
@@ -321,3 +328,27 @@ def test_readme_python_sdk_example_works_as_written(client):
     result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["ALLOW reader ['alice']", "INVALID_ARGUMENT ['policy_id']"]
+
+
+def test_readme_query_keys_table_is_what_each_resource_accepts():
+    managers = {
+        "Policy": PolicyManager(10),
+        "Repository": RepositoryManager(10),
+        "Assignment": AssignmentManager(10),
+        "Group": SubjectSetManager(GroupDocument, "Group", "group_id", 10),
+        "Role": SubjectSetManager(RoleDocument, "Role", "role_id", 10),
+        "Audit": AuditManager(10),
+        "ApiKey": ApiKeyManager(10),
+    }
+    text = README.read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\w+) \| (`.*`) \|$", text.split("**Keys.**", 1)[1].split("\n\n", 2)[1], re.M))
+    assert set(rows) == set(managers)
+    for resource, manager in managers.items():
+        keys = manager.schema.keys
+        accepted = {
+            *keys.fields,
+            *keys.aliases,
+            *(f"{name}.<key>" for name in keys.maps),
+            *(f"{join.prefix}.{name}" for join in keys.joins for name in join.fields),
+        }
+        assert set(re.findall(r"`([^`]+)`", rows[resource])) == accepted, resource

@@ -1,8 +1,9 @@
 """Our protos must be a wire-compatible superset of the SpaceONE 1.12 API.
 
 The contract (a field-by-field dump of the published `spaceone-api` stubs) is
-checked in beside this file; `test_checked_in_copy_matches_shared_original`
-keeps it identical to the shared original. The comparison runs against the
+checked in beside this file; with POLICYHUB_WIRE_CONTRACT naming a fresh dump,
+`test_checked_in_copy_matches_the_named_dump` shows whether the copy is still
+identical to it. The comparison runs against the
 descriptors of our generated modules (and the files they import, for the
 well-known types the contract lists).
 """
@@ -22,7 +23,6 @@ from policyhub._gen.spaceone.api.core.v1 import query_pb2
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, repository_pb2
 
 HERE = pathlib.Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 CONTRACT_NAME = "spaceone-v1-wire-contract.txt"
 CHECKED_IN = HERE / CONTRACT_NAME
 OUR_MODULES = (policy_pb2, repository_pb2, query_pb2)
@@ -245,20 +245,19 @@ def test_our_protos_are_a_superset_of_the_contract():
     _fail_on(compare(contract, our_model()))
 
 
-def _shared_original() -> pathlib.Path | None:
+def _named_dump() -> pathlib.Path | None:
     configured = os.environ.get("POLICYHUB_WIRE_CONTRACT")
-    if configured:
-        path = pathlib.Path(configured)
-        assert path.is_file(), f"POLICYHUB_WIRE_CONTRACT={configured} is not a file"
-        return path
-    path = REPO.parent / "shared" / "spec" / CONTRACT_NAME
-    return path if path.is_file() else None
+    if not configured:
+        return None
+    path = pathlib.Path(configured)
+    assert path.is_file(), f"POLICYHUB_WIRE_CONTRACT={configured} is not a file"
+    return path
 
 
-def test_checked_in_copy_matches_shared_original():
-    original = _shared_original()
+def test_checked_in_copy_matches_the_named_dump():
+    original = _named_dump()
     if original is None:
-        pytest.skip(f"shared original not found (set POLICYHUB_WIRE_CONTRACT); using {CHECKED_IN}")
+        pytest.skip(f"no dump named by POLICYHUB_WIRE_CONTRACT; using {CHECKED_IN}")
     assert CHECKED_IN.read_text() == original.read_text(), (
         f"{CHECKED_IN} differs from {original}: copy the original over it"
     )

@@ -9,15 +9,21 @@ from policyhub.errors import NotFound
 from policyhub.manager.database import collection, to_stored, translate_errors
 from policyhub.manager.queries import run_list
 from policyhub.model import ApiKeyDocument
-from policyhub.query import QuerySchema, compile_list
+from policyhub.query import QueryKeys, QuerySchema, compile_list
 
 # Never leaves the manager: not in answers, audit entries or logs.
 _SECRET_FIELDS = {"_id": 0, "key_hash": 0}
+# What a key query may name: the fields of ApiKeyInfo (never the hash, which no answer shows).
+API_KEY_KEYS = QueryKeys(
+    fields=frozenset({"api_key_id", "name", "service_account_id", "domain_id", "state", "created_at", "revoked_at"}),
+    computed={"api_key": "shown once, when the key is created, and never stored"},
+)
 
 
 class ApiKeyManager:
     def __init__(self, page_max_limit: int):
         self.schema = QuerySchema(
+            keys=API_KEY_KEYS,
             keyword_fields=("api_key_id", "name", "service_account_id"),
             minimal_fields=("api_key_id", "name", "service_account_id", "state"),
             datetime_fields=frozenset({"created_at", "revoked_at"}),

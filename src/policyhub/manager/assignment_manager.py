@@ -15,7 +15,7 @@ from policyhub.manager.bulk_writes import Progress, Revert, Update
 from policyhub.manager.database import collection, to_stored, translate_errors
 from policyhub.manager.queries import run_list, run_stat
 from policyhub.model import AssignmentDocument
-from policyhub.query import QuerySchema, compile_list, compile_stat
+from policyhub.query import QueryKeys, QuerySchema, compile_list, compile_stat
 
 # (subject_type, subject_id, grant_type, grant_id): what makes an assignment unique in a domain.
 Key = tuple[str, str, str, str]
@@ -29,6 +29,14 @@ STORED_FIELDS = (
     "tags",
     "domain_id",
     "created_at",
+)
+# What an assignment query may name: the stored fields, and the fields of AssignmentInfo, which
+# shows the pairs as `subject` and `grant` messages (`removal` is a remover's claim, not shown).
+ASSIGNMENT_KEYS = QueryKeys(
+    fields=frozenset(STORED_FIELDS) - {"tags"},
+    maps=frozenset({"tags"}),
+    aliases={f"{side}.{part}": f"{side}_{part}" for side in ("subject", "grant") for part in ("type", "id")},
+    computed={"consistency_token": "given by a write's answer, not stored with the assignment"},
 )
 EDGE_FIELDS = {"_id": 0, **{field: 1 for field in KEY_FIELDS}, "expires_at": 1}
 DUPLICATE_KEY = 11000
@@ -69,6 +77,7 @@ def _insert_unordered(assignments, documents: list[dict[str, Any]]) -> list[int]
 class AssignmentManager:
     def __init__(self, page_max_limit: int):
         self.schema = QuerySchema(
+            keys=ASSIGNMENT_KEYS,
             keyword_fields=("assignment_id", "subject_id", "grant_id"),
             minimal_fields=("assignment_id", *KEY_FIELDS, "domain_id"),
             datetime_fields=frozenset({"created_at", "expires_at"}),

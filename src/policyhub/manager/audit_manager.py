@@ -7,7 +7,26 @@ from typing import Any
 from policyhub.manager.database import collection, to_stored, translate_errors
 from policyhub.manager.queries import run_list, run_stat
 from policyhub.model import AuditDocument
-from policyhub.query import QuerySchema, compile_list, compile_stat
+from policyhub.query import QueryKeys, QuerySchema, compile_list, compile_stat
+
+# What an audit query may name: the fields of AuditInfo; `before` and `after` are the resource
+# as it was, free-form.
+AUDIT_KEYS = QueryKeys(
+    fields=frozenset(
+        {
+            "audit_id",
+            "transaction_id",
+            "caller_type",
+            "caller_id",
+            "method",
+            "resource_type",
+            "resource_id",
+            "domain_id",
+            "created_at",
+        }
+    ),
+    maps=frozenset({"before", "after"}),
+)
 
 
 def _record(raw: dict[str, Any]) -> dict[str, Any]:
@@ -17,6 +36,7 @@ def _record(raw: dict[str, Any]) -> dict[str, Any]:
 class AuditManager:
     def __init__(self, page_max_limit: int):
         self.schema = QuerySchema(
+            keys=AUDIT_KEYS,
             keyword_fields=("resource_id", "caller_id", "method", "transaction_id"),
             minimal_fields=(
                 "audit_id",

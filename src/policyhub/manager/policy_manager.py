@@ -15,14 +15,46 @@ from policyhub.manager import bulk_writes
 from policyhub.manager.bulk_writes import Progress, Revert, Update
 from policyhub.manager.database import collection, to_stored, translate_errors
 from policyhub.manager.queries import run_list, run_stat
-from policyhub.manager.records import policy_record, repository_info_lookup, repository_record
+from policyhub.manager.records import REPOSITORY_INFO_JOIN, policy_record, repository_info_lookup, repository_record
 from policyhub.model import PolicyDocument, RepositoryDocument, StatementDocument
-from policyhub.query import QuerySchema, compile_list, compile_stat
+from policyhub.query import QueryKeys, QuerySchema, compile_list, compile_stat
 
 # Before every deleted_at: `deleted_at > _EPOCH` is "deleted", as a range an index serves.
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
 POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
+# What a policy query may name: the fields of PolicyInfo, and repository_id, stored in place of
+# repository_info (state_before_delete and parked_assignments are kept for restore, not shown).
+POLICY_KEYS = QueryKeys(
+    fields=frozenset(
+        {
+            "policy_id",
+            "name",
+            "description",
+            "state",
+            "permissions",
+            "statements",
+            "statements.effect",
+            "statements.actions",
+            "statements.resources",
+            "labels",
+            "repository_id",
+            "project_id",
+            "domain_id",
+            "is_managed",
+            "version",
+            "etag",
+            "created_at",
+            "updated_at",
+            "deleted_at",
+            "purge_at",
+        }
+    ),
+    maps=frozenset({"tags", "statements.conditions"}),
+    aliases={"repository_info.repository_id": "repository_id"},
+    computed={"consistency_token": "given by a write's answer, not stored with the policy"},
+    joins=(REPOSITORY_INFO_JOIN,),
+)
 
 
 def new_etag() -> str:
@@ -32,9 +64,12 @@ def new_etag() -> str:
 class PolicyManager:
     def __init__(self, page_max_limit: int):
         self.schema = QuerySchema(
+            keys=POLICY_KEYS,
             keyword_fields=POLICY_KEYWORD_FIELDS,
             minimal_fields=POLICY_MINIMAL_FIELDS,
-            datetime_fields=frozenset({"created_at", "updated_at", "deleted_at", "purge_at"}),
+            datetime_fields=frozenset(
+                {"created_at", "updated_at", "deleted_at", "purge_at", "repository_info.created_at"}
+            ),
             default_sort=(("created_at", False),),
             max_limit=page_max_limit,
         )

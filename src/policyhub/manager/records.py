@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from policyhub.query import Join
+
 REPOSITORY_FIELDS = ("repository_id", "name", "repository_type", "endpoint", "remote_repository_id", "created_at")
 
 
@@ -17,6 +19,20 @@ def repository_info_lookup() -> dict:
             "as": "repository_info",
         }
     }
+
+
+# A policy query naming `repository_info.<field>` joins the repository first, as one object (no
+# array: a group or a sort by it then sees the value). `repository_info.repository_id` is the
+# policy's own repository_id and needs no join.
+REPOSITORY_INFO_JOIN = Join(
+    prefix="repository_info",
+    fields=frozenset(REPOSITORY_FIELDS) - {"repository_id"},
+    local_field="repository_id",
+    stages=(
+        repository_info_lookup(),
+        {"$unwind": {"path": "$repository_info", "preserveNullAndEmptyArrays": True}},
+    ),
+)
 
 
 def policy_record(raw: dict[str, Any]) -> dict[str, Any]:

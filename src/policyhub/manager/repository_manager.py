@@ -10,9 +10,9 @@ from pymongo.errors import DuplicateKeyError
 from policyhub.errors import AlreadyExists, NotFound
 from policyhub.manager.database import collection, to_stored, translate_errors
 from policyhub.manager.queries import run_list, run_stat
-from policyhub.manager.records import repository_record
+from policyhub.manager.records import REPOSITORY_FIELDS, repository_record
 from policyhub.model import RepositoryDocument
-from policyhub.query import QuerySchema, compile_list, compile_stat
+from policyhub.query import QueryKeys, QuerySchema, compile_list, compile_stat
 
 # Repositories are installation-wide: their queries have no tenant scope.
 INSTALLATION_SCOPE: dict = {}
@@ -21,6 +21,8 @@ INSTALLATION_SCOPE: dict = {}
 class RepositoryManager:
     def __init__(self, page_max_limit: int):
         self.schema = QuerySchema(
+            # RepositoryInfo shows the stored fields as they are.
+            keys=QueryKeys(fields=frozenset(REPOSITORY_FIELDS)),
             keyword_fields=("repository_id", "name", "repository_type", "endpoint", "remote_repository_id"),
             minimal_fields=("repository_id", "name", "repository_type"),
             datetime_fields=frozenset({"created_at"}),

@@ -15,9 +15,19 @@ from policyhub.manager import bulk_writes
 from policyhub.manager.bulk_writes import Progress, Revert, Update
 from policyhub.manager.database import collection, to_stored, translate_errors
 from policyhub.manager.queries import run_list, run_stat
-from policyhub.query import QuerySchema, compile_list, compile_stat
+from policyhub.query import QueryKeys, QuerySchema, compile_list, compile_stat
 
 DUPLICATE_KEY = 11000
+# Shown by GroupInfo and RoleInfo but worked out (from the assignments) as the answer is built.
+COMPUTED = {
+    "member_count": "counted from the assignments when the answer is built, not stored",
+    "policy_ids": "read from the assignments when the answer is built, not stored",
+    "consistency_token": "given by a write's answer, not stored with the set",
+}
+ROLE_COMPUTED = {
+    "is_bound": "whether the role has members, worked out when the answer is built, not stored",
+    "permission_groups": "worked out from the role's policies when the answer is built, not stored",
+}
 
 
 class SubjectSetManager:
@@ -27,6 +37,12 @@ class SubjectSetManager:
         self.resource = resource
         self.id_field = id_field
         self.schema = QuerySchema(
+            # What a query may name: the stored fields, which GroupInfo and RoleInfo show as they are.
+            keys=QueryKeys(
+                fields=frozenset({id_field, "name", "description", "labels", "domain_id", "created_at", "updated_at"}),
+                maps=frozenset({"tags"}),
+                computed={**COMPUTED, **(ROLE_COMPUTED if resource == "Role" else {})},
+            ),
             keyword_fields=(id_field, "name", "description"),
             minimal_fields=(id_field, "name", "domain_id"),
             datetime_fields=frozenset({"created_at", "updated_at"}),

@@ -10,9 +10,12 @@ from policyhub.query.compiler import (
     page_total,
     unpack_stat,
 )
+from policyhub.query.keys import Join, QueryKeys
 from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
 
 __all__ = [
+    "Join",
+    "QueryKeys",
     "ListPlan",
     "QuerySchema",
     "StatPlan",

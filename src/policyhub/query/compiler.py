@@ -8,6 +8,11 @@ checked for `$` keys, regexes are escaped or kept to a subset that cannot backtr
 catastrophically (regex_safety), and values inside
 aggregation expressions are wrapped in `$literal`.
 
+Every key a query names is a field of the resource (`QuerySchema.keys`, see keys.py), compiled
+to where it is stored; any other key is InvalidArgument listing the valid ones. A key of a joined
+collection (a policy's `repository_info.name`) runs the join's stages right after the first
+`$match`, and the conditions on it in a second `$match` after them.
+
 The caller's `scope` filter is trusted and its fields open the first `$match`, so every
 document any pipeline touches is inside the caller's scope, and the index that starts with
 the scope's fields (domain_id first) serves the match.
@@ -27,6 +32,7 @@ from typing import Any, Callable
 
 from policyhub.errors import InvalidArgument, RequiredParameter
 from policyhub.query import regex_safety
+from policyhub.query.keys import Join, QueryKeys, Resolved, UnknownKey, outputs
 from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
 
 # A MongoDB document (filter, stage, projection) as the compiler builds it.
@@ -61,11 +67,25 @@ _STAT_FIELDS = frozenset({"filter", "filter_or", "keyword", "aggregate", "distin
 
 @dataclass(frozen=True)
 class QuerySchema:
+    keys: QueryKeys
     keyword_fields: tuple[str, ...]
     minimal_fields: tuple[str, ...]
     datetime_fields: frozenset[str] = frozenset()
     default_sort: tuple[tuple[str, bool], ...] = ()
     max_limit: int = 1000
+
+    def __post_init__(self) -> None:
+        # The schema's own keys are stored fields: a mistake here is the program's, not a caller's.
+        own = (*self.keyword_fields, *self.minimal_fields, *(key for key, _ in self.default_sort))
+        for key in (*own, *self.datetime_fields):
+            if key == "_id":  # every document's, a query cannot name it
+                continue
+            try:
+                resolved = self.keys.resolve(key)
+            except UnknownKey as error:
+                raise ValueError(f"the query schema names an undeclared key: {error}") from None
+            if key in own and (resolved.path != key or resolved.join):
+                raise ValueError(f"the query schema's {key!r} is not a stored field")
 
 
 @dataclass(frozen=True)
@@ -103,11 +123,23 @@ class _RegexBudget:
             )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Context:
     schema: QuerySchema
     now: datetime
     regex_budget: _RegexBudget = field(default_factory=_RegexBudget)
+    # The keys the next part may name: the resource's, then a stat stage's outputs.
+    keys: QueryKeys = field(init=False)
+    # The joins the query's keys need, in the order first named; `join_uses` counts the keys
+    # that named one, so a caller can tell whether a part did.
+    joins: list[Join] = field(default_factory=list)
+    join_uses: int = 0
+
+    def __post_init__(self) -> None:
+        self.keys = self.schema.keys
+
+    def join_stages(self) -> list[Doc]:
+        return [stage for join in self.joins for stage in join.stages]
 
 
 # ---------------------------------------------------------------- public API
@@ -116,24 +148,28 @@ class _Context:
 def compile_list(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: datetime | None = None) -> ListPlan:
     query = _root(query, _LIST_FIELDS)
     ctx = _Context(schema, now or datetime.now(timezone.utc))
-    match: Doc = {"$match": _match(query, scope, ctx)}
-    sort: Doc = {"$sort": _list_sort(query.get("sort"), schema)}
+    match, joined = _match(query, scope, ctx)
+    # The count joins only for conditions on joined keys (the sort's joins are no concern of it).
+    filtered = [*ctx.join_stages(), *joined] if joined else []
+    sort: Doc = {"$sort": _list_sort(query.get("sort"), ctx)}
     skip, limit = _page(query.get("page"), schema)
-    page: list[Doc] = [match, sort, {"$skip": skip}, {"$limit": limit}, *_projection(query, schema)]
+    projection = _projection(query, ctx)
+    page: list[Doc] = [match, *ctx.join_stages(), *joined, sort, {"$skip": skip}, {"$limit": limit}, *projection]
     count_only = _flag(query, "count_only", _ROOT)
-    return ListPlan(page, [match, {"$count": _COUNT}], count_only=count_only, skip=skip, limit=limit)
+    return ListPlan(page, [match, *filtered, {"$count": _COUNT}], count_only=count_only, skip=skip, limit=limit)
 
 
 def compile_stat(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: datetime | None = None) -> StatPlan:
     query = _root(query, _STAT_FIELDS)
     ctx = _Context(schema, now or datetime.now(timezone.utc))
-    match = {"$match": _match(query, scope, ctx)}
+    match, joined = _match(query, scope, ctx)
     distinct = query.get("distinct") is not None
     body = _stat_body(query, distinct, ctx)
+    head = [match, *ctx.join_stages(), *joined]
     if query.get("page") is None:
-        return StatPlan([match, *body, {"$limit": schema.max_limit}], paged=False, distinct=distinct)
+        return StatPlan([*head, *body, {"$limit": schema.max_limit}], paged=False, distinct=distinct)
     page = _page_stages(query["page"], schema)
-    return StatPlan([match, *body, _facet(page)], paged=True, distinct=distinct)
+    return StatPlan([*head, *body, _facet(page)], paged=True, distinct=distinct)
 
 
 def page_total(plan: ListPlan, returned: int) -> int | None:
@@ -258,6 +294,24 @@ def _key(value: Any, path: str) -> str:
     if any(not part or "$" in part or "\x00" in part for part in rest):
         raise InvalidArgument(path, "path segments must be non-empty and contain no '$'")
     return value
+
+
+def _resolved(value: Any, path: str, ctx: _Context) -> Resolved:
+    """A key naming a field of what the query reads: the resource, or a stat stage's outputs."""
+    try:
+        return ctx.keys.resolve(_key(value, path))
+    except UnknownKey as error:
+        raise InvalidArgument(path, str(error)) from None
+
+
+def _field(value: Any, path: str, ctx: _Context) -> str:
+    """A key as stored; a joined field's join is added to the query's."""
+    resolved = _resolved(value, path, ctx)
+    if resolved.join is not None:
+        ctx.join_uses += 1
+        if resolved.join not in ctx.joins:
+            ctx.joins.append(resolved.join)
+    return resolved.path
 
 
 def _name(value: Any, path: str) -> str:
@@ -474,8 +528,18 @@ def _elem_match(key: str, value: Any, path: str, ctx: _Context) -> Doc:
     """`match`: some element of an array of objects has all the given sub-key values."""
     if not isinstance(value, dict) or not value or len(value) > MAX_FIELDS:
         raise InvalidArgument(path, f"must be an object of 1 to {MAX_FIELDS} sub-key: value pairs")
-    conditions = {_key(sub, f"{path}.{sub}"): {"$eq": _scalar(v, f"{path}.{sub}")} for sub, v in value.items()}
+    conditions = {
+        _sub_key(key, sub, f"{path}.{sub}", ctx): {"$eq": _scalar(v, f"{path}.{sub}")} for sub, v in value.items()
+    }
     return {key: {"$elemMatch": conditions}}
+
+
+def _sub_key(key: str, sub: Any, path: str, ctx: _Context) -> str:
+    """A sub-key of `match`, relative to the elements of `key` (stored): `key.sub` must be a field."""
+    name = _key(sub, path)
+    if _field(f"{key}.{name}", path, ctx) != f"{key}.{name}":
+        raise InvalidArgument(path, f"{key}.{name} is not a field inside {key}")
+    return name
 
 
 _ORDERINGS = ("lt", "lte", "gt", "gte")
@@ -513,25 +577,30 @@ def _operator(obj: Doc, path: str, known: Doc) -> str:
     return name
 
 
-def _filter_parts(item: Any, path: str, known: Doc) -> tuple[str, Any, str, str]:
+def _filter_parts(item: Any, path: str, known: Doc, ctx: _Context) -> tuple[str, Any, str, str]:
     """(key, normalized value, value path, operator) of a `{key, value, operator}` item in either dialect."""
     item = _object(item, path)
     _known_fields(item, _FILTER_ITEM_FIELDS, path)
     key, key_path = _required(item, "key", "k", path)
-    key = _key(key, key_path)
+    key = _field(key, key_path, ctx)
     operator = _operator(item, path, known)
     value, value_path = _alias(item, "value", "v", path)
     return key, _value(value, value_path), value_path, operator
 
 
 def _filter_item(item: Any, path: str, ctx: _Context) -> Doc:
-    key, value, value_path, operator = _filter_parts(item, path, _FILTER_OPERATORS)
+    key, value, value_path, operator = _filter_parts(item, path, _FILTER_OPERATORS, ctx)
     return _FILTER_OPERATORS[operator](key, value, value_path, ctx)
 
 
-def _filter_group(items: Any, path: str, ctx: _Context) -> list[Doc]:
+def _filter_group(items: Any, path: str, ctx: _Context) -> list[tuple[Doc, bool]]:
+    """(condition, whether it names a joined key) of each item."""
     items = _array(items, path, MAX_FILTERS)
-    return [_filter_item(item, f"{path}[{i}]", ctx) for i, item in enumerate(items)]
+    compiled = []
+    for i, item in enumerate(items):
+        uses = ctx.join_uses
+        compiled.append((_filter_item(item, f"{path}[{i}]", ctx), ctx.join_uses > uses))
+    return compiled
 
 
 def _keyword(value: Any, ctx: _Context) -> list[Doc]:
@@ -547,14 +616,19 @@ def _keyword(value: Any, ctx: _Context) -> list[Doc]:
     return [_any_of([{field: _substring(token, path, ctx)} for token in tokens for field in ctx.schema.keyword_fields])]
 
 
-def _match(query: Doc, scope: Doc, ctx: _Context) -> Doc:
-    """scope AND filter items AND (any filter_or item) AND keyword; the scope's fields first."""
+def _match(query: Doc, scope: Doc, ctx: _Context) -> tuple[Doc, list[Doc]]:
+    """scope AND filter items AND (any filter_or item) AND keyword, the scope's fields first: the
+    `$match` stage of the conditions on the resource's own fields, and the `$match` (none or one)
+    of those naming a joined key, which runs after the join."""
     conditions = _filter_group(query.get("filter"), f"{_ROOT}.filter", ctx)
     alternatives = _filter_group(query.get("filter_or"), f"{_ROOT}.filter_or", ctx)
     if alternatives:
-        conditions.append(_any_of(alternatives))
-    conditions += _keyword(query.get("keyword"), ctx)
-    return _all_of(scope, conditions)
+        either = _any_of([condition for condition, _ in alternatives])
+        conditions.append((either, any(joined for _, joined in alternatives)))
+    conditions += [(condition, False) for condition in _keyword(query.get("keyword"), ctx)]
+    own = _all_of(scope, [condition for condition, joined in conditions if not joined])
+    joined = [condition for condition, is_joined in conditions if is_joined]
+    return {"$match": own}, [{"$match": _all_of({}, joined)}] if joined else []
 
 
 def _all_of(scope: Doc, conditions: list[Doc]) -> Doc:
@@ -583,54 +657,54 @@ _SORT_FIELDS = frozenset({"key", "desc", "keys"})
 _SORT_KEY_FIELDS = frozenset({"key", "desc"})
 
 
-def _sort_keys(sort: Any, path: str) -> list[tuple[str, bool]]:
+def _sort_keys(sort: Any, path: str, ctx: _Context) -> list[tuple[str, bool]]:
     """(key, desc) pairs from `{key, desc}`, `{keys: [...]}` or a list of `{key, desc}`."""
     if sort is None:
         return []
     if isinstance(sort, list):
-        pairs = _sort_key_list(sort, path)
+        pairs = _sort_key_list(sort, path, ctx)
     else:
-        pairs = _sort_object(_object(sort, path), path)
+        pairs = _sort_object(_object(sort, path), path, ctx)
     _unique_names([(key, path) for key, _ in pairs])
     return pairs
 
 
-def _sort_object(sort: Doc, path: str) -> list[tuple[str, bool]]:
+def _sort_object(sort: Doc, path: str, ctx: _Context) -> list[tuple[str, bool]]:
     _known_fields(sort, _SORT_FIELDS, path)
     if sort.get("keys") is not None:
         if sort.get("key") is not None or sort.get("desc") is not None:
             raise InvalidArgument(path, "set either key/desc or keys, not both")
-        return _sort_key_list(sort["keys"], f"{path}.keys")
+        return _sort_key_list(sort["keys"], f"{path}.keys", ctx)
     if sort.get("key") is None:
         if sort.get("desc") is not None:
             raise RequiredParameter(f"{path}.key")
         return []
-    return [_sort_key(sort, path)]
+    return [_sort_key(sort, path, ctx)]
 
 
-def _sort_key_list(items: Any, path: str) -> list[tuple[str, bool]]:
+def _sort_key_list(items: Any, path: str, ctx: _Context) -> list[tuple[str, bool]]:
     items = _array(items, path, MAX_SORT_KEYS)
-    return [_sort_key_item(item, f"{path}[{i}]") for i, item in enumerate(items)]
+    return [_sort_key_item(item, f"{path}[{i}]", ctx) for i, item in enumerate(items)]
 
 
-def _sort_key_item(item: Any, path: str) -> tuple[str, bool]:
+def _sort_key_item(item: Any, path: str, ctx: _Context) -> tuple[str, bool]:
     item = _object(item, path)
     _known_fields(item, _SORT_KEY_FIELDS, path)
-    return _sort_key(item, path)
+    return _sort_key(item, path, ctx)
 
 
-def _sort_key(item: Doc, path: str) -> tuple[str, bool]:
+def _sort_key(item: Doc, path: str, ctx: _Context) -> tuple[str, bool]:
     if item.get("key") is None:
         raise RequiredParameter(f"{path}.key")
-    return _key(item["key"], f"{path}.key"), _flag(item, "desc", path)
+    return _field(item["key"], f"{path}.key", ctx), _flag(item, "desc", path)
 
 
 def _sort_document(pairs: list[tuple[str, bool]] | tuple[tuple[str, bool], ...]) -> Doc:
     return {key: -1 if desc else 1 for key, desc in pairs}
 
 
-def _list_sort(sort: Any, schema: QuerySchema) -> Doc:
-    document = _sort_document(_sort_keys(sort, f"{_ROOT}.sort") or schema.default_sort)
+def _list_sort(sort: Any, ctx: _Context) -> Doc:
+    document = _sort_document(_sort_keys(sort, f"{_ROOT}.sort", ctx) or ctx.schema.default_sort)
     # Unique tie-breaker: pages over equal sort values stay stable, and equal created_at keep
     # insertion order (a process's ObjectIds increase), so the default is SpaceONE's oldest first.
     document.setdefault("_id", 1)
@@ -655,14 +729,22 @@ def _page_stages(page: Any, schema: QuerySchema) -> list[Doc]:
     return [{"$skip": skip}, {"$limit": limit}]
 
 
-def _projection(query: Doc, schema: QuerySchema) -> list[Doc]:
+def _projection(query: Doc, ctx: _Context) -> list[Doc]:
     """`only` wins over `minimal`; no projection returns whole documents."""
     path = f"{_ROOT}.only"
-    only = [_key(key, f"{path}[{i}]") for i, key in enumerate(_array(query.get("only"), path, MAX_FIELDS))]
+    only = [_only_key(key, f"{path}[{i}]", ctx) for i, key in enumerate(_array(query.get("only"), path, MAX_FIELDS))]
+    only = list(dict.fromkeys(only))  # two joined keys keep the same local field
     _no_path_collision(only, path)
     minimal = _flag(query, "minimal", _ROOT)
-    fields = only or (schema.minimal_fields if minimal else ())
+    fields = only or (ctx.schema.minimal_fields if minimal else ())
     return [{"$project": {key: 1 for key in fields}}] if fields else []
+
+
+def _only_key(value: Any, path: str, ctx: _Context) -> str:
+    """A key of `only`, as stored; a joined key keeps the field its join matches on (the answer
+    joins on the page), so naming one costs no join here."""
+    resolved = _resolved(value, path, ctx)
+    return resolved.join.local_field if resolved.join else resolved.path
 
 
 def _no_path_collision(keys: list[str], path: str) -> None:
@@ -681,15 +763,15 @@ def _stat_body(query: Doc, distinct: bool, ctx: _Context) -> list[Doc]:
     if stages and distinct:
         raise InvalidArgument(path, "set either aggregate or distinct, not both")
     if distinct:
-        return _distinct(query["distinct"])
+        return _distinct(query["distinct"], ctx)
     if not stages:
         raise InvalidArgument(path, "aggregate or distinct is required")
     return [compiled for i, stage in enumerate(stages) for compiled in _stage(stage, f"{path}[{i}]", ctx)]
 
 
-def _distinct(key: Any) -> list[Doc]:
+def _distinct(key: Any, ctx: _Context) -> list[Doc]:
     """Distinct values, array elements counted one by one; missing and null values are dropped."""
-    field = "$" + _key(key, f"{_ROOT}.distinct")
+    field = "$" + _field(key, f"{_ROOT}.distinct", ctx)
     return [{"$unwind": field}, {"$group": {"_id": field}}, {"$sort": {"_id": 1}}]
 
 
@@ -707,7 +789,7 @@ def _unwind_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     _known_fields(spec, frozenset({"path"}), path)
     if spec.get("path") is None:
         raise RequiredParameter(f"{path}.path")
-    return [{"$unwind": "$" + _key(spec["path"], f"{path}.path")}]
+    return [{"$unwind": "$" + _field(spec["path"], f"{path}.path", ctx)}]
 
 
 def _count_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
@@ -715,11 +797,13 @@ def _count_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     _known_fields(spec, frozenset({"name"}), path)
     if spec.get("name") is None:
         raise RequiredParameter(f"{path}.name")
-    return [{"$count": _name(spec["name"], f"{path}.name")}]
+    name = _name(spec["name"], f"{path}.name")
+    ctx.keys = outputs(frozenset({name}))
+    return [{"$count": name}]
 
 
 def _sort_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
-    pairs = _sort_keys(_object(spec, path), path)
+    pairs = _sort_keys(_object(spec, path), path, ctx)
     if not pairs:
         raise InvalidArgument(path, "key or keys is required")
     return [{"$sort": _sort_document(pairs)}]
@@ -752,18 +836,19 @@ def _project_stage(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     items = _array(spec.get("fields"), f"{path}.fields", MAX_FIELDS)
     if not items:
         raise RequiredParameter(f"{path}.fields")
-    fields = [_project_field(item, f"{path}.fields[{i}]") for i, item in enumerate(items)]
+    fields = [_project_field(item, f"{path}.fields[{i}]", ctx) for i, item in enumerate(items)]
     _unique_names([(name, field_path) for name, _, field_path in fields])
+    ctx.keys = outputs(frozenset(name for name, _, _ in fields))
     projection = {"_id": 0} if _flag(spec, "exclude_keys", path) else {}
     return [{"$project": {**projection, **{name: expression for name, expression, _ in fields}}}]
 
 
-def _project_field(item: Any, path: str) -> tuple[str, Any, str]:
+def _project_field(item: Any, path: str, ctx: _Context) -> tuple[str, Any, str]:
     item = _object(item, path)
     _known_fields(item, _PROJECT_FIELD_FIELDS, path)
     key, key_path = _required(item, "key", "k", path)
     name, name_path = _required(item, "name", "n", path)
-    field = "$" + _key(key, key_path)
+    field = "$" + _field(key, key_path, ctx)
     operator, operator_path = _alias(item, "operator", "o", path)
     if operator is None:
         return _name(name, name_path), field, name_path
@@ -800,22 +885,23 @@ def _group_stages(spec: Any, path: str, ctx: _Context) -> list[Doc]:
     field_items = _array(spec.get("fields"), f"{path}.fields", MAX_FIELDS)
     if not key_items and not field_items:
         raise InvalidArgument(path, "keys or fields is required")
-    keys = [_group_key(item, f"{path}.keys[{i}]") for i, item in enumerate(key_items)]
+    keys = [_group_key(item, f"{path}.keys[{i}]", ctx) for i, item in enumerate(key_items)]
     fields = [_group_field(item, f"{path}.fields[{i}]", ctx) for i, item in enumerate(field_items)]
     _unique_names([(name, name_path) for name, _, name_path in keys + fields])
+    ctx.keys = outputs(frozenset(name for name, _, _ in keys + fields))
     group = {"_id": {name: expression for name, expression, _ in keys} or None}
     group.update({name: accumulator for name, accumulator, _ in fields})
     project = {"_id": 0, **{name: f"$_id.{name}" for name, _, _ in keys}, **{name: 1 for name, _, _ in fields}}
     return [{"$group": group}, {"$project": project}]
 
 
-def _group_key(item: Any, path: str) -> tuple[str, Any, str]:
+def _group_key(item: Any, path: str, ctx: _Context) -> tuple[str, Any, str]:
     """(output name, grouping expression, name path)."""
     item = _object(item, path)
     _known_fields(item, _GROUP_KEY_FIELDS, path)
     key, key_path = _required(item, "key", "k", path)
     name, name_path = _required(item, "name", "n", path)
-    field: Any = "$" + _key(key, key_path)
+    field: Any = "$" + _field(key, key_path, ctx)
     date_format = item.get("date_format")
     if date_format not in (None, ""):  # "" is proto3's unset
         field = {"$dateToString": {"format": _date_format(date_format, f"{path}.date_format"), "date": field}}
@@ -838,31 +924,31 @@ def _group_field(item: Any, path: str, ctx: _Context) -> tuple[str, Doc, str]:
     operator, operator_path = _required(item, "operator", "o", path)
     if not isinstance(operator, str) or operator not in _ACCUMULATORS:
         raise InvalidArgument(operator_path, f"unknown operator {_show(operator)}")
-    operand = _accumulator_operand(item, operator, path)
+    operand = _accumulator_operand(item, operator, path, ctx)
     condition = _conditions(item.get("conditions"), f"{path}.conditions", ctx)
     if condition is not None:
         operand = {"$cond": [condition, operand, 0 if operator == "count" else None]}
     return _name(name, name_path), {_ACCUMULATORS[operator]: operand}, name_path
 
 
-def _accumulator_operand(item: Doc, operator: str, path: str) -> Any:
+def _accumulator_operand(item: Doc, operator: str, path: str, ctx: _Context) -> Any:
     """What the accumulator collects: 1 for count, an object for push/add_to_set with
     `fields`, else the key's value."""
     key, key_path = _alias(item, "key", "k", path)
     sub_items = _array(item.get("fields"), f"{path}.fields", MAX_FIELDS)
     if sub_items and operator not in _OBJECT_ACCUMULATORS:
         raise InvalidArgument(f"{path}.fields", "is only allowed with operators push and add_to_set")
-    field = "$" + _key(key, key_path) if key is not None else None
+    field = "$" + _field(key, key_path, ctx) if key is not None else None
     if operator == "count":
         return 1
     if sub_items:
-        return _sub_fields(sub_items, f"{path}.fields")
+        return _sub_fields(sub_items, f"{path}.fields", ctx)
     if field is None:
         raise RequiredParameter(key_path)
     return field
 
 
-def _sub_fields(items: list[Any], path: str) -> Doc:
+def _sub_fields(items: list[Any], path: str, ctx: _Context) -> Doc:
     entries = []
     for i, item in enumerate(items):
         item_path = f"{path}[{i}]"
@@ -870,7 +956,7 @@ def _sub_fields(items: list[Any], path: str) -> Doc:
         _known_fields(item, _SUB_FIELD_FIELDS, item_path)
         key, key_path = _required(item, "key", "k", item_path)
         name, name_path = _required(item, "name", "n", item_path)
-        entries.append((_name(name, name_path), "$" + _key(key, key_path), name_path))
+        entries.append((_name(name, name_path), "$" + _field(key, key_path, ctx), name_path))
     _unique_names([(name, name_path) for name, _, name_path in entries])
     return {name: field for name, field, _ in entries}
 
@@ -928,7 +1014,7 @@ def _conditions(items: Any, path: str, ctx: _Context) -> Doc | None:
 
 
 def _condition(item: Any, path: str, ctx: _Context) -> Doc:
-    key, value, value_path, operator = _filter_parts(item, path, _CONDITION_OPERATORS)
+    key, value, value_path, operator = _filter_parts(item, path, _CONDITION_OPERATORS, ctx)
     value = _field_value(key, value, value_path, ctx)
     return _CONDITION_OPERATORS[operator]("$" + key, value, value_path)
 
