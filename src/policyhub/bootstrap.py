@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.trace import TracerProvider
 
 from policyhub.api.api_key_api import ApiKeyAPI
 from policyhub.api.assignment_api import AssignmentAPI
@@ -39,7 +39,7 @@ from policyhub.manager.revision_manager import RevisionManager
 from policyhub.manager.subject_set_manager import SubjectSetManager
 from policyhub.model import GroupDocument, RoleDocument
 from policyhub.observability.metrics import Metrics
-from policyhub.observability.tracing import make_tracer
+from policyhub.observability.tracing import make_tracer_provider
 from policyhub.remote.cache import TTLCache
 from policyhub.remote.client import RemotePolicyClient
 from policyhub.service.api_key_service import ApiKeyService
@@ -112,7 +112,7 @@ class Application:
     bulk_api: BulkAPI
     server_info_api: ServerInfoAPI
     metrics: Metrics
-    tracer: Tracer
+    tracer_provider: TracerProvider
     remote: RemotePolicyClient
     database_health: DatabaseHealth
     # Every process runs these (each one's health follows the database).
@@ -138,6 +138,8 @@ class Application:
         self.remote.close()
         self.database.close()
         self.metrics.close()
+        # Sends the spans still batched.
+        self.tracer_provider.shutdown()
 
 
 def bootstrap(config: Config) -> Application:
@@ -247,7 +249,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         bulk_api=BulkAPI(bulk_service, caller, page_bytes, config.import_max_items, config.import_max_bytes),
         server_info_api=ServerInfoAPI(),
         metrics=metrics,
-        tracer=make_tracer(config.tracing_exporter),
+        tracer_provider=make_tracer_provider(config),
         remote=remote,
         database_health=database_health,
         jobs=(Periodic("db-health", config.health_interval_seconds, database_health.check),),

@@ -131,9 +131,18 @@ def test_metrics_json_logs_and_tracing():
         for _ in range(3):
             stub.list(pb.PolicyQuery(domain_id="dm"), timeout=10)
         body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-        assert 'policyhub_rpc_total{code="OK",method="/spaceone.api.repository.v1.Policy/create"} 1.0' in body
-        assert 'policyhub_rpc_total{code="NOT_FOUND",method="/spaceone.api.repository.v1.Policy/get"} 1.0' in body
-        assert 'policyhub_rpc_seconds_count{method="/spaceone.api.repository.v1.Policy/list"} 3.0' in body
+        policy = 'grpc_service="spaceone.api.repository.v1.Policy",grpc_type="unary"'
+        assert f'grpc_server_started_total{{grpc_method="create",{policy}}} 1.0' in body
+        assert f'grpc_server_handled_total{{grpc_code="OK",grpc_method="create",{policy}}} 1.0' in body
+        assert f'grpc_server_handled_total{{grpc_code="NOT_FOUND",grpc_method="get",{policy}}} 1.0' in body
+        assert f'grpc_server_handling_seconds_count{{grpc_method="list",{policy}}} 3.0' in body
+        assert f'grpc_server_msg_received_total{{grpc_method="list",{policy}}} 3.0' in body
+        assert f'grpc_server_msg_sent_total{{grpc_method="list",{policy}}} 3.0' in body
+        # A failed call sent no answer.
+        assert f'grpc_server_msg_sent_total{{grpc_method="get",{policy}}}' not in body
+        for family in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_info{"):
+            assert family in body
+        assert "python_gc_collections_total" in body
         assert "policyhub_index_cache_hit_ratio" in body
     finally:
         channel.close()
