@@ -61,8 +61,10 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         self.metrics = metrics
 
     def intercept_service(self, continuation, handler_call_details):
-        """A server stream is observed until its last message is sent (or the caller leaves:
-        CANCELLED); a client stream's messages are counted as the handler reads them."""
+        """A server stream is observed until its last message is sent or its caller leaves:
+        CANCELLED, whether the caller cancelled or its deadline passed (the server cannot tell
+        which came first, and a watch ending with its caller's deadline is no failure); a client
+        stream's messages are counted as the handler reads them."""
         handler = continuation(handler_call_details)
         if handler is None:
             return handler
@@ -103,7 +105,8 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 for response in behavior(call.received(request, request_streaming), context):
                     call.sent()
                     yield response
-                code = context.code() or grpc.StatusCode.OK
+                # A stream that watches the call (Change/watch) ends by itself once the caller left.
+                code = context.code() or (grpc.StatusCode.OK if context.is_active() else grpc.StatusCode.CANCELLED)
             except GeneratorExit:
                 code = grpc.StatusCode.CANCELLED
                 raise
