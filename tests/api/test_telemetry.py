@@ -13,6 +13,7 @@ import grpc
 import pytest
 from conftest import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -50,6 +51,7 @@ def traced(client):
         bulk=bulk_pb2_grpc.BulkStub(channel),
         change=change_pb2_grpc.ChangeStub(channel),
         health=health_pb2_grpc.HealthStub(channel),
+        reflection=reflection_pb2_grpc.ServerReflectionStub(channel),
     )
     channel.close()
     server.stop(grace=1)
@@ -216,3 +218,19 @@ def test_health_checks_are_counted_but_not_traced(traced):
     traced.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert sample(traced, "grpc_server_handled_total", **labels, grpc_code="OK") == before + 1
     assert not [span for span in traced.spans.get_finished_spans()[spans_before:] if "Health" in span.name]
+
+
+def test_a_bidirectional_stream_counts_each_message_both_ways(traced):
+    labels = rpc("grpc.reflection.v1alpha.ServerReflection", "ServerReflectionInfo", "bidi_stream")
+    received = sample(traced, "grpc_server_msg_received_total", **labels)
+    sent = sample(traced, "grpc_server_msg_sent_total", **labels)
+    handled = sample(traced, "grpc_server_handled_total", **labels, grpc_code="OK")
+    asks = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=POLICY),
+    ]
+    answers = list(traced.reflection.ServerReflectionInfo(iter(asks), timeout=10))
+    assert len(answers) == 2
+    assert sample(traced, "grpc_server_msg_received_total", **labels) == received + 2
+    assert sample(traced, "grpc_server_msg_sent_total", **labels) == sent + 2
+    assert sample(traced, "grpc_server_handled_total", **labels, grpc_code="OK") == handled + 1
