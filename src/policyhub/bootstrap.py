@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.trace import TracerProvider
 
 from policyhub.api.api_key_api import ApiKeyAPI
 from policyhub.api.assignment_api import AssignmentAPI
@@ -42,7 +42,7 @@ from policyhub.manager.revision_manager import RevisionManager
 from policyhub.manager.subject_set_manager import SubjectSetManager
 from policyhub.model import GroupDocument, RoleDocument
 from policyhub.observability.metrics import Metrics
-from policyhub.observability.tracing import make_tracer
+from policyhub.observability.tracing import make_tracer_provider
 from policyhub.remote.cache import TTLCache
 from policyhub.remote.client import RemotePolicyClient
 from policyhub.service.api_key_service import ApiKeyService
@@ -119,7 +119,7 @@ class Application:
     bulk_api: BulkAPI
     server_info_api: ServerInfoAPI
     metrics: Metrics
-    tracer: Tracer
+    tracer_provider: TracerProvider
     remote: RemotePolicyClient
     database_health: DatabaseHealth
     # Every process runs these (each one's health follows the database).
@@ -153,6 +153,8 @@ class Application:
         self.remote.close()
         self.database.close()
         self.metrics.close()
+        # Sends the spans still batched.
+        self.tracer_provider.shutdown()
 
 
 def bootstrap(config: Config) -> Application:
@@ -271,7 +273,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         bulk_api=BulkAPI(bulk_service, caller, page_bytes, config.import_max_items, config.import_max_bytes),
         server_info_api=ServerInfoAPI(),
         metrics=metrics,
-        tracer=make_tracer(config.tracing_exporter),
+        tracer_provider=make_tracer_provider(config),
         remote=remote,
         database_health=database_health,
         jobs=(

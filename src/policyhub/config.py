@@ -84,9 +84,17 @@ class Config:
     # Whose policies the SpaceONE listener's anonymous reads see besides the managed ones
     # (empty: the managed policies only).
     public_domain_id: str = ""
-    # OpenTelemetry tracing: spans per RPC, `traceparent` propagated; exported to the console when
-    # "console", else not exported (the trace id still ties logs and audit entries together).
+    # OpenTelemetry tracing: spans per RPC, `traceparent` propagated; printed ("console"), sent to an
+    # OTLP collector ("otlp") or not exported ("none": the trace id still ties logs and audit
+    # entries together).
     tracing_exporter: str = "none"
+    # Where "otlp" sends. Each one set here wins over its standard OTEL_EXPORTER_OTLP_* variable;
+    # empty: that variable, else the exporter's default. otlp_endpoint is the collector's base URL
+    # (as OTEL_EXPORTER_OTLP_ENDPOINT: /v1/traces is appended over http/protobuf); otlp_headers is
+    # key=value pairs separated by commas.
+    otlp_endpoint: str = ""
+    otlp_protocol: str = ""
+    otlp_headers: str = ""
     # Caller identity: the public keys that verify tokens, from at most one of jwks_file (a JWKS
     # JSON or PEM file, read at start) and jwks_uri (an identity provider's https:// JWKS URL).
     # Neither: DEVELOPMENT MODE (no authentication, the domain comes from the request, announced
@@ -141,6 +149,12 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+TRACING_EXPORTERS = ("none", "console", "otlp")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+_OTLP_ENDPOINT = re.compile(r"https?://[^\s/]+(?:/\S*)?")
+# One header of otlp_headers: a token, "=", a value without commas (W3C baggage's shape, as
+# OTEL_EXPORTER_OTLP_HEADERS).
+_OTLP_HEADER = re.compile(r"\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*=\s*[^,]*")
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 WORKERS_MAX = 128
 
@@ -262,8 +276,23 @@ def _validate(config: Config) -> None:
             raise ConfigError("config key public_domain_id: only the SpaceONE listener reads it; set spaceone_port")
         if len(config.public_domain_id) > DOMAIN_ID_MAX or not DOMAIN_ID_RE.fullmatch(config.public_domain_id):
             raise ConfigError(f"config key public_domain_id: {config.public_domain_id!r} is not a domain id")
-    if config.tracing_exporter not in ("none", "console"):
-        raise ConfigError(f"config key tracing_exporter: {config.tracing_exporter!r} is not one of ['none', 'console']")
+    if config.tracing_exporter not in TRACING_EXPORTERS:
+        raise ConfigError(
+            f"config key tracing_exporter: {config.tracing_exporter!r} is not one of {list(TRACING_EXPORTERS)}"
+        )
+    otlp_keys = [key for key in ("otlp_endpoint", "otlp_protocol", "otlp_headers") if getattr(config, key)]
+    if otlp_keys and config.tracing_exporter != "otlp":
+        raise ConfigError(
+            f"config keys {', '.join(otlp_keys)}: only the otlp tracing exporter reads them; set tracing_exporter: otlp"
+        )
+    if config.otlp_protocol and config.otlp_protocol not in OTLP_PROTOCOLS:
+        raise ConfigError(f"config key otlp_protocol: {config.otlp_protocol!r} is not one of {list(OTLP_PROTOCOLS)}")
+    if config.otlp_endpoint and not _OTLP_ENDPOINT.fullmatch(config.otlp_endpoint):
+        raise ConfigError(
+            f"config key otlp_endpoint: {config.otlp_endpoint!r} is not an http:// or https:// URL of a collector"
+        )
+    if config.otlp_headers:
+        _check_headers(config.otlp_headers)
     if config.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"config key log_level: {config.log_level!r} is not one of {sorted(_LOG_LEVELS)}")
     _validate_identity(config)
@@ -297,6 +326,15 @@ def _validate_identity(config: Config) -> None:
         raise ConfigError("config key jwks_refresh_seconds: must be between 1 and 86400")
     if not 1 <= config.jwks_refresh_min_seconds <= config.jwks_refresh_seconds:
         raise ConfigError("config key jwks_refresh_min_seconds: must be at least 1 and at most jwks_refresh_seconds")
+
+
+def _check_headers(headers: str) -> None:
+    for pair in headers.split(","):
+        if not _OTLP_HEADER.fullmatch(pair):
+            raise ConfigError(
+                f"config key otlp_headers: {pair.split('=')[0].strip()!r} is not a key=value pair "
+                "(pairs separated by commas)"
+            )
 
 
 def _known_env() -> str:

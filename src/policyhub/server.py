@@ -46,7 +46,7 @@ from policyhub.api.reflection import DESCRIPTORS as REFLECTION_DESCRIPTORS
 from policyhub.api.reflection import V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME, enable_reflection
 from policyhub.api.spaceone_view import spaceone_pool
 from policyhub.bootstrap import Application
-from policyhub.observability.interceptor import ObservabilityInterceptor
+from policyhub.observability.interceptor import telemetry_interceptors
 from policyhub.workers import refuse_port_in_use
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,10 @@ class PolicyHubServer:
         config = self.app.config
         return grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix=thread_name_prefix),
-            # Outermost first: the observability interceptor sees the status the error interceptor sets,
+            # Outermost first: the telemetry interceptors see the status the error interceptor sets,
             # and that one translates what fails under the deadline.
             interceptors=[
-                ObservabilityInterceptor(self.app.metrics, self.app.tracer),
+                *telemetry_interceptors(self.app.metrics, self.app.tracer_provider),
                 ErrorInterceptor(),
                 DeadlineInterceptor(
                     self.app.database.bounded, self.app.database.bounded_query, self.app.database.bounded_by_deadline

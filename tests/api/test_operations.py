@@ -1,5 +1,6 @@
 """Running in production: database faults (UNAVAILABLE within the deadline, health NOT_SERVING,
-recovery without restart), Prometheus metrics, JSON logs with masked secrets, tracing."""
+recovery without restart), Prometheus metrics, JSON and text logs with the call's fields,
+tracing to the console and over OTLP to a collector."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent import futures
 
 import grpc
 import pymongo
 import pytest
 from conftest import BIN, free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2_grpc
@@ -131,9 +135,18 @@ def test_metrics_json_logs_and_tracing():
         for _ in range(3):
             stub.list(pb.PolicyQuery(domain_id="dm"), timeout=10)
         body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-        assert 'policyhub_rpc_total{code="OK",method="/spaceone.api.repository.v1.Policy/create"} 1.0' in body
-        assert 'policyhub_rpc_total{code="NOT_FOUND",method="/spaceone.api.repository.v1.Policy/get"} 1.0' in body
-        assert 'policyhub_rpc_seconds_count{method="/spaceone.api.repository.v1.Policy/list"} 3.0' in body
+        policy = 'grpc_service="spaceone.api.repository.v1.Policy",grpc_type="unary"'
+        assert f'grpc_server_started_total{{grpc_method="create",{policy}}} 1.0' in body
+        assert f'grpc_server_handled_total{{grpc_code="OK",grpc_method="create",{policy}}} 1.0' in body
+        assert f'grpc_server_handled_total{{grpc_code="NOT_FOUND",grpc_method="get",{policy}}} 1.0' in body
+        assert f'grpc_server_handling_seconds_count{{grpc_method="list",{policy}}} 3.0' in body
+        assert f'grpc_server_msg_received_total{{grpc_method="list",{policy}}} 3.0' in body
+        assert f'grpc_server_msg_sent_total{{grpc_method="list",{policy}}} 3.0' in body
+        # A failed call sent no answer.
+        assert f'grpc_server_msg_sent_total{{grpc_method="get",{policy}}}' not in body
+        for family in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_info{"):
+            assert family in body
+        assert "python_gc_collections_total" in body
         assert "policyhub_index_cache_hit_ratio" in body
     finally:
         channel.close()
@@ -146,3 +159,82 @@ def test_metrics_json_logs_and_tracing():
     spans = json.loads("[" + out.replace("}\n{", "},{") + "]") if out.strip() else []
     create_span = [span for span in spans if span["name"].endswith("Policy/create")]
     assert create_span and create_span[0]["context"]["trace_id"] == f"0x{trace_id}"
+
+
+class _Collector(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC collector: keeps every export and the metadata it came with."""
+
+    def __init__(self):
+        self.exports: list[tuple[dict[str, str], trace_service_pb2.ExportTraceServiceRequest]] = []
+
+    def Export(self, request, context):
+        self.exports.append((dict(context.invocation_metadata()), request))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def test_spans_leave_over_otlp_and_text_logs_carry_the_call_fields():
+    collector = _Collector()
+    receiver = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, receiver)
+    collector_port = receiver.add_insecure_port("127.0.0.1:0")
+    receiver.start()
+    server, port = start_policyhub(
+        {
+            "POLICYHUB_TRACING_EXPORTER": "otlp",
+            "POLICYHUB_LOG_FORMAT": "text",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector_port}",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-collector-token=abc",
+            "OTEL_SERVICE_NAME": "policyhub-otlp-test",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci",
+        }
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = policy_pb2_grpc.PolicyStub(channel)
+    trace_id, missing_trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", "5bf92f3577b34da6a3ce929d0e0e4737"
+    try:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        stub.create(
+            pb.CreatePolicyRequest(policy_id="o1", name="n", domain_id="d-otlp"),
+            timeout=10,
+            metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),),
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            stub.get(
+                pb.GetRepositoryPolicyRequest(policy_id="nope", domain_id="d-otlp"),
+                timeout=10,
+                metadata=(("traceparent", f"00-{missing_trace_id}-00f067aa0ba902b7-01"),),
+            )
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        channel.close()
+        _, err = stop(server)
+        receiver.stop(0)
+    # Batched: everything arrived when the server stopped.
+    assert server.returncode == 0, err
+    assert collector.exports and all(headers["x-collector-token"] == "abc" for headers, _ in collector.exports)
+    spans = {}
+    for _, request in collector.exports:
+        for resource_spans in request.resource_spans:
+            resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
+            assert resource["service.name"] == "policyhub-otlp-test"
+            assert resource["deployment.environment"] == "ci"
+            for scope in resource_spans.scope_spans:
+                spans.update({span.trace_id.hex(): span for span in scope.spans})
+    created, missing = spans[trace_id], spans[missing_trace_id]
+    assert created.name == "spaceone.api.repository.v1.Policy/create"
+    assert created.kind == trace_pb2.Span.SPAN_KIND_SERVER and created.parent_span_id.hex() == "00f067aa0ba902b7"
+    attributes = {kv.key: kv.value for kv in missing.attributes}
+    assert attributes["rpc.system"].string_value == "grpc" and attributes["rpc.method"].string_value == "get"
+    assert attributes["rpc.service"].string_value == "spaceone.api.repository.v1.Policy"
+    assert attributes["rpc.grpc.status_code"].int_value == grpc.StatusCode.NOT_FOUND.value[0]
+    assert attributes["policyhub.domain_id"].string_value == "d-otlp"
+    assert missing.status.code == trace_pb2.Status.STATUS_CODE_UNSET
+    audit = [line for line in err.splitlines() if " INFO policyhub.audit [" in line]
+    assert audit, err
+    fields = dict(pair.split("=", 1) for pair in audit[0].split(" [", 1)[1].split("]: ", 1)[0].split(" "))
+    assert fields == {
+        "trace_id": trace_id,
+        "method": "/spaceone.api.repository.v1.Policy/create",
+        "domain_id": "d-otlp",
+        "caller": "USER:developer",
+    }

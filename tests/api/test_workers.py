@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2, policy_pb2_grpc
 
-GET = "/spaceone.api.repository.v1.Policy/get"
+GET = {"grpc_service": "spaceone.api.repository.v1.Policy", "grpc_method": "get", "grpc_type": "unary"}
 # Bounds every wait of these tests (start-up of two workers on a loaded machine included).
 PATIENCE = 60.0
 
@@ -153,8 +153,12 @@ def test_two_workers_share_the_port_restart_when_killed_and_stop_together_on_sig
 
     def both_workers_answered():
         assert get_on_a_new_connection() == "n"
-        gets = per_worker(scrape(metrics_port), "policyhub_rpc_total", method=GET, code="OK")
-        return set(gets) == {"0", "1"}
+        samples = scrape(metrics_port)
+        gets = per_worker(samples, "grpc_server_handled_total", **GET, grpc_code="OK")
+        # Histograms and the process metrics come through per worker as well.
+        latencies = per_worker(samples, "grpc_server_handling_seconds_count", **GET)
+        memory = per_worker(samples, "process_resident_memory_bytes")
+        return set(gets) == set(latencies) == {"0", "1"} and set(memory) == {"0", "1"}
 
     wait_for(both_workers_answered, "gets answered by both workers")
 

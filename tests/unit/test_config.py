@@ -258,6 +258,20 @@ def test_keys_from_a_jwks_uri():
     assert load_config(env={}).development_mode
 
 
+def test_otlp_keys_from_file_and_env(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("tracing_exporter: otlp\notlp_endpoint: https://collector.example:4317\n")
+    config = load_config(
+        str(path), env={"POLICYHUB_OTLP_PROTOCOL": "http/protobuf", "POLICYHUB_OTLP_HEADERS": "x-api-key=k, x-org=o"}
+    )
+    assert (config.tracing_exporter, config.otlp_endpoint, config.otlp_protocol, config.otlp_headers) == (
+        "otlp",
+        "https://collector.example:4317",
+        "http/protobuf",
+        "x-api-key=k, x-org=o",
+    )
+
+
 @pytest.mark.parametrize(
     "env, message",
     [
@@ -282,3 +296,44 @@ def test_bad_jwks_uri_keys(env, message):
     with pytest.raises(ConfigError) as info:
         load_config(env=env)
     assert message in str(info.value)
+
+
+            {"POLICYHUB_TRACING_EXPORTER": "jaeger"},
+            "tracing_exporter: 'jaeger' is not one of ['none', 'console', 'otlp']",
+        ),
+        (
+            {"POLICYHUB_OTLP_ENDPOINT": "http://collector:4317"},
+            "config keys otlp_endpoint: only the otlp tracing exporter reads them; set tracing_exporter: otlp",
+        ),
+        (
+            {
+                "POLICYHUB_TRACING_EXPORTER": "console",
+                "POLICYHUB_OTLP_PROTOCOL": "grpc",
+                "POLICYHUB_OTLP_HEADERS": "a=b",
+            },
+            "config keys otlp_protocol, otlp_headers: only the otlp tracing exporter reads them",
+        ),
+        (
+            {"POLICYHUB_TRACING_EXPORTER": "otlp", "POLICYHUB_OTLP_PROTOCOL": "http/json"},
+            "otlp_protocol: 'http/json' is not one of ['grpc', 'http/protobuf']",
+        ),
+        (
+            {"POLICYHUB_TRACING_EXPORTER": "otlp", "POLICYHUB_OTLP_ENDPOINT": "collector:4317"},
+            "otlp_endpoint: 'collector:4317' is not an http:// or https:// URL of a collector",
+        ),
+        (
+            {"POLICYHUB_TRACING_EXPORTER": "otlp", "POLICYHUB_OTLP_HEADERS": "x-org=o,authorization"},
+            "otlp_headers: 'authorization' is not a key=value pair (pairs separated by commas)",
+        ),
+    ],
+)
+def test_bad_tracing_keys(env, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(env=env)
+    assert message in str(info.value)
+
+
+def test_a_bad_header_is_named_by_its_key_never_its_value():
+    with pytest.raises(ConfigError) as info:
+        load_config(env={"POLICYHUB_TRACING_EXPORTER": "otlp", "POLICYHUB_OTLP_HEADERS": "bad key=s3cret"})
+    assert "'bad key'" in str(info.value) and "s3cret" not in str(info.value)

@@ -41,3 +41,22 @@ def test_json_formatter_carries_call_fields_and_masks():
     assert line["trace_id"] == "t" * 32 and line["domain_id"] == "d1" and line["caller"] == "USER:alice"
     assert line["message"] == "got ***" and line["audit"] == {"after": {"key_hash": "***", "name": "n"}}
     assert line["level"] == "INFO" and line["logger"] == "policyhub.audit" and line["ts"].endswith("+00:00")
+
+
+def test_text_formatter_carries_call_fields_and_masks():
+    logs.call_fields.set({})
+    logs.bind(trace_id="t" * 32, domain_id="d1", caller="USER:alice", method="/x.Y/z")
+    record = logging.LogRecord("policyhub.audit", logging.INFO, __file__, 1, "got %s", (JWT,), None)
+    record.audit = {"after": {"key_hash": "abc", "name": "n"}}
+    line = logs.TextFormatter().format(record)
+    prefix, _, rest = line.partition(" INFO policyhub.audit ")
+    assert prefix and rest == (
+        f"[trace_id={'t' * 32} domain_id=d1 caller=USER:alice method=/x.Y/z]: got *** "
+        'audit={"after": {"key_hash": "***", "name": "n"}}'
+    )
+
+
+def test_text_formatter_outside_a_call_has_no_brackets():
+    logs.call_fields.set({})
+    record = logging.LogRecord("policyhub", logging.WARNING, __file__, 1, "starting", (), None)
+    assert logs.TextFormatter().format(record).endswith(" WARNING policyhub: starting")

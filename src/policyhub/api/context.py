@@ -205,8 +205,13 @@ def _api_key_id(token: str) -> str | None:
 
 
 def _bound(ctx: RequestContext) -> RequestContext:
-    """The call's log lines carry who and for which domain from here on."""
-    logs.bind(domain_id=ctx.domain_id, caller=f"{ctx.caller_type}:{ctx.caller_id}")
+    """The call's log lines and its span carry who and for which domain from here on."""
+    caller = f"{ctx.caller_type}:{ctx.caller_id}"
+    logs.bind(domain_id=ctx.domain_id, caller=caller)
+    span = trace.get_current_span()
+    span.set_attribute("policyhub.caller", caller)
+    if ctx.domain_id:
+        span.set_attribute("policyhub.domain_id", ctx.domain_id)
     return ctx
 
 

@@ -1,5 +1,5 @@
-"""Structured logs: one JSON object per line carrying trace id, domain, caller and method,
-with secrets (tokens, API keys, JWTs) masked wherever they appear."""
+"""Logs: one JSON object per line, or a line of text for people, each carrying the call's trace
+id, domain, caller and method, with secrets (tokens, API keys, JWTs) masked wherever they appear."""
 
 from __future__ import annotations
 
@@ -55,12 +55,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """`<time> <level> <logger> [<call fields as key=value>]: <message>`, then the audit entry
+    and the exception, masked as in JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{key}={value}" for key, value in call_fields.get().items())
+        line = f"{self.formatTime(record)} {record.levelname} {record.name}"
+        line += f" [{fields}]: " if fields else ": "
+        line += mask(record.getMessage())
+        if hasattr(record, "audit"):
+            line += " audit=" + json.dumps(mask(record.audit), default=str)
+        if record.exc_info:
+            line += "\n" + mask(self.formatException(record.exc_info))
+        return line
+
+
 def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -2,21 +2,52 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pymongo import monitoring
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# The labels of go-grpc-prometheus (and py-grpc-prometheus), so their dashboards and alerts work as
+# they are: grpc_type is unary, client_stream, server_stream or bidi_stream.
+RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
 
 class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
-        self.rpc_total = Counter(
-            "policyhub_rpc_total", "RPCs handled, by method and status code", ["method", "code"], registry=self.registry
+        # process_* (CPU, memory, open files, start time) and python_* (version, garbage collection).
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.started = Counter(
+            "grpc_server_started_total", "RPCs started on the server", RPC_LABELS, registry=self.registry
         )
-        self.rpc_seconds = Histogram(
-            "policyhub_rpc_seconds", "RPC latency", ["method"], buckets=LATENCY_BUCKETS, registry=self.registry
+        self.handled = Counter(
+            "grpc_server_handled_total",
+            "RPCs completed on the server, by status code",
+            (*RPC_LABELS, "grpc_code"),
+            registry=self.registry,
+        )
+        self.handling_seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Time from an RPC's start to its completion (to its last message, for a server stream)",
+            RPC_LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.msg_received = Counter(
+            "grpc_server_msg_received_total", "Request messages received", RPC_LABELS, registry=self.registry
+        )
+        self.msg_sent = Counter(
+            "grpc_server_msg_sent_total", "Response messages sent", RPC_LABELS, registry=self.registry
         )
         self.rate_limited = Counter(
             "policyhub_rate_limited_total", "Calls refused by a rate limit, by limit", ["kind"], registry=self.registry
