@@ -258,20 +258,6 @@ def test_keys_from_a_jwks_uri():
     assert load_config(env={}).development_mode
 
 
-def test_otlp_keys_from_file_and_env(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("tracing_exporter: otlp\notlp_endpoint: https://collector.example:4317\n")
-    config = load_config(
-        str(path), env={"POLICYHUB_OTLP_PROTOCOL": "http/protobuf", "POLICYHUB_OTLP_HEADERS": "x-api-key=k, x-org=o"}
-    )
-    assert (config.tracing_exporter, config.otlp_endpoint, config.otlp_protocol, config.otlp_headers) == (
-        "otlp",
-        "https://collector.example:4317",
-        "http/protobuf",
-        "x-api-key=k, x-org=o",
-    )
-
-
 @pytest.mark.parametrize(
     "env, message",
     [
@@ -298,6 +284,24 @@ def test_bad_jwks_uri_keys(env, message):
     assert message in str(info.value)
 
 
+def test_otlp_keys_from_file_and_env(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("tracing_exporter: otlp\notlp_endpoint: https://collector.example:4317\n")
+    config = load_config(
+        str(path), env={"POLICYHUB_OTLP_PROTOCOL": "http/protobuf", "POLICYHUB_OTLP_HEADERS": "x-api-key=k, x-org=o"}
+    )
+    assert (config.tracing_exporter, config.otlp_endpoint, config.otlp_protocol, config.otlp_headers) == (
+        "otlp",
+        "https://collector.example:4317",
+        "http/protobuf",
+        "x-api-key=k, x-org=o",
+    )
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
             {"POLICYHUB_TRACING_EXPORTER": "jaeger"},
             "tracing_exporter: 'jaeger' is not one of ['none', 'console', 'otlp']",
         ),
