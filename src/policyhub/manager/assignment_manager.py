@@ -296,6 +296,43 @@ class AssignmentManager:
         """Every assignment of the domain, reduced to what the evaluation engine needs."""
         return list(collection(AssignmentDocument).find({"domain_id": domain_id}, EDGE_FIELDS))
 
+    @translate_errors()
+    def edges_naming(
+        self, domain_id: str, keys: Iterable[Key], policy_ids: Iterable[str], sets: Iterable[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """As `edges`, for the assignments of the given pairs, those granting the given policies
+        and those naming the given (GROUP|ROLE, id) sets, as member or holder: one query."""
+        wanted = set(keys)
+        clauses: list[dict[str, Any]] = []
+        if wanted:
+            # Two $in lists and an exact filter here, as in find_by_keys.
+            clauses.append(
+                {
+                    "subject_id": {"$in": sorted({key[1] for key in wanted})},
+                    "grant_id": {"$in": sorted({key[3] for key in wanted})},
+                }
+            )
+        policy_ids = sorted(set(policy_ids))
+        if policy_ids:
+            clauses.append({"grant_type": "POLICY", "grant_id": {"$in": policy_ids}})
+        by_type: dict[str, set[str]] = {}
+        for set_type, set_id in sets:
+            by_type.setdefault(set_type, set()).add(set_id)
+        for set_type, set_ids in sorted(by_type.items()):
+            clauses.extend(self._naming(domain_id, set_type, sorted(set_ids))["$or"])
+        if not clauses:
+            return []
+        found = collection(AssignmentDocument).find({"domain_id": domain_id, "$or": clauses}, EDGE_FIELDS)
+        named = set(policy_ids)
+        return [
+            raw
+            for raw in found
+            if key_of(raw) in wanted
+            or (raw["grant_type"] == "POLICY" and raw["grant_id"] in named)
+            or raw["grant_id"] in by_type.get(raw["grant_type"], ())
+            or raw["subject_id"] in by_type.get(raw["subject_type"], ())
+        ]
+
     # -- bulk (export and import of a domain) ----------------------------------------------------
 
     @translate_errors()
