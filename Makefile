@@ -33,6 +33,7 @@ test: $(GENERATED) lint
 bench: $(GENERATED)
 	$(BIN)/python tests/bench/bench_api.py
 	$(BIN)/python tests/bench/bench_check.py
+	$(BIN)/python tests/bench/bench_index.py
 	$(BIN)/python tests/bench/bench_trust.py
 	$(BIN)/python tests/bench/bench_sets.py
 	$(BIN)/python tests/bench/bench_bulk.py

@@ -301,37 +301,36 @@ class AssignmentManager:
         self, domain_id: str, keys: Iterable[Key], policy_ids: Iterable[str], sets: Iterable[tuple[str, str]]
     ) -> list[dict[str, Any]]:
         """As `edges`, for the assignments of the given pairs, those granting the given policies
-        and those naming the given (GROUP|ROLE, id) sets, as member or holder: one query."""
+        and those naming the given (GROUP|ROLE, id) sets, as member or holder. One query per
+        side and type, each an equality prefix and an `$in` that the (domain_id, subject...) and
+        (domain_id, grant_type, grant_id) indexes serve (a `$or` of them scans on some stores);
+        a pair is looked up by its subject, the other pairs of that subject dropped here."""
         wanted = set(keys)
-        clauses: list[dict[str, Any]] = []
-        if wanted:
-            # Two $in lists and an exact filter here, as in find_by_keys.
-            clauses.append(
-                {
-                    "subject_id": {"$in": sorted({key[1] for key in wanted})},
-                    "grant_id": {"$in": sorted({key[3] for key in wanted})},
-                }
-            )
-        policy_ids = sorted(set(policy_ids))
-        if policy_ids:
-            clauses.append({"grant_type": "POLICY", "grant_id": {"$in": policy_ids}})
-        by_type: dict[str, set[str]] = {}
+        by_subject: dict[str, set[str]] = {}
+        for subject_type, subject_id, _, _ in wanted:
+            by_subject.setdefault(subject_type, set()).add(subject_id)
+        by_grant: dict[str, set[str]] = {"POLICY": set(policy_ids)} if policy_ids else {}
+        named: dict[str, set[str]] = {}
         for set_type, set_id in sets:
-            by_type.setdefault(set_type, set()).add(set_id)
-        for set_type, set_ids in sorted(by_type.items()):
-            clauses.extend(self._naming(domain_id, set_type, sorted(set_ids))["$or"])
-        if not clauses:
-            return []
-        found = collection(AssignmentDocument).find({"domain_id": domain_id, "$or": clauses}, EDGE_FIELDS)
-        named = set(policy_ids)
-        return [
-            raw
-            for raw in found
-            if key_of(raw) in wanted
-            or (raw["grant_type"] == "POLICY" and raw["grant_id"] in named)
-            or raw["grant_id"] in by_type.get(raw["grant_type"], ())
-            or raw["subject_id"] in by_type.get(raw["subject_type"], ())
-        ]
+            named.setdefault(set_type, set()).add(set_id)
+            by_grant.setdefault(set_type, set()).add(set_id)
+        assignments = collection(AssignmentDocument)
+        found: dict[Key, dict[str, Any]] = {}
+        for subject_type in sorted(by_subject.keys() | named.keys()):
+            ids = by_subject.get(subject_type, set()) | named.get(subject_type, set())
+            for raw in assignments.find(
+                {"domain_id": domain_id, "subject_type": subject_type, "subject_id": {"$in": sorted(ids)}}, EDGE_FIELDS
+            ):
+                key = key_of(raw)
+                if key in wanted or raw["subject_id"] in named.get(subject_type, ()):
+                    found[key] = raw
+        for grant_type, ids in sorted(by_grant.items()):
+            if ids:
+                for raw in assignments.find(
+                    {"domain_id": domain_id, "grant_type": grant_type, "grant_id": {"$in": sorted(ids)}}, EDGE_FIELDS
+                ):
+                    found[key_of(raw)] = raw
+        return list(found.values())
 
     # -- bulk (export and import of a domain) ----------------------------------------------------
 
