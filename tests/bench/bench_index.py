@@ -224,7 +224,10 @@ def print_table(rows: list[dict]) -> None:
     if target:
         ratio = target[0]["after_ms"] / target[0]["warm_ms"]
         verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
-        print(f"\ntarget: first check after a write <= {TARGET_RATIO:g}x a warm check at {TARGET_SIZE:,}: {ratio:.2f}x {verdict}")
+        print(
+            f"\ntarget: first check after a write <= {TARGET_RATIO:g}x a warm check at {TARGET_SIZE:,}: "
+            f"{ratio:.2f}x {verdict}"
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -259,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         server = processes[-1]
         # The bench seeds through the managers, on the server's database.
-        database = Database(_server_uri(processes), policyhub_env(0, "")["POLICYHUB_DATABASE"], int(CALL_TIMEOUT * 1000))
+        database = Database(
+            _server_uri(processes), policyhub_env(0, "")["POLICYHUB_DATABASE"], int(CALL_TIMEOUT * 1000)
+        )
         database.connect()
         for size in args.sizes:
             row = measure(address, server.pid, size, args.assignments_per_policy, args.rounds)

@@ -103,7 +103,9 @@ def _assert_same(derived: DomainIndex, fresh: DomainIndex) -> None:
         for action in ("a.b", "A.B", "b.c"):
             assert derived.grants_explicitly(subject, action, "r/x") == fresh.grants_explicitly(subject, action, "r/x")
         for prefix in PREFIXES[:4]:
-            assert derived.list_authorized_resources(subject, prefix) == fresh.list_authorized_resources(subject, prefix)
+            assert derived.list_authorized_resources(subject, prefix) == fresh.list_authorized_resources(
+                subject, prefix
+            )
     for container in CONTAINERS:
         assert derived.member_count(container) == fresh.member_count(container)
         for nested in (False, True):

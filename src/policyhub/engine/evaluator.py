@@ -540,9 +540,7 @@ class DomainIndex:
         now = self.now if now is None else as_utc(now)
         if self._next_expiry is not None and now >= self._next_expiry:
             raise ValueError("an edge of this index has expired since it was built: build a new index")
-        policy_changes: dict[str, PolicyRules | None] = {
-            pid: None for pid in removed_policies if pid in self._policies
-        }
+        policy_changes: dict[str, PolicyRules | None] = {pid: None for pid in removed_policies if pid in self._policies}
         for policy in policies:
             if self._policies.get(policy.policy_id) != policy:
                 policy_changes[policy.policy_id] = policy
@@ -736,10 +734,12 @@ class DomainIndex:
             # Taken over whole, with what derives from it alone.
             view = inherited.views.get(subject)
             if view is not None:
-                for mine, theirs in ((self._held, inherited.held), (self._explicit, inherited.explicit)):
-                    found = theirs.get(subject)
-                    if found is not None:
-                        mine[subject] = found  # type: ignore[index]
+                statements = inherited.held.get(subject)
+                if statements is not None:
+                    self._held[subject] = statements
+                explicit = inherited.explicit.get(subject)
+                if explicit is not None:
+                    self._explicit[subject] = explicit
                 self._views[subject] = view
                 return view
         layers = []
@@ -1068,7 +1068,8 @@ class DomainIndex:
 
     def granted_policies(self, subject: Subject) -> tuple[str, ...]:
         """The policy ids granted to the subject itself (not through membership), sorted."""
-        return self._grants.get(subject, ())
+        granted: tuple[str, ...] = self._grants.get(subject, ())
+        return granted
 
     def subjects_holding(self, policy_id: str) -> list[SubjectGrant]:
         """Subjects holding the policy directly or through membership (GROUP/ROLE subjects

@@ -12,7 +12,7 @@ consistent view.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Mapping, TypeVar
+from typing import Any, Iterator, Mapping, TypeVar, cast
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -34,7 +34,7 @@ class Overlay(Mapping[K, V]):
         self._top: dict[K, object] = {}
         self._len = len(self._base)
 
-    def get(self, key: K, default=None):  # type: ignore[override]
+    def get(self, key: K, default: Any = None) -> Any:
         found = self._top.get(key, _MISSING)
         if found is _MISSING:
             return self._base.get(key, default)
@@ -44,10 +44,10 @@ class Overlay(Mapping[K, V]):
         found = self.get(key, _MISSING)
         if found is _MISSING:
             raise KeyError(key)
-        return found  # type: ignore[return-value]
+        return cast(V, found)
 
     def __contains__(self, key: object) -> bool:
-        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+        return self.get(cast(K, key), _MISSING) is not _MISSING
 
     def __iter__(self) -> Iterator[K]:
         top = self._top

@@ -102,7 +102,9 @@ class RevisionManager:
         return revision
 
     @translate_errors()
-    def changes_after(self, domain_id: str, seq: int, limit: int = 1000, upto: int | None = None) -> list[dict[str, Any]]:
+    def changes_after(
+        self, domain_id: str, seq: int, limit: int = 1000, upto: int | None = None
+    ) -> list[dict[str, Any]]:
         """The domain's change records after `seq` (up to `upto` included, when given), in order
         (at most `limit`)."""
         seqs: dict[str, int] = {"$gt": seq}

@@ -56,7 +56,9 @@ class _IndexCacheCollector:
         yield CounterMetricFamily("policyhub_index_cache_hits", "Checks answered from a warm index", value=hits)
         yield CounterMetricFamily("policyhub_index_cache_misses", "Indexes brought up to date", value=misses)
         yield CounterMetricFamily(
-            "policyhub_index_cache_deltas", "Indexes brought up to date by the delta of the change log", value=self.cache.deltas
+            "policyhub_index_cache_deltas",
+            "Indexes brought up to date by the delta of the change log",
+            value=self.cache.deltas,
         )
         yield CounterMetricFamily(
             "policyhub_index_cache_builds", "Indexes built from the whole domain", value=self.cache.builds

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from policyhub.domain import ChangeKind, GrantType, Operation, SubjectType, as_utc
+from policyhub.domain import GrantType, Operation, SubjectType, as_utc
 from policyhub.errors import InvalidArgument, NotFound
 from policyhub.manager.assignment_manager import AssignmentManager, key_of
 from policyhub.manager.audit_trail import AuditTrail

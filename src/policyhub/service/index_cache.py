@@ -34,9 +34,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
-
-from typing import Any
+from typing import Any, Callable
 
 from policyhub.domain import MANAGED_DOMAIN_ID, ChangeKind, Operation
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
@@ -238,7 +236,11 @@ class IndexLoader:
         touched = _Touched.of(records) if records is not None else None
         if touched is None:
             return None
-        rules = [_rules(raw) for raw in self._policies.rules_of(domain_id, sorted(touched.policies))] if touched.policies else []
+        rules = (
+            [_rules(raw) for raw in self._policies.rules_of(domain_id, sorted(touched.policies))]
+            if touched.policies
+            else []
+        )
         found = (
             self._assignments.edges_naming(domain_id, touched.pairs, touched.named_policies, touched.sets)
             if touched.pairs or touched.named_policies or touched.sets
@@ -313,4 +315,6 @@ def _rules(raw: dict[str, Any]) -> PolicyRules:
 
 
 def _edge(raw: dict[str, Any]) -> Edge:
-    return Edge(Subject(raw["subject_type"], raw["subject_id"]), raw["grant_type"], raw["grant_id"], raw.get("expires_at"))
+    return Edge(
+        Subject(raw["subject_type"], raw["subject_id"]), raw["grant_type"], raw["grant_id"], raw.get("expires_at")
+    )

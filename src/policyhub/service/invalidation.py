@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping
 
 from policyhub.domain import ChangeKind
-
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service.consistency import consistency_token
 

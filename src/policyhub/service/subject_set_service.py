@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from policyhub.domain import ChangeKind, Operation, SubjectType
+from policyhub.domain import Operation, SubjectType
 from policyhub.engine import DomainIndex, Subject
 from policyhub.errors import FailedPrecondition, InvalidArgument, NotFound, RequiredParameter
 from policyhub.manager.assignment_manager import AssignmentManager
