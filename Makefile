@@ -46,6 +46,7 @@ test: $(DEV) $(GENERATED) lint
 bench: $(DEV) $(GENERATED)
 	$(BIN)/python tests/bench/bench_api.py
 	$(BIN)/python tests/bench/bench_check.py
+	$(BIN)/python tests/bench/bench_index.py
 	$(BIN)/python tests/bench/bench_trust.py
 	$(BIN)/python tests/bench/bench_sets.py
 	$(BIN)/python tests/bench/bench_bulk.py

@@ -57,7 +57,7 @@ from policyhub.service.change_service import ChangeService, WatchSlots, hole_gra
 from policyhub.service.context import utc_now
 from policyhub.service.group_service import GroupService
 from policyhub.service.guard import Guard
-from policyhub.service.index_cache import IndexCache, index_builder
+from policyhub.service.index_cache import IndexCache, IndexLoader
 from policyhub.service.policy_lifecycle import PolicyLifecycleService
 from policyhub.service.policy_service import PolicyService
 from policyhub.service.rate_limit import RateLimiter
@@ -184,8 +184,9 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     groups = SubjectSetManager(GroupDocument, "Group", "group_id", limit)
     roles = SubjectSetManager(RoleDocument, "Role", "role_id", limit)
     changes = ChangeManager()
+    loader = IndexLoader(policies, assignments, revisions)
     indexes = IndexCache(
-        index_builder(policies, assignments), revisions, utc_now, max_staleness=config.max_staleness_seconds
+        loader.build, revisions, utc_now, max_staleness=config.max_staleness_seconds, advance=loader.advance
     )
     metrics.watch_index_cache(indexes)
     guard = Guard(indexes, utc_now)

@@ -64,6 +64,14 @@ lists (exact action, first segment, catch-all) and stops at the first match; dee
 layers are skipped once a shallower one matched. Compiled patterns are cached per
 distinct pattern, compiled statements per distinct statement.
 
+**Deltas.** :meth:`DomainIndex.with_changes` derives the index of the same domain after a
+few policies and edges changed, in O(delta + what it touches): the graph and the policies live
+in :class:`~policyhub.engine.overlay.Overlay` maps shared with the old index, and a memo of the
+old index is taken over on first use when nothing it was computed from changed (a subject's
+closure when no subject its BFS visited changed edges; its view when, also, none of the
+policies it reaches changed; a holder's statements likewise; a member listing when none of the
+roles/groups it visited changed members).
+
 The index is immutable after construction except for its memo dictionaries, which
 only gain entries (single-key inserts, atomic under the GIL) whose values are never
 mutated afterwards: it is safe to share between threads. Two threads may compute the
@@ -96,6 +104,7 @@ from policyhub.engine.model import (
     SubjectDecision,
     SubjectGrant,
 )
+from policyhub.engine.overlay import Overlay
 from policyhub.engine.patterns import (
     Matcher,
     action_bucket,
@@ -354,6 +363,13 @@ def _conditional(first: _Ranked, missing: set[str]) -> Decision:
     return Decision(False, MISSING_CONTEXT, first[1][0], first[1][1], first[2], tuple(sorted(missing)))
 
 
+def _target(edge: Edge) -> Subject | None:
+    """The role/group an edge makes its subject a member of (None for a POLICY edge)."""
+    if edge.grant_type not in GRANT_TYPES:
+        raise ValueError(f"unknown grant type {edge.grant_type!r}")
+    return Subject(edge.grant_type, edge.grant_id) if edge.grant_type != "POLICY" else None
+
+
 class _Closure:
     __slots__ = ("reach", "held")
 
@@ -397,28 +413,63 @@ class _Algebra:
         return found
 
 
+class _Inherited:
+    """The memos of the index a new one was derived from (with_changes), and what the delta
+    changed: a memo entry is taken over when nothing it was computed from changed. Holds the old
+    index's memo dictionaries, not the old index, so a chain of derived indexes keeps at most
+    one older generation alive."""
+
+    __slots__ = (
+        "closures",
+        "holder_views",
+        "views",
+        "held",
+        "explicit",
+        "member_lists",
+        "nodes",
+        "targets",
+        "policies",
+    )
+
+    def __init__(self, old: DomainIndex, nodes: set[Subject], targets: set[Subject], policies: set[str]):
+        self.closures = old._closures
+        self.holder_views = old._holder_views
+        self.views = old._views
+        self.held = old._held
+        self.explicit = old._explicit
+        self.member_lists = old._member_lists
+        self.nodes = nodes  # subjects whose POLICY or membership edges changed
+        self.targets = targets  # roles/groups whose members changed
+        self.policies = policies  # policies added, changed or removed
+
+    def closure(self, subject: Subject) -> _Closure | None:
+        """The old closure when its BFS visited no subject whose edges changed."""
+        closure = self.closures.get(subject)
+        if closure is None or not self.nodes.isdisjoint(closure.reach):
+            return None
+        return closure
+
+    def view_valid(self, closure: _Closure) -> bool:
+        """A view (and what derives from it) also reads the policies its subject holds."""
+        return self.policies.isdisjoint(closure.held)
+
+
 class DomainIndex:
     """Compiled, read-only evaluation index of one domain at one instant (see module doc)."""
 
     def __init__(self, policies: Iterable[PolicyRules], edges: Iterable[Edge], now: datetime):
         self.now = now = as_utc(now)
-        self._policies: dict[str, PolicyRules] = {}
+        by_id: dict[str, PolicyRules] = {}
         for policy in policies:
-            if policy.policy_id in self._policies:
+            if policy.policy_id in by_id:
                 raise ValueError(f"duplicate policy id {policy.policy_id!r}")
-            self._policies[policy.policy_id] = policy
+            by_id[policy.policy_id] = policy
 
         grants: dict[Subject, set[str]] = {}
         member_of: dict[Subject, set[Subject]] = {}
-        known: set[Subject] = set()
         next_expiry: datetime | None = None
         for edge in edges:
-            if edge.grant_type not in GRANT_TYPES:
-                raise ValueError(f"unknown grant type {edge.grant_type!r}")
-            target = Subject(edge.grant_type, edge.grant_id) if edge.grant_type != "POLICY" else None
-            known.add(edge.subject)
-            if target is not None:
-                known.add(target)
+            target = _target(edge)
             if edge.expires_at is not None:
                 expires_at = as_utc(edge.expires_at)
                 if expires_at <= now:
@@ -430,21 +481,29 @@ class DomainIndex:
             else:
                 member_of.setdefault(edge.subject, set()).add(target)
 
-        self._next_expiry = next_expiry
-        self._known: tuple[Subject, ...] = tuple(sorted(known))
-        self._grants: dict[Subject, tuple[str, ...]] = {s: tuple(sorted(p)) for s, p in grants.items()}
-        self._member_of: dict[Subject, tuple[Subject, ...]] = {s: tuple(sorted(t)) for s, t in member_of.items()}
         members: dict[Subject, set[Subject]] = {}
         for s, targets in member_of.items():
             for t in targets:
                 members.setdefault(t, set()).add(s)
-        self._members: dict[Subject, tuple[Subject, ...]] = {t: tuple(sorted(m)) for t, m in members.items()}
         holders: dict[str, set[Subject]] = {}
         for s, pids in grants.items():
             for pid in pids:
                 holders.setdefault(pid, set()).add(s)
-        self._holders: dict[str, tuple[Subject, ...]] = {p: tuple(sorted(h)) for p, h in holders.items()}
+        self._next_expiry = next_expiry
+        # Overlays, so that with_changes derives a new index without copying these whole.
+        self._policies: Overlay[str, PolicyRules] = Overlay(by_id)
+        self._grants: Overlay[Subject, tuple[str, ...]] = Overlay({s: tuple(sorted(p)) for s, p in grants.items()})
+        self._member_of: Overlay[Subject, tuple[Subject, ...]] = Overlay(
+            {s: tuple(sorted(t)) for s, t in member_of.items()}
+        )
+        self._members: Overlay[Subject, tuple[Subject, ...]] = Overlay(
+            {t: tuple(sorted(m)) for t, m in members.items()}
+        )
+        self._holders: Overlay[str, tuple[Subject, ...]] = Overlay({p: tuple(sorted(h)) for p, h in holders.items()})
+        self._inherited: _Inherited | None = None
+        self._init_memos()
 
+    def _init_memos(self) -> None:
         # memo caches (whole values only; see module doc)
         self._closures: dict[Subject, _Closure] = {}
         self._holder_views: dict[Subject, _HolderView | None] = {}
@@ -454,6 +513,126 @@ class DomainIndex:
         self._held: dict[Subject, tuple[Statement, ...]] = {}
         self._explicit: dict[Subject, dict[str, tuple[str, ...]]] = {}
         self._member_lists: dict[tuple[Subject, bool, str | None], tuple[tuple[Subject, tuple[Subject, ...]], ...]] = {}
+        self._known: tuple[Subject, ...] | None = None
+
+    # ------------------------------------------------------------------ deltas
+
+    def with_changes(
+        self,
+        policies: Iterable[PolicyRules] = (),
+        removed_policies: Iterable[str] = (),
+        edges_added: Iterable[Edge] = (),
+        edges_removed: Iterable[Edge] = (),
+        now: datetime | None = None,
+    ) -> DomainIndex:
+        """A new index equal to one built from this one's policies and edges with the given ones
+        upserted (a policy by id, an edge by (subject, grant type, grant id): its expiry
+        replaced) and removed (``expires_at`` of a removed edge is ignored; removals apply
+        before additions, so an edge in both is kept). This index is left unchanged, so readers
+        holding it keep a consistent view.
+
+        Costs O(delta + the edges of the subjects, roles/groups and policies it touches), not
+        O(domain). The new index takes over every memo of this one that the delta cannot have
+        changed (checked lazily, on first use). ``now`` (default: this index's) must be before
+        :attr:`next_expiry`: edges that expired since this index was built are not tracked, so a
+        new index is built then instead. The new :attr:`next_expiry` may be earlier than a fresh
+        build's (an edge removed by the delta may have been the next to expire): never later."""
+        now = self.now if now is None else as_utc(now)
+        if self._next_expiry is not None and now >= self._next_expiry:
+            raise ValueError("an edge of this index has expired since it was built: build a new index")
+        policy_changes: dict[str, PolicyRules | None] = {pid: None for pid in removed_policies if pid in self._policies}
+        for policy in policies:
+            if self._policies.get(policy.policy_id) != policy:
+                policy_changes[policy.policy_id] = policy
+            else:
+                policy_changes.pop(policy.policy_id, None)
+
+        # per subject: (grant type, grant id) pairs removed, then added
+        removed: dict[Subject, set[tuple[str, str]]] = {}
+        added: dict[Subject, set[tuple[str, str]]] = {}
+        for edge in edges_removed:
+            _target(edge)
+            removed.setdefault(edge.subject, set()).add((edge.grant_type, edge.grant_id))
+        next_expiry = self._next_expiry
+        for edge in edges_added:
+            _target(edge)
+            pair = (edge.grant_type, edge.grant_id)
+            if edge.expires_at is not None:
+                expires_at = as_utc(edge.expires_at)
+                if expires_at <= now:
+                    removed.setdefault(edge.subject, set()).add(pair)
+                    added.get(edge.subject, set()).discard(pair)
+                    continue
+                if next_expiry is None or expires_at < next_expiry:
+                    next_expiry = expires_at
+            removed.get(edge.subject, set()).discard(pair)
+            added.setdefault(edge.subject, set()).add(pair)
+
+        grants_changes: dict[Subject, tuple[str, ...] | None] = {}
+        member_of_changes: dict[Subject, tuple[Subject, ...] | None] = {}
+        holder_delta: dict[str, tuple[set[Subject], set[Subject]]] = {}  # pid -> (lost, gained)
+        member_delta: dict[Subject, tuple[set[Subject], set[Subject]]] = {}  # target -> (lost, gained)
+        for subject in removed.keys() | added.keys():
+            gone = removed.get(subject, set())
+            new = added.get(subject, set())
+            old_pids = set(self._grants.get(subject, ()))
+            pids = (old_pids - {gid for gt, gid in gone if gt == "POLICY"}) | {gid for gt, gid in new if gt == "POLICY"}
+            if pids != old_pids:
+                grants_changes[subject] = tuple(sorted(pids)) or None
+                for pid in old_pids - pids:
+                    holder_delta.setdefault(pid, (set(), set()))[0].add(subject)
+                for pid in pids - old_pids:
+                    holder_delta.setdefault(pid, (set(), set()))[1].add(subject)
+            old_targets = set(self._member_of.get(subject, ()))
+            targets = (old_targets - {Subject(gt, gid) for gt, gid in gone if gt != "POLICY"}) | {
+                Subject(gt, gid) for gt, gid in new if gt != "POLICY"
+            }
+            if targets != old_targets:
+                member_of_changes[subject] = tuple(sorted(targets)) or None
+                for target in old_targets - targets:
+                    member_delta.setdefault(target, (set(), set()))[0].add(subject)
+                for target in targets - old_targets:
+                    member_delta.setdefault(target, (set(), set()))[1].add(subject)
+        holders_changes = {
+            pid: tuple(sorted((set(self._holders.get(pid, ())) - lost) | gained)) or None
+            for pid, (lost, gained) in holder_delta.items()
+        }
+        members_changes = {
+            target: tuple(sorted((set(self._members.get(target, ())) - lost) | gained)) or None
+            for target, (lost, gained) in member_delta.items()
+        }
+
+        out: DomainIndex = DomainIndex.__new__(DomainIndex)
+        out.now = now
+        out._next_expiry = next_expiry
+        out._policies = self._policies.changed(policy_changes) if policy_changes else self._policies
+        out._grants = self._grants.changed(grants_changes) if grants_changes else self._grants
+        out._member_of = self._member_of.changed(member_of_changes) if member_of_changes else self._member_of
+        out._members = self._members.changed(members_changes) if members_changes else self._members
+        out._holders = self._holders.changed(holders_changes) if holders_changes else self._holders
+        out._init_memos()
+        out._inherited = _Inherited(
+            self, grants_changes.keys() | member_of_changes.keys(), set(members_changes), set(policy_changes)
+        )
+        if not policy_changes and not holders_changes:
+            # The allow index reads only the held policies and their holders' set of ids.
+            out._allow_index, out._allow_index_built = self._allow_index, self._allow_index_built
+        if not (grants_changes or member_of_changes):
+            out._known = self._known
+        return out
+
+    def edges_naming(self, subjects: Iterable[Subject] = (), policy_ids: Iterable[str] = ()) -> list[Edge]:
+        """The index's (unexpired) edges held by or granting one of ``subjects`` and granting one
+        of ``policy_ids``, without their expiry: what to remove before reloading everything that
+        names them (a renamed role, group or policy)."""
+        out: set[Edge] = set()
+        for subject in subjects:
+            out.update(Edge(subject, "POLICY", pid) for pid in self._grants.get(subject, ()))
+            out.update(Edge(subject, t.type, t.id) for t in self._member_of.get(subject, ()))
+            out.update(Edge(m, subject.type, subject.id) for m in self._members.get(subject, ()))
+        for pid in policy_ids:
+            out.update(Edge(h, "POLICY", pid) for h in self._holders.get(pid, ()))
+        return sorted(out, key=lambda e: (e.subject, e.grant_type, e.grant_id))
 
     # ------------------------------------------------------------------ properties
 
@@ -464,8 +643,12 @@ class DomainIndex:
 
     @property
     def subjects(self) -> tuple[Subject, ...]:
-        """Every subject known to the graph (subject of an edge, or its ROLE/GROUP target), sorted."""
-        return self._known
+        """Every subject of the graph (holder of an unexpired edge, or its ROLE/GROUP target),
+        sorted."""
+        known = self._known
+        if known is None:
+            known = self._known = tuple(sorted({*self._grants, *self._member_of, *self._members}))
+        return known
 
     # ------------------------------------------------------------------ memoized building blocks
 
@@ -473,6 +656,11 @@ class DomainIndex:
         closure = self._closures.get(subject)
         if closure is not None:
             return closure
+        if self._inherited is not None:
+            closure = self._inherited.closure(subject)
+            if closure is not None:
+                self._closures[subject] = closure
+                return closure
         if subject not in self._grants and subject not in self._member_of:
             return _Closure({subject: (subject,)}, {})  # nothing to reach: not memoized
         reach: dict[Subject, tuple[Subject, ...]] = {subject: (subject,)}
@@ -502,6 +690,15 @@ class DomainIndex:
     def _holder_view(self, holder: Subject) -> _HolderView | None:
         if holder in self._holder_views:
             return self._holder_views[holder]
+        inherited = self._inherited
+        if (
+            inherited is not None
+            and holder in inherited.holder_views
+            and holder not in inherited.nodes
+            and inherited.policies.isdisjoint(self._grants.get(holder, ()))
+        ):
+            view = self._holder_views[holder] = inherited.holder_views[holder]
+            return view
         # by (conditional, effect): (key, compiled statement), keys ascending
         parts: dict[tuple[bool, str], list[tuple[_Key, _CompiledStatement]]] = {
             (conditional, effect): [] for conditional in (False, True) for effect in ("DENY", "ALLOW")
@@ -532,6 +729,19 @@ class DomainIndex:
         closure = self._closure(subject)
         if not closure.held:
             return _EMPTY_VIEW
+        inherited = self._inherited
+        if inherited is not None and inherited.closures.get(subject) is closure and inherited.view_valid(closure):
+            # Taken over whole, with what derives from it alone.
+            view = inherited.views.get(subject)
+            if view is not None:
+                statements = inherited.held.get(subject)
+                if statements is not None:
+                    self._held[subject] = statements
+                explicit = inherited.explicit.get(subject)
+                if explicit is not None:
+                    self._explicit[subject] = explicit
+                self._views[subject] = view
+                return view
         layers = []
         for node, path in closure.reach.items():  # BFS order: (len(path), path)
             if node in self._grants:
@@ -822,6 +1032,13 @@ class DomainIndex:
         found = self._member_lists.get(key)
         if found is not None:
             return found
+        inherited = self._inherited
+        if inherited is not None and target not in inherited.targets and (subject_type is None or not nested):
+            found = inherited.member_lists.get(key)
+            # A nested listing visited every member: none of them may have gained or lost members.
+            if found is not None and (not nested or inherited.targets.isdisjoint(m for m, _ in found)):
+                self._member_lists[key] = found
+                return found
         if subject_type is not None:
             found = tuple(m for m in self.members(target, nested) if m[0].type == subject_type)
             self._member_lists[key] = found
@@ -851,7 +1068,8 @@ class DomainIndex:
 
     def granted_policies(self, subject: Subject) -> tuple[str, ...]:
         """The policy ids granted to the subject itself (not through membership), sorted."""
-        return self._grants.get(subject, ())
+        granted: tuple[str, ...] = self._grants.get(subject, ())
+        return granted
 
     def subjects_holding(self, policy_id: str) -> list[SubjectGrant]:
         """Subjects holding the policy directly or through membership (GROUP/ROLE subjects

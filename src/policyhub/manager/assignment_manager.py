@@ -306,6 +306,42 @@ class AssignmentManager:
         """Every assignment of the domain, reduced to what the evaluation engine needs."""
         return list(collection(AssignmentDocument).find({"domain_id": domain_id}, EDGE_FIELDS))
 
+    @translate_errors()
+    def edges_naming(
+        self, domain_id: str, keys: Iterable[Key], policy_ids: Iterable[str], sets: Iterable[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """As `edges`, for the assignments of the given pairs, those granting the given policies
+        and those naming the given (GROUP|ROLE, id) sets, as member or holder. One query per
+        side and type, each an equality prefix and an `$in` that the (domain_id, subject...) and
+        (domain_id, grant_type, grant_id) indexes serve (a `$or` of them scans on some stores);
+        a pair is looked up by its subject, the other pairs of that subject dropped here."""
+        wanted = set(keys)
+        by_subject: dict[str, set[str]] = {}
+        for subject_type, subject_id, _, _ in wanted:
+            by_subject.setdefault(subject_type, set()).add(subject_id)
+        by_grant: dict[str, set[str]] = {"POLICY": set(policy_ids)} if policy_ids else {}
+        named: dict[str, set[str]] = {}
+        for set_type, set_id in sets:
+            named.setdefault(set_type, set()).add(set_id)
+            by_grant.setdefault(set_type, set()).add(set_id)
+        assignments = collection(AssignmentDocument)
+        found: dict[Key, dict[str, Any]] = {}
+        for subject_type in sorted(by_subject.keys() | named.keys()):
+            ids = by_subject.get(subject_type, set()) | named.get(subject_type, set())
+            for raw in assignments.find(
+                {"domain_id": domain_id, "subject_type": subject_type, "subject_id": {"$in": sorted(ids)}}, EDGE_FIELDS
+            ):
+                key = key_of(raw)
+                if key in wanted or raw["subject_id"] in named.get(subject_type, ()):
+                    found[key] = raw
+        for grant_type, ids in sorted(by_grant.items()):
+            if ids:
+                for raw in assignments.find(
+                    {"domain_id": domain_id, "grant_type": grant_type, "grant_id": {"$in": sorted(ids)}}, EDGE_FIELDS
+                ):
+                    found[key_of(raw)] = raw
+        return list(found.values())
+
     # -- bulk (export and import of a domain) ----------------------------------------------------
 
     @translate_errors()

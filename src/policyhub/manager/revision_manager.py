@@ -18,8 +18,9 @@ from policyhub.manager.database import collection, translate_errors
 from policyhub.model import ChangeDocument, RevisionDocument
 
 DUPLICATE_KEY = 11000
-# One change: {"kind": POLICY|ASSIGNMENT|GROUP|ROLE, "id": ..., "operation": CREATE|UPDATE|DELETE}.
-Change = dict[str, str]
+# One change: {"kind": POLICY|ASSIGNMENT|GROUP|ROLE, "id": ..., "operation": CREATE|UPDATE|DELETE},
+# an ASSIGNMENT one with "subject" and "grant" ({"type", "id"}; see policyhub.model.change).
+Change = dict[str, Any]
 
 # How long the mark of a write in progress stands: far longer than such a write takes (each of
 # its database calls is bounded by the connection timeout; a longer one, a bulk import, renews
@@ -28,7 +29,7 @@ Change = dict[str, str]
 WRITE_MARK_SECONDS = 30.0
 # The most changes one change record holds: a write that changed more (a bulk import) lands as
 # several consecutive revisions at once, one record each, so no record nears MongoDB's 16 MiB
-# document limit (a change is at most ~200 bytes).
+# document limit (a change is at most ~600 bytes, an assignment's pair included).
 CHANGES_PER_RECORD = 10_000
 
 
@@ -51,12 +52,17 @@ class RevisionManager:
         self.change_retention = change_retention
 
     @translate_errors()
-    def bump(self, domain_id: str, changes: list[Change] | None = None, transaction_id: str = "") -> int:
+    def bump(
+        self, domain_id: str, changes: list[Change] | None = None, transaction_id: str = "", complete: bool = True
+    ) -> int:
         """Moves the domain's revision on and logs what changed at the new revision (an empty
-        record for a write that changed nothing, so the log has no holes). Returns it."""
-        return self._land(domain_id, {"$inc": {"revision": 1}}, changes or [], transaction_id)
+        record for a write that changed nothing, so the log has no holes; one marked incomplete
+        for a write that failed part-way). Returns it."""
+        return self._land(domain_id, {"$inc": {"revision": 1}}, changes or [], transaction_id, complete)
 
-    def _land(self, domain_id: str, update: dict[str, Any], changes: list[Change], transaction_id: str) -> int:
+    def _land(
+        self, domain_id: str, update: dict[str, Any], changes: list[Change], transaction_id: str, complete: bool
+    ) -> int:
         """Moves the revision on by one, or by one per CHANGES_PER_RECORD changes (in the same
         update, so readers see all of them land at once), and writes a record per revision."""
         parts = [changes[i : i + CHANGES_PER_RECORD] for i in range(0, len(changes), CHANGES_PER_RECORD)] or [[]]
@@ -81,6 +87,7 @@ class RevisionManager:
                 "seq": first + offset,
                 "changes": part,
                 "transaction_id": transaction_id,
+                **({} if complete else {"incomplete": True}),
                 "created_at": now,
                 "purge_at": now + self.change_retention,
             }
@@ -95,11 +102,17 @@ class RevisionManager:
         return revision
 
     @translate_errors()
-    def changes_after(self, domain_id: str, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
-        """The domain's change records after `seq`, in order (at most `limit`)."""
+    def changes_after(
+        self, domain_id: str, seq: int, limit: int = 1000, upto: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The domain's change records after `seq` (up to `upto` included, when given), in order
+        (at most `limit`)."""
+        seqs: dict[str, int] = {"$gt": seq}
+        if upto is not None:
+            seqs["$lte"] = upto
         found = (
             collection(ChangeDocument)
-            .find({"domain_id": domain_id, "seq": {"$gt": seq}}, {"_id": 0})
+            .find({"domain_id": domain_id, "seq": seqs}, {"_id": 0})
             .sort("seq", 1)
             .limit(limit)
         )
@@ -155,7 +168,12 @@ class RevisionManager:
 
     @translate_errors()
     def end_write(
-        self, domain_id: str, mark: str, changes: list[Change] | None = None, transaction_id: str = ""
+        self,
+        domain_id: str,
+        mark: str,
+        changes: list[Change] | None = None,
+        transaction_id: str = "",
+        complete: bool = True,
     ) -> int:
         """Lands the write: one update removes its mark and bumps the revision (then its change
         record is written, as for bump). Returns the new revision."""
@@ -164,6 +182,7 @@ class RevisionManager:
             {"$inc": {"revision": 1, "landed": 1}, "$unset": {f"writes.{mark}": ""}},
             changes or [],
             transaction_id,
+            complete,
         )
 
 

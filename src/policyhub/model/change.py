@@ -6,16 +6,23 @@ its bump and its record (readers wait briefly, then step over it). A write that 
 than fits one record (a bulk import: over 10,000 changes) moves the revision on by several at
 once, one record per revision, each with the write's transaction id. Records expire at
 `purge_at` (the configured retention).
+
+An ASSIGNMENT change also names the assignment's pair (`subject` and `grant`, each {type, id}):
+after a delete the assignment is gone, and an evaluation index still has to find its edge. A
+write that failed part-way logs no changes and is marked `incomplete`: what it changed (and
+perhaps undid) is not known, so an evaluation index rebuilds rather than apply the log.
 """
 
-from mongoengine import DateTimeField, DictField, Document, IntField, ListField, StringField
+from mongoengine import BooleanField, DateTimeField, DictField, Document, IntField, ListField, StringField
 
 
 class ChangeDocument(Document):
     domain_id = StringField(required=True)
     seq = IntField(required=True)
     # [{kind: POLICY|ASSIGNMENT|GROUP|ROLE, id, operation: CREATE|UPDATE|DELETE}] in the order made
+    # (ASSIGNMENT ones with subject and grant)
     changes = ListField(DictField())
+    incomplete = BooleanField(default=False)
     transaction_id = StringField(default="")
     created_at = DateTimeField(required=True)
     purge_at = DateTimeField(required=True)

@@ -87,7 +87,15 @@ class _IndexCacheCollector:
     def collect(self):
         hits, misses = self.cache.hits, self.cache.misses
         yield CounterMetricFamily("policyhub_index_cache_hits", "Checks answered from a warm index", value=hits)
-        yield CounterMetricFamily("policyhub_index_cache_misses", "Index (re)builds", value=misses)
+        yield CounterMetricFamily("policyhub_index_cache_misses", "Indexes brought up to date", value=misses)
+        yield CounterMetricFamily(
+            "policyhub_index_cache_deltas",
+            "Indexes brought up to date by the delta of the change log",
+            value=self.cache.deltas,
+        )
+        yield CounterMetricFamily(
+            "policyhub_index_cache_builds", "Indexes built from the whole domain", value=self.cache.builds
+        )
         yield GaugeMetricFamily(
             "policyhub_index_cache_hit_ratio",
             "hits / (hits + misses)",

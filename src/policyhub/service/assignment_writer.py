@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from policyhub.domain import ChangeKind, GrantType, Operation, SubjectType, as_utc
+from policyhub.domain import GrantType, Operation, SubjectType, as_utc
 from policyhub.errors import InvalidArgument, NotFound
 from policyhub.manager.assignment_manager import AssignmentManager, key_of
 from policyhub.manager.audit_trail import AuditTrail
@@ -72,7 +72,7 @@ class AssignmentWriter:
         with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
             created = self.assignments.create(record)
             self._recheck_named(ctx, [record])
-            changes.add(ChangeKind.ASSIGNMENT, created["assignment_id"], Operation.CREATE)
+            changes.add_assignment(created, Operation.CREATE)
         self.audit.record(ctx, permission, created["assignment_id"], None, created)
         return {**created, "consistency_token": changes.token}
 
@@ -100,7 +100,7 @@ class AssignmentWriter:
                 created = [record for key, record in new_records.items() if key not in existing]
                 self._recheck_named(ctx, created)
                 for record in created:
-                    changes.add(ChangeKind.ASSIGNMENT, record["assignment_id"], Operation.CREATE)
+                    changes.add_assignment(record, Operation.CREATE)
             token = changes.token
             self.audit.record_many(
                 ctx, _AssignmentAction(permission.name), [(record["assignment_id"], None, record) for record in created]
@@ -130,8 +130,9 @@ class AssignmentWriter:
             with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
                 # Pairs removed meanwhile by someone else are not counted as ours.
                 removed = self.assignments.remove_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
-                for assignment_id in sorted(removed):
-                    changes.add(ChangeKind.ASSIGNMENT, assignment_id, Operation.DELETE)
+                for assignment in sorted(existing.values(), key=lambda a: a["assignment_id"]):
+                    if assignment["assignment_id"] in removed:
+                        changes.add_assignment(assignment, Operation.DELETE)
             token = changes.token
             self.audit.record_many(
                 ctx,
@@ -156,7 +157,7 @@ class AssignmentWriter:
         self.guard.require_bindable(ctx, [grant], removing=True)
         with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
             self.assignments.delete(ctx.domain_id, assignment_id)
-            changes.add(ChangeKind.ASSIGNMENT, assignment_id, Operation.DELETE)
+            changes.add_assignment(before, Operation.DELETE)
         self.audit.record(ctx, permission, assignment_id, before, None)
         return changes.token
 

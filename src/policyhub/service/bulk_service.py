@@ -60,7 +60,7 @@ from policyhub.service import validation
 from policyhub.service.assignment_writer import assignment_extras, new_assignment_id
 from policyhub.service.context import Clock, RequestContext
 from policyhub.service.guard import Guard
-from policyhub.service.invalidation import ChangeSet, consistency_token, invalidating_at_once
+from policyhub.service.invalidation import ChangeSet, assignment_change, consistency_token, invalidating_at_once
 from policyhub.service.permissions import BULK_EXPORT_DOMAIN, BULK_IMPORT_DOMAIN
 from policyhub.service.policy_rules import content, refuse_managed_id, within_size
 from policyhub.service.subject_set_service import UNSET, set_labels_and_tags
@@ -626,17 +626,15 @@ def _changes(plan: _Plan) -> list[dict[str, Any]]:
             (Operation.DELETE, kind_plan.deletes),
         ):
             for record in records:
-                change: dict[str, Any] = {"kind": kind, "id": _record_id(kind, record), "operation": operation}
                 if kind == ChangeKind.ASSIGNMENT:
-                    change["subject"] = {"type": record["subject_type"], "id": record["subject_id"]}
-                    change["grant"] = {"type": record["grant_type"], "id": record["grant_id"]}
-                changes.append(change)
+                    changes.append(assignment_change(record, operation))
+                else:
+                    changes.append({"kind": kind, "id": _record_id(kind, record), "operation": operation})
     return changes
 
 
 def _log(logged: ChangeSet, plan: _Plan) -> None:
-    for change in _changes(plan):
-        logged.add(change["kind"], change["id"], change["operation"])
+    logged.items.extend(_changes(plan))
 
 
 # -- records --------------------------------------------------------------------------------

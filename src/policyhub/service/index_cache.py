@@ -1,9 +1,17 @@
-"""The per-domain compiled evaluation index, and when to rebuild it.
+"""The per-domain compiled evaluation index, and when to bring it up to date.
 
-The index of a domain is rebuilt when the domain's revision (or the managed policies'
-revision) changed since it was built — read with one cheap query per call, so a write
-through any server process is seen by the next call of every process — or when an
-assignment it contains expires.
+The index of a domain is brought up to date when the domain's revision (or the managed
+policies' revision) changed since it was built — read with one cheap query per call, so a write
+through any server process is seen by the next call of every process — or when an assignment it
+contains expires. Up to date means, when it can: the cached index plus the delta of the writes
+since, read from the domain's change log (policyhub.model.change): the policies, assignments and
+roles/groups those writes touched are loaded again and applied (DomainIndex.with_changes), at a
+cost of what they touched rather than of the domain. It is rebuilt from the whole domain instead
+when the managed policies changed, when an assignment in it expired, when it is more than
+MAX_DELTA_RECORDS revisions or MAX_DELTA_CHANGES changes behind, or when the log does not cover
+the range: a record still missing after HOLE_WAIT_SECONDS (its writer bumps the revision, then
+writes the record), expired, marked incomplete (a write that failed part-way) or without the
+assignment pairs a delta needs.
 
 A write of several documents that must be seen at once (a rename) marks itself under way
 before it starts and lands with the revision bump (see policyhub.service.invalidation). An
@@ -26,9 +34,9 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable
 
-from policyhub.domain import MANAGED_DOMAIN_ID
+from policyhub.domain import MANAGED_DOMAIN_ID, ChangeKind, Operation
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.policy_manager import PolicyManager
@@ -43,6 +51,15 @@ WAIT_STEP_MAX_SECONDS = 0.05
 BUILD_ATTEMPTS = 3
 # How long after a read found a cached index current MINIMIZE_LATENCY may answer from it unread.
 DEFAULT_MAX_STALENESS_SECONDS = 5.0
+# Beyond this many revisions, or changes, behind, a whole build is cheaper than the delta: the delta
+# loads the touched documents by id (and every edge of a touched role, group or renamed policy),
+# a build scans the domain's two collections once. 1,000 records keep the log read to one page.
+MAX_DELTA_RECORDS = 1_000
+MAX_DELTA_CHANGES = 20_000
+# How long a reader waits for the change record of a revision it has seen before it rebuilds
+# (the bump and the record are two database calls, milliseconds apart; a writer that died in
+# between leaves a hole for good).
+HOLE_WAIT_SECONDS = 0.05
 
 
 @dataclass
@@ -77,8 +94,10 @@ class IndexCache:
         clock: Clock,
         max_staleness: float = DEFAULT_MAX_STALENESS_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        advance: Advance | None = None,
     ):
         self._build = build
+        self._advance = advance
         self._revisions = revisions
         self._clock = clock
         self.max_staleness = max_staleness
@@ -88,6 +107,9 @@ class IndexCache:
         self._locks_guard = threading.Lock()
         self.hits = 0
         self.misses = 0
+        # of the misses: indexes brought up to date by a delta, and whole builds
+        self.deltas = 0
+        self.builds = 0
 
     def get(self, domain_id: str) -> DomainIndex:
         """The domain's index at its current revision (FULLY_CONSISTENT)."""
@@ -130,7 +152,7 @@ class IndexCache:
                 if built and self._current(built, state.revisions, now):
                     return IndexAt(built.index, built.revision[0])
                 self.misses += 1
-                index = self._build(domain_id, now)
+                index = self._load(domain_id, built, state.revisions, now)
                 asked = self._monotonic()
                 after = self._revisions.state(domains)
                 if after == state:
@@ -143,6 +165,22 @@ class IndexCache:
                     # holds at least every write up to the revision read before building it).
                     return IndexAt(index, state.revisions[0])
                 state = after
+
+    def _load(self, domain_id: str, built: _Built | None, revisions: tuple[int, ...], now: datetime) -> DomainIndex:
+        """The cached index plus the delta since, when the delta can be applied; else a build."""
+        if (
+            self._advance is not None
+            and built is not None
+            and built.revision[1:] == revisions[1:]
+            and (built.next_expiry is None or now < built.next_expiry)
+            and 0 < revisions[0] - built.revision[0] <= MAX_DELTA_RECORDS
+        ):
+            index = self._advance(domain_id, built.index, built.revision[0], revisions[0], now)
+            if index is not None:
+                self.deltas += 1
+                return index
+        self.builds += 1
+        return self._build(domain_id, now)
 
     def _settled(self, domains: list[str], state: RevisionState) -> RevisionState:
         """The revision state once no write of several documents is under way (their marks run
@@ -163,23 +201,120 @@ class IndexCache:
             return self._locks.setdefault(domain_id, threading.Lock())
 
 
-def index_builder(policies: PolicyManager, assignments: AssignmentManager) -> Callable[[str, datetime], DomainIndex]:
-    """Loads a domain's policies (with the managed ones) and assignments into a fresh index."""
+# (domain_id, index at revision `since`, since, the revision to reach, now) -> the index at that
+# revision, or None when the change log cannot bring it there.
+Advance = Callable[[str, DomainIndex, int, int, datetime], "DomainIndex | None"]
 
-    def build(domain_id: str, now: datetime) -> DomainIndex:
-        rules = [
-            PolicyRules.from_policy(
-                p["policy_id"],
-                p.get("statements") or [],
-                p.get("permissions") or [],
-                enabled=p.get("state") == "ENABLED",
-            )
-            for p in policies.rules(domain_id)
-        ]
-        edges = [
-            Edge(Subject(e["subject_type"], e["subject_id"]), e["grant_type"], e["grant_id"], e.get("expires_at"))
-            for e in assignments.edges(domain_id)
-        ]
+
+class IndexLoader:
+    """Loads a domain's index from the store: whole (`build`), or by the delta of its change
+    records (`advance`; see the module doc)."""
+
+    def __init__(
+        self,
+        policies: PolicyManager,
+        assignments: AssignmentManager,
+        revisions: RevisionManager,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self._policies = policies
+        self._assignments = assignments
+        self._revisions = revisions
+        self._monotonic = monotonic
+
+    def build(self, domain_id: str, now: datetime) -> DomainIndex:
+        """A fresh index of the domain's policies (with the managed ones) and assignments."""
+        rules = [_rules(raw) for raw in self._policies.rules(domain_id)]
+        edges = [_edge(raw) for raw in self._assignments.edges(domain_id)]
         return DomainIndex(rules, edges, now)
 
-    return build
+    def advance(self, domain_id: str, index: DomainIndex, since: int, upto: int, now: datetime) -> DomainIndex | None:
+        """`index` (at revision `since`) with the writes of revisions (since, upto] applied; None
+        when the log cannot tell them. What they touched is loaded as it is now, so a write landing
+        meanwhile is in the result whole or not at all, as in a build."""
+        records = self._records(domain_id, since, upto)
+        touched = _Touched.of(records) if records is not None else None
+        if touched is None:
+            return None
+        rules = (
+            [_rules(raw) for raw in self._policies.rules_of(domain_id, sorted(touched.policies))]
+            if touched.policies
+            else []
+        )
+        found = (
+            self._assignments.edges_naming(domain_id, touched.pairs, touched.named_policies, touched.sets)
+            if touched.pairs or touched.named_policies or touched.sets
+            else []
+        )
+        # Every edge the writes may have changed goes, then what the store holds of them comes back.
+        removed = [Edge(Subject(st, si), gt, gi) for st, si, gt, gi in touched.pairs]
+        removed += index.edges_naming([Subject(t, i) for t, i in touched.sets], touched.named_policies)
+        live = {rule.policy_id for rule in rules}
+        return index.with_changes(rules, touched.policies - live, [_edge(raw) for raw in found], removed, now)
+
+    def _records(self, domain_id: str, since: int, upto: int) -> list[dict[str, Any]] | None:
+        """The records of revisions (since, upto], once all are there (None if one stays missing)."""
+        wanted = list(range(since + 1, upto + 1))
+        deadline = self._monotonic() + HOLE_WAIT_SECONDS
+        step = WAIT_STEP_SECONDS
+        while True:
+            records = self._revisions.changes_after(domain_id, since, limit=len(wanted), upto=upto)
+            if [record["seq"] for record in records] == wanted:
+                return records
+            if self._monotonic() >= deadline:
+                return None
+            time.sleep(step)
+            step = min(step * 2, WAIT_STEP_MAX_SECONDS)
+
+
+@dataclass
+class _Touched:
+    """What a run of change records touched, as the index sees it."""
+
+    policies: set[str]  # policies to load again (their rules)
+    named_policies: set[str]  # policies created or deleted (a rename too): every edge granting them
+    sets: set[tuple[str, str]]  # (GROUP|ROLE, id) created or deleted (a rename too): every edge naming them
+    pairs: set[tuple[str, str, str, str]]  # (subject type, id, grant type, id) of assignments written
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> _Touched | None:
+        """None when the records cannot be applied as a delta (see the module doc)."""
+        touched = cls(set(), set(), set(), set())
+        count = 0
+        for record in records:
+            if record.get("incomplete"):
+                return None
+            for change in record.get("changes") or []:
+                count += 1
+                if count > MAX_DELTA_CHANGES:
+                    return None
+                kind, item, operation = change.get("kind"), change.get("id", ""), change.get("operation")
+                if kind == ChangeKind.POLICY:
+                    touched.policies.add(item)
+                    if operation != Operation.UPDATE:
+                        touched.named_policies.add(item)
+                elif kind in (ChangeKind.GROUP, ChangeKind.ROLE):
+                    # An update of a role or group changes its name or tags, nothing evaluated.
+                    if operation != Operation.UPDATE:
+                        touched.sets.add((kind, item))
+                elif kind == ChangeKind.ASSIGNMENT and change.get("subject") and change.get("grant"):
+                    subject, grant = change["subject"], change["grant"]
+                    touched.pairs.add((subject["type"], subject["id"], grant["type"], grant["id"]))
+                else:
+                    return None  # a kind this version does not know, or an assignment logged without its pair
+        return touched
+
+
+def _rules(raw: dict[str, Any]) -> PolicyRules:
+    return PolicyRules.from_policy(
+        raw["policy_id"],
+        raw.get("statements") or [],
+        raw.get("permissions") or [],
+        enabled=raw.get("state") == "ENABLED",
+    )
+
+
+def _edge(raw: dict[str, Any]) -> Edge:
+    return Edge(
+        Subject(raw["subject_type"], raw["subject_id"]), raw["grant_type"], raw["grant_id"], raw.get("expires_at")
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
+from policyhub.domain import ChangeKind
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service.consistency import consistency_token
 
@@ -33,23 +34,41 @@ class ChangeSet:
     def add(self, kind: str, item_id: str, operation: str) -> None:
         self.items.append({"kind": kind, "id": item_id, "operation": operation})
 
+    def add_assignment(self, assignment: Mapping[str, Any], operation: str) -> None:
+        """An assignment's change, with its pair: once it is deleted, that is the only place an
+        evaluation index can learn which edge to drop."""
+        self.items.append(assignment_change(assignment, operation))
+
     @property
     def token(self) -> str:
         return consistency_token(self.revision)
+
+
+def assignment_change(assignment: Mapping[str, Any], operation: str) -> dict[str, Any]:
+    return {
+        "kind": ChangeKind.ASSIGNMENT,
+        "id": assignment.get("assignment_id") or "",
+        "operation": operation,
+        "subject": {"type": assignment["subject_type"], "id": assignment["subject_id"]},
+        "grant": {"type": assignment["grant_type"], "id": assignment["grant_id"]},
+    }
 
 
 @contextmanager
 def invalidating(revisions: RevisionManager, domain_id: str, transaction_id: str = "") -> Iterator[ChangeSet]:
     """Bumps the domain's revision when the block ends, however it ends (a write that failed
     half-way, or was rolled back, may still have been seen by an index built meanwhile), and
-    logs the changes the block told its ChangeSet (none when it failed)."""
+    logs the changes the block told its ChangeSet (when it failed: none, and the record marked
+    incomplete, as it may have written part of what it did not tell)."""
     changes = ChangeSet()
     failed = True
     try:
         yield changes
         failed = False
     finally:
-        changes.revision = revisions.bump(domain_id, [] if failed else changes.items, transaction_id)
+        changes.revision = revisions.bump(
+            domain_id, [] if failed else changes.items, transaction_id, complete=not failed
+        )
 
 
 @contextmanager
@@ -64,4 +83,6 @@ def invalidating_at_once(revisions: RevisionManager, domain_id: str, transaction
         yield changes
         failed = False
     finally:
-        changes.revision = revisions.end_write(domain_id, mark, [] if failed else changes.items, transaction_id)
+        changes.revision = revisions.end_write(
+            domain_id, mark, [] if failed else changes.items, transaction_id, complete=not failed
+        )

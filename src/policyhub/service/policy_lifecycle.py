@@ -112,10 +112,10 @@ class PolicyLifecycleService:
                 continue  # created again: the grants left on the id are the live policy's
             # Nothing may grant an id that is free again: a new policy must not inherit grants.
             with invalidating(self.revisions, domain_id) as changes:
-                granted = [a["assignment_id"] for a in self.assignments.for_policy(domain_id, policy_id)]
-                self.assignments.delete_ids(domain_id, granted)
-                for assignment_id in granted:
-                    changes.add(ChangeKind.ASSIGNMENT, assignment_id, Operation.DELETE)
+                granted = self.assignments.for_policy(domain_id, policy_id)
+                self.assignments.delete_ids(domain_id, [a["assignment_id"] for a in granted])
+                for assignment in granted:
+                    changes.add_assignment(assignment, Operation.DELETE)
         return len(purged)
 
     def _soft_delete(
@@ -129,7 +129,7 @@ class PolicyLifecycleService:
             # Parked on the policy first, so a failure here loses nothing: restore re-inserts them.
             self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in parked])
             for assignment in parked:
-                changes.add(ChangeKind.ASSIGNMENT, assignment["assignment_id"], Operation.DELETE)
+                changes.add_assignment(assignment, Operation.DELETE)
         # Assignments added while we deleted (their re-check may have run before our write):
         # a cascade parks them too; otherwise the delete backs off, as if it had seen them.
         late = self.assignments.for_policy(ctx.domain_id, policy_id)
@@ -137,7 +137,7 @@ class PolicyLifecycleService:
             self.policies.park(ctx.domain_id, policy_id, now, late)
             self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in late])
             for assignment in late:
-                changes.add(ChangeKind.ASSIGNMENT, assignment["assignment_id"], Operation.DELETE)
+                changes.add_assignment(assignment, Operation.DELETE)
         elif late:
             self._restore(ctx, policy_id)
             raise FailedPrecondition(
@@ -157,7 +157,7 @@ class PolicyLifecycleService:
         if changes is not None:
             changes.add(ChangeKind.POLICY, policy_id, Operation.CREATE)
             for assignment in parked:
-                changes.add(ChangeKind.ASSIGNMENT, assignment["assignment_id"], Operation.CREATE)
+                changes.add_assignment(assignment, Operation.CREATE)
         return restored
 
     def _refuse_if_assigned(self, ctx: RequestContext, policy_ids: list[str], cascade: bool) -> None:

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from policyhub.domain import ChangeKind, Operation, SubjectType
+from policyhub.domain import Operation, SubjectType
 from policyhub.engine import DomainIndex, Subject
 from policyhub.errors import FailedPrecondition, InvalidArgument, NotFound, RequiredParameter
 from policyhub.manager.assignment_manager import AssignmentManager
@@ -207,7 +207,7 @@ class SubjectSetService:
             for set_id in set_ids:
                 logged.add(self.kind.type, set_id, Operation.DELETE)
             for assignment in removed:
-                logged.add(ChangeKind.ASSIGNMENT, assignment["assignment_id"], Operation.DELETE)
+                logged.add_assignment(assignment, Operation.DELETE)
         self.audit.record_many(ctx, audited_as, [(i, found[i], None) for i in set_ids])
         self.audit.record_many(ctx, ASSIGNMENT_DELETE, [(a["assignment_id"], a, None) for a in removed])
         return logged.token

@@ -1,0 +1,221 @@
+"""The evaluation index follows each kind of write by its delta (read from the change log), in
+the process that wrote and in another one whose index was warm: every check after a write
+answers as the domain now is. In the writing process the test also pins the path taken: a delta
+(no whole build) after every write the log describes, a whole build when it does not (a hole in
+the log, a record of a write that failed part-way)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timezone
+
+import pytest
+from test_multi_process import policyhub_processes
+
+from helpers import assign, check_user, create_policy, create_sets, parse
+from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
+from policyhub._gen.spaceone.api.repository.v1 import bulk_pb2
+from policyhub._gen.spaceone.api.repository.v1 import group_pb2 as gpb
+from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
+from policyhub.manager.database import collection
+from policyhub.model import AssignmentDocument, RevisionDocument
+
+
+@contextlib.contextmanager
+def other_process(client):
+    """Another server process on the same database (wire protocol only), or None."""
+    if client.backend != "wire":
+        yield None
+        return
+    with policyhub_processes(client, 1) as (process,):
+        yield process
+
+
+class Probe:
+    """Checks alice's actions in both processes and counts how the writer's cache got there."""
+
+    def __init__(self, client, other, domain: str):
+        self.client, self.other, self.domain = client, other, domain
+        self.cache = client.app.services.authorization.cache
+        self.counted = (self.cache.builds, self.cache.deltas)
+
+    def warm(self, read: str, write: str) -> None:
+        """Builds (or brings up to date) both processes' indexes: later writes are deltas."""
+        assert self.decisions(self.client) == {"a.read": read, "a.write": write}
+        if self.other is not None:
+            assert self.decisions(self.other) == {"a.read": read, "a.write": write}
+        self.counted = (self.cache.builds, self.cache.deltas)
+
+    def decisions(self, stub) -> dict[str, str]:
+        return {action: check_user(stub, self.domain, "alice", action)["decision"] for action in ("a.read", "a.write")}
+
+    def expect(self, read: str, write: str, how: str = "delta") -> None:
+        """The decisions after the writes since the last call; `how` the writer's index got
+        there (the write's own authorization or answer may already have brought it up to date)."""
+        assert self.decisions(self.client) == {"a.read": read, "a.write": write}
+        builds, deltas = self.cache.builds - self.counted[0], self.cache.deltas - self.counted[1]
+        self.counted = (self.cache.builds, self.cache.deltas)
+        if how == "delta":
+            assert builds == 0 and deltas >= 1
+        else:
+            assert builds >= 1
+        if self.other is not None:
+            assert self.decisions(self.other) == {"a.read": read, "a.write": write}
+
+
+def _pairs(client, domain, method, user: str, grant_type: str, grant_id: str):
+    request = parse(
+        apb.AssignmentsRequest,
+        {
+            "grants": [{"type": grant_type, "id": grant_id}],
+            "subject_type": "USER",
+            "subject_ids": [user],
+            "domain_id": domain,
+        },
+    )
+    return getattr(client.assignment, method)(request, timeout=10)
+
+
+def test_every_kind_of_write_is_applied_as_a_delta(client, domain):
+    with other_process(client) as other:
+        create_policy(client, domain, "reader", ["a.read"])
+        create_sets(client, domain, groups=["team"], roles=["ops"])
+        assign(client, domain, "USER", "alice", "GROUP", "team")
+        assign(client, domain, "GROUP", "team", "POLICY", "reader")
+        probe = Probe(client, other, domain)
+        probe.warm("ALLOW", "DENY")
+
+        client.policy.update(
+            parse(ppb.UpdatePolicyRequest, {"policy_id": "reader", "domain_id": domain, "permissions": ["a.write"]}),
+            timeout=10,
+        )
+        probe.expect("DENY", "ALLOW")
+        client.policy.disable(ppb.PolicyRequest(policy_id="reader", domain_id=domain), timeout=10)
+        probe.expect("DENY", "DENY")
+        client.policy.enable(ppb.PolicyRequest(policy_id="reader", domain_id=domain), timeout=10)
+        probe.expect("DENY", "ALLOW")
+
+        # A rename moves the grants without logging them: they follow the policy to its new id,
+        # and a new policy under the old id inherits none.
+        client.policy.update(
+            ppb.UpdatePolicyRequest(policy_id="reader", new_policy_id="writer", domain_id=domain), timeout=10
+        )
+        probe.expect("DENY", "ALLOW")
+        create_policy(client, domain, "reader", ["a.read"])
+        probe.expect("DENY", "ALLOW")
+
+        # Assignments added and removed in batches, through a role.
+        assign(client, domain, "ROLE", "ops", "POLICY", "reader")
+        probe.expect("DENY", "ALLOW")
+        _pairs(client, domain, "add", "alice", "ROLE", "ops")
+        probe.expect("ALLOW", "ALLOW")
+        _pairs(client, domain, "remove", "alice", "ROLE", "ops")
+        probe.expect("DENY", "ALLOW")
+
+        # A group renamed keeps its members and grants (moved without a change of their own).
+        client.group.update(gpb.UpdateGroupRequest(group_id="team", new_group_id="crew", domain_id=domain), timeout=10)
+        probe.expect("DENY", "ALLOW")
+
+        # Soft delete with cascade, then restore (the grants come back).
+        client.policy.delete(ppb.PolicyRequest(policy_id="writer", domain_id=domain, cascade=True), timeout=10)
+        probe.expect("DENY", "DENY")
+        client.policy.restore(ppb.PolicyRequest(policy_id="writer", domain_id=domain), timeout=10)
+        probe.expect("DENY", "ALLOW")
+
+        # A group deleted with its memberships and grants.
+        client.group.delete(gpb.DeleteGroupRequest(group_id="crew", domain_id=domain, cascade=True), timeout=10)
+        probe.expect("DENY", "DENY")
+
+        # A bulk import (merge) granting alice the role back.
+        answer = client.bulk.import_domain(
+            iter(
+                [
+                    parse(bulk_pb2.BulkChunk, {"header": {"domain_id": domain}}),
+                    parse(
+                        bulk_pb2.BulkChunk,
+                        {
+                            "items": [
+                                {
+                                    "assignment": {
+                                        "subject": {"type": "USER", "id": "alice"},
+                                        "grant": {"type": "ROLE", "id": "ops"},
+                                    }
+                                }
+                            ]
+                        },
+                    ),
+                ]
+            ),
+            timeout=30,
+        )
+        assert answer.consistency_token
+        probe.expect("ALLOW", "DENY")
+
+        # An assignment deleted by id.
+        listed = client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10)
+        (grant,) = [a for a in listed.results if a.subject.id == "alice"]
+        client.assignment.delete(apb.AssignmentRequest(assignment_id=grant.assignment_id, domain_id=domain), timeout=10)
+        probe.expect("DENY", "DENY")
+
+
+def _write_behind_the_log(domain: str) -> None:
+    """Grants alice the policy straight in the database (no service involved)."""
+    collection(AssignmentDocument).insert_one(
+        {
+            "assignment_id": f"asg-{domain}",
+            "subject_type": "USER",
+            "subject_id": "alice",
+            "grant_type": "POLICY",
+            "grant_id": "reader",
+            "domain_id": domain,
+            "labels": [],
+            "tags": {},
+            "created_at": datetime.now(timezone.utc),
+        }
+    )
+
+
+def test_a_hole_in_the_change_log_makes_the_next_check_rebuild(client, domain):
+    """A writer that died between its revision bump and its change record: the delta cannot be
+    read, and the index is built again from the domain rather than left short of that write."""
+    with other_process(client) as other:
+        create_policy(client, domain, "reader", ["a.read"])
+        probe = Probe(client, other, domain)
+        probe.warm("DENY", "DENY")
+        _write_behind_the_log(domain)
+        collection(RevisionDocument).update_one({"domain_id": domain}, {"$inc": {"revision": 1}})
+        probe.expect("ALLOW", "DENY", how="build")
+        # The log goes on after the hole: the next write is a delta again.
+        create_policy(client, domain, "writer", ["a.write"])
+        assign(client, domain, "USER", "alice", "POLICY", "writer")
+        probe.expect("ALLOW", "ALLOW")
+
+
+def test_a_write_that_failed_part_way_makes_the_next_check_rebuild(client, domain):
+    with other_process(client) as other:
+        create_policy(client, domain, "reader", ["a.read"])
+        probe = Probe(client, other, domain)
+        probe.warm("DENY", "DENY")
+        _write_behind_the_log(domain)
+        client.app.managers.revision.bump(domain, complete=False)
+        probe.expect("ALLOW", "DENY", how="build")
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_failed_write_through_the_api_leaves_checks_right(client, domain, count):
+    """An update refused half-way (a stale etag: ABORTED) logs an incomplete record; the answer
+    stays what the domain holds."""
+    create_policy(client, domain, "reader", ["a.read"])
+    assign(client, domain, "USER", "alice", "POLICY", "reader")
+    probe = Probe(client, None, domain)
+    probe.warm("ALLOW", "DENY")
+    for _ in range(count):
+        with pytest.raises(Exception, match="ABORTED"):
+            client.policy.update(
+                parse(
+                    ppb.UpdatePolicyRequest,
+                    {"policy_id": "reader", "domain_id": domain, "permissions": ["a.write"], "etag": "stale"},
+                ),
+                timeout=10,
+            )
+    probe.expect("ALLOW", "DENY", how="build")
