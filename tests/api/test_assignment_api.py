@@ -8,8 +8,7 @@ from google.protobuf import json_format
 
 from helpers import as_dict, create_sets, expect_error, field_violations, parse, without_token
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
-from policyhub._gen.spaceone.api.repository.v1 import audit_pb2
-from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
+from policyhub._gen.spaceone.api.repository.v1 import audit_pb2, policy_pb2
 
 
 def policy(client, domain, policy_id, permissions=(), statements=()):
