@@ -24,6 +24,7 @@ noisy machines mislead; nothing here asserts on time. The servers run with their
 the import writes in batches that stay well within it).
 
     .venv/bin/python tests/bench/bench_bulk.py [--assignments N] [--backend wire|mongomock] [--quick]
+                                               [--db-timeout-ms MS]
 
 All traffic goes to 127.0.0.1; every call has a deadline; the servers are stopped on exit, errors and Ctrl-C.
 """
@@ -261,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignments", type=int, default=None, help=f"default {DEFAULT_ASSIGNMENTS}")
     parser.add_argument("--backend", choices=("wire", "mongomock"), default="wire")
     parser.add_argument("--quick", action="store_true", help="smoke run: 10,000 assignments")
+    parser.add_argument(
+        "--db-timeout-ms",
+        type=int,
+        default=None,
+        help="the servers' db_timeout_ms (default: theirs, 5000); a busy machine may need more",
+    )
     args = parser.parse_args(argv)
     assignments = args.assignments or (10_000 if args.quick else DEFAULT_ASSIGNMENTS)
     if assignments < 2 * SETS:
@@ -274,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     processes: list[subprocess.Popen] = []
     try:
-        address = start_servers(args.backend, processes)
+        settings = {"POLICYHUB_DB_TIMEOUT_MS": str(args.db_timeout_ms)} if args.db_timeout_ms else None
+        address = start_servers(args.backend, processes, settings)
         single = single_create_seconds(address)
         health = health_seconds(address)
         batches = batch_rows(address)

@@ -66,15 +66,18 @@ def _claim(assignments, selector: dict[str, Any], claim: dict[str, Any], now: fl
 
 
 def _insert_unordered(assignments, documents: list[dict[str, Any]]) -> list[int]:
-    """Inserts what it can; returns the positions of the documents whose pair was taken."""
-    try:
-        assignments.insert_many(documents, ordered=False)
-    except pymongo.errors.BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if not errors or any(error.get("code") != DUPLICATE_KEY for error in errors):
-            raise
-        return sorted(error["index"] for error in errors)
-    return []
+    """Inserts what it can, bulk_writes.BATCH documents a call; returns the positions of the
+    documents whose pair was taken."""
+    taken: list[int] = []
+    for start in range(0, len(documents), bulk_writes.BATCH):
+        try:
+            assignments.insert_many(documents[start : start + bulk_writes.BATCH], ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if not errors or any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise
+            taken.extend(start + error["index"] for error in errors)
+    return sorted(taken)
 
 
 class AssignmentManager:

@@ -27,9 +27,10 @@ from policyhub.errors import ConcurrentChange
 from policyhub.manager.database import collection, embedded
 
 # At most this many documents or operations per database call (and per batch of a bulk read):
-# a batch of assignments takes ~1-2 s on the slowest backend we test (a wire-protocol server
-# written in Python), a few ms on MongoDB.
-BATCH = 5000
+# a batch of assignments takes ~0.3-0.5 s on the slowest backend we test (a wire-protocol server
+# written in Python; 5,000 took up to 5 s, the default per-operation limit, on a busy machine),
+# a few ms on MongoDB.
+BATCH = 1000
 # At most this many values in one `$in` that is matched against as many documents (a batch of
 # assignment ids or subject ids): a server may test each candidate document against the whole
 # list (the wire-protocol server the tests run on does, as does the embedded store), so one
