@@ -8,7 +8,7 @@ from google.protobuf import json_format
 
 from helpers import as_dict, create_sets, expect_error, field_violations, parse, without_token
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
-from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
+from policyhub._gen.spaceone.api.repository.v1 import audit_pb2, policy_pb2
 
 
 def policy(client, domain, policy_id, permissions=(), statements=()):
@@ -511,3 +511,67 @@ def test_expires_at_out_of_range_is_invalid_argument(client, domain):
         ),
     )
     assert field_violations(error) == ["expires_at"]
+
+
+def audited_ids(client, domain, method) -> list[str]:
+    """The resource ids of the domain's audit entries of `method` (at most one page of 1,000)."""
+    found = client.audit.list(
+        parse(
+            audit_pb2.AuditQuery,
+            {
+                "domain_id": domain,
+                "resource_type": "Assignment",
+                "query": {"filter": [{"k": "method", "v": method, "o": "eq"}], "page": {"limit": 1000}},
+            },
+        ),
+        timeout=30,
+    )
+    assert found.total_count == len(found.results)
+    return [entry.resource_id for entry in found.results]
+
+
+def test_large_batch_add_and_remove_answer_per_pair_and_audit_each_once(client, domain):
+    """1,000 pairs (2 grants x 500 users): more than one database batch of subjects and of ids,
+    some pairs there before. Each pair is answered, each change audited once, nothing else."""
+    policy(client, domain, "p1", ["a.*"])
+    policy(client, domain, "p2", ["b.*"])
+    users = [f"u{i:04d}" for i in range(500)]
+    before = {users[0], users[257], users[499]}
+    for user in sorted(before):
+        assign(client, domain, "USER", user, "POLICY", "p2")
+    request = parse(
+        pb.AssignmentsRequest,
+        {
+            "domain_id": domain,
+            "grants": [{"type": "POLICY", "id": "p1"}, {"type": "POLICY", "id": "p2"}],
+            "subject_type": "USER",
+            "subject_ids": users,
+        },
+    )
+    added = as_dict(client.assignment.add(request, timeout=120))
+    expected = [
+        (grant, user, "ALREADY_EXISTS" if grant == "p2" and user in before else "CREATED")
+        for grant in ("p1", "p2")
+        for user in users
+    ]
+    assert [(r["grant"]["id"], r["subject"]["id"], r["outcome"]) for r in added["results"]] == expected
+    assert added["changed_count"] == 1000 - len(before)
+    ids = [r["assignment_id"] for r in added["results"]]
+    assert len(set(ids)) == 1000
+    created = sorted(r["assignment_id"] for r in added["results"] if r["outcome"] == "CREATED")
+    assert sorted(audited_ids(client, domain, "repository.Assignment.add")) == created
+    assert client.assignment.list(pb.AssignmentQuery(domain_id=domain), timeout=30).total_count == 1000
+
+    again = as_dict(client.assignment.add(request, timeout=120))
+    assert [r["outcome"] for r in again["results"]] == ["ALREADY_EXISTS"] * 1000
+    assert [r["assignment_id"] for r in again["results"]] == ids
+    assert again.get("changed_count", 0) == 0
+
+    removed = as_dict(client.assignment.remove(request, timeout=120))
+    assert [r["outcome"] for r in removed["results"]] == ["REMOVED"] * 1000
+    assert [r["assignment_id"] for r in removed["results"]] == ids
+    assert removed["changed_count"] == 1000
+    assert sorted(audited_ids(client, domain, "repository.Assignment.remove")) == sorted(ids)
+    assert client.assignment.list(pb.AssignmentQuery(domain_id=domain), timeout=30).total_count == 0
+    gone = as_dict(client.assignment.remove(request, timeout=120))
+    assert [r["outcome"] for r in gone["results"]] == ["NOT_FOUND"] * 1000

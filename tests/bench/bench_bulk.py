@@ -11,6 +11,9 @@ policy, and N - 100 users each in a group or holding a policy directly (half and
 - export: the domain streamed back (the snapshot read, then chunks within max_message_bytes), and its items
   compared with what was imported;
 - import again: the same stream, now all unchanged (read, checked, compared; nothing written);
+- Assignment/add, add again (every pair ALREADY_EXISTS) and remove of 1,000 and 10,000 pairs (one policy x N
+  users) in one call each, and Policy/delete_many of 1,000 policies, on domains of their own; each also as
+  its RATIO to one grpc.health.v1.Health/Check (p50 of HEALTH_CALLS) of the same run;
 - Assignment/create: SINGLE_CREATES calls one after the other on another domain holding the same policies, the
   reference per-item cost of the single-item API (each call: checks, an insert, a recheck, a revision bump,
   a change record and an audit entry).
@@ -21,6 +24,7 @@ noisy machines mislead; nothing here asserts on time. The servers run with their
 the import writes in batches that stay well within it).
 
     .venv/bin/python tests/bench/bench_bulk.py [--assignments N] [--backend wire|mongomock] [--quick]
+                                               [--db-timeout-ms MS]
 
 All traffic goes to 127.0.0.1; every call has a deadline; the servers are stopped on exit, errors and Ctrl-C.
 """
@@ -39,7 +43,7 @@ import grpc
 
 # The server start/stop and channel helpers of the API benchmark (same directory, which is sys.path[0] when this
 # file runs as a script).
-from bench_api import describe_error, interrupt_on_sigterm, make_channel, start_servers, stop_servers
+from bench_api import describe_error, health_call, interrupt_on_sigterm, make_channel, start_servers, stop_servers
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, bulk_pb2_grpc, policy_pb2_grpc
@@ -53,6 +57,10 @@ ITEMS_PER_MESSAGE = 20_000  # well within the default max_message_bytes (4 MiB):
 DOMAIN = "bench-bulk"
 SINGLE_DOMAIN = "bench-bulk-single"
 CALL_TIMEOUT = 900.0
+BATCH_SIZES = (1_000, 10_000)  # pairs per Assignment/add and remove call (10,000: the API's cap)
+DELETE_MANY = 1_000  # policy ids per Policy/delete_many call: the API's cap
+HEALTH_CALLS = 200
+# The batch calls are measured on their own domains, under the server's default db_timeout_ms.
 
 
 def policy_id(index: int) -> str:
@@ -132,6 +140,59 @@ def single_create_seconds(address: str) -> list[float]:
     return seconds
 
 
+def health_seconds(address: str) -> float:
+    """p50 of a trivial RPC on the same server: what the batch rows are compared with."""
+    with make_channel(address) as channel:
+        call = health_call(channel, 0, 1)
+        seconds = []
+        for _ in range(HEALTH_CALLS):
+            began = time.perf_counter()
+            call()
+            seconds.append(time.perf_counter() - began)
+    return statistics.median(seconds)
+
+
+def batch_rows(address: str) -> list[tuple[str, int, float]]:
+    """Assignment/add, add again and remove of N pairs, and Policy/delete_many, each one call."""
+    rows = []
+    with make_channel(address) as channel:
+        policies = policy_pb2_grpc.PolicyStub(channel)
+        assignments = assignment_pb2_grpc.AssignmentStub(channel)
+        for size in BATCH_SIZES:
+            domain = f"bench-batch-{size}"
+            policies.create(ppb.CreatePolicyRequest(policy_id="p", name="p", domain_id=domain), timeout=60)
+            request = apb.AssignmentsRequest(
+                grants=[apb.Grant(type=apb.Grant.POLICY, id="p")],
+                subject_type=apb.Subject.USER,
+                subject_ids=[user_id(i) for i in range(size)],
+                domain_id=domain,
+            )
+            for name, call, expected in (
+                ("add", assignments.add, size),
+                ("add again (all exist)", assignments.add, 0),
+                ("remove", assignments.remove, size),
+            ):
+                reply, seconds = timed(lambda call=call, request=request: call(request, timeout=CALL_TIMEOUT))
+                if reply.changed_count != expected or len(reply.results) != size:
+                    raise RuntimeError(
+                        f"Assignment/{name} of {size}: changed {reply.changed_count}, expected {expected}"
+                    )
+                rows.append((f"Assignment/{name}", size, seconds))
+        domain = "bench-delete-many"
+        ids = [f"d{i:04d}" for i in range(DELETE_MANY)]
+        for policy in ids:
+            policies.create(ppb.CreatePolicyRequest(policy_id=policy, name=policy, domain_id=domain), timeout=60)
+        reply, seconds = timed(
+            lambda: policies.delete_many(
+                ppb.DeletePoliciesRequest(policy_ids=ids, domain_id=domain), timeout=CALL_TIMEOUT
+            )
+        )
+        if reply.deleted_count != DELETE_MANY:
+            raise RuntimeError(f"Policy/delete_many: deleted {reply.deleted_count}, expected {DELETE_MANY}")
+        rows.append(("Policy/delete_many", DELETE_MANY, seconds))
+    return rows
+
+
 def verify(address: str, assignments: int) -> None:
     """A user in a group is allowed by the group's policy, a direct holder by its own, another service
     denied: the import answers as built."""
@@ -201,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignments", type=int, default=None, help=f"default {DEFAULT_ASSIGNMENTS}")
     parser.add_argument("--backend", choices=("wire", "mongomock"), default="wire")
     parser.add_argument("--quick", action="store_true", help="smoke run: 10,000 assignments")
+    parser.add_argument(
+        "--db-timeout-ms",
+        type=int,
+        default=None,
+        help="the servers' db_timeout_ms (default: theirs, 5000); a busy machine may need more",
+    )
     args = parser.parse_args(argv)
     assignments = args.assignments or (10_000 if args.quick else DEFAULT_ASSIGNMENTS)
     if assignments < 2 * SETS:
@@ -214,8 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     processes: list[subprocess.Popen] = []
     try:
-        address = start_servers(args.backend, processes)
+        settings = {"POLICYHUB_DB_TIMEOUT_MS": str(args.db_timeout_ms)} if args.db_timeout_ms else None
+        address = start_servers(args.backend, processes, settings)
         single = single_create_seconds(address)
+        health = health_seconds(address)
+        batches = batch_rows(address)
         rows = run(address, assignments)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -244,6 +314,15 @@ def main(argv: list[str] | None = None) -> int:
         "x create = cost per item / p50 of one Assignment/create in this run (0.010: a hundred items for the "
         f"price of one create); {assignments:,} creates one by one would take ~{assignments * per_create:,.0f} s"
     )
+    print(f"\nbatch calls (one call each), health.Check p50 {health * 1000:.2f} ms:")
+    header = f"{'call':<34} {'items':>8} {'seconds':>8} {'x health':>10} {'x create/item':>14}"
+    print(header)
+    print("-" * len(header))
+    for name, items, seconds in batches:
+        print(
+            f"{name:<34} {items:>8,} {seconds:>8.2f} {seconds / health:>10,.0f} {seconds / items / per_create:>14.3f}"
+        )
+    print("x health = the call's seconds / p50 of one health.Check; x create/item = per item / one Assignment/create")
     return 0
 
 

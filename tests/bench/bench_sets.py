@@ -19,10 +19,10 @@ operation, how that ratio grows from the smallest size to the largest. Absolute 
 machines mislead; nothing here asserts on time.
 
 Why the wire backend by default, unlike the other benchmarks: the embedded store checks unique indexes by
-scanning the collection on every insert, so adding N members costs O(N^2) there (1k: ~6 s; 10k: over 10
-minutes). On secantusdb one Group/add_users of 10,000 users takes ~12 s, more than the default
-`db_timeout_ms` (5 s), so the servers here run with a longer one (seeding only: the measured calls take
-milliseconds).
+scanning the collection on every insert (mongomock's own check and the embedded store's), so adding N members
+costs O(N^2) there (1k: ~6 s; 10k: many minutes). An add of 10,000 users takes seconds on secantusdb but may
+take longer than the default `db_timeout_ms` (5 s) on a busy machine, so the servers here run with a longer
+one (seeding only: the measured calls take milliseconds). `bench_bulk.py` times the batch writes themselves.
 
     .venv/bin/python tests/bench/bench_sets.py [--sizes 1000,10000] [--backend mongomock|wire] [--seconds S]
                                                [--quick]

@@ -12,7 +12,7 @@ import pymongo.errors
 from policyhub.errors import Aborted, AlreadyExists, NotFound
 from policyhub.manager import bulk_writes
 from policyhub.manager.bulk_writes import Progress, Revert, Update
-from policyhub.manager.database import collection, to_stored, translate_errors
+from policyhub.manager.database import collection, embedded, to_stored, translate_errors
 from policyhub.manager.queries import run_list, run_stat
 from policyhub.model import AssignmentDocument
 from policyhub.query import QueryKeys, QuerySchema, compile_list, compile_stat
@@ -62,16 +62,31 @@ def _unclaimed(now: float) -> dict[str, Any]:
     return {"removal.until": {"$not": {"$gt": now}}}
 
 
+def _claim(assignments, selector: dict[str, Any], claim: dict[str, Any], now: float) -> None:
+    """Claims the selected assignments that no other remover holds a standing claim on. On a
+    server, the filter is the index-served selector alone and the update keeps a standing claim
+    (a condition on the claim in the filter would make some servers scan the collection); the
+    embedded store runs no update pipelines and uses no indexes, so there it is in the filter."""
+    if embedded(assignments):
+        assignments.update_many({**selector, **_unclaimed(now)}, {"$set": {"removal": claim}})
+        return
+    standing = {"$gt": [{"$ifNull": ["$removal.until", 0]}, now]}
+    assignments.update_many(selector, [{"$set": {"removal": {"$cond": [standing, "$removal", {"$literal": claim}]}}}])
+
+
 def _insert_unordered(assignments, documents: list[dict[str, Any]]) -> list[int]:
-    """Inserts what it can; returns the positions of the documents whose pair was taken."""
-    try:
-        assignments.insert_many(documents, ordered=False)
-    except pymongo.errors.BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if not errors or any(error.get("code") != DUPLICATE_KEY for error in errors):
-            raise
-        return sorted(error["index"] for error in errors)
-    return []
+    """Inserts what it can, bulk_writes.BATCH documents a call; returns the positions of the
+    documents whose pair was taken."""
+    taken: list[int] = []
+    for start in range(0, len(documents), bulk_writes.BATCH):
+        try:
+            assignments.insert_many(documents[start : start + bulk_writes.BATCH], ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if not errors or any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise
+            taken.extend(start + error["index"] for error in errors)
+    return sorted(taken)
 
 
 class AssignmentManager:
@@ -95,21 +110,22 @@ class AssignmentManager:
 
     @translate_errors()
     def find_by_keys(self, domain_id: str, keys: Iterable[Key]) -> dict[Key, dict[str, Any]]:
+        """The assignments holding these (subject, grant) pairs. Read by subject, IN_BATCH
+        subjects a call (served by the unique index's prefix), the pairs picked out here: a `$or`
+        of thousands of exact clauses is far slower, on MongoDB and on the embedded store alike."""
         wanted = set(keys)
-        if not wanted:
-            return {}
-        # Two $in lists (served by the unique index) and an exact filter here: a $or of
-        # thousands of clauses is far slower, on MongoDB and on the embedded store alike.
-        query = {
-            "domain_id": domain_id,
-            "subject_id": {"$in": sorted({key[1] for key in wanted})},
-            "grant_id": {"$in": sorted({key[3] for key in wanted})},
-        }
+        subjects: dict[str, set[str]] = {}
+        for subject_type, subject_id, _, _ in wanted:
+            subjects.setdefault(subject_type, set()).add(subject_id)
+        assignments = collection(AssignmentDocument)
         found: dict[Key, dict[str, Any]] = {}
-        for raw in collection(AssignmentDocument).find(query):
-            key = key_of(raw)
-            if key in wanted:
-                found[key] = _record(raw)
+        for subject_type, subject_ids in sorted(subjects.items()):
+            for batch in bulk_writes.in_batches(sorted(subject_ids)):
+                query = {"domain_id": domain_id, "subject_type": subject_type, "subject_id": {"$in": batch}}
+                for raw in assignments.find(query, {"removal": 0}):
+                    key = key_of(raw)
+                    if key in wanted:
+                        found[key] = _record(raw)
         return found
 
     @translate_errors()
@@ -136,46 +152,47 @@ class AssignmentManager:
             raise Aborted("the assignments are being added and removed concurrently; retry")
         except Exception:
             # Our ids are new: deleting them touches only what this call inserted.
-            assignments.delete_many(
-                {"domain_id": domain_id, "assignment_id": {"$in": [record["assignment_id"] for record in records]}}
-            )
+            self.delete_ids(domain_id, [record["assignment_id"] for record in records])
             raise
 
     @translate_errors()
     def delete_ids(self, domain_id: str, assignment_ids: list[str]) -> int:
-        return (
-            collection(AssignmentDocument)
-            .delete_many({"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}})
-            .deleted_count
+        assignments = collection(AssignmentDocument)
+        return sum(
+            assignments.delete_many({"domain_id": domain_id, "assignment_id": {"$in": batch}}).deleted_count
+            for batch in bulk_writes.in_batches(assignment_ids)
         )
 
     @translate_errors()
     def remove_ids(self, domain_id: str, assignment_ids: list[str]) -> set[str]:
         """Deletes the assignments (distinct ids) and returns the ids this call removed. Two
         removers of one assignment would both see a delete succeed, so each first claims what it
-        will delete (a per-document atomic update): the claim decides who removed it."""
-        if not assignment_ids:
-            return set()
+        will delete (a per-document atomic update): the claim decides who removed it, and only
+        what this call holds a claim on is deleted (no other remover deletes a claimed one)."""
         assignments = collection(AssignmentDocument)
         now = time.time()
         token = secrets.token_hex(8)
-        wanted = {"domain_id": domain_id, "assignment_id": {"$in": assignment_ids}}
-        claimed = assignments.update_many(
-            {**wanted, **_unclaimed(now)}, {"$set": {"removal": {"by": token, "until": now + CLAIM_SECONDS}}}
-        )
-        if claimed.modified_count == 0:
-            return set()
-        ours = {**wanted, "removal.by": token}
+        removed: set[str] = set()
         try:
-            if claimed.modified_count == len(assignment_ids):
-                removed = set(assignment_ids)
-            else:
-                removed = {raw["assignment_id"] for raw in assignments.find(ours, {"_id": 0, "assignment_id": 1})}
-            assignments.delete_many(ours)
+            for batch in bulk_writes.in_batches(assignment_ids):
+                selector = {"domain_id": domain_id, "assignment_id": {"$in": batch}}
+                _claim(assignments, selector, {"by": token, "until": now + CLAIM_SECONDS}, now)
+                ours = [
+                    raw["assignment_id"]
+                    for raw in assignments.find(selector, {"_id": 0, "assignment_id": 1, "removal.by": 1})
+                    if raw.get("removal", {}).get("by") == token
+                ]
+                if ours:
+                    assignments.delete_many({"domain_id": domain_id, "assignment_id": {"$in": ours}})
+                    removed.update(ours)
         except Exception:
             # Let others remove them now rather than when the claim runs out.
             with contextlib.suppress(pymongo.errors.PyMongoError):
-                assignments.update_many(ours, {"$unset": {"removal": ""}})
+                for batch in bulk_writes.in_batches(assignment_ids):
+                    assignments.update_many(
+                        {"domain_id": domain_id, "assignment_id": {"$in": batch}, "removal.by": token},
+                        {"$unset": {"removal": ""}},
+                    )
             raise
         return removed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from policyhub.manager import bulk_writes
 from policyhub.manager.database import collection, to_stored, translate_errors
 from policyhub.manager.queries import run_list, run_stat
 from policyhub.model import AuditDocument
@@ -54,7 +55,12 @@ class AuditManager:
 
     @translate_errors()
     def add_many(self, entries: list[dict[str, Any]]) -> None:
-        collection(AuditDocument).insert_many([to_stored(AuditDocument, entry) for entry in entries])
+        """In calls of at most bulk_writes.BATCH entries, each well within the per-operation limit."""
+        audits = collection(AuditDocument)
+        for start in range(0, len(entries), bulk_writes.BATCH):
+            audits.insert_many(
+                [to_stored(AuditDocument, entry) for entry in entries[start : start + bulk_writes.BATCH]]
+            )
 
     def list(self, domain_id: str, query: dict | None) -> tuple[list[dict], int]:
         plan = compile_list(query, self.schema, {"domain_id": domain_id})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pymongo.errors
 from bson import ObjectId
@@ -27,9 +27,16 @@ from policyhub.errors import ConcurrentChange
 from policyhub.manager.database import collection, embedded
 
 # At most this many documents or operations per database call (and per batch of a bulk read):
-# a batch of assignments takes ~1-2 s on the slowest backend we test (a wire-protocol server
-# written in Python), a few ms on MongoDB.
-BATCH = 5000
+# a batch of assignments takes ~0.3-0.5 s on the slowest backend we test (a wire-protocol server
+# written in Python; 5,000 took up to 5 s, the default per-operation limit, on a busy machine),
+# a few ms on MongoDB.
+BATCH = 1000
+# At most this many values in one `$in` that is matched against as many documents (a batch of
+# assignment ids or subject ids): a server may test each candidate document against the whole
+# list (the wire-protocol server the tests run on does, as does the embedded store), so one
+# `$in` of n values costs n^2 there. In lists of IN_BATCH the cost stays linear, in n / IN_BATCH
+# round trips (50 for a batch of 10,000), each served by an index on MongoDB.
+IN_BATCH = 200
 DUPLICATE_KEY = 11000
 # A remover's claim on a document it is about to delete (the field AssignmentManager.remove_ids
 # claims assignments with), and how long it stands: far longer than a claim and its delete take.
@@ -52,6 +59,12 @@ class Update:
 
 # What undoes an update: (selector of the document as the write left it, the document as read).
 Revert = tuple[dict[str, Any], dict[str, Any]]
+
+
+def in_batches(values: Sequence[Any]) -> Iterator[list[Any]]:
+    """The values in lists of at most IN_BATCH, for one `$in` each."""
+    for start in range(0, len(values), IN_BATCH):
+        yield list(values[start : start + IN_BATCH])
 
 
 def insert(document: type[Document], documents: Sequence[dict[str, Any]], progress: Progress, what: str) -> list[Any]:
