@@ -281,7 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     processes: list[subprocess.Popen] = []
     try:
-        settings = {"POLICYHUB_DB_TIMEOUT_MS": str(args.db_timeout_ms)} if args.db_timeout_ms else None
+        settings = None
+        if args.db_timeout_ms:
+            # list and stat are bounded by at least as much as a point read
+            settings = {
+                "POLICYHUB_DB_TIMEOUT_MS": str(args.db_timeout_ms),
+                "POLICYHUB_DB_QUERY_TIMEOUT_MS": str(max(args.db_timeout_ms, 20000)),
+            }
         address = start_servers(args.backend, processes, settings)
         single = single_create_seconds(address)
         health = health_seconds(address)

@@ -257,13 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {"POLICYHUB_METRICS_PORT": str(args.metrics_port)} if args.metrics_port else {}
     try:
         # A whole build of the largest domain reads more than the default bound of a database call.
+        bound = str(int(FIRST_CHECK_TIMEOUT * 1000))
         address = start_servers(
-            "wire", processes, {"POLICYHUB_DB_TIMEOUT_MS": str(int(FIRST_CHECK_TIMEOUT * 1000)), **metrics}
+            "wire", processes, {"POLICYHUB_DB_TIMEOUT_MS": bound, "POLICYHUB_DB_QUERY_TIMEOUT_MS": bound, **metrics}
         )
         server = processes[-1]
         # The bench seeds through the managers, on the server's database.
         database = Database(
-            _server_uri(processes), policyhub_env(0, "")["POLICYHUB_DATABASE"], int(CALL_TIMEOUT * 1000)
+            _server_uri(processes),
+            policyhub_env(0, "")["POLICYHUB_DATABASE"],
+            int(CALL_TIMEOUT * 1000),
+            int(CALL_TIMEOUT * 1000),
         )
         database.connect()
         for size in args.sizes:

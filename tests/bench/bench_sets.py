@@ -79,7 +79,11 @@ ACTION, RESOURCE = "inventory.Server.reboot", "prod/web1"
 SEED_TIMEOUT = 300.0
 FIRST_CALL_TIMEOUT = 300.0  # the first question of a domain builds the server's index from the store
 # A bound on each database call long enough for an add of 10,000 users on the test backends (see above).
-SERVER_SETTINGS = {"POLICYHUB_DB_TIMEOUT_MS": str(int(SEED_TIMEOUT * 1000))}
+# list and stat are bounded by at least as much as a point read
+SERVER_SETTINGS = {
+    "POLICYHUB_DB_TIMEOUT_MS": str(int(SEED_TIMEOUT * 1000)),
+    "POLICYHUB_DB_QUERY_TIMEOUT_MS": str(int(SEED_TIMEOUT * 1000)),
+}
 
 
 def domain_of(size: int) -> str:
