@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from policyhub.domain import MANAGED_DOMAIN_ID
 from policyhub.errors import Aborted, AlreadyExists, ConcurrentChange, NotFound
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service.context import utc_now
@@ -426,6 +427,13 @@ def test_bulk_delete_is_undone_without_overwriting_what_took_its_place(managers,
     managers.group.put_back_bulk(removed, no_progress)
     assert managers.group.ids(domain) == {"g1", "g2"}
     assert managers.group.get(domain, "g1")["name"] == "taken meanwhile"
+
+
+def test_the_managed_domains_own_list_counts_each_policy_once(managers):
+    # What an anonymous caller lists without a public domain: the managed domain, with the managed ones.
+    managed = managers.policy.managed_ids()
+    policies, total = managers.policy.list(MANAGED_DOMAIN_ID, {"page": {"limit": 1}}, include_managed=True)
+    assert managed and total == len(managed) and len(policies) == 1
 
 
 # --- start-up migrations --------------------------------------------------------------------

@@ -193,7 +193,7 @@ NOT_DOMAIN_FIRST = (["purge_at"], ["api_key_id"])
 
 def test_every_index_starts_with_domain_id():
     for document in ALL_DOCUMENTS:
-        if document._meta["collection"] == "repository":
-            continue  # repositories are installation-wide
+        if document._meta["collection"] in ("repository", "migration"):
+            continue  # installation-wide
         for keys in index_keys(document):
             assert keys[0] == "domain_id" or keys in NOT_DOMAIN_FIRST, (document, keys)

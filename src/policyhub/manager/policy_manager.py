@@ -78,7 +78,9 @@ class PolicyManager:
     def scope(domain_id: str, include_managed: bool, include_deleted: bool = False) -> dict:
         """The policies a domain's query may see. Live ones have no `deleted_at`: an equality the
         `domain_live_*` indexes serve right after domain_id (`state` $ne DELETED would scan)."""
-        scope: dict[str, Any] = {"domain_id": {"$in": [domain_id, MANAGED_DOMAIN_ID]} if include_managed else domain_id}
+        # The managed domain's own query (an anonymous caller's without a public domain) is one equality.
+        owners = [domain_id, MANAGED_DOMAIN_ID] if include_managed and domain_id != MANAGED_DOMAIN_ID else [domain_id]
+        scope: dict[str, Any] = {"domain_id": {"$in": owners} if len(owners) > 1 else domain_id}
         if not include_deleted:
             scope["deleted_at"] = None
         return scope
@@ -237,7 +239,7 @@ class PolicyManager:
                 compile_list(query, self.schema, self.scope(owner, False, include_deleted), now=now)
                 for owner in (domain_id, MANAGED_DOMAIN_ID)
             )
-            if include_managed
+            if include_managed and domain_id != MANAGED_DOMAIN_ID
             else ()
         )
         # The repository is joined to the page only.
