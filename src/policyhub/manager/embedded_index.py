@@ -15,10 +15,19 @@ collection store's item assignment and deletion (patched here) and updates docum
 (its update appliers, patched to re-index the document they changed). Writes are serialized
 (policyhub.manager.database), readers take no lock: a reader copies a bucket in one step under
 the GIL and sees each document either before or after a concurrent write.
+
+A pipeline that opens with `$match` is the find it stands for, served by these indexes; the stages
+after it that only read documents (sort, page, count, group: policyhub.manager.embedded_pipeline)
+run on the stored documents, and only their results are copied. Every write moves the collection's
+version (odd while the write is under way); such a read that saw the version move reads again, so
+its results are those of one moment between writes unless writes keep meeting it: after
+_READ_ATTEMPTS reads it answers with the last, whose documents (a page's, or those a group counted)
+may each be as before or after a write that met it, as a find's are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Iterator, Mapping
@@ -32,6 +41,8 @@ import mongomock.helpers
 import mongomock.store
 from bson import ObjectId
 
+from policyhub.manager.embedded_pipeline import evaluate_head
+
 # Types whose equality in MongoDB is Python's (ints and floats compare as numbers in both; True
 # hashes with 1, which only widens a bucket). Anything else is matched by mongomock alone.
 _PLAIN_TYPES = frozenset({str, int, bool, float, type(None), datetime, ObjectId})
@@ -40,6 +51,8 @@ _MAX_LOOKUPS = 1024
 # Bounds the keys one document takes in a table (arrays at several keys multiply); beyond, it is
 # matched by every query of that table.
 _MAX_KEYS_PER_DOCUMENT = 64
+# Reads of a pipeline's head that a write met before one answers as it read.
+_READ_ATTEMPTS = 3
 _IRREGULAR = object()
 
 
@@ -155,7 +168,17 @@ class _HashIndexes:
         self.positions: dict[Any, int] = {}
         self.counter = itertools.count()
         self.documents: Any = None
+        # Moved by every write before and after it changes a document (writes are serialized).
+        self.version = 0
         self.sync()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        self.version += 1
+        try:
+            yield
+        finally:
+            self.version += 1
 
     def sync(self) -> dict[tuple[str, ...], _Table]:
         """The tables for the indexes declared now, rebuilt when those or the documents' dict changed."""
@@ -275,12 +298,16 @@ def index_embedded_store() -> None:
     aggregate = collection_class.aggregate
 
     def __setitem__(self, key, value):
-        set_item(self, key, value)
-        _indexes(self).stored(key, value)
+        indexes = _indexes(self)
+        with indexes.writing():
+            set_item(self, key, value)
+            indexes.stored(key, value)
 
     def __delitem__(self, key):
-        del_item(self, key)
-        _indexes(self).removed(key)
+        indexes = _indexes(self)
+        with indexes.writing():
+            del_item(self, key)
+            indexes.removed(key)
 
     def _remove_expired_documents(self):
         return None
@@ -301,14 +328,16 @@ def index_embedded_store() -> None:
 
     def _reindexed(apply):
         def wrapper(self, existing_document, *args, **kwargs):
-            try:
-                return apply(self, existing_document, *args, **kwargs)
-            finally:
-                # Updates change the stored document in place (or an upsert's draft, not stored yet).
-                store = self._store
-                doc_id = _hashable_id(existing_document.get("_id"))
-                if store._documents.get(doc_id) is existing_document:
-                    _indexes(store).stored(doc_id, existing_document)
+            store = self._store
+            indexes = _indexes(store)
+            with indexes.writing():
+                try:
+                    return apply(self, existing_document, *args, **kwargs)
+                finally:
+                    # Updates change the stored document in place (or an upsert's draft, not stored yet).
+                    doc_id = _hashable_id(existing_document.get("_id"))
+                    if store._documents.get(doc_id) is existing_document:
+                        indexes.stored(doc_id, existing_document)
 
         return wrapper
 
@@ -318,13 +347,18 @@ def index_embedded_store() -> None:
         if not (pipeline and len(pipeline[0]) == 1 and isinstance(pipeline[0].get("$match"), Mapping)) or session:
             return aggregate(self, pipeline, session=session, **kwargs)
         spec = mongomock.helpers.patch_datetime_awareness_in_document(pipeline[0]["$match"])
-        if self.codec_options.tz_aware:
-            # What a find returns, copied once: this rebuilds every dict and list of the document.
-            aware = mongomock.helpers.make_datetime_timezone_aware_in_document
-            matched = [aware(document) for document in self._iter_documents(spec)]
-        else:
-            matched = list(self.find(spec))
-        return mongomock.aggregate.process_pipeline(matched, self.database, pipeline[1:], session)
+        if not self.codec_options.tz_aware:
+            return mongomock.aggregate.process_pipeline(list(self.find(spec)), self.database, pipeline[1:], session)
+        # What a find returns, copied once (this rebuilds every dict and list): the head's results only.
+        aware = mongomock.helpers.make_datetime_timezone_aware_in_document
+        indexes = _indexes(self._store)
+        for _ in range(_READ_ATTEMPTS):
+            version = indexes.version
+            head, done = evaluate_head(list(self._iter_documents(spec)), pipeline[1:])
+            results = [aware(document) for document in head]
+            if indexes.version == version and not version % 2:
+                break
+        return mongomock.aggregate.process_pipeline(results, self.database, pipeline[1 + done :], session)
 
     store_class.__setitem__, store_class.__delitem__ = __setitem__, __delitem__
     store_class._remove_expired_documents = _remove_expired_documents
