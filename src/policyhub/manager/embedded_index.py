@@ -138,13 +138,15 @@ class _Table:
                     if not bucket:
                         del self.buckets[key]
 
-    def lookup(self, choices: list[list]) -> list[Any]:
-        ids: list[Any] = list(self.irregular)
+    def lookup(self, choices: list[list]) -> tuple[list[Any], list[Any]]:
+        """(the ids under these values, irregular ones first; the irregular ones)."""
+        irregular = list(self.irregular)
+        ids = list(irregular)
         for key in itertools.product(*choices):
             bucket = self.buckets.get(key)
             if bucket:
                 ids.extend(list(bucket))
-        return ids
+        return ids, irregular
 
 
 def _key_sets(store: mongomock.store.CollectionStore) -> tuple[tuple[str, ...], ...]:
@@ -211,11 +213,15 @@ class _HashIndexes:
                 table.put(doc_id, None)
             self.positions.pop(doc_id, None)
 
-    def candidates(self, filter: Mapping) -> list[Any] | None:
-        """Ids of the documents that may match, in natural order; None when no index applies."""
+    def candidates(self, filter: Mapping) -> tuple[list[Any], set[Any] | None, int] | None:
+        """(ids of the documents that may match, in natural order; those of them the filter must
+        still check, None for all; the version they were read at), or None when no index applies.
+        Only the irregular ones need a check when the buckets answer the filter (`_answered`)."""
         fixed = _equalities(filter)
         if not fixed:
             return None
+        version = self.version
+        checked: set[Any] | None = None
         if "_id" in fixed and not any(isinstance(value, datetime) for value in fixed["_id"]):
             # The documents' own dict is keyed by _id (datetimes there keep the form they came in).
             ids = [doc_id for doc_id in fixed["_id"] if doc_id in self.store._documents]
@@ -234,10 +240,12 @@ class _HashIndexes:
                 lookups *= len(values)
             if lookups > _MAX_LOOKUPS:
                 return None
-            ids = tables[best].lookup(choices)
+            ids, irregular = tables[best].lookup(choices)
+            if _answered(filter, best):
+                checked = set(irregular)
         positions = self.positions
         unique = dict.fromkeys(ids)
-        return sorted(unique, key=lambda doc_id: positions.get(doc_id, -1))
+        return sorted(unique, key=lambda doc_id: positions.get(doc_id, -1)), checked, version
 
 
 def _equalities(filter: Mapping) -> dict[str, list]:
@@ -260,6 +268,20 @@ def _equalities(filter: Mapping) -> dict[str, list]:
     return fixed
 
 
+def _answered(filter: Mapping, paths: tuple[str, ...]) -> bool:
+    """Whether the buckets of these paths hold exactly the documents the filter matches, irregular
+    ones aside: the filter is equalities (or `$in`) on these paths and no others, to strings (where
+    mongomock's equality is Python's, as the buckets') or to null on a top-level path (which a
+    missing field matches too, as it is filed)."""
+    if len(filter) != len(paths) or any(path not in filter for path in paths):
+        return False
+    for path, condition in filter.items():
+        values = _allowed(condition)
+        if values is None or not all(type(value) is str or (value is None and "." not in path) for value in values):
+            return False
+    return True
+
+
 def _allowed(condition: Any) -> list | None:
     if _plain(condition):
         return [_normal(condition)]
@@ -270,6 +292,31 @@ def _allowed(condition: Any) -> list | None:
         if operator == "$in" and isinstance(operand, (list, tuple)) and all(_plain(value) for value in operand):
             return list(dict.fromkeys(_normal(value) for value in operand))
     return None
+
+
+class _Everything:
+    def __contains__(self, item: Any) -> bool:
+        return True
+
+
+_EVERY_ID = _Everything()
+
+
+def _matching(
+    filter: Mapping, documents: Mapping, ids: list, checked: Any, indexes: _HashIndexes, version: int
+) -> Iterator[dict]:
+    """The stored documents of these ids the filter matches; those not in `checked` match by their
+    buckets alone while no write has begun since they were looked up at `version` (a write may
+    change them; one under way then may have filed them by values half written)."""
+    for doc_id in ids:
+        document = documents.get(doc_id)
+        if document is None:
+            continue
+        if (doc_id in checked or indexes.version != version or version % 2) and not mongomock.filtering.filter_applies(
+            filter, document
+        ):
+            continue
+        yield document
 
 
 def _indexes(store: mongomock.store.CollectionStore) -> _HashIndexes:
@@ -314,17 +361,16 @@ def index_embedded_store() -> None:
 
     def _iter_documents(self, filter) -> Iterator[dict]:
         store = self._store
-        ids = _indexes(store).candidates(filter) if isinstance(filter, Mapping) else None
-        if ids is None:
+        indexes = _indexes(store)
+        found = indexes.candidates(filter) if isinstance(filter, Mapping) else None
+        if found is None:
             return scan(self, filter)
-        if not ids:
-            mongomock.filtering.filter_applies(filter, {})  # validates the filter, as the scan does
-        documents = store._documents
-        return (
-            document
-            for document in (documents.get(doc_id) for doc_id in ids)
-            if document is not None and mongomock.filtering.filter_applies(filter, document)
-        )
+        ids, checked, version = found
+        if not ids or checked is None:
+            if not ids:
+                mongomock.filtering.filter_applies(filter, {})  # validates the filter, as the scan does
+            checked = _EVERY_ID
+        return _matching(filter, store._documents, ids, checked, indexes, version)
 
     def _reindexed(apply):
         def wrapper(self, existing_document, *args, **kwargs):

@@ -38,7 +38,9 @@ _BsonComparable = mongomock.filtering.BsonComparable
 _NULL_RANK = 5
 _NATIVE_RANKS = frozenset({_NULL_RANK, 10, 15, 35, 40, 45})
 _ACCUMULATORS = frozenset({"$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet", "$mergeObjects"})
-_SCALARS = (str, datetime, ObjectId, type(None))
+# Group key values that are their own hashable form (NaN aside); tags for the others' forms.
+_OWN_FORM = frozenset({str, int, float, ObjectId, type(None)})
+_BOOL, _ARRAY, _OBJECT = object(), object(), object()
 
 
 class _Unsupported(Exception):
@@ -88,8 +90,11 @@ def _sort_key(path: str) -> Callable[[Mapping], tuple]:
     the BSON type rank, then the value itself where mongomock compares values with Python's
     operators, else mongomock's comparable wrapper."""
 
+    top_level = "." not in path and path != ""
+
     def key(document: Mapping) -> tuple:
-        value = mongomock.filtering.resolve_key(path, document)
+        # A stored document is a dict: resolve_key's own reading of a top-level field.
+        value = document.get(path, NOTHING) if top_level else mongomock.filtering.resolve_key(path, document)
         if value is NOTHING:
             return (1, _NULL_RANK, 0)
         if isinstance(value, (list, tuple)):
@@ -131,7 +136,7 @@ def _group(documents: list[Mapping], options: Any) -> list[dict]:
         filed = files.get(form)
         if filed is None:
             filed = files[form] = (key, [[] for _ in fields])
-        for (_, _, read), values in zip(fields, filed[1]):
+        for (_, _, read), values in zip(fields, filed[1], strict=True):
             try:
                 values.append(read(document))
             except KeyError:
@@ -142,13 +147,16 @@ def _group(documents: list[Mapping], options: Any) -> list[dict]:
     runs: list[tuple[Any, list[list]]] = []
     for key, values in ordered:
         if runs and runs[-1][0] == key:
-            for collected, more in zip(runs[-1][1], values):
+            for collected, more in zip(runs[-1][1], values, strict=True):
                 collected.extend(more)
         else:
             runs.append((key, values))
     results = []
     for key, values in runs:
-        result = {name: _accumulated(operator, collected) for (name, operator, _), collected in zip(fields, values)}
+        result = {
+            name: _accumulated(operator, collected)
+            for (name, operator, _), collected in zip(fields, values, strict=True)
+        }
         result["_id"] = key
         results.append(result)
     return results
@@ -160,18 +168,42 @@ def _key_reader(expression: Any) -> Callable[[Mapping], Any] | None:
     if not expression:
         return None
     if isinstance(expression, Mapping):
-        if not all(isinstance(name, str) and not name.startswith("$") and _path(value) for name, value in expression.items()):
+        if not all(
+            isinstance(name, str) and not name.startswith("$") and _path(value) for name, value in expression.items()
+        ):
             raise _Unsupported
-    elif not _path(expression):
-        raise _Unsupported
+        # mongomock's parse of an object of paths: each path read as below, the missing ones left out.
+        readers = [(name, _reader(value[1:])) for name, value in expression.items()]
 
-    def key_of(document: Mapping) -> Any:
+        def key_of(document: Mapping) -> Any:
+            key = {}
+            for name, read in readers:
+                try:
+                    key[name] = read(document)
+                except KeyError:
+                    pass
+            return key
+
+        return key_of
+    if not _path(expression):
+        raise _Unsupported
+    read = _reader(expression[1:])
+
+    def value_or_none(document: Mapping) -> Any:
         try:
-            return mongomock.aggregate._parse_expression(expression, document, ignore_missing_keys=True)
+            return read(document)
         except KeyError:
             return None
 
-    return key_of
+    return value_or_none
+
+
+def _reader(path: str) -> Callable[[Mapping], Any]:
+    """mongomock's reading of a field path in an expression (`helpers.get_value_by_dot`, arrays on
+    the way mapped), raising KeyError where the path is missing."""
+    if "." not in path:
+        return lambda document: document[path]  # a stored document is a dict
+    return lambda document: mongomock.helpers.get_value_by_dot(document, path, can_generate_array=True)
 
 
 def _path(expression: Any) -> bool:
@@ -186,10 +218,11 @@ def _accumulator(spec: Any) -> tuple[str, Callable[[Mapping], Any]]:
     if operator not in _ACCUMULATORS:
         raise _Unsupported
     if _path(operand):
-        path = operand[1:]
-        return operator, lambda document: mongomock.helpers.get_value_by_dot(document, path, can_generate_array=True)
+        return operator, _reader(operand[1:])
     if isinstance(operand, Mapping):
-        if not all(isinstance(name, str) and not name.startswith("$") and _path(value) for name, value in operand.items()):
+        if not all(
+            isinstance(name, str) and not name.startswith("$") and _path(value) for name, value in operand.items()
+        ):
             raise _Unsupported
         return operator, lambda document: mongomock.aggregate._parse_expression(operand, document)
     if operand is None or type(operand) in (bool, int, float) or (type(operand) is str and not operand.startswith("$")):
@@ -215,26 +248,30 @@ def _key_form(key: Any) -> Any:
     """A hashable form of a group key, equal exactly when BSON orders the keys as equal, or
     _Unsupported for keys where mongomock's comparison is not a consistent order this can follow.
 
-    mongomock compares arrays element by element with Python's `!=` before its BSON comparison, so
-    inside arrays `1` and `True` (or two objects with their fields in another order) are equal
-    while they are not at the top or in an object: keys with booleans, objects or arrays inside
-    arrays are left to mongomock, as are NaN (equal to nothing, itself included), naive/aware
-    mixes and the types without a plain equality."""
+    Scalars are their own form (Python's equality is BSON's between them: numbers by value,
+    other types never equal to one another) but booleans, which Python finds equal to 1 and 0
+    while BSON orders them apart. mongomock compares arrays element by element with Python's `!=`
+    before its BSON comparison, so inside arrays `1` and `True` (or two objects with their fields
+    in another order) are equal while they are not at the top or in an object: keys with booleans,
+    objects or arrays inside arrays are left to mongomock, as are NaN (equal to nothing, itself
+    included), naive/aware mixes and the types without a plain equality."""
     if type(key) is dict:
-        return ("object", tuple((name, _value_form(value, in_array=False)) for name, value in key.items()))
+        return (_OBJECT, tuple((name, _value_form(value, in_array=False)) for name, value in key.items()))
     return _value_form(key, in_array=False)
 
 
 def _value_form(value: Any, in_array: bool) -> Any:
     kind = type(value)
-    if kind is list and not in_array:
-        return ("array", tuple(_value_form(item, in_array=True) for item in value))
-    if kind is bool and not in_array:
-        return ("bool", value)
-    if kind in (int, float) and value == value:
-        return ("number", value)
+    if kind in _OWN_FORM and value == value:
+        return value
     if kind is datetime and value.tzinfo is None:
-        return ("date", value)
-    if kind in _SCALARS and kind is not datetime:
-        return (kind.__name__, value)
+        return value
+    if in_array:
+        raise _Unsupported
+    if kind is bool:
+        return (_BOOL, value)
+    if kind is list:
+        if all(type(item) is str for item in value):
+            return (_ARRAY, tuple(value))
+        return (_ARRAY, tuple(_value_form(item, in_array=True) for item in value))
     raise _Unsupported
