@@ -388,8 +388,8 @@ def test_pipeline_heads_answer_as_mongomock_does(seed):
             outcome(functools.partial(run, indexed)), outcome(functools.partial(run, scanned))
         for _ in range(12):
             pipeline = a_pipeline(rng)
-            first = outcome(lambda: list(indexed.aggregate(copy.deepcopy(pipeline))))
-            second = outcome(lambda: list(mongomock_aggregate(scanned, copy.deepcopy(pipeline))))
+            first = outcome(lambda pipeline=pipeline: list(indexed.aggregate(copy.deepcopy(pipeline))))
+            second = outcome(lambda pipeline=pipeline: list(mongomock_aggregate(scanned, copy.deepcopy(pipeline))))
             assert without_object_ids(first) == without_object_ids(second), (step, pipeline)
 
 
