@@ -12,7 +12,9 @@ import threading
 import time
 
 import mongomock
+import mongomock.aggregate
 import mongomock.filtering
+import mongomock.helpers
 import pymongo
 import pytest
 
@@ -319,3 +321,174 @@ def test_expired_documents_stay_until_the_sweep_purges_them():
     assert collection.count_documents({}) == 2
     assert collection.delete_many({"purge_at": {"$lte": datetime.datetime.now(UTC)}}).deleted_count == 1
     assert [doc["k"] for doc in collection.find()] == [2]
+
+
+# -- pipeline heads on the stored documents --------------------------------------------------------
+# A pipeline's sort, page, count and group after its leading $match run on references to the stored
+# documents; every result is compared, exactly (types, order, field order), with mongomock's own
+# aggregate of the twin that scans.
+
+SORT_PATHS = ["a", "b", "u", "n", "n.c", "_id", "missing"]
+GROUP_KEYS = [
+    None,
+    0,
+    "",
+    "$a",
+    "$b",
+    "$u",
+    "$n",
+    "$n.c",
+    "$missing",
+    {"x": "$a"},
+    {"x": "$a", "y": "$u"},
+    {"y": "$n.c", "z": "$missing"},
+]
+ACCUMULATORS = ["$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet", "$mergeObjects"]
+OPERANDS = [1, 2.5, None, "text", "$a", "$b", "$u", "$n", "$n.c", "$missing", {"x": "$a", "y": "$u"}, {"x": "$missing"}]
+
+
+def a_pipeline(rng: random.Random) -> list[dict]:
+    match = {"$match": a_filter(rng) if rng.random() < 0.8 else {}}
+    shape = rng.choice(["page", "page", "count", "group", "group", "group"])
+    if shape == "count":
+        return [match, {"$count": "n"}]
+    if shape == "group":
+        group: dict = {"_id": rng.choice(GROUP_KEYS)}
+        for i in range(rng.randrange(0, 4)):
+            group[f"f{i}"] = {rng.choice(ACCUMULATORS): rng.choice(OPERANDS)}
+        stages = [match, {"$group": group}]
+        if rng.random() < 0.3:
+            stages.append({"$sort": {"_id": 1}})
+        return stages
+    keys = rng.sample(SORT_PATHS, rng.randrange(1, 4))
+    stages = [match, {"$sort": {key: rng.choice([1, -1]) for key in keys}}]
+    if rng.random() < 0.7:
+        stages.append({"$skip": rng.randrange(0, 6)})
+    if rng.random() < 0.8:
+        stages.append({"$limit": rng.randrange(1, 10)})
+    if rng.random() < 0.3:
+        stages.append({"$project": {"_id": 0, "a": 1, "n": 1}})
+    if rng.random() < 0.2:
+        stages.append({"$count": "n"})
+    return stages
+
+
+def mongomock_aggregate(collection, pipeline):
+    """mongomock's own Collection.aggregate (every document copied, then each stage in turn)."""
+    return mongomock.aggregate.process_pipeline(list(collection.find()), collection.database, pipeline, None)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pipeline_heads_answer_as_mongomock_does(seed):
+    rng = random.Random(1000 + seed)
+    indexed, scanned = twins(f"heads{seed}")
+    for step in range(25):
+        for _ in range(3):
+            kind, run = operation(rng)
+            outcome(functools.partial(run, indexed)), outcome(functools.partial(run, scanned))
+        for _ in range(12):
+            pipeline = a_pipeline(rng)
+            first = outcome(lambda pipeline=pipeline: list(indexed.aggregate(copy.deepcopy(pipeline))))
+            second = outcome(lambda pipeline=pipeline: list(mongomock_aggregate(scanned, copy.deepcopy(pipeline))))
+            assert without_object_ids(first) == without_object_ids(second), (step, pipeline)
+
+
+def test_groups_follow_mongomocks_runs_of_equal_keys():
+    """mongomock groups runs of Python-equal keys in BSON order: True and 1 meet when nothing sorts
+    between them (numbers before booleans), and stay apart when a string does."""
+    indexed, scanned = twins("runs")
+    pipeline = [{"$match": {}}, {"$group": {"_id": "$k", "n": {"$sum": 1}, "v": {"$push": "$v"}}}]
+    for documents in (
+        [{"k": True, "v": 1}, {"k": 1, "v": 2}, {"k": 1.0, "v": 3}, {"k": True, "v": 4}],
+        [{"k": True, "v": 1}, {"k": 1, "v": 2}, {"k": "s", "v": 3}, {"v": 4}, {"k": None, "v": 5}],
+        [{"k": [1, "a"], "v": 1}, {"k": [1.0, "a"], "v": 2}, {"k": [True], "v": 3}, {"k": [1], "v": 4}],
+    ):
+        for collection in (indexed, scanned):
+            collection.delete_many({})
+            collection.insert_many([{**document, "u": i} for i, document in enumerate(documents)])  # u is unique
+        assert without_object_ids(list(indexed.aggregate(pipeline))) == without_object_ids(
+            list(mongomock_aggregate(scanned, pipeline))
+        )
+
+
+def test_a_page_copies_its_documents_only_and_an_answered_filter_checks_none(monkeypatch):
+    index_embedded_store()
+    serialize_embedded_writes()
+    collection = mongomock.MongoClient(tz_aware=True).db.pages
+    collection.create_index([("domain_id", 1), ("deleted_at", 1), ("labels", 1)])
+    collection.insert_many(
+        [{"domain_id": "d", "deleted_at": None, "labels": [f"l{i % 2}"], "at": MOMENT, "i": i} for i in range(400)]
+    )
+    collection.insert_one({"domain_id": "d", "labels": ["l0", ["nested"]], "i": 400})  # irregular: checked
+    checked, copied = [], []
+    applies, aware = mongomock.filtering.filter_applies, mongomock.helpers.make_datetime_timezone_aware_in_document
+    monkeypatch.setattr(mongomock.filtering, "filter_applies", lambda f, d: checked.append(d) or applies(f, d))
+
+    def copying(value):
+        if isinstance(value, dict) and "domain_id" in value:
+            copied.append(value["i"])
+        return aware(value)
+
+    monkeypatch.setattr(mongomock.helpers, "make_datetime_timezone_aware_in_document", copying)
+    match = {"$match": {"domain_id": "d", "deleted_at": None, "labels": {"$eq": "l0"}}}
+    page = list(collection.aggregate([match, {"$sort": {"i": -1, "_id": 1}}, {"$skip": 2}, {"$limit": 3}]))
+    assert [doc["i"] for doc in page] == [396, 394, 392]
+    assert page[0]["at"] == MOMENT.replace(microsecond=123000)  # as a find returns it: stored to the ms, aware
+    assert page[0]["at"].tzinfo is not None
+    assert sorted(copied) == [392, 394, 396]
+    assert [doc["i"] for doc in checked] == [400]
+    assert list(collection.aggregate([match, {"$count": "n"}])) == [{"n": 201}]
+    stat = list(collection.aggregate([match, {"$group": {"_id": "$deleted_at", "n": {"$sum": 1}}}]))
+    assert stat == [{"n": 201, "_id": None}]
+    assert sorted(copied) == [392, 394, 396]
+
+
+def test_pipeline_heads_read_under_concurrent_writes():
+    """Readers take no lock. Documents whose keys stay are always found, in order and counted,
+    while other documents are written, some of them under the same keys."""
+    index_embedded_store()
+    serialize_embedded_writes()
+    collection = mongomock.MongoClient(tz_aware=True).db.heads_churn
+    collection.create_index([("g", 1)])
+    collection.insert_many([{"_id": i, "g": "stable", "k": i, "n": 0} for i in range(20)])
+    stop, failures = threading.Event(), []
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    page = [{"$match": {"g": "stable"}}, {"$sort": {"k": 1, "_id": 1}}, {"$skip": 1}, {"$limit": 5}]
+    count = [{"$match": {"g": "stable"}}, {"$count": "n"}]
+    group = [{"$match": {"g": "stable"}}, {"$group": {"_id": {"low": "$low"}, "n": {"$sum": 1}}}]
+
+    def write(offset):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            collection.update_many({"g": "stable"}, {"$inc": {"n": 1}})  # in place, keys kept
+            collection.insert_one({"_id": f"c{offset}-{i}", "g": "stable", "k": 100 + i, "low": False})
+            collection.update_one({"_id": f"c{offset}-{i}"}, {"$set": {"g": "churn"}})
+            collection.delete_many({"g": "churn"})
+
+    def read():
+        while not stop.is_set():
+            found = list(collection.aggregate(page))
+            if [doc["_id"] for doc in found] != [1, 2, 3, 4, 5] or any(doc["g"] != "stable" for doc in found):
+                failures.append(("page", found))
+            counted = list(collection.aggregate(count))[0]["n"]
+            if not 20 <= counted <= 22:
+                failures.append(("count", counted))
+            groups = {tuple(doc["_id"].items()): doc["n"] for doc in collection.aggregate(group)}
+            if groups.get(()) != 20 or not 0 <= groups.get((("low", False),), 0) <= 2:
+                failures.append(("group", groups))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        sys.setswitchinterval(switch)
+    assert failures == []
+    assert list(collection.aggregate(count)) == [{"n": 20}]

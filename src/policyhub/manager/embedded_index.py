@@ -15,10 +15,19 @@ collection store's item assignment and deletion (patched here) and updates docum
 (its update appliers, patched to re-index the document they changed). Writes are serialized
 (policyhub.manager.database), readers take no lock: a reader copies a bucket in one step under
 the GIL and sees each document either before or after a concurrent write.
+
+A pipeline that opens with `$match` is the find it stands for, served by these indexes; the stages
+after it that only read documents (sort, page, count, group: policyhub.manager.embedded_pipeline)
+run on the stored documents, and only their results are copied. Every write moves the collection's
+version (odd while the write is under way); such a read that saw the version move reads again, so
+its results are those of one moment between writes unless writes keep meeting it: after
+_READ_ATTEMPTS reads it answers with the last, whose documents (a page's, or those a group counted)
+may each be as before or after a write that met it, as a find's are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Iterator, Mapping
@@ -32,6 +41,8 @@ import mongomock.helpers
 import mongomock.store
 from bson import ObjectId
 
+from policyhub.manager.embedded_pipeline import evaluate_head
+
 # Types whose equality in MongoDB is Python's (ints and floats compare as numbers in both; True
 # hashes with 1, which only widens a bucket). Anything else is matched by mongomock alone.
 _PLAIN_TYPES = frozenset({str, int, bool, float, type(None), datetime, ObjectId})
@@ -40,6 +51,8 @@ _MAX_LOOKUPS = 1024
 # Bounds the keys one document takes in a table (arrays at several keys multiply); beyond, it is
 # matched by every query of that table.
 _MAX_KEYS_PER_DOCUMENT = 64
+# Reads of a pipeline's head that a write met before one answers as it read.
+_READ_ATTEMPTS = 3
 _IRREGULAR = object()
 
 
@@ -125,13 +138,15 @@ class _Table:
                     if not bucket:
                         del self.buckets[key]
 
-    def lookup(self, choices: list[list]) -> list[Any]:
-        ids: list[Any] = list(self.irregular)
+    def lookup(self, choices: list[list]) -> tuple[list[Any], list[Any]]:
+        """(the ids under these values, irregular ones first; the irregular ones)."""
+        irregular = list(self.irregular)
+        ids = list(irregular)
         for key in itertools.product(*choices):
             bucket = self.buckets.get(key)
             if bucket:
                 ids.extend(list(bucket))
-        return ids
+        return ids, irregular
 
 
 def _key_sets(store: mongomock.store.CollectionStore) -> tuple[tuple[str, ...], ...]:
@@ -155,7 +170,17 @@ class _HashIndexes:
         self.positions: dict[Any, int] = {}
         self.counter = itertools.count()
         self.documents: Any = None
+        # Moved by every write before and after it changes a document (writes are serialized).
+        self.version = 0
         self.sync()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        self.version += 1
+        try:
+            yield
+        finally:
+            self.version += 1
 
     def sync(self) -> dict[tuple[str, ...], _Table]:
         """The tables for the indexes declared now, rebuilt when those or the documents' dict changed."""
@@ -188,11 +213,15 @@ class _HashIndexes:
                 table.put(doc_id, None)
             self.positions.pop(doc_id, None)
 
-    def candidates(self, filter: Mapping) -> list[Any] | None:
-        """Ids of the documents that may match, in natural order; None when no index applies."""
+    def candidates(self, filter: Mapping) -> tuple[list[Any], set[Any] | None, int] | None:
+        """(ids of the documents that may match, in natural order; those of them the filter must
+        still check, None for all; the version they were read at), or None when no index applies.
+        Only the irregular ones need a check when the buckets answer the filter (`_answered`)."""
         fixed = _equalities(filter)
         if not fixed:
             return None
+        version = self.version
+        checked: set[Any] | None = None
         if "_id" in fixed and not any(isinstance(value, datetime) for value in fixed["_id"]):
             # The documents' own dict is keyed by _id (datetimes there keep the form they came in).
             ids = [doc_id for doc_id in fixed["_id"] if doc_id in self.store._documents]
@@ -211,10 +240,12 @@ class _HashIndexes:
                 lookups *= len(values)
             if lookups > _MAX_LOOKUPS:
                 return None
-            ids = tables[best].lookup(choices)
+            ids, irregular = tables[best].lookup(choices)
+            if _answered(filter, best):
+                checked = set(irregular)
         positions = self.positions
         unique = dict.fromkeys(ids)
-        return sorted(unique, key=lambda doc_id: positions.get(doc_id, -1))
+        return sorted(unique, key=lambda doc_id: positions.get(doc_id, -1)), checked, version
 
 
 def _equalities(filter: Mapping) -> dict[str, list]:
@@ -237,6 +268,20 @@ def _equalities(filter: Mapping) -> dict[str, list]:
     return fixed
 
 
+def _answered(filter: Mapping, paths: tuple[str, ...]) -> bool:
+    """Whether the buckets of these paths hold exactly the documents the filter matches, irregular
+    ones aside: the filter is equalities (or `$in`) on these paths and no others, to strings (where
+    mongomock's equality is Python's, as the buckets') or to null on a top-level path (which a
+    missing field matches too, as it is filed)."""
+    if len(filter) != len(paths) or any(path not in filter for path in paths):
+        return False
+    for path, condition in filter.items():
+        values = _allowed(condition)
+        if values is None or not all(type(value) is str or (value is None and "." not in path) for value in values):
+            return False
+    return True
+
+
 def _allowed(condition: Any) -> list | None:
     if _plain(condition):
         return [_normal(condition)]
@@ -247,6 +292,31 @@ def _allowed(condition: Any) -> list | None:
         if operator == "$in" and isinstance(operand, (list, tuple)) and all(_plain(value) for value in operand):
             return list(dict.fromkeys(_normal(value) for value in operand))
     return None
+
+
+class _Everything:
+    def __contains__(self, item: Any) -> bool:
+        return True
+
+
+_EVERY_ID = _Everything()
+
+
+def _matching(
+    filter: Mapping, documents: Mapping, ids: list, checked: Any, indexes: _HashIndexes, version: int
+) -> Iterator[dict]:
+    """The stored documents of these ids the filter matches; those not in `checked` match by their
+    buckets alone while no write has begun since they were looked up at `version` (a write may
+    change them; one under way then may have filed them by values half written)."""
+    for doc_id in ids:
+        document = documents.get(doc_id)
+        if document is None:
+            continue
+        if (doc_id in checked or indexes.version != version or version % 2) and not mongomock.filtering.filter_applies(
+            filter, document
+        ):
+            continue
+        yield document
 
 
 def _indexes(store: mongomock.store.CollectionStore) -> _HashIndexes:
@@ -275,40 +345,45 @@ def index_embedded_store() -> None:
     aggregate = collection_class.aggregate
 
     def __setitem__(self, key, value):
-        set_item(self, key, value)
-        _indexes(self).stored(key, value)
+        indexes = _indexes(self)
+        with indexes.writing():
+            set_item(self, key, value)
+            indexes.stored(key, value)
 
     def __delitem__(self, key):
-        del_item(self, key)
-        _indexes(self).removed(key)
+        indexes = _indexes(self)
+        with indexes.writing():
+            del_item(self, key)
+            indexes.removed(key)
 
     def _remove_expired_documents(self):
         return None
 
     def _iter_documents(self, filter) -> Iterator[dict]:
         store = self._store
-        ids = _indexes(store).candidates(filter) if isinstance(filter, Mapping) else None
-        if ids is None:
+        indexes = _indexes(store)
+        found = indexes.candidates(filter) if isinstance(filter, Mapping) else None
+        if found is None:
             return scan(self, filter)
-        if not ids:
-            mongomock.filtering.filter_applies(filter, {})  # validates the filter, as the scan does
-        documents = store._documents
-        return (
-            document
-            for document in (documents.get(doc_id) for doc_id in ids)
-            if document is not None and mongomock.filtering.filter_applies(filter, document)
-        )
+        ids, checked, version = found
+        if not ids or checked is None:
+            if not ids:
+                mongomock.filtering.filter_applies(filter, {})  # validates the filter, as the scan does
+            checked = _EVERY_ID
+        return _matching(filter, store._documents, ids, checked, indexes, version)
 
     def _reindexed(apply):
         def wrapper(self, existing_document, *args, **kwargs):
-            try:
-                return apply(self, existing_document, *args, **kwargs)
-            finally:
-                # Updates change the stored document in place (or an upsert's draft, not stored yet).
-                store = self._store
-                doc_id = _hashable_id(existing_document.get("_id"))
-                if store._documents.get(doc_id) is existing_document:
-                    _indexes(store).stored(doc_id, existing_document)
+            store = self._store
+            indexes = _indexes(store)
+            with indexes.writing():
+                try:
+                    return apply(self, existing_document, *args, **kwargs)
+                finally:
+                    # Updates change the stored document in place (or an upsert's draft, not stored yet).
+                    doc_id = _hashable_id(existing_document.get("_id"))
+                    if store._documents.get(doc_id) is existing_document:
+                        indexes.stored(doc_id, existing_document)
 
         return wrapper
 
@@ -318,13 +393,18 @@ def index_embedded_store() -> None:
         if not (pipeline and len(pipeline[0]) == 1 and isinstance(pipeline[0].get("$match"), Mapping)) or session:
             return aggregate(self, pipeline, session=session, **kwargs)
         spec = mongomock.helpers.patch_datetime_awareness_in_document(pipeline[0]["$match"])
-        if self.codec_options.tz_aware:
-            # What a find returns, copied once: this rebuilds every dict and list of the document.
-            aware = mongomock.helpers.make_datetime_timezone_aware_in_document
-            matched = [aware(document) for document in self._iter_documents(spec)]
-        else:
-            matched = list(self.find(spec))
-        return mongomock.aggregate.process_pipeline(matched, self.database, pipeline[1:], session)
+        if not self.codec_options.tz_aware:
+            return mongomock.aggregate.process_pipeline(list(self.find(spec)), self.database, pipeline[1:], session)
+        # What a find returns, copied once (this rebuilds every dict and list): the head's results only.
+        aware = mongomock.helpers.make_datetime_timezone_aware_in_document
+        indexes = _indexes(self._store)
+        for _ in range(_READ_ATTEMPTS):
+            version = indexes.version
+            head, done = evaluate_head(list(self._iter_documents(spec)), pipeline[1:])
+            results = [aware(document) for document in head]
+            if indexes.version == version and not version % 2:
+                break
+        return mongomock.aggregate.process_pipeline(results, self.database, pipeline[1 + done :], session)
 
     store_class.__setitem__, store_class.__delitem__ = __setitem__, __delitem__
     store_class._remove_expired_documents = _remove_expired_documents
