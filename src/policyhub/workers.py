@@ -147,7 +147,10 @@ class Supervisor:
             for slot in self.slots:
                 self._read_link(slot)
                 if slot.process is not None and slot.process.poll() is not None:
-                    if starting and not slot.ready:
+                    # Before any worker serves, a failed start is the server's (a port in use, a bad
+                    # key file): one line and its exit code. Once one serves, a worker that fails to
+                    # start (the database went away meanwhile) is restarted like one that died.
+                    if not slot.ready and not any(other.ready for other in self.slots):
                         code = slot.process.returncode
                         self._reap(slot)
                         self._stop_all()

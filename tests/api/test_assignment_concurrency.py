@@ -15,9 +15,11 @@ import grpc
 from helpers import as_dict, create_sets, expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
 from policyhub._gen.spaceone.api.repository.v1 import audit_pb2, policy_pb2
+from policyhub.domain import Operation
 from policyhub.manager.assignment_manager import CLAIM_SECONDS
 from policyhub.manager.database import collection
 from policyhub.model import AssignmentDocument
+from policyhub.service.invalidation import assignment_change
 
 THREADS, CALLS = 8, 30
 SUBJECTS = [f"u{i}" for i in range(10)]
@@ -182,7 +184,13 @@ def test_a_pair_created_between_read_and_insert_is_reported_already_exists(clien
     policies(client, domain, "p1")
     assert check(client, domain, "b", "p1.read") == pb.CheckResult.DENY  # the domain's index is now cached
     rival = rival_record(domain, "b", "POLICY", "p1")
-    rival_between_read_and_write(monkeypatch, client, lambda manager: manager.create(rival))
+
+    def rival_write(manager):
+        # As every write does: the insert, then the revision bump that logs it.
+        manager.create(rival)
+        client.app.managers.revision.bump(domain, [assignment_change(rival, Operation.CREATE)])
+
+    rival_between_read_and_write(monkeypatch, client, rival_write)
     answer = as_dict(
         client.assignment.add(batch(domain, [{"type": "POLICY", "id": "p1"}], ["a", "b", "c"]), timeout=10)
     )
@@ -202,7 +210,7 @@ def test_a_pair_created_between_read_and_insert_is_reported_already_exists(clien
     assert audited(client, domain, "repository.Assignment.add") == Counter(
         [answer["results"][0]["assignment_id"], answer["results"][2]["assignment_id"]]
     )
-    # The cache was invalidated: the rival's grant, written without invalidating it, shows too.
+    # The rival's grant shows too: the index follows its change record as well as ours.
     assert check(client, domain, "b", "p1.read") == pb.CheckResult.ALLOW
 
 
