@@ -270,16 +270,17 @@ class PolicyManager:
     @translate_errors()
     def live_stored(self, domain_id: str, policy_ids: list[str]) -> dict[str, dict[str, Any]]:
         """As `live`, with `_id` (what a bulk write compares and sets). One equality read for one
-        id (some MongoDB-compatible servers scan for `$in`); more in `$in` lists of IN_BATCH ids,
-        which the (domain_id, policy_id, deleted_at) index serves."""
+        id (some MongoDB-compatible servers scan for `$in`); more in `$in` lists of IN_BATCH ids
+        on the (domain_id, policy_id, deleted_at) index, the deleted records of those ids dropped
+        here (a condition after the `$in` makes some servers scan the collection)."""
         policies = collection(PolicyDocument)
         if len(policy_ids) == 1:
             found = policies.find({"domain_id": domain_id, "policy_id": policy_ids[0], "deleted_at": None})
             return {raw["policy_id"]: raw for raw in found}
         live: dict[str, dict[str, Any]] = {}
         for batch in bulk_writes.in_batches(policy_ids):
-            found = policies.find({"domain_id": domain_id, "policy_id": {"$in": batch}, "deleted_at": None})
-            live.update((raw["policy_id"], raw) for raw in found)
+            found = policies.find({"domain_id": domain_id, "policy_id": {"$in": batch}})
+            live.update((raw["policy_id"], raw) for raw in found if raw.get("deleted_at") is None)
         return live
 
     def existing_ids(self, domain_id: str, policy_ids: list[str]) -> set[str]:
