@@ -102,6 +102,14 @@ def app(backend, request) -> Application:
 
 
 @pytest.fixture
+def long_calls(app, monkeypatch) -> None:
+    """Raises the per-call database bound (db_timeout_ms) for one test: a call writing a thousand
+    documents takes seconds on the wire-protocol server (written in Python) of a busy machine, as
+    its undo does. Tests assert behaviour, never time (tests/bench/ measures it)."""
+    monkeypatch.setattr(app.database, "timeout_ms", 120_000)
+
+
+@pytest.fixture
 def embedded_app(app, backend) -> Application:
     """`app` on the embedded store only, for tests that do not depend on the backend."""
     if backend != "mongomock":

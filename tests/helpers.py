@@ -14,6 +14,7 @@ from policyhub._gen.spaceone.api.repository.v1 import (
     assignment_pb2,
     audit_pb2,
     bulk_pb2,
+    change_pb2,
     group_pb2,
     policy_pb2,
     role_pb2,
@@ -21,9 +22,10 @@ from policyhub._gen.spaceone.api.repository.v1 import (
 
 
 def expect_error(code: grpc.StatusCode, call, request, **kwargs) -> grpc.RpcError:
-    """Calls and asserts the exact status code; returns the error for further checks."""
+    """Calls (within 10 s unless `timeout` says otherwise) and asserts the exact status code;
+    returns the error for further checks."""
     with pytest.raises(grpc.RpcError) as info:
-        call(request, timeout=10, **kwargs)
+        call(request, **{"timeout": 10, **kwargs})
     error = info.value
     assert error.code() == code, f"expected {code}, got {error.code()}: {error.details()}"
     return error
@@ -232,3 +234,30 @@ def bulk_stream(domain: str, items: list[dict], per_message: int = 50, **header)
     yield parse(bulk_pb2.BulkChunk, {"header": {"domain_id": domain, **header}})
     for start in range(0, len(items), per_message):
         yield parse(bulk_pb2.BulkChunk, {"items": items[start : start + per_message]})
+
+
+def changes_after(stub, domain: str, after: str = "") -> tuple[list[tuple[str, str, str]], str]:
+    """(kind, id, operation) of every change logged after the continuation token `after` (all
+    kept, when empty), paging until caught up; and the token to read on from."""
+    seen, token = [], after
+    for _ in range(1000):
+        page = stub.change.list(change_pb2.ChangeQuery(domain_id=domain, after=token), timeout=10)
+        if page.continuation_token == token:  # caught up: `after` itself comes back
+            return seen, token
+        seen += [
+            (
+                change_pb2.ChangeInfo.Kind.Name(c.kind),
+                c.id,
+                change_pb2.ChangeInfo.Operation.Name(c.operation),
+            )
+            for c in page.results
+        ]
+        token = page.continuation_token
+    raise AssertionError("the continuation token never stopped moving")
+
+
+def audited(stub, domain: str, method: str) -> list[dict]:
+    """The domain's audit entries of one method (at most a page of 1,000), as dicts."""
+    query = {"filter": [{"k": "method", "v": method, "o": "eq"}], "page": {"limit": 1000}}
+    found = stub.audit.list(parse(audit_pb2.AuditQuery, {"domain_id": domain, "query": query}), timeout=10)
+    return [as_dict(a) for a in found.results]

@@ -10,7 +10,10 @@ import pytest
 from helpers import (
     as_dict,
     assign,
+    audited,
     audits,
+    bulk_import,
+    changes_after,
     check_user,
     create_policy,
     create_sets,
@@ -379,6 +382,80 @@ def test_delete_many_is_all_or_nothing(client, domain):
     assert done["deleted_count"] == 1 and remaining() == [] and edges(client, domain) == set()
     methods = sorted(e["method"] for e in audits(client, domain) if e["method"].endswith("delete_many"))
     assert methods == ["repository.Group.delete_many"] * 3
+
+
+def test_delete_many_of_a_thousand_groups_with_cascade(client, domain, long_calls):
+    group_ids = [f"g{i:04d}" for i in range(1000)]  # the API's cap on ids per call
+    items = [{"policy": {"policy_id": "p", "name": "p", "permissions": ["a.read"]}}]
+    items += [{"group": {"group_id": g, "name": g}} for g in group_ids]
+    # One group in ten has a member; one in fifty holds the policy.
+    items += [
+        {"assignment": {"subject": {"type": "USER", "id": f"u-{g}"}, "grant": {"type": "GROUP", "id": g}}}
+        for g in group_ids[::10]
+    ]
+    items += [
+        {"assignment": {"subject": {"type": "GROUP", "id": g}, "grant": {"type": "POLICY", "id": "p"}}}
+        for g in group_ids[::50]
+    ]
+    bulk_import(client, domain, items, per_message=500)
+    named = client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).results
+    assert len(named) == 120
+    _, before = changes_after(client, domain)
+
+    error = expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.group.delete_many,
+        gpb.DeleteGroupsRequest(group_ids=group_ids, domain_id=domain),
+        timeout=120,
+    )
+    assert "g0000 has 1 member and 1 grant; g0010 has 1 member and 0 grants" in error.details()
+    assert len(ids(list_groups(client, domain, query={"page": {"limit": 1000}}))) == 1000
+    assert len(edges(client, domain)) == 120
+    assert changes_after(client, domain, before)[0] == []
+
+    done = as_dict(
+        client.group.delete_many(
+            gpb.DeleteGroupsRequest(group_ids=group_ids, cascade=True, domain_id=domain), timeout=120
+        )
+    )
+    assert without_token(done) == {
+        "results": [{"group_id": g, "outcome": "DELETED"} for g in group_ids],
+        "deleted_count": 1000,
+    }
+    assert ids(list_groups(client, domain)) == [] and edges(client, domain) == set()
+    deleted = audited(client, domain, "repository.Group.delete_many")
+    assert sorted(e["resource_id"] for e in deleted) == group_ids
+    removed = audited(client, domain, "repository.Assignment.delete")
+    assert sorted(e["resource_id"] for e in removed) == sorted(a.assignment_id for a in named)
+    assert {e["transaction_id"] for e in deleted + removed} == {deleted[0]["transaction_id"]}
+    logged, _ = changes_after(client, domain, before)
+    assert sorted(logged) == sorted(
+        [("GROUP", g, "DELETE") for g in group_ids] + [("ASSIGNMENT", a.assignment_id, "DELETE") for a in named]
+    )
+
+
+def test_delete_many_of_groups_named_meanwhile_is_refused_whole(client, domain, monkeypatch):
+    group_ids = [f"g{i:04d}" for i in range(450)]  # several `$in` batches
+    bulk_import(client, domain, [{"group": {"group_id": g, "name": g}} for g in group_ids], per_message=450)
+    manager = client.app.managers.group
+    original = manager.delete_ids
+
+    def member_first(*args, **kwargs):
+        # A member lands after the delete counted members, before its write.
+        add_users(client, domain, "g0449", ["late"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "delete_ids", member_first)
+    error = expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.group.delete_many,
+        gpb.DeleteGroupsRequest(group_ids=group_ids, domain_id=domain),
+        timeout=60,
+    )
+    assert "g0449 has 1 member" in error.details()
+    assert sorted(ids(list_groups(client, domain, query={"page": {"limit": 1000}}))) == group_ids
+    assert edges(client, domain) == {("USER", "late", "GROUP", "g0449")}
+    assert audited(client, domain, "repository.Group.delete_many") == []
 
 
 def test_a_group_and_a_role_of_the_same_id_are_kept_apart(client, domain):

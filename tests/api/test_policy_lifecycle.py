@@ -9,7 +9,20 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from helpers import allowed, as_dict, error_reason, expect_error, field_violations, grant_policy, parse, without_token
+from helpers import (
+    allowed,
+    as_dict,
+    audited,
+    bulk_import,
+    changes_after,
+    edges,
+    error_reason,
+    expect_error,
+    field_violations,
+    grant_policy,
+    parse,
+    without_token,
+)
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as pb
 from policyhub.service.context import utc_now
@@ -146,6 +159,129 @@ def test_delete_many_is_all_or_nothing(client, domain):
     expect_error(
         grpc.StatusCode.INVALID_ARGUMENT, client.policy.delete_many, pb.DeletePoliciesRequest(domain_id=domain)
     )
+
+
+MANY = 1000  # ids per Policy/delete_many: the API's cap
+ASSIGNED_EVERY = 10  # one policy in ten is granted to a user
+
+
+def policy_ids(count: int = MANY) -> list[str]:
+    return [f"b{i:04d}" for i in range(count)]
+
+
+def seed_many(client, domain) -> set[tuple[str, str, str, str]]:
+    """MANY policies, every ASSIGNED_EVERY-th granted to a user of its own; returns the edges."""
+    items = [{"policy": {"policy_id": p, "name": p, "permissions": ["a.read"]}} for p in policy_ids()]
+    items += [
+        {"assignment": {"subject": {"type": "USER", "id": f"u-{p}"}, "grant": {"type": "POLICY", "id": p}}}
+        for p in policy_ids()[::ASSIGNED_EVERY]
+    ]
+    bulk_import(client, domain, items, per_message=500)
+    granted = edges(client, domain)
+    assert len(granted) == MANY // ASSIGNED_EVERY
+    return granted
+
+
+def versions(client, domain) -> dict[str, int]:
+    query = {"domain_id": domain, "exclude_managed": True, "query": {"page": {"limit": MANY}}}
+    return {p.policy_id: p.version for p in client.policy.list(parse(pb.PolicyQuery, query), timeout=30).results}
+
+
+def test_delete_many_of_a_thousand_ids_with_cascade(client, domain, long_calls):
+    granted = seed_many(client, domain)
+    ids = policy_ids()
+    listed = client.assignment.list(apb.AssignmentQuery(domain_id=domain), timeout=10).results
+    assignment_ids = [a.assignment_id for a in listed]
+    _, before = changes_after(client, domain)
+    # In use without cascade: the whole call is refused, naming the policies granted.
+    error = expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        client.policy.delete_many,
+        pb.DeletePoliciesRequest(policy_ids=ids, domain_id=domain),
+        timeout=120,
+    )
+    assert "b0000 (1), b0010 (1)" in error.details()
+    assert count(client, domain) == MANY and edges(client, domain) == granted
+    assert changes_after(client, domain, before)[0] == []
+
+    done = as_dict(
+        client.policy.delete_many(pb.DeletePoliciesRequest(policy_ids=ids, domain_id=domain, cascade=True), timeout=120)
+    )
+    assert without_token(done) == {
+        "results": [{"policy_id": p, "outcome": "DELETED"} for p in ids],
+        "deleted_count": MANY,
+    }
+    assert count(client, domain) == 0 and edges(client, domain) == set()
+    entries = audited(client, domain, "repository.Policy.delete_many")
+    assert sorted(e["resource_id"] for e in entries) == ids
+    assert len({e["transaction_id"] for e in entries}) == 1
+    logged, _ = changes_after(client, domain, before)
+    assert sorted(logged) == sorted(
+        [("POLICY", p, "DELETE") for p in ids] + [("ASSIGNMENT", a, "DELETE") for a in assignment_ids]
+    )
+    # Each policy keeps its own assignments for restore.
+    client.policy.restore(pb.PolicyRequest(policy_id="b0010", domain_id=domain), timeout=10)
+    assert edges(client, domain) == {("USER", "u-b0010", "POLICY", "b0010")}
+    client.policy.restore(pb.PolicyRequest(policy_id="b0011", domain_id=domain), timeout=10)
+    assert len(edges(client, domain)) == 1
+
+
+def test_delete_many_that_meets_a_concurrent_change_is_aborted_and_writes_nothing(
+    client, domain, monkeypatch, long_calls
+):
+    granted = seed_many(client, domain)
+    ids = policy_ids()
+    _, before = changes_after(client, domain)
+    manager = client.app.managers.policy
+    original = manager.soft_delete_bulk
+
+    def change_first(*args, **kwargs):
+        # Another writer changes one policy after the delete read them all, before its write.
+        client.policy.update(pb.UpdatePolicyRequest(policy_id="b0500", name="changed", domain_id=domain), timeout=10)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "soft_delete_bulk", change_first)
+    error = expect_error(
+        grpc.StatusCode.ABORTED,
+        client.policy.delete_many,
+        pb.DeletePoliciesRequest(policy_ids=ids, domain_id=domain, cascade=True),
+        timeout=120,
+    )
+    assert error_reason(error) == "ERROR_CONCURRENT_CHANGE"
+    # The 999 others were soft-deleted in the same bulk write and put back exactly as they were.
+    assert versions(client, domain) == {p: 2 if p == "b0500" else 1 for p in ids}
+    assert get(client, domain, "b0500").name == "changed"
+    assert edges(client, domain) == granted
+    assert changes_after(client, domain, before)[0] == [("POLICY", "b0500", "UPDATE")]
+    assert audited(client, domain, "repository.Policy.delete_many") == []
+
+
+@pytest.mark.parametrize("cascade", [False, True])
+def test_delete_many_sees_an_assignment_added_during_it(client, domain, monkeypatch, cascade):
+    ids = policy_ids(250)  # more than one `$in` batch
+    for p in ids[:2]:
+        create(client, domain, p)
+    bulk_import(client, domain, [{"policy": {"policy_id": p, "name": p}} for p in ids[2:]], per_message=250)
+    manager = client.app.managers.policy
+    original = manager.soft_delete_bulk
+
+    def assign_first(*args, **kwargs):
+        # An assignment lands after the delete counted assignments, before its write.
+        grant_policy(client, domain, "late", "b0249")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "soft_delete_bulk", assign_first)
+    request = pb.DeletePoliciesRequest(policy_ids=ids, domain_id=domain, cascade=cascade)
+    if cascade:
+        assert client.policy.delete_many(request, timeout=60).deleted_count == len(ids)
+        assert count(client, domain) == 0 and edges(client, domain) == set()
+        monkeypatch.undo()
+        client.policy.restore(pb.PolicyRequest(policy_id="b0249", domain_id=domain), timeout=10)
+        assert edges(client, domain) == {("USER", "late", "POLICY", "b0249")}
+    else:
+        error = expect_error(grpc.StatusCode.FAILED_PRECONDITION, client.policy.delete_many, request)
+        assert "b0249 (1)" in error.details()
+        assert versions(client, domain) == dict.fromkeys(ids, 1)
 
 
 def test_rename_keeps_assignments_attached(client, domain):

@@ -12,7 +12,8 @@ policy, and N - 100 users each in a group or holding a policy directly (half and
   compared with what was imported;
 - import again: the same stream, now all unchanged (read, checked, compared; nothing written);
 - Assignment/add, add again (every pair ALREADY_EXISTS) and remove of 1,000 and 10,000 pairs (one policy x N
-  users) in one call each, and Policy/delete_many of 1,000 policies, on domains of their own; each also as
+  users) in one call each, Policy/delete_many of 1,000 policies and Group/delete_many of 1,000 groups (one in
+  ten with a member, cascade), on domains of their own; each also as
   its RATIO to one grpc.health.v1.Health/Check (p50 of HEALTH_CALLS) of the same run;
 - Assignment/create: SINGLE_CREATES calls one after the other on another domain holding the same policies, the
   reference per-item cost of the single-item API (each call: checks, an insert, a recheck, a revision bump,
@@ -46,8 +47,14 @@ import grpc
 from bench_api import describe_error, health_call, interrupt_on_sigterm, make_channel, start_servers, stop_servers
 
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
-from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, bulk_pb2_grpc, policy_pb2_grpc
+from policyhub._gen.spaceone.api.repository.v1 import (
+    assignment_pb2_grpc,
+    bulk_pb2_grpc,
+    group_pb2_grpc,
+    policy_pb2_grpc,
+)
 from policyhub._gen.spaceone.api.repository.v1 import bulk_pb2 as bpb
+from policyhub._gen.spaceone.api.repository.v1 import group_pb2 as gpb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
 
 DEFAULT_ASSIGNMENTS = 100_000
@@ -58,7 +65,7 @@ DOMAIN = "bench-bulk"
 SINGLE_DOMAIN = "bench-bulk-single"
 CALL_TIMEOUT = 900.0
 BATCH_SIZES = (1_000, 10_000)  # pairs per Assignment/add and remove call (10,000: the API's cap)
-DELETE_MANY = 1_000  # policy ids per Policy/delete_many call: the API's cap
+DELETE_MANY = 1_000  # ids per Policy/delete_many and Group/delete_many call: the API's cap
 HEALTH_CALLS = 200
 # The batch calls are measured on their own domains, under the server's default db_timeout_ms.
 
@@ -153,7 +160,7 @@ def health_seconds(address: str) -> float:
 
 
 def batch_rows(address: str) -> list[tuple[str, int, float]]:
-    """Assignment/add, add again and remove of N pairs, and Policy/delete_many, each one call."""
+    """Assignment/add, add again and remove of N pairs, Policy/delete_many and Group/delete_many, each one call."""
     rows = []
     with make_channel(address) as channel:
         policies = policy_pb2_grpc.PolicyStub(channel)
@@ -190,7 +197,31 @@ def batch_rows(address: str) -> list[tuple[str, int, float]]:
         if reply.deleted_count != DELETE_MANY:
             raise RuntimeError(f"Policy/delete_many: deleted {reply.deleted_count}, expected {DELETE_MANY}")
         rows.append(("Policy/delete_many", DELETE_MANY, seconds))
+        rows.append(group_delete_many(channel))
     return rows
+
+
+def group_delete_many(channel) -> tuple[str, int, float]:
+    """Group/delete_many of DELETE_MANY groups, one in ten with a member, with cascade."""
+    domain = "bench-delete-many-groups"
+    ids = [f"g{i:04d}" for i in range(DELETE_MANY)]
+    items = [bpb.BulkItem(group=bpb.BulkGroup(group_id=group, name=group)) for group in ids]
+    items += [
+        bpb.BulkItem(
+            assignment=bpb.BulkAssignment(
+                subject=apb.Subject(type=apb.Subject.USER, id=f"u-{group}"),
+                grant=apb.Grant(type=apb.Grant.GROUP, id=group),
+            )
+        )
+        for group in ids[::10]
+    ]
+    chunks = [bpb.BulkChunk(header=bpb.BulkHeader(domain_id=domain)), bpb.BulkChunk(items=items)]
+    bulk_pb2_grpc.BulkStub(channel).import_domain(iter(chunks), timeout=CALL_TIMEOUT)
+    request = gpb.DeleteGroupsRequest(group_ids=ids, cascade=True, domain_id=domain)
+    reply, seconds = timed(lambda: group_pb2_grpc.GroupStub(channel).delete_many(request, timeout=CALL_TIMEOUT))
+    if reply.deleted_count != DELETE_MANY:
+        raise RuntimeError(f"Group/delete_many: deleted {reply.deleted_count}, expected {DELETE_MANY}")
+    return ("Group/delete_many (cascade)", DELETE_MANY, seconds)
 
 
 def verify(address: str, assignments: int) -> None:

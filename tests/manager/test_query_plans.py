@@ -1,6 +1,7 @@
 """The wire-protocol server's query planner on the shapes the managers send (pinned without a
 database in tests/unit/test_query_shapes.py): `explain` shows the domain-first indexes serve the
-list page, its count, stat's first $match, and the point reads of get, update and restore."""
+list page, its count, stat's first $match, the point reads of get, update and restore, and the
+batched `$in` reads and deletes of the batch deletes (Policy/delete_many, Group/delete_many)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from policyhub.manager import bulk_writes
 from policyhub.manager.database import collection
-from policyhub.model import AssignmentDocument, PolicyDocument
+from policyhub.model import AssignmentDocument, GroupDocument, PolicyDocument
 from policyhub.query import compile_list, compile_stat
 from policyhub.service.context import utc_now
 from tests.manager.test_storage_conformance import assignment, policy
@@ -113,3 +115,24 @@ def test_assignment_list_and_stat_use_a_domain_first_index(seeded, domain):
         {"domain_id": domain},
     )
     assert aggregate_scan(AssignmentDocument, stat.pipeline)["stage"] == "IXSCAN"
+
+
+def test_the_batch_deletes_read_their_batches_through_an_index(seeded, domain):
+    batch = [f"p{i}" for i in range(bulk_writes.IN_BATCH)]
+    assert_index(
+        find_scan(PolicyDocument, {"domain_id": domain, "policy_id": {"$in": batch}}), "domain_policy_id_deleted_at"
+    )
+    now = utc_now()
+    seeded.policy.soft_delete(domain, "p0", None, now, now + timedelta(days=1), [])
+    assert sorted(seeded.policy.live_stored(domain, batch)) == sorted(f"p{i}" for i in range(1, 12))
+    granting = {"domain_id": domain, "grant_type": "POLICY", "grant_id": {"$in": batch}}
+    assert_index(find_scan(AssignmentDocument, granting), "domain_grant")
+    counted = [{"$match": granting}, {"$group": {"_id": "$grant_id", "n": {"$sum": 1}}}]
+    assert_index(aggregate_scan(AssignmentDocument, counted), "domain_grant")
+    assert seeded.assignment.count_for_policy(domain, batch) == {f"p{i}": 1 for i in range(12)}
+    held = {"domain_id": domain, "subject_type": "GROUP", "subject_id": {"$in": batch}}
+    assert find_scan(AssignmentDocument, held)["stage"] == "IXSCAN"
+    groups = {"domain_id": domain, "group_id": {"$in": batch}}
+    assert_index(find_scan(GroupDocument, groups), "domain_group_id")
+    ids = {"domain_id": domain, "assignment_id": {"$in": batch}}
+    assert_index(find_scan(AssignmentDocument, ids), "domain_assignment_id")

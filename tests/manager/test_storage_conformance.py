@@ -323,7 +323,10 @@ def test_assignments_naming_a_set_are_counted_moved_and_deleted(managers, domain
         holder["assignment_id"],
         nested["assignment_id"],
     }
-    assert assignments.delete_naming(domain, "GROUP", ["g2"]) == 3
+    assert (
+        assignments.delete_ids(domain, [a["assignment_id"] for a in assignments.naming(domain, "GROUP", ["g2"])]) == 3
+    )
+    assert assignments.naming(domain, "GROUP", ["g2"]) == []
     assert assignments.count_naming(other_domain, "GROUP", ["g"]) == {"g": (1, 0)}
 
 

@@ -57,6 +57,21 @@ def _record(raw: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in raw.items() if key not in ("_id", "removal")}
 
 
+def _count_by(domain_id: str, type_field: str, id_field: str, id_type: str, ids: list[str]) -> dict[str, int]:
+    """By id, how many assignments hold it in `id_field` (with `type_field` = id_type): IN_BATCH
+    ids a call, each an equality prefix and an `$in` that an index serves."""
+    counts: dict[str, int] = {}
+    for batch in bulk_writes.in_batches(ids):
+        found = collection(AssignmentDocument).aggregate(
+            [
+                {"$match": {"domain_id": domain_id, type_field: id_type, id_field: {"$in": batch}}},
+                {"$group": {"_id": f"${id_field}", "n": {"$sum": 1}}},
+            ]
+        )
+        counts.update((doc["_id"], doc["n"]) for doc in found)
+    return counts
+
+
 def _unclaimed(now: float) -> dict[str, Any]:
     """Matches assignments no remover holds a standing claim on."""
     return {"removal.until": {"$not": {"$gt": now}}}
@@ -213,22 +228,27 @@ class AssignmentManager:
 
     @translate_errors()
     def count_for_policy(self, domain_id: str, policy_ids: list[str]) -> dict[str, int]:
-        found = collection(AssignmentDocument).aggregate(
-            [
-                {"$match": {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": {"$in": policy_ids}}},
-                {"$group": {"_id": "$grant_id", "n": {"$sum": 1}}},
-            ]
-        )
-        return {doc["_id"]: doc["n"] for doc in found}
+        """By policy id, how many assignments grant it (ids granted by none are left out)."""
+        return _count_by(domain_id, "grant_type", "grant_id", "POLICY", policy_ids)
 
-    @translate_errors()
     def for_policy(self, domain_id: str, policy_id: str) -> list[dict[str, Any]]:
         """The raw assignments granting a policy (what a cascade delete parks on the policy)."""
-        return list(
-            collection(AssignmentDocument).find(
-                {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": policy_id}, {"_id": 0, "removal": 0}
-            )
-        )
+        return self.for_policies(domain_id, [policy_id]).get(policy_id, [])
+
+    @translate_errors()
+    def for_policies(self, domain_id: str, policy_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """As `for_policy`, by policy id (ids granted by none are left out): IN_BATCH ids a read,
+        each an equality prefix and an `$in` that the (domain_id, grant_type, grant_id) index serves."""
+        assignments = collection(AssignmentDocument)
+        granting: dict[str, list[dict[str, Any]]] = {}
+        for batch in bulk_writes.in_batches(policy_ids):
+            # One id: an equality (some MongoDB-compatible servers scan for `$in`).
+            granted = batch[0] if len(batch) == 1 else {"$in": batch}
+            for raw in assignments.find(
+                {"domain_id": domain_id, "grant_type": "POLICY", "grant_id": granted}, {"_id": 0, "removal": 0}
+            ):
+                granting.setdefault(raw["grant_id"], []).append(raw)
+        return granting
 
     @translate_errors()
     def put_back(self, documents: list[dict[str, Any]]) -> None:
@@ -253,45 +273,27 @@ class AssignmentManager:
             .modified_count
         )
 
-    @staticmethod
-    def _naming(domain_id: str, set_type: str, set_ids: list[str]) -> dict[str, Any]:
-        """Matches the assignments that name a role/group: as member (grant) or as holder (subject)."""
-        return {
-            "domain_id": domain_id,
-            "$or": [
-                {"grant_type": set_type, "grant_id": {"$in": set_ids}},
-                {"subject_type": set_type, "subject_id": {"$in": set_ids}},
-            ],
-        }
-
     @translate_errors()
     def count_naming(self, domain_id: str, set_type: str, set_ids: list[str]) -> dict[str, tuple[int, int]]:
         """By role/group id: (members, grants) — assignments into it, and assignments it holds.
         Ids named by none are left out."""
-        assignments = collection(AssignmentDocument)
-        counts: dict[str, list[int]] = {}
-        for position, (type_field, id_field) in enumerate((("grant_type", "grant_id"), ("subject_type", "subject_id"))):
-            found = assignments.aggregate(
-                [
-                    {"$match": {"domain_id": domain_id, type_field: set_type, id_field: {"$in": set_ids}}},
-                    {"$group": {"_id": f"${id_field}", "n": {"$sum": 1}}},
-                ]
-            )
-            for doc in found:
-                counts.setdefault(doc["_id"], [0, 0])[position] = doc["n"]
-        return {set_id: (members, grants) for set_id, (members, grants) in counts.items()}
+        members = _count_by(domain_id, "grant_type", "grant_id", set_type, set_ids)
+        grants = _count_by(domain_id, "subject_type", "subject_id", set_type, set_ids)
+        return {set_id: (members.get(set_id, 0), grants.get(set_id, 0)) for set_id in members.keys() | grants.keys()}
 
     @translate_errors()
     def naming(self, domain_id: str, set_type: str, set_ids: list[str]) -> list[dict[str, Any]]:
-        """The assignments that name the roles/groups (what a cascade delete removes)."""
-        return [
-            _record(raw)
-            for raw in collection(AssignmentDocument).find(self._naming(domain_id, set_type, set_ids), {"_id": 0})
-        ]
-
-    @translate_errors()
-    def delete_naming(self, domain_id: str, set_type: str, set_ids: list[str]) -> int:
-        return collection(AssignmentDocument).delete_many(self._naming(domain_id, set_type, set_ids)).deleted_count
+        """The assignments that name the roles/groups, as member (grant) or as holder (subject):
+        what a cascade delete removes. One read per side and IN_BATCH ids, each an equality prefix
+        and an `$in` that the (domain_id, grant_type, grant_id) and (domain_id, subject...)
+        indexes serve (a `$or` of the two sides scans on some stores)."""
+        assignments = collection(AssignmentDocument)
+        found: dict[str, dict[str, Any]] = {}
+        for type_field, id_field in (("grant_type", "grant_id"), ("subject_type", "subject_id")):
+            for batch in bulk_writes.in_batches(set_ids):
+                for raw in assignments.find({"domain_id": domain_id, type_field: set_type, id_field: {"$in": batch}}):
+                    found[raw["assignment_id"]] = _record(raw)
+        return list(found.values())
 
     @translate_errors()
     def rename_set(self, domain_id: str, set_type: str, set_id: str, new_set_id: str) -> int:

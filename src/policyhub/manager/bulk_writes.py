@@ -1,4 +1,4 @@
-"""Writes of many documents (the bulk import), in batches: each database call carries at most
+"""Writes of many documents (the bulk import, the batch deletes), in batches: each database call carries at most
 BATCH documents or operations, a few round trips for a large write and never one per document,
 while each call stays well within the connection's per-operation time limit even on a slow
 server. Between batches the caller's `progress` runs (a long write renews its write-under-way
@@ -204,6 +204,6 @@ def _apply_one_by_one(stored, operations: list[Any], count: str) -> int:
 
 def _concurrent(count: int, what: str, verb: str) -> ConcurrentChange:
     return ConcurrentChange(
-        f"{count} {what} {verb} meanwhile by another call; nothing was imported, retry",
+        f"{count} {what} {verb} meanwhile by another call; nothing was written, retry",
         metadata={"resource": what},
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
-from typing import Any, NoReturn
+from typing import Any, Mapping, NoReturn
 
+import pymongo.errors
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from policyhub.domain import MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX, PolicyState
-from policyhub.errors import Aborted, AlreadyExists, NotFound
+from policyhub.errors import Aborted, AlreadyExists, ConcurrentChange, NotFound
 from policyhub.manager import bulk_writes
 from policyhub.manager.bulk_writes import Progress, Revert, Update
 from policyhub.manager.database import collection, to_stored, translate_errors
@@ -263,14 +264,26 @@ class PolicyManager:
             query["page"] = page
         return query
 
-    @translate_errors()
     def live(self, domain_id: str, policy_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The domain's live policies among these ids, as stored (no repository join: the start
-        of a change, read by the escalation rule and the audit trail). One equality read for one
-        id (some MongoDB-compatible servers scan for `$in`)."""
-        selector: dict[str, Any] = {"domain_id": domain_id, "deleted_at": None}
-        selector["policy_id"] = policy_ids[0] if len(policy_ids) == 1 else {"$in": policy_ids}
-        return {raw["policy_id"]: policy_record(raw) for raw in collection(PolicyDocument).find(selector)}
+        of a change, read by the escalation rule and the audit trail)."""
+        return {policy_id: policy_record(raw) for policy_id, raw in self.live_stored(domain_id, policy_ids).items()}
+
+    @translate_errors()
+    def live_stored(self, domain_id: str, policy_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """As `live`, with `_id` (what a bulk write compares and sets). One equality read for one
+        id (some MongoDB-compatible servers scan for `$in`); more in `$in` lists of IN_BATCH ids
+        on the (domain_id, policy_id, deleted_at) index, the deleted records of those ids dropped
+        here (a condition after the `$in` makes some servers scan the collection)."""
+        policies = collection(PolicyDocument)
+        if len(policy_ids) == 1:
+            found = policies.find({"domain_id": domain_id, "policy_id": policy_ids[0], "deleted_at": None})
+            return {raw["policy_id"]: raw for raw in found}
+        live: dict[str, dict[str, Any]] = {}
+        for batch in bulk_writes.in_batches(policy_ids):
+            found = policies.find({"domain_id": domain_id, "policy_id": {"$in": batch}})
+            live.update((raw["policy_id"], raw) for raw in found if raw.get("deleted_at") is None)
+        return live
 
     def existing_ids(self, domain_id: str, policy_ids: list[str]) -> set[str]:
         """Which of these ids exist (live) in the domain or among the managed policies."""
@@ -374,29 +387,43 @@ class PolicyManager:
 
     @translate_errors()
     def soft_delete_bulk(
-        self, raws: list[dict[str, Any]], now: datetime, purge_at: datetime, progress: Progress
+        self,
+        raws: list[dict[str, Any]],
+        now: datetime,
+        purge_at: datetime,
+        progress: Progress,
+        parked: Mapping[str, list[dict[str, Any]]] | None = None,
     ) -> list[Revert]:
-        """Soft-deletes the policies as read (restorable until purge_at, as Policy/delete does);
-        compare-and-set on the etag read."""
-        return bulk_writes.update(
-            PolicyDocument,
-            [
-                _etag_update(
-                    raw,
-                    now,
-                    {
-                        "state": PolicyState.DELETED,
-                        "state_before_delete": raw["state"],
-                        "deleted_at": now,
-                        "purge_at": purge_at,
-                        "parked_assignments": [],
-                    },
-                )
-                for raw in raws
-            ],
-            progress,
-            "policies",
-        )
+        """Soft-deletes the policies as read (restorable until purge_at, as Policy/delete does),
+        each keeping its `parked` assignments (by policy id) for restore; compare-and-set on the
+        etag read (a policy changed meanwhile is ConcurrentChange, nothing written). Returns what
+        `revert_bulk` takes to undo it."""
+        parked = parked or {}
+        updates = [
+            _etag_update(
+                raw,
+                now,
+                {
+                    "state": PolicyState.DELETED,
+                    "state_before_delete": raw["state"],
+                    "deleted_at": now,
+                    "purge_at": purge_at,
+                    "parked_assignments": parked.get(raw["policy_id"], []),
+                },
+            )
+            for raw in raws
+        ]
+        try:
+            return bulk_writes.update(PolicyDocument, updates, progress, "policies")
+        except pymongo.errors.BulkWriteError as exc:
+            # An earlier record of an id was deleted in this very millisecond (deleted, created
+            # again and deleted): its deleted_at is taken. bulk_writes.update undid the rest.
+            if any(error.get("code") != bulk_writes.DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
+            raise ConcurrentChange(
+                "a policy was deleted, created again and deleted meanwhile by another call; nothing was written, retry",
+                metadata={"resource": "policies"},
+            ) from None
 
     @translate_errors()
     def remove_bulk(self, ids: list[Any], progress: Progress) -> None:

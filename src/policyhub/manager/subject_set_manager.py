@@ -71,17 +71,19 @@ class SubjectSetManager:
 
     @translate_errors()
     def existing_ids(self, domain_id: str, set_ids: list[str]) -> set[str]:
-        if not set_ids:
-            return set()
-        found = collection(self.document).find(
-            {"domain_id": domain_id, self.id_field: {"$in": set_ids}}, {"_id": 0, self.id_field: 1}
-        )
-        return {raw[self.id_field] for raw in found}
+        return {
+            raw[self.id_field]
+            for batch in bulk_writes.in_batches(set_ids)
+            for raw in collection(self.document).find(self._ids(domain_id, batch), {"_id": 0, self.id_field: 1})
+        }
 
     @translate_errors()
     def get_many(self, domain_id: str, set_ids: list[str]) -> dict[str, dict[str, Any]]:
-        found = collection(self.document).find({"domain_id": domain_id, self.id_field: {"$in": set_ids}})
-        return {raw[self.id_field]: self._record(raw) for raw in found}
+        return {
+            raw[self.id_field]: self._record(raw)
+            for batch in bulk_writes.in_batches(set_ids)
+            for raw in collection(self.document).find(self._ids(domain_id, batch))
+        }
 
     @translate_errors()
     def update(self, domain_id: str, set_id: str, changes: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -100,11 +102,15 @@ class SubjectSetManager:
 
     @translate_errors()
     def delete_ids(self, domain_id: str, set_ids: list[str]) -> int:
-        return (
-            collection(self.document)
-            .delete_many({"domain_id": domain_id, self.id_field: {"$in": set_ids}})
-            .deleted_count
+        return sum(
+            collection(self.document).delete_many(self._ids(domain_id, batch)).deleted_count
+            for batch in bulk_writes.in_batches(set_ids)
         )
+
+    def _ids(self, domain_id: str, batch: list[str]) -> dict[str, Any]:
+        """Selects a batch of the domain's sets by id: an equality and an `$in` of at most
+        IN_BATCH ids, which the unique (domain_id, id) index serves."""
+        return {"domain_id": domain_id, self.id_field: {"$in": batch}}
 
     @translate_errors()
     def put_back(self, records: list[dict[str, Any]]) -> None:

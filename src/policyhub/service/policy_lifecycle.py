@@ -59,7 +59,10 @@ class PolicyLifecycleService:
 
     def delete_many(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """All or nothing: every id is checked before anything is deleted, and a failure
-        half-way restores what this call already deleted."""
+        half-way undoes what this call already wrote. Written in bulk: one read of the policies,
+        one compare-and-set soft delete of them all (a policy changed since it was read makes
+        the call ABORTED), the cascade's assignments parked on their policies and removed in
+        batches, one re-check for assignments added meanwhile."""
         raw_ids = params.get("policy_ids") or []
         if not raw_ids:
             raise RequiredParameter("policy_ids")
@@ -71,22 +74,32 @@ class PolicyLifecycleService:
         for policy_id in policy_ids:
             self.guard.require(ctx, POLICY_DELETE, f"policy/{policy_id}")
             refuse_managed_id(policy_id, "deleted")
-        current = self.policies.live(ctx.domain_id, policy_ids)
+        current = self.policies.live_stored(ctx.domain_id, policy_ids)
         missing = [policy_id for policy_id in policy_ids if policy_id not in current]
         if missing:
             raise NotFound("Policy", "policy_id", ",".join(missing))
         cascade = bool(params.get("cascade"))
         self._refuse_if_assigned(ctx, policy_ids, cascade)
-        etags: dict[str, str | None] = {}
         for policy_id in policy_ids:
-            before = current[policy_id]
-            etags[policy_id] = (
-                before["etag"] if require_held(self.guard, ctx, policy_id, lifts=denies(before)) else None
-            )
+            require_held(self.guard, ctx, policy_id, lifts=denies(current[policy_id]))
         with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes, Undo() as undo:
+            parked = self.assignments.for_policies(ctx.domain_id, policy_ids) if cascade else {}
+            now = self.clock()
+            raws = [current[policy_id] for policy_id in policy_ids]
+            reverts = self.policies.soft_delete_bulk(raws, now, now + self.retention, changes.keep_alive, parked)
+            undo.push(self.policies.revert_bulk, reverts, changes.keep_alive)
             for policy_id in policy_ids:
-                self._soft_delete(ctx, policy_id, etags[policy_id], cascade, changes)
-                undo.push(self._restore, ctx, policy_id)
+                changes.add(ChangeKind.POLICY, policy_id, Operation.DELETE)
+            # Parked on the policies first, so a failure here loses nothing: restore re-inserts them.
+            self._remove(ctx, [a for granting in parked.values() for a in granting], changes, undo)
+            # Assignments added while we deleted (their re-check may have run before our write):
+            # a cascade parks them too; otherwise the delete backs off, as if it had seen them.
+            late = self.assignments.for_policies(ctx.domain_id, policy_ids)
+            if late and not cascade:
+                raise _still_assigned({policy_id: len(granting) for policy_id, granting in late.items()})
+            for policy_id, granting in late.items():
+                self.policies.park(ctx.domain_id, policy_id, now, granting)
+            self._remove(ctx, [a for granting in late.values() for a in granting], changes, undo)
         self.audit.record_many(ctx, POLICY_DELETE_MANY, [(policy_id, None, None) for policy_id in policy_ids])
         return {
             "results": [{"policy_id": policy_id, "outcome": "DELETED"} for policy_id in policy_ids],
@@ -160,13 +173,26 @@ class PolicyLifecycleService:
                 changes.add_assignment(assignment, Operation.CREATE)
         return restored
 
+    def _remove(self, ctx: RequestContext, removed: list[dict[str, Any]], changes: ChangeSet, undo: Undo) -> None:
+        """Deletes the assignments (parked on their policies already), in batches."""
+        if not removed:
+            return
+        self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in removed])
+        undo.push(self.assignments.put_back, removed)
+        for assignment in removed:
+            changes.add_assignment(assignment, Operation.DELETE)
+
     def _refuse_if_assigned(self, ctx: RequestContext, policy_ids: list[str], cascade: bool) -> None:
         if cascade:
             return
         counts = self.assignments.count_for_policy(ctx.domain_id, policy_ids)
         if counts:
-            listed = ", ".join(f"{policy_id} ({count})" for policy_id, count in sorted(counts.items()))
-            raise FailedPrecondition(
-                f"policies still have assignments: {listed}; remove them or pass cascade",
-                metadata={"assignments": sum(counts.values())},
-            )
+            raise _still_assigned(counts)
+
+
+def _still_assigned(counts: dict[str, int]) -> FailedPrecondition:
+    listed = ", ".join(f"{policy_id} ({count})" for policy_id, count in sorted(counts.items()))
+    return FailedPrecondition(
+        f"policies still have assignments: {listed}; remove them or pass cascade",
+        metadata={"assignments": sum(counts.values())},
+    )

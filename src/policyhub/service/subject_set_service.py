@@ -196,8 +196,9 @@ class SubjectSetService:
             if cascade:
                 removed = self.assignments.naming(ctx.domain_id, self.kind.type, set_ids)
                 undo.push(self.assignments.put_back, removed)
-                # An assignment inserted after this fails its adder's re-check and is undone by it.
-                self.assignments.delete_naming(ctx.domain_id, self.kind.type, set_ids)
+                # An assignment inserted after this read fails its adder's re-check and is undone
+                # by it: deleting what was read removes (and logs) exactly what this call audits.
+                self.assignments.delete_ids(ctx.domain_id, [a["assignment_id"] for a in removed])
             else:
                 removed = []
                 # Added after our count, while the documents still existed: the adder won.
