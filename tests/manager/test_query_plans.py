@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from policyhub.domain import MANAGED_DOMAIN_ID
 from policyhub.manager import bulk_writes
 from policyhub.manager.database import collection
-from policyhub.model import AssignmentDocument, GroupDocument, PolicyDocument
+from policyhub.model import AssignmentDocument, ChangeDocument, GroupDocument, PolicyDocument, RevisionDocument
 from policyhub.query import compile_list, compile_stat
 from policyhub.service.context import utc_now
 from tests.manager.test_storage_conformance import assignment, policy
@@ -136,3 +137,21 @@ def test_the_batch_deletes_read_their_batches_through_an_index(seeded, domain):
     assert_index(find_scan(GroupDocument, groups), "domain_group_id")
     ids = {"domain_id": domain, "assignment_id": {"$in": batch}}
     assert_index(find_scan(AssignmentDocument, ids), "domain_assignment_id")
+
+
+def test_the_evaluation_index_delta_reads_are_index_served(seeded, domain):
+    """What the first check after a write reads (policyhub.service.index_cache): the revisions,
+    the change records since the cached index, the touched policies and the touched edges."""
+    revisions = {"domain_id": {"$in": [domain, MANAGED_DOMAIN_ID]}}
+    assert find_scan(RevisionDocument, revisions)["stage"] == "IXSCAN"
+    records = {"domain_id": domain, "seq": {"$gt": 3, "$lte": 9}}
+    assert_index(find_scan(ChangeDocument, records, {"seq": 1}), "domain_seq")
+    touched = {"domain_id": domain, "policy_id": {"$in": ["p1", "p2"]}}
+    assert_index(find_scan(PolicyDocument, touched), "domain_policy_id_deleted_at")
+    by_subject = {"domain_id": domain, "subject_type": "USER", "subject_id": {"$in": ["u1", "u2"]}}
+    assert_index(find_scan(AssignmentDocument, by_subject), "domain_subject_grant")
+    granting = {"domain_id": domain, "grant_type": "POLICY", "grant_id": {"$in": ["p1"]}}
+    assert_index(find_scan(AssignmentDocument, granting), "domain_grant")
+    edges = seeded.assignment.edges_naming(domain, [("USER", "u1", "POLICY", "p1")], ["p2"], [])
+    assert sorted((raw["subject_id"], raw["grant_id"]) for raw in edges) == [("u1", "p1"), ("u2", "p2")]
+    assert [raw["policy_id"] for raw in seeded.policy.rules_of(domain, ["p1", "nope"])] == ["p1"]
