@@ -103,10 +103,12 @@ def app(backend, request) -> Application:
 
 @pytest.fixture
 def long_calls(app, monkeypatch) -> None:
-    """Raises the per-call database bound (db_timeout_ms) for one test: a call writing a thousand
-    documents takes seconds on the wire-protocol server (written in Python) of a busy machine, as
-    its undo does. Tests assert behaviour, never time (tests/bench/ measures it)."""
+    """Raises the per-call database bounds (db_timeout_ms, and db_query_timeout_ms of the batch
+    writes) for one test: a call writing a thousand documents takes seconds on the wire-protocol
+    server (written in Python) of a busy machine, as its undo does. Tests assert behaviour, never
+    time (tests/bench/ measures it)."""
     monkeypatch.setattr(app.database, "timeout_ms", 120_000)
+    monkeypatch.setattr(app.database, "query_timeout_ms", 120_000)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime, timezone
 
 import grpc
+import pytest
 
 from helpers import as_dict, create_sets, expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
@@ -282,3 +283,33 @@ def test_a_removers_standing_claim_is_respected_until_it_runs_out(client, domain
     )
     assert "removal" not in manager.get(domain, ids[("a", "GROUP", "g")])
     assert list(stored(client, domain).values()) == [ids[("a", "GROUP", "g")]]
+
+
+def test_a_batch_cut_off_by_its_bound_is_undone_whole_and_its_revision_moves_on(client, domain, monkeypatch, backend):
+    """The call's database bound runs out after the inserts: the undo and the revision bump still
+    run (under the connection's own limit), so nothing is left half-written and an index built
+    meanwhile is not kept."""
+    if backend != "wire":
+        pytest.skip("the embedded store does not bound its operations by time")
+    policies(client, domain, "p1")
+    revision = client.app.managers.revision
+    before = revision.current([domain])[0]
+    monkeypatch.setattr(client.app.database, "query_timeout_ms", 1000)
+    policy_manager = client.app.managers.policy
+    existing_ids, calls = policy_manager.existing_ids, []
+
+    def slow_second_look(domain_id, policy_ids):
+        calls.append(policy_ids)
+        if len(calls) == 2:  # the re-check after the inserts
+            time.sleep(1.2)
+        return existing_ids(domain_id, policy_ids)
+
+    monkeypatch.setattr(policy_manager, "existing_ids", slow_second_look)
+    expect_error(
+        grpc.StatusCode.UNAVAILABLE, client.assignment.add, batch(domain, [{"type": "POLICY", "id": "p1"}], ["a", "b"])
+    )
+    assert len(calls) == 2
+    assert stored(client, domain) == {}
+    assert revision.current([domain])[0] == before + 1
+    assert revision.changes_after(domain, before)[0].get("incomplete") is True
+    assert audited(client, domain, "repository.Assignment.add") == Counter()

@@ -1,4 +1,5 @@
-"""Which database bound a unary call runs under: list and stat get the larger query bound."""
+"""Which database bound a unary call runs under: list, stat and the batch writes get the larger
+query bound; what a write must finish runs beyond it."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import contextlib
 from types import SimpleNamespace
 
 import grpc
+import pymongo
 import pytest
 from pymongo import _csot
 
 from policyhub.api.deadline import DeadlineInterceptor
-from policyhub.manager.database import Database
+from policyhub.manager.database import Database, beyond_the_deadline
+from policyhub.service.undo import Undo
 
 
 def bound_of(method: str, seconds_left: float | None = None) -> str:
@@ -40,12 +43,20 @@ def bound_of(method: str, seconds_left: float | None = None) -> str:
         ("/spaceone.api.repository.v1.Policy/list", "query"),
         ("/spaceone.api.repository.v1.Policy/stat", "query"),
         ("/spaceone.api.repository.v1.Audit/list", "query"),
+        ("/spaceone.api.repository.v1.Assignment/add", "query"),
+        ("/spaceone.api.repository.v1.Assignment/remove", "query"),
+        ("/spaceone.api.repository.v1.Policy/delete_many", "query"),
+        ("/spaceone.api.repository.v1.Group/delete_many", "query"),
+        ("/spaceone.api.repository.v1.Group/add_users", "query"),
+        ("/spaceone.api.repository.v1.Role/unbind_users", "query"),
+        ("/spaceone.api.repository.v1.Policy/delete", "point"),
+        ("/spaceone.api.repository.v1.Assignment/create", "point"),
         ("/spaceone.api.repository.v1.Policy/get", "point"),
         ("/spaceone.api.repository.v1.Policy/update", "point"),
         ("/spaceone.api.repository.v1.Assignment/list_subjects", "point"),
     ],
 )
-def test_list_and_stat_run_under_the_query_bound(method, bound):
+def test_list_stat_and_batch_writes_run_under_the_query_bound(method, bound):
     assert bound_of(method, 3.0) == bound
 
 
@@ -71,3 +82,21 @@ def test_a_call_without_a_deadline_is_bounded_by_the_limits_alone():
         assert _csot.get_timeout() is None
     with database.bounded_by_deadline(3.0):
         assert _csot.get_timeout() == pytest.approx(3.0)
+
+
+def test_what_a_write_must_finish_runs_beyond_the_callers_bound():
+    database = Database("mongodb://db", "policyhub", timeout_ms=5000, query_timeout_ms=20000)
+    with database.bounded(0.5):
+        assert _csot.get_timeout() == pytest.approx(0.5)
+        assert beyond_the_deadline(_csot.get_timeout) is None  # the connection's own limit applies
+        assert beyond_the_deadline(lambda left: left, 3) == 3
+        assert _csot.get_timeout() == pytest.approx(0.5)
+
+
+def test_compensations_run_beyond_the_callers_bound():
+    seen = []
+    with pytest.raises(RuntimeError):
+        with pymongo.timeout(0.5), Undo() as undo:
+            undo.push(lambda: seen.append(_csot.get_timeout()))
+            raise RuntimeError("the write failed: its bound ran out")
+    assert seen == [None]

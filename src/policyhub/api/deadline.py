@@ -18,14 +18,17 @@ import grpc
 
 # The database's `bounded(seconds_left)`: a block whose operations end by then.
 Bounded = Callable[[float | None], AbstractContextManager[object]]
-# The methods that run a user's query (a page and its count, or an aggregation): bounded by the
-# database's larger query limit.
-QUERY_METHODS = frozenset({"list", "stat"})
+# The methods whose work grows with their request or with what a filter matches: a user's query
+# (a page and its count, or an aggregation) and the batch writes (up to 10,000 pairs or 1,000 ids
+# a call, in several database round trips). Bounded by the database's larger query limit.
+LONG_METHODS = frozenset(
+    {"list", "stat", "add", "remove", "delete_many", "add_users", "remove_users", "bind_users", "unbind_users"}
+)
 
 
 class DeadlineInterceptor(grpc.ServerInterceptor):
     """`bounded`: the database's bound of a unary call (the deadline, at most the connection's
-    limit); `bounded_query`: the same for `list` and `stat` (at most the query limit);
+    limit); `bounded_query`: the same for LONG_METHODS (at most the query limit);
     `by_deadline`: its bound of a streaming call's reads (the deadline alone)."""
 
     def __init__(self, bounded: Bounded, bounded_query: Bounded, by_deadline: Bounded):
@@ -38,8 +41,8 @@ class DeadlineInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return handler
         if handler.unary_unary is not None:
-            query = handler_call_details.method.rpartition("/")[2] in QUERY_METHODS
-            bound = self.bounded_query if query else self.bounded
+            long = handler_call_details.method.rpartition("/")[2] in LONG_METHODS
+            bound = self.bounded_query if long else self.bounded
             return handler._replace(unary_unary=self._bounded(handler.unary_unary, bound))
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=self._bounded(handler.unary_stream, self.by_deadline))

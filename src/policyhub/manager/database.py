@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import mongoengine
 import mongomock
@@ -136,6 +138,19 @@ class Database:
 # gRPC reports a call without a deadline as one about 2**63 ns away, which pymongo cannot turn
 # into a time; anything further than this is no deadline.
 NO_DEADLINE_SECONDS = 365 * 24 * 3600.0
+
+
+T = TypeVar("T")
+
+
+def beyond_the_deadline(fn: Callable[..., T], *args: Any) -> T:
+    """Runs `fn` free of the caller's deadline (see `bounded`), each of its operations bounded by
+    the connection's own limit alone: for the work a write must finish once it has started,
+    whatever the caller does — undoing what it wrote when it failed, and bumping the revision that
+    tells readers it happened. A bound left to the caller would have run out by then when it is
+    what made the write fail. (pymongo keeps the block's deadline in context variables, which a
+    nested block can only shorten: `fn` runs in a context of its own.)"""
+    return contextvars.Context().run(fn, *args)
 
 
 def _bounded(limit_ms: int, seconds_left: float | None):
@@ -277,6 +292,8 @@ def aggregate(document, pipeline: list[dict]) -> list[dict]:
     stored = collection(document)
     try:
         results = list(stored.aggregate(pipeline))
+    except pymongo.errors.ExecutionTimeout:
+        raise  # out of time (an OperationFailure too): the database's state, not the query's fault
     except pymongo.errors.OperationFailure as exc:
         reason = (exc.details or {}).get("errmsg") or str(exc)
         raise InvalidArgument("query", f"the database rejected the query: {reason}") from exc

@@ -285,6 +285,7 @@ class PolicyManager:
             live.update((raw["policy_id"], raw) for raw in found if raw.get("deleted_at") is None)
         return live
 
+    @translate_errors()
     def existing_ids(self, domain_id: str, policy_ids: list[str]) -> set[str]:
         """Which of these ids exist (live) in the domain or among the managed policies."""
         found = collection(PolicyDocument).find(

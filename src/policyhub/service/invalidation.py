@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping
 
 from policyhub.domain import ChangeKind
+from policyhub.manager.database import beyond_the_deadline
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service.consistency import consistency_token
 
@@ -66,8 +67,9 @@ def invalidating(revisions: RevisionManager, domain_id: str, transaction_id: str
         yield changes
         failed = False
     finally:
-        changes.revision = revisions.bump(
-            domain_id, [] if failed else changes.items, transaction_id, complete=not failed
+        # Beyond the caller's deadline: a write cut off by it must still be seen to have happened.
+        changes.revision = beyond_the_deadline(
+            revisions.bump, domain_id, [] if failed else changes.items, transaction_id, not failed
         )
 
 
@@ -83,6 +85,6 @@ def invalidating_at_once(revisions: RevisionManager, domain_id: str, transaction
         yield changes
         failed = False
     finally:
-        changes.revision = revisions.end_write(
-            domain_id, mark, [] if failed else changes.items, transaction_id, complete=not failed
+        changes.revision = beyond_the_deadline(
+            revisions.end_write, domain_id, mark, [] if failed else changes.items, transaction_id, not failed
         )

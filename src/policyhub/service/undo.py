@@ -6,6 +6,8 @@ import logging
 from types import TracebackType
 from typing import Any, Callable
 
+from policyhub.manager.database import beyond_the_deadline
+
 log = logging.getLogger(__name__)
 
 
@@ -13,7 +15,8 @@ class Undo:
     """`with Undo() as undo:` ... `undo.push(fn, *args)` after each step that succeeded. When the
     block raises, the pushed compensations run newest first and the block's exception propagates;
     a compensation that fails is logged and the others still run. When the block succeeds,
-    nothing runs."""
+    nothing runs. Compensations run beyond the caller's deadline (a call that timed out half-way
+    is still undone)."""
 
     def __init__(self) -> None:
         self._steps: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
@@ -32,7 +35,7 @@ class Undo:
         while self._steps:
             fn, args = self._steps.pop()
             try:
-                fn(*args)
+                beyond_the_deadline(fn, *args)
             except Exception:
                 # The original failure is what the caller must see; this one is only logged.
                 log.exception("compensation %s failed", getattr(fn, "__qualname__", fn))
