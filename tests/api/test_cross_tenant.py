@@ -118,7 +118,8 @@ def test_no_operation_reaches_another_domain(secure, operations):
             assert expected == grpc.StatusCode.OK, f"{kind} {policy_id} succeeded, expected {expected}"
         except grpc.RpcError as error:
             assert error.code() == expected, f"{kind} {policy_id}: {error.code()} {error.details()}"
-        assert_confined(secure, domains, meta, model, assigned)
+        if kind != "read":  # a read changes nothing: the state was checked after the previous write
+            assert_confined(secure, domains, meta, model, assigned)
 
 
 def expected_code(kind, policy_id, user, live, assigned) -> grpc.StatusCode:
