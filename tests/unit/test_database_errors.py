@@ -28,6 +28,7 @@ def failing_collection(error: Exception):
         (pymongo.errors.ExecutionTimeout("operation exceeded time limit", 50), Unavailable),
         (pymongo.errors.NetworkTimeout("timed out"), Unavailable),
         (pymongo.errors.OperationFailure("can't convert from BSON type string to Date", 16006), InvalidArgument),
+        (pymongo.errors.OperationFailure("internal server error", 1), Unavailable),
     ],
 )
 def test_a_query_out_of_time_is_unavailable_and_a_rejected_one_invalid(monkeypatch, error, expected):
@@ -52,3 +53,19 @@ def test_every_manager_method_that_reads_or_writes_translates_database_errors():
                 if not decorated and any(call in body for call in ("collection(", "bulk_writes.", "get_db(")):
                     unwrapped.append(f"{path.name}: {cls.name}.{method.name}")
     assert unwrapped == []
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (pymongo.errors.OperationFailure("internal server error", 1), Unavailable),
+        (pymongo.errors.OperationFailure("interrupted at shutdown", 11600), Unavailable),
+        (pymongo.errors.OperationFailure("not primary", 10107), Unavailable),
+        (pymongo.errors.OperationFailure("bad value", 2), pymongo.errors.OperationFailure),
+    ],
+)
+def test_a_fault_of_the_database_server_is_unavailable(error, expected):
+    """The server's own failure may be retried; an error about the request is left to its caller."""
+    with pytest.raises(expected):
+        with database.translate_errors():
+            raise error

@@ -251,6 +251,12 @@ def _refuse_duplicate(collection, document: Mapping) -> None:
             raise pymongo.errors.DuplicateKeyError("E11000 Duplicate Key Error", 11000)
 
 
+# Errors of the database server itself, not of what it was asked: its internal error, a shutdown or
+# step-down under way, a primary lost (the codes MongoDB's retryable-writes rules list, and
+# InternalError). The caller may retry; INTERNAL would blame policyhub.
+SERVER_FAULT_CODES = frozenset({1, 6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+
+
 class translate_errors:
     """Context manager and decorator: database failures become domain errors, never INTERNAL."""
 
@@ -271,6 +277,9 @@ class translate_errors:
         ):
             log.warning("database unavailable: %s", exc)
             raise Unavailable("database unavailable; retry later") from exc
+        if isinstance(exc, pymongo.errors.OperationFailure) and exc.code in SERVER_FAULT_CODES:
+            log.warning("database failed: %s", exc)
+            raise Unavailable("database failed the operation; retry later") from exc
         return False
 
     def __call__(self, func):
@@ -295,6 +304,8 @@ def aggregate(document, pipeline: list[dict]) -> list[dict]:
     except pymongo.errors.ExecutionTimeout:
         raise  # out of time (an OperationFailure too): the database's state, not the query's fault
     except pymongo.errors.OperationFailure as exc:
+        if exc.code in SERVER_FAULT_CODES:
+            raise  # the server's own failure, not the query's
         reason = (exc.details or {}).get("errmsg") or str(exc)
         raise InvalidArgument("query", f"the database rejected the query: {reason}") from exc
     except EMBEDDED_QUERY_ERRORS as exc:
