@@ -257,7 +257,13 @@ def changes_after(stub, domain: str, after: str = "") -> tuple[list[tuple[str, s
 
 
 def audited(stub, domain: str, method: str) -> list[dict]:
-    """The domain's audit entries of one method (at most a page of 1,000), as dicts."""
+    """The domain's audit entries of one method (all of them: at most a page of 1,000), as dicts."""
     query = {"filter": [{"k": "method", "v": method, "o": "eq"}], "page": {"limit": 1000}}
-    found = stub.audit.list(parse(audit_pb2.AuditQuery, {"domain_id": domain, "query": query}), timeout=10)
+    found = stub.audit.list(parse(audit_pb2.AuditQuery, {"domain_id": domain, "query": query}), timeout=30)
+    assert found.total_count == len(found.results)
     return [as_dict(a) for a in found.results]
+
+
+def audited_ids(stub, domain: str, method: str) -> list[str]:
+    """The resource ids of the domain's audit entries of one method."""
+    return [entry["resource_id"] for entry in audited(stub, domain, method)]

@@ -6,9 +6,9 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from helpers import as_dict, create_sets, expect_error, field_violations, parse, without_token
+from helpers import as_dict, audited_ids, create_sets, expect_error, field_violations, parse, without_token
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
-from policyhub._gen.spaceone.api.repository.v1 import audit_pb2, policy_pb2
+from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
 
 
 def policy(client, domain, policy_id, permissions=(), statements=()):
@@ -511,23 +511,6 @@ def test_expires_at_out_of_range_is_invalid_argument(client, domain):
         ),
     )
     assert field_violations(error) == ["expires_at"]
-
-
-def audited_ids(client, domain, method) -> list[str]:
-    """The resource ids of the domain's audit entries of `method` (at most one page of 1,000)."""
-    found = client.audit.list(
-        parse(
-            audit_pb2.AuditQuery,
-            {
-                "domain_id": domain,
-                "resource_type": "Assignment",
-                "query": {"filter": [{"k": "method", "v": method, "o": "eq"}], "page": {"limit": 1000}},
-            },
-        ),
-        timeout=30,
-    )
-    assert found.total_count == len(found.results)
-    return [entry.resource_id for entry in found.results]
 
 
 def test_large_batch_add_and_remove_answer_per_pair_and_audit_each_once(client, domain):

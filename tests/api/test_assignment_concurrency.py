@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 import grpc
 import pytest
 
-from helpers import as_dict, create_sets, expect_error, parse
+from helpers import as_dict, audited_ids, create_sets, expect_error, parse
 from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as pb
-from policyhub._gen.spaceone.api.repository.v1 import audit_pb2, policy_pb2
+from policyhub._gen.spaceone.api.repository.v1 import policy_pb2
 from policyhub.domain import Operation
 from policyhub.manager.assignment_manager import CLAIM_SECONDS
 from policyhub.manager.database import collection
@@ -61,19 +61,7 @@ def stored(client, domain) -> dict[tuple, str]:
 
 def audited(client, domain, method) -> Counter:
     """How many audit entries each assignment id has for `method`."""
-    found = client.audit.list(
-        parse(
-            audit_pb2.AuditQuery,
-            {
-                "domain_id": domain,
-                "resource_type": "Assignment",
-                "query": {"filter": [{"k": "method", "v": method, "o": "eq"}], "page": {"limit": 1000}},
-            },
-        ),
-        timeout=10,
-    )
-    assert found.total_count == len(found.results)
-    return Counter(entry.resource_id for entry in found.results)
+    return Counter(audited_ids(client, domain, method))
 
 
 def hammer(client, call, requests_per_thread) -> list[dict]:
