@@ -270,6 +270,22 @@ def test_a_point_read_and_a_unique_check_do_not_scan(monkeypatch):
     assert len(matched) == 200
 
 
+def race(stop: threading.Event, threads: list[threading.Thread], seconds: float = 1.5) -> None:
+    """Runs the threads for `seconds`, switching between them as often as possible (to meet every
+    window between a writer's steps), then sets `stop` and waits for them."""
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        sys.setswitchinterval(switch)
+
+
 def test_readers_never_miss_a_document_whose_key_stays_while_others_are_written():
     index_embedded_store()
     serialize_embedded_writes()
@@ -277,8 +293,6 @@ def test_readers_never_miss_a_document_whose_key_stays_while_others_are_written(
     collection.create_index([("g", 1)])
     collection.insert_many([{"_id": i, "g": "stable", "n": 0} for i in range(20)])
     stop, failures = threading.Event(), []
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to meet every window
 
     def write(offset):
         i = 0
@@ -297,15 +311,7 @@ def test_readers_never_miss_a_document_whose_key_stays_while_others_are_written(
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
     threads += [threading.Thread(target=read) for _ in range(3)]
-    try:
-        for thread in threads:
-            thread.start()
-        time.sleep(1.5)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
-        sys.setswitchinterval(switch)
+    race(stop, threads)
     assert failures == []
     assert collection.count_documents({"g": "churn"}) == 0
     assert [doc["_id"] for doc in collection.find({"g": "stable"})] == list(range(20))
@@ -452,8 +458,6 @@ def test_pipeline_heads_read_under_concurrent_writes():
     collection.create_index([("g", 1)])
     collection.insert_many([{"_id": i, "g": "stable", "k": i, "n": 0} for i in range(20)])
     stop, failures = threading.Event(), []
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
     page = [{"$match": {"g": "stable"}}, {"$sort": {"k": 1, "_id": 1}}, {"$skip": 1}, {"$limit": 5}]
     count = [{"$match": {"g": "stable"}}, {"$count": "n"}]
     group = [{"$match": {"g": "stable"}}, {"$group": {"_id": {"low": "$low"}, "n": {"$sum": 1}}}]
@@ -481,14 +485,6 @@ def test_pipeline_heads_read_under_concurrent_writes():
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
     threads += [threading.Thread(target=read) for _ in range(2)]
-    try:
-        for thread in threads:
-            thread.start()
-        time.sleep(1.5)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
-        sys.setswitchinterval(switch)
+    race(stop, threads)
     assert failures == []
     assert list(collection.aggregate(count)) == [{"n": 20}]
