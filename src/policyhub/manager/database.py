@@ -301,11 +301,9 @@ def aggregate(document, pipeline: list[dict]) -> list[dict]:
     stored = collection(document)
     try:
         results = list(stored.aggregate(pipeline))
-    except pymongo.errors.ExecutionTimeout:
-        raise  # out of time (an OperationFailure too): the database's state, not the query's fault
     except pymongo.errors.OperationFailure as exc:
-        if exc.code in SERVER_FAULT_CODES:
-            raise  # the server's own failure, not the query's
+        if isinstance(exc, pymongo.errors.ExecutionTimeout) or exc.code in SERVER_FAULT_CODES:
+            raise  # out of time, or the server's own failure: translate_errors says UNAVAILABLE
         reason = (exc.details or {}).get("errmsg") or str(exc)
         raise InvalidArgument("query", f"the database rejected the query: {reason}") from exc
     except EMBEDDED_QUERY_ERRORS as exc:
