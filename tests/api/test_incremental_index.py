@@ -7,7 +7,8 @@ the log, a record of a write that failed part-way)."""
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from test_multi_process import policyhub_processes
@@ -17,8 +18,9 @@ from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2 as apb
 from policyhub._gen.spaceone.api.repository.v1 import bulk_pb2
 from policyhub._gen.spaceone.api.repository.v1 import group_pb2 as gpb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
+from policyhub._gen.spaceone.api.repository.v1 import role_pb2 as rpb
 from policyhub.manager.database import collection
-from policyhub.model import AssignmentDocument, RevisionDocument
+from policyhub.model import AssignmentDocument, ChangeDocument, RevisionDocument
 
 
 @contextlib.contextmanager
@@ -219,3 +221,64 @@ def test_a_failed_write_through_the_api_leaves_checks_right(client, domain, coun
                 timeout=10,
             )
     probe.expect("ALLOW", "DENY", how="build")
+
+
+def _logged_creations(domain: str) -> list[dict]:
+    record = collection(ChangeDocument).find_one({"domain_id": domain}, sort=[("seq", -1)])
+    return [c for c in record["changes"] if c["kind"] == "ASSIGNMENT" and c["operation"] == "CREATE"]
+
+
+def test_every_way_of_creating_an_assignment_logs_its_edge(client, domain):
+    """The log tells a creation whole (its expiry too), so an index applies it without reading
+    it back; one with an expiry is applied and then lapses on time."""
+    create_policy(client, domain, "reader", ["a.read"])
+    create_sets(client, domain, groups=["team"], roles=["ops"])
+    probe = Probe(client, None, domain)
+    probe.warm("DENY", "DENY")
+    soon = datetime.now(timezone.utc) + timedelta(seconds=1)
+    client.assignment.create(
+        parse(
+            apb.CreateAssignmentRequest,
+            {
+                "subject": {"type": "USER", "id": "alice"},
+                "grant": {"type": "POLICY", "id": "reader"},
+                "expires_at": soon.isoformat(),
+                "domain_id": domain,
+            },
+        ),
+        timeout=10,
+    )
+    (created,) = _logged_creations(domain)
+    stored = collection(AssignmentDocument).find_one({"domain_id": domain, "subject_id": "alice"})
+    assert created["expires_at"] == stored["expires_at"]
+    probe.expect("ALLOW", "DENY")
+    _pairs(client, domain, "add", "bob", "ROLE", "ops")
+    client.group.add_users(gpb.GroupUsersRequest(group_id="team", user_ids=["carol"], domain_id=domain), timeout=10)
+    client.role.bind_users(rpb.RoleUsersRequest(role_id="ops", user_ids=["dave"], domain_id=domain), timeout=10)
+    client.bulk.import_domain(
+        iter(
+            [
+                parse(bulk_pb2.BulkChunk, {"header": {"domain_id": domain}}),
+                parse(
+                    bulk_pb2.BulkChunk,
+                    {
+                        "items": [
+                            {
+                                "assignment": {
+                                    "subject": {"type": "USER", "id": "erin"},
+                                    "grant": {"type": "ROLE", "id": "ops"},
+                                }
+                            }
+                        ]
+                    },
+                ),
+            ]
+        ),
+        timeout=30,
+    )
+    logged = collection(ChangeDocument).find({"domain_id": domain, "changes.kind": "ASSIGNMENT"})
+    creations = [c for r in logged for c in r["changes"] if c["kind"] == "ASSIGNMENT" and c["operation"] == "CREATE"]
+    assert {c["subject"]["id"] for c in creations} == {"alice", "bob", "carol", "dave", "erin"}
+    assert all("expires_at" in c for c in creations)
+    time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.1)
+    probe.expect("DENY", "DENY", how="build")  # the expiry lapsed: a whole build, by design

@@ -7,10 +7,12 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from policyhub.engine import DomainIndex, Edge, Subject
 from policyhub.manager.revision_manager import RevisionState
 from policyhub.service.consistency import FULLY_CONSISTENT, Consistency, Requirement
-from policyhub.service.index_cache import BUILD_ATTEMPTS, IndexCache
+from policyhub.service.index_cache import BUILD_ATTEMPTS, Advanced, IndexCache
 
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
@@ -286,3 +288,18 @@ def test_with_no_index_every_requirement_waits_for_a_write_under_way_to_land():
         landed.join()
         # built once, after the write landed: it holds the whole write
         assert answer.revision == 1 and builds.count == 1
+
+
+@pytest.mark.parametrize("exact, reads", [(True, 1), (False, 2)])
+def test_an_index_taken_from_the_log_alone_is_kept_without_reading_the_revision_again(exact, reads):
+    """An exact delta is the domain at the revision read: no second read to rule out later writes."""
+    revisions, builds = ScriptedRevisions(), Builds()
+    advanced = DomainIndex([], [Edge(Subject("USER", "u"), "POLICY", "p")], NOW)
+    indexes = IndexCache(builds, revisions, lambda: NOW, advance=lambda *_: Advanced(advanced, exact))
+    indexes.get("d")
+    revisions.single_write()
+    revisions.reads = 0
+    assert indexes.get("d") is advanced
+    assert revisions.reads == reads
+    assert (indexes.builds, indexes.deltas) == (1, 1)
+    assert indexes.get("d") is advanced  # kept

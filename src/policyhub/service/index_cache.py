@@ -6,7 +6,10 @@ through any server process is seen by the next call of every process — or when
 contains expires. Up to date means, when it can: the cached index plus the delta of the writes
 since, read from the domain's change log (policyhub.model.change): the policies, assignments and
 roles/groups those writes touched are loaded again and applied (DomainIndex.with_changes), at a
-cost of what they touched rather than of the domain. It is rebuilt from the whole domain instead
+cost of what they touched rather than of the domain. When the writes only created and deleted
+assignments, each logged with its edge, the log alone is the delta: nothing is loaded, and the
+index is exactly the domain at the revision read, so it is kept without reading the revision
+again. It is rebuilt from the whole domain instead
 when the managed policies changed, when an assignment in it expired, when it is more than
 MAX_DELTA_RECORDS revisions or MAX_DELTA_CHANGES changes behind, or when the log does not cover
 the range: a record still missing after HOLE_WAIT_SECONDS (its writer bumps the revision, then
@@ -152,7 +155,12 @@ class IndexCache:
                 if built and self._current(built, state.revisions, now):
                     return IndexAt(built.index, built.revision[0])
                 self.misses += 1
-                index = self._load(domain_id, built, state.revisions, now)
+                index, exact = self._load(domain_id, built, state.revisions, now)
+                if exact:
+                    # Applied from the log alone: the domain at exactly that revision, whatever
+                    # landed since, so there is nothing to read again.
+                    self._built[domain_id] = _Built(state.revisions, index, index.next_expiry, asked)
+                    return IndexAt(index, state.revisions[0])
                 asked = self._monotonic()
                 after = self._revisions.state(domains)
                 if after == state:
@@ -166,8 +174,11 @@ class IndexCache:
                     return IndexAt(index, state.revisions[0])
                 state = after
 
-    def _load(self, domain_id: str, built: _Built | None, revisions: tuple[int, ...], now: datetime) -> DomainIndex:
-        """The cached index plus the delta since, when the delta can be applied; else a build."""
+    def _load(
+        self, domain_id: str, built: _Built | None, revisions: tuple[int, ...], now: datetime
+    ) -> tuple[DomainIndex, bool]:
+        """The cached index plus the delta since, when the delta can be applied; else a build.
+        True with an index taken from the log alone (Advanced.exact)."""
         if (
             self._advance is not None
             and built is not None
@@ -175,12 +186,12 @@ class IndexCache:
             and (built.next_expiry is None or now < built.next_expiry)
             and 0 < revisions[0] - built.revision[0] <= MAX_DELTA_RECORDS
         ):
-            index = self._advance(domain_id, built.index, built.revision[0], revisions[0], now)
-            if index is not None:
+            advanced = self._advance(domain_id, built.index, built.revision[0], revisions[0], now)
+            if advanced is not None:
                 self.deltas += 1
-                return index
+                return advanced.index, advanced.exact
         self.builds += 1
-        return self._build(domain_id, now)
+        return self._build(domain_id, now), False
 
     def _settled(self, domains: list[str], state: RevisionState) -> RevisionState:
         """The revision state once no write of several documents is under way (their marks run
@@ -201,9 +212,19 @@ class IndexCache:
             return self._locks.setdefault(domain_id, threading.Lock())
 
 
+@dataclass(frozen=True)
+class Advanced:
+    """An index brought up to date by a delta. `exact`: taken from the change log alone, it is
+    the domain at exactly the revision reached; otherwise what the delta touched was loaded as
+    it is now, and may hold writes landed since (which the caller must rule out)."""
+
+    index: DomainIndex
+    exact: bool
+
+
 # (domain_id, index at revision `since`, since, the revision to reach, now) -> the index at that
 # revision, or None when the change log cannot bring it there.
-Advance = Callable[[str, DomainIndex, int, int, datetime], "DomainIndex | None"]
+Advance = Callable[[str, DomainIndex, int, int, datetime], "Advanced | None"]
 
 
 class IndexLoader:
@@ -228,14 +249,19 @@ class IndexLoader:
         edges = [_edge(raw) for raw in self._assignments.edges(domain_id)]
         return DomainIndex(rules, edges, now)
 
-    def advance(self, domain_id: str, index: DomainIndex, since: int, upto: int, now: datetime) -> DomainIndex | None:
+    def advance(self, domain_id: str, index: DomainIndex, since: int, upto: int, now: datetime) -> Advanced | None:
         """`index` (at revision `since`) with the writes of revisions (since, upto] applied; None
-        when the log cannot tell them. What they touched is loaded as it is now, so a write landing
+        when the log cannot tell them. Assignments created and deleted come from the log when it
+        holds their edges; anything else they touched is loaded as it is now, so a write landing
         meanwhile is in the result whole or not at all, as in a build."""
         records = self._records(domain_id, since, upto)
         touched = _Touched.of(records) if records is not None else None
         if touched is None:
             return None
+        removed = [Edge(Subject(st, si), gt, gi) for st, si, gt, gi in touched.pairs]
+        if touched.logged_only:
+            added = [edge for edge in touched.logged.values() if edge is not None]
+            return Advanced(index.with_changes((), (), added, removed, now), exact=True)
         rules = (
             [_rules(raw) for raw in self._policies.rules_of(domain_id, sorted(touched.policies))]
             if touched.policies
@@ -247,10 +273,10 @@ class IndexLoader:
             else []
         )
         # Every edge the writes may have changed goes, then what the store holds of them comes back.
-        removed = [Edge(Subject(st, si), gt, gi) for st, si, gt, gi in touched.pairs]
         removed += index.edges_naming([Subject(t, i) for t, i in touched.sets], touched.named_policies)
         live = {rule.policy_id for rule in rules}
-        return index.with_changes(rules, touched.policies - live, [_edge(raw) for raw in found], removed, now)
+        changed = index.with_changes(rules, touched.policies - live, [_edge(raw) for raw in found], removed, now)
+        return Advanced(changed, exact=False)
 
     def _records(self, domain_id: str, since: int, upto: int) -> list[dict[str, Any]] | None:
         """The records of revisions (since, upto], once all are there (None if one stays missing)."""
@@ -275,11 +301,18 @@ class _Touched:
     named_policies: set[str]  # policies created or deleted (a rename too): every edge granting them
     sets: set[tuple[str, str]]  # (GROUP|ROLE, id) created or deleted (a rename too): every edge naming them
     pairs: set[tuple[str, str, str, str]]  # (subject type, id, grant type, id) of assignments written
+    # the pairs whose last change the log tells whole: created (its edge) or deleted (None)
+    logged: dict[tuple[str, str, str, str], Edge | None]
+
+    @property
+    def logged_only(self) -> bool:
+        """Did the writes only create and delete assignments, each told whole by the log?"""
+        return not (self.policies or self.named_policies or self.sets) and self.logged.keys() == self.pairs
 
     @classmethod
     def of(cls, records: list[dict[str, Any]]) -> _Touched | None:
         """None when the records cannot be applied as a delta (see the module doc)."""
-        touched = cls(set(), set(), set(), set())
+        touched = cls(set(), set(), set(), set(), {})
         count = 0
         for record in records:
             if record.get("incomplete"):
@@ -299,7 +332,15 @@ class _Touched:
                         touched.sets.add((kind, item))
                 elif kind == ChangeKind.ASSIGNMENT and change.get("subject") and change.get("grant"):
                     subject, grant = change["subject"], change["grant"]
-                    touched.pairs.add((subject["type"], subject["id"], grant["type"], grant["id"]))
+                    pair = (subject["type"], subject["id"], grant["type"], grant["id"])
+                    touched.pairs.add(pair)
+                    if operation == Operation.DELETE:
+                        touched.logged[pair] = None
+                    elif operation == Operation.CREATE and "expires_at" in change:
+                        edge = Edge(Subject(pair[0], pair[1]), pair[2], pair[3], change["expires_at"])
+                        touched.logged[pair] = edge
+                    else:  # an update, or a creation logged without its expiry: loaded
+                        touched.logged.pop(pair, None)
                 else:
                     return None  # a kind this version does not know, or an assignment logged without its pair
         return touched

@@ -6,7 +6,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping
 
-from policyhub.domain import ChangeKind
+from policyhub.domain import ChangeKind, Operation
 from policyhub.manager.database import beyond_the_deadline
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service.consistency import consistency_token
@@ -46,13 +46,17 @@ class ChangeSet:
 
 
 def assignment_change(assignment: Mapping[str, Any], operation: str) -> dict[str, Any]:
-    return {
+    change = {
         "kind": ChangeKind.ASSIGNMENT,
         "id": assignment.get("assignment_id") or "",
         "operation": operation,
         "subject": {"type": assignment["subject_type"], "id": assignment["subject_id"]},
         "grant": {"type": assignment["grant_type"], "id": assignment["grant_id"]},
     }
+    if operation == Operation.CREATE and "expires_at" in assignment:
+        # The whole edge: an evaluation index applies the creation without reading it back.
+        change["expires_at"] = assignment["expires_at"]
+    return change
 
 
 @contextmanager

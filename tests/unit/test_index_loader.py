@@ -1,0 +1,115 @@
+"""IndexLoader.advance on scripted change records: which deltas come from the log alone (exact,
+nothing loaded) and which load what they touched, and that both answer as a fresh build."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
+from policyhub.service.index_cache import IndexLoader
+from policyhub.service.invalidation import assignment_change
+
+NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
+RULES = [PolicyRules.from_policy(p, [], [f"{p}.*"]) for p in ("p1", "p2")]
+USERS = [Subject("USER", u) for u in ("u1", "u2", "u3")]
+ACTIONS = ["p1.read", "p2.read"]
+
+
+class Log:
+    """One record per revision, as RevisionManager.changes_after answers."""
+
+    def __init__(self, *records: list[dict]):
+        self.records = [{"seq": seq, "changes": changes} for seq, changes in enumerate(records, start=1)]
+
+    def changes_after(self, domain_id, since, limit, upto):
+        return [r for r in self.records if since < r["seq"] <= upto][:limit]
+
+
+class Store:
+    """The domain as it is now; counts what the loader reads from it."""
+
+    def __init__(self, edges: list[Edge]):
+        self.edges = edges
+        self.loads = 0
+
+    def rules_of(self, domain_id, policy_ids):
+        self.loads += 1
+        return [{"policy_id": p, "permissions": [f"{p}.*"], "state": "ENABLED"} for p in policy_ids]
+
+    def edges_naming(self, domain_id, keys, policy_ids, sets):
+        self.loads += 1
+        wanted = set(keys)
+        return [
+            {
+                "subject_type": e.subject.type,
+                "subject_id": e.subject.id,
+                "grant_type": e.grant_type,
+                "grant_id": e.grant_id,
+                "expires_at": e.expires_at,
+            }
+            for e in self.edges
+            if (e.subject.type, e.subject.id, e.grant_type, e.grant_id) in wanted
+        ]
+
+
+def _assignment(user: str, policy: str, **extra) -> dict:
+    return {"subject_type": "USER", "subject_id": user, "grant_type": "POLICY", "grant_id": policy, **extra}
+
+
+def _advance(log: Log, store: Store, start: list[Edge]):
+    loader = IndexLoader(store, store, log)  # type: ignore[arg-type]
+    index = DomainIndex(RULES, start, NOW)
+    return loader.advance("d", index, 0, len(log.records), NOW)
+
+
+def _answers(index: DomainIndex) -> dict:
+    return {(u, a): index.check(u, a, "r").allowed for u in USERS for a in ACTIONS}
+
+
+def test_creations_and_deletions_logged_with_their_edges_are_applied_from_the_log_alone():
+    later = NOW + timedelta(hours=1)
+    start = [Edge(USERS[0], "POLICY", "p1"), Edge(USERS[1], "POLICY", "p2")]
+    log = Log(
+        [assignment_change(_assignment("u3", "p1", expires_at=later), "CREATE")],
+        [assignment_change(_assignment("u1", "p1"), "DELETE")],
+        # deleted and created again in later writes: the last change tells the edge
+        [assignment_change(_assignment("u2", "p2"), "DELETE")],
+        [assignment_change(_assignment("u2", "p2", expires_at=None), "CREATE")],
+    )
+    now_edges = [Edge(USERS[2], "POLICY", "p1", later), Edge(USERS[1], "POLICY", "p2")]
+    store = Store(now_edges)
+    advanced = _advance(log, store, start)
+    assert advanced is not None and advanced.exact
+    assert store.loads == 0
+    fresh = DomainIndex(RULES, now_edges, NOW)
+    assert _answers(advanced.index) == _answers(fresh)
+    assert advanced.index.next_expiry == later
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        assignment_change(_assignment("u3", "p1"), "CREATE"),  # logged without its expiry
+        assignment_change(_assignment("u3", "p1", expires_at=None), "UPDATE"),
+        {"kind": "POLICY", "id": "p1", "operation": "UPDATE"},
+    ],
+    ids=["create-without-expiry", "update", "policy"],
+)
+def test_what_the_log_does_not_tell_whole_is_loaded(change):
+    held = [Edge(USERS[2], "POLICY", "p1")]
+    store = Store(held)
+    log = Log([assignment_change(_assignment("u1", "p1", expires_at=None), "CREATE")], [change])
+    advanced = _advance(log, store, held)
+    assert advanced is not None and not advanced.exact
+    assert store.loads >= 1
+    # u1's creation is loaded as the store holds it now (not there): the store decides
+    assert _answers(advanced.index) == _answers(DomainIndex(RULES, store.edges, NOW))
+
+
+def test_only_creations_carry_the_expiry_in_the_log():
+    assignment = _assignment("u1", "p1", expires_at=NOW, assignment_id="a1")
+    assert assignment_change(assignment, "CREATE")["expires_at"] == NOW
+    assert "expires_at" not in assignment_change(assignment, "DELETE")
+    assert "expires_at" not in assignment_change(assignment, "UPDATE")
