@@ -252,6 +252,7 @@ def test_every_way_of_creating_an_assignment_logs_its_edge(client, domain):
     stored = collection(AssignmentDocument).find_one({"domain_id": domain, "subject_id": "alice"})
     assert created["expires_at"] == stored["expires_at"]
     probe.expect("ALLOW", "DENY")
+    assign(client, domain, "USER", "frank", "GROUP", "team")  # never expires
     _pairs(client, domain, "add", "bob", "ROLE", "ops")
     client.group.add_users(gpb.GroupUsersRequest(group_id="team", user_ids=["carol"], domain_id=domain), timeout=10)
     client.role.bind_users(rpb.RoleUsersRequest(role_id="ops", user_ids=["dave"], domain_id=domain), timeout=10)
@@ -278,7 +279,7 @@ def test_every_way_of_creating_an_assignment_logs_its_edge(client, domain):
     )
     logged = collection(ChangeDocument).find({"domain_id": domain, "changes.kind": "ASSIGNMENT"})
     creations = [c for r in logged for c in r["changes"] if c["kind"] == "ASSIGNMENT" and c["operation"] == "CREATE"]
-    assert {c["subject"]["id"] for c in creations} == {"alice", "bob", "carol", "dave", "erin"}
+    assert {c["subject"]["id"] for c in creations} == {"alice", "bob", "carol", "dave", "erin", "frank"}
     assert all("expires_at" in c for c in creations)
     time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.1)
     probe.expect("DENY", "DENY", how="build")  # the expiry lapsed: a whole build, by design

@@ -339,7 +339,7 @@ class _Touched:
                     elif operation == Operation.CREATE and "expires_at" in change:
                         edge = Edge(Subject(pair[0], pair[1]), pair[2], pair[3], change["expires_at"])
                         touched.logged[pair] = edge
-                    else:  # an update, or a creation logged without its expiry: loaded
+                    else:  # an update, or a creation logged by an earlier version (no expiry): loaded
                         touched.logged.pop(pair, None)
                 else:
                     return None  # a kind this version does not know, or an assignment logged without its pair

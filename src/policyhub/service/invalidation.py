@@ -53,9 +53,11 @@ def assignment_change(assignment: Mapping[str, Any], operation: str) -> dict[str
         "subject": {"type": assignment["subject_type"], "id": assignment["subject_id"]},
         "grant": {"type": assignment["grant_type"], "id": assignment["grant_id"]},
     }
-    if operation == Operation.CREATE and "expires_at" in assignment:
-        # The whole edge: an evaluation index applies the creation without reading it back.
-        change["expires_at"] = assignment["expires_at"]
+    if operation == Operation.CREATE:
+        # The whole edge, so an evaluation index applies the creation without reading it back.
+        # Every creation passes what it inserted (a stored assignment has no expires_at when it
+        # never expires); a record without the key comes from an earlier version and is not trusted.
+        change["expires_at"] = assignment.get("expires_at")
     return change
 
 
