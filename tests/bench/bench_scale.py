@@ -31,8 +31,45 @@ the health check's calls/s measured just before it; and, when SpaceONE's client 
 (tests/spaceone/.venv, created by tests/api/test_spaceone_client.py, or --spaceone-python), the same calls
 through spaceone-core's client (tests/spaceone/sequential.py) on the server's SpaceONE listener.
 
+With `--peer HOST:PORT` (SpaceONE's client needed), the sequential section then runs the same SpaceONE-client
+workload on SpaceONE's own repository service, started beforehand (the "peer"), in a domain of its own per run:
+its Policy.list names the local repository (which the benchmark registers when the peer has none, as its
+Policy.create needs one), and an operation it does not implement is shown as such, not measured
+(spaceone-repository 1.12.5 has no Policy.stat). Then, per call, policyhub's calls/s over the peer's, both through
+SpaceONE's client in this run, on each backend, with PASS/MISS for the target create, get and list >= 3x the peer;
+the health row compares the health checks. The peer, on a secantusdb server (no Redis, no identity service:
+no handlers), from a virtualenv outside the repository:
+
+    mkdir -p /tmp/peer && cd /tmp/peer
+    python3 -m venv venv
+    venv/bin/pip install spaceone-repository==1.12.5 spaceone-core==1.12.39 spaceone-api==1.12.54 protobuf==3.20.3
+    cat > repository.yml <<'EOF'
+    GLOBAL:
+      DATABASES:
+        default:
+          db: repository
+          host: mongodb://127.0.0.1:27117/
+          username: ''
+          password: ''
+      CACHES:
+        default: {}
+      HANDLERS: {}
+      LOG:
+        loggers:
+          spaceone:
+            level: INFO
+    EOF
+    cd -  # back to the repository
+    .venv/bin/secantusd-py --host 127.0.0.1 --port 27117 --storage-path :memory: &> /tmp/peer/db.log &
+    /tmp/peer/venv/bin/spaceone grpc spaceone.repository -p 50151 -c /tmp/peer/repository.yml &> /tmp/peer/peer.log &
+    .venv/bin/python tests/bench/bench_scale.py --sections sequential --peer 127.0.0.1:50151
+
+In that configuration the empty user replaces the package's own ("repository"), `CACHES: default: {}` leaves
+only the in-process cache (no Redis), `HANDLERS: {}` keeps spaceone-core's empty handler lists (no
+authentication, authorization or mutation: no identity service), and INFO drops the peer's per-call DEBUG lines.
+
     .venv/bin/python tests/bench/bench_scale.py [--sizes 1000,10000] [--assignments-per-policy 10]
-        [--backend wire|mongomock] [--sequential N] [--sections scale,sequential] [--quick]
+        [--backend wire|mongomock] [--sequential N] [--sections scale,sequential] [--peer HOST:PORT] [--quick]
 
 `make bench` runs the default sizes, 1k and 10k policies (110k items to seed at 10k: a few minutes on the wire
 protocol, ten on a busy 2-CPU machine). The 100k row (100k policies, 1M assignments: 1.1M items, from 15 minutes
@@ -103,6 +140,8 @@ WARMUP_CALLS = 1
 TARGET_GET = 0.4  # get >= 0.4x health
 TARGET_LIST = 0.2  # list page >= 0.2x health
 TARGET_CHECK_AFTER_WRITE = 3.0  # check after a write <= 3x warm check
+TARGET_PEER = 3.0  # create, get and list >= 3x the calls/s of SpaceONE's repository service (--peer)
+PEER_TARGETS = ("create", "get", "list")
 
 Call = Callable[[], object]
 
@@ -539,8 +578,12 @@ def sequential_ours(address: str, domain_id: str, args: argparse.Namespace) -> l
     return cells
 
 
-def sequential_spaceone(address: str, domain_id: str, args: argparse.Namespace) -> list[Cell]:
-    """The same workload through spaceone-core's client (tests/spaceone/sequential.py in its own virtualenv)."""
+def sequential_spaceone(
+    address: str, domain_id: str, args: argparse.Namespace, peer: bool = False
+) -> tuple[list[Cell], dict[str, str]]:
+    """The same workload through spaceone-core's client (tests/spaceone/sequential.py in its own virtualenv),
+    on policyhub's SpaceONE listener or, with `peer`, on SpaceONE's repository service; returns the cells and
+    the operations the server does not implement (with their error)."""
     bound = 8 * (args.cell_seconds + CALL_TIMEOUT) + 60  # 8 lines, each stopped after its seconds
     result = subprocess.run(
         [
@@ -551,6 +594,7 @@ def sequential_spaceone(address: str, domain_id: str, args: argparse.Namespace) 
             str(args.sequential),
             str(args.cell_seconds),
             str(CALL_TIMEOUT),
+            *(["--peer"] if peer else []),
         ],
         cwd=SPACEONE_DRIVER.parent,
         capture_output=True,
@@ -566,10 +610,12 @@ def sequential_spaceone(address: str, domain_id: str, args: argparse.Namespace) 
         cell = Cell(item["operation"], 1, elapsed=item["elapsed"], latencies=item["latencies"])
         cell.errors.update(item["errors"])
         cells.append(cell)
-    return cells
+    return cells, out["unimplemented"]
 
 
-def print_sequential(backend: str, client: str, count: int, cells: list[Cell]) -> int:
+def print_sequential(
+    backend: str, client: str, count: int, cells: list[Cell], unimplemented: dict[str, str] | None = None
+) -> int:
     """The table of one backend and client; returns how many lines had failed calls."""
     print(f"\n{backend}, {client}, concurrency 1, N={count}:")
     header = f"{'operation':<8} {'calls':>6} {'calls/s':>9} {'p50 ms':>8} {'health/s':>9} {'x health':>9} {'errors':>6}"
@@ -581,12 +627,56 @@ def print_sequential(backend: str, client: str, count: int, cells: list[Cell]) -
             f"{base.calls_per_second:>9.1f} {fmt(speed(cell.calls_per_second, base.calls_per_second), 3):>9} "
             f"{sum(cell.errors.values()) + sum(base.errors.values()):>6}"
         )
+    for operation, error in (unimplemented or {}).items():
+        print(f"{operation:<8} not implemented by this server, not measured ({error})")
     return print_errors(cells, f", {backend}, {client}")
 
 
+def rates(cells: list[Cell]) -> dict[str, tuple[float, float]]:
+    """Per operation: calls/s and x health (over the health line just before it); `health`: every health
+    line's calls over their whole time."""
+    result = {
+        cell.operation: (cell.calls_per_second, speed(cell.calls_per_second, base.calls_per_second))
+        for base, cell in zip(cells[::2], cells[1::2], strict=True)
+    }
+    health = cells[::2]
+    elapsed = sum(cell.elapsed for cell in health)
+    result["health"] = (sum(len(cell.latencies) for cell in health) / elapsed if elapsed else math.nan, 1.0)
+    return result
+
+
+def print_versus_peer(peer: str, count: int, ours: dict[str, list[Cell]], theirs: list[Cell]) -> None:
+    """policyhub's calls/s over the peer's, both through SpaceONE's client in this run, per backend, with
+    the target for create, get and list; the health row says how far apart the bare servers are."""
+    peer_rates = rates(theirs)
+    our_rates = {backend: rates(cells) for backend, cells in ours.items()}
+    print(f"\npolicyhub over the peer (SpaceONE repository service at {peer}), SpaceONE client, N={count}:")
+    header = f"{'call':<8} {'peer/s':>8} {'x health':>8}" + "".join(
+        f" | {backend + '/s':>11} {'x health':>8} {'/ peer':>7} {'target':>6}" for backend in ours
+    )
+    print(header)
+    print("-" * len(header))
+    nan = (math.nan, math.nan)
+    for operation in ("create", "get", "list", "stat", "health"):
+        peer_speed, peer_health = peer_rates.get(operation, nan)
+        line = f"{operation:<8} {fmt(peer_speed, 1):>8} {fmt(peer_health, 3):>8}"
+        for backend in ours:
+            our_speed, our_health = our_rates[backend].get(operation, nan)
+            ratio = speed(our_speed, peer_speed)
+            target = "-" if operation not in PEER_TARGETS else "PASS" if ratio >= TARGET_PEER else "MISS"
+            line += f" | {fmt(our_speed, 1):>11} {fmt(our_health, 3):>8} {fmt(ratio):>7} {target:>6}"
+        print(line)
+    print(
+        f"/ peer = policyhub calls/s / peer calls/s; target: {', '.join(PEER_TARGETS)} >= {TARGET_PEER:g}x the peer "
+        "(MISS where the peer was not measured)"
+    )
+
+
 def run_sequential(args: argparse.Namespace) -> int:
-    """Both backends, our client then SpaceONE's; returns how many lines had failed calls."""
+    """Both backends, our client then SpaceONE's, then SpaceONE's client on the peer when given; returns how
+    many lines had failed calls."""
     failed = 0
+    spaceone_cells: dict[str, list[Cell]] = {}
     for backend in ("mongomock", "wire"):
         processes: list[subprocess.Popen] = []
         spaceone = args.spaceone_python.is_file()
@@ -599,10 +689,13 @@ def run_sequential(args: argparse.Namespace) -> int:
             ours = sequential_ours(address, SEQUENTIAL_DOMAIN, args)
             failed += print_sequential(backend, "policyhub stubs (grpcio)", args.sequential, ours)
             if spaceone:
-                theirs = sequential_spaceone(
+                theirs, unimplemented = sequential_spaceone(
                     f"{address.rsplit(':', 1)[0]}:{spaceone_port}", f"{SEQUENTIAL_DOMAIN}-so", args
                 )
-                failed += print_sequential(backend, "SpaceONE client (SpaceONE listener)", args.sequential, theirs)
+                spaceone_cells[backend] = theirs
+                failed += print_sequential(
+                    backend, "SpaceONE client (SpaceONE listener)", args.sequential, theirs, unimplemented
+                )
         finally:
             stop_servers(processes)
         if not spaceone:
@@ -610,6 +703,20 @@ def run_sequential(args: argparse.Namespace) -> int:
                 f"(SpaceONE client rows skipped: no {args.spaceone_python}; "
                 "tests/api/test_spaceone_client.py creates it)"
             )
+    if args.peer:
+        # The peer's database outlives this run: a domain of its own per run keeps the policy ids fresh
+        # (unique per domain) and list's total_count to this run's N policies. Measured once no policyhub
+        # server runs, so both had the machine to themselves.
+        domain_id = f"{SEQUENTIAL_DOMAIN}-{time.strftime('%Y%m%d%H%M%S')}"
+        theirs, unimplemented = sequential_spaceone(args.peer, domain_id, args, peer=True)
+        failed += print_sequential(
+            "peer",
+            f"SpaceONE client (SpaceONE repository service at {args.peer})",
+            args.sequential,
+            theirs,
+            unimplemented,
+        )
+        print_versus_peer(args.peer, args.sequential, spaceone_cells, theirs)
     print("x health = calls/s / calls/s of the health check measured just before, with the same client")
     return failed
 
@@ -634,6 +741,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a POLICYHUB_KEY server setting"
     )
     parser.add_argument("--spaceone-python", type=Path, default=SPACEONE_PYTHON, help="python of SpaceONE's client")
+    parser.add_argument(
+        "--peer", metavar="HOST:PORT", help="a SpaceONE repository service to compare the sequential section with"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 policies, N=30, few calls")
     args = parser.parse_args(argv)
     # Explicit values win over --quick.
@@ -645,6 +755,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.sections = set(args.sections.split(","))
     if not args.sections or not args.sections <= {"scale", "sequential"}:
         parser.error("--sections takes scale, sequential or both, comma-separated")
+    if args.peer and "sequential" not in args.sections:
+        parser.error("--peer compares the sequential section: add it to --sections")
+    if args.peer and not args.spaceone_python.is_file():
+        parser.error(f"--peer is driven by SpaceONE's client: no {args.spaceone_python} (see --spaceone-python)")
     if any(size < len(LABELS) for size in args.sizes) or args.assignments_per_policy < 1 or args.sequential < 1:
         parser.error(f"every size must be at least {len(LABELS)}; --assignments-per-policy and --sequential positive")
     try:
