@@ -13,6 +13,7 @@ import pytest
 from policyhub.domain import MANAGED_DOMAIN_ID
 from policyhub.manager import bulk_writes
 from policyhub.manager.database import collection
+from policyhub.manager.policy_manager import point_read
 from policyhub.model import AssignmentDocument, ChangeDocument, GroupDocument, PolicyDocument, RevisionDocument
 from policyhub.query import compile_list, compile_stat
 from policyhub.service.context import utc_now
@@ -94,8 +95,9 @@ def test_policy_list_with_the_managed_policies(seeded, domain):
 
 
 def test_policy_get_update_and_restore_read_the_unique_index(seeded, domain):
+    assert_index(aggregate_scan(PolicyDocument, point_read(domain, "p1")), "domain_policy_id_deleted_at")
     live = {"domain_id": domain, "policy_id": "p1", "deleted_at": None}
-    assert_index(find_scan(PolicyDocument, live), "domain_policy_id_deleted_at")
+    assert_index(find_scan(PolicyDocument, live), "domain_policy_id_deleted_at")  # update's compare-and-set
     now = utc_now()
     seeded.policy.soft_delete(domain, "p1", None, now, now + timedelta(days=1), [])
     deleted = {"domain_id": domain, "policy_id": "p1", "deleted_at": {"$gt": datetime(1970, 1, 1, tzinfo=timezone.utc)}}

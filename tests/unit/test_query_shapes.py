@@ -14,7 +14,7 @@ from policyhub.manager import policy_manager, queries
 from policyhub.manager.api_key_manager import ApiKeyManager
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.audit_manager import AuditManager
-from policyhub.manager.policy_manager import PolicyManager
+from policyhub.manager.policy_manager import PolicyManager, point_read
 from policyhub.manager.subject_set_manager import SubjectSetManager
 from policyhub.model import (
     ALL_DOCUMENTS,
@@ -150,6 +150,10 @@ class Recorder:
         self.filters.append(("find_one", selector))
         return self._answer()
 
+    def aggregate(self, pipeline):
+        self.filters.append(("aggregate", pipeline[0]["$match"]))
+        return [self._answer()]
+
     def find_one_and_update(self, selector, update, **kwargs):
         self.filters.append(("find_one_and_update", selector))
         return self._answer()
@@ -160,11 +164,12 @@ def test_policy_get_and_update_are_equalities_on_the_unique_index(monkeypatch):
     monkeypatch.setattr(policy_manager, "collection", lambda document: recorder)
     POLICY_MANAGER.get("d1", "p")
     POLICY_MANAGER.update("d1", "p", {"name": "n"}, None, None)
-    policy_reads = [selector for _, selector in recorder.filters if "policy_id" in selector]
+    policy_reads = [(call, selector) for call, selector in recorder.filters if "policy_id" in selector]
     assert policy_reads == [
-        {"domain_id": "d1", "policy_id": "p", "deleted_at": None},  # get
-        {"domain_id": "d1", "policy_id": "p", "deleted_at": None},  # update's compare-and-set
+        ("aggregate", {"domain_id": "d1", "policy_id": "p", "deleted_at": None}),  # get, joined to its repository
+        ("find_one_and_update", {"domain_id": "d1", "policy_id": "p", "deleted_at": None}),  # update's compare-and-set
     ]
+    assert [next(iter(stage)) for stage in point_read("d1", "p")] == ["$match", "$limit", "$lookup"]
     assert ["domain_id", "policy_id", "deleted_at"] in index_keys(PolicyDocument)
 
 

@@ -102,13 +102,17 @@ class PolicyManager:
         # Managed ids have a reserved prefix, so one equality point read on the unique index finds
         # the policy (equality only: some MongoDB-compatible servers scan for $in/$ne).
         owner = MANAGED_DOMAIN_ID if policy_id.startswith(MANAGED_ID_PREFIX) else domain_id
-        policies = collection(PolicyDocument)
-        raw = policies.find_one({"domain_id": owner, "policy_id": policy_id, "deleted_at": None})
-        if raw is None and include_deleted:
-            raw = _last_deleted(owner, policy_id)
-        if raw is None or (repository_id and raw["repository_id"] != repository_id):
+        # The live policy and its repository in one round trip.
+        live = next(iter(collection(PolicyDocument).aggregate(point_read(owner, policy_id))), None)
+        if live is not None:
+            record = policy_record(live)
+        elif include_deleted and (deleted := _last_deleted(owner, policy_id)):
+            record = self._with_repository(policy_record(deleted))
+        else:
             raise NotFound("Policy", "policy_id", policy_id)
-        return self._with_repository(policy_record(raw))
+        if repository_id and record["repository_id"] != repository_id:
+            raise NotFound("Policy", "policy_id", policy_id)
+        return record
 
     @translate_errors()
     def update(
@@ -468,6 +472,12 @@ def _held_by_live(policy_id: str) -> AlreadyExists:
     return AlreadyExists(
         "Policy", "policy_id", policy_id, "a live policy holds this id; delete or rename it before restoring"
     )
+
+
+def point_read(domain_id: str, policy_id: str) -> list[dict[str, Any]]:
+    """The live policy (an equality on the unique index) joined to its repository."""
+    selector = {"domain_id": domain_id, "policy_id": policy_id, "deleted_at": None}
+    return [{"$match": selector}, {"$limit": 1}, repository_info_lookup()]
 
 
 def _last_deleted(domain_id: str, policy_id: str) -> dict[str, Any] | None:
