@@ -65,6 +65,16 @@ class Probe:
             assert self.decisions(self.other) == {"a.read": read, "a.write": write}
 
 
+def _import_membership(client, domain, user: str, role: str):
+    """A bulk import (merge) of one assignment: the user holds the role."""
+    items = [{"assignment": {"subject": {"type": "USER", "id": user}, "grant": {"type": "ROLE", "id": role}}}]
+    chunks = [
+        parse(bulk_pb2.BulkChunk, {"header": {"domain_id": domain}}),
+        parse(bulk_pb2.BulkChunk, {"items": items}),
+    ]
+    return client.bulk.import_domain(iter(chunks), timeout=30)
+
+
 def _pairs(client, domain, method, user: str, grant_type: str, grant_id: str):
     request = parse(
         apb.AssignmentsRequest,
@@ -129,28 +139,7 @@ def test_every_kind_of_write_is_applied_as_a_delta(client, domain):
         probe.expect("DENY", "DENY")
 
         # A bulk import (merge) granting alice the role back.
-        answer = client.bulk.import_domain(
-            iter(
-                [
-                    parse(bulk_pb2.BulkChunk, {"header": {"domain_id": domain}}),
-                    parse(
-                        bulk_pb2.BulkChunk,
-                        {
-                            "items": [
-                                {
-                                    "assignment": {
-                                        "subject": {"type": "USER", "id": "alice"},
-                                        "grant": {"type": "ROLE", "id": "ops"},
-                                    }
-                                }
-                            ]
-                        },
-                    ),
-                ]
-            ),
-            timeout=30,
-        )
-        assert answer.consistency_token
+        assert _import_membership(client, domain, "alice", "ops").consistency_token
         probe.expect("ALLOW", "DENY")
 
         # An assignment deleted by id.
@@ -256,27 +245,7 @@ def test_every_way_of_creating_an_assignment_logs_its_edge(client, domain):
     _pairs(client, domain, "add", "bob", "ROLE", "ops")
     client.group.add_users(gpb.GroupUsersRequest(group_id="team", user_ids=["carol"], domain_id=domain), timeout=10)
     client.role.bind_users(rpb.RoleUsersRequest(role_id="ops", user_ids=["dave"], domain_id=domain), timeout=10)
-    client.bulk.import_domain(
-        iter(
-            [
-                parse(bulk_pb2.BulkChunk, {"header": {"domain_id": domain}}),
-                parse(
-                    bulk_pb2.BulkChunk,
-                    {
-                        "items": [
-                            {
-                                "assignment": {
-                                    "subject": {"type": "USER", "id": "erin"},
-                                    "grant": {"type": "ROLE", "id": "ops"},
-                                }
-                            }
-                        ]
-                    },
-                ),
-            ]
-        ),
-        timeout=30,
-    )
+    _import_membership(client, domain, "erin", "ops")
     logged = collection(ChangeDocument).find({"domain_id": domain, "changes.kind": "ASSIGNMENT"})
     creations = [c for r in logged for c in r["changes"] if c["kind"] == "ASSIGNMENT" and c["operation"] == "CREATE"]
     assert {c["subject"]["id"] for c in creations} == {"alice", "bob", "carol", "dave", "erin", "frank"}
