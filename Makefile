@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/pip install -q --disable-pip-version-check
+# uv installs from PyPI several times faster than pip (parallel downloads, one resolution);
+# pip only bootstraps it.
+UV_VERSION := 0.13.9
+PIP := $(BIN)/uv pip install -q --python $(BIN)/python
 # Stamps: the runtime set is installed / the dev set is installed on top of it. A change to
 # pyproject.toml redoes both in turn; the dev stamp is newer than the runtime one, so
 # `make test` then `make run` installs nothing.
@@ -17,6 +20,7 @@ PROTOS := $(shell find proto -name '*.proto')
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(PIP) -e '.[codegen]'
 	touch $@
 

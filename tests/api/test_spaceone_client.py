@@ -3,8 +3,9 @@ calls other services with) connects to the SpaceONE listener and reads a managed
 no domain and no token, as an installation fetching public policies does.
 
 The client runs in its own virtualenv (tests/spaceone/.venv, created here once and reused
-while it holds exactly SPACEONE_REQUIREMENTS), installed from the package index by pip. The
-test is skipped only when pip cannot reach the index; any other failure fails it."""
+while it holds exactly SPACEONE_REQUIREMENTS), installed from the package index by uv (which
+the Makefile puts in the project's virtualenv). The test is skipped only when the index is out
+of reach; any other failure fails it."""
 
 from __future__ import annotations
 
@@ -27,10 +28,11 @@ VENV = SPACEONE_DIR / ".venv"
 CLIENT = SPACEONE_DIR / "client.py"
 SPACEONE_REQUIREMENTS = ("spaceone-core==1.12.39", "spaceone-api==1.12.54", "protobuf==3.20.3")
 MANAGED = "managed-read-only"
-# What pip says when the index is out of reach (as opposed to a broken requirement or build).
+# What pip or uv says when the index is out of reach (as opposed to a broken requirement or build).
 UNREACHABLE = re.compile(
     r"NewConnectionError|Failed to establish a new connection|Temporary failure in name resolution"
     r"|Network is unreachable|Max retries exceeded|No route to host|Connection refused|ConnectTimeout"
+    r"|error sending request|dns error"
 )
 
 
@@ -43,15 +45,25 @@ def spaceone_python() -> Path:
         return python
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
     result = subprocess.run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *SPACEONE_REQUIREMENTS],
+        [
+            str(Path(sys.executable).parent / "uv"),
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(python),
+            *SPACEONE_REQUIREMENTS,
+        ],
         capture_output=True,
         text=True,
         timeout=900,
     )
     if result.returncode != 0:
         if UNREACHABLE.search(result.stderr + result.stdout):
-            pytest.skip(f"pip cannot reach the package index to install {', '.join(SPACEONE_REQUIREMENTS)}")
-        pytest.fail(f"pip install of the SpaceONE client failed ({result.returncode}):\n{result.stderr}", pytrace=False)
+            pytest.skip(f"uv cannot reach the package index to install {', '.join(SPACEONE_REQUIREMENTS)}")
+        pytest.fail(
+            f"uv pip install of the SpaceONE client failed ({result.returncode}):\n{result.stderr}", pytrace=False
+        )
     marker.write_text(wanted)
     return python
 

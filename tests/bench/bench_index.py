@@ -17,9 +17,14 @@ users holding policies directly and through 100 groups), then:
 Printed as median ms and as ratios: "after write / warm" (target <= 3 at 100k) and each to health.
 
     .venv/bin/python tests/bench/bench_index.py [--sizes 1000,10000,100000] [--assignments-per-policy K]
-                                                [--rounds R] [--quick]
+                                                [--rounds R] [--quick] [--database URI]
 
-All traffic goes to 127.0.0.1; the servers are stopped on exit, errors and Ctrl-C.
+100k policies with 1M assignments (`--sizes 100000 --assignments-per-policy 10`) take about 40 minutes
+of seeding on secantusdb. `--database URI` runs on a database of the caller's instead of a fresh
+secantusdb, left running: what an earlier run seeded there is kept and only the rest is inserted, so
+a seeding cut off can be resumed and a seeded domain measured again.
+
+All traffic goes to 127.0.0.1; the servers the bench started are stopped on exit, errors and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from bench_api import (
     interrupt_on_sigterm,
     make_channel,
     policyhub_env,
-    start_servers,
+    start_database,
+    start_policyhub,
     stop_servers,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -49,9 +55,10 @@ from policyhub._gen.spaceone.api.repository.v1 import assignment_pb2_grpc, polic
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
 from policyhub.domain import LOCAL_REPOSITORY_ID
 from policyhub.manager.assignment_manager import AssignmentManager
-from policyhub.manager.database import Database
+from policyhub.manager.database import Database, collection
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.revision_manager import RevisionManager
+from policyhub.model import AssignmentDocument, PolicyDocument
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 TARGET_SIZE = 100_000
@@ -102,7 +109,9 @@ def seed(domain: str, policies: int, per_policy: int, seed_value: int) -> list[s
         }
         for i in range(policies)
     ]
-    PolicyManager(1000).insert_bulk(records, lambda: None)
+    # Only what is not there yet: a database seeded (or partly seeded) by an earlier run is resumed.
+    seeded = _stored_ids(PolicyDocument, domain, "policy_id")
+    PolicyManager(1000).insert_bulk([r for r in records if r["policy_id"] not in seeded], lambda: None)
     users = [f"u{j}" for j in range(max(10, policies * per_policy // 4))]
     pairs: set[tuple[str, str, str, str]] = set()
     for user in users:
@@ -127,11 +136,17 @@ def seed(domain: str, policies: int, per_policy: int, seed_value: int) -> list[s
         }
         for n, (st, si, gt, gi) in enumerate(sorted(pairs))
     ]
+    seeded = _stored_ids(AssignmentDocument, domain, "assignment_id")
+    assignments = [a for a in assignments if a["assignment_id"] not in seeded]
     manager = AssignmentManager(1000)
     for start in range(0, len(assignments), 50_000):
         manager.insert_bulk(assignments[start : start + 50_000], lambda: None)
     RevisionManager().bump(domain)
     return users
+
+
+def _stored_ids(document, domain: str, field: str) -> set[str]:
+    return {raw[field] for raw in collection(document).find({"domain_id": domain}, {"_id": 0, field: 1})}
 
 
 def timed(call) -> float:
@@ -238,6 +253,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default=",".join(str(s) for s in DEFAULT_SIZES))
     parser.add_argument("--assignments-per-policy", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument(
+        "--database",
+        default="",
+        help="a MongoDB URI to use instead of a fresh secantusdb (left running; what a run seeded there is kept, "
+        "and a seeding cut off is resumed)",
+    )
     parser.add_argument("--metrics-port", type=int, default=0, help="serve the server's metrics there")
     parser.add_argument("--quick", action="store_true", help="1k and 10k only, 9 rounds")
     args = parser.parse_args(argv)
@@ -263,11 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         bound = str(int(FIRST_CHECK_TIMEOUT * 1000))
         # One server process: the index is per process, and its RSS is the one process's.
         settings = {"POLICYHUB_WORKERS": "1", "POLICYHUB_DB_TIMEOUT_MS": bound, "POLICYHUB_DB_QUERY_TIMEOUT_MS": bound}
-        address = start_servers("wire", processes, {**settings, **metrics})
+        uri = args.database or start_database(processes)
+        address = start_policyhub(uri, processes, {**settings, **metrics})
         server = processes[-1]
         # The bench seeds through the managers, on the server's database.
         database = Database(
-            _server_uri(processes),
+            uri,
             policyhub_env(0, "")["POLICYHUB_DATABASE"],
             int(SEED_CALL_TIMEOUT * 1000),
             int(SEED_CALL_TIMEOUT * 1000),
@@ -291,13 +313,6 @@ def main(argv: list[str] | None = None) -> int:
         stop_servers(processes)
     print_table(rows)
     return 0
-
-
-def _server_uri(processes: list) -> str:
-    """The secantusdb URI start_servers gave the policyhub process (from its command line)."""
-    db = processes[0]
-    port = db.args[db.args.index("--port") + 1]
-    return f"mongodb://127.0.0.1:{port}"
 
 
 if __name__ == "__main__":
