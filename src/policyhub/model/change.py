@@ -9,10 +9,10 @@ once, one record per revision, each with the write's transaction id. Records exp
 
 An ASSIGNMENT change also names the assignment's pair (`subject` and `grant`, each {type, id}):
 after a delete the assignment is gone, and an evaluation index still has to find its edge. A
-CREATE also carries the assignment's `expires_at` (null: never), so an index can apply it
-from the log without reading the assignment back. A
-write that failed part-way logs no changes and is marked `incomplete`: what it changed (and
-perhaps undid) is not known, so an evaluation index rebuilds rather than apply the log.
+CREATE also carries the assignment's `expires_at` (null: never), so an index can apply it from
+the log without reading the assignment back. A write that failed part-way logs no changes and
+is marked `incomplete`: what it changed (and perhaps undid) is not known, so an evaluation index
+rebuilds rather than apply the log.
 """
 
 from mongoengine import BooleanField, DateTimeField, DictField, Document, IntField, ListField, StringField

@@ -9,12 +9,11 @@ roles/groups those writes touched are loaded again and applied (DomainIndex.with
 cost of what they touched rather than of the domain. When the writes only created and deleted
 assignments, each logged with its edge, the log alone is the delta: nothing is loaded, and the
 index is exactly the domain at the revision read, so it is kept without reading the revision
-again. It is rebuilt from the whole domain instead
-when the managed policies changed, when an assignment in it expired, when it is more than
-MAX_DELTA_RECORDS revisions or MAX_DELTA_CHANGES changes behind, or when the log does not cover
-the range: a record still missing after HOLE_WAIT_SECONDS (its writer bumps the revision, then
-writes the record), expired, marked incomplete (a write that failed part-way) or without the
-assignment pairs a delta needs.
+again. It is rebuilt from the whole domain instead when the managed policies changed, when an
+assignment in it expired, when it is more than MAX_DELTA_RECORDS revisions or MAX_DELTA_CHANGES
+changes behind, or when the log does not cover the range: a record still missing after
+HOLE_WAIT_SECONDS (its writer bumps the revision, then writes the record), expired, marked
+incomplete (a write that failed part-way) or without the assignment pairs a delta needs.
 
 A write of several documents that must be seen at once (a rename) marks itself under way
 before it starts and lands with the revision bump (see policyhub.service.invalidation). An
