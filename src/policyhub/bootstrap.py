@@ -186,7 +186,11 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     changes = ChangeManager()
     loader = IndexLoader(policies, assignments, revisions)
     indexes = IndexCache(
-        loader.build, revisions, utc_now, max_staleness=config.max_staleness_seconds, advance=loader.advance
+        lambda domain_id, now: database.whole_domain_read(loader.build, domain_id, now),
+        revisions,
+        utc_now,
+        max_staleness=config.max_staleness_seconds,
+        advance=loader.advance,
     )
     metrics.watch_index_cache(indexes)
     guard = Guard(indexes, utc_now)

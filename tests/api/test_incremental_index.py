@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pymongo import _csot
 from test_multi_process import policyhub_processes
 
 from helpers import assign, check_user, create_policy, create_sets, parse
@@ -21,6 +22,7 @@ from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
 from policyhub._gen.spaceone.api.repository.v1 import role_pb2 as rpb
 from policyhub.manager.database import collection
 from policyhub.model import AssignmentDocument, ChangeDocument, RevisionDocument
+from policyhub.service.index_cache import IndexLoader
 
 
 @contextlib.contextmanager
@@ -252,3 +254,21 @@ def test_every_way_of_creating_an_assignment_logs_its_edge(client, domain):
     assert all("expires_at" in c for c in creations)
     time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.1)
     probe.expect("DENY", "DENY", how="build")  # the expiry lapsed: a whole build, by design
+
+
+def test_a_whole_build_reads_under_the_query_limit_not_the_calls_bound(client, domain, monkeypatch):
+    """A domain too large to read within db_timeout_ms still gets its index: the build in a
+    check takes db_query_timeout_ms (here cut to the call's 10 s deadline)."""
+    seen = []
+    build = IndexLoader.build
+
+    def recording(self, domain_id, now):
+        seen.append(_csot.get_timeout())
+        return build(self, domain_id, now)
+
+    monkeypatch.setattr(IndexLoader, "build", recording)
+    create_policy(client, domain, "reader", ["a.read"])
+    assert check_user(client, domain, "alice", "a.read")["decision"] == "DENY"
+    database = client.app.database
+    # (gRPC's deadline on the server may round up by a little)
+    assert seen and all(database.timeout_ms / 1000 < bound <= 10.5 for bound in seen), seen

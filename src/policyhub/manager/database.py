@@ -8,7 +8,8 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import mongoengine
@@ -104,6 +105,21 @@ class Database:
         """`bounded` for a list or stat call: the larger query limit instead of the connection's."""
         return _bounded(self.query_timeout_ms, seconds_left)
 
+    def whole_domain_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs `fn`, a read of a whole domain (building its evaluation index), under the query
+        limit rather than the bound of the call it happens in, and still by that call's own
+        deadline: a domain too large to read within the connection's limit would otherwise never
+        get an index, and each of its checks would fail the same way. (A context of its own, as
+        in `beyond_the_deadline`: an enclosing pymongo block can only be shortened.)"""
+        deadline = _CALLER_DEADLINE.get()
+        left = None if deadline is None else deadline - time.monotonic()
+
+        def bounded_read() -> T:
+            with _bounded(self.query_timeout_ms, left):
+                return fn(*args)
+
+        return contextvars.Context().run(bounded_read)
+
     def bounded_by_deadline(self, seconds_left: float | None):
         """A block of many operations (a bulk export's reads) that ends by the caller's deadline;
         without one, each operation ends by the connection's own limit."""
@@ -153,11 +169,23 @@ def beyond_the_deadline(fn: Callable[..., T], *args: Any) -> T:
     return contextvars.Context().run(fn, *args)
 
 
-def _bounded(limit_ms: int, seconds_left: float | None):
+# The monotonic time by which the current call's caller wants its answer (None: no deadline),
+# for the reads that take the query limit in a context of their own (`whole_domain_read`).
+_CALLER_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("caller_deadline", default=None)
+
+
+@contextlib.contextmanager
+def _bounded(limit_ms: int, seconds_left: float | None) -> Iterator[None]:
     limit = limit_ms / 1000
     if seconds_left is not None:
         limit = max(min(limit, seconds_left), 0.001)  # 0 would mean "no limit" to pymongo
-    return pymongo.timeout(limit)
+    caller = None if seconds_left is None else time.monotonic() + seconds_left
+    token = _CALLER_DEADLINE.set(caller)
+    try:
+        with pymongo.timeout(limit):
+            yield
+    finally:
+        _CALLER_DEADLINE.reset(token)
 
 
 def collection(document: type[Document]) -> pymongo.collection.Collection:
