@@ -42,6 +42,7 @@ from policyhub._gen.spaceone.api.repository.v1 import policy_pb2_grpc
 
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
+DATABASE_CACHE = "8G"
 CONCURRENCIES = (1, 16)
 # Bounds every single call, so a stuck server ends a cell at deadline + CALL_TIMEOUT at worst.
 CALL_TIMEOUT = 10.0
@@ -528,8 +529,11 @@ def start_servers(backend: str, processes: list[subprocess.Popen], settings: dic
 def start_database(processes: list[subprocess.Popen]) -> str:
     """A secantusdb wire-protocol server, appended to `processes`; returns its MongoDB URI."""
     db_port = free_port()
+    # secantusdb's storage engine cache defaults to 1 GB, and writes past it fail with an internal
+    # error (WT_CACHE_FULL: at ~700k assignments with 100k policies); the scale rows need more.
     process, log = start_process(
         [str(BIN / "secantusd-py"), "--host", HOST, "--port", str(db_port), "--storage-path", ":memory:"]
+        + ["--cache-size", DATABASE_CACHE]
     )
     processes.append(process)
     uri = f"mongodb://{HOST}:{db_port}"
