@@ -50,8 +50,7 @@ class Config:
     db_timeout_ms: int = 5000
     # The bound of list and stat calls and of the batch writes instead: they read a page and
     # count, or aggregate, over what a filter matches, which can be a large domain's every policy,
-    # or write up to 10,000 pairs or 1,000 ids in several round trips (at least db_timeout_ms);
-    # and of the read of a whole domain that builds its evaluation index, in whatever call needs it.
+    # or write up to 10,000 pairs or 1,000 ids in several round trips (at least db_timeout_ms).
     db_query_timeout_ms: int = 20000
     max_workers: int = 16
     # Server processes sharing the port (SO_REUSEPORT). 0 (the default): one per CPU this process may

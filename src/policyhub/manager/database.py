@@ -106,19 +106,22 @@ class Database:
         return _bounded(self.query_timeout_ms, seconds_left)
 
     def whole_domain_read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Runs `fn`, a read of a whole domain (building its evaluation index), under the query
-        limit rather than the bound of the call it happens in, and still by that call's own
-        deadline: a domain too large to read within the connection's limit would otherwise never
-        get an index, and each of its checks would fail the same way. (A context of its own, as
-        in `beyond_the_deadline`: an enclosing pymongo block can only be shortened.)"""
+        """Runs `fn`, a read of a whole domain (building its evaluation index), free of the bound
+        of the call it happens in: each of its operations (a batch of the cursor) is bounded by
+        the connection's own limit, and the whole read by the caller's own deadline alone. A
+        domain too large to read within a call's bound would otherwise never get an index, and
+        each of its checks would fail the same way; once built, the index is kept. (A context of
+        its own, as in `beyond_the_deadline`: an enclosing pymongo block can only be shortened.)"""
         deadline = _CALLER_DEADLINE.get()
         left = None if deadline is None else deadline - time.monotonic()
 
-        def bounded_read() -> T:
-            with _bounded(self.query_timeout_ms, left):
+        def read() -> T:
+            if left is None or left > NO_DEADLINE_SECONDS:
+                return fn(*args)
+            with pymongo.timeout(max(left, 0.001)):
                 return fn(*args)
 
-        return contextvars.Context().run(bounded_read)
+        return contextvars.Context().run(read)
 
     def bounded_by_deadline(self, seconds_left: float | None):
         """A block of many operations (a bulk export's reads) that ends by the caller's deadline;
@@ -170,7 +173,7 @@ def beyond_the_deadline(fn: Callable[..., T], *args: Any) -> T:
 
 
 # The monotonic time by which the current call's caller wants its answer (None: no deadline),
-# for the reads that take the query limit in a context of their own (`whole_domain_read`).
+# for the reads bounded by it alone, in a context of their own (`whole_domain_read`).
 _CALLER_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("caller_deadline", default=None)
 
 
