@@ -175,9 +175,11 @@ def measure(address: str, pid: int, size: int, per_policy: int, rounds: int) -> 
     policy = policy_pb2_grpc.PolicyStub(channel)
     health = health_pb2_grpc.HealthStub(channel)
     try:
+        print(f"  {size:,} policies: seeded in {seeded:.0f} s; the first check builds the index", flush=True)
         before = rss_kib(pid)
         build_ms = timed(lambda: check(check_request(domain, users[0], rng), timeout=FIRST_CHECK_TIMEOUT))
         index_kib = rss_kib(pid) - before
+        print(f"  {size:,} policies: first build {build_ms / 1000:.1f} s", flush=True)
         for _ in range(20):
             health.Check(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT)
             check(check_request(domain, rng.choice(users), rng), timeout=CALL_TIMEOUT)
