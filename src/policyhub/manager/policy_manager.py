@@ -291,12 +291,21 @@ class PolicyManager:
 
     @translate_errors()
     def existing_ids(self, domain_id: str, policy_ids: list[str]) -> set[str]:
-        """Which of these ids exist (live) in the domain or among the managed policies."""
-        found = collection(PolicyDocument).find(
-            {**self.scope(domain_id, include_managed=True), "policy_id": {"$in": policy_ids}},
-            {"_id": 0, "policy_id": 1},
-        )
-        return {doc["policy_id"] for doc in found}
+        """Which of these ids exist (live) in the domain or among the managed policies. Managed
+        ids have their reserved prefix, so each owner is an equality (a `$in` on the leading
+        `domain_id` makes some servers scan the collection)."""
+        by_owner: dict[str, list[str]] = {}
+        for policy_id in policy_ids:
+            owner = MANAGED_DOMAIN_ID if policy_id.startswith(MANAGED_ID_PREFIX) else domain_id
+            by_owner.setdefault(owner, []).append(policy_id)
+        existing: set[str] = set()
+        for owner, ids in sorted(by_owner.items()):
+            for batch in bulk_writes.in_batches(ids):
+                found = collection(PolicyDocument).find(
+                    {"domain_id": owner, "deleted_at": None, "policy_id": {"$in": batch}}, {"_id": 0, "policy_id": 1}
+                )
+                existing.update(doc["policy_id"] for doc in found)
+        return existing
 
     @translate_errors()
     def rules(self, domain_id: str) -> list[dict[str, Any]]:
