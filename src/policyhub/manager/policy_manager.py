@@ -301,10 +301,12 @@ class PolicyManager:
         existing: set[str] = set()
         for owner, ids in sorted(by_owner.items()):
             for batch in bulk_writes.in_batches(ids):
+                # Live ones picked here: with `deleted_at` in the filter too, some servers prefer the
+                # (domain_id, deleted_at) prefix of a list index and walk the domain's live policies.
                 found = collection(PolicyDocument).find(
-                    {"domain_id": owner, "deleted_at": None, "policy_id": {"$in": batch}}, {"_id": 0, "policy_id": 1}
+                    {"domain_id": owner, "policy_id": {"$in": batch}}, {"_id": 0, "policy_id": 1, "deleted_at": 1}
                 )
-                existing.update(doc["policy_id"] for doc in found)
+                existing.update(doc["policy_id"] for doc in found if doc.get("deleted_at") is None)
         return existing
 
     @translate_errors()
