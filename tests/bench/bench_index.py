@@ -19,7 +19,7 @@ Printed as median ms and as ratios: "after write / warm" (target <= 3 at 100k) a
     .venv/bin/python tests/bench/bench_index.py [--sizes 1000,10000,100000] [--assignments-per-policy K]
                                                 [--rounds R] [--quick] [--database URI]
 
-100k policies with 1M assignments (`--sizes 100000 --assignments-per-policy 10`) take about 40 minutes
+100k policies with 1M assignments (`--sizes 100000 --assignments-per-policy 10`) take about 20 minutes
 of seeding on secantusdb. `--database URI` runs on a database of the caller's instead of a fresh
 secantusdb, left running: what an earlier run seeded there is kept and only the rest is inserted, so
 a seeding cut off can be resumed and a seeded domain measured again.
