@@ -202,3 +202,21 @@ def test_every_index_starts_with_domain_id():
             continue  # installation-wide
         for keys in index_keys(document):
             assert keys[0] == "domain_id" or keys in NOT_DOMAIN_FIRST, (document, keys)
+
+
+def test_existing_ids_reads_each_owner_by_an_equality_and_the_ids(monkeypatch):
+    """Only the domain (or the managed policies, by their reserved prefix) and the ids: no `$in`
+    on domain_id and no `deleted_at`, which some servers plan as a scan of the domain."""
+    filters: list[dict] = []
+
+    class Policies:
+        def find(self, selector, projection):
+            filters.append(selector)
+            return [{"policy_id": "p1"}, {"policy_id": "p2", "deleted_at": "2026-12-01"}]
+
+    monkeypatch.setattr(policy_manager, "collection", lambda document: Policies())
+    assert POLICY_MANAGER.existing_ids("d1", ["p1", "p2", "managed-x"]) == {"p1"}
+    assert filters == [
+        {"domain_id": "*", "policy_id": {"$in": ["managed-x"]}},
+        {"domain_id": "d1", "policy_id": {"$in": ["p1", "p2"]}},
+    ]
