@@ -116,9 +116,7 @@ class Database:
         left = None if deadline is None else deadline - time.monotonic()
 
         def read() -> T:
-            if left is None or left > NO_DEADLINE_SECONDS:
-                return fn(*args)
-            with pymongo.timeout(max(left, 0.001)):
+            with self.bounded_by_deadline(left):
                 return fn(*args)
 
         return contextvars.Context().run(read)
