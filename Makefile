@@ -44,8 +44,10 @@ lint: $(DEV) $(GENERATED)
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
+# One worker per CPU; a module's tests stay on one worker, so its fixtures (a database and a
+# server per module, a secantusdb server per worker) are set up once.
 test: $(DEV) $(GENERATED) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadscope
 
 bench: $(DEV) $(GENERATED)
 	$(BIN)/python tests/bench/bench_api.py

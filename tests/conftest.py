@@ -47,7 +47,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def wire_mongodb_uri():
-    """A MongoDB wire-protocol server (secantusdb, in memory) for the whole session."""
+    """A MongoDB wire-protocol server (secantusdb, in memory) for the whole session: one per
+    pytest-xdist worker, as each worker is a session of its own."""
     port = free_port()
     process = subprocess.Popen(
         [str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
