@@ -300,3 +300,40 @@ def test_a_computed_field_is_invalid_argument_saying_why(client, domain):
         parse(rpb.RoleQuery, {"domain_id": domain, "query": {"filter": [{"k": "is_bound", "v": True}]}}),
     )
     assert field_violations(error) == ["query.filter[0].k"] and "is_bound" in error.details()
+
+
+@pytest.mark.parametrize(
+    "sort",
+    [
+        {"key": "name", "desc": True},
+        {"key": "name"},
+        # numbers, and missing (the managed policies' tags)
+        {"keys": [{"key": "tags.tier"}, {"key": "name", "desc": True}]},
+        {"key": "created_at", "desc": True},
+    ],
+)
+def test_pages_over_the_domain_and_the_managed_policies_are_one_order(client, seeded, sort):
+    """On a server the page is read from the domain's and the managed policies' first results
+    apart and merged; a projection without the sort keys reads it in one query. Both answer the
+    same order, and consecutive pages make up the whole list."""
+    whole = list_(client, seeded, {"sort": sort})
+    assert whole["total_count"] == 12 + MANAGED_COUNT
+    in_one_query = list_(client, seeded, {"sort": sort, "only": ["policy_id"]})
+    assert ids(in_one_query) == ids(whole)
+    paged = []
+    for start in range(1, 12 + MANAGED_COUNT + 1, 5):
+        page = list_(client, seeded, {"sort": sort, "page": {"start": start, "limit": 5}})
+        assert page["total_count"] == 12 + MANAGED_COUNT
+        paged += ids(page)
+    assert paged == ids(whole)
+    assert len(set(paged)) == 12 + MANAGED_COUNT
+
+
+def test_a_page_merged_from_the_parts_keeps_the_repository_and_the_projection(client, seeded):
+    page = list_(client, seeded, {"sort": {"key": "name"}, "page": {"limit": 3}, "only": ["name", "policy_id"]})
+    assert [{key for key, value in result.items() if value} for result in page["results"]] == [
+        {"name", "policy_id"}
+    ] * 3
+    whole = list_(client, seeded, {"sort": {"key": "name"}, "page": {"limit": 3}})
+    assert ids(page) == ids(whole)
+    assert all(result["repository_info"]["repository_id"] for result in whole["results"])

@@ -86,7 +86,18 @@ def test_policy_list_of_the_live_scope_uses_a_live_index(seeded, domain):
     assert scan["stage"] == "IXSCAN" and list(scan["keyPattern"])[:2] == ["domain_id", "deleted_at"]
 
 
-def test_policy_list_with_the_managed_policies(seeded, domain):
+def test_policy_list_with_the_managed_policies_reads_each_owner_by_index(seeded, domain):
+    # The page is merged from the domain's and the managed policies' first results, each read by
+    # an equality on domain_id, as their counts are.
+    for owner in (domain, MANAGED_DOMAIN_ID):
+        part = compile_list(LABEL_FILTER, seeded.policy.schema, seeded.policy.scope(owner, include_managed=False))
+        assert part.top is not None
+        assert_index(aggregate_scan(PolicyDocument, part.top), "domain_live_labels")
+        assert_index(aggregate_scan(PolicyDocument, part.count_pipeline), "domain_live_labels")
+
+
+def test_policy_list_with_the_managed_policies_in_one_query(seeded, domain):
+    # What a page too deep to merge, or a sort the merge cannot place, is read with.
     plan = compile_list(LABEL_FILTER, seeded.policy.schema, seeded.policy.scope(domain, include_managed=True))
     scan = aggregate_scan(PolicyDocument, plan.pipeline)
     if scan["stage"] == "COLLSCAN":

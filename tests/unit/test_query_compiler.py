@@ -240,13 +240,41 @@ def test_empty_query_lists_the_scope_sorted_by_default(coll):
 def test_list_pipeline_shape():
     plan = compile_list({"filter": [{"k": "name", "v": "x"}]}, SCHEMA, SCOPE, now=NOW)
     match = {"$match": {"domain_id": "d1", "name": {"$eq": "x"}}}
+    sort = {"$sort": {"name": 1, "_id": 1}}
     assert plan == ListPlan(
-        pipeline=[match, {"$sort": {"name": 1, "_id": 1}}, {"$skip": 0}, {"$limit": 50}],
+        pipeline=[match, sort, {"$skip": 0}, {"$limit": 50}],
         count_pipeline=[match, {"$count": "n"}],
         count_only=False,
         skip=0,
         limit=50,
+        sort={"name": 1, "_id": 1},
+        top=[match, sort, {"$limit": 50}],
     )
+
+
+def test_the_top_of_a_later_page_holds_every_result_up_to_its_end():
+    plan = compile_list({"page": {"start": 21, "limit": 10}, "minimal": True}, SCHEMA, SCOPE, now=NOW)
+    assert (plan.skip, plan.limit) == (20, 10)
+    assert plan.top is not None and plan.top[-2:] == [{"$limit": 30}, plan.pipeline[-1]]
+    assert "$project" in plan.top[-1]
+
+
+@pytest.mark.parametrize(
+    ("only", "sort", "kept"),
+    [
+        (None, [{"key": "version"}], True),
+        (["name"], [{"key": "name"}], True),  # the default tie-breaker `_id` is always projected
+        (["name"], [{"key": "version"}], False),
+        (["tags"], [{"key": "tags.team"}], True),  # a projected object holds its fields
+        (["tags.team"], [{"key": "tags"}], False),
+    ],
+)
+def test_a_top_exists_only_where_the_projection_keeps_the_sort_keys(only, sort, kept):
+    query: dict = {"sort": sort}
+    if only:
+        query["only"] = only
+    plan = compile_list(query, SCHEMA, SCOPE, now=NOW)
+    assert (plan.top is not None) is kept
 
 
 def test_scope_alone_is_the_whole_match():

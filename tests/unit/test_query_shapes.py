@@ -88,13 +88,42 @@ def test_policy_stat_matches_the_scope_before_any_other_stage():
     assert all("$match" not in stage for stage in rest)
 
 
+def on_the_embedded_store(monkeypatch, embedded: bool) -> None:
+    monkeypatch.setattr(queries, "collection", lambda document: document)
+    monkeypatch.setattr(queries, "embedded", lambda stored: embedded)
+
+
 def test_policy_list_joins_the_repository_after_the_page_only(monkeypatch):
+    on_the_embedded_store(monkeypatch, True)
     sent: list[list[dict]] = []
     monkeypatch.setattr(queries, "aggregate", lambda document, pipeline: sent.append(pipeline) or [])
     POLICY_MANAGER.list("d1", LABEL_FILTER, include_managed=True)
     (page,) = sent  # an empty first page: nothing matched, no count
     stages = [next(iter(stage)) for stage in page]
     assert stages == ["$match", "$sort", "$skip", "$limit", "$lookup"]
+
+
+def test_on_a_server_the_page_is_merged_from_each_owners_first_results(monkeypatch):
+    on_the_embedded_store(monkeypatch, False)
+    sent: list[list[dict]] = []
+    monkeypatch.setattr(queries, "aggregate", lambda document, pipeline: sent.append(pipeline) or [])
+    query = {**LABEL_FILTER, "page": {"start": 11, "limit": 10}}
+    POLICY_MANAGER.list("d1", query, include_managed=True)
+    domains, managed, *counts = sent  # two empty parts: past the first result, so the total is counted
+    assert [count[0]["$match"]["domain_id"] for count in counts] == ["d1", "*"]
+    for top, owner in ((domains, "d1"), (managed, "*")):
+        assert top[0]["$match"]["domain_id"] == owner and top[0]["$match"]["deleted_at"] is None
+        assert [next(iter(stage)) for stage in top] == ["$match", "$sort", "$limit", "$lookup"]
+        assert top[2] == {"$limit": 20}
+
+
+def test_a_page_too_deep_to_merge_is_one_query_on_a_server(monkeypatch):
+    on_the_embedded_store(monkeypatch, False)
+    sent: list[list[dict]] = []
+    monkeypatch.setattr(queries, "aggregate", lambda document, pipeline: sent.append(pipeline) or [])
+    POLICY_MANAGER.list("d1", {**LABEL_FILTER, "page": {"start": 1000, "limit": 10}}, include_managed=True)
+    assert sent[0][0]["$match"]["domain_id"] == {"$in": ["d1", "*"]}
+    assert [pipeline[0]["$match"]["domain_id"] for pipeline in sent[1:]] == ["d1", "*"]  # the counts
 
 
 @pytest.mark.parametrize(
@@ -123,6 +152,7 @@ def test_the_domains_and_the_managed_policies_are_counted_apart_by_equalities(mo
         return [{"n": 21}] if pipeline[-1] == {"$count": "n"} else [{"policy_id": f"p{i}"} for i in range(10)]
 
     monkeypatch.setattr(queries, "aggregate", aggregate)
+    on_the_embedded_store(monkeypatch, True)
     assert POLICY_MANAGER.list("d1", LABEL_FILTER, include_managed=True)[1] == 42
     page, *counts = sent
     assert page[0]["$match"]["domain_id"] == {"$in": ["d1", "*"]}

@@ -11,6 +11,7 @@ from policyhub.query.compiler import (
     unpack_stat,
 )
 from policyhub.query.keys import Join, QueryKeys
+from policyhub.query.ordering import in_order
 from policyhub.query.timeexpr import TimeExprError, parse_iso_datetime, parse_timediff
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "compile_list",
     "compile_stat",
     "count_of",
+    "in_order",
     "page_total",
     "parse_iso_datetime",
     "parse_timediff",

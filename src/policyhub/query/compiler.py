@@ -20,7 +20,8 @@ the scope's fields (domain_id first) serves the match.
 A list is two pipelines: the page (`$match`, `$sort`, `$skip`, `$limit`, then any projection,
 so whatever a caller appends, e.g. a `$lookup`, runs on the page only and an index can serve
 the sort), and the total (the same `$match` and a `$count`), run only when the page cannot
-tell it (`page_total`).
+tell it (`page_total`). A plan also has its `top`: the first skip + limit results in order, so
+that a caller can read disjoint parts of a scope apart and merge their pages (`ordering`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ class ListPlan:
     count_only: bool
     skip: int
     limit: int
+    # The page's order ({path: 1 or -1}, `_id` last).
+    sort: Doc
+    # The first skip + limit results in that order, projected, to be merged with another part's
+    # (`ordering.in_order`) and paged by the caller; None when the projection leaves out a sort key.
+    top: list[Doc] | None
 
 
 @dataclass(frozen=True)
@@ -154,9 +160,29 @@ def compile_list(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: dat
     sort: Doc = {"$sort": _list_sort(query.get("sort"), ctx)}
     skip, limit = _page(query.get("page"), schema)
     projection = _projection(query, ctx)
-    page: list[Doc] = [match, *ctx.join_stages(), *joined, sort, {"$skip": skip}, {"$limit": limit}, *projection]
+    head = [match, *ctx.join_stages(), *joined, sort]
+    page: list[Doc] = [*head, {"$skip": skip}, {"$limit": limit}, *projection]
+    projected = [path for stage in projection for path in stage["$project"]]
+    sorted_by = sort["$sort"]
+    top = [*head, {"$limit": skip + limit}, *projection] if _keeps(projected, sorted_by) else None
     count_only = _flag(query, "count_only", _ROOT)
-    return ListPlan(page, [match, *filtered, {"$count": _COUNT}], count_only=count_only, skip=skip, limit=limit)
+    return ListPlan(
+        page,
+        [match, *filtered, {"$count": _COUNT}],
+        count_only=count_only,
+        skip=skip,
+        limit=limit,
+        sort=sorted_by,
+        top=top,
+    )
+
+
+def _keeps(projected: list[str], sort: Doc) -> bool:
+    """Whether documents projected to these paths (all of them when none; `_id` always) still
+    hold every sort key."""
+    return not projected or all(
+        path == "_id" or any(path == kept or path.startswith(kept + ".") for kept in projected) for path in sort
+    )
 
 
 def compile_stat(query: Doc | None, schema: QuerySchema, scope: Doc, *, now: datetime | None = None) -> StatPlan:
