@@ -33,7 +33,7 @@ from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.audit_manager import AuditManager
 from policyhub.manager.audit_trail import AuditTrail
 from policyhub.manager.change_manager import ChangeManager
-from policyhub.manager.database import Database
+from policyhub.manager.database import Database, beyond_the_deadline
 from policyhub.manager.migration_manager import MigrationManager
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.remote_policy_manager import RemotePolicyManager
@@ -186,11 +186,12 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     changes = ChangeManager()
     loader = IndexLoader(policies, assignments, revisions)
     indexes = IndexCache(
-        lambda domain_id, now: database.whole_domain_read(loader.build, domain_id, now),
+        loader.build,
         revisions,
         utc_now,
         max_staleness=config.max_staleness_seconds,
         advance=loader.advance,
+        beyond_the_call=beyond_the_deadline,
     )
     metrics.watch_index_cache(indexes)
     guard = Guard(indexes, utc_now)

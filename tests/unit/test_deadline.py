@@ -100,16 +100,3 @@ def test_compensations_run_beyond_the_callers_bound():
             undo.push(lambda: seen.append(_csot.get_timeout()))
             raise RuntimeError("the write failed: its bound ran out")
     assert seen == [None]
-
-
-def test_a_whole_domain_read_is_bounded_by_the_callers_own_deadline_alone():
-    """The index build of a domain in a point call (a check): not the call's bound, never past
-    the caller's deadline, each operation by the connection's limit (no block: None) when the
-    caller has none; the call's bound is left as it was."""
-    database = Database("mongodb://db", "policyhub", timeout_ms=5000, query_timeout_ms=20000)
-    for seconds_left, expected in ((None, None), (2**63 / 1e9, None), (60.0, 60.0), (2.5, 2.5)):
-        with database.bounded(seconds_left):
-            bound = database.whole_domain_read(_csot.get_timeout)
-            assert bound == (None if expected is None else pytest.approx(expected, abs=0.1))
-            assert _csot.get_timeout() == pytest.approx(min(5.0, seconds_left or 5.0))
-    assert database.whole_domain_read(_csot.get_timeout) is None  # outside any call

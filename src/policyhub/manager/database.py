@@ -8,7 +8,6 @@ import functools
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -105,22 +104,6 @@ class Database:
         """`bounded` for a list or stat call: the larger query limit instead of the connection's."""
         return _bounded(self.query_timeout_ms, seconds_left)
 
-    def whole_domain_read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Runs `fn`, a read of a whole domain (building its evaluation index), free of the bound
-        of the call it happens in: each of its operations (a batch of the cursor) is bounded by
-        the connection's own limit, and the whole read by the caller's own deadline alone. A
-        domain too large to read within a call's bound would otherwise never get an index, and
-        each of its checks would fail the same way; once built, the index is kept. (A context of
-        its own, as in `beyond_the_deadline`: an enclosing pymongo block can only be shortened.)"""
-        deadline = _CALLER_DEADLINE.get()
-        left = None if deadline is None else deadline - time.monotonic()
-
-        def read() -> T:
-            with self.bounded_by_deadline(left):
-                return fn(*args)
-
-        return contextvars.Context().run(read)
-
     def bounded_by_deadline(self, seconds_left: float | None):
         """A block of many operations (a bulk export's reads) that ends by the caller's deadline;
         without one, each operation ends by the connection's own limit."""
@@ -162,17 +145,14 @@ T = TypeVar("T")
 
 def beyond_the_deadline(fn: Callable[..., T], *args: Any) -> T:
     """Runs `fn` free of the caller's deadline (see `bounded`), each of its operations bounded by
-    the connection's own limit alone: for the work a write must finish once it has started,
-    whatever the caller does — undoing what it wrote when it failed, and bumping the revision that
-    tells readers it happened. A bound left to the caller would have run out by then when it is
-    what made the write fail. (pymongo keeps the block's deadline in context variables, which a
-    nested block can only shorten: `fn` runs in a context of its own.)"""
+    the connection's own limit alone: for the work that must finish once it has started, whatever
+    the caller does — undoing what a write wrote when it failed, and bumping the revision that
+    tells readers it happened (a bound left to the caller would have run out by then when it is
+    what made the write fail); building a domain's evaluation index, which later calls use (a
+    domain too large to read within one call's bound would otherwise never get one). (pymongo
+    keeps the block's deadline in context variables, which a nested block can only shorten: `fn`
+    runs in a context of its own.)"""
     return contextvars.Context().run(fn, *args)
-
-
-# The monotonic time by which the current call's caller wants its answer (None: no deadline),
-# for the reads bounded by it alone, in a context of their own (`whole_domain_read`).
-_CALLER_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("caller_deadline", default=None)
 
 
 @contextlib.contextmanager
@@ -180,13 +160,8 @@ def _bounded(limit_ms: int, seconds_left: float | None) -> Iterator[None]:
     limit = limit_ms / 1000
     if seconds_left is not None:
         limit = max(min(limit, seconds_left), 0.001)  # 0 would mean "no limit" to pymongo
-    caller = None if seconds_left is None else time.monotonic() + seconds_left
-    token = _CALLER_DEADLINE.set(caller)
-    try:
-        with pymongo.timeout(limit):
-            yield
-    finally:
-        _CALLER_DEADLINE.reset(token)
+    with pymongo.timeout(limit):
+        yield
 
 
 def collection(document: type[Document]) -> pymongo.collection.Collection:

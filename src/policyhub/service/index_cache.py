@@ -97,8 +97,13 @@ class IndexCache:
         max_staleness: float = DEFAULT_MAX_STALENESS_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         advance: Advance | None = None,
+        beyond_the_call: Callable[[Callable[[], Any]], Any] = lambda read: read(),
     ):
         self._build = build
+        # Runs a new index's reads (the domain's documents, then the revision that decides whether
+        # it is kept) to the end even when the caller gives up first: a domain too large to read
+        # within one call's bound then still gets its index, which the next call finds.
+        self._beyond_the_call = beyond_the_call
         self._advance = advance
         self._revisions = revisions
         self._clock = clock
@@ -154,14 +159,15 @@ class IndexCache:
                 if built and self._current(built, state.revisions, now):
                     return IndexAt(built.index, built.revision[0])
                 self.misses += 1
-                index, exact = self._load(domain_id, built, state.revisions, now)
+                index, exact, asked_after, after = self._beyond_the_call(
+                    lambda: self._load_and_confirm(domain_id, domains, built, state.revisions, now)
+                )
                 if exact:
                     # Applied from the log alone: the domain at exactly that revision, whatever
                     # landed since, so there is nothing to read again.
                     self._built[domain_id] = _Built(state.revisions, index, index.next_expiry, asked)
                     return IndexAt(index, state.revisions[0])
-                asked = self._monotonic()
-                after = self._revisions.state(domains)
+                asked = asked_after
                 if after == state:
                     self._built[domain_id] = _Built(state.revisions, index, index.next_expiry, asked)
                     return IndexAt(index, state.revisions[0])
@@ -172,6 +178,17 @@ class IndexCache:
                     # holds at least every write up to the revision read before building it).
                     return IndexAt(index, state.revisions[0])
                 state = after
+
+    def _load_and_confirm(
+        self, domain_id: str, domains: list[str], built: _Built | None, revisions: tuple[int, ...], now: datetime
+    ) -> tuple[DomainIndex, bool, float, RevisionState | None]:
+        """`_load`, then (unless the index came from the log alone) the time of and the revisions
+        read right after it."""
+        index, exact = self._load(domain_id, built, revisions, now)
+        if exact:
+            return index, exact, 0.0, None
+        asked = self._monotonic()
+        return index, exact, asked, self._revisions.state(domains)
 
     def _load(
         self, domain_id: str, built: _Built | None, revisions: tuple[int, ...], now: datetime
