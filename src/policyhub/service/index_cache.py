@@ -32,6 +32,7 @@ expired since) the read decides, as for `get`.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -160,7 +161,7 @@ class IndexCache:
                     return IndexAt(built.index, built.revision[0])
                 self.misses += 1
                 index, exact, asked_after, after = self._beyond_the_call(
-                    lambda: self._load_and_confirm(domain_id, domains, built, state.revisions, now)
+                    functools.partial(self._load_and_confirm, domain_id, domains, built, state.revisions, now)
                 )
                 if exact:
                     # Applied from the log alone: the domain at exactly that revision, whatever
