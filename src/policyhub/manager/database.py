@@ -8,7 +8,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import mongoengine
@@ -155,13 +155,11 @@ def beyond_the_deadline(fn: Callable[..., T], *args: Any) -> T:
     return contextvars.Context().run(fn, *args)
 
 
-@contextlib.contextmanager
-def _bounded(limit_ms: int, seconds_left: float | None) -> Iterator[None]:
+def _bounded(limit_ms: int, seconds_left: float | None):
     limit = limit_ms / 1000
     if seconds_left is not None:
         limit = max(min(limit, seconds_left), 0.001)  # 0 would mean "no limit" to pymongo
-    with pymongo.timeout(limit):
-        yield
+    return pymongo.timeout(limit)
 
 
 def collection(document: type[Document]) -> pymongo.collection.Collection:
