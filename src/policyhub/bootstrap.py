@@ -33,7 +33,7 @@ from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.audit_manager import AuditManager
 from policyhub.manager.audit_trail import AuditTrail
 from policyhub.manager.change_manager import ChangeManager
-from policyhub.manager.database import Database, beyond_the_deadline
+from policyhub.manager.database import Database, seconds_left
 from policyhub.manager.migration_manager import MigrationManager
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.remote_policy_manager import RemotePolicyManager
@@ -191,7 +191,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
         utc_now,
         max_staleness=config.max_staleness_seconds,
         advance=loader.advance,
-        beyond_the_call=beyond_the_deadline,
+        seconds_left=seconds_left,
     )
     metrics.watch_index_cache(indexes)
     guard = Guard(indexes, utc_now)

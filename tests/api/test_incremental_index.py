@@ -289,11 +289,27 @@ def test_a_check_whose_caller_gave_up_leaves_the_index_built(client, domain, mon
         apb.CheckRequest,
         {"subject": {"type": "USER", "id": "alice"}, "action": "a.read", "resource": "r", "domain_id": domain},
     )
+    read = cache._read
+    served = []
+
+    def timed(domain_id):
+        # how long the server's thread waited in the index read, and how it ended
+        started = time.monotonic()
+        try:
+            return read(domain_id)
+        except Exception as exc:
+            served.append((time.monotonic() - started, type(exc).__name__))
+            raise
+
+    monkeypatch.setattr(cache, "_read", timed)
     builds = cache.builds
     with pytest.raises(grpc.RpcError) as raised:
         client.assignment.check(request, timeout=0.3)
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     time.sleep(2.0)  # the build goes on after the caller gave up, and is kept
+    # The server's thread was released by the caller's deadline, not held until the build ended.
+    ((waited, error),) = served
+    assert waited < 1.0 and error == "Unavailable"
     assert cache.builds == builds + 1
     assert check_user(client, domain, "alice", "a.read")["decision"] == "ALLOW"
     assert cache.builds == builds + 1  # the next check found it

@@ -4,6 +4,7 @@ query bound; what a write must finish runs beyond it."""
 from __future__ import annotations
 
 import contextlib
+import time
 from types import SimpleNamespace
 
 import grpc
@@ -12,7 +13,7 @@ import pytest
 from pymongo import _csot
 
 from policyhub.api.deadline import DeadlineInterceptor
-from policyhub.manager.database import Database, beyond_the_deadline
+from policyhub.manager.database import Database, beyond_the_deadline, seconds_left
 from policyhub.service.undo import Undo
 
 
@@ -82,6 +83,29 @@ def test_a_call_without_a_deadline_is_bounded_by_the_limits_alone():
         assert _csot.get_timeout() is None
     with database.bounded_by_deadline(3.0):
         assert _csot.get_timeout() == pytest.approx(3.0)
+
+
+def test_what_is_left_of_a_calls_bound_is_known_to_what_waits_in_it():
+    """A caller waiting for work it shares (a domain's index being built) waits as long as its own
+    database operations may take: the call's bound, a nested one only shortening it."""
+    database = Database("mongodb://db", "policyhub", timeout_ms=5000, query_timeout_ms=20000)
+    assert seconds_left() is None
+    with database.bounded(2.0):
+        assert 1.5 < seconds_left() <= 2.0
+        with database.bounded_query(None):  # 20 s, within a block of 2 s: still 2 s
+            assert 1.5 < seconds_left() <= 2.0
+        with database.bounded(0.5):
+            assert 0 < seconds_left() <= 0.5
+        assert 1.5 < seconds_left() <= 2.0
+        assert beyond_the_deadline(seconds_left) is None
+    assert seconds_left() is None
+    with database.bounded_by_deadline(3.0):
+        assert 2.5 < seconds_left() <= 3.0
+    with database.bounded_by_deadline(2**63 / 1e9):
+        assert seconds_left() is None
+    with database.bounded(0.001):
+        time.sleep(0.01)
+        assert seconds_left() == 0.0
 
 
 def test_what_a_write_must_finish_runs_beyond_the_callers_bound():

@@ -5,11 +5,13 @@ requirement reads the revision and builds (policyhub.service.consistency)."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from policyhub.engine import DomainIndex, Edge, Subject
+from policyhub.errors import Unavailable
 from policyhub.manager.revision_manager import RevisionState
 from policyhub.service.consistency import FULLY_CONSISTENT, Consistency, Requirement
 from policyhub.service.index_cache import BUILD_ATTEMPTS, Advanced, IndexCache
@@ -303,3 +305,120 @@ def test_an_index_taken_from_the_log_alone_is_kept_without_reading_the_revision_
     assert revisions.reads == reads
     assert (indexes.builds, indexes.deltas) == (1, 1)
     assert indexes.get("d") is advanced  # kept
+
+
+# -- one refresh per domain, shared; each caller waits no longer than its own bound ---------------
+
+
+class HeldBuilds(Builds):
+    """Builds that wait for the test to let them finish (or fail)."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.error: Exception | None = None
+
+    def __call__(self, domain_id, now):
+        self.started.set()
+        assert self.release.wait(10)
+        if self.error is not None:
+            raise self.error
+        return super().__call__(domain_id, now)
+
+
+def in_thread(call):
+    """Runs `call` in a thread; the returned function joins it and gives its answer or raises."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["answer"] = call()
+        except Exception as exc:  # handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def join():
+        thread.join(10)
+        assert not thread.is_alive()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
+
+    return join
+
+
+def test_a_caller_waits_for_a_build_no_longer_than_its_bound_and_the_build_is_kept():
+    revisions, builds = ScriptedRevisions(), HeldBuilds()
+    indexes = IndexCache(builds, revisions, lambda: NOW, seconds_left=lambda: 0.05)
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="not ready within this call's bound"):
+        indexes.get("d")
+    assert time.monotonic() - started < 5  # released by its bound, not by the build
+    assert builds.started.is_set() and builds.count == 0
+    builds.release.set()  # the build goes on without its caller, and is kept
+    indexes._seconds_left = lambda: None
+    index = indexes.get("d")
+    assert builds.count == 1 and indexes.get("d") is index and builds.count == 1
+
+
+def test_callers_that_need_the_same_refresh_share_it():
+    revisions, builds = ScriptedRevisions(), HeldBuilds()
+    indexes = cache(revisions, builds)
+    first = in_thread(lambda: indexes.get("d"))
+    assert builds.started.wait(5)
+    second = in_thread(lambda: indexes.get("d"))
+    time.sleep(0.05)
+    builds.release.set()
+    assert first() is second()
+    assert builds.count == 1
+
+
+class WriteAfterTheConfirmingRead(ScriptedRevisions):
+    """A write lands right after the read that confirms the first build; a second caller reads it
+    and joins that refresh, still under way."""
+
+    def __init__(self, indexes_of):
+        super().__init__()
+        self.indexes_of = indexes_of
+        self.second = None
+
+    def state(self, domain_ids):
+        state = super().state(domain_ids)
+        if self.reads == 2:
+            self.single_write()
+            self.second = in_thread(lambda: self.indexes_of(self).at("d"))
+            while self.reads < 3:
+                time.sleep(0.001)
+            time.sleep(0.05)  # the second caller finds this refresh under way and waits for it
+        return state
+
+
+def test_a_caller_that_read_a_later_revision_does_not_take_an_earlier_refresh():
+    builds = Builds()
+    made = {}
+    revisions = WriteAfterTheConfirmingRead(lambda r: made["indexes"])
+    made["indexes"] = cache(revisions, builds)
+    assert made["indexes"].at("d").revision == 0
+    # the refresh it joined answered at revision 0: it waited for its own, at the revision it read
+    assert revisions.second().revision == 1
+    assert builds.count == 2
+
+
+def test_a_failed_refresh_fails_every_caller_waiting_for_it_and_the_next_call_builds_again():
+    revisions, builds = ScriptedRevisions(), HeldBuilds()
+    indexes = cache(revisions, builds)
+    builds.error = Unavailable("database unavailable; retry later")
+    first = in_thread(lambda: indexes.get("d"))
+    assert builds.started.wait(5)
+    second = in_thread(lambda: indexes.get("d"))
+    time.sleep(0.05)
+    builds.release.set()
+    for join in (first, second):
+        with pytest.raises(Unavailable, match="database unavailable"):
+            join()
+    builds.error = None
+    indexes.get("d")
+    assert builds.count == 1

@@ -8,6 +8,7 @@ import functools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -109,7 +110,7 @@ class Database:
         without one, each operation ends by the connection's own limit."""
         if seconds_left is None or seconds_left > NO_DEADLINE_SECONDS:
             return contextlib.nullcontext()
-        return pymongo.timeout(max(seconds_left, 0.001))
+        return _within(max(seconds_left, 0.001))
 
     def ensure_indexes(self) -> None:
         with translate_errors():
@@ -148,10 +149,8 @@ def beyond_the_deadline(fn: Callable[..., T], *args: Any) -> T:
     the connection's own limit alone: for the work that must finish once it has started, whatever
     the caller does — undoing what a write wrote when it failed, and bumping the revision that
     tells readers it happened (a bound left to the caller would have run out by then when it is
-    what made the write fail); building a domain's evaluation index, which later calls use (a
-    domain too large to read within one call's bound would otherwise never get one). (pymongo
-    keeps the block's deadline in context variables, which a nested block can only shorten: `fn`
-    runs in a context of its own.)"""
+    what made the write fail). (pymongo keeps the block's deadline in context variables, which a
+    nested block can only shorten: `fn` runs in a context of its own.)"""
     return contextvars.Context().run(fn, *args)
 
 
@@ -159,7 +158,31 @@ def _bounded(limit_ms: int, seconds_left: float | None):
     limit = limit_ms / 1000
     if seconds_left is not None:
         limit = max(min(limit, seconds_left), 0.001)  # 0 would mean "no limit" to pymongo
-    return pymongo.timeout(limit)
+    return _within(limit)
+
+
+# When (time.monotonic()) the bound of the block being run ends: see `seconds_left`.
+_BOUND_ENDS: contextvars.ContextVar[float | None] = contextvars.ContextVar("bound_ends", default=None)
+
+
+@contextlib.contextmanager
+def _within(seconds: float):
+    ends = time.monotonic() + seconds
+    outer = _BOUND_ENDS.get()
+    token = _BOUND_ENDS.set(ends if outer is None else min(outer, ends))
+    try:
+        with pymongo.timeout(seconds):
+            yield
+    finally:
+        _BOUND_ENDS.reset(token)
+
+
+def seconds_left() -> float | None:
+    """What is left of the bound of the call being served (see `Database.bounded`), None outside
+    one: how long the call may wait for work it shares with others rather than runs itself (a
+    domain's evaluation index being built), as its own database operations are bounded."""
+    ends = _BOUND_ENDS.get()
+    return None if ends is None else max(ends - time.monotonic(), 0.0)
 
 
 def collection(document: type[Document]) -> pymongo.collection.Collection:

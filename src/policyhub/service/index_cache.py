@@ -28,19 +28,26 @@ revision of the index it used: with AT_LEAST_AS_FRESH the cached index answers w
 when it is at or after the token's revision, with MINIMIZE_LATENCY when a read found it current at
 most `max_staleness` seconds ago; otherwise (and when it is missing or holds an assignment that has
 expired since) the read decides, as for `get`.
+
+A domain's index is brought up to date by one refresh at a time, in a thread of its own, which
+every caller that needs it shares: it runs to the end (a domain too large to read within one
+call's bound still gets its index), while each caller waits for it no longer than the bound of
+its own call (its deadline, at most the database's limit), then answers UNAVAILABLE. So a domain
+whose build takes long holds no more of the server's threads, for no longer, than slow database
+calls would.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
 from policyhub.domain import MANAGED_DOMAIN_ID, ChangeKind, Operation
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
+from policyhub.errors import Unavailable
 from policyhub.manager.assignment_manager import AssignmentManager
 from policyhub.manager.policy_manager import PolicyManager
 from policyhub.manager.revision_manager import RevisionManager, RevisionState
@@ -98,21 +105,20 @@ class IndexCache:
         max_staleness: float = DEFAULT_MAX_STALENESS_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         advance: Advance | None = None,
-        beyond_the_call: Callable[[Callable[[], Any]], Any] = lambda read: read(),
+        seconds_left: Callable[[], float | None] = lambda: None,
     ):
         self._build = build
-        # Runs a new index's reads (the domain's documents, then the revision that decides whether
-        # it is kept) to the end even when the caller gives up first: a domain too large to read
-        # within one call's bound then still gets its index, which the next call finds.
-        self._beyond_the_call = beyond_the_call
+        # How long the calling thread may still wait for a refresh (None: until it ends).
+        self._seconds_left = seconds_left
         self._advance = advance
         self._revisions = revisions
         self._clock = clock
         self.max_staleness = max_staleness
         self._monotonic = monotonic
         self._built: dict[str, _Built] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # The refresh of each domain under way: at most one at a time, which the callers share.
+        self._refreshes: dict[str, _Refresh] = {}
+        self._refreshes_guard = threading.Lock()
         self.hits = 0
         self.misses = 0
         # of the misses: indexes brought up to date by a delta, and whole builds
@@ -152,33 +158,83 @@ class IndexCache:
             built.confirmed = asked
             self.hits += 1
             return IndexAt(built.index, built.revision[0])
-        with self._lock(domain_id):
-            attempts = 0
-            while True:
-                state = self._settled(domains, state)
-                built = self._built.get(domain_id)
-                if built and self._current(built, state.revisions, now):
-                    return IndexAt(built.index, built.revision[0])
-                self.misses += 1
-                index, exact, asked_after, after = self._beyond_the_call(
-                    functools.partial(self._load_and_confirm, domain_id, domains, built, state.revisions, now)
+        while True:
+            refresh, ours = self._refresh_for(domain_id, domains, state, now, asked)
+            if not refresh.done.wait(self._seconds_left()):
+                raise Unavailable(
+                    "the domain's evaluation index is being brought up to date and was not ready within "
+                    "this call's bound; retry"
                 )
-                if exact:
-                    # Applied from the log alone: the domain at exactly that revision, whatever
-                    # landed since, so there is nothing to read again.
-                    self._built[domain_id] = _Built(state.revisions, index, index.next_expiry, asked)
-                    return IndexAt(index, state.revisions[0])
-                asked = asked_after
-                if after == state:
-                    self._built[domain_id] = _Built(state.revisions, index, index.next_expiry, asked)
-                    return IndexAt(index, state.revisions[0])
-                attempts += 1
-                if attempts >= BUILD_ATTEMPTS and after.same_writes(state):
-                    # Single-document writes keep landing while we build: answer from this index
-                    # without keeping it (each of those writes is in it whole, or not at all; it
-                    # holds at least every write up to the revision read before building it).
-                    return IndexAt(index, state.revisions[0])
-                state = after
+            if refresh.error is not None:
+                raise refresh.error
+            # A refresh another caller started answers only when it was asked for at least the
+            # revisions this caller read; else this caller's refresh comes next.
+            if ours or all(a >= b for a, b in zip(refresh.revisions, state.revisions, strict=True)):
+                assert refresh.answer is not None
+                return refresh.answer
+
+    def _refresh_for(
+        self, domain_id: str, domains: list[str], state: RevisionState, now: datetime, asked: float
+    ) -> tuple[_Refresh, bool]:
+        """The domain's refresh under way, or a new one started for `state` (True): it runs in a
+        thread of its own, to the end even when its callers give up first (a domain too large to
+        read within one call's bound still gets its index, which a later call finds), and no
+        caller waits for it longer than its own bound."""
+        with self._refreshes_guard:
+            running = self._refreshes.get(domain_id)
+            if running is not None:
+                return running, False
+            refresh = self._refreshes[domain_id] = _Refresh(state.revisions)
+        threading.Thread(
+            target=self._run,
+            args=(domain_id, domains, state, now, asked, refresh),
+            name="index-refresh",
+            daemon=True,
+        ).start()
+        return refresh, True
+
+    def _run(
+        self, domain_id: str, domains: list[str], state: RevisionState, now: datetime, asked: float, refresh: _Refresh
+    ) -> None:
+        try:
+            refresh.answer = self._refresh(domain_id, domains, state, now, asked)
+        except BaseException as exc:  # handed to every caller waiting for it
+            refresh.error = exc
+        finally:
+            with self._refreshes_guard:
+                del self._refreshes[domain_id]
+            refresh.done.set()
+
+    def _refresh(
+        self, domain_id: str, domains: list[str], state: RevisionState, now: datetime, asked: float
+    ) -> IndexAt:
+        """The index at `state`'s revisions: the cached one when a refresh before this one brought
+        it there, else a new one (the cached one plus a delta, or a build), kept when the revisions
+        read after it are unchanged."""
+        attempts = 0
+        while True:
+            state = self._settled(domains, state)
+            built = self._built.get(domain_id)
+            if built and self._current(built, state.revisions, now):
+                return IndexAt(built.index, built.revision[0])
+            self.misses += 1
+            index, exact, asked_after, after = self._load_and_confirm(domain_id, domains, built, state.revisions, now)
+            if exact:
+                # Applied from the log alone: the domain at exactly that revision, whatever
+                # landed since, so there is nothing to read again.
+                self._built[domain_id] = _Built(state.revisions, index, index.next_expiry, asked)
+                return IndexAt(index, state.revisions[0])
+            asked = asked_after
+            if after == state:
+                self._built[domain_id] = _Built(state.revisions, index, index.next_expiry, asked)
+                return IndexAt(index, state.revisions[0])
+            attempts += 1
+            if attempts >= BUILD_ATTEMPTS and after.same_writes(state):
+                # Single-document writes keep landing while we build: answer from this index
+                # without keeping it (each of those writes is in it whole, or not at all; it
+                # holds at least every write up to the revision read before building it).
+                return IndexAt(index, state.revisions[0])
+            state = after
 
     def _load_and_confirm(
         self, domain_id: str, domains: list[str], built: _Built | None, revisions: tuple[int, ...], now: datetime
@@ -224,9 +280,15 @@ class IndexCache:
     def _current(built: _Built, revisions: tuple[int, ...], now: datetime) -> bool:
         return built.revision == revisions and (built.next_expiry is None or now < built.next_expiry)
 
-    def _lock(self, domain_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(domain_id, threading.Lock())
+
+@dataclass
+class _Refresh:
+    """A domain's index being brought up to the revisions read by the caller that started it."""
+
+    revisions: tuple[int, ...]
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: IndexAt | None = None
+    error: BaseException | None = None
 
 
 @dataclass(frozen=True)
