@@ -152,6 +152,17 @@ def test_the_batch_deletes_read_their_batches_through_an_index(seeded, domain):
     assert_index(find_scan(AssignmentDocument, ids), "domain_assignment_id")
 
 
+def test_the_whole_domain_reads_of_a_build_are_index_served(seeded, domain):
+    """What a domain's first check reads (policyhub.service.index_cache.IndexLoader.build): each
+    owner's live policies, by an equality on domain_id, and the domain's assignments."""
+    for owner in (domain, MANAGED_DOMAIN_ID):
+        scan = find_scan(PolicyDocument, {"domain_id": owner, "deleted_at": None})
+        assert scan["stage"] == "IXSCAN" and list(scan["keyPattern"])[:2] == ["domain_id", "deleted_at"]
+    assert find_scan(AssignmentDocument, {"domain_id": domain})["stage"] == "IXSCAN"
+    rules = seeded.policy.rules(domain)
+    assert {raw["policy_id"] for raw in rules} >= {f"p{i}" for i in range(12)} | {"managed-full-access"}
+
+
 def test_the_evaluation_index_delta_reads_are_index_served(seeded, domain):
     """What the first check after a write reads (policyhub.service.index_cache): the revisions,
     the change records since the cached index, the touched policies and the touched edges."""

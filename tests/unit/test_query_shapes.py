@@ -250,3 +250,21 @@ def test_existing_ids_reads_each_owner_by_an_equality_and_the_ids(monkeypatch):
         {"domain_id": "*", "policy_id": {"$in": ["managed-x"]}},
         {"domain_id": "d1", "policy_id": {"$in": ["p1", "p2"]}},
     ]
+
+
+def test_the_whole_domain_read_of_a_build_reads_each_owner_by_an_equality(monkeypatch):
+    """A domain's evaluation index reads its live policies and the managed ones, each by an equality
+    on domain_id: a `$in` of the two would make some servers scan every domain's policies."""
+    filters: list[dict] = []
+
+    class Policies:
+        def find(self, selector, projection):
+            filters.append(selector)
+            return [{"policy_id": f"from {selector['domain_id']}"}]
+
+    monkeypatch.setattr(policy_manager, "collection", lambda document: Policies())
+    assert POLICY_MANAGER.rules("d1") == [{"policy_id": "from d1"}, {"policy_id": "from *"}]
+    assert filters == [{"domain_id": "d1", "deleted_at": None}, {"domain_id": "*", "deleted_at": None}]
+    filters.clear()
+    assert POLICY_MANAGER.rules("*") == [{"policy_id": "from *"}]
+    assert filters == [{"domain_id": "*", "deleted_at": None}]

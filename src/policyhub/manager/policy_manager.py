@@ -311,13 +311,20 @@ class PolicyManager:
 
     @translate_errors()
     def rules(self, domain_id: str) -> list[dict[str, Any]]:
-        """What the evaluation engine needs of every policy visible in the domain."""
-        return list(
-            collection(PolicyDocument).find(
-                self.scope(domain_id, include_managed=True),  # deleted ones never apply
+        """What the evaluation engine needs of every policy visible in the domain (deleted ones
+        never apply). One read per owner, the domain then the managed policies, each an equality
+        on domain_id: a `$in` of the two makes some MongoDB-compatible servers scan every domain's
+        policies, so a small domain's build would cost as much as the whole collection."""
+        owners = [domain_id] if domain_id == MANAGED_DOMAIN_ID else [domain_id, MANAGED_DOMAIN_ID]
+        policies = collection(PolicyDocument)
+        return [
+            raw
+            for owner in owners
+            for raw in policies.find(
+                self.scope(owner, include_managed=False),
                 {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1},
             )
-        )
+        ]
 
     @translate_errors()
     def rules_of(self, domain_id: str, policy_ids: list[str]) -> list[dict[str, Any]]:
