@@ -165,6 +165,7 @@ def bootstrap(config: Config) -> Application:
         config.database,
         config.db_timeout_ms,
         config.db_query_timeout_ms,
+        build_timeout_ms=config.index_build_timeout_ms,
         listeners=(metrics.command_listener(),),
     )
     database.connect()
@@ -184,7 +185,7 @@ def build_application(config: Config, database: Database, metrics: Metrics | Non
     groups = SubjectSetManager(GroupDocument, "Group", "group_id", limit)
     roles = SubjectSetManager(RoleDocument, "Role", "role_id", limit)
     changes = ChangeManager()
-    loader = IndexLoader(policies, assignments, revisions)
+    loader = IndexLoader(policies, assignments, revisions, whole_read=database.bounded_build)
     indexes = IndexCache(
         loader.build,
         revisions,

@@ -52,6 +52,10 @@ class Config:
     # count, or aggregate, over what a filter matches, which can be a large domain's every policy,
     # or write up to 10,000 pairs or 1,000 ids in several round trips (at least db_timeout_ms).
     db_query_timeout_ms: int = 20000
+    # The bound of the read of a whole domain that builds its evaluation index (every policy and
+    # assignment of it, in a thread of its own that no call waits for longer than its own bound):
+    # it grows with the domain, as no call's work does (db_query_timeout_ms when that is larger).
+    index_build_timeout_ms: int = 120000
     max_workers: int = 16
     # Server processes sharing the port (SO_REUSEPORT). 0 (the default): one per CPU this process may
     # run on with a MongoDB URI, 1 on the embedded store (it lives inside one process).
@@ -230,6 +234,7 @@ def _validate(config: Config) -> None:
     for key in (
         "db_timeout_ms",
         "db_query_timeout_ms",
+        "index_build_timeout_ms",
         "max_workers",
         "max_message_bytes",
         "page_max_limit",

@@ -108,7 +108,7 @@ def test_policy_list_with_the_managed_policies_in_one_query(seeded, domain):
 def test_policy_get_update_and_restore_read_the_unique_index(seeded, domain):
     assert_index(aggregate_scan(PolicyDocument, point_read(domain, "p1")), "domain_policy_id_deleted_at")
     live = {"domain_id": domain, "policy_id": "p1", "deleted_at": None}
-    assert_index(find_scan(PolicyDocument, live), "domain_policy_id_deleted_at")  # update's compare-and-set
+    assert_index(find_scan(PolicyDocument, live), "domain_policy_id_deleted_at")  # the version update changes
     now = utc_now()
     seeded.policy.soft_delete(domain, "p1", None, now, now + timedelta(days=1), [])
     deleted = {"domain_id": domain, "policy_id": "p1", "deleted_at": {"$gt": datetime(1970, 1, 1, tzinfo=timezone.utc)}}

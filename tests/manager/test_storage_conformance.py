@@ -82,6 +82,49 @@ def test_policy_update_is_compare_and_set_on_the_etag(managers, domain):
     assert managers.policy.get(domain, "p")["name"] == "renamed"
 
 
+def test_what_an_update_answers_is_what_it_stored(managers, domain):
+    created = managers.policy.create(policy(domain, tags={"team": "a"}))
+    statements = [{"effect": "DENY", "actions": ["a.write"], "resources": ["r/*"]}]
+    updated = managers.policy.update(domain, "p", {"statements": statements, "tags": {}}, None, utc_now())
+    assert updated == managers.policy.get(domain, "p")
+    assert updated["version"] == created["version"] + 1
+    restored_from = managers.policy.get(domain, "p")
+    now = utc_now()
+    managers.policy.soft_delete(domain, "p", None, now, now + timedelta(days=1), [])
+    restored, _ = managers.policy.restore(domain, "p", utc_now())
+    assert restored == managers.policy.get(domain, "p")
+    assert restored["version"] == restored_from["version"] + 2 and "deleted_at" not in restored
+
+
+@pytest.mark.parametrize("with_etag", [True, False])
+def test_a_write_landing_between_an_updates_read_and_its_write(managers, domain, monkeypatch, with_etag):
+    """With the caller's etag the update is ABORTED (the policy changed since that etag); without
+    one it applies to the version that landed, keeping that version's change."""
+    from policyhub.manager import policy_manager
+
+    created = managers.policy.create(policy(domain))
+    read = policy_manager._live
+    landed: list[dict] = []
+
+    def read_then_another_write_lands(domain_id, policy_id):
+        current = read(domain_id, policy_id)
+        if not landed:
+            landed.append({})  # the other write reads through here too: it lands once
+            landed[0] = managers.policy.update(domain_id, policy_id, {"description": "theirs"}, None, utc_now())
+        return current
+
+    monkeypatch.setattr(policy_manager, "_live", read_then_another_write_lands)
+    etag = created["etag"] if with_etag else None
+    if with_etag:
+        with pytest.raises(Aborted):
+            managers.policy.update(domain, "p", {"name": "ours"}, etag, utc_now())
+        assert managers.policy.get(domain, "p") == landed[0]
+    else:
+        updated = managers.policy.update(domain, "p", {"name": "ours"}, etag, utc_now())
+        assert updated["name"] == "ours" and updated["description"] == "theirs" and updated["version"] == 3
+        assert updated == managers.policy.get(domain, "p")
+
+
 def test_policy_rename_to_a_taken_id_is_already_exists(managers, domain):
     managers.policy.create(policy(domain, "a"))
     managers.policy.create(policy(domain, "b"))

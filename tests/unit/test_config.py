@@ -217,7 +217,8 @@ def test_workers_default_to_one_per_cpu_with_a_database_and_one_on_the_embedded_
 
 def test_query_timeout_default_and_env():
     config = load_config(env={})
-    assert (config.db_timeout_ms, config.db_query_timeout_ms) == (5000, 20000)
+    assert (config.db_timeout_ms, config.db_query_timeout_ms, config.index_build_timeout_ms) == (5000, 20000, 120000)
+    assert load_config(env={"POLICYHUB_INDEX_BUILD_TIMEOUT_MS": "600000"}).index_build_timeout_ms == 600000
     config = load_config(env={"POLICYHUB_DB_QUERY_TIMEOUT_MS": "60000", "POLICYHUB_DB_TIMEOUT_MS": "2000"})
     assert (config.db_timeout_ms, config.db_query_timeout_ms) == (2000, 60000)
 
@@ -230,6 +231,8 @@ def test_query_timeout_default_and_env():
         ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "4999"}, "db_query_timeout_ms: 4999 is below db_timeout_ms (5000)"),
         ({"POLICYHUB_DB_QUERY_TIMEOUT_MS": "9000", "POLICYHUB_DB_TIMEOUT_MS": "10000"}, "is below db_timeout_ms"),
         ({"POLICYHUB_DB_QUERY_TIMEOUTMS": "9000"}, "unknown environment variable POLICYHUB_DB_QUERY_TIMEOUTMS"),
+        ({"POLICYHUB_INDEX_BUILD_TIMEOUT_MS": "0"}, "config key index_build_timeout_ms: must be at least 1"),
+        ({"POLICYHUB_INDEX_BUILD_TIMEOUT_MS": "2m"}, "config key index_build_timeout_ms: expected int, got '2m'"),
     ],
 )
 def test_bad_query_timeouts(env, message):

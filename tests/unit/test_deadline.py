@@ -108,6 +108,13 @@ def test_what_is_left_of_a_calls_bound_is_known_to_what_waits_in_it():
         assert seconds_left() == 0.0
 
 
+def test_a_whole_domains_read_for_its_index_has_the_build_limit_never_less_than_a_querys():
+    for build_timeout_ms, expected in ((120_000, 120.0), (None, 20.0), (10_000, 20.0)):
+        database = Database("mongodb://db", "policyhub", 5000, 20000, build_timeout_ms=build_timeout_ms)
+        with database.bounded_build():
+            assert _csot.get_timeout() == pytest.approx(expected)
+
+
 def test_what_a_write_must_finish_runs_beyond_the_callers_bound():
     database = Database("mongodb://db", "policyhub", timeout_ms=5000, query_timeout_ms=20000)
     with database.bounded(0.5):

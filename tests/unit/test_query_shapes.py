@@ -6,6 +6,7 @@ wire-protocol server's planner about the same shapes."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -174,7 +175,14 @@ class Recorder:
         self.filters: list[tuple[str, dict]] = []
 
     def _answer(self):
-        return {"policy_id": "p", "domain_id": "d1", "repository_id": "repo-local", "etag": "e", "state": "ENABLED"}
+        return {
+            "_id": "oid",
+            "policy_id": "p",
+            "domain_id": "d1",
+            "repository_id": "repo-local",
+            "etag": "e",
+            "state": "ENABLED",
+        }
 
     def find_one(self, selector, *args, **kwargs):
         self.filters.append(("find_one", selector))
@@ -184,9 +192,9 @@ class Recorder:
         self.filters.append(("aggregate", pipeline[0]["$match"]))
         return [self._answer()]
 
-    def find_one_and_update(self, selector, update, **kwargs):
-        self.filters.append(("find_one_and_update", selector))
-        return self._answer()
+    def update_one(self, selector, update, **kwargs):
+        self.filters.append(("update_one", selector))
+        return SimpleNamespace(matched_count=1)
 
 
 def test_policy_get_and_update_are_equalities_on_the_unique_index(monkeypatch):
@@ -194,10 +202,12 @@ def test_policy_get_and_update_are_equalities_on_the_unique_index(monkeypatch):
     monkeypatch.setattr(policy_manager, "collection", lambda document: recorder)
     POLICY_MANAGER.get("d1", "p")
     POLICY_MANAGER.update("d1", "p", {"name": "n"}, None, None)
-    policy_reads = [(call, selector) for call, selector in recorder.filters if "policy_id" in selector]
-    assert policy_reads == [
-        ("aggregate", {"domain_id": "d1", "policy_id": "p", "deleted_at": None}),  # get, joined to its repository
-        ("find_one_and_update", {"domain_id": "d1", "policy_id": "p", "deleted_at": None}),  # update's compare-and-set
+    policy_calls = [(call, selector) for call, selector in recorder.filters if "repository_id" not in selector]
+    live = {"domain_id": "d1", "policy_id": "p", "deleted_at": None}
+    assert policy_calls == [
+        ("aggregate", live),  # get, joined to its repository
+        ("find_one", live),  # update reads the version it changes,
+        ("update_one", {"_id": "oid", "etag": "e"}),  # then compares and sets it by _id
     ]
     assert [next(iter(stage)) for stage in point_read("d1", "p")] == ["$match", "$limit", "$lookup"]
     assert ["domain_id", "policy_id", "deleted_at"] in index_keys(PolicyDocument)

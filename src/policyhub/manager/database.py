@@ -34,12 +34,22 @@ log = logging.getLogger(__name__)
 class Database:
     """Owns the connection: opened by bootstrap, closed at shutdown."""
 
-    def __init__(self, uri: str, name: str, timeout_ms: int, query_timeout_ms: int, listeners: tuple = ()):
+    def __init__(
+        self,
+        uri: str,
+        name: str,
+        timeout_ms: int,
+        query_timeout_ms: int,
+        build_timeout_ms: int | None = None,
+        listeners: tuple = (),
+    ):
         self.uri = uri
         self.name = name
         self.timeout_ms = timeout_ms
         # list and stat: a page and a count, or an aggregation, over what a filter matches
         self.query_timeout_ms = query_timeout_ms
+        # the read of a whole domain that builds its evaluation index: never less than a query's
+        self.build_timeout_ms = max(build_timeout_ms or 0, query_timeout_ms)
         # pymongo command listeners (e.g. the metrics' command timer)
         self.listeners = listeners
 
@@ -104,6 +114,11 @@ class Database:
     def bounded_query(self, seconds_left: float | None):
         """`bounded` for a list or stat call: the larger query limit instead of the connection's."""
         return _bounded(self.query_timeout_ms, seconds_left)
+
+    def bounded_build(self):
+        """A whole domain's read for its evaluation index, run by no call (see `seconds_left`):
+        its operations end together by the build limit."""
+        return _within(self.build_timeout_ms / 1000)
 
     def bounded_by_deadline(self, seconds_left: float | None):
         """A block of many operations (a bulk export's reads) that ends by the caller's deadline;

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, NoReturn
 
 import pymongo.errors
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from policyhub.domain import MANAGED_DOMAIN_ID, MANAGED_ID_PREFIX, PolicyState
@@ -22,6 +21,9 @@ from policyhub.query import QueryKeys, QuerySchema, compile_list, compile_stat
 
 # Before every deleted_at: `deleted_at > _EPOCH` is "deleted", as a range an index serves.
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# How many times an update without the caller's etag is tried when the policy changes between its
+# read and its write, before the call answers ABORTED.
+UPDATE_ATTEMPTS = 3
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
 POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
 # What a policy query may name: the fields of PolicyInfo, and repository_id, stored in place of
@@ -120,18 +122,22 @@ class PolicyManager:
     ) -> dict[str, Any]:
         """Atomic compare-and-set on a live policy: nothing is written when the etag no longer
         matches. A `policy_id` change renames it (refused when the new id is taken)."""
-        # Live, as everywhere: no deleted_at (an equality the unique index serves; `$ne` on state scans).
-        selector: dict[str, Any] = {"domain_id": domain_id, "policy_id": policy_id, "deleted_at": None}
-        if etag:
-            selector["etag"] = etag
         sets = {key: _stored_value(key, value) for key, value in changes.items()}
-        try:
-            updated = _compare_and_set(selector, now, sets)
-        except DuplicateKeyError:
-            raise AlreadyExists("Policy", "policy_id", changes["policy_id"]) from None
-        if updated is None:
-            self.explain_no_match(domain_id, policy_id)
-        return self._with_repository(policy_record(updated))
+        for _ in range(UPDATE_ATTEMPTS):
+            current = _live(domain_id, policy_id)
+            if current is None or (etag and current["etag"] != etag):
+                self.explain_no_match(domain_id, policy_id)
+            try:
+                updated = _compare_and_set(current, now, sets)
+            except DuplicateKeyError:
+                raise AlreadyExists("Policy", "policy_id", changes["policy_id"]) from None
+            if updated is not None:
+                return self._with_repository(policy_record(updated))
+            # Changed between the read and the write: with the caller's etag, that is the answer
+            # (explained on the next read); without one, the change applies to the new version.
+        raise ConcurrentChange(
+            "the policy kept changing while it was being updated; retry", metadata={"policy_id": policy_id}
+        )
 
     @translate_errors()
     def soft_delete(
@@ -150,7 +156,7 @@ class PolicyManager:
             self.explain_no_match(domain_id, policy_id)
         try:
             updated = _compare_and_set(
-                {"_id": current["_id"], "etag": current["etag"]},
+                current,
                 now,
                 {
                     "state": PolicyState.DELETED,
@@ -189,7 +195,7 @@ class PolicyManager:
         current = deleted or self.restorable(domain_id, policy_id, now)
         try:
             updated = _compare_and_set(
-                {"_id": current["_id"], "etag": current["etag"]},
+                current,
                 now,
                 {"state": current.get("state_before_delete") or PolicyState.ENABLED, "parked_assignments": []},
                 unset=("state_before_delete", "deleted_at", "purge_at"),
@@ -466,14 +472,24 @@ class PolicyManager:
 
 
 def _compare_and_set(
-    selector: dict[str, Any], now: datetime, sets: dict[str, Any], unset: tuple[str, ...] = ()
+    current: dict[str, Any], now: datetime, sets: dict[str, Any], unset: tuple[str, ...] = ()
 ) -> dict[str, Any] | None:
-    """Applies the change, a new etag and version, to the policy the selector matches (None when
-    none does, e.g. its etag changed); returns it as changed."""
-    update: dict[str, Any] = {"$set": {**sets, "etag": new_etag(), "updated_at": now}, "$inc": {"version": 1}}
+    """Applies the change, a new etag and version, to the stored policy `current` if it still is
+    that version (its _id and etag; None when it changed meanwhile); returns it as changed. An
+    update by `_id` rather than a findAndModify: some MongoDB-compatible servers check a
+    findAndModify's query again by scanning the collection, while the `_id` is a point read on
+    every store; what the update leaves is `current` with the change applied."""
+    changed = {**sets, "etag": new_etag(), "updated_at": now}
+    update: dict[str, Any] = {"$set": changed, "$inc": {"version": 1}}
     if unset:
         update["$unset"] = {field: "" for field in unset}
-    return collection(PolicyDocument).find_one_and_update(selector, update, return_document=ReturnDocument.AFTER)
+    if (
+        collection(PolicyDocument).update_one({"_id": current["_id"], "etag": current["etag"]}, update).matched_count
+        == 0
+    ):
+        return None
+    kept = {key: value for key, value in current.items() if key not in unset}
+    return {**kept, **changed, "version": current.get("version", 0) + 1}
 
 
 def _stored_value(key: str, value: Any) -> Any:

@@ -39,8 +39,10 @@ calls would.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
@@ -316,17 +318,21 @@ class IndexLoader:
         assignments: AssignmentManager,
         revisions: RevisionManager,
         monotonic: Callable[[], float] = time.monotonic,
+        whole_read: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ):
         self._policies = policies
         self._assignments = assignments
         self._revisions = revisions
         self._monotonic = monotonic
+        # The bound of a build's reads, which grow with the domain (the database's build limit).
+        self._whole_read = whole_read
 
     def build(self, domain_id: str, now: datetime) -> DomainIndex:
         """A fresh index of the domain's policies (with the managed ones) and assignments."""
-        rules = [_rules(raw) for raw in self._policies.rules(domain_id)]
-        edges = [_edge(raw) for raw in self._assignments.edges(domain_id)]
-        return DomainIndex(rules, edges, now)
+        with self._whole_read():
+            policies = self._policies.rules(domain_id)
+            assignments = self._assignments.edges(domain_id)
+        return DomainIndex([_rules(raw) for raw in policies], [_edge(raw) for raw in assignments], now)
 
     def advance(self, domain_id: str, index: DomainIndex, since: int, upto: int, now: datetime) -> Advanced | None:
         """`index` (at revision `since`) with the writes of revisions (since, upto] applied; None
