@@ -55,7 +55,7 @@ class Config:
     # The bound of the read of a whole domain that builds its evaluation index (every policy and
     # assignment of it, in a thread of its own that no call waits for longer than its own bound):
     # it grows with the domain, as no call's work does (db_query_timeout_ms when that is larger).
-    index_build_timeout_ms: int = 120000
+    index_build_timeout_ms: int = 300000
     max_workers: int = 16
     # Server processes sharing the port (SO_REUSEPORT). 0 (the default): one per CPU this process may
     # run on with a MongoDB URI, 1 on the embedded store (it lives inside one process).

@@ -125,6 +125,47 @@ def test_a_write_landing_between_an_updates_read_and_its_write(managers, domain,
         assert updated == managers.policy.get(domain, "p")
 
 
+def test_an_update_that_other_writes_keep_overtaking_is_aborted(managers, domain, monkeypatch):
+    from policyhub.manager import policy_manager
+
+    managers.policy.create(policy(domain))
+    read = policy_manager._live
+    others = []
+
+    def read_then_another_write_lands(domain_id, policy_id):
+        current = read(domain_id, policy_id)
+        if len(others) % 2 == 0:  # an update of ours, not one of the others
+            others.append(None)
+            others.append(managers.policy.update(domain_id, policy_id, {"description": "theirs"}, None, utc_now()))
+        return current
+
+    monkeypatch.setattr(policy_manager, "_live", read_then_another_write_lands)
+    with pytest.raises(ConcurrentChange, match="kept changing"):
+        managers.policy.update(domain, "p", {"name": "ours"}, None, utc_now())
+    assert len(others) == 2 * policy_manager.UPDATE_ATTEMPTS
+    monkeypatch.setattr(policy_manager, "_live", read)
+    assert managers.policy.get(domain, "p")["name"] == "p"  # nothing of ours was written
+
+
+def test_a_delete_overtaken_by_another_write_is_aborted(managers, domain, monkeypatch):
+    from policyhub.manager import policy_manager
+
+    managers.policy.create(policy(domain))
+    read = policy_manager._live
+
+    def read_then_another_write_lands(domain_id, policy_id):
+        current = read(domain_id, policy_id)
+        monkeypatch.setattr(policy_manager, "_live", read)
+        managers.policy.update(domain_id, policy_id, {"description": "theirs"}, None, utc_now())
+        return current
+
+    monkeypatch.setattr(policy_manager, "_live", read_then_another_write_lands)
+    now = utc_now()
+    with pytest.raises(Aborted, match="changed while it was being deleted"):
+        managers.policy.soft_delete(domain, "p", None, now, now + timedelta(days=1), [])
+    assert managers.policy.get(domain, "p")["description"] == "theirs"
+
+
 def test_policy_rename_to_a_taken_id_is_already_exists(managers, domain):
     managers.policy.create(policy(domain, "a"))
     managers.policy.create(policy(domain, "b"))

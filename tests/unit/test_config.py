@@ -217,7 +217,7 @@ def test_workers_default_to_one_per_cpu_with_a_database_and_one_on_the_embedded_
 
 def test_query_timeout_default_and_env():
     config = load_config(env={})
-    assert (config.db_timeout_ms, config.db_query_timeout_ms, config.index_build_timeout_ms) == (5000, 20000, 120000)
+    assert (config.db_timeout_ms, config.db_query_timeout_ms, config.index_build_timeout_ms) == (5000, 20000, 300000)
     assert load_config(env={"POLICYHUB_INDEX_BUILD_TIMEOUT_MS": "600000"}).index_build_timeout_ms == 600000
     config = load_config(env={"POLICYHUB_DB_QUERY_TIMEOUT_MS": "60000", "POLICYHUB_DB_TIMEOUT_MS": "2000"})
     assert (config.db_timeout_ms, config.db_query_timeout_ms) == (2000, 60000)

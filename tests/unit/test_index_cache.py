@@ -14,7 +14,7 @@ from policyhub.engine import DomainIndex, Edge, Subject
 from policyhub.errors import Unavailable
 from policyhub.manager.revision_manager import RevisionState
 from policyhub.service.consistency import FULLY_CONSISTENT, Consistency, Requirement
-from policyhub.service.index_cache import BUILD_ATTEMPTS, Advanced, IndexCache
+from policyhub.service.index_cache import BUILD_ATTEMPTS, BUILDS_AT_ONCE, Advanced, IndexCache
 
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
@@ -318,8 +318,10 @@ class HeldBuilds(Builds):
         self.started = threading.Event()
         self.release = threading.Event()
         self.error: Exception | None = None
+        self.attempts = 0  # builds begun, failed ones too
 
     def __call__(self, domain_id, now):
+        self.attempts += 1
         self.started.set()
         assert self.release.wait(10)
         if self.error is not None:
@@ -373,7 +375,7 @@ def test_callers_that_need_the_same_refresh_share_it():
     time.sleep(0.05)
     builds.release.set()
     assert first() is second()
-    assert builds.count == 1
+    assert builds.attempts == 1
 
 
 class WriteAfterTheConfirmingRead(ScriptedRevisions):
@@ -419,6 +421,47 @@ def test_a_failed_refresh_fails_every_caller_waiting_for_it_and_the_next_call_bu
     for join in (first, second):
         with pytest.raises(Unavailable, match="database unavailable"):
             join()
+    assert builds.attempts == 1  # one build, failed, for both callers
     builds.error = None
     indexes.get("d")
     assert builds.count == 1
+
+
+def test_a_caller_whose_bound_is_spent_does_not_wait():
+    revisions, builds = ScriptedRevisions(), HeldBuilds()
+    indexes = IndexCache(builds, revisions, lambda: NOW, seconds_left=lambda: 0.0)
+    with pytest.raises(Unavailable):
+        indexes.get("d")
+    builds.release.set()
+
+
+def test_a_refresh_without_a_thread_fails_its_caller_and_the_next_call_starts_another(monkeypatch):
+    revisions, builds = ScriptedRevisions(), Builds()
+    indexes = cache(revisions, builds)
+    start = threading.Thread.start
+
+    def refused(thread):
+        monkeypatch.setattr(threading.Thread, "start", start)  # once
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        indexes.get("d")
+    assert builds.count == 0
+    index = indexes.get("d")  # not held back by the refresh that never ran
+    assert builds.count == 1 and indexes.get("d") is index
+
+
+def test_a_few_whole_builds_run_at_once_and_the_others_wait_for_them():
+    revisions, builds = ScriptedRevisions(), HeldBuilds()
+    indexes = cache(revisions, builds)
+    domains = [f"d{i}" for i in range(BUILDS_AT_ONCE + 2)]
+    joins = [in_thread(lambda domain=domain: indexes.get(domain)) for domain in domains]
+    deadline = time.monotonic() + 5
+    while builds.attempts < BUILDS_AT_ONCE and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    assert builds.attempts == BUILDS_AT_ONCE  # the others wait for a free slot
+    builds.release.set()
+    assert len({id(join()) for join in joins}) == len(domains)
+    assert builds.attempts == len(domains)

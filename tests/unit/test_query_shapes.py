@@ -207,7 +207,8 @@ def test_policy_get_and_update_are_equalities_on_the_unique_index(monkeypatch):
     assert policy_calls == [
         ("aggregate", live),  # get, joined to its repository
         ("find_one", live),  # update reads the version it changes,
-        ("update_one", {"_id": "oid", "etag": "e"}),  # then compares and sets it by _id
+        # then compares and sets it by _id, with the shard key (a rename changes it)
+        ("update_one", {"_id": "oid", "domain_id": "d1", "policy_id": "p", "etag": "e"}),
     ]
     assert [next(iter(stage)) for stage in point_read("d1", "p")] == ["$match", "$limit", "$lookup"]
     assert ["domain_id", "policy_id", "deleted_at"] in index_keys(PolicyDocument)

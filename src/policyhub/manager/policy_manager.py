@@ -23,7 +23,7 @@ from policyhub.query import QueryKeys, QuerySchema, compile_list, compile_stat
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # How many times an update without the caller's etag is tried when the policy changes between its
 # read and its write, before the call answers ABORTED.
-UPDATE_ATTEMPTS = 3
+UPDATE_ATTEMPTS = 10
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
 POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
 # What a policy query may name: the fields of PolicyInfo, and repository_id, stored in place of
@@ -475,18 +475,19 @@ def _compare_and_set(
     current: dict[str, Any], now: datetime, sets: dict[str, Any], unset: tuple[str, ...] = ()
 ) -> dict[str, Any] | None:
     """Applies the change, a new etag and version, to the stored policy `current` if it still is
-    that version (its _id and etag; None when it changed meanwhile); returns it as changed. An
-    update by `_id` rather than a findAndModify: some MongoDB-compatible servers check a
-    findAndModify's query again by scanning the collection, while the `_id` is a point read on
-    every store; what the update leaves is `current` with the change applied."""
+    that version (its etag; None when it changed meanwhile); returns it as changed. An update by
+    `_id` rather than a findAndModify: some MongoDB-compatible servers check a findAndModify's
+    query again by scanning the collection, while the `_id` is a point read on every store; what
+    the update leaves is `current` with the change applied."""
     changed = {**sets, "etag": new_etag(), "updated_at": now}
     update: dict[str, Any] = {"$set": changed, "$inc": {"version": 1}}
     if unset:
         update["$unset"] = {field: "" for field in unset}
-    if (
-        collection(PolicyDocument).update_one({"_id": current["_id"], "etag": current["etag"]}, update).matched_count
-        == 0
-    ):
+    # The _id first (some servers serve the first clause an index covers), the shard key with it
+    # (a rename changes it, which a sharded cluster allows only with its equality in the filter).
+    selector = {key: current[key] for key in ("_id", "domain_id", "policy_id", "etag")}
+    written = collection(PolicyDocument).update_one(selector, update)
+    if written.matched_count == 0:
         return None
     kept = {key: value for key, value in current.items() if key not in unset}
     return {**kept, **changed, "version": current.get("version", 0) + 1}

@@ -61,6 +61,8 @@ from policyhub.service.context import Clock
 WAIT_STEP_SECONDS = 0.005
 WAIT_STEP_MAX_SECONDS = 0.05
 BUILD_ATTEMPTS = 3
+# How many whole builds (a whole domain's read each) a process runs at once; the others wait.
+BUILDS_AT_ONCE = 4
 # How long after a read found a cached index current MINIMIZE_LATENCY may answer from it unread.
 DEFAULT_MAX_STALENESS_SECONDS = 5.0
 # Beyond this many revisions, or changes, behind, a whole build is cheaper than the delta: the delta
@@ -121,6 +123,8 @@ class IndexCache:
         # The refresh of each domain under way: at most one at a time, which the callers share.
         self._refreshes: dict[str, _Refresh] = {}
         self._refreshes_guard = threading.Lock()
+        # Whole builds read a domain each: a few at once, whatever the number of domains waiting.
+        self._builds_at_once = threading.BoundedSemaphore(BUILDS_AT_ONCE)
         self.hits = 0
         self.misses = 0
         # of the misses: indexes brought up to date by a delta, and whole builds
@@ -187,12 +191,16 @@ class IndexCache:
             if running is not None:
                 return running, False
             refresh = self._refreshes[domain_id] = _Refresh(state.revisions)
-        threading.Thread(
-            target=self._run,
-            args=(domain_id, domains, state, now, asked, refresh),
-            name="index-refresh",
-            daemon=True,
-        ).start()
+        try:
+            threading.Thread(
+                target=self._run,
+                args=(domain_id, domains, state, now, asked, refresh),
+                name="index-refresh",
+                daemon=True,
+            ).start()
+        except BaseException as exc:  # no thread (a process limit): this refresh ends now, failed
+            self._end(domain_id, refresh, exc)
+            raise
         return refresh, True
 
     def _run(
@@ -201,11 +209,15 @@ class IndexCache:
         try:
             refresh.answer = self._refresh(domain_id, domains, state, now, asked)
         except BaseException as exc:  # handed to every caller waiting for it
-            refresh.error = exc
-        finally:
-            with self._refreshes_guard:
-                del self._refreshes[domain_id]
-            refresh.done.set()
+            self._end(domain_id, refresh, exc)
+        else:
+            self._end(domain_id, refresh, None)
+
+    def _end(self, domain_id: str, refresh: _Refresh, error: BaseException | None) -> None:
+        refresh.error = error
+        with self._refreshes_guard:
+            del self._refreshes[domain_id]
+        refresh.done.set()
 
     def _refresh(
         self, domain_id: str, domains: list[str], state: RevisionState, now: datetime, asked: float
@@ -266,7 +278,8 @@ class IndexCache:
                 self.deltas += 1
                 return advanced.index, advanced.exact
         self.builds += 1
-        return self._build(domain_id, now), False
+        with self._builds_at_once:
+            return self._build(domain_id, now), False
 
     def _settled(self, domains: list[str], state: RevisionState) -> RevisionState:
         """The revision state once no write of several documents is under way (their marks run
