@@ -22,7 +22,7 @@ from policyhub._gen.spaceone.api.repository.v1 import group_pb2 as gpb
 from policyhub._gen.spaceone.api.repository.v1 import policy_pb2 as ppb
 from policyhub._gen.spaceone.api.repository.v1 import role_pb2 as rpb
 from policyhub.manager.database import collection
-from policyhub.model import AssignmentDocument, ChangeDocument, RevisionDocument
+from policyhub.model import AssignmentDocument, ChangeDocument, PolicyDocument, RevisionDocument
 
 
 @contextlib.contextmanager
@@ -149,6 +149,39 @@ def test_every_kind_of_write_is_applied_as_a_delta(client, domain):
         (grant,) = [a for a in listed.results if a.subject.id == "alice"]
         client.assignment.delete(apb.AssignmentRequest(assignment_id=grant.assignment_id, domain_id=domain), timeout=10)
         probe.expect("DENY", "DENY")
+
+
+def test_a_policy_update_is_applied_from_the_log_alone(client, domain, monkeypatch):
+    """Policy/update, disable and enable log the policy's rule fields as written: the writer's index
+    applies them without reading the policy back, and answers as the domain now is."""
+    create_policy(
+        client,
+        domain,
+        "reader",
+        ["a.read"],
+        statements=[{"effect": "DENY", "actions": ["a.read"], "resources": ["secret/*"]}],
+    )
+    assign(client, domain, "USER", "alice", "POLICY", "reader")
+    cache = client.app.services.authorization.cache
+    policies = client.app.managers.policy
+    loaded = []
+    rules_of = policies.rules_of
+    monkeypatch.setattr(policies, "rules_of", lambda *args: loaded.append(args) or rules_of(*args))
+    assert check_user(client, domain, "alice", "a.read")["decision"] == "ALLOW"
+    deltas = cache.deltas
+    client.policy.update(
+        parse(ppb.UpdatePolicyRequest, {"policy_id": "reader", "domain_id": domain, "permissions": ["a.write"]}),
+        timeout=10,
+    )
+    assert check_user(client, domain, "alice", "a.write")["decision"] == "ALLOW"
+    assert check_user(client, domain, "alice", "a.write", resource="secret/x")["decision"] == "ALLOW"
+    client.policy.disable(ppb.PolicyRequest(policy_id="reader", domain_id=domain), timeout=10)
+    assert check_user(client, domain, "alice", "a.write")["decision"] == "DENY"
+    assert cache.deltas == deltas + 2 and loaded == []
+    (record,) = collection(ChangeDocument).find({"domain_id": domain}).sort("seq", -1).limit(1)
+    stored = collection(PolicyDocument).find_one({"domain_id": domain, "policy_id": "reader", "deleted_at": None})
+    (change,) = record["changes"]
+    assert change["rules"] == {key: stored[key] for key in ("state", "permissions", "statements")}
 
 
 def _write_behind_the_log(domain: str) -> None:

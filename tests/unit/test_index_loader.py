@@ -9,7 +9,7 @@ import pytest
 
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
 from policyhub.service.index_cache import IndexLoader
-from policyhub.service.invalidation import assignment_change
+from policyhub.service.invalidation import assignment_change, policy_update_change
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
 RULES = [PolicyRules.from_policy(p, [], [f"{p}.*"]) for p in ("p1", "p2")]
@@ -116,3 +116,60 @@ def test_only_creations_carry_the_expiry_in_the_log():
     assert assignment_change(_assignment("u1", "p1"), "CREATE")["expires_at"] is None
     assert "expires_at" not in assignment_change(assignment, "DELETE")
     assert "expires_at" not in assignment_change(assignment, "UPDATE")
+
+
+def _policy_update(policy_id: str, state: str = "ENABLED", permissions: list[str] | None = None) -> dict:
+    return policy_update_change(
+        {"policy_id": policy_id, "state": state, "permissions": permissions or [], "statements": []}
+    )
+
+
+def test_policy_updates_logged_with_their_rules_are_applied_from_the_log_alone():
+    start = [Edge(USERS[0], "POLICY", "p1"), Edge(USERS[1], "POLICY", "p2")]
+    log = Log(
+        [_policy_update("p1", permissions=["p2.read"])],
+        [_policy_update("p2", state="DISABLED", permissions=["p2.*"])],
+        [_policy_update("p1", permissions=["p1.read", "p2.read"])],  # the last update of p1 tells it
+    )
+    store = Store(start)
+    advanced = _advance(log, store, start)
+    assert advanced is not None and advanced.exact
+    assert store.loads == 0
+    fresh = DomainIndex(
+        [
+            PolicyRules.from_policy("p1", [], ["p1.read", "p2.read"]),
+            PolicyRules.from_policy("p2", [], ["p2.*"], enabled=False),
+        ],
+        start,
+        NOW,
+    )
+    assert _answers(advanced.index) == _answers(fresh)
+    assert _answers(advanced.index)[(USERS[1], "p2.read")] is False
+
+
+@pytest.mark.parametrize(
+    "later, allowed",
+    [
+        # a later update without its rules: loaded as the store holds it now (enabled, p1.*)
+        ({"kind": "POLICY", "id": "p1", "operation": "UPDATE"}, True),
+        # deleted: its edges are loaded again too, and the store holds none now
+        ({"kind": "POLICY", "id": "p1", "operation": "DELETE"}, False),
+    ],
+    ids=["update-without-rules", "delete"],
+)
+def test_a_policy_whose_last_change_the_log_does_not_tell_whole_is_loaded(later, allowed):
+    start = [Edge(USERS[0], "POLICY", "p1")]
+    store = Store(start)
+    log = Log([_policy_update("p1", state="DISABLED")], [later])
+    advanced = _advance(log, store, start)
+    assert advanced is not None and not advanced.exact
+    assert store.loads >= 1
+    assert _answers(advanced.index)[(USERS[0], "p1.read")] is allowed
+
+
+def test_a_policy_created_then_updated_is_loaded_with_the_edges_that_grant_it():
+    store = Store([Edge(USERS[2], "POLICY", "p3")])
+    log = Log([{"kind": "POLICY", "id": "p3", "operation": "CREATE"}], [_policy_update("p3", permissions=["p3.read"])])
+    advanced = _advance(log, store, [])
+    assert advanced is not None and not advanced.exact
+    assert store.loads >= 1

@@ -10,7 +10,9 @@ once, one record per revision, each with the write's transaction id. Records exp
 An ASSIGNMENT change also names the assignment's pair (`subject` and `grant`, each {type, id}):
 after a delete the assignment is gone, and an evaluation index still has to find its edge. A
 CREATE also carries the assignment's `expires_at` (null: never), so an index can apply it from
-the log without reading the assignment back. A write that failed part-way logs no changes and
+the log without reading the assignment back. The update of one policy (Policy/update without a
+rename, enable, disable) carries `rules`: its state, permissions and statements as written, for
+the same reason. A write that failed part-way logs no changes and
 is marked `incomplete`: what it changed (and perhaps undid) is not known, so an evaluation index
 rebuilds rather than apply the log.
 """
@@ -22,7 +24,8 @@ class ChangeDocument(Document):
     domain_id = StringField(required=True)
     seq = IntField(required=True)
     # [{kind: POLICY|ASSIGNMENT|GROUP|ROLE, id, operation: CREATE|UPDATE|DELETE}] in the order made
-    # (ASSIGNMENT ones with subject and grant, and a CREATE with expires_at)
+    # (ASSIGNMENT ones with subject and grant, and a CREATE with expires_at; a POLICY UPDATE of
+    # one policy with rules)
     changes = ListField(DictField())
     incomplete = BooleanField(default=False)
     transaction_id = StringField(default="")

@@ -7,13 +7,14 @@ contains expires. Up to date means, when it can: the cached index plus the delta
 since, read from the domain's change log (policyhub.model.change): the policies, assignments and
 roles/groups those writes touched are loaded again and applied (DomainIndex.with_changes), at a
 cost of what they touched rather than of the domain. When the writes only created and deleted
-assignments, each logged with its edge, the log alone is the delta: nothing is loaded, and the
-index is exactly the domain at the revision read, so it is kept without reading the revision
-again. It is rebuilt from the whole domain instead when the managed policies changed, when an
-assignment in it expired, when it is more than MAX_DELTA_RECORDS revisions or MAX_DELTA_CHANGES
-changes behind, or when the log does not cover the range: a record still missing after
-HOLE_WAIT_SECONDS (its writer bumps the revision, then writes the record), expired, marked
-incomplete (a write that failed part-way) or without the assignment pairs a delta needs.
+assignments, each logged with its edge, and updated single policies, each logged with its rule
+fields as written, the log alone is the delta: nothing is loaded, and the index is exactly the
+domain at the revision read, so it is kept without reading the revision again. It is rebuilt
+from the whole domain instead when the managed policies changed, when an assignment in it
+expired, when it is more than MAX_DELTA_RECORDS revisions or MAX_DELTA_CHANGES changes behind,
+or when the log does not cover the range: a record still missing after HOLE_WAIT_SECONDS (its
+writer bumps the revision, then writes the record), expired, marked incomplete (a write that
+failed part-way) or without the assignment pairs a delta needs.
 
 A write of several documents that must be seen at once (a rename) marks itself under way
 before it starts and lands with the revision bump (see policyhub.service.invalidation). An
@@ -359,12 +360,11 @@ class IndexLoader:
         removed = [Edge(Subject(st, si), gt, gi) for st, si, gt, gi in touched.pairs]
         if touched.logged_only:
             added = [edge for edge in touched.logged.values() if edge is not None]
-            return Advanced(index.with_changes((), (), added, removed, now), exact=True)
-        rules = (
-            [_rules(raw) for raw in self._policies.rules_of(domain_id, sorted(touched.policies))]
-            if touched.policies
-            else []
-        )
+            logged_rules = [_rules({"policy_id": pid, **fields}) for pid, fields in touched.logged_rules.items()]
+            return Advanced(index.with_changes(logged_rules, (), added, removed, now), exact=True)
+        # Not from the log alone: every touched policy is loaded as it is now, updates told whole too.
+        to_load = touched.policies | touched.logged_rules.keys()
+        rules = [_rules(raw) for raw in self._policies.rules_of(domain_id, sorted(to_load))] if to_load else []
         found = (
             self._assignments.edges_naming(domain_id, touched.pairs, touched.named_policies, touched.sets)
             if touched.pairs or touched.named_policies or touched.sets
@@ -373,7 +373,7 @@ class IndexLoader:
         # Every edge the writes may have changed goes, then what the store holds of them comes back.
         removed += index.edges_naming([Subject(t, i) for t, i in touched.sets], touched.named_policies)
         live = {rule.policy_id for rule in rules}
-        changed = index.with_changes(rules, touched.policies - live, [_edge(raw) for raw in found], removed, now)
+        changed = index.with_changes(rules, to_load - live, [_edge(raw) for raw in found], removed, now)
         return Advanced(changed, exact=False)
 
     def _records(self, domain_id: str, since: int, upto: int) -> list[dict[str, Any]] | None:
@@ -396,6 +396,8 @@ class _Touched:
     """What a run of change records touched, as the index sees it."""
 
     policies: set[str]  # policies to load again (their rules)
+    # the policies whose last change the log tells whole (an update logged with its rule fields)
+    logged_rules: dict[str, dict[str, Any]]
     named_policies: set[str]  # policies created or deleted (a rename too): every edge granting them
     sets: set[tuple[str, str]]  # (GROUP|ROLE, id) created or deleted (a rename too): every edge naming them
     pairs: set[tuple[str, str, str, str]]  # (subject type, id, grant type, id) of assignments written
@@ -404,13 +406,14 @@ class _Touched:
 
     @property
     def logged_only(self) -> bool:
-        """Did the writes only create and delete assignments, each told whole by the log?"""
+        """Did the writes only create and delete assignments and update policies, each told whole
+        by the log?"""
         return not (self.policies or self.named_policies or self.sets) and self.logged.keys() == self.pairs
 
     @classmethod
     def of(cls, records: list[dict[str, Any]]) -> _Touched | None:
         """None when the records cannot be applied as a delta (see the module doc)."""
-        touched = cls(set(), set(), set(), set(), {})
+        touched = cls(set(), {}, set(), set(), set(), {})
         count = 0
         for record in records:
             if record.get("incomplete"):
@@ -421,9 +424,14 @@ class _Touched:
                     return None
                 kind, item, operation = change.get("kind"), change.get("id", ""), change.get("operation")
                 if kind == ChangeKind.POLICY:
-                    touched.policies.add(item)
-                    if operation != Operation.UPDATE:
-                        touched.named_policies.add(item)
+                    if operation == Operation.UPDATE and isinstance(change.get("rules"), dict):
+                        touched.logged_rules[item] = change["rules"]
+                        touched.policies.discard(item)
+                    else:
+                        touched.policies.add(item)
+                        touched.logged_rules.pop(item, None)
+                        if operation != Operation.UPDATE:
+                            touched.named_policies.add(item)
                 elif kind in (ChangeKind.GROUP, ChangeKind.ROLE):
                     # An update of a role or group changes its name or tags, nothing evaluated.
                     if operation != Operation.UPDATE:

@@ -35,6 +35,10 @@ class ChangeSet:
     def add(self, kind: str, item_id: str, operation: str) -> None:
         self.items.append({"kind": kind, "id": item_id, "operation": operation})
 
+    def add_policy_update(self, policy: Mapping[str, Any]) -> None:
+        """A policy's update, with what it now holds that evaluation reads (see policy_update_change)."""
+        self.items.append(policy_update_change(policy))
+
     def add_assignment(self, assignment: Mapping[str, Any], operation: str) -> None:
         """An assignment's change, with its pair: once it is deleted, that is the only place an
         evaluation index can learn which edge to drop."""
@@ -43,6 +47,22 @@ class ChangeSet:
     @property
     def token(self) -> str:
         return consistency_token(self.revision)
+
+
+# What an evaluation index reads of a policy.
+RULE_FIELDS = ("state", "permissions", "statements")
+
+
+def policy_update_change(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """The update of one policy (not a rename), with its rule fields as written, so an evaluation
+    index applies it from the log without reading the policy back. One policy is at most 64 KB, so
+    a record of one write holds it whole; writes of many policies log their ids only."""
+    return {
+        "kind": ChangeKind.POLICY,
+        "id": policy["policy_id"],
+        "operation": Operation.UPDATE,
+        "rules": {field: policy.get(field) for field in RULE_FIELDS},
+    }
 
 
 def assignment_change(assignment: Mapping[str, Any], operation: str) -> dict[str, Any]:

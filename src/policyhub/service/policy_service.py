@@ -154,7 +154,7 @@ class PolicyService:
         with landing(self.revisions, ctx.domain_id, ctx.transaction_id) as logged, Undo() as undo:
             updated = self.policies.update(ctx.domain_id, policy_id, changes, etag, self.clock())
             if "policy_id" not in changes:
-                logged.add(ChangeKind.POLICY, policy_id, Operation.UPDATE)
+                logged.add_policy_update(updated)
             else:
                 logged.add(ChangeKind.POLICY, policy_id, Operation.DELETE)
                 logged.add(ChangeKind.POLICY, changes["policy_id"], Operation.CREATE)
@@ -186,7 +186,7 @@ class PolicyService:
             etag = etag or before["etag"]
         with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
             updated = self.policies.update(ctx.domain_id, policy_id, {"state": state}, etag, self.clock())
-            changes.add(ChangeKind.POLICY, policy_id, Operation.UPDATE)
+            changes.add_policy_update(updated)
         self.audit.record(ctx, permission, policy_id, before, updated)
         return {**updated, "consistency_token": changes.token}
 
