@@ -465,3 +465,15 @@ def test_a_few_whole_builds_run_at_once_and_the_others_wait_for_them():
     builds.release.set()
     assert len({id(join()) for join in joins}) == len(domains)
     assert builds.attempts == len(domains)
+
+
+def test_a_caller_waiting_for_a_write_under_way_answers_unavailable_once_its_bound_is_spent():
+    revisions, builds = ScriptedRevisions(), Builds()
+    indexes = IndexCache(builds, revisions, lambda: NOW, seconds_left=lambda: 0.05)
+    revisions.begin()
+    with pytest.raises(Unavailable):
+        indexes.get("d")
+    assert builds.count == 0  # the refresh still waits for the write
+    revisions.land()
+    indexes._seconds_left = lambda: None
+    assert indexes.at("d").revision == 1 and builds.count == 1
