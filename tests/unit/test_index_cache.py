@@ -329,6 +329,15 @@ class HeldBuilds(Builds):
         return super().__call__(domain_id, now)
 
 
+def joined(revisions, reads):
+    """Returns once the caller that makes the `reads`th revision read has had time to join the
+    refresh under way (the read is the last thing it does before)."""
+    deadline = time.monotonic() + 5
+    while revisions.reads < reads and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.05)
+
+
 def in_thread(call):
     """Runs `call` in a thread; the returned function joins it and gives its answer or raises."""
     outcome: dict = {}
@@ -372,7 +381,7 @@ def test_callers_that_need_the_same_refresh_share_it():
     first = in_thread(lambda: indexes.get("d"))
     assert builds.started.wait(5)
     second = in_thread(lambda: indexes.get("d"))
-    time.sleep(0.05)
+    joined(revisions, 2)
     builds.release.set()
     assert first() is second()
     assert builds.attempts == 1
@@ -416,7 +425,7 @@ def test_a_failed_refresh_fails_every_caller_waiting_for_it_and_the_next_call_bu
     first = in_thread(lambda: indexes.get("d"))
     assert builds.started.wait(5)
     second = in_thread(lambda: indexes.get("d"))
-    time.sleep(0.05)
+    joined(revisions, 2)
     builds.release.set()
     for join in (first, second):
         with pytest.raises(Unavailable, match="database unavailable"):
