@@ -181,7 +181,9 @@ def test_a_policy_update_is_applied_from_the_log_alone(client, domain, monkeypat
     (record,) = collection(ChangeDocument).find({"domain_id": domain}).sort("seq", -1).limit(1)
     stored = collection(PolicyDocument).find_one({"domain_id": domain, "policy_id": "reader", "deleted_at": None})
     (change,) = record["changes"]
-    assert change["rules"] == {key: stored[key] for key in ("state", "permissions", "statements")}
+    assert change["rules"] == {
+        key: stored[key] for key in ("state", "permissions", "statements", "created_at", "version")
+    }
 
 
 def _write_behind_the_log(domain: str) -> None:

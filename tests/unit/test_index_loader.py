@@ -12,7 +12,9 @@ from policyhub.service.index_cache import IndexLoader
 from policyhub.service.invalidation import assignment_change, policy_update_change
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
-RULES = [PolicyRules.from_policy(p, [], [f"{p}.*"]) for p in ("p1", "p2")]
+CREATED = datetime(2026, 11, 1, tzinfo=timezone.utc)  # when p1 and p2 were created
+# version 1 of each, as the store held them when the index was built
+RULES = [PolicyRules.from_policy(p, [], [f"{p}.*"], written=(CREATED.isoformat(), 1)) for p in ("p1", "p2")]
 USERS = [Subject("USER", u) for u in ("u1", "u2", "u3")]
 ACTIONS = ["p1.read", "p2.read"]
 
@@ -118,18 +120,27 @@ def test_only_creations_carry_the_expiry_in_the_log():
     assert "expires_at" not in assignment_change(assignment, "UPDATE")
 
 
-def _policy_update(policy_id: str, state: str = "ENABLED", permissions: list[str] | None = None) -> dict:
+def _policy_update(
+    policy_id: str, version: int, state: str = "ENABLED", permissions: list[str] | None = None, created=CREATED
+) -> dict:
     return policy_update_change(
-        {"policy_id": policy_id, "state": state, "permissions": permissions or [], "statements": []}
+        {
+            "policy_id": policy_id,
+            "state": state,
+            "permissions": permissions or [],
+            "statements": [],
+            "created_at": created,
+            "version": version,
+        }
     )
 
 
 def test_policy_updates_logged_with_their_rules_are_applied_from_the_log_alone():
     start = [Edge(USERS[0], "POLICY", "p1"), Edge(USERS[1], "POLICY", "p2")]
     log = Log(
-        [_policy_update("p1", permissions=["p2.read"])],
-        [_policy_update("p2", state="DISABLED", permissions=["p2.*"])],
-        [_policy_update("p1", permissions=["p1.read", "p2.read"])],  # the last update of p1 tells it
+        [_policy_update("p1", 2, permissions=["p2.read"])],
+        [_policy_update("p2", 2, state="DISABLED", permissions=["p2.*"])],
+        [_policy_update("p1", 3, permissions=["p1.read", "p2.read"])],  # the latest write of p1 tells it
     )
     store = Store(start)
     advanced = _advance(log, store, start)
@@ -160,7 +171,7 @@ def test_policy_updates_logged_with_their_rules_are_applied_from_the_log_alone()
 def test_a_policy_whose_last_change_the_log_does_not_tell_whole_is_loaded(later, allowed):
     start = [Edge(USERS[0], "POLICY", "p1")]
     store = Store(start)
-    log = Log([_policy_update("p1", state="DISABLED")], [later])
+    log = Log([_policy_update("p1", 2, state="DISABLED")], [later])
     advanced = _advance(log, store, start)
     assert advanced is not None and not advanced.exact
     assert store.loads >= 1
@@ -169,7 +180,49 @@ def test_a_policy_whose_last_change_the_log_does_not_tell_whole_is_loaded(later,
 
 def test_a_policy_created_then_updated_is_loaded_with_the_edges_that_grant_it():
     store = Store([Edge(USERS[2], "POLICY", "p3")])
-    log = Log([{"kind": "POLICY", "id": "p3", "operation": "CREATE"}], [_policy_update("p3", permissions=["p3.read"])])
+    log = Log(
+        [{"kind": "POLICY", "id": "p3", "operation": "CREATE"}], [_policy_update("p3", 2, permissions=["p3.read"])]
+    )
     advanced = _advance(log, store, [])
     assert advanced is not None and not advanced.exact
     assert store.loads >= 1
+
+
+def test_updates_of_one_policy_logged_in_the_other_order_than_written_keep_the_later_write():
+    """Each write bumps the revision after it wrote: two updates of one policy may be logged in
+    either order. The version decides, within one delta and across deltas."""
+    start = [Edge(USERS[0], "POLICY", "p1")]
+    store = Store(start)
+    enabled = _policy_update("p1", 3, permissions=["p1.read"])
+    disabled = _policy_update("p1", 2, state="DISABLED", permissions=["p1.read"])
+    advanced = _advance(Log([enabled], [disabled]), store, start)  # v3 told before v2
+    assert advanced is not None and advanced.exact and store.loads == 0
+    assert _answers(advanced.index)[(USERS[0], "p1.read")] is True
+    # the index holds v3; a delta that only brings v2, logged late, changes nothing
+    loader = IndexLoader(store, store, Log([disabled]))  # type: ignore[arg-type]
+    later = loader.advance("d", advanced.index, 0, 1, NOW)
+    assert later is not None and later.exact
+    assert _answers(later.index)[(USERS[0], "p1.read")] is True
+    assert later.index.policy("p1").written == (CREATED.isoformat(), 3)
+
+
+def test_an_update_of_another_document_of_the_id_is_loaded():
+    """p1 deleted and created again: an update of the new document does not follow the old one's
+    version; the policy is loaded as the store holds it."""
+    start = [Edge(USERS[0], "POLICY", "p1")]
+    store = Store(start)
+    again = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    advanced = _advance(
+        Log([_policy_update("p1", 2, state="DISABLED", permissions=["p1.read"], created=again)]), store, start
+    )
+    assert advanced is not None and not advanced.exact and store.loads >= 1
+    assert _answers(advanced.index)[(USERS[0], "p1.read")] is True  # the store's p1
+
+
+def test_an_update_told_whole_after_one_that_was_not_is_loaded():
+    start = [Edge(USERS[0], "POLICY", "p1")]
+    store = Store(start)
+    log = Log([{"kind": "POLICY", "id": "p1", "operation": "UPDATE"}], [_policy_update("p1", 2, state="DISABLED")])
+    advanced = _advance(log, store, start)
+    assert advanced is not None and not advanced.exact and store.loads >= 1
+    assert _answers(advanced.index)[(USERS[0], "p1.read")] is True  # the store's p1, not the logged one

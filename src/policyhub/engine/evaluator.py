@@ -867,6 +867,11 @@ class DomainIndex:
                 out.append(EffectiveStatement(pid, idx, s.effect, s.actions, s.resources, via, s.condition))
         return out
 
+    def policy(self, policy_id: str) -> PolicyRules | None:
+        """The rules of a policy of the domain, enabled or not."""
+        policy: PolicyRules | None = self._policies.get(policy_id)
+        return policy
+
     def policy_statements(self, policy_id: str) -> tuple[Statement, ...] | None:
         """The effective statements of a known policy, enabled or not (None if unknown)."""
         policy = self._policies.get(policy_id)

@@ -43,6 +43,10 @@ class PolicyRules:
     # Statement("ALLOW", (p,), ("*",)) per `permissions` entry p.
     statements: tuple[Statement, ...]
     enabled: bool = True
+    # Which write of the policy these rules are: (the stored document's id, its version), None when
+    # not known. Orders two writes of one document whatever order they were told in; not part of
+    # what the rules say, so not compared.
+    written: tuple[str, int] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.statements, tuple):
@@ -55,6 +59,7 @@ class PolicyRules:
         statements: Iterable[Mapping[str, Any]] | None,
         permissions: Iterable[str] | None,
         enabled: bool = True,
+        written: tuple[str, int] | None = None,
     ) -> "PolicyRules":
         """Effective statements of a stored policy: ``statements`` (dicts with keys
         effect/actions/resources/conditions) in order, followed by one allow-on-``*``
@@ -69,7 +74,7 @@ class PolicyRules:
             for s in (statements or ())
         ]
         built.extend(Statement("ALLOW", (p,), ("*",)) for p in (permissions or ()))
-        return cls(policy_id, tuple(built), enabled)
+        return cls(policy_id, tuple(built), enabled, written)
 
 
 @dataclass(frozen=True, order=True, slots=True)

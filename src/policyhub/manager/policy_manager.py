@@ -24,6 +24,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # How many times an update without the caller's etag is tried when the policy changes between its
 # read and its write, before the call answers ABORTED.
 UPDATE_ATTEMPTS = 10
+# What the evaluation engine reads of a policy: its rules, and which write of which document they are.
+RULE_FIELDS = {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1, "created_at": 1, "version": 1}
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
 POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
 # What a policy query may name: the fields of PolicyInfo, and repository_id, stored in place of
@@ -328,7 +330,7 @@ class PolicyManager:
             for owner in owners
             for raw in policies.find(
                 self.scope(owner, include_managed=False),
-                {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1},
+                RULE_FIELDS,
             )
         ]
 
@@ -339,7 +341,7 @@ class PolicyManager:
         index serves on every store; the deleted records of an id are dropped here."""
         found = collection(PolicyDocument).find(
             {"domain_id": domain_id, "policy_id": {"$in": policy_ids}},
-            {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1},
+            RULE_FIELDS,
         )
         return [raw for raw in found if raw.get("state") != PolicyState.DELETED]
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from policyhub.domain import MANAGED_DOMAIN_ID, ChangeKind, Operation
+from policyhub.domain import MANAGED_DOMAIN_ID, ChangeKind, Operation, as_utc
 from policyhub.engine import DomainIndex, Edge, PolicyRules, Subject
 from policyhub.errors import Unavailable
 from policyhub.manager.assignment_manager import AssignmentManager
@@ -359,9 +359,10 @@ class IndexLoader:
             return None
         removed = [Edge(Subject(st, si), gt, gi) for st, si, gt, gi in touched.pairs]
         if touched.logged_only:
-            added = [edge for edge in touched.logged.values() if edge is not None]
-            logged_rules = [_rules({"policy_id": pid, **fields}) for pid, fields in touched.logged_rules.items()]
-            return Advanced(index.with_changes(logged_rules, (), added, removed, now), exact=True)
+            logged_rules = _newer_than_held(index, touched.logged_rules)
+            if logged_rules is not None:
+                added = [edge for edge in touched.logged.values() if edge is not None]
+                return Advanced(index.with_changes(logged_rules, (), added, removed, now), exact=True)
         # Not from the log alone: every touched policy is loaded as it is now, updates told whole too.
         to_load = touched.policies | touched.logged_rules.keys()
         rules = [_rules(raw) for raw in self._policies.rules_of(domain_id, sorted(to_load))] if to_load else []
@@ -424,9 +425,12 @@ class _Touched:
                     return None
                 kind, item, operation = change.get("kind"), change.get("id", ""), change.get("operation")
                 if kind == ChangeKind.POLICY:
-                    if operation == Operation.UPDATE and isinstance(change.get("rules"), dict):
-                        touched.logged_rules[item] = change["rules"]
-                        touched.policies.discard(item)
+                    rules = change.get("rules")
+                    if operation == Operation.UPDATE and isinstance(rules, dict) and item not in touched.policies:
+                        # Only updates told whole, and of one document: the latest write of them.
+                        held = touched.logged_rules.get(item)
+                        if held is None or (_written(rules) or _UNKNOWN) > (_written(held) or _UNKNOWN):
+                            touched.logged_rules[item] = rules
                     else:
                         touched.policies.add(item)
                         touched.logged_rules.pop(item, None)
@@ -458,7 +462,35 @@ def _rules(raw: dict[str, Any]) -> PolicyRules:
         raw.get("statements") or [],
         raw.get("permissions") or [],
         enabled=raw.get("state") == "ENABLED",
+        written=_written(raw),
     )
+
+
+_UNKNOWN = ("", -1)  # orders a write of unknown version first
+
+
+def _written(raw: dict[str, Any]) -> tuple[str, int] | None:
+    """Which write of which document a stored or logged policy is: (its creation time, its
+    version), None when either is missing (written by an earlier version)."""
+    created_at, version = raw.get("created_at"), raw.get("version")
+    if not isinstance(created_at, datetime) or not isinstance(version, int):
+        return None
+    return as_utc(created_at).isoformat(), version
+
+
+def _newer_than_held(index: DomainIndex, logged: dict[str, dict[str, Any]]) -> list[PolicyRules] | None:
+    """The logged policy updates the index does not hold yet: those of a later version of the
+    document it holds (an update logged after a later one of the same policy is stale). None when
+    one cannot be placed (the index holds another document of that id, or one of unknown version):
+    then they are loaded."""
+    newer = []
+    for policy_id, fields in logged.items():
+        rules, held = _rules({"policy_id": policy_id, **fields}), index.policy(policy_id)
+        if rules.written is None or held is None or held.written is None or held.written[0] != rules.written[0]:
+            return None
+        if rules.written[1] > held.written[1]:
+            newer.append(rules)
+    return newer
 
 
 def _edge(raw: dict[str, Any]) -> Edge:

@@ -49,8 +49,10 @@ class ChangeSet:
         return consistency_token(self.revision)
 
 
-# What an evaluation index reads of a policy.
-RULE_FIELDS = ("state", "permissions", "statements")
+# What an evaluation index reads of a policy: its rules, and which write of which document they are
+# (its creation time and version: two updates of one policy may be logged in the other order than
+# they were written, as each bumps the revision after its write).
+RULE_FIELDS = ("state", "permissions", "statements", "created_at", "version")
 
 
 def policy_update_change(policy: Mapping[str, Any]) -> dict[str, Any]:
