@@ -13,9 +13,9 @@ CREATE also carries the assignment's `expires_at` (null: never), so an index can
 the log without reading the assignment back. The update of one policy (Policy/update without a
 rename, enable, disable) carries `rules`: its state, permissions and statements as written, for
 the same reason, with its created_at and version (which write of which document it is: each write
-bumps the revision after it wrote, so two updates of one policy may be logged in either order). A write that failed part-way logs no changes and
-is marked `incomplete`: what it changed (and perhaps undid) is not known, so an evaluation index
-rebuilds rather than apply the log.
+bumps the revision after it wrote, so two updates of one policy may be logged in either order).
+A write that failed part-way logs no changes and is marked `incomplete`: what it changed (and
+perhaps undid) is not known, so an evaluation index rebuilds rather than apply the log.
 """
 
 from mongoengine import BooleanField, DateTimeField, DictField, Document, IntField, ListField, StringField
