@@ -24,8 +24,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # How many times an update without the caller's etag is tried when the policy changes between its
 # read and its write, before the call answers ABORTED.
 UPDATE_ATTEMPTS = 10
-# What the evaluation engine reads of a policy: its rules, and which write of which document they are.
-RULE_FIELDS = {"_id": 0, "policy_id": 1, "state": 1, "permissions": 1, "statements": 1, "created_at": 1, "version": 1}
+# What the evaluation engine reads of a policy: its rules, and which write of which document they are
+# (its creation time and version: two updates of one policy may be logged in the other order than
+# they were written, as each bumps the revision after its write).
+RULE_FIELDS = ("state", "permissions", "statements", "created_at", "version")
+_RULES_READ = {"_id": 0, "policy_id": 1, **dict.fromkeys(RULE_FIELDS, 1)}
 POLICY_KEYWORD_FIELDS = ("policy_id", "name", "description", "permissions")
 POLICY_MINIMAL_FIELDS = ("policy_id", "name", "state", "repository_id", "domain_id", "is_managed")
 # What a policy query may name: the fields of PolicyInfo, and repository_id, stored in place of
@@ -330,7 +333,7 @@ class PolicyManager:
             for owner in owners
             for raw in policies.find(
                 self.scope(owner, include_managed=False),
-                RULE_FIELDS,
+                _RULES_READ,
             )
         ]
 
@@ -341,7 +344,7 @@ class PolicyManager:
         index serves on every store; the deleted records of an id are dropped here."""
         found = collection(PolicyDocument).find(
             {"domain_id": domain_id, "policy_id": {"$in": policy_ids}},
-            RULE_FIELDS,
+            _RULES_READ,
         )
         return [raw for raw in found if raw.get("state") != PolicyState.DELETED]
 

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from policyhub.domain import ChangeKind, Operation
 from policyhub.manager.database import beyond_the_deadline
+from policyhub.manager.policy_manager import RULE_FIELDS
 from policyhub.manager.revision_manager import RevisionManager
 from policyhub.service.consistency import consistency_token
 
@@ -47,12 +48,6 @@ class ChangeSet:
     @property
     def token(self) -> str:
         return consistency_token(self.revision)
-
-
-# What an evaluation index reads of a policy: its rules, and which write of which document they are
-# (its creation time and version: two updates of one policy may be logged in the other order than
-# they were written, as each bumps the revision after its write).
-RULE_FIELDS = ("state", "permissions", "statements", "created_at", "version")
 
 
 def policy_update_change(policy: Mapping[str, Any]) -> dict[str, Any]:
