@@ -286,9 +286,61 @@ def test_every_way_of_creating_an_assignment_logs_its_edge(client, domain):
     logged = collection(ChangeDocument).find({"domain_id": domain, "changes.kind": "ASSIGNMENT"})
     creations = [c for r in logged for c in r["changes"] if c["kind"] == "ASSIGNMENT" and c["operation"] == "CREATE"]
     assert {c["subject"]["id"] for c in creations} == {"alice", "bob", "carol", "dave", "erin", "frank"}
-    assert all("expires_at" in c for c in creations)
+    # each read back as logged once its revision moved: told whole
+    assert all("expires_at" in c and "recheck" not in c for c in creations)
     time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.1)
     probe.expect("DENY", "DENY", how="build")  # the expiry lapsed: a whole build, by design
+
+
+def test_a_creation_removed_before_its_revision_moved_is_not_granted(client, domain, monkeypatch):
+    """A remover finds and removes what a creator has just inserted, and bumps the revision
+    first: its DELETE is logged before the CREATE. The creator reads the pair back once its
+    revision has moved, finds it gone and marks its CREATE, so no index keeps the grant."""
+    create_policy(client, domain, "reader", ["a.read"])
+    probe = Probe(client, None, domain)
+    probe.warm("DENY", "DENY")
+    revisions = client.app.managers.revision
+    bump = revisions.bump
+    raced = []
+
+    def remover_first(domain_id, changes=None, *args):
+        if not raced and any(c.get("operation") == "CREATE" for c in changes or []):
+            raced.append(_pairs(client, domain, "remove", "alice", "POLICY", "reader"))
+        return bump(domain_id, changes, *args)
+
+    monkeypatch.setattr(revisions, "bump", remover_first)
+    assign(client, domain, "USER", "alice", "POLICY", "reader")
+    assert [apb.AssignmentChange.Outcome.Name(r.outcome) for r in raced[0].results] == ["REMOVED"]
+    creation, deletion = collection(ChangeDocument).find({"domain_id": domain}).sort("seq", -1).limit(2)
+    assert [c["operation"] for c in deletion["changes"]] == ["DELETE"] and "recheck" not in deletion["changes"][0]
+    assert creation["changes"][0]["operation"] == "CREATE" and creation["changes"][0]["recheck"] is True
+    probe.expect("DENY", "DENY")
+    assert collection(AssignmentDocument).count_documents({"domain_id": domain}) == 0
+
+
+def test_a_pair_created_again_before_the_removal_moved_the_revision_stays_granted(client, domain, monkeypatch):
+    """The other order: a creator adds the pair again right after a remover deleted it, and bumps
+    first. The remover finds the pair held once its revision has moved and marks its DELETE."""
+    create_policy(client, domain, "reader", ["a.read"])
+    assign(client, domain, "USER", "alice", "POLICY", "reader")
+    probe = Probe(client, None, domain)
+    probe.warm("ALLOW", "DENY")
+    revisions = client.app.managers.revision
+    bump = revisions.bump
+    raced = []
+
+    def creator_first(domain_id, changes=None, *args):
+        if not raced and any(c.get("operation") == "DELETE" for c in changes or []):
+            raced.append(_pairs(client, domain, "add", "alice", "POLICY", "reader"))
+        return bump(domain_id, changes, *args)
+
+    monkeypatch.setattr(revisions, "bump", creator_first)
+    _pairs(client, domain, "remove", "alice", "POLICY", "reader")
+    assert [apb.AssignmentChange.Outcome.Name(r.outcome) for r in raced[0].results] == ["CREATED"]
+    deletion, creation = collection(ChangeDocument).find({"domain_id": domain}).sort("seq", -1).limit(2)
+    assert creation["changes"][0]["operation"] == "CREATE" and "recheck" not in creation["changes"][0]
+    assert deletion["changes"][0]["operation"] == "DELETE" and deletion["changes"][0]["recheck"] is True
+    probe.expect("ALLOW", "DENY")
 
 
 def test_a_whole_build_runs_free_of_the_calls_bound_and_deadline(client, domain, monkeypatch):

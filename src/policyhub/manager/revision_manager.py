@@ -9,7 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 import pymongo.errors
 from pymongo import ReturnDocument
@@ -21,6 +21,9 @@ DUPLICATE_KEY = 11000
 # One change: {"kind": POLICY|ASSIGNMENT|GROUP|ROLE, "id": ..., "operation": CREATE|UPDATE|DELETE},
 # an ASSIGNMENT one with "subject" and "grant" ({"type", "id"}; see policyhub.model.change).
 Change = dict[str, Any]
+# Applied to a write's changes once its revision has moved, before they are logged (see
+# policyhub.service.invalidation): as many changes out as in, as the revisions are counted by them.
+Settle = Callable[[list[Change]], list[Change]]
 
 # How long the mark of a write in progress stands: far longer than such a write takes (each of
 # its database calls is bounded by the connection timeout; a longer one, a bulk import, renews
@@ -53,20 +56,32 @@ class RevisionManager:
 
     @translate_errors()
     def bump(
-        self, domain_id: str, changes: list[Change] | None = None, transaction_id: str = "", complete: bool = True
+        self,
+        domain_id: str,
+        changes: list[Change] | None = None,
+        transaction_id: str = "",
+        complete: bool = True,
+        settle: Settle | None = None,
     ) -> int:
         """Moves the domain's revision on and logs what changed at the new revision (an empty
         record for a write that changed nothing, so the log has no holes; one marked incomplete
-        for a write that failed part-way). Returns it."""
-        return self._land(domain_id, {"$inc": {"revision": 1}}, changes or [], transaction_id, complete)
+        for a write that failed part-way). Returns it. `settle`, when given, is applied to the
+        changes once the revision has moved, before they are logged."""
+        return self._land(domain_id, {"$inc": {"revision": 1}}, changes or [], transaction_id, complete, settle)
 
     def _land(
-        self, domain_id: str, update: dict[str, Any], changes: list[Change], transaction_id: str, complete: bool
+        self,
+        domain_id: str,
+        update: dict[str, Any],
+        changes: list[Change],
+        transaction_id: str,
+        complete: bool,
+        settle: Settle | None,
     ) -> int:
         """Moves the revision on by one, or by one per CHANGES_PER_RECORD changes (in the same
         update, so readers see all of them land at once), and writes a record per revision."""
-        parts = [changes[i : i + CHANGES_PER_RECORD] for i in range(0, len(changes), CHANGES_PER_RECORD)] or [[]]
-        update["$inc"]["revision"] = len(parts)
+        count = max(1, -(-len(changes) // CHANGES_PER_RECORD))
+        update["$inc"]["revision"] = count
         revisions = collection(RevisionDocument)
         stored = _count(revisions, domain_id, update)
         if stored is None:
@@ -79,6 +94,9 @@ class RevisionManager:
         if stored is None:
             raise RuntimeError(f"the revision counter of domain {domain_id} vanished while it was counted")
         revision = int(stored["revision"])
+        if settle is not None:
+            changes = settle(changes)
+        parts = [changes[i : i + CHANGES_PER_RECORD] for i in range(0, len(changes), CHANGES_PER_RECORD)] or [[]]
         now = datetime.now(timezone.utc)
         first = revision - len(parts) + 1
         records = [
@@ -174,6 +192,7 @@ class RevisionManager:
         changes: list[Change] | None = None,
         transaction_id: str = "",
         complete: bool = True,
+        settle: Settle | None = None,
     ) -> int:
         """Lands the write: one update removes its mark and bumps the revision (then its change
         record is written, as for bump). Returns the new revision."""
@@ -183,6 +202,7 @@ class RevisionManager:
             changes or [],
             transaction_id,
             complete,
+            settle,
         )
 
 

@@ -10,7 +10,10 @@ once, one record per revision, each with the write's transaction id. Records exp
 An ASSIGNMENT change also names the assignment's pair (`subject` and `grant`, each {type, id}):
 after a delete the assignment is gone, and an evaluation index still has to find its edge. A
 CREATE also carries the assignment's `expires_at` (null: never), so an index can apply it from
-the log without reading the assignment back. The update of one policy (Policy/update without a
+the log without reading the assignment back. Each write bumps the revision after it wrote, so
+two writes of one pair may be logged in the other order than they reached the store; a writer
+reads its pairs back once its revision has moved, and marks `recheck` each assignment change the
+store no longer agrees with (an index loads that pair instead). The update of one policy (Policy/update without a
 rename, enable, disable) carries `rules`: its state, permissions and statements as written, for
 the same reason, with its created_at and version (which write of which document it is: each write
 bumps the revision after it wrote, so two updates of one policy may be logged in either order).
@@ -25,8 +28,8 @@ class ChangeDocument(Document):
     domain_id = StringField(required=True)
     seq = IntField(required=True)
     # [{kind: POLICY|ASSIGNMENT|GROUP|ROLE, id, operation: CREATE|UPDATE|DELETE}] in the order made
-    # (ASSIGNMENT ones with subject and grant, and a CREATE with expires_at; a POLICY UPDATE of
-    # one policy with rules)
+    # (ASSIGNMENT ones with subject and grant, a CREATE with expires_at, and recheck when the
+    # store disagreed; a POLICY UPDATE of one policy with rules)
     changes = ListField(DictField())
     incomplete = BooleanField(default=False)
     transaction_id = StringField(default="")

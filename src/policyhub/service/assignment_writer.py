@@ -69,7 +69,7 @@ class AssignmentWriter:
         self._require_named(ctx, [(subject, grant)])
         self.guard.require_bindable(ctx, [grant], removing=False)
         record = self._record(ctx, subject, grant, extras)
-        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id, self.assignments) as changes:
             created = self.assignments.create(record)
             self._recheck_named(ctx, [record])
             changes.add_assignment(created, Operation.CREATE)
@@ -94,7 +94,7 @@ class AssignmentWriter:
         created: list[dict[str, Any]] = []
         token = ""
         if new_records:
-            with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
+            with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id, self.assignments) as changes:
                 # Pairs created meanwhile by someone else are theirs: reported, not created.
                 existing.update(self.assignments.insert_new(list(new_records.values())))
                 created = [record for key, record in new_records.items() if key not in existing]
@@ -127,7 +127,7 @@ class AssignmentWriter:
         removed: set[str] = set()
         token = ""
         if existing:
-            with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
+            with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id, self.assignments) as changes:
                 # Pairs removed meanwhile by someone else are not counted as ours.
                 removed = self.assignments.remove_ids(ctx.domain_id, [a["assignment_id"] for a in existing.values()])
                 for assignment in sorted(existing.values(), key=lambda a: a["assignment_id"]):
@@ -155,7 +155,7 @@ class AssignmentWriter:
         grant = {"type": before["grant_type"], "id": before["grant_id"]}
         self._authorize(ctx, permission, [grant])
         self.guard.require_bindable(ctx, [grant], removing=True)
-        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id) as changes:
+        with invalidating(self.revisions, ctx.domain_id, ctx.transaction_id, self.assignments) as changes:
             self.assignments.delete(ctx.domain_id, assignment_id)
             changes.add_assignment(before, Operation.DELETE)
         self.audit.record(ctx, permission, assignment_id, before, None)

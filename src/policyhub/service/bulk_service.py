@@ -307,7 +307,10 @@ class BulkService:
         landed at."""
         domain_id = ctx.domain_id
         groups, roles = self.sets[ChangeKind.GROUP].manager, self.sets[ChangeKind.ROLE].manager
-        with invalidating_at_once(self.revisions, domain_id, ctx.transaction_id) as logged, Undo() as undo:
+        with (
+            invalidating_at_once(self.revisions, domain_id, ctx.transaction_id, self.assignments) as logged,
+            Undo() as undo,
+        ):
             keep = logged.keep_alive
             for manager, kind_plan in ((groups, plan.groups), (roles, plan.roles)):
                 created = [

@@ -7,8 +7,9 @@ contains expires. Up to date means, when it can: the cached index plus the delta
 since, read from the domain's change log (policyhub.model.change): the policies, assignments and
 roles/groups those writes touched are loaded again and applied (DomainIndex.with_changes), at a
 cost of what they touched rather than of the domain. When the writes only created and deleted
-assignments, each logged with its edge, and updated single policies, each logged with its rule
-fields as written, the log alone is the delta: nothing is loaded, and the index is exactly the
+assignments, each logged with its edge and found so in the store once its writer's revision
+had moved (policyhub.service.invalidation.settled), and updated single policies, each logged
+with its rule fields as written, the log alone is the delta: nothing is loaded, and the index is exactly the
 domain at the revision read, so it is kept without reading the revision again. It is rebuilt
 from the whole domain instead when the managed policies changed, when an assignment in it
 expired, when it is more than MAX_DELTA_RECORDS revisions or MAX_DELTA_CHANGES changes behind,
@@ -444,7 +445,9 @@ class _Touched:
                     subject, grant = change["subject"], change["grant"]
                     pair = (subject["type"], subject["id"], grant["type"], grant["id"])
                     touched.pairs.add(pair)
-                    if operation == Operation.DELETE:
+                    if change.get("recheck"):  # the store held otherwise once it was logged: loaded
+                        touched.logged.pop(pair, None)
+                    elif operation == Operation.DELETE:
                         touched.logged[pair] = None
                     elif operation == Operation.CREATE and "expires_at" in change:
                         edge = Edge(Subject(pair[0], pair[1]), pair[2], pair[3], change["expires_at"])

@@ -124,7 +124,7 @@ class PolicyLifecycleService:
             if self.policies.existing_ids(domain_id, [policy_id]):
                 continue  # created again: the grants left on the id are the live policy's
             # Nothing may grant an id that is free again: a new policy must not inherit grants.
-            with invalidating(self.revisions, domain_id) as changes:
+            with invalidating(self.revisions, domain_id, assignments=self.assignments) as changes:
                 granted = self.assignments.for_policy(domain_id, policy_id)
                 self.assignments.delete_ids(domain_id, [a["assignment_id"] for a in granted])
                 for assignment in granted:
